@@ -1,0 +1,145 @@
+//! A typed HTTP client for the TMS APIs.
+
+use reqwest::StatusCode;
+use serde::de::DeserializeOwned;
+use tms_packages::wire::{ErrorEnvelope, Health, Readiness};
+use url::Url;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("invalid server URL {url:?}: {reason}")]
+    InvalidUrl { url: String, reason: String },
+    #[error("cannot reach the server at {url}: {source}")]
+    Unreachable { url: String, source: reqwest::Error },
+    /// The server answered with its error envelope.
+    #[error("{} ({}, HTTP {status})", envelope.error.message, envelope.error.code)]
+    Api {
+        status: StatusCode,
+        envelope: ErrorEnvelope,
+    },
+    #[error("unexpected answer from the server (HTTP {status}): {detail}")]
+    Unexpected { status: StatusCode, detail: String },
+}
+
+pub struct Client {
+    base: Url,
+    token: Option<String>,
+    http: reqwest::Client,
+}
+
+/// What `GET /readyz` said.
+pub enum ReadyState {
+    Ready(Readiness),
+    NotReady(ErrorEnvelope),
+}
+
+impl Client {
+    pub fn new(server: &str, token: Option<String>) -> Result<Client, ClientError> {
+        let invalid = |reason: String| ClientError::InvalidUrl {
+            url: server.to_owned(),
+            reason,
+        };
+        let base = Url::parse(server).map_err(|e| invalid(e.to_string()))?;
+        if !matches!(base.scheme(), "http" | "https") {
+            return Err(invalid("the scheme must be http or https".into()));
+        }
+        let http = reqwest::Client::builder()
+            .user_agent(concat!("tms/", env!("CARGO_PKG_VERSION")))
+            .connect_timeout(std::time::Duration::from_secs(5))
+            .timeout(std::time::Duration::from_secs(60))
+            .build()
+            .map_err(|e| invalid(e.to_string()))?;
+        Ok(Client { base, token, http })
+    }
+
+    pub fn base(&self) -> &Url {
+        &self.base
+    }
+
+    fn url(&self, path: &str) -> Url {
+        // `join` would drop a path prefix (a server behind /tms/) without the slash.
+        let mut base = self.base.clone();
+        if !base.path().ends_with('/') {
+            base.set_path(&format!("{}/", base.path()));
+        }
+        base.join(path.trim_start_matches('/'))
+            .expect("relative API paths are valid")
+    }
+
+    async fn get(&self, path: &str) -> Result<reqwest::Response, ClientError> {
+        let url = self.url(path);
+        let mut request = self.http.get(url.clone());
+        if let Some(token) = &self.token {
+            request = request.bearer_auth(token);
+        }
+        request
+            .send()
+            .await
+            .map_err(|source| ClientError::Unreachable {
+                url: url.to_string(),
+                source,
+            })
+    }
+
+    /// Decodes a success body, or the error envelope of a failure.
+    async fn decode<T: DeserializeOwned>(response: reqwest::Response) -> Result<T, ClientError> {
+        let status = response.status();
+        let body = response
+            .bytes()
+            .await
+            .map_err(|e| ClientError::Unexpected {
+                status,
+                detail: e.to_string(),
+            })?;
+        if status.is_success() {
+            return serde_json::from_slice(&body).map_err(|e| ClientError::Unexpected {
+                status,
+                detail: e.to_string(),
+            });
+        }
+        match serde_json::from_slice::<ErrorEnvelope>(&body) {
+            Ok(envelope) => Err(ClientError::Api { status, envelope }),
+            Err(_) => Err(ClientError::Unexpected {
+                status,
+                detail: String::from_utf8_lossy(&body[..body.len().min(200)]).into_owned(),
+            }),
+        }
+    }
+
+    pub async fn health(&self) -> Result<Health, ClientError> {
+        Self::decode(self.get("/healthz").await?).await
+    }
+
+    pub async fn readiness(&self) -> Result<ReadyState, ClientError> {
+        match Self::decode(self.get("/readyz").await?).await {
+            Ok(ready) => Ok(ReadyState::Ready(ready)),
+            Err(ClientError::Api {
+                status: StatusCode::SERVICE_UNAVAILABLE,
+                envelope,
+            }) => Ok(ReadyState::NotReady(envelope)),
+            Err(e) => Err(e),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_keep_a_base_prefix() {
+        let c = Client::new("https://tms.example/api", None).unwrap();
+        assert_eq!(
+            c.url("/healthz").as_str(),
+            "https://tms.example/api/healthz"
+        );
+        let c = Client::new("http://127.0.0.1:8080", None).unwrap();
+        assert_eq!(c.url("/readyz").as_str(), "http://127.0.0.1:8080/readyz");
+    }
+
+    #[test]
+    fn only_http_urls_are_accepted() {
+        assert!(Client::new("ftp://x", None).is_err());
+        assert!(Client::new("not a url", None).is_err());
+    }
+}

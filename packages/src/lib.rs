@@ -1,0 +1,7 @@
+//! The TMS domain, as pure code: no HTTP, no database.
+//!
+//! `wire` holds the types that cross the network, shared by the server, the CLI
+//! and the end-to-end tests so that they cannot drift apart.
+#![forbid(unsafe_code)]
+
+pub mod wire;

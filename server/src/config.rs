@@ -1,0 +1,495 @@
+//! The server's configuration: one typed struct, built from layers.
+//!
+//! Precedence, lowest first: built-in defaults < TOML file (`--config`) <
+//! `TMS_*` environment variables < command-line flags. Every resolved value
+//! remembers which layer it came from, so `tms-server config` can say so.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use clap::parser::ValueSource;
+use clap::{ArgMatches, ValueEnum};
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("reading config file {path}: {source}")]
+    ReadFile {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("config file {path}: {source}")]
+    ParseFile {
+        path: PathBuf,
+        source: Box<toml::de::Error>,
+    },
+    #[error("{setting}: {message}")]
+    Invalid {
+        setting: &'static str,
+        message: String,
+    },
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line, for log collectors.
+    Json,
+}
+
+/// Where a setting's effective value came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Source {
+    Default,
+    File(PathBuf),
+    Env(&'static str),
+    Flag,
+}
+
+impl fmt::Display for Source {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Source::Default => f.write_str("default"),
+            Source::File(path) => write!(f, "file {}", path.display()),
+            Source::Env(name) => write!(f, "env {name}"),
+            Source::Flag => f.write_str("flag"),
+        }
+    }
+}
+
+/// Declares every setting once and derives from that list the command-line and
+/// environment arguments, the TOML file layer, the resolved `Config` and the
+/// provenance bookkeeping, so the four can never disagree.
+///
+/// Each entry: `name: ParsedType => ResolvedType = default, env "TMS_NAME", secret?;`
+/// where `ResolvedType` is `ParsedType` or `Option<ParsedType>`.
+macro_rules! settings {
+    ($(
+        $(#[doc = $doc:literal])*
+        $field:ident : $ty:ty => $resolved:ty = $default:expr, env $env:literal, secret $secret:literal;
+    )*) => {
+        /// Settings as given on the command line or in `TMS_*` variables.
+        #[derive(clap::Args, Debug, Clone, Default)]
+        pub struct SettingsArgs {
+            $(
+                $(#[doc = $doc])*
+                #[arg(long, env = $env, global = true, help_heading = "Settings")]
+                pub $field: Option<$ty>,
+            )*
+        }
+
+        /// Settings as written in the TOML configuration file.
+        #[derive(Deserialize, Debug, Clone, Default)]
+        #[serde(deny_unknown_fields)]
+        pub struct FileSettings {
+            $( pub $field: Option<$ty>, )*
+        }
+
+        /// The effective configuration of one server process.
+        #[derive(Serialize, Debug, Clone)]
+        pub struct Config {
+            $( $(#[doc = $doc])* pub $field: $resolved, )*
+            #[serde(skip)]
+            sources: BTreeMap<&'static str, Source>,
+        }
+
+        impl Config {
+            /// Resolves every setting from its layers. `arg_source` tells, for a
+            /// setting given through `args`, whether it came from a flag or from
+            /// its environment variable.
+            pub fn resolve(
+                args: SettingsArgs,
+                file: Option<(PathBuf, FileSettings)>,
+                arg_source: impl Fn(&'static str) -> Source,
+            ) -> Config {
+                let (file_path, file) = match file {
+                    Some((path, settings)) => (Some(path), settings),
+                    None => (None, FileSettings::default()),
+                };
+                let mut sources = BTreeMap::new();
+                $(
+                    let $field: $resolved = match (args.$field, file.$field) {
+                        (Some(v), _) => {
+                            sources.insert(stringify!($field), arg_source(stringify!($field)));
+                            <$resolved>::from(v)
+                        }
+                        (None, Some(v)) => {
+                            sources.insert(
+                                stringify!($field),
+                                Source::File(file_path.clone().unwrap_or_default()),
+                            );
+                            <$resolved>::from(v)
+                        }
+                        (None, None) => {
+                            sources.insert(stringify!($field), Source::Default);
+                            $default
+                        }
+                    };
+                )*
+                Config { $( $field, )* sources }
+            }
+
+            /// The environment variable of each setting, in declaration order.
+            pub const ENV_VARS: &'static [(&'static str, &'static str)] =
+                &[$( (stringify!($field), $env), )*];
+
+            /// Whether a setting's value must never be printed.
+            fn is_secret(name: &str) -> bool {
+                false $( || ($secret && name == stringify!($field)) )*
+            }
+        }
+    };
+}
+
+settings! {
+    /// Address and port the HTTP server listens on (port 0 picks a free port)
+    listen: SocketAddr => SocketAddr = SocketAddr::from(([127, 0, 0, 1], 8080)), env "TMS_LISTEN", secret false;
+    /// Directory for the SQLite database, local blobs and the e-mail outbox (created if missing)
+    data_dir: PathBuf => PathBuf = PathBuf::from("./tms-data"), env "TMS_DATA_DIR", secret false;
+    /// Database: sqlite://PATH or postgres://USER[:PASSWORD]@HOST[:PORT]/DB; the backend follows the
+    /// scheme [default: sqlite://DATA_DIR/tms.sqlite]
+    database_url: String => Option<String> = None, env "TMS_DATABASE_URL", secret false;
+    /// Maximum number of pooled database connections
+    db_pool_size: u32 => u32 = 16, env "TMS_DB_POOL_SIZE", secret false;
+    /// Blob storage: file://PATH or s3://BUCKET[/PREFIX] [default: file://DATA_DIR/blobs]
+    object_store_url: String => Option<String> = None, env "TMS_OBJECT_STORE_URL", secret false;
+    /// S3 endpoint of an S3-compatible server (e.g. http://127.0.0.1:9000); AWS when unset
+    s3_endpoint: String => Option<String> = None, env "TMS_S3_ENDPOINT", secret false;
+    /// S3 region
+    s3_region: String => String = "us-east-1".to_owned(), env "TMS_S3_REGION", secret false;
+    /// S3 access key id (falls back to AWS_ACCESS_KEY_ID and instance credentials)
+    s3_access_key_id: String => Option<String> = None, env "TMS_S3_ACCESS_KEY_ID", secret false;
+    /// S3 secret access key (falls back to AWS_SECRET_ACCESS_KEY)
+    s3_secret_access_key: String => Option<String> = None, env "TMS_S3_SECRET_ACCESS_KEY", secret true;
+    /// Allow plain-HTTP S3 endpoints (local S3-compatible servers)
+    s3_allow_http: bool => bool = false, env "TMS_S3_ALLOW_HTTP", secret false;
+    /// Log line format
+    log_format: LogFormat => LogFormat = LogFormat::Text, env "TMS_LOG_FORMAT", secret false;
+    /// Log filter, e.g. "info" or "info,tms_server=debug"
+    log_level: String => String = "info".to_owned(), env "TMS_LOG_LEVEL", secret false;
+    /// HTTP worker threads [default: number of CPU cores]
+    workers: usize => Option<usize> = None, env "TMS_WORKERS", secret false;
+    /// Seconds given to in-flight requests to finish after SIGTERM or SIGINT
+    shutdown_timeout_secs: u64 => u64 = 30, env "TMS_SHUTDOWN_TIMEOUT_SECS", secret false;
+}
+
+/// Which database backend a URL names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DatabaseBackend {
+    Sqlite,
+    Postgres,
+}
+
+/// Where blobs live.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ObjectStoreLocation {
+    LocalDir(PathBuf),
+    S3 {
+        bucket: String,
+        prefix: Option<String>,
+    },
+}
+
+impl Config {
+    /// Resolves the configuration from parsed command-line matches: flags and
+    /// `TMS_*` variables come through `args`; `config_file` is read if given.
+    pub fn load(
+        args: SettingsArgs,
+        matches: &ArgMatches,
+        config_file: Option<&Path>,
+    ) -> Result<Config, ConfigError> {
+        let file = config_file.map(read_file).transpose()?;
+        let config = Config::resolve(args, file, |name| {
+            let env = Config::ENV_VARS
+                .iter()
+                .find(|(field, _)| *field == name)
+                .map(|(_, env)| *env)
+                .unwrap_or("?");
+            match matches.value_source(name) {
+                Some(ValueSource::EnvVariable) => Source::Env(env),
+                _ => Source::Flag,
+            }
+        });
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        self.database()?;
+        self.object_store()?;
+        if self.db_pool_size == 0 {
+            return Err(ConfigError::Invalid {
+                setting: "db_pool_size",
+                message: "must be at least 1".into(),
+            });
+        }
+        if self.workers == Some(0) {
+            return Err(ConfigError::Invalid {
+                setting: "workers",
+                message: "must be at least 1".into(),
+            });
+        }
+        tracing_subscriber::EnvFilter::try_new(&self.log_level).map_err(|e| {
+            ConfigError::Invalid {
+                setting: "log_level",
+                message: e.to_string(),
+            }
+        })?;
+        Ok(())
+    }
+
+    /// The database URL in effect (explicit, or the SQLite file in the data dir).
+    pub fn database_url(&self) -> String {
+        match &self.database_url {
+            Some(url) => url.clone(),
+            None => format!("sqlite://{}", self.data_dir.join("tms.sqlite").display()),
+        }
+    }
+
+    /// The backend and the connection string diesel expects for it.
+    pub fn database(&self) -> Result<(DatabaseBackend, String), ConfigError> {
+        let url = self.database_url();
+        if let Some(path) = url.strip_prefix("sqlite://") {
+            if path.is_empty() {
+                return Err(invalid_db("sqlite:// needs a file path"));
+            }
+            Ok((DatabaseBackend::Sqlite, path.to_owned()))
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Ok((DatabaseBackend::Postgres, url))
+        } else {
+            Err(invalid_db("must start with sqlite:// or postgres://"))
+        }
+    }
+
+    /// Where blobs live, from `object_store_url` (or the data dir).
+    pub fn object_store(&self) -> Result<ObjectStoreLocation, ConfigError> {
+        let Some(raw) = &self.object_store_url else {
+            return Ok(ObjectStoreLocation::LocalDir(self.data_dir.join("blobs")));
+        };
+        let invalid = |message: &str| ConfigError::Invalid {
+            setting: "object_store_url",
+            message: message.to_owned(),
+        };
+        if let Some(path) = raw.strip_prefix("file://") {
+            if path.is_empty() {
+                return Err(invalid("file:// needs a directory path"));
+            }
+            return Ok(ObjectStoreLocation::LocalDir(PathBuf::from(path)));
+        }
+        if let Some(rest) = raw.strip_prefix("s3://") {
+            let (bucket, prefix) = match rest.split_once('/') {
+                Some((bucket, prefix)) => (bucket, prefix.trim_matches('/')),
+                None => (rest, ""),
+            };
+            if bucket.is_empty() {
+                return Err(invalid("s3:// needs a bucket name"));
+            }
+            return Ok(ObjectStoreLocation::S3 {
+                bucket: bucket.to_owned(),
+                prefix: (!prefix.is_empty()).then(|| prefix.to_owned()),
+            });
+        }
+        Err(invalid("must start with file:// or s3://"))
+    }
+
+    /// Where a setting's value came from.
+    pub fn source(&self, name: &str) -> Source {
+        self.sources.get(name).cloned().unwrap_or(Source::Default)
+    }
+
+    /// `name = value  (source)` lines for every setting, secrets masked and
+    /// derived defaults spelled out.
+    pub fn describe(&self) -> Vec<(String, String, String)> {
+        let serde_json::Value::Object(values) =
+            serde_json::to_value(self).expect("config serialises to a JSON object")
+        else {
+            unreachable!("Config is a struct");
+        };
+        let mut out = Vec::new();
+        for (name, _) in Config::ENV_VARS {
+            let value = &values[*name];
+            let source = self.source(name);
+            let shown = match (*name, value) {
+                (_, serde_json::Value::Null) => match *name {
+                    "database_url" => format!("{} (derived from data_dir)", self.database_url()),
+                    "object_store_url" => format!(
+                        "file://{} (derived from data_dir)",
+                        self.data_dir.join("blobs").display()
+                    ),
+                    _ => "(unset)".to_owned(),
+                },
+                (n, _) if Config::is_secret(n) => "********".to_owned(),
+                ("database_url", serde_json::Value::String(url)) => mask_url_password(url),
+                (_, serde_json::Value::String(s)) => s.clone(),
+                (_, other) => other.to_string(),
+            };
+            out.push(((*name).to_owned(), shown, source.to_string()));
+        }
+        out
+    }
+}
+
+fn invalid_db(message: &str) -> ConfigError {
+    ConfigError::Invalid {
+        setting: "database_url",
+        message: message.to_owned(),
+    }
+}
+
+fn read_file(path: &Path) -> Result<(PathBuf, FileSettings), ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::ReadFile {
+        path: path.to_owned(),
+        source,
+    })?;
+    let settings = toml::from_str(&text).map_err(|source| ConfigError::ParseFile {
+        path: path.to_owned(),
+        source: Box::new(source),
+    })?;
+    Ok((path.to_owned(), settings))
+}
+
+/// Replaces the password of a URL (`postgres://u:secret@h/db`) with asterisks.
+pub fn mask_url_password(raw: &str) -> String {
+    match url::Url::parse(raw) {
+        Ok(mut url) if url.password().is_some() => {
+            let _ = url.set_password(Some("********"));
+            url.to_string()
+        }
+        _ => raw.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn resolve(args: SettingsArgs, file: Option<FileSettings>) -> Config {
+        Config::resolve(args, file.map(|f| (PathBuf::from("tms.toml"), f)), |_| {
+            Source::Flag
+        })
+    }
+
+    #[test]
+    fn defaults_need_no_configuration() {
+        let config = resolve(SettingsArgs::default(), None);
+        assert_eq!(config.listen, "127.0.0.1:8080".parse().unwrap());
+        assert_eq!(
+            config.database().unwrap(),
+            (DatabaseBackend::Sqlite, "./tms-data/tms.sqlite".into())
+        );
+        assert_eq!(
+            config.object_store().unwrap(),
+            ObjectStoreLocation::LocalDir(PathBuf::from("./tms-data/blobs"))
+        );
+        assert_eq!(config.source("listen"), Source::Default);
+    }
+
+    #[test]
+    fn args_beat_file_beat_defaults() {
+        let file = FileSettings {
+            listen: Some("0.0.0.0:9000".parse().unwrap()),
+            db_pool_size: Some(4),
+            ..Default::default()
+        };
+        let args = SettingsArgs {
+            listen: Some("127.0.0.1:7000".parse().unwrap()),
+            ..Default::default()
+        };
+        let config = resolve(args, Some(file));
+        assert_eq!(config.listen.port(), 7000);
+        assert_eq!(config.source("listen"), Source::Flag);
+        assert_eq!(config.db_pool_size, 4);
+        assert_eq!(
+            config.source("db_pool_size"),
+            Source::File(PathBuf::from("tms.toml"))
+        );
+        assert_eq!(config.source("s3_region"), Source::Default);
+    }
+
+    #[test]
+    fn backend_follows_the_url_scheme() {
+        let with_url = |url: &str| {
+            resolve(
+                SettingsArgs {
+                    database_url: Some(url.into()),
+                    ..Default::default()
+                },
+                None,
+            )
+            .database()
+        };
+        assert_eq!(
+            with_url("postgres://u@h/db").unwrap().0,
+            DatabaseBackend::Postgres
+        );
+        assert_eq!(
+            with_url("postgresql://u@h/db").unwrap().0,
+            DatabaseBackend::Postgres
+        );
+        assert_eq!(
+            with_url("sqlite:///var/tms.db").unwrap(),
+            (DatabaseBackend::Sqlite, "/var/tms.db".into())
+        );
+        assert!(with_url("mysql://u@h/db").is_err());
+        assert!(with_url("sqlite://").is_err());
+    }
+
+    #[test]
+    fn s3_urls_split_bucket_and_prefix() {
+        let with_url = |url: &str| {
+            resolve(
+                SettingsArgs {
+                    object_store_url: Some(url.into()),
+                    ..Default::default()
+                },
+                None,
+            )
+            .object_store()
+        };
+        assert_eq!(
+            with_url("s3://tms/blobs/").unwrap(),
+            ObjectStoreLocation::S3 {
+                bucket: "tms".into(),
+                prefix: Some("blobs".into())
+            }
+        );
+        assert_eq!(
+            with_url("s3://tms").unwrap(),
+            ObjectStoreLocation::S3 {
+                bucket: "tms".into(),
+                prefix: None
+            }
+        );
+        assert!(with_url("s3://").is_err());
+        assert!(with_url("gs://x").is_err());
+    }
+
+    #[test]
+    fn secrets_and_url_passwords_are_masked() {
+        let args = SettingsArgs {
+            database_url: Some("postgres://tms:hunter2@db/tms".into()),
+            s3_secret_access_key: Some("very-secret".into()),
+            ..Default::default()
+        };
+        let shown = resolve(args, None).describe();
+        let text = format!("{shown:?}");
+        assert!(!text.contains("hunter2"), "{text}");
+        assert!(!text.contains("very-secret"), "{text}");
+        assert!(text.contains("postgres://tms:********@db/tms"), "{text}");
+    }
+
+    #[test]
+    fn unknown_file_keys_are_refused() {
+        let dir = std::env::temp_dir().join(format!("tms-config-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("bad.toml");
+        std::fs::write(&path, "listn = \"127.0.0.1:1\"\n").unwrap();
+        let err = read_file(&path).unwrap_err().to_string();
+        assert!(err.contains("listn"), "{err}");
+    }
+}

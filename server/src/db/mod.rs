@@ -1,0 +1,230 @@
+//! Persistence: one diesel schema over SQLite and PostgreSQL.
+//!
+//! This module is the only place that touches the connection pool, and
+//! [`Db::run`] is the only bridge from async handlers to blocking diesel calls.
+
+pub mod audit;
+pub mod schema;
+
+use std::time::Duration;
+
+use diesel::connection::SimpleConnection;
+use diesel::pg::PgConnection;
+use diesel::r2d2::{self, ManageConnection, Pool, PooledConnection};
+use diesel::sqlite::SqliteConnection;
+use diesel::{Connection, ConnectionError};
+use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
+
+use crate::config::DatabaseBackend;
+
+const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("../migrations/sqlite");
+const POSTGRES_MIGRATIONS: EmbeddedMigrations = embed_migrations!("../migrations/postgres");
+
+/// Runs the same diesel expression on whichever backend `conn` is, for the few
+/// statements MultiBackend cannot express itself (e.g. `RETURNING`).
+#[macro_export]
+macro_rules! per_backend {
+    ($conn:expr, |$c:ident| $body:expr) => {
+        match $conn {
+            $crate::db::DbConnection::Sqlite($c) => $body,
+            $crate::db::DbConnection::Postgres($c) => $body,
+        }
+    };
+}
+
+/// Serialises concurrent migration runs of several servers sharing one
+/// PostgreSQL database (an arbitrary constant: "tms" in ASCII).
+const MIGRATION_LOCK_KEY: i64 = 0x746d73;
+
+/// A connection to whichever backend the configuration names.
+#[derive(diesel::MultiConnection)]
+pub enum DbConnection {
+    Postgres(PgConnection),
+    Sqlite(SqliteConnection),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    #[error("connecting to the database: {0}")]
+    Connect(#[from] ConnectionError),
+    #[error("no database connection available: {0}")]
+    Pool(#[from] r2d2::PoolError),
+    #[error("database query failed: {0}")]
+    Query(#[from] diesel::result::Error),
+    #[error("running migrations: {0}")]
+    Migration(String),
+    #[error("database task did not complete: {0}")]
+    Task(#[from] tokio::task::JoinError),
+}
+
+impl DbError {
+    /// Whether this is a unique-constraint violation (an insert raced another).
+    pub fn is_unique_violation(&self) -> bool {
+        matches!(
+            self,
+            DbError::Query(diesel::result::Error::DatabaseError(
+                diesel::result::DatabaseErrorKind::UniqueViolation,
+                _
+            ))
+        )
+    }
+}
+
+/// Opens connections for the pool and prepares each one.
+#[derive(Debug)]
+pub struct ConnectionManager {
+    backend: DatabaseBackend,
+    url: String,
+}
+
+impl ManageConnection for ConnectionManager {
+    type Connection = DbConnection;
+    type Error = DbError;
+
+    fn connect(&self) -> Result<DbConnection, DbError> {
+        match self.backend {
+            DatabaseBackend::Sqlite => {
+                let mut conn = SqliteConnection::establish(&self.url)?;
+                // WAL lets terminals' reads proceed while a write commits; the busy
+                // timeout makes concurrent writers wait instead of failing at once.
+                conn.batch_execute(
+                    "PRAGMA journal_mode = WAL;
+                     PRAGMA synchronous = NORMAL;
+                     PRAGMA foreign_keys = ON;
+                     PRAGMA busy_timeout = 5000;",
+                )
+                .map_err(DbError::Query)?;
+                Ok(DbConnection::Sqlite(conn))
+            }
+            DatabaseBackend::Postgres => {
+                Ok(DbConnection::Postgres(PgConnection::establish(&self.url)?))
+            }
+        }
+    }
+
+    fn is_valid(&self, conn: &mut DbConnection) -> Result<(), DbError> {
+        conn.batch_execute("SELECT 1").map_err(DbError::Query)
+    }
+
+    fn has_broken(&self, _conn: &mut DbConnection) -> bool {
+        false
+    }
+}
+
+/// Pool usage, for metrics.
+#[derive(Debug, Clone, Copy)]
+pub struct PoolUse {
+    pub connections: u32,
+    pub idle: u32,
+    pub max: u32,
+}
+
+/// The database: a connection pool and the backend it talks to.
+#[derive(Clone)]
+pub struct Db {
+    pool: Pool<ConnectionManager>,
+    backend: DatabaseBackend,
+}
+
+impl Db {
+    /// Builds the pool. Connections are opened lazily, so a database that is
+    /// down at start-up makes the server not ready rather than not running.
+    pub fn open(backend: DatabaseBackend, url: &str, max_size: u32) -> Result<Db, DbError> {
+        if backend == DatabaseBackend::Sqlite
+            && let Some(dir) = std::path::Path::new(url).parent()
+            && !dir.as_os_str().is_empty()
+        {
+            std::fs::create_dir_all(dir).map_err(|e| {
+                DbError::Connect(ConnectionError::BadConnection(format!(
+                    "{}: {e}",
+                    dir.display()
+                )))
+            })?;
+        }
+        let pool = Pool::builder()
+            .max_size(max_size)
+            .min_idle(Some(0))
+            .connection_timeout(Duration::from_secs(5))
+            .test_on_check_out(false)
+            .build_unchecked(ConnectionManager {
+                backend,
+                url: url.to_owned(),
+            });
+        Ok(Db { pool, backend })
+    }
+
+    pub fn backend(&self) -> DatabaseBackend {
+        self.backend
+    }
+
+    /// Runs `f` on a pooled connection on the blocking thread pool, so diesel's
+    /// synchronous calls never stall the async workers.
+    pub async fn run<T, F>(&self, f: F) -> Result<T, DbError>
+    where
+        F: FnOnce(&mut DbConnection) -> Result<T, DbError> + Send + 'static,
+        T: Send + 'static,
+    {
+        let pool = self.pool.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut conn = pool.get()?;
+            f(&mut conn)
+        })
+        .await?
+    }
+
+    /// A connection for blocking code outside the async server (migrations,
+    /// operator commands).
+    pub fn get(&self) -> Result<PooledConnection<ConnectionManager>, DbError> {
+        Ok(self.pool.get()?)
+    }
+
+    /// Applies pending migrations; returns the versions applied.
+    pub fn migrate(&self) -> Result<Vec<String>, DbError> {
+        let mut conn = self.get()?;
+        let applied = match &mut *conn {
+            DbConnection::Sqlite(c) => run_migrations(c, SQLITE_MIGRATIONS)?,
+            DbConnection::Postgres(c) => {
+                c.batch_execute(&format!("SELECT pg_advisory_lock({MIGRATION_LOCK_KEY})"))?;
+                let result = run_migrations(c, POSTGRES_MIGRATIONS);
+                c.batch_execute(&format!("SELECT pg_advisory_unlock({MIGRATION_LOCK_KEY})"))?;
+                result?
+            }
+        };
+        Ok(applied)
+    }
+
+    /// Reverts every migration (for the up → down → up test and for operators
+    /// who need to start over).
+    pub fn revert_all(&self) -> Result<Vec<String>, DbError> {
+        let mut conn = self.get()?;
+        let reverted = match &mut *conn {
+            DbConnection::Sqlite(c) => c.revert_all_migrations(SQLITE_MIGRATIONS),
+            DbConnection::Postgres(c) => c.revert_all_migrations(POSTGRES_MIGRATIONS),
+        }
+        .map_err(|e| DbError::Migration(e.to_string()))?;
+        Ok(reverted.into_iter().map(|v| v.to_string()).collect())
+    }
+
+    pub fn pool_use(&self) -> PoolUse {
+        let state = self.pool.state();
+        PoolUse {
+            connections: state.connections,
+            idle: state.idle_connections,
+            max: self.pool.max_size(),
+        }
+    }
+
+    /// Whether a query goes through (for readiness).
+    pub async fn ping(&self) -> Result<(), DbError> {
+        self.run(|conn| Ok(conn.batch_execute("SELECT 1")?)).await
+    }
+}
+
+fn run_migrations<C>(conn: &mut C, source: EmbeddedMigrations) -> Result<Vec<String>, DbError>
+where
+    C: MigrationHarness<C::Backend> + Connection,
+{
+    conn.run_pending_migrations(source)
+        .map(|versions| versions.into_iter().map(|v| v.to_string()).collect())
+        .map_err(|e| DbError::Migration(e.to_string()))
+}

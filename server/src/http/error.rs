@@ -1,0 +1,245 @@
+//! The one error envelope of the HTTP APIs.
+//!
+//! Every error response is `{"error": {"code", "message", "request_id"}}` with a
+//! stable snake_case code. A 500 says only "internal error" and the request id;
+//! its cause goes to the log under that id.
+
+use std::collections::BTreeMap;
+
+use actix_web::http::StatusCode;
+use actix_web::{HttpResponse, ResponseError};
+use tms_packages::wire::{ErrorBody, ErrorEnvelope};
+
+use crate::db::DbError;
+use crate::http::observe::current_request_id;
+use crate::storage::StorageError;
+
+/// Stable machine-readable error codes. Clients match on these strings, so a
+/// code is never renamed or reused for another meaning.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorCode {
+    BadRequest,
+    InvalidJson,
+    Unauthorized,
+    Forbidden,
+    NotFound,
+    MethodNotAllowed,
+    Conflict,
+    PayloadTooLarge,
+    UnsupportedMediaType,
+    NotReady,
+    Internal,
+}
+
+impl ErrorCode {
+    pub const ALL: &'static [ErrorCode] = &[
+        ErrorCode::BadRequest,
+        ErrorCode::InvalidJson,
+        ErrorCode::Unauthorized,
+        ErrorCode::Forbidden,
+        ErrorCode::NotFound,
+        ErrorCode::MethodNotAllowed,
+        ErrorCode::Conflict,
+        ErrorCode::PayloadTooLarge,
+        ErrorCode::UnsupportedMediaType,
+        ErrorCode::NotReady,
+        ErrorCode::Internal,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorCode::BadRequest => "bad_request",
+            ErrorCode::InvalidJson => "invalid_json",
+            ErrorCode::Unauthorized => "unauthorized",
+            ErrorCode::Forbidden => "forbidden",
+            ErrorCode::NotFound => "not_found",
+            ErrorCode::MethodNotAllowed => "method_not_allowed",
+            ErrorCode::Conflict => "conflict",
+            ErrorCode::PayloadTooLarge => "payload_too_large",
+            ErrorCode::UnsupportedMediaType => "unsupported_media_type",
+            ErrorCode::NotReady => "not_ready",
+            ErrorCode::Internal => "internal",
+        }
+    }
+
+    pub fn status(self) -> StatusCode {
+        match self {
+            ErrorCode::BadRequest | ErrorCode::InvalidJson => StatusCode::BAD_REQUEST,
+            ErrorCode::Unauthorized => StatusCode::UNAUTHORIZED,
+            ErrorCode::Forbidden => StatusCode::FORBIDDEN,
+            ErrorCode::NotFound => StatusCode::NOT_FOUND,
+            ErrorCode::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            ErrorCode::Conflict => StatusCode::CONFLICT,
+            ErrorCode::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            ErrorCode::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ErrorCode::NotReady => StatusCode::SERVICE_UNAVAILABLE,
+            ErrorCode::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// The code for a bare status produced outside our handlers (the
+    /// framework's own 404, 405, 413, …).
+    pub fn for_status(status: StatusCode) -> ErrorCode {
+        ErrorCode::ALL
+            .iter()
+            .copied()
+            .find(|code| code.status() == status && *code != ErrorCode::InvalidJson)
+            .unwrap_or(if status.is_server_error() {
+                ErrorCode::Internal
+            } else {
+                ErrorCode::BadRequest
+            })
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// A problem the client can act on; its message is shown as is.
+    #[error("{message}")]
+    Client {
+        code: ErrorCode,
+        message: String,
+        details: BTreeMap<String, String>,
+    },
+    #[error(transparent)]
+    Db(#[from] DbError),
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+}
+
+impl ApiError {
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> ApiError {
+        ApiError::Client {
+            code,
+            message: message.into(),
+            details: BTreeMap::new(),
+        }
+    }
+
+    pub fn with_details(
+        code: ErrorCode,
+        message: impl Into<String>,
+        details: BTreeMap<String, String>,
+    ) -> ApiError {
+        ApiError::Client {
+            code,
+            message: message.into(),
+            details,
+        }
+    }
+
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            ApiError::Client { code, .. } => *code,
+            ApiError::Storage(StorageError::NotFound(_)) => ErrorCode::NotFound,
+            ApiError::Db(_) | ApiError::Storage(_) => ErrorCode::Internal,
+        }
+    }
+}
+
+/// The envelope for a code and message, stamped with the current request id.
+pub fn envelope(code: ErrorCode, message: &str, details: BTreeMap<String, String>) -> HttpResponse {
+    HttpResponse::build(code.status()).json(ErrorEnvelope {
+        error: ErrorBody {
+            code: code.as_str().to_owned(),
+            message: message.to_owned(),
+            request_id: current_request_id(),
+            details,
+        },
+    })
+}
+
+impl ResponseError for ApiError {
+    fn status_code(&self) -> StatusCode {
+        self.code().status()
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        match self {
+            ApiError::Client {
+                code,
+                message,
+                details,
+            } => envelope(*code, message, details.clone()),
+            ApiError::Storage(StorageError::NotFound(_)) => {
+                envelope(ErrorCode::NotFound, &self.to_string(), BTreeMap::new())
+            }
+            ApiError::Db(_) | ApiError::Storage(_) => {
+                tracing::error!(
+                    request_id = current_request_id().as_deref().unwrap_or("-"),
+                    error = %ErrorChain(self),
+                    "internal error"
+                );
+                envelope(ErrorCode::Internal, "internal error", BTreeMap::new())
+            }
+        }
+    }
+}
+
+/// Displays an error with all its causes, for the log.
+pub struct ErrorChain<'a>(pub &'a dyn std::error::Error);
+
+impl std::fmt::Display for ErrorChain<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.0)?;
+        let mut source = self.0.source();
+        while let Some(cause) = source {
+            write!(f, ": {cause}")?;
+            source = cause.source();
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_are_unique_snake_case() {
+        let mut seen = std::collections::HashSet::new();
+        for code in ErrorCode::ALL {
+            let s = code.as_str();
+            assert!(s.chars().all(|c| c.is_ascii_lowercase() || c == '_'), "{s}");
+            assert!(seen.insert(s), "duplicate code {s}");
+        }
+    }
+
+    #[test]
+    fn framework_statuses_map_to_codes() {
+        assert_eq!(
+            ErrorCode::for_status(StatusCode::NOT_FOUND),
+            ErrorCode::NotFound
+        );
+        assert_eq!(
+            ErrorCode::for_status(StatusCode::BAD_REQUEST),
+            ErrorCode::BadRequest
+        );
+        assert_eq!(
+            ErrorCode::for_status(StatusCode::METHOD_NOT_ALLOWED),
+            ErrorCode::MethodNotAllowed
+        );
+        assert_eq!(
+            ErrorCode::for_status(StatusCode::BAD_GATEWAY),
+            ErrorCode::Internal
+        );
+        assert_eq!(
+            ErrorCode::for_status(StatusCode::IM_A_TEAPOT),
+            ErrorCode::BadRequest
+        );
+    }
+
+    #[test]
+    fn internal_errors_do_not_leak_their_cause() {
+        let err = ApiError::Db(DbError::Migration("secret table layout".into()));
+        let res = err.error_response();
+        assert_eq!(res.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        let body = actix_web::body::to_bytes(res.into_body());
+        let body = futures_util::FutureExt::now_or_never(body)
+            .unwrap()
+            .unwrap();
+        let text = String::from_utf8(body.to_vec()).unwrap();
+        assert!(text.contains("\"code\":\"internal\""), "{text}");
+        assert!(!text.contains("secret"), "{text}");
+    }
+}

@@ -1,0 +1,108 @@
+//! Liveness, readiness, metrics and the API description.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use actix_web::{HttpResponse, get, web};
+use tms_packages::wire::{ErrorEnvelope, Health, Readiness};
+use utoipa::OpenApi;
+
+use crate::http::AppState;
+use crate::http::error::{ApiError, ErrorChain, ErrorCode};
+
+/// How long one dependency may take to answer a readiness probe.
+const CHECK_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// The process is alive. It does not look at dependencies, so a struggling
+/// database never gets the server restarted.
+#[utoipa::path(
+    tag = "operations",
+    responses((status = 200, description = "The process is alive", body = Health))
+)]
+#[get("/healthz")]
+pub async fn healthz() -> web::Json<Health> {
+    web::Json(Health {
+        status: "ok".into(),
+        version: env!("CARGO_PKG_VERSION").into(),
+    })
+}
+
+/// The database and the object store both answer.
+#[utoipa::path(
+    tag = "operations",
+    responses(
+        (status = 200, description = "Every dependency answers", body = Readiness),
+        (status = 503, description = "A dependency does not answer; `details` names it (code `not_ready`)",
+         body = ErrorEnvelope),
+    )
+)]
+#[get("/readyz")]
+pub async fn readyz(state: web::Data<AppState>) -> Result<web::Json<Readiness>, ApiError> {
+    let (database, object_store) = tokio::join!(
+        probe("database", state.db.ping()),
+        probe("object_store", state.blobs.check()),
+    );
+    let checks = BTreeMap::from([
+        ("database".to_owned(), database.clone()),
+        ("object_store".to_owned(), object_store.clone()),
+    ]);
+    let failing: Vec<&str> = checks
+        .iter()
+        .filter(|(_, v)| *v != "ok")
+        .map(|(k, _)| k.as_str())
+        .collect();
+    if failing.is_empty() {
+        Ok(web::Json(Readiness {
+            status: "ready".into(),
+            version: env!("CARGO_PKG_VERSION").into(),
+            checks,
+        }))
+    } else {
+        let message = format!("not ready: {} unavailable", failing.join(" and "));
+        Err(ApiError::with_details(ErrorCode::NotReady, message, checks))
+    }
+}
+
+/// "ok", or why not in a word; the cause goes to the log, not to the caller.
+async fn probe<E: std::error::Error>(
+    part: &str,
+    check: impl Future<Output = Result<(), E>>,
+) -> String {
+    match tokio::time::timeout(CHECK_TIMEOUT, check).await {
+        Ok(Ok(())) => "ok".to_owned(),
+        Ok(Err(e)) => {
+            tracing::warn!(part, error = %ErrorChain(&e), "readiness check failed");
+            "unavailable".to_owned()
+        }
+        Err(_) => {
+            tracing::warn!(
+                part,
+                timeout_s = CHECK_TIMEOUT.as_secs(),
+                "readiness check timed out"
+            );
+            "timeout".to_owned()
+        }
+    }
+}
+
+/// Prometheus metrics.
+#[utoipa::path(
+    tag = "operations",
+    responses((status = 200, description = "Prometheus text exposition format", content_type = "text/plain", body = String))
+)]
+#[get("/metrics")]
+pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("text/plain; version=0.0.4; charset=utf-8")
+        .body(state.metrics.render(state.db.pool_use()))
+}
+
+/// This document: the OpenAPI 3 description of every endpoint.
+#[utoipa::path(
+    tag = "operations",
+    responses((status = 200, description = "OpenAPI 3 document", content_type = "application/json", body = Object))
+)]
+#[get("/openapi.json")]
+pub async fn openapi() -> HttpResponse {
+    HttpResponse::Ok().json(crate::openapi::ApiDoc::openapi())
+}

@@ -1,0 +1,95 @@
+//! The HTTP layer: thin handlers over the domain, one error envelope, one
+//! observing middleware.
+
+pub mod error;
+pub mod health;
+pub mod observe;
+
+use std::sync::Arc;
+
+use actix_web::{App, HttpServer, web};
+
+use crate::config::Config;
+use crate::db::Db;
+use crate::http::error::{ApiError, ErrorCode};
+use crate::metrics::Metrics;
+use crate::storage::BlobStore;
+
+/// What every handler may reach: passed in, never global.
+pub struct AppState {
+    pub config: Arc<Config>,
+    pub db: Db,
+    pub blobs: BlobStore,
+    pub metrics: Metrics,
+}
+
+/// Registers every route and the extractor settings that turn malformed input
+/// into envelope errors.
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.app_data(
+        web::JsonConfig::default()
+            .limit(1 << 20)
+            .error_handler(|err, _req| {
+                let code = match &err {
+                    actix_web::error::JsonPayloadError::ContentType => {
+                        ErrorCode::UnsupportedMediaType
+                    }
+                    actix_web::error::JsonPayloadError::Overflow { .. }
+                    | actix_web::error::JsonPayloadError::OverflowKnownLength { .. } => {
+                        ErrorCode::PayloadTooLarge
+                    }
+                    _ => ErrorCode::InvalidJson,
+                };
+                ApiError::new(code, err.to_string()).into()
+            }),
+    )
+    .app_data(
+        web::QueryConfig::default().error_handler(|err, _req| {
+            ApiError::new(ErrorCode::BadRequest, err.to_string()).into()
+        }),
+    )
+    .app_data(
+        web::PathConfig::default()
+            .error_handler(|err, _req| ApiError::new(ErrorCode::NotFound, err.to_string()).into()),
+    )
+    .service(health::healthz)
+    .service(health::readyz)
+    .service(health::metrics)
+    .service(health::openapi)
+    .default_service(web::to(|| async {
+        Err::<actix_web::HttpResponse, _>(ApiError::new(ErrorCode::NotFound, "no such endpoint"))
+    }));
+}
+
+/// Binds the listener and serves until SIGTERM/SIGINT, then drains in-flight
+/// requests for up to `shutdown_timeout_secs`.
+pub async fn serve(state: AppState) -> std::io::Result<()> {
+    let config = state.config.clone();
+    let state = web::Data::new(state);
+    let mut server = HttpServer::new({
+        let state = state.clone();
+        move || {
+            App::new()
+                .app_data(state.clone())
+                .wrap(actix_web::middleware::from_fn(observe::observe))
+                .configure(configure)
+        }
+    })
+    .shutdown_timeout(config.shutdown_timeout_secs);
+    if let Some(workers) = config.workers {
+        server = server.workers(workers);
+    }
+    let server = server.bind(config.listen)?;
+    let listen: Vec<String> = server.addrs().iter().map(ToString::to_string).collect();
+    tracing::info!(
+        listen = %listen.join(","),
+        data_dir = %config.data_dir.display(),
+        database = %crate::config::mask_url_password(&config.database_url()),
+        object_store = %state.blobs.description(),
+        version = env!("CARGO_PKG_VERSION"),
+        "tms-server listening"
+    );
+    server.run().await?;
+    tracing::info!("tms-server stopped");
+    Ok(())
+}

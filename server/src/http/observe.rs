@@ -1,0 +1,117 @@
+//! The middleware every request passes through: request id, tracing span,
+//! metrics, and the guarantee that every error response carries the envelope.
+
+use std::collections::BTreeMap;
+use std::time::Instant;
+
+use actix_web::body::{BoxBody, MessageBody};
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::http::header::{self, HeaderName, HeaderValue};
+use actix_web::middleware::Next;
+use actix_web::web;
+use tracing::Instrument;
+
+use crate::http::AppState;
+use crate::http::error::{ErrorCode, envelope};
+
+pub const REQUEST_ID_HEADER: HeaderName = HeaderName::from_static("x-request-id");
+
+tokio::task_local! {
+    static REQUEST_ID: String;
+}
+
+/// The id of the request being handled on this task, if any.
+pub fn current_request_id() -> Option<String> {
+    REQUEST_ID.try_with(Clone::clone).ok()
+}
+
+/// A caller's own id is kept when it is short and plain, so a request can be
+/// followed across a proxy; anything else is replaced by a fresh random id.
+fn request_id_for(req: &ServiceRequest) -> String {
+    req.headers()
+        .get(&REQUEST_ID_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| {
+            !v.is_empty()
+                && v.len() <= 64
+                && v.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+        })
+        .map(str::to_owned)
+        .unwrap_or_else(|| format!("{:032x}", rand::random::<u128>()))
+}
+
+pub async fn observe(
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
+    let started = Instant::now();
+    let id = request_id_for(&req);
+    let state = req.app_data::<web::Data<AppState>>().cloned();
+    let span = tracing::info_span!("request", request_id = %id, method = %req.method(), path = %req.path());
+
+    // Handlers turn their errors into responses themselves, so an `Err` here
+    // only comes from the framework's plumbing; it cannot be rewritten without
+    // the request, which routing needs to own exclusively.
+    let mut res = match REQUEST_ID
+        .scope(id.clone(), next.call(req).instrument(span.clone()))
+        .await
+    {
+        Ok(res) => res.map_into_boxed_body(),
+        Err(err) => {
+            tracing::error!(parent: &span, error = %err, "request failed before reaching a handler");
+            return Err(err);
+        }
+    };
+
+    let status = res.status();
+    if (status.is_client_error() || status.is_server_error()) && !is_json(&res) {
+        // The framework's own errors (no route, wrong method, …) come as
+        // plain text; clients get the same envelope as from our handlers.
+        let code = ErrorCode::for_status(status);
+        let message = status.canonical_reason().unwrap_or("error").to_lowercase();
+        let mut replacement =
+            REQUEST_ID.sync_scope(id.clone(), || envelope(code, &message, BTreeMap::new()));
+        *replacement.status_mut() = status;
+        res = res.into_response(replacement);
+    }
+    if let Ok(value) = HeaderValue::from_str(&id) {
+        res.headers_mut().insert(REQUEST_ID_HEADER, value);
+    }
+
+    let elapsed = started.elapsed();
+    let route = res
+        .request()
+        .match_pattern()
+        .unwrap_or_else(|| "unmatched".to_owned());
+    if let Some(state) = state {
+        state.metrics.observe_request(
+            &route,
+            res.request().method().as_str(),
+            status.as_u16(),
+            elapsed,
+        );
+    }
+    let _entered = span.enter();
+    if status.is_server_error() {
+        tracing::warn!(
+            status = status.as_u16(),
+            elapsed_ms = elapsed.as_secs_f64() * 1e3,
+            "request failed"
+        );
+    } else {
+        tracing::debug!(
+            status = status.as_u16(),
+            elapsed_ms = elapsed.as_secs_f64() * 1e3,
+            "request done"
+        );
+    }
+    Ok(res)
+}
+
+fn is_json(res: &ServiceResponse<BoxBody>) -> bool {
+    res.headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"))
+}

@@ -1,0 +1,9 @@
+//! The TMS server: terminal API, management API, persistence and storage.
+#![forbid(unsafe_code)]
+
+pub mod config;
+pub mod db;
+pub mod http;
+pub mod metrics;
+pub mod openapi;
+pub mod storage;

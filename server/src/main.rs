@@ -1,0 +1,144 @@
+//! `tms-server`: runs the TMS, or one of its operator commands.
+#![forbid(unsafe_code)]
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::Context;
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
+use tms_server::config::{Config, LogFormat, SettingsArgs};
+use tms_server::db::Db;
+use tms_server::http::{self, AppState};
+use tms_server::metrics::Metrics;
+use tms_server::storage::BlobStore;
+
+/// The TMS server: the terminal API that payment terminals contact, the
+/// management API behind the `tms` CLI, and the store of signed releases.
+///
+/// With no configuration at all it keeps everything under ./tms-data (a SQLite
+/// file and a blob folder) and listens on 127.0.0.1:8080.
+///
+/// Every setting below can also be given in the TOML file named by --config
+/// (as `name = value`, with underscores: `db_pool_size = 8`) or in its TMS_*
+/// environment variable. Precedence: defaults < file < environment < flags.
+#[derive(Parser, Debug)]
+#[command(name = "tms-server", version, max_term_width = 100)]
+struct Cli {
+    /// TOML configuration file
+    #[arg(long, env = "TMS_CONFIG", global = true, value_name = "FILE")]
+    config: Option<PathBuf>,
+
+    #[command(flatten)]
+    settings: SettingsArgs,
+
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run the server (what runs when no command is given)
+    Serve,
+    /// Print the effective configuration, secrets masked, and where each value came from
+    Config,
+    /// Apply pending database migrations and exit (the server also does this at start-up)
+    Migrate,
+}
+
+fn main() -> ExitCode {
+    let matches = Cli::command().get_matches();
+    let cli = match Cli::from_arg_matches(&matches) {
+        Ok(cli) => cli,
+        Err(e) => e.exit(),
+    };
+    match run(cli, &matches) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("tms-server: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli, matches: &clap::ArgMatches) -> anyhow::Result<()> {
+    let config = Config::load(cli.settings, matches, cli.config.as_deref())?;
+    match cli.command.unwrap_or(Command::Serve) {
+        Command::Config => {
+            let rows = config.describe();
+            let width = rows
+                .iter()
+                .map(|(name, _, _)| name.len())
+                .max()
+                .unwrap_or(0);
+            for (name, value, source) in rows {
+                println!("{name:<width$} = {value}  ({source})");
+            }
+            Ok(())
+        }
+        Command::Migrate => {
+            init_logging(&config);
+            let db = open_db(&config)?;
+            let applied = db.migrate()?;
+            tracing::info!(applied = applied.len(), versions = ?applied, "migrations applied");
+            Ok(())
+        }
+        Command::Serve => {
+            init_logging(&config);
+            serve(config)
+        }
+    }
+}
+
+fn open_db(config: &Config) -> anyhow::Result<Db> {
+    let (backend, url) = config.database()?;
+    Ok(Db::open(backend, &url, config.db_pool_size)?)
+}
+
+fn serve(config: Config) -> anyhow::Result<()> {
+    std::fs::create_dir_all(&config.data_dir)
+        .with_context(|| format!("creating data directory {}", config.data_dir.display()))?;
+    let db = open_db(&config)?;
+    let applied = db.migrate().context("migrating the database")?;
+    if !applied.is_empty() {
+        tracing::info!(versions = ?applied, "database migrated");
+    }
+    actix_web::rt::System::new().block_on(async move {
+        // The S3 client needs a runtime to be built in.
+        let blobs = BlobStore::from_config(&config).context("opening the object store")?;
+        let state = AppState {
+            config: Arc::new(config),
+            db,
+            blobs,
+            metrics: Metrics::default(),
+        };
+        http::serve(state).await.context("serving HTTP")
+    })
+}
+
+fn init_logging(config: &Config) {
+    let filter = tracing_subscriber::EnvFilter::new(&config.log_level);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stdout)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()));
+    match config.log_format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(true)
+            .with_span_list(false)
+            .init(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cli_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+}

@@ -1,0 +1,19 @@
+//! Signing and hashing primitives for TMS releases.
+//!
+//! A pure leaf crate: no HTTP, no database. Everything that decides whether bytes
+//! can be trusted lives here so that the server, the CLI and the tests share one
+//! implementation.
+#![forbid(unsafe_code)]
+
+mod digest;
+
+pub use digest::{Sha256Digest, Sha256Hasher, Sha256Reader, sha256_reader};
+
+/// Errors of this crate.
+#[derive(Debug, thiserror::Error)]
+pub enum SigningError {
+    #[error("not a sha256 digest: expected 64 hex characters")]
+    InvalidDigest,
+    #[error("reading input: {0}")]
+    Io(#[from] std::io::Error),
+}
