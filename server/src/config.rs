@@ -78,7 +78,7 @@ macro_rules! settings {
         pub struct SettingsArgs {
             $(
                 $(#[doc = $doc])*
-                #[arg(long, env = $env, global = true, help_heading = "Settings")]
+                #[arg(long, env = $env, global = true, help_heading = "Settings", hide_env_values = $secret)]
                 pub $field: Option<$ty>,
             )*
         }
@@ -147,34 +147,34 @@ macro_rules! settings {
 }
 
 settings! {
-    /// Address and port the HTTP server listens on (port 0 picks a free port)
+    /// Address and port the HTTP server listens on; port 0 picks a free port [default: 127.0.0.1:8080]
     listen: SocketAddr => SocketAddr = SocketAddr::from(([127, 0, 0, 1], 8080)), env "TMS_LISTEN", secret false;
-    /// Directory for the SQLite database, local blobs and the e-mail outbox (created if missing)
+    /// Directory for the SQLite database and local blobs, created if missing [default: ./tms-data]
     data_dir: PathBuf => PathBuf = PathBuf::from("./tms-data"), env "TMS_DATA_DIR", secret false;
     /// Database: sqlite://PATH or postgres://USER[:PASSWORD]@HOST[:PORT]/DB; the backend follows the
     /// scheme [default: sqlite://DATA_DIR/tms.sqlite]
     database_url: String => Option<String> = None, env "TMS_DATABASE_URL", secret false;
-    /// Maximum number of pooled database connections
+    /// Maximum number of pooled database connections [default: 16]
     db_pool_size: u32 => u32 = 16, env "TMS_DB_POOL_SIZE", secret false;
     /// Blob storage: file://PATH or s3://BUCKET[/PREFIX] [default: file://DATA_DIR/blobs]
     object_store_url: String => Option<String> = None, env "TMS_OBJECT_STORE_URL", secret false;
     /// S3 endpoint of an S3-compatible server (e.g. http://127.0.0.1:9000); AWS when unset
     s3_endpoint: String => Option<String> = None, env "TMS_S3_ENDPOINT", secret false;
-    /// S3 region
+    /// S3 region [default: us-east-1]
     s3_region: String => String = "us-east-1".to_owned(), env "TMS_S3_REGION", secret false;
     /// S3 access key id (falls back to AWS_ACCESS_KEY_ID and instance credentials)
     s3_access_key_id: String => Option<String> = None, env "TMS_S3_ACCESS_KEY_ID", secret false;
     /// S3 secret access key (falls back to AWS_SECRET_ACCESS_KEY)
     s3_secret_access_key: String => Option<String> = None, env "TMS_S3_SECRET_ACCESS_KEY", secret true;
-    /// Allow plain-HTTP S3 endpoints (local S3-compatible servers)
+    /// Allow plain-HTTP S3 endpoints, for local S3-compatible servers (true/false) [default: false]
     s3_allow_http: bool => bool = false, env "TMS_S3_ALLOW_HTTP", secret false;
-    /// Log line format
+    /// Log line format [default: text]
     log_format: LogFormat => LogFormat = LogFormat::Text, env "TMS_LOG_FORMAT", secret false;
-    /// Log filter, e.g. "info" or "info,tms_server=debug"
+    /// Log filter, e.g. "info" or "info,tms_server=debug" [default: info]
     log_level: String => String = "info".to_owned(), env "TMS_LOG_LEVEL", secret false;
     /// HTTP worker threads [default: number of CPU cores]
     workers: usize => Option<usize> = None, env "TMS_WORKERS", secret false;
-    /// Seconds given to in-flight requests to finish after SIGTERM or SIGINT
+    /// Seconds given to in-flight requests to finish after SIGTERM or SIGINT [default: 30]
     shutdown_timeout_secs: u64 => u64 = 30, env "TMS_SHUTDOWN_TIMEOUT_SECS", secret false;
 }
 

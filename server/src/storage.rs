@@ -49,7 +49,6 @@ impl BlobStore {
                 let mut builder = AmazonS3Builder::from_env()
                     .with_bucket_name(&bucket)
                     .with_region(&config.s3_region)
-                    .with_allow_http(config.s3_allow_http)
                     // Fail fast: a readiness probe or a terminal waiting on a
                     // dead store must hear about it in seconds, not minutes.
                     .with_retry(RetryConfig {
@@ -59,6 +58,7 @@ impl BlobStore {
                     })
                     .with_client_options(
                         ClientOptions::new()
+                            .with_allow_http(config.s3_allow_http)
                             .with_connect_timeout(Duration::from_secs(3))
                             .with_timeout(Duration::from_secs(300)),
                     );

@@ -1,1 +1,60 @@
+//! The end-to-end test harness: real server binary, real databases, real S3.
+//!
+//! Every test gets its own data directory and its own database (a SQLite file,
+//! or a PostgreSQL database created on the local server and dropped after), and
+//! talks HTTP to a `tms-server` process started on a free port.
+#![forbid(unsafe_code)]
 
+mod database;
+mod s3;
+mod server;
+
+pub use database::{Backend, TestDatabase};
+pub use s3::MotoServer;
+pub use server::{ServerBuilder, TestServer, binary};
+
+/// Whether this run is CI's, where a missing PostgreSQL or S3 server is a
+/// failure rather than a skipped test.
+pub fn is_ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
+}
+
+/// `None` (and a note on stderr) where a dependency is missing on a developer
+/// machine; a panic where it is missing in CI.
+pub(crate) fn require<T>(what: &str, found: Result<T, String>) -> Option<T> {
+    match found {
+        Ok(v) => Some(v),
+        Err(e) if is_ci() => panic!("{what} is required when CI=true: {e}"),
+        Err(e) => {
+            eprintln!("SKIPPED: {what} is not available: {e}");
+            None
+        }
+    }
+}
+
+/// Runs one test body on SQLite and on PostgreSQL, each with a fresh database:
+/// `backend_test!(name, |db| { ... })` defines `name::sqlite` and
+/// `name::postgres`.
+#[macro_export]
+macro_rules! backend_test {
+    ($name:ident, |$db:ident| $body:block) => {
+        mod $name {
+            #[allow(unused_imports)]
+            use super::*;
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                let $db = $crate::TestDatabase::sqlite();
+                $body
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                let Some($db) = $crate::TestDatabase::postgres() else {
+                    return;
+                };
+                $body
+            }
+        }
+    };
+}

@@ -127,8 +127,8 @@ pub struct Db {
 }
 
 impl Db {
-    /// Builds the pool. Connections are opened lazily, so a database that is
-    /// down at start-up makes the server not ready rather than not running.
+    /// Builds the pool. Connections are opened lazily: a database that goes
+    /// away later makes the server not ready rather than not running.
     pub fn open(backend: DatabaseBackend, url: &str, max_size: u32) -> Result<Db, DbError> {
         if backend == DatabaseBackend::Sqlite
             && let Some(dir) = std::path::Path::new(url).parent()

@@ -176,18 +176,23 @@ impl ResponseError for ApiError {
     }
 }
 
-/// Displays an error with all its causes, for the log.
+/// Displays an error with all its causes, for the log. Many errors already
+/// repeat their source in their own message; such causes are not shown twice.
 pub struct ErrorChain<'a>(pub &'a dyn std::error::Error);
 
 impl std::fmt::Display for ErrorChain<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}", self.0)?;
+        let mut shown = self.0.to_string();
         let mut source = self.0.source();
         while let Some(cause) = source {
-            write!(f, ": {cause}")?;
+            let text = cause.to_string();
+            if !shown.contains(&text) {
+                shown.push_str(": ");
+                shown.push_str(&text);
+            }
             source = cause.source();
         }
-        Ok(())
+        f.write_str(&shown)
     }
 }
 

@@ -1,1 +1,7 @@
+//! End-to-end tests: one binary, one module per area.
 
+mod cli;
+mod config;
+mod database;
+mod operations;
+mod storage;

@@ -1,0 +1,209 @@
+use std::path::PathBuf;
+use std::process::{ExitStatus, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tempfile::TempDir;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+use tokio::sync::oneshot;
+
+use crate::{MotoServer, TestDatabase};
+
+/// Path of a binary of this workspace, built next to the test binary
+/// (`target/debug/`). The test command builds them first (`cargo build --bins`).
+pub fn binary(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("test binary path");
+    let dir = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .expect("target/<profile>/deps/");
+    let path = dir.join(name);
+    assert!(
+        path.exists(),
+        "{} does not exist: build the binaries first (cargo build --bins), or run scripts/test",
+        path.display()
+    );
+    path
+}
+
+/// How to start a server for a test.
+#[derive(Default)]
+pub struct ServerBuilder {
+    env: Vec<(String, String)>,
+    args: Vec<String>,
+    cwd: Option<PathBuf>,
+}
+
+impl ServerBuilder {
+    pub fn new() -> ServerBuilder {
+        ServerBuilder::default()
+    }
+
+    pub fn database(self, db: &TestDatabase) -> ServerBuilder {
+        self.env("TMS_DATABASE_URL", &db.url)
+    }
+
+    /// Blobs in the bucket of a running S3-compatible server.
+    pub fn s3(self, s3: &MotoServer) -> ServerBuilder {
+        self.env("TMS_OBJECT_STORE_URL", &format!("s3://{}", s3.bucket))
+            .env("TMS_S3_ENDPOINT", &s3.endpoint)
+            .env("TMS_S3_ALLOW_HTTP", "true")
+            .env("TMS_S3_ACCESS_KEY_ID", "tms-test")
+            .env("TMS_S3_SECRET_ACCESS_KEY", "tms-test-secret")
+    }
+
+    pub fn env(mut self, key: &str, value: &str) -> ServerBuilder {
+        self.env.push((key.to_owned(), value.to_owned()));
+        self
+    }
+
+    pub fn arg(mut self, arg: &str) -> ServerBuilder {
+        self.args.push(arg.to_owned());
+        self
+    }
+
+    /// Run with this working directory and no data-dir setting, as an operator
+    /// running the bare binary would.
+    pub fn zero_config_in(mut self, cwd: PathBuf) -> ServerBuilder {
+        self.cwd = Some(cwd);
+        self
+    }
+
+    pub async fn start(self) -> TestServer {
+        let temp = tempfile::Builder::new()
+            .prefix("tms-server-")
+            .tempdir()
+            .expect("temp dir");
+        let data_dir = match &self.cwd {
+            Some(cwd) => cwd.join("tms-data"),
+            None => temp.path().join("data"),
+        };
+        let mut cmd = Command::new(binary("tms-server"));
+        // The test decides every setting: nothing leaks in from the caller's shell.
+        for (key, _) in std::env::vars() {
+            if key.starts_with("TMS_") {
+                cmd.env_remove(key);
+            }
+        }
+        match &self.cwd {
+            Some(cwd) => {
+                cmd.current_dir(cwd);
+            }
+            None => {
+                cmd.env("TMS_DATA_DIR", &data_dir);
+            }
+        }
+        cmd.args(["--listen", "127.0.0.1:0", "--log-format", "json"])
+            .args(&self.args)
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true);
+        let mut child = cmd.spawn().expect("spawn tms-server");
+
+        let logs = Arc::new(Mutex::new(Vec::new()));
+        let (listening_tx, listening_rx) = oneshot::channel();
+        let stdout = child.stdout.take().expect("piped stdout");
+        let stderr = child.stderr.take().expect("piped stderr");
+        tokio::spawn(collect_logs(stdout, logs.clone(), Some(listening_tx)));
+        tokio::spawn(collect_logs(stderr, logs.clone(), None));
+
+        let addr = match tokio::time::timeout(Duration::from_secs(60), listening_rx).await {
+            Ok(Ok(addr)) => addr,
+            _ => {
+                let status = child.try_wait().ok().flatten();
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                panic!(
+                    "tms-server did not start (exit: {status:?}); its output:\n{}",
+                    logs.lock().unwrap().join("\n")
+                );
+            }
+        };
+        TestServer {
+            child,
+            base_url: format!("http://{addr}"),
+            data_dir,
+            _temp: temp,
+            logs,
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(30))
+                .build()
+                .expect("http client"),
+        }
+    }
+}
+
+/// Keeps every output line, and reports the address from the start-up line.
+async fn collect_logs(
+    stream: impl tokio::io::AsyncRead + Unpin,
+    logs: Arc<Mutex<Vec<String>>>,
+    mut listening: Option<oneshot::Sender<String>>,
+) {
+    let mut lines = BufReader::new(stream).lines();
+    while let Ok(Some(line)) = lines.next_line().await {
+        if let Ok(event) = serde_json::from_str::<serde_json::Value>(&line)
+            && event["message"] == "tms-server listening"
+            && let Some(addr) = event["listen"].as_str()
+            && let Some(tx) = listening.take()
+        {
+            let _ = tx.send(addr.to_owned());
+        }
+        logs.lock().unwrap().push(line);
+    }
+}
+
+/// A running `tms-server` process, killed when dropped.
+pub struct TestServer {
+    child: Child,
+    pub base_url: String,
+    pub data_dir: PathBuf,
+    _temp: TempDir,
+    logs: Arc<Mutex<Vec<String>>>,
+    pub http: reqwest::Client,
+}
+
+impl TestServer {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base_url)
+    }
+
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        self.http
+            .get(self.url(path))
+            .send()
+            .await
+            .expect("request reaches the server")
+    }
+
+    /// GET and decode a JSON body, with the status.
+    pub async fn get_json(&self, path: &str) -> (reqwest::StatusCode, serde_json::Value) {
+        let res = self.get(path).await;
+        let status = res.status();
+        let body = res.json().await.expect("JSON body");
+        (status, body)
+    }
+
+    /// Everything the server has printed so far.
+    pub fn logs(&self) -> Vec<String> {
+        self.logs.lock().unwrap().clone()
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id().expect("server is running")
+    }
+
+    /// Sends SIGTERM and waits for the process to exit.
+    pub async fn terminate(mut self) -> ExitStatus {
+        let status = std::process::Command::new("kill")
+            .args(["-TERM", &self.pid().to_string()])
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -TERM failed");
+        tokio::time::timeout(Duration::from_secs(30), self.child.wait())
+            .await
+            .expect("server exits within 30 s of SIGTERM")
+            .expect("wait for server")
+    }
+}

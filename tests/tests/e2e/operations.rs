@@ -1,0 +1,203 @@
+//! Health, readiness, the error envelope, metrics, the API document and shutdown.
+
+use tms_e2e::{MotoServer, ServerBuilder, backend_test};
+
+backend_test!(ready_with_database_and_store, |db| {
+    let server = ServerBuilder::new().database(&db).start().await;
+
+    let res = server.get("/healthz").await;
+    assert_eq!(res.status(), 200);
+    let request_id = res.headers()["x-request-id"].to_str().unwrap().to_owned();
+    assert_eq!(request_id.len(), 32, "{request_id}");
+    let health: serde_json::Value = res.json().await.unwrap();
+    assert_eq!(health["status"], "ok");
+    assert_eq!(health["version"], env!("CARGO_PKG_VERSION"));
+
+    let (status, ready) = server.get_json("/readyz").await;
+    assert_eq!(status, 200, "{ready}");
+    assert_eq!(ready["status"], "ready");
+    assert_eq!(ready["checks"]["database"], "ok");
+    assert_eq!(ready["checks"]["object_store"], "ok");
+});
+
+backend_test!(errors_share_one_envelope, |db| {
+    let server = ServerBuilder::new().database(&db).start().await;
+
+    let res = server.get("/no/such/endpoint").await;
+    assert_eq!(res.status(), 404);
+    let header_id = res.headers()["x-request-id"].to_str().unwrap().to_owned();
+    let body: serde_json::Value = res.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "not_found");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .is_some_and(|m| !m.is_empty())
+    );
+    assert_eq!(body["error"]["request_id"], header_id.as_str());
+
+    // A caller's own request id is kept, so a request can be traced across a proxy.
+    let res = server
+        .http
+        .get(server.url("/nope"))
+        .header("x-request-id", "trace-42")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.headers()["x-request-id"], "trace-42");
+    let body: serde_json::Value = res.json().await.unwrap();
+    assert_eq!(body["error"]["request_id"], "trace-42");
+
+    // One that could smuggle anything into logs is replaced.
+    let res = server
+        .http
+        .get(server.url("/nope"))
+        .header("x-request-id", "a b\"c")
+        .send()
+        .await
+        .unwrap();
+    assert_ne!(res.headers()["x-request-id"], "a b\"c");
+});
+
+backend_test!(metrics_count_requests_by_route_and_status, |db| {
+    let server = ServerBuilder::new().database(&db).start().await;
+    for _ in 0..3 {
+        assert_eq!(server.get("/healthz").await.status(), 200);
+    }
+    assert_eq!(server.get("/readyz").await.status(), 200);
+    assert_eq!(server.get("/missing").await.status(), 404);
+
+    let res = server.get("/metrics").await;
+    assert_eq!(res.status(), 200);
+    assert!(
+        res.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/plain")
+    );
+    let text = res.text().await.unwrap();
+    assert!(
+        text.contains(r#"tms_http_requests_total{route="/healthz",method="GET",status="200"} 3"#),
+        "{text}"
+    );
+    assert!(
+        text.contains(r#"tms_http_requests_total{route="unmatched",method="GET",status="404"} 1"#),
+        "{text}"
+    );
+    assert!(
+        text.contains(r#"tms_http_request_duration_seconds_count{route="/readyz",method="GET",status="200"} 1"#),
+        "{text}"
+    );
+    assert!(
+        text.contains("# TYPE tms_http_request_duration_seconds histogram"),
+        "{text}"
+    );
+    // /readyz used a pooled connection, so the pool has opened at least one.
+    let open: u32 = text
+        .lines()
+        .find_map(|l| l.strip_prefix("tms_db_pool_connections "))
+        .expect("pool gauge")
+        .parse()
+        .unwrap();
+    assert!(open >= 1, "{text}");
+    assert!(text.contains("tms_db_pool_max_connections 16"), "{text}");
+});
+
+#[tokio::test]
+async fn openapi_document_is_served_and_matches_the_snapshot() {
+    let db = tms_e2e::TestDatabase::sqlite();
+    let server = ServerBuilder::new().database(&db).start().await;
+    let (status, served) = server.get_json("/openapi.json").await;
+    assert_eq!(status, 200);
+    let committed: serde_json::Value =
+        serde_json::from_str(include_str!("../../../server/openapi.json"))
+            .expect("committed snapshot is JSON");
+    assert_eq!(
+        served, committed,
+        "served document differs from server/openapi.json"
+    );
+    for path in ["/healthz", "/readyz", "/metrics", "/openapi.json"] {
+        assert!(
+            served["paths"][path]["get"].is_object(),
+            "{path} missing from the document"
+        );
+    }
+}
+
+#[tokio::test]
+async fn sigterm_stops_the_server_cleanly() {
+    let db = tms_e2e::TestDatabase::sqlite();
+    let server = ServerBuilder::new()
+        .database(&db)
+        .arg("--shutdown-timeout-secs")
+        .arg("5")
+        .start()
+        .await;
+    assert_eq!(server.get("/healthz").await.status(), 200);
+    let status = server.terminate().await;
+    assert!(status.success(), "exit status after SIGTERM: {status:?}");
+}
+
+#[tokio::test]
+async fn zero_configuration_creates_its_data_under_the_working_directory() {
+    let cwd = tempfile::tempdir().unwrap();
+    let server = ServerBuilder::new()
+        .zero_config_in(cwd.path().to_owned())
+        .start()
+        .await;
+    let (status, ready) = server.get_json("/readyz").await;
+    assert_eq!(status, 200, "{ready}");
+    assert!(cwd.path().join("tms-data/tms.sqlite").is_file());
+    assert!(cwd.path().join("tms-data/blobs").is_dir());
+    let listening = server
+        .logs()
+        .into_iter()
+        .find(|l| l.contains("tms-server listening"))
+        .expect("start-up line");
+    assert!(
+        listening.contains("tms-data") && listening.contains("127.0.0.1:"),
+        "{listening}"
+    );
+}
+
+backend_test!(s3_store_ready_then_not_ready_when_it_stops, |db| {
+    let Some(mut s3) = MotoServer::start().await else {
+        return;
+    };
+    let server = ServerBuilder::new().database(&db).s3(&s3).start().await;
+    let (status, ready) = server.get_json("/readyz").await;
+    assert_eq!(status, 200, "{ready}");
+    assert_eq!(ready["checks"]["object_store"], "ok");
+
+    s3.stop().await;
+    let (status, body) = server.get_json("/readyz").await;
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body["error"]["code"], "not_ready");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("object_store"),
+        "{body}"
+    );
+    assert_ne!(body["error"]["details"]["object_store"], "ok");
+    assert_eq!(body["error"]["details"]["database"], "ok");
+    // Liveness does not depend on the store.
+    assert_eq!(server.get("/healthz").await.status(), 200);
+});
+
+#[tokio::test]
+async fn missing_bucket_is_not_ready() {
+    let Some(s3) = MotoServer::start().await else {
+        return;
+    };
+    let db = tms_e2e::TestDatabase::sqlite();
+    let server = ServerBuilder::new()
+        .database(&db)
+        .s3(&s3)
+        .env("TMS_OBJECT_STORE_URL", "s3://no-such-bucket")
+        .start()
+        .await;
+    let (status, body) = server.get_json("/readyz").await;
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body["error"]["details"]["object_store"], "unavailable");
+}
