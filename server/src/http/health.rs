@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use actix_web::{HttpResponse, get, web};
+use actix_web::{HttpResponse, web};
 use tms_packages::wire::{ErrorEnvelope, Health, Readiness};
 use utoipa::OpenApi;
 
@@ -16,10 +16,9 @@ const CHECK_TIMEOUT: Duration = Duration::from_secs(3);
 /// The process is alive. It does not look at dependencies, so a struggling
 /// database never gets the server restarted.
 #[utoipa::path(
-    tag = "operations",
+    get, path = "/healthz", tag = "operations",
     responses((status = 200, description = "The process is alive", body = Health))
 )]
-#[get("/healthz")]
 pub async fn healthz() -> web::Json<Health> {
     web::Json(Health {
         status: "ok".into(),
@@ -29,14 +28,13 @@ pub async fn healthz() -> web::Json<Health> {
 
 /// The database and the object store both answer.
 #[utoipa::path(
-    tag = "operations",
+    get, path = "/readyz", tag = "operations",
     responses(
         (status = 200, description = "Every dependency answers", body = Readiness),
         (status = 503, description = "A dependency does not answer; `details` names it (code `not_ready`)",
          body = ErrorEnvelope),
     )
 )]
-#[get("/readyz")]
 pub async fn readyz(state: web::Data<AppState>) -> Result<web::Json<Readiness>, ApiError> {
     let (database, object_store) = tokio::join!(
         probe("database", state.db.ping()),
@@ -87,10 +85,9 @@ async fn probe<E: std::error::Error>(
 
 /// Prometheus metrics.
 #[utoipa::path(
-    tag = "operations",
+    get, path = "/metrics", tag = "operations",
     responses((status = 200, description = "Prometheus text exposition format", content_type = "text/plain", body = String))
 )]
-#[get("/metrics")]
 pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4; charset=utf-8")
@@ -99,10 +96,9 @@ pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
 
 /// This document: the OpenAPI 3 description of every endpoint.
 #[utoipa::path(
-    tag = "operations",
+    get, path = "/openapi.json", tag = "operations",
     responses((status = 200, description = "OpenAPI 3 document", content_type = "application/json", body = Object))
 )]
-#[get("/openapi.json")]
 pub async fn openapi() -> HttpResponse {
     HttpResponse::Ok().json(crate::openapi::ApiDoc::openapi())
 }

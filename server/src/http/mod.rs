@@ -52,10 +52,12 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         web::PathConfig::default()
             .error_handler(|err, _req| ApiError::new(ErrorCode::NotFound, err.to_string()).into()),
     )
-    .service(health::healthz)
-    .service(health::readyz)
-    .service(health::metrics)
-    .service(health::openapi)
+    // Resources with per-method routes: a known path with the wrong method
+    // answers 405 method_not_allowed, not 404.
+    .service(web::resource("/healthz").route(web::get().to(health::healthz)))
+    .service(web::resource("/readyz").route(web::get().to(health::readyz)))
+    .service(web::resource("/metrics").route(web::get().to(health::metrics)))
+    .service(web::resource("/openapi.json").route(web::get().to(health::openapi)))
     .default_service(web::to(|| async {
         Err::<actix_web::HttpResponse, _>(ApiError::new(ErrorCode::NotFound, "no such endpoint"))
     }));

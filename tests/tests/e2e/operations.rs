@@ -47,6 +47,17 @@ backend_test!(errors_share_one_envelope, |db| {
     let body: serde_json::Value = res.json().await.unwrap();
     assert_eq!(body["error"]["request_id"], "trace-42");
 
+    // A known path with the wrong method.
+    let res = server
+        .http
+        .post(server.url("/healthz"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 405);
+    let body: serde_json::Value = res.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "method_not_allowed");
+
     // One that could smuggle anything into logs is replaced.
     let res = server
         .http
