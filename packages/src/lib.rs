@@ -4,4 +4,5 @@
 //! and the end-to-end tests so that they cannot drift apart.
 #![forbid(unsafe_code)]
 
+pub mod accounts;
 pub mod wire;

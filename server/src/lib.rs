@@ -1,6 +1,7 @@
 //! The TMS server: terminal API, management API, persistence and storage.
 #![forbid(unsafe_code)]
 
+pub mod auth;
 pub mod config;
 pub mod db;
 pub mod http;

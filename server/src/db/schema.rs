@@ -9,5 +9,163 @@ diesel::table! {
         action -> Text,
         subject -> Text,
         detail -> Text,
+        actor_user_id -> Nullable<BigInt>,
+        merchant_id -> Nullable<BigInt>,
+        source_ip -> Nullable<Text>,
     }
 }
+
+diesel::table! {
+    merchants (id) {
+        id -> BigInt,
+        name -> Text,
+        contact_email -> Text,
+        status -> Text,
+        created_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    locations (id) {
+        id -> BigInt,
+        merchant_id -> BigInt,
+        name -> Text,
+        address_line1 -> Text,
+        address_line2 -> Text,
+        postal_code -> Text,
+        city -> Text,
+        country -> Text,
+        address_key -> Text,
+        created_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    orders (id) {
+        id -> BigInt,
+        merchant_id -> BigInt,
+        location_id -> BigInt,
+        created_by -> BigInt,
+        created_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    terminals (id) {
+        id -> BigInt,
+        merchant_id -> BigInt,
+        location_id -> BigInt,
+        order_id -> BigInt,
+        serial -> Text,
+        model -> Text,
+        registered_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    users (id) {
+        id -> BigInt,
+        email -> Text,
+        password_hash -> Nullable<Text>,
+        kind -> Text,
+        operator_role -> Nullable<Text>,
+        merchant_id -> Nullable<BigInt>,
+        is_admin -> Bool,
+        permissions -> Text,
+        status -> Text,
+        totp_secret -> Nullable<Text>,
+        totp_enabled -> Bool,
+        totp_last_step -> Nullable<BigInt>,
+        created_at -> Timestamp,
+        updated_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    recovery_codes (id) {
+        id -> BigInt,
+        user_id -> BigInt,
+        code_hash -> Text,
+        used_at -> Nullable<Timestamp>,
+    }
+}
+
+diesel::table! {
+    user_tokens (id) {
+        id -> BigInt,
+        user_id -> BigInt,
+        kind -> Text,
+        name -> Text,
+        token_hash -> Text,
+        created_at -> Timestamp,
+        expires_at -> Timestamp,
+        last_used_at -> Nullable<Timestamp>,
+        revoked_at -> Nullable<Timestamp>,
+    }
+}
+
+diesel::table! {
+    activation_tokens (id) {
+        id -> BigInt,
+        user_id -> BigInt,
+        token_hash -> Text,
+        expires_at -> Timestamp,
+        used_at -> Nullable<Timestamp>,
+    }
+}
+
+diesel::table! {
+    user_groups (id) {
+        id -> BigInt,
+        merchant_id -> BigInt,
+        name -> Text,
+        created_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    group_members (group_id, user_id) {
+        group_id -> BigInt,
+        user_id -> BigInt,
+    }
+}
+
+diesel::table! {
+    group_grants (group_id, location_id) {
+        group_id -> BigInt,
+        location_id -> BigInt,
+        permissions -> Text,
+    }
+}
+
+diesel::table! {
+    login_failures (id) {
+        id -> BigInt,
+        throttle_key -> Text,
+        failed_at -> Timestamp,
+    }
+}
+
+diesel::joinable!(locations -> merchants (merchant_id));
+diesel::joinable!(terminals -> locations (location_id));
+diesel::joinable!(users -> merchants (merchant_id));
+diesel::joinable!(user_tokens -> users (user_id));
+diesel::joinable!(group_members -> user_groups (group_id));
+diesel::joinable!(group_members -> users (user_id));
+diesel::joinable!(group_grants -> user_groups (group_id));
+
+diesel::allow_tables_to_appear_in_same_query!(
+    audit_events,
+    merchants,
+    locations,
+    orders,
+    terminals,
+    users,
+    recovery_codes,
+    user_tokens,
+    activation_tokens,
+    user_groups,
+    group_members,
+    group_grants,
+    login_failures,
+);

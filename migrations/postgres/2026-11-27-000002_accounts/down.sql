@@ -1,0 +1,17 @@
+DROP INDEX audit_events_actor;
+DROP INDEX audit_events_merchant;
+ALTER TABLE audit_events DROP COLUMN source_ip;
+ALTER TABLE audit_events DROP COLUMN merchant_id;
+ALTER TABLE audit_events DROP COLUMN actor_user_id;
+DROP TABLE login_failures;
+DROP TABLE group_grants;
+DROP TABLE group_members;
+DROP TABLE user_groups;
+DROP TABLE activation_tokens;
+DROP TABLE user_tokens;
+DROP TABLE recovery_codes;
+DROP TABLE users;
+DROP TABLE terminals;
+DROP TABLE orders;
+DROP TABLE locations;
+DROP TABLE merchants;
