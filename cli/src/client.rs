@@ -13,12 +13,18 @@ pub enum ClientError {
     Unreachable { url: String, source: reqwest::Error },
     /// The server answered with its error envelope.
     #[error("{} ({}, HTTP {status})", envelope.error.message, envelope.error.code)]
-    Api {
-        status: StatusCode,
-        envelope: ErrorEnvelope,
-    },
+    Api { status: StatusCode, envelope: ErrorEnvelope },
     #[error("unexpected answer from the server (HTTP {status}): {detail}")]
     Unexpected { status: StatusCode, detail: String },
+}
+
+/// Parses `--server`: an http or https URL (a bad one is a usage error).
+pub fn parse_server_url(raw: &str) -> Result<Url, String> {
+    let url = Url::parse(raw).map_err(|e| format!("not a URL: {e}"))?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err("the scheme must be http or https".into());
+    }
+    Ok(url)
 }
 
 pub struct Client {
@@ -34,15 +40,8 @@ pub enum ReadyState {
 }
 
 impl Client {
-    pub fn new(server: &str, token: Option<String>) -> Result<Client, ClientError> {
-        let invalid = |reason: String| ClientError::InvalidUrl {
-            url: server.to_owned(),
-            reason,
-        };
-        let base = Url::parse(server).map_err(|e| invalid(e.to_string()))?;
-        if !matches!(base.scheme(), "http" | "https") {
-            return Err(invalid("the scheme must be http or https".into()));
-        }
+    pub fn new(base: Url, token: Option<String>) -> Result<Client, ClientError> {
+        let invalid = |reason: String| ClientError::InvalidUrl { url: base.to_string(), reason };
         let http = reqwest::Client::builder()
             .user_agent(concat!("tms/", env!("CARGO_PKG_VERSION")))
             .connect_timeout(std::time::Duration::from_secs(5))
@@ -62,8 +61,7 @@ impl Client {
         if !base.path().ends_with('/') {
             base.set_path(&format!("{}/", base.path()));
         }
-        base.join(path.trim_start_matches('/'))
-            .expect("relative API paths are valid")
+        base.join(path.trim_start_matches('/')).expect("relative API paths are valid")
     }
 
     async fn get(&self, path: &str) -> Result<reqwest::Response, ClientError> {
@@ -72,30 +70,17 @@ impl Client {
         if let Some(token) = &self.token {
             request = request.bearer_auth(token);
         }
-        request
-            .send()
-            .await
-            .map_err(|source| ClientError::Unreachable {
-                url: url.to_string(),
-                source,
-            })
+        request.send().await.map_err(|source| ClientError::Unreachable { url: url.to_string(), source })
     }
 
     /// Decodes a success body, or the error envelope of a failure.
     async fn decode<T: DeserializeOwned>(response: reqwest::Response) -> Result<T, ClientError> {
         let status = response.status();
-        let body = response
-            .bytes()
-            .await
-            .map_err(|e| ClientError::Unexpected {
-                status,
-                detail: e.to_string(),
-            })?;
+        let body =
+            response.bytes().await.map_err(|e| ClientError::Unexpected { status, detail: e.to_string() })?;
         if status.is_success() {
-            return serde_json::from_slice(&body).map_err(|e| ClientError::Unexpected {
-                status,
-                detail: e.to_string(),
-            });
+            return serde_json::from_slice(&body)
+                .map_err(|e| ClientError::Unexpected { status, detail: e.to_string() });
         }
         match serde_json::from_slice::<ErrorEnvelope>(&body) {
             Ok(envelope) => Err(ClientError::Api { status, envelope }),
@@ -113,10 +98,9 @@ impl Client {
     pub async fn readiness(&self) -> Result<ReadyState, ClientError> {
         match Self::decode(self.get("/readyz").await?).await {
             Ok(ready) => Ok(ReadyState::Ready(ready)),
-            Err(ClientError::Api {
-                status: StatusCode::SERVICE_UNAVAILABLE,
-                envelope,
-            }) => Ok(ReadyState::NotReady(envelope)),
+            Err(ClientError::Api { status: StatusCode::SERVICE_UNAVAILABLE, envelope }) => {
+                Ok(ReadyState::NotReady(envelope))
+            }
             Err(e) => Err(e),
         }
     }
@@ -128,18 +112,15 @@ mod tests {
 
     #[test]
     fn paths_keep_a_base_prefix() {
-        let c = Client::new("https://tms.example/api", None).unwrap();
-        assert_eq!(
-            c.url("/healthz").as_str(),
-            "https://tms.example/api/healthz"
-        );
-        let c = Client::new("http://127.0.0.1:8080", None).unwrap();
+        let c = Client::new(parse_server_url("https://tms.example/api").unwrap(), None).unwrap();
+        assert_eq!(c.url("/healthz").as_str(), "https://tms.example/api/healthz");
+        let c = Client::new(parse_server_url("http://127.0.0.1:8080").unwrap(), None).unwrap();
         assert_eq!(c.url("/readyz").as_str(), "http://127.0.0.1:8080/readyz");
     }
 
     #[test]
     fn only_http_urls_are_accepted() {
-        assert!(Client::new("ftp://x", None).is_err());
-        assert!(Client::new("not a url", None).is_err());
+        assert!(parse_server_url("ftp://x").is_err());
+        assert!(parse_server_url("not a url").is_err());
     }
 }

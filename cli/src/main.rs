@@ -18,13 +18,9 @@ use crate::client::{Client, ReadyState};
 #[command(name = "tms", version, max_term_width = 100)]
 struct Cli {
     /// Base URL of the TMS server
-    #[arg(
-        long,
-        env = "TMS_SERVER",
-        global = true,
-        default_value = "http://127.0.0.1:8080"
-    )]
-    server: String,
+    #[arg(long, env = "TMS_SERVER", global = true, default_value = "http://127.0.0.1:8080",
+          value_parser = client::parse_server_url)]
+    server: url::Url,
 
     /// API or session token (sent as a Bearer token)
     #[arg(long, env = "TMS_TOKEN", global = true, hide_env_values = true)]
@@ -46,10 +42,7 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("tms: starting the async runtime: {e}");
@@ -66,7 +59,7 @@ fn main() -> ExitCode {
 }
 
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
-    let client = Client::new(&cli.server, cli.token)?;
+    let client = Client::new(cli.server, cli.token)?;
     match cli.command {
         Command::Status { json } => status(&client, json).await,
     }
@@ -95,11 +88,7 @@ async fn status(client: &Client, json: bool) -> anyhow::Result<ExitCode> {
             println!("  {part:<13}{state}");
         }
     }
-    Ok(if is_ready {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
-    })
+    Ok(if is_ready { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }
 
 #[cfg(test)]

@@ -17,11 +17,8 @@ pub enum OperatorRole {
 }
 
 impl OperatorRole {
-    pub const ALL: [OperatorRole; 3] = [
-        OperatorRole::OperatorAdmin,
-        OperatorRole::ReleaseEngineer,
-        OperatorRole::Support,
-    ];
+    pub const ALL: [OperatorRole; 3] =
+        [OperatorRole::OperatorAdmin, OperatorRole::ReleaseEngineer, OperatorRole::Support];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -97,10 +94,7 @@ macro_rules! from_str_via_all {
                 <$ty>::ALL
                     .into_iter()
                     .find(|v| v.as_str() == s)
-                    .ok_or_else(|| UnknownName {
-                        kind: $kind,
-                        name: s.to_owned(),
-                    })
+                    .ok_or_else(|| UnknownName { kind: $kind, name: s.to_owned() })
             }
         }
 
@@ -117,19 +111,11 @@ from_str_via_all!(Permission, "permission");
 
 /// A set of permissions in its stored form: sorted names joined by commas.
 pub fn permissions_to_text(perms: &BTreeSet<Permission>) -> String {
-    perms
-        .iter()
-        .map(|p| p.as_str())
-        .collect::<Vec<_>>()
-        .join(",")
+    perms.iter().map(|p| p.as_str()).collect::<Vec<_>>().join(",")
 }
 
 pub fn permissions_from_text(text: &str) -> Result<BTreeSet<Permission>, UnknownName> {
-    text.split(',')
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-        .map(str::parse)
-        .collect()
+    text.split(',').map(str::trim).filter(|s| !s.is_empty()).map(str::parse).collect()
 }
 
 /// Normalises an e-mail address for lookups: trimmed and lower-cased.
@@ -154,13 +140,7 @@ pub fn is_plausible_email(email: &str) -> bool {
 
 /// The key under which two spellings of one delivery address are the same
 /// place: case, punctuation and spacing do not matter.
-pub fn address_key(
-    line1: &str,
-    line2: &str,
-    postal_code: &str,
-    city: &str,
-    country: &str,
-) -> String {
+pub fn address_key(line1: &str, line2: &str, postal_code: &str, city: &str, country: &str) -> String {
     [line1, line2, postal_code, city, country]
         .iter()
         .map(|part| {
@@ -207,10 +187,7 @@ mod tests {
         let a = address_key("12, Rue de la Paix", "", "75002", "Paris", "FR");
         let b = address_key("12 rue de la  paix", "", "75002", "PARIS", "fr");
         assert_eq!(a, b);
-        assert_ne!(
-            a,
-            address_key("14 rue de la paix", "", "75002", "Paris", "FR")
-        );
+        assert_ne!(a, address_key("14 rue de la paix", "", "75002", "Paris", "FR"));
     }
 
     #[test]
@@ -219,9 +196,6 @@ mod tests {
         assert!(!is_plausible_email("anne@localhost"));
         assert!(!is_plausible_email("anne boulangerie.fr"));
         assert!(!is_plausible_email("a@b@c.fr"));
-        assert_eq!(
-            normalize_email("  Anne@Boulangerie.FR "),
-            "anne@boulangerie.fr"
-        );
+        assert_eq!(normalize_email("  Anne@Boulangerie.FR "), "anne@boulangerie.fr");
     }
 }

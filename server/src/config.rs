@@ -16,20 +16,11 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("reading config file {path}: {source}")]
-    ReadFile {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    ReadFile { path: PathBuf, source: std::io::Error },
     #[error("config file {path}: {source}")]
-    ParseFile {
-        path: PathBuf,
-        source: Box<toml::de::Error>,
-    },
+    ParseFile { path: PathBuf, source: Box<toml::de::Error> },
     #[error("{setting}: {message}")]
-    Invalid {
-        setting: &'static str,
-        message: String,
-    },
+    Invalid { setting: &'static str, message: String },
 }
 
 /// How log lines are written.
@@ -74,24 +65,25 @@ macro_rules! settings {
         $field:ident : $ty:ty => $resolved:ty = $default:expr, env $env:literal, secret $secret:literal;
     )*) => {
         /// Settings as given on the command line or in `TMS_*` variables.
-        #[derive(clap::Args, Debug, Clone, Default)]
+        #[derive(clap::Args, Clone, Default)]
         pub struct SettingsArgs {
             $(
                 $(#[doc = $doc])*
-                #[arg(long, env = $env, global = true, help_heading = "Settings", hide_env_values = $secret)]
+                #[arg(long, env = $env, global = true, help_heading = "Settings", hide_env_values = true)]
                 pub $field: Option<$ty>,
             )*
         }
 
         /// Settings as written in the TOML configuration file.
-        #[derive(Deserialize, Debug, Clone, Default)]
+        #[derive(Deserialize, Clone, Default)]
         #[serde(deny_unknown_fields)]
         pub struct FileSettings {
             $( pub $field: Option<$ty>, )*
         }
 
-        /// The effective configuration of one server process.
-        #[derive(Serialize, Debug, Clone)]
+        /// The effective configuration of one server process. Not `Debug`:
+        /// printing it whole would leak secrets; use [`Config::describe`].
+        #[derive(Serialize, Clone)]
         pub struct Config {
             $( $(#[doc = $doc])* pub $field: $resolved, )*
             #[serde(skip)]
@@ -160,8 +152,8 @@ settings! {
     object_store_url: String => Option<String> = None, env "TMS_OBJECT_STORE_URL", secret false;
     /// S3 endpoint of an S3-compatible server (e.g. http://127.0.0.1:9000); AWS when unset
     s3_endpoint: String => Option<String> = None, env "TMS_S3_ENDPOINT", secret false;
-    /// S3 region [default: us-east-1]
-    s3_region: String => String = "us-east-1".to_owned(), env "TMS_S3_REGION", secret false;
+    /// S3 region [default: AWS_REGION, else us-east-1]
+    s3_region: String => Option<String> = None, env "TMS_S3_REGION", secret false;
     /// S3 access key id (falls back to AWS_ACCESS_KEY_ID and instance credentials)
     s3_access_key_id: String => Option<String> = None, env "TMS_S3_ACCESS_KEY_ID", secret false;
     /// S3 secret access key (falls back to AWS_SECRET_ACCESS_KEY)
@@ -174,7 +166,7 @@ settings! {
     log_level: String => String = "info".to_owned(), env "TMS_LOG_LEVEL", secret false;
     /// HTTP worker threads [default: number of CPU cores]
     workers: usize => Option<usize> = None, env "TMS_WORKERS", secret false;
-    /// Seconds given to in-flight requests to finish after SIGTERM or SIGINT [default: 30]
+    /// Seconds given to in-flight requests to finish after SIGTERM [default: 30]
     shutdown_timeout_secs: u64 => u64 = 30, env "TMS_SHUTDOWN_TIMEOUT_SECS", secret false;
 }
 
@@ -189,10 +181,7 @@ pub enum DatabaseBackend {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ObjectStoreLocation {
     LocalDir(PathBuf),
-    S3 {
-        bucket: String,
-        prefix: Option<String>,
-    },
+    S3 { bucket: String, prefix: Option<String> },
 }
 
 impl Config {
@@ -205,11 +194,8 @@ impl Config {
     ) -> Result<Config, ConfigError> {
         let file = config_file.map(read_file).transpose()?;
         let config = Config::resolve(args, file, |name| {
-            let env = Config::ENV_VARS
-                .iter()
-                .find(|(field, _)| *field == name)
-                .map(|(_, env)| *env)
-                .unwrap_or("?");
+            let env =
+                Config::ENV_VARS.iter().find(|(field, _)| *field == name).map(|(_, env)| *env).unwrap_or("?");
             match matches.value_source(name) {
                 Some(ValueSource::EnvVariable) => Source::Env(env),
                 _ => Source::Flag,
@@ -229,17 +215,10 @@ impl Config {
             });
         }
         if self.workers == Some(0) {
-            return Err(ConfigError::Invalid {
-                setting: "workers",
-                message: "must be at least 1".into(),
-            });
+            return Err(ConfigError::Invalid { setting: "workers", message: "must be at least 1".into() });
         }
-        tracing_subscriber::EnvFilter::try_new(&self.log_level).map_err(|e| {
-            ConfigError::Invalid {
-                setting: "log_level",
-                message: e.to_string(),
-            }
-        })?;
+        tracing_subscriber::EnvFilter::try_new(&self.log_level)
+            .map_err(|e| ConfigError::Invalid { setting: "log_level", message: e.to_string() })?;
         Ok(())
     }
 
@@ -271,10 +250,8 @@ impl Config {
         let Some(raw) = &self.object_store_url else {
             return Ok(ObjectStoreLocation::LocalDir(self.data_dir.join("blobs")));
         };
-        let invalid = |message: &str| ConfigError::Invalid {
-            setting: "object_store_url",
-            message: message.to_owned(),
-        };
+        let invalid =
+            |message: &str| ConfigError::Invalid { setting: "object_store_url", message: message.to_owned() };
         if let Some(path) = raw.strip_prefix("file://") {
             if path.is_empty() {
                 return Err(invalid("file:// needs a directory path"));
@@ -317,10 +294,9 @@ impl Config {
             let shown = match (*name, value) {
                 (_, serde_json::Value::Null) => match *name {
                     "database_url" => format!("{} (derived from data_dir)", self.database_url()),
-                    "object_store_url" => format!(
-                        "file://{} (derived from data_dir)",
-                        self.data_dir.join("blobs").display()
-                    ),
+                    "object_store_url" => {
+                        format!("file://{} (derived from data_dir)", self.data_dir.join("blobs").display())
+                    }
                     _ => "(unset)".to_owned(),
                 },
                 (n, _) if Config::is_secret(n) => "********".to_owned(),
@@ -335,33 +311,40 @@ impl Config {
 }
 
 fn invalid_db(message: &str) -> ConfigError {
-    ConfigError::Invalid {
-        setting: "database_url",
-        message: message.to_owned(),
-    }
+    ConfigError::Invalid { setting: "database_url", message: message.to_owned() }
 }
 
 fn read_file(path: &Path) -> Result<(PathBuf, FileSettings), ConfigError> {
-    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::ReadFile {
-        path: path.to_owned(),
-        source,
-    })?;
-    let settings = toml::from_str(&text).map_err(|source| ConfigError::ParseFile {
-        path: path.to_owned(),
-        source: Box::new(source),
-    })?;
+    let text = std::fs::read_to_string(path)
+        .map_err(|source| ConfigError::ReadFile { path: path.to_owned(), source })?;
+    let settings = toml::from_str(&text)
+        .map_err(|source| ConfigError::ParseFile { path: path.to_owned(), source: Box::new(source) })?;
     Ok((path.to_owned(), settings))
 }
 
-/// Replaces the password of a URL (`postgres://u:secret@h/db`) with asterisks.
+/// Replaces the password of a URL (`postgres://u:secret@h/db`, or a
+/// `password=` query parameter) with asterisks. A URL that does not parse is
+/// shown as its scheme only, since where its password sits is unknown.
 pub fn mask_url_password(raw: &str) -> String {
-    match url::Url::parse(raw) {
-        Ok(mut url) if url.password().is_some() => {
-            let _ = url.set_password(Some("********"));
-            url.to_string()
-        }
-        _ => raw.to_owned(),
+    let Ok(mut url) = url::Url::parse(raw) else {
+        let scheme = raw.split_once("://").map(|(s, _)| s).unwrap_or("?");
+        return format!("{scheme}://********");
+    };
+    if url.password().is_some() {
+        let _ = url.set_password(Some("********"));
     }
+    if url.query_pairs().any(|(k, _)| k.eq_ignore_ascii_case("password")) {
+        let pairs: Vec<(String, String)> = url
+            .query_pairs()
+            .map(|(k, v)| {
+                let v =
+                    if k.eq_ignore_ascii_case("password") { "********".to_owned() } else { v.into_owned() };
+                (k.into_owned(), v)
+            })
+            .collect();
+        url.query_pairs_mut().clear().extend_pairs(pairs);
+    }
+    url.to_string()
 }
 
 #[cfg(test)]
@@ -369,19 +352,14 @@ mod tests {
     use super::*;
 
     fn resolve(args: SettingsArgs, file: Option<FileSettings>) -> Config {
-        Config::resolve(args, file.map(|f| (PathBuf::from("tms.toml"), f)), |_| {
-            Source::Flag
-        })
+        Config::resolve(args, file.map(|f| (PathBuf::from("tms.toml"), f)), |_| Source::Flag)
     }
 
     #[test]
     fn defaults_need_no_configuration() {
         let config = resolve(SettingsArgs::default(), None);
         assert_eq!(config.listen, "127.0.0.1:8080".parse().unwrap());
-        assert_eq!(
-            config.database().unwrap(),
-            (DatabaseBackend::Sqlite, "./tms-data/tms.sqlite".into())
-        );
+        assert_eq!(config.database().unwrap(), (DatabaseBackend::Sqlite, "./tms-data/tms.sqlite".into()));
         assert_eq!(
             config.object_store().unwrap(),
             ObjectStoreLocation::LocalDir(PathBuf::from("./tms-data/blobs"))
@@ -396,41 +374,22 @@ mod tests {
             db_pool_size: Some(4),
             ..Default::default()
         };
-        let args = SettingsArgs {
-            listen: Some("127.0.0.1:7000".parse().unwrap()),
-            ..Default::default()
-        };
+        let args = SettingsArgs { listen: Some("127.0.0.1:7000".parse().unwrap()), ..Default::default() };
         let config = resolve(args, Some(file));
         assert_eq!(config.listen.port(), 7000);
         assert_eq!(config.source("listen"), Source::Flag);
         assert_eq!(config.db_pool_size, 4);
-        assert_eq!(
-            config.source("db_pool_size"),
-            Source::File(PathBuf::from("tms.toml"))
-        );
-        assert_eq!(config.source("s3_region"), Source::Default);
+        assert_eq!(config.source("db_pool_size"), Source::File(PathBuf::from("tms.toml")));
+        assert_eq!(config.source("shutdown_timeout_secs"), Source::Default);
     }
 
     #[test]
     fn backend_follows_the_url_scheme() {
         let with_url = |url: &str| {
-            resolve(
-                SettingsArgs {
-                    database_url: Some(url.into()),
-                    ..Default::default()
-                },
-                None,
-            )
-            .database()
+            resolve(SettingsArgs { database_url: Some(url.into()), ..Default::default() }, None).database()
         };
-        assert_eq!(
-            with_url("postgres://u@h/db").unwrap().0,
-            DatabaseBackend::Postgres
-        );
-        assert_eq!(
-            with_url("postgresql://u@h/db").unwrap().0,
-            DatabaseBackend::Postgres
-        );
+        assert_eq!(with_url("postgres://u@h/db").unwrap().0, DatabaseBackend::Postgres);
+        assert_eq!(with_url("postgresql://u@h/db").unwrap().0, DatabaseBackend::Postgres);
         assert_eq!(
             with_url("sqlite:///var/tms.db").unwrap(),
             (DatabaseBackend::Sqlite, "/var/tms.db".into())
@@ -442,28 +401,16 @@ mod tests {
     #[test]
     fn s3_urls_split_bucket_and_prefix() {
         let with_url = |url: &str| {
-            resolve(
-                SettingsArgs {
-                    object_store_url: Some(url.into()),
-                    ..Default::default()
-                },
-                None,
-            )
-            .object_store()
+            resolve(SettingsArgs { object_store_url: Some(url.into()), ..Default::default() }, None)
+                .object_store()
         };
         assert_eq!(
             with_url("s3://tms/blobs/").unwrap(),
-            ObjectStoreLocation::S3 {
-                bucket: "tms".into(),
-                prefix: Some("blobs".into())
-            }
+            ObjectStoreLocation::S3 { bucket: "tms".into(), prefix: Some("blobs".into()) }
         );
         assert_eq!(
             with_url("s3://tms").unwrap(),
-            ObjectStoreLocation::S3 {
-                bucket: "tms".into(),
-                prefix: None
-            }
+            ObjectStoreLocation::S3 { bucket: "tms".into(), prefix: None }
         );
         assert!(with_url("s3://").is_err());
         assert!(with_url("gs://x").is_err());
@@ -479,6 +426,8 @@ mod tests {
         let shown = resolve(args, None).describe();
         let text = format!("{shown:?}");
         assert!(!text.contains("hunter2"), "{text}");
+        assert!(!mask_url_password("postgres://h/db?user=u&password=pw1").contains("pw1"));
+        assert!(!mask_url_password("postgres://u:p/ss@h/db").contains("ss@"));
         assert!(!text.contains("very-secret"), "{text}");
         assert!(text.contains("postgres://tms:********@db/tms"), "{text}");
     }
@@ -489,7 +438,8 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("bad.toml");
         std::fs::write(&path, "listn = \"127.0.0.1:1\"\n").unwrap();
-        let err = read_file(&path).unwrap_err().to_string();
+        let Err(err) = read_file(&path) else { panic!("a typo in a key must be refused") };
+        let err = err.to_string();
         assert!(err.contains("listn"), "{err}");
     }
 }

@@ -22,7 +22,7 @@ use tms_server::storage::BlobStore;
 /// Every setting below can also be given in the TOML file named by --config
 /// (as `name = value`, with underscores: `db_pool_size = 8`) or in its TMS_*
 /// environment variable. Precedence: defaults < file < environment < flags.
-#[derive(Parser, Debug)]
+#[derive(Parser)]
 #[command(name = "tms-server", version, max_term_width = 100)]
 struct Cli {
     /// TOML configuration file
@@ -66,11 +66,7 @@ fn run(cli: Cli, matches: &clap::ArgMatches) -> anyhow::Result<()> {
     match cli.command.unwrap_or(Command::Serve) {
         Command::Config => {
             let rows = config.describe();
-            let width = rows
-                .iter()
-                .map(|(name, _, _)| name.len())
-                .max()
-                .unwrap_or(0);
+            let width = rows.iter().map(|(name, _, _)| name.len()).max().unwrap_or(0);
             for (name, value, source) in rows {
                 println!("{name:<width$} = {value}  ({source})");
             }
@@ -106,12 +102,7 @@ fn serve(config: Config) -> anyhow::Result<()> {
     actix_web::rt::System::new().block_on(async move {
         // The S3 client needs a runtime to be built in.
         let blobs = BlobStore::from_config(&config).context("opening the object store")?;
-        let state = AppState {
-            config: Arc::new(config),
-            db,
-            blobs,
-            metrics: Metrics::default(),
-        };
+        let state = AppState { config: Arc::new(config), db, blobs, metrics: Metrics::default() };
         http::serve(state).await.context("serving HTTP")
     })
 }
@@ -124,12 +115,9 @@ fn init_logging(config: &Config) {
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()));
     match config.log_format {
         LogFormat::Text => builder.init(),
-        LogFormat::Json => builder
-            .json()
-            .flatten_event(true)
-            .with_current_span(true)
-            .with_span_list(false)
-            .init(),
+        LogFormat::Json => {
+            builder.json().flatten_event(true).with_current_span(true).with_span_list(false).init()
+        }
     }
 }
 

@@ -10,9 +10,8 @@ use crate::db::PoolUse;
 
 /// Upper bounds (seconds) of the latency buckets: fine-grained below 10 ms,
 /// where the terminal contact path is meant to live.
-const BUCKETS: [f64; 14] = [
-    0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
-];
+const BUCKETS: [f64; 14] =
+    [0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 struct SeriesKey {
@@ -37,15 +36,8 @@ pub struct Metrics {
 impl Metrics {
     pub fn observe_request(&self, route: &str, method: &str, status: u16, elapsed: Duration) {
         let seconds = elapsed.as_secs_f64();
-        let slot = BUCKETS
-            .iter()
-            .position(|le| seconds <= *le)
-            .unwrap_or(BUCKETS.len());
-        let key = SeriesKey {
-            route: route.to_owned(),
-            method: method.to_owned(),
-            status,
-        };
+        let slot = BUCKETS.iter().position(|le| seconds <= *le).unwrap_or(BUCKETS.len());
+        let key = SeriesKey { route: route.to_owned(), method: method.to_owned(), status };
         let mut requests = self.requests.lock().unwrap_or_else(|p| p.into_inner());
         let series = requests.entry(key).or_default();
         series.count += 1;
@@ -57,25 +49,15 @@ impl Metrics {
     pub fn render(&self, pool: PoolUse) -> String {
         let mut series: Vec<(SeriesKey, Series)> = {
             let requests = self.requests.lock().unwrap_or_else(|p| p.into_inner());
-            requests
-                .iter()
-                .map(|(k, v)| (k.clone(), v.clone()))
-                .collect()
+            requests.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
         };
         series.sort_by(|a, b| a.0.cmp(&b.0));
 
         let mut out = String::new();
-        out.push_str(
-            "# HELP tms_http_requests_total HTTP requests handled, by route, method and status.\n",
-        );
+        out.push_str("# HELP tms_http_requests_total HTTP requests handled, by route, method and status.\n");
         out.push_str("# TYPE tms_http_requests_total counter\n");
         for (key, s) in &series {
-            let _ = writeln!(
-                out,
-                "tms_http_requests_total{{{}}} {}",
-                labels(key),
-                s.count
-            );
+            let _ = writeln!(out, "tms_http_requests_total{{{}}} {}", labels(key), s.count);
         }
         out.push_str("# HELP tms_http_request_duration_seconds Time to answer HTTP requests.\n");
         out.push_str("# TYPE tms_http_request_duration_seconds histogram\n");
@@ -89,67 +71,29 @@ impl Metrics {
                     "tms_http_request_duration_seconds_bucket{{{labels},le=\"{le}\"}} {cumulative}"
                 );
             }
-            let _ = writeln!(
-                out,
-                "tms_http_request_duration_seconds_bucket{{{labels},le=\"+Inf\"}} {}",
-                s.count
-            );
-            let _ = writeln!(
-                out,
-                "tms_http_request_duration_seconds_sum{{{labels}}} {}",
-                s.sum_seconds
-            );
-            let _ = writeln!(
-                out,
-                "tms_http_request_duration_seconds_count{{{labels}}} {}",
-                s.count
-            );
+            let _ =
+                writeln!(out, "tms_http_request_duration_seconds_bucket{{{labels},le=\"+Inf\"}} {}", s.count);
+            let _ = writeln!(out, "tms_http_request_duration_seconds_sum{{{labels}}} {}", s.sum_seconds);
+            let _ = writeln!(out, "tms_http_request_duration_seconds_count{{{labels}}} {}", s.count);
         }
         for (name, help, value) in [
-            (
-                "tms_db_pool_connections",
-                "Open database connections.",
-                pool.connections,
-            ),
-            (
-                "tms_db_pool_idle_connections",
-                "Open database connections not in use.",
-                pool.idle,
-            ),
-            (
-                "tms_db_pool_in_use_connections",
-                "Database connections in use.",
-                pool.connections - pool.idle,
-            ),
-            (
-                "tms_db_pool_max_connections",
-                "Most database connections the pool opens.",
-                pool.max,
-            ),
+            ("tms_db_pool_connections", "Open database connections.", pool.connections),
+            ("tms_db_pool_idle_connections", "Open database connections not in use.", pool.idle),
+            ("tms_db_pool_in_use_connections", "Database connections in use.", pool.connections - pool.idle),
+            ("tms_db_pool_max_connections", "Most database connections the pool opens.", pool.max),
         ] {
-            let _ = writeln!(
-                out,
-                "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}"
-            );
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}");
         }
         out
     }
 }
 
 fn labels(key: &SeriesKey) -> String {
-    format!(
-        "route=\"{}\",method=\"{}\",status=\"{}\"",
-        escape(&key.route),
-        escape(&key.method),
-        key.status
-    )
+    format!("route=\"{}\",method=\"{}\",status=\"{}\"", escape(&key.route), escape(&key.method), key.status)
 }
 
 fn escape(value: &str) -> String {
-    value
-        .replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('\n', "\\n")
+    value.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
 }
 
 #[cfg(test)]
@@ -162,42 +106,19 @@ mod tests {
         m.observe_request("/healthz", "GET", 200, Duration::from_micros(300));
         m.observe_request("/healthz", "GET", 200, Duration::from_millis(3));
         m.observe_request("/healthz", "GET", 200, Duration::from_secs(20));
-        let text = m.render(PoolUse {
-            connections: 2,
-            idle: 1,
-            max: 16,
-        });
+        let text = m.render(PoolUse { connections: 2, idle: 1, max: 16 });
         let labels = r#"route="/healthz",method="GET",status="200""#;
-        assert!(
-            text.contains(&format!("tms_http_requests_total{{{labels}}} 3")),
-            "{text}"
-        );
-        assert!(
-            text.contains(&format!(r#"_bucket{{{labels},le="0.0005"}} 1"#)),
-            "{text}"
-        );
-        assert!(
-            text.contains(&format!(r#"_bucket{{{labels},le="0.005"}} 2"#)),
-            "{text}"
-        );
-        assert!(
-            text.contains(&format!(r#"_bucket{{{labels},le="10"}} 2"#)),
-            "{text}"
-        );
-        assert!(
-            text.contains(&format!(r#"_bucket{{{labels},le="+Inf"}} 3"#)),
-            "{text}"
-        );
+        assert!(text.contains(&format!("tms_http_requests_total{{{labels}}} 3")), "{text}");
+        assert!(text.contains(&format!(r#"_bucket{{{labels},le="0.0005"}} 1"#)), "{text}");
+        assert!(text.contains(&format!(r#"_bucket{{{labels},le="0.005"}} 2"#)), "{text}");
+        assert!(text.contains(&format!(r#"_bucket{{{labels},le="10"}} 2"#)), "{text}");
+        assert!(text.contains(&format!(r#"_bucket{{{labels},le="+Inf"}} 3"#)), "{text}");
         assert!(text.contains("tms_db_pool_in_use_connections 1"), "{text}");
     }
 
     #[test]
     fn label_values_are_escaped() {
-        let key = SeriesKey {
-            route: "a\"b\\c".into(),
-            method: "GET".into(),
-            status: 404,
-        };
+        let key = SeriesKey { route: "a\"b\\c".into(), method: "GET".into(), status: 404 };
         assert_eq!(labels(&key), r#"route="a\"b\\c",method="GET",status="404""#);
     }
 }

@@ -27,9 +27,7 @@ pub struct ApiDoc;
 
 /// The document as committed in `server/openapi.json`.
 pub fn document_json() -> String {
-    let mut text = ApiDoc::openapi()
-        .to_pretty_json()
-        .expect("the OpenAPI document serialises");
+    let mut text = ApiDoc::openapi().to_pretty_json().expect("the OpenAPI document serialises");
     text.push('\n');
     text
 }

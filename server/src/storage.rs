@@ -21,10 +21,7 @@ pub enum StorageError {
     #[error("object store: {0}")]
     Store(#[from] object_store::Error),
     #[error("blob store directory {path}: {source}")]
-    LocalDir {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    LocalDir { path: PathBuf, source: std::io::Error },
     #[error(transparent)]
     Config(#[from] ConfigError),
     #[error("blob {0} not found")]
@@ -48,7 +45,6 @@ impl BlobStore {
             ObjectStoreLocation::S3 { bucket, prefix } => {
                 let mut builder = AmazonS3Builder::from_env()
                     .with_bucket_name(&bucket)
-                    .with_region(&config.s3_region)
                     // Fail fast: a readiness probe or a terminal waiting on a
                     // dead store must hear about it in seconds, not minutes.
                     .with_retry(RetryConfig {
@@ -62,6 +58,9 @@ impl BlobStore {
                             .with_connect_timeout(Duration::from_secs(3))
                             .with_timeout(Duration::from_secs(300)),
                     );
+                if let Some(region) = &config.s3_region {
+                    builder = builder.with_region(region);
+                }
                 if let Some(endpoint) = &config.s3_endpoint {
                     builder = builder.with_endpoint(endpoint);
                 }
@@ -80,21 +79,15 @@ impl BlobStore {
                     Some(p) => Arc::new(PrefixStore::new(s3, p)) as Arc<dyn ObjectStore>,
                     None => s3,
                 };
-                Ok(BlobStore {
-                    store,
-                    local_root: None,
-                    description,
-                })
+                Ok(BlobStore { store, local_root: None, description })
             }
         }
     }
 
     /// A store in a local directory, created if missing.
     pub fn local(root: PathBuf) -> Result<BlobStore, StorageError> {
-        std::fs::create_dir_all(&root).map_err(|source| StorageError::LocalDir {
-            path: root.clone(),
-            source,
-        })?;
+        std::fs::create_dir_all(&root)
+            .map_err(|source| StorageError::LocalDir { path: root.clone(), source })?;
         let store = LocalFileSystem::new_with_prefix(&root)?.with_automatic_cleanup(true);
         Ok(BlobStore {
             store: Arc::new(store),
@@ -118,25 +111,15 @@ impl BlobStore {
     /// Stores `bytes` under their sha256 and returns it. Writes are create-only:
     /// an existing blob is never overwritten, and since its key is its content,
     /// finding it already there means it is already stored.
-    pub async fn put_bytes(
-        &self,
-        bytes: impl Into<PutPayload>,
-    ) -> Result<Sha256Digest, StorageError> {
+    pub async fn put_bytes(&self, bytes: impl Into<PutPayload>) -> Result<Sha256Digest, StorageError> {
         let payload: PutPayload = bytes.into();
         let mut hasher = Sha256Hasher::new();
         for chunk in payload.iter() {
             hasher.update(chunk);
         }
         let digest = hasher.finish();
-        let options = PutOptions {
-            mode: PutMode::Create,
-            ..Default::default()
-        };
-        match self
-            .store
-            .put_opts(&Self::blob_path(&digest), payload, options)
-            .await
-        {
+        let options = PutOptions { mode: PutMode::Create, ..Default::default() };
+        match self.store.put_opts(&Self::blob_path(&digest), payload, options).await {
             Ok(_) | Err(object_store::Error::AlreadyExists { .. }) => Ok(digest),
             Err(e) => Err(e.into()),
         }
@@ -164,14 +147,10 @@ impl BlobStore {
     /// bucket exists and the credentials work, without reading any blob.
     pub async fn check(&self) -> Result<(), StorageError> {
         if let Some(root) = &self.local_root {
-            std::fs::read_dir(root).map_err(|source| StorageError::LocalDir {
-                path: root.clone(),
-                source,
-            })?;
+            std::fs::read_dir(root)
+                .map_err(|source| StorageError::LocalDir { path: root.clone(), source })?;
         }
-        self.store
-            .list_with_delimiter(Some(&Path::from("readyz")))
-            .await?;
+        self.store.list_with_delimiter(Some(&Path::from("readyz"))).await?;
         Ok(())
     }
 

@@ -92,10 +92,7 @@ pub struct Sha256Reader<R> {
 
 impl<R: Read> Sha256Reader<R> {
     pub fn new(inner: R) -> Self {
-        Self {
-            inner,
-            hasher: Sha256Hasher::new(),
-        }
+        Self { inner, hasher: Sha256Hasher::new() }
     }
 
     /// The digest and length of what has been read so far.

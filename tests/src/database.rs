@@ -27,17 +27,9 @@ pub struct TestDatabase {
 
 impl TestDatabase {
     pub fn sqlite() -> TestDatabase {
-        let dir = tempfile::Builder::new()
-            .prefix("tms-db-")
-            .tempdir()
-            .expect("temp dir");
+        let dir = tempfile::Builder::new().prefix("tms-db-").tempdir().expect("temp dir");
         let url = format!("sqlite://{}", dir.path().join("tms.sqlite").display());
-        TestDatabase {
-            backend: Backend::Sqlite,
-            url,
-            _dir: Some(dir),
-            postgres_name: None,
-        }
+        TestDatabase { backend: Backend::Sqlite, url, _dir: Some(dir), postgres_name: None }
     }
 
     /// A fresh PostgreSQL database, or `None` where there is no PostgreSQL
@@ -55,8 +47,7 @@ impl TestDatabase {
             COUNTER.fetch_add(1, Ordering::Relaxed),
             rand::random::<u32>()
         );
-        conn.batch_execute(&format!("CREATE DATABASE {name}"))
-            .expect("create test database");
+        conn.batch_execute(&format!("CREATE DATABASE {name}")).expect("create test database");
         let mut url = url::Url::parse(&admin).expect("admin URL is a URL");
         url.set_path(&name);
         Some(TestDatabase {
@@ -65,6 +56,22 @@ impl TestDatabase {
             _dir: None,
             postgres_name: Some(name),
         })
+    }
+}
+
+impl TestDatabase {
+    /// Takes a PostgreSQL database away under a running server (an outage).
+    pub fn postgres_outage(&self) {
+        let name = self.postgres_name.as_deref().expect("a PostgreSQL test database");
+        let mut conn = PgConnection::establish(&admin_url()).expect("admin connection");
+        conn.batch_execute(&format!("DROP DATABASE {name} WITH (FORCE)")).expect("drop test database");
+    }
+
+    /// Brings it back (empty).
+    pub fn postgres_recover(&self) {
+        let name = self.postgres_name.as_deref().expect("a PostgreSQL test database");
+        let mut conn = PgConnection::establish(&admin_url()).expect("admin connection");
+        conn.batch_execute(&format!("CREATE DATABASE {name}")).expect("recreate test database");
     }
 }
 

@@ -4,8 +4,9 @@ use std::time::{Duration, Instant};
 
 use tokio::process::{Child, Command};
 
-/// A real S3-compatible server (moto's, from PyPI) with one empty bucket,
-/// private to one test and stopped when dropped.
+/// A bucket of its own on a real S3-compatible server (moto's, from PyPI):
+/// on the server `scripts/test` started (`TMS_TEST_S3_ENDPOINT`), or on a
+/// private one for tests that need to stop it.
 pub struct MotoServer {
     child: Option<Child>,
     pub endpoint: String,
@@ -13,12 +14,19 @@ pub struct MotoServer {
 }
 
 impl MotoServer {
-    /// Starts one, or returns `None` where moto is not installed and this is
-    /// not CI. `TMS_TEST_MOTO_SERVER` names the executable (default
-    /// `moto_server` on the PATH).
+    /// A fresh bucket on the shared server, or on a private one where none
+    /// runs; `None` where moto is not installed and this is not CI.
     pub async fn start() -> Option<MotoServer> {
-        let program =
-            std::env::var("TMS_TEST_MOTO_SERVER").unwrap_or_else(|_| "moto_server".into());
+        match std::env::var("TMS_TEST_S3_ENDPOINT") {
+            Ok(endpoint) => Some(MotoServer::with_bucket(None, endpoint).await),
+            Err(_) => MotoServer::start_private().await,
+        }
+    }
+
+    /// A server of this test's own (which it may stop). `TMS_TEST_MOTO_SERVER`
+    /// names the executable (default `moto_server` on the PATH).
+    pub async fn start_private() -> Option<MotoServer> {
+        let program = std::env::var("TMS_TEST_MOTO_SERVER").unwrap_or_else(|_| "moto_server".into());
         let port = free_port();
         let child = Command::new(&program)
             .args(["-H", "127.0.0.1", "-p", &port.to_string()])
@@ -29,7 +37,10 @@ impl MotoServer {
             .spawn()
             .map_err(|e| format!("{program}: {e} (pip install 'moto[server]')"));
         let child = crate::require("S3-compatible server (moto)", child)?;
-        let endpoint = format!("http://127.0.0.1:{port}");
+        Some(MotoServer::with_bucket(Some(child), format!("http://127.0.0.1:{port}")).await)
+    }
+
+    async fn with_bucket(child: Option<Child>, endpoint: String) -> MotoServer {
         let bucket = format!("tms-test-{:08x}", rand::random::<u32>());
         let http = reqwest::Client::new();
 
@@ -38,30 +49,21 @@ impl MotoServer {
             match http.put(format!("{endpoint}/{bucket}")).send().await {
                 Ok(res) if res.status().is_success() => break,
                 Ok(res) => panic!("creating bucket {bucket} on moto: HTTP {}", res.status()),
-                Err(_) if Instant::now() < deadline => {
-                    tokio::time::sleep(Duration::from_millis(100)).await
-                }
+                Err(_) if Instant::now() < deadline => tokio::time::sleep(Duration::from_millis(100)).await,
                 Err(e) => panic!("moto_server did not come up on {endpoint}: {e}"),
             }
         }
-        Some(MotoServer {
-            child: Some(child),
-            endpoint,
-            bucket,
-        })
+        MotoServer { child, endpoint, bucket }
     }
 
-    /// Stops the server, as an outage would.
+    /// Stops a private server, as an outage would.
     pub async fn stop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill().await;
-        }
+        let mut child = self.child.take().expect("only a private server (start_private) can be stopped");
+        let _ = child.kill().await;
+        let _ = child.wait().await;
     }
 }
 
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("free port")
-        .port()
+    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("free port").port()
 }

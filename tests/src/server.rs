@@ -14,10 +14,7 @@ use crate::{MotoServer, TestDatabase};
 /// (`target/debug/`). The test command builds them first (`cargo build --bins`).
 pub fn binary(name: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("test binary path");
-    let dir = exe
-        .parent()
-        .and_then(|deps| deps.parent())
-        .expect("target/<profile>/deps/");
+    let dir = exe.parent().and_then(|deps| deps.parent()).expect("target/<profile>/deps/");
     let path = dir.join(name);
     assert!(
         path.exists(),
@@ -71,10 +68,7 @@ impl ServerBuilder {
     }
 
     pub async fn start(self) -> TestServer {
-        let temp = tempfile::Builder::new()
-            .prefix("tms-server-")
-            .tempdir()
-            .expect("temp dir");
+        let temp = tempfile::Builder::new().prefix("tms-server-").tempdir().expect("temp dir");
         let data_dir = match &self.cwd {
             Some(cwd) => cwd.join("tms-data"),
             None => temp.path().join("data"),
@@ -127,10 +121,7 @@ impl ServerBuilder {
             data_dir,
             _temp: temp,
             logs,
-            http: reqwest::Client::builder()
-                .timeout(Duration::from_secs(30))
-                .build()
-                .expect("http client"),
+            http: reqwest::Client::builder().timeout(Duration::from_secs(30)).build().expect("http client"),
         }
     }
 }
@@ -170,11 +161,7 @@ impl TestServer {
     }
 
     pub async fn get(&self, path: &str) -> reqwest::Response {
-        self.http
-            .get(self.url(path))
-            .send()
-            .await
-            .expect("request reaches the server")
+        self.http.get(self.url(path)).send().await.expect("request reaches the server")
     }
 
     /// GET and decode a JSON body, with the status.

@@ -17,8 +17,7 @@ fn hasher() -> Argon2<'static> {
 
 /// The PHC string (`$argon2id$v=19$m=19456,t=2,p=1$…`) of a password.
 pub fn hash(password: &str) -> String {
-    let salt =
-        SaltString::encode_b64(&rand::random::<[u8; 16]>()).expect("16 bytes make a valid salt");
+    let salt = SaltString::encode_b64(&rand::random::<[u8; 16]>()).expect("16 bytes make a valid salt");
     hasher()
         .hash_password(password.as_bytes(), &salt)
         .expect("argon2 hashing of a bounded password")
@@ -29,9 +28,7 @@ pub fn hash(password: &str) -> String {
 /// never matches.
 pub fn verify(password: &str, stored: &str) -> bool {
     match PasswordHash::new(stored) {
-        Ok(parsed) => hasher()
-            .verify_password(password.as_bytes(), &parsed)
-            .is_ok(),
+        Ok(parsed) => hasher().verify_password(password.as_bytes(), &parsed).is_ok(),
         Err(_) => false,
     }
 }
@@ -120,23 +117,16 @@ const COMMON: &[&str] = &[
 pub fn check_policy(password: &str, email: &str) -> Result<(), String> {
     let length = password.chars().count();
     if length < MIN_LENGTH {
-        return Err(format!(
-            "the password must have at least {MIN_LENGTH} characters"
-        ));
+        return Err(format!("the password must have at least {MIN_LENGTH} characters"));
     }
     if length > MAX_LENGTH {
-        return Err(format!(
-            "the password must have at most {MAX_LENGTH} characters"
-        ));
+        return Err(format!("the password must have at most {MAX_LENGTH} characters"));
     }
     let lower = password.to_lowercase();
     if COMMON.contains(&lower.as_str()) {
         return Err("this password is too common; choose another".into());
     }
-    if password
-        .chars()
-        .all(|c| c == password.chars().next().unwrap_or(c))
-    {
+    if password.chars().all(|c| c == password.chars().next().unwrap_or(c)) {
         return Err("the password must not be one character repeated".into());
     }
     let local = email.split('@').next().unwrap_or("").to_lowercase();
@@ -153,10 +143,7 @@ mod tests {
     #[test]
     fn hashes_are_argon2id_with_owasp_parameters_and_verify() {
         let stored = hash("correct horse battery");
-        assert!(
-            stored.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"),
-            "{stored}"
-        );
+        assert!(stored.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"), "{stored}");
         assert!(verify("correct horse battery", &stored));
         assert!(!verify("correct horse batterY", &stored));
         assert!(!verify("anything", "not a phc string"));

@@ -46,11 +46,7 @@ pub fn verify(secret: &[u8], code: &str, now: u64, last_used_step: Option<i64>) 
 
 /// The current code, for tests and tools that act as an authenticator.
 pub fn current_code(secret: &[u8], now: u64) -> String {
-    format!(
-        "{:0width$}",
-        code_at(secret, now / STEP_SECONDS, DIGITS),
-        width = DIGITS as usize
-    )
+    format!("{:0width$}", code_at(secret, now / STEP_SECONDS, DIGITS), width = DIGITS as usize)
 }
 
 const BASE32: &[u8; 32] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
@@ -100,9 +96,7 @@ pub fn otpauth_url(issuer: &str, account: &str, secret: &[u8]) -> String {
 fn percent_encode(text: &str) -> String {
     text.bytes()
         .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
-                (b as char).to_string()
-            }
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => (b as char).to_string(),
             _ => format!("%{b:02X}"),
         })
         .collect()
@@ -124,19 +118,13 @@ mod tests {
             (2000000000, 69279037),
             (20000000000, 65353130),
         ] {
-            assert_eq!(
-                code_at(RFC_SECRET, time / STEP_SECONDS, 8),
-                expected,
-                "t={time}"
-            );
+            assert_eq!(code_at(RFC_SECRET, time / STEP_SECONDS, 8), expected, "t={time}");
         }
     }
 
     #[test]
     fn rfc_4226_hotp_vectors() {
-        let expected = [
-            755224, 287082, 359152, 969429, 338314, 254676, 287922, 162583, 399871, 520489,
-        ];
+        let expected = [755224, 287082, 359152, 969429, 338314, 254676, 287922, 162583, 399871, 520489];
         for (counter, value) in expected.iter().enumerate() {
             assert_eq!(code_at(RFC_SECRET, counter as u64, 6), *value);
         }
@@ -148,19 +136,9 @@ mod tests {
         let now = 1_800_000_000;
         let code = current_code(&secret, now);
         let step = verify(&secret, &code, now, None).expect("current code");
-        assert_eq!(
-            verify(&secret, &code, now, Some(step as i64)),
-            None,
-            "replay refused"
-        );
-        assert!(
-            verify(&secret, &code, now + STEP_SECONDS, None).is_some(),
-            "one step late is fine"
-        );
-        assert!(
-            verify(&secret, &code, now + 3 * STEP_SECONDS, None).is_none(),
-            "too late"
-        );
+        assert_eq!(verify(&secret, &code, now, Some(step as i64)), None, "replay refused");
+        assert!(verify(&secret, &code, now + STEP_SECONDS, None).is_some(), "one step late is fine");
+        assert!(verify(&secret, &code, now + 3 * STEP_SECONDS, None).is_none(), "too late");
         assert!(verify(&secret, "12345", now, None).is_none());
         assert!(verify(&secret, "abcdef", now, None).is_none());
     }

@@ -30,12 +30,7 @@ pub struct NewAuditEvent<'a> {
 }
 
 impl<'a> NewAuditEvent<'a> {
-    pub fn now(
-        actor: &'a str,
-        action: &'a str,
-        subject: &'a str,
-        detail: &serde_json::Value,
-    ) -> Self {
+    pub fn now(actor: &'a str, action: &'a str, subject: &'a str, detail: &serde_json::Value) -> Self {
         NewAuditEvent {
             occurred_at: Utc::now().naive_utc(),
             actor,
@@ -49,17 +44,11 @@ impl<'a> NewAuditEvent<'a> {
 /// Appends one event and returns it as stored.
 pub fn record(conn: &mut DbConnection, event: &NewAuditEvent<'_>) -> Result<AuditEvent, DbError> {
     let insert = diesel::insert_into(audit_events::table).values(event);
-    Ok(crate::per_backend!(conn, |c| insert
-        .returning(AuditEvent::as_returning())
-        .get_result(c))?)
+    Ok(crate::per_backend!(conn, |c| insert.returning(AuditEvent::as_returning()).get_result(c))?)
 }
 
 /// The newest events about one subject, newest first.
-pub fn for_subject(
-    conn: &mut DbConnection,
-    subject: &str,
-    limit: i64,
-) -> Result<Vec<AuditEvent>, DbError> {
+pub fn for_subject(conn: &mut DbConnection, subject: &str, limit: i64) -> Result<Vec<AuditEvent>, DbError> {
     Ok(audit_events::table
         .filter(audit_events::subject.eq(subject))
         .order((audit_events::occurred_at.desc(), audit_events::id.desc()))

@@ -71,10 +71,15 @@ impl DbError {
 }
 
 /// Opens connections for the pool and prepares each one.
-#[derive(Debug)]
 pub struct ConnectionManager {
     backend: DatabaseBackend,
     url: String,
+}
+
+impl std::fmt::Debug for ConnectionManager {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ConnectionManager").field("backend", &self.backend).finish_non_exhaustive()
+    }
 }
 
 impl ManageConnection for ConnectionManager {
@@ -87,18 +92,18 @@ impl ManageConnection for ConnectionManager {
                 let mut conn = SqliteConnection::establish(&self.url)?;
                 // WAL lets terminals' reads proceed while a write commits; the busy
                 // timeout makes concurrent writers wait instead of failing at once.
+                // busy_timeout first: switching to WAL itself needs a lock that a
+                // connection opened at the same moment may hold.
                 conn.batch_execute(
-                    "PRAGMA journal_mode = WAL;
+                    "PRAGMA busy_timeout = 5000;
+                     PRAGMA journal_mode = WAL;
                      PRAGMA synchronous = NORMAL;
-                     PRAGMA foreign_keys = ON;
-                     PRAGMA busy_timeout = 5000;",
+                     PRAGMA foreign_keys = ON;",
                 )
                 .map_err(DbError::Query)?;
                 Ok(DbConnection::Sqlite(conn))
             }
-            DatabaseBackend::Postgres => {
-                Ok(DbConnection::Postgres(PgConnection::establish(&self.url)?))
-            }
+            DatabaseBackend::Postgres => Ok(DbConnection::Postgres(PgConnection::establish(&self.url)?)),
         }
     }
 
@@ -106,8 +111,11 @@ impl ManageConnection for ConnectionManager {
         conn.batch_execute("SELECT 1").map_err(DbError::Query)
     }
 
-    fn has_broken(&self, _conn: &mut DbConnection) -> bool {
-        false
+    /// A connection given back while a closure panicked may hold an open
+    /// transaction, and one whose server went away is dead: neither returns to
+    /// the pool.
+    fn has_broken(&self, conn: &mut DbConnection) -> bool {
+        std::thread::panicking() || diesel::r2d2::R2D2Connection::is_broken(conn)
     }
 }
 
@@ -135,21 +143,17 @@ impl Db {
             && !dir.as_os_str().is_empty()
         {
             std::fs::create_dir_all(dir).map_err(|e| {
-                DbError::Connect(ConnectionError::BadConnection(format!(
-                    "{}: {e}",
-                    dir.display()
-                )))
+                DbError::Connect(ConnectionError::BadConnection(format!("{}: {e}", dir.display())))
             })?;
         }
         let pool = Pool::builder()
             .max_size(max_size)
             .min_idle(Some(0))
             .connection_timeout(Duration::from_secs(5))
-            .test_on_check_out(false)
-            .build_unchecked(ConnectionManager {
-                backend,
-                url: url.to_owned(),
-            });
+            // A cheap `SELECT 1` on check-out weeds out connections a database
+            // restart killed, so readiness recovers as soon as the database does.
+            .test_on_check_out(true)
+            .build_unchecked(ConnectionManager { backend, url: url.to_owned() });
         Ok(Db { pool, backend })
     }
 
@@ -159,17 +163,23 @@ impl Db {
 
     /// Runs `f` on a pooled connection on the blocking thread pool, so diesel's
     /// synchronous calls never stall the async workers.
-    pub async fn run<T, F>(&self, f: F) -> Result<T, DbError>
+    pub async fn run<T, E, F>(&self, f: F) -> Result<T, E>
     where
-        F: FnOnce(&mut DbConnection) -> Result<T, DbError> + Send + 'static,
+        F: FnOnce(&mut DbConnection) -> Result<T, E> + Send + 'static,
         T: Send + 'static,
+        E: From<DbError> + Send + 'static,
     {
         let pool = self.pool.clone();
+        // Log lines from inside `f` keep the request's span (and so its id).
+        let span = tracing::Span::current();
         tokio::task::spawn_blocking(move || {
-            let mut conn = pool.get()?;
-            f(&mut conn)
+            span.in_scope(|| {
+                let mut conn = pool.get().map_err(DbError::from)?;
+                f(&mut conn)
+            })
         })
-        .await?
+        .await
+        .map_err(DbError::from)?
     }
 
     /// A connection for blocking code outside the async server (migrations,
@@ -207,16 +217,12 @@ impl Db {
 
     pub fn pool_use(&self) -> PoolUse {
         let state = self.pool.state();
-        PoolUse {
-            connections: state.connections,
-            idle: state.idle_connections,
-            max: self.pool.max_size(),
-        }
+        PoolUse { connections: state.connections, idle: state.idle_connections, max: self.pool.max_size() }
     }
 
     /// Whether a query goes through (for readiness).
     pub async fn ping(&self) -> Result<(), DbError> {
-        self.run(|conn| Ok(conn.batch_execute("SELECT 1")?)).await
+        self.run(|conn| conn.batch_execute("SELECT 1").map_err(DbError::from)).await
     }
 }
 

@@ -84,11 +84,7 @@ impl ErrorCode {
             .iter()
             .copied()
             .find(|code| code.status() == status && *code != ErrorCode::InvalidJson)
-            .unwrap_or(if status.is_server_error() {
-                ErrorCode::Internal
-            } else {
-                ErrorCode::BadRequest
-            })
+            .unwrap_or(if status.is_server_error() { ErrorCode::Internal } else { ErrorCode::BadRequest })
     }
 }
 
@@ -96,11 +92,7 @@ impl ErrorCode {
 pub enum ApiError {
     /// A problem the client can act on; its message is shown as is.
     #[error("{message}")]
-    Client {
-        code: ErrorCode,
-        message: String,
-        details: BTreeMap<String, String>,
-    },
+    Client { code: ErrorCode, message: String, details: BTreeMap<String, String> },
     #[error(transparent)]
     Db(#[from] DbError),
     #[error(transparent)]
@@ -109,11 +101,7 @@ pub enum ApiError {
 
 impl ApiError {
     pub fn new(code: ErrorCode, message: impl Into<String>) -> ApiError {
-        ApiError::Client {
-            code,
-            message: message.into(),
-            details: BTreeMap::new(),
-        }
+        ApiError::Client { code, message: message.into(), details: BTreeMap::new() }
     }
 
     pub fn with_details(
@@ -121,11 +109,7 @@ impl ApiError {
         message: impl Into<String>,
         details: BTreeMap<String, String>,
     ) -> ApiError {
-        ApiError::Client {
-            code,
-            message: message.into(),
-            details,
-        }
+        ApiError::Client { code, message: message.into(), details }
     }
 
     pub fn code(&self) -> ErrorCode {
@@ -156,11 +140,7 @@ impl ResponseError for ApiError {
 
     fn error_response(&self) -> HttpResponse {
         match self {
-            ApiError::Client {
-                code,
-                message,
-                details,
-            } => envelope(*code, message, details.clone()),
+            ApiError::Client { code, message, details } => envelope(*code, message, details.clone()),
             ApiError::Storage(StorageError::NotFound(_)) => {
                 envelope(ErrorCode::NotFound, &self.to_string(), BTreeMap::new())
             }
@@ -212,39 +192,24 @@ mod tests {
 
     #[test]
     fn framework_statuses_map_to_codes() {
-        assert_eq!(
-            ErrorCode::for_status(StatusCode::NOT_FOUND),
-            ErrorCode::NotFound
-        );
-        assert_eq!(
-            ErrorCode::for_status(StatusCode::BAD_REQUEST),
-            ErrorCode::BadRequest
-        );
-        assert_eq!(
-            ErrorCode::for_status(StatusCode::METHOD_NOT_ALLOWED),
-            ErrorCode::MethodNotAllowed
-        );
-        assert_eq!(
-            ErrorCode::for_status(StatusCode::BAD_GATEWAY),
-            ErrorCode::Internal
-        );
-        assert_eq!(
-            ErrorCode::for_status(StatusCode::IM_A_TEAPOT),
-            ErrorCode::BadRequest
-        );
+        assert_eq!(ErrorCode::for_status(StatusCode::NOT_FOUND), ErrorCode::NotFound);
+        assert_eq!(ErrorCode::for_status(StatusCode::BAD_REQUEST), ErrorCode::BadRequest);
+        assert_eq!(ErrorCode::for_status(StatusCode::METHOD_NOT_ALLOWED), ErrorCode::MethodNotAllowed);
+        assert_eq!(ErrorCode::for_status(StatusCode::BAD_GATEWAY), ErrorCode::Internal);
+        assert_eq!(ErrorCode::for_status(StatusCode::IM_A_TEAPOT), ErrorCode::BadRequest);
     }
 
     #[test]
     fn internal_errors_do_not_leak_their_cause() {
         let err = ApiError::Db(DbError::Migration("secret table layout".into()));
-        let res = err.error_response();
+        let res = crate::http::observe::with_request_id("req-1234", || err.error_response());
         assert_eq!(res.status(), StatusCode::INTERNAL_SERVER_ERROR);
         let body = actix_web::body::to_bytes(res.into_body());
-        let body = futures_util::FutureExt::now_or_never(body)
-            .unwrap()
-            .unwrap();
+        let body = futures_util::FutureExt::now_or_never(body).unwrap().unwrap();
         let text = String::from_utf8(body.to_vec()).unwrap();
         assert!(text.contains("\"code\":\"internal\""), "{text}");
         assert!(!text.contains("secret"), "{text}");
+        assert!(text.contains(r#""message":"internal error""#), "{text}");
+        assert!(text.contains(r#""request_id":"req-1234""#), "{text}");
     }
 }

@@ -20,10 +20,7 @@ const CHECK_TIMEOUT: Duration = Duration::from_secs(3);
     responses((status = 200, description = "The process is alive", body = Health))
 )]
 pub async fn healthz() -> web::Json<Health> {
-    web::Json(Health {
-        status: "ok".into(),
-        version: env!("CARGO_PKG_VERSION").into(),
-    })
+    web::Json(Health { status: "ok".into(), version: env!("CARGO_PKG_VERSION").into() })
 }
 
 /// The database and the object store both answer.
@@ -36,25 +33,15 @@ pub async fn healthz() -> web::Json<Health> {
     )
 )]
 pub async fn readyz(state: web::Data<AppState>) -> Result<web::Json<Readiness>, ApiError> {
-    let (database, object_store) = tokio::join!(
-        probe("database", state.db.ping()),
-        probe("object_store", state.blobs.check()),
-    );
+    let (database, object_store) =
+        tokio::join!(probe("database", state.db.ping()), probe("object_store", state.blobs.check()),);
     let checks = BTreeMap::from([
         ("database".to_owned(), database.clone()),
         ("object_store".to_owned(), object_store.clone()),
     ]);
-    let failing: Vec<&str> = checks
-        .iter()
-        .filter(|(_, v)| *v != "ok")
-        .map(|(k, _)| k.as_str())
-        .collect();
+    let failing: Vec<&str> = checks.iter().filter(|(_, v)| *v != "ok").map(|(k, _)| k.as_str()).collect();
     if failing.is_empty() {
-        Ok(web::Json(Readiness {
-            status: "ready".into(),
-            version: env!("CARGO_PKG_VERSION").into(),
-            checks,
-        }))
+        Ok(web::Json(Readiness { status: "ready".into(), version: env!("CARGO_PKG_VERSION").into(), checks }))
     } else {
         let message = format!("not ready: {} unavailable", failing.join(" and "));
         Err(ApiError::with_details(ErrorCode::NotReady, message, checks))
@@ -62,10 +49,7 @@ pub async fn readyz(state: web::Data<AppState>) -> Result<web::Json<Readiness>, 
 }
 
 /// "ok", or why not in a word; the cause goes to the log, not to the caller.
-async fn probe<E: std::error::Error>(
-    part: &str,
-    check: impl Future<Output = Result<(), E>>,
-) -> String {
+async fn probe<E: std::error::Error>(part: &str, check: impl Future<Output = Result<(), E>>) -> String {
     match tokio::time::timeout(CHECK_TIMEOUT, check).await {
         Ok(Ok(())) => "ok".to_owned(),
         Ok(Err(e)) => {
@@ -73,11 +57,7 @@ async fn probe<E: std::error::Error>(
             "unavailable".to_owned()
         }
         Err(_) => {
-            tracing::warn!(
-                part,
-                timeout_s = CHECK_TIMEOUT.as_secs(),
-                "readiness check timed out"
-            );
+            tracing::warn!(part, timeout_s = CHECK_TIMEOUT.as_secs(), "readiness check timed out");
             "timeout".to_owned()
         }
     }

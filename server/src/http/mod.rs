@@ -26,27 +26,18 @@ pub struct AppState {
 /// Registers every route and the extractor settings that turn malformed input
 /// into envelope errors.
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.app_data(
-        web::JsonConfig::default()
-            .limit(1 << 20)
-            .error_handler(|err, _req| {
-                let code = match &err {
-                    actix_web::error::JsonPayloadError::ContentType => {
-                        ErrorCode::UnsupportedMediaType
-                    }
-                    actix_web::error::JsonPayloadError::Overflow { .. }
-                    | actix_web::error::JsonPayloadError::OverflowKnownLength { .. } => {
-                        ErrorCode::PayloadTooLarge
-                    }
-                    _ => ErrorCode::InvalidJson,
-                };
-                ApiError::new(code, err.to_string()).into()
-            }),
-    )
+    cfg.app_data(web::JsonConfig::default().limit(1 << 20).error_handler(|err, _req| {
+        let code = match &err {
+            actix_web::error::JsonPayloadError::ContentType => ErrorCode::UnsupportedMediaType,
+            actix_web::error::JsonPayloadError::Overflow { .. }
+            | actix_web::error::JsonPayloadError::OverflowKnownLength { .. } => ErrorCode::PayloadTooLarge,
+            _ => ErrorCode::InvalidJson,
+        };
+        ApiError::new(code, err.to_string()).into()
+    }))
     .app_data(
-        web::QueryConfig::default().error_handler(|err, _req| {
-            ApiError::new(ErrorCode::BadRequest, err.to_string()).into()
-        }),
+        web::QueryConfig::default()
+            .error_handler(|err, _req| ApiError::new(ErrorCode::BadRequest, err.to_string()).into()),
     )
     .app_data(
         web::PathConfig::default()
@@ -63,7 +54,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     }));
 }
 
-/// Binds the listener and serves until SIGTERM/SIGINT, then drains in-flight
+/// Binds the listener and serves until SIGTERM, then drains in-flight
 /// requests for up to `shutdown_timeout_secs`.
 pub async fn serve(state: AppState) -> std::io::Result<()> {
     let config = state.config.clone();

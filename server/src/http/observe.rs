@@ -20,6 +20,11 @@ tokio::task_local! {
     static REQUEST_ID: String;
 }
 
+/// Runs `f` as if handling the request `id` (for code outside the middleware).
+pub fn with_request_id<R>(id: &str, f: impl FnOnce() -> R) -> R {
+    REQUEST_ID.sync_scope(id.to_owned(), f)
+}
+
 /// The id of the request being handled on this task, if any.
 pub fn current_request_id() -> Option<String> {
     REQUEST_ID.try_with(Clone::clone).ok()
@@ -34,8 +39,7 @@ fn request_id_for(req: &ServiceRequest) -> String {
         .filter(|v| {
             !v.is_empty()
                 && v.len() <= 64
-                && v.bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+                && v.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
         })
         .map(str::to_owned)
         .unwrap_or_else(|| format!("{:032x}", rand::random::<u128>()))
@@ -53,10 +57,7 @@ pub async fn observe(
     // Handlers turn their errors into responses themselves, so an `Err` here
     // only comes from the framework's plumbing; it cannot be rewritten without
     // the request, which routing needs to own exclusively.
-    let mut res = match REQUEST_ID
-        .scope(id.clone(), next.call(req).instrument(span.clone()))
-        .await
-    {
+    let mut res = match REQUEST_ID.scope(id.clone(), next.call(req).instrument(span.clone())).await {
         Ok(res) => res.map_into_boxed_body(),
         Err(err) => {
             tracing::error!(parent: &span, error = %err, "request failed before reaching a handler");
@@ -69,9 +70,15 @@ pub async fn observe(
         // The framework's own errors (no route, wrong method, …) come as
         // plain text; clients get the same envelope as from our handlers.
         let code = ErrorCode::for_status(status);
-        let message = status.canonical_reason().unwrap_or("error").to_lowercase();
-        let mut replacement =
-            REQUEST_ID.sync_scope(id.clone(), || envelope(code, &message, BTreeMap::new()));
+        let message = if code == ErrorCode::Internal {
+            if let Some(err) = res.response().error() {
+                tracing::error!(parent: &span, error = %err, "internal error");
+            }
+            "internal error".to_owned()
+        } else {
+            status.canonical_reason().unwrap_or("error").to_lowercase()
+        };
+        let mut replacement = REQUEST_ID.sync_scope(id.clone(), || envelope(code, &message, BTreeMap::new()));
         *replacement.status_mut() = status;
         res = res.into_response(replacement);
     }
@@ -80,33 +87,33 @@ pub async fn observe(
     }
 
     let elapsed = started.elapsed();
-    let route = res
-        .request()
-        .match_pattern()
-        .unwrap_or_else(|| "unmatched".to_owned());
+    let route = res.request().match_pattern().unwrap_or_else(|| "unmatched".to_owned());
     if let Some(state) = state {
-        state.metrics.observe_request(
-            &route,
-            res.request().method().as_str(),
-            status.as_u16(),
-            elapsed,
-        );
+        state.metrics.observe_request(&route, method_label(res.request().method()), status.as_u16(), elapsed);
     }
     let _entered = span.enter();
     if status.is_server_error() {
-        tracing::warn!(
-            status = status.as_u16(),
-            elapsed_ms = elapsed.as_secs_f64() * 1e3,
-            "request failed"
-        );
+        tracing::warn!(status = status.as_u16(), elapsed_ms = elapsed.as_secs_f64() * 1e3, "request failed");
     } else {
-        tracing::debug!(
-            status = status.as_u16(),
-            elapsed_ms = elapsed.as_secs_f64() * 1e3,
-            "request done"
-        );
+        tracing::debug!(status = status.as_u16(), elapsed_ms = elapsed.as_secs_f64() * 1e3, "request done");
     }
     Ok(res)
+}
+
+/// Any method token is valid HTTP; only the standard ones become label
+/// values, so odd requests cannot grow the metrics without bound.
+fn method_label(method: &actix_web::http::Method) -> &'static str {
+    use actix_web::http::Method;
+    match *method {
+        Method::GET => "GET",
+        Method::HEAD => "HEAD",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::PATCH => "PATCH",
+        Method::DELETE => "DELETE",
+        Method::OPTIONS => "OPTIONS",
+        _ => "OTHER",
+    }
 }
 
 fn is_json(res: &ServiceResponse<BoxBody>) -> bool {

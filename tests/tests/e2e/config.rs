@@ -37,81 +37,38 @@ database_url = "postgres://tms:file-password@db.internal/tms"
     )
     .unwrap();
     let out = tms_server()
-        .args([
-            "--config",
-            file.to_str().unwrap(),
-            "config",
-            "--s3-region",
-            "eu-central-1",
-        ])
+        .args(["--config", file.to_str().unwrap(), "config", "--s3-region", "eu-central-1"])
         .env("TMS_DB_POOL_SIZE", "9")
         .env("TMS_S3_REGION", "us-west-2")
         .env("TMS_S3_SECRET_ACCESS_KEY", "env-secret-value")
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let text = String::from_utf8(out.stdout).unwrap();
 
     assert!(line(&text, "listen").contains("0.0.0.0:9001"), "{text}");
-    assert!(
-        line(&text, "listen").contains(&format!("(file {})", file.display())),
-        "{text}"
-    );
-    assert!(
-        line(&text, "db_pool_size").contains("= 9  (env TMS_DB_POOL_SIZE)"),
-        "{text}"
-    );
-    assert!(
-        line(&text, "s3_region").contains("= eu-central-1  (flag)"),
-        "{text}"
-    );
+    assert!(line(&text, "listen").contains(&format!("(file {})", file.display())), "{text}");
+    assert!(line(&text, "db_pool_size").contains("= 9  (env TMS_DB_POOL_SIZE)"), "{text}");
+    assert!(line(&text, "s3_region").contains("= eu-central-1  (flag)"), "{text}");
     assert!(line(&text, "log_format").contains("json"), "{text}");
-    assert!(
-        line(&text, "shutdown_timeout_secs").contains("(default)"),
-        "{text}"
-    );
-    assert!(
-        line(&text, "database_url").contains("postgres://tms:********@db.internal/tms"),
-        "{text}"
-    );
-    assert!(
-        line(&text, "s3_secret_access_key").contains("********"),
-        "{text}"
-    );
-    assert!(
-        !text.contains("file-password") && !text.contains("env-secret-value"),
-        "{text}"
-    );
+    assert!(line(&text, "shutdown_timeout_secs").contains("(default)"), "{text}");
+    assert!(line(&text, "database_url").contains("postgres://tms:********@db.internal/tms"), "{text}");
+    assert!(line(&text, "s3_secret_access_key").contains("********"), "{text}");
+    assert!(!text.contains("file-password") && !text.contains("env-secret-value"), "{text}");
 }
 
 #[test]
 fn derived_defaults_follow_the_data_dir() {
-    let out = tms_server()
-        .args(["config", "--data-dir", "/srv/tms"])
-        .output()
-        .unwrap();
+    let out = tms_server().args(["config", "--data-dir", "/srv/tms"]).output().unwrap();
     assert!(out.status.success());
     let text = String::from_utf8(out.stdout).unwrap();
-    assert!(
-        line(&text, "database_url").contains("sqlite:///srv/tms/tms.sqlite"),
-        "{text}"
-    );
-    assert!(
-        line(&text, "object_store_url").contains("file:///srv/tms/blobs"),
-        "{text}"
-    );
+    assert!(line(&text, "database_url").contains("sqlite:///srv/tms/tms.sqlite"), "{text}");
+    assert!(line(&text, "object_store_url").contains("file:///srv/tms/blobs"), "{text}");
 }
 
 #[test]
 fn invalid_settings_are_refused_with_the_setting_named() {
-    let out = tms_server()
-        .args(["config", "--database-url", "mysql://x/y"])
-        .output()
-        .unwrap();
+    let out = tms_server().args(["config", "--database-url", "mysql://x/y"]).output().unwrap();
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("database_url"), "{err}");
@@ -119,18 +76,12 @@ fn invalid_settings_are_refused_with_the_setting_named() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("typo.toml");
     std::fs::write(&file, "db_pool_sise = 3\n").unwrap();
-    let out = tms_server()
-        .args(["--config", file.to_str().unwrap(), "config"])
-        .output()
-        .unwrap();
+    let out = tms_server().args(["--config", file.to_str().unwrap(), "config"]).output().unwrap();
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("db_pool_sise"), "{err}");
 
-    let out = tms_server()
-        .args(["--listen", "not-an-address"])
-        .output()
-        .unwrap();
+    let out = tms_server().args(["--listen", "not-an-address"]).output().unwrap();
     assert_eq!(out.status.code(), Some(2), "usage errors exit 2");
 }
 
@@ -150,12 +101,7 @@ fn help_documents_every_setting_with_its_variable() {
 fn unreachable_database_stops_start_up_with_a_clear_error() {
     let dir = tempfile::tempdir().unwrap();
     let out = tms_server()
-        .args([
-            "--listen",
-            "127.0.0.1:0",
-            "--data-dir",
-            dir.path().to_str().unwrap(),
-        ])
+        .args(["--listen", "127.0.0.1:0", "--data-dir", dir.path().to_str().unwrap()])
         .args(["--database-url", "postgres://postgres@127.0.0.1:1/none"])
         .output()
         .unwrap();
@@ -163,3 +109,32 @@ fn unreachable_database_stops_start_up_with_a_clear_error() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("migrating the database"), "{err}");
 }
+
+#[test]
+fn help_never_shows_secret_values_from_the_environment() {
+    let out = tms_server()
+        .arg("--help")
+        .env("TMS_DATABASE_URL", "postgres://tms:db-password-123@db/tms")
+        .env("TMS_S3_SECRET_ACCESS_KEY", "s3-secret-456")
+        .output()
+        .unwrap();
+    let help = String::from_utf8(out.stdout).unwrap();
+    assert!(!help.contains("db-password-123") && !help.contains("s3-secret-456"), "{help}");
+}
+
+tms_e2e::backend_test!(migrate_command_applies_migrations_once, |db| {
+    let dir = tempfile::tempdir().unwrap();
+    let migrate = || {
+        tms_server()
+            .args(["migrate", "--data-dir", dir.path().to_str().unwrap(), "--database-url", &db.url])
+            .args(["--log-format", "json"])
+            .output()
+            .unwrap()
+    };
+    let first = migrate();
+    assert!(first.status.success(), "{}", String::from_utf8_lossy(&first.stderr));
+    let first = String::from_utf8(first.stdout).unwrap();
+    assert!(first.contains("migrations applied") && !first.contains(r#""applied":0"#), "{first}");
+    let again = String::from_utf8(migrate().stdout).unwrap();
+    assert!(again.contains(r#""applied":0"#), "{again}");
+});

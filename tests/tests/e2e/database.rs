@@ -3,14 +3,11 @@
 use serde_json::json;
 use tms_e2e::{Backend, backend_test};
 use tms_server::config::DatabaseBackend;
-use tms_server::db::{Db, audit};
+use tms_server::db::{Db, DbError, audit};
 
 fn open(db: &tms_e2e::TestDatabase) -> Db {
     let (backend, url) = match db.backend {
-        Backend::Sqlite => (
-            DatabaseBackend::Sqlite,
-            db.url.trim_start_matches("sqlite://").to_owned(),
-        ),
+        Backend::Sqlite => (DatabaseBackend::Sqlite, db.url.trim_start_matches("sqlite://").to_owned()),
         Backend::Postgres => (DatabaseBackend::Postgres, db.url.clone()),
     };
     Db::open(backend, &url, 4).expect("open pool")
@@ -20,10 +17,7 @@ backend_test!(migrations_go_up_down_and_up_again, |db| {
     let pool = open(&db);
     let applied = pool.migrate().unwrap();
     assert!(!applied.is_empty());
-    assert!(
-        pool.migrate().unwrap().is_empty(),
-        "a second run applies nothing"
-    );
+    assert!(pool.migrate().unwrap().is_empty(), "a second run applies nothing");
     let reverted = pool.revert_all().unwrap();
     assert_eq!(reverted.len(), applied.len());
     assert_eq!(pool.migrate().unwrap(), applied);
@@ -43,25 +37,16 @@ backend_test!(audit_events_round_trip, |db| {
                     &json!({"why": "broken screen"}),
                 ),
             )?;
-            audit::record(
-                conn,
-                &audit::NewAuditEvent::now("ops", "device.rename", "device:7", &json!({})),
-            )?;
-            audit::record(
-                conn,
-                &audit::NewAuditEvent::now("ops", "device.rename", "device:8", &json!({})),
-            )?;
-            Ok(first)
+            audit::record(conn, &audit::NewAuditEvent::now("ops", "device.rename", "device:7", &json!({})))?;
+            audit::record(conn, &audit::NewAuditEvent::now("ops", "device.rename", "device:8", &json!({})))?;
+            Ok::<_, DbError>(first)
         })
         .await
         .unwrap();
     assert!(stored.id > 0);
     assert_eq!(stored.detail, r#"{"why":"broken screen"}"#);
 
-    let events = pool
-        .run(|conn| audit::for_subject(conn, "device:7", 10))
-        .await
-        .unwrap();
+    let events = pool.run(|conn| audit::for_subject(conn, "device:7", 10)).await.unwrap();
     assert_eq!(events.len(), 2);
     assert_eq!(events[0].action, "device.rename", "newest first");
     assert_eq!(events[1], stored);
@@ -87,7 +72,7 @@ async fn sqlite_connections_enforce_foreign_keys_and_use_wal() {
             }
             let fk: Fk = diesel::sql_query("PRAGMA foreign_keys").get_result(conn)?;
             let mode: Mode = diesel::sql_query("PRAGMA journal_mode").get_result(conn)?;
-            Ok((fk.foreign_keys, mode.journal_mode))
+            Ok::<_, DbError>((fk.foreign_keys, mode.journal_mode))
         })
         .await
         .unwrap();

@@ -28,44 +28,23 @@ backend_test!(errors_share_one_envelope, |db| {
     let header_id = res.headers()["x-request-id"].to_str().unwrap().to_owned();
     let body: serde_json::Value = res.json().await.unwrap();
     assert_eq!(body["error"]["code"], "not_found");
-    assert!(
-        body["error"]["message"]
-            .as_str()
-            .is_some_and(|m| !m.is_empty())
-    );
+    assert!(body["error"]["message"].as_str().is_some_and(|m| !m.is_empty()));
     assert_eq!(body["error"]["request_id"], header_id.as_str());
 
     // A caller's own request id is kept, so a request can be traced across a proxy.
-    let res = server
-        .http
-        .get(server.url("/nope"))
-        .header("x-request-id", "trace-42")
-        .send()
-        .await
-        .unwrap();
+    let res = server.http.get(server.url("/nope")).header("x-request-id", "trace-42").send().await.unwrap();
     assert_eq!(res.headers()["x-request-id"], "trace-42");
     let body: serde_json::Value = res.json().await.unwrap();
     assert_eq!(body["error"]["request_id"], "trace-42");
 
     // A known path with the wrong method.
-    let res = server
-        .http
-        .post(server.url("/healthz"))
-        .send()
-        .await
-        .unwrap();
+    let res = server.http.post(server.url("/healthz")).send().await.unwrap();
     assert_eq!(res.status(), 405);
     let body: serde_json::Value = res.json().await.unwrap();
     assert_eq!(body["error"]["code"], "method_not_allowed");
 
     // One that could smuggle anything into logs is replaced.
-    let res = server
-        .http
-        .get(server.url("/nope"))
-        .header("x-request-id", "a b\"c")
-        .send()
-        .await
-        .unwrap();
+    let res = server.http.get(server.url("/nope")).header("x-request-id", "a b\"c").send().await.unwrap();
     assert_ne!(res.headers()["x-request-id"], "a b\"c");
 });
 
@@ -79,12 +58,7 @@ backend_test!(metrics_count_requests_by_route_and_status, |db| {
 
     let res = server.get("/metrics").await;
     assert_eq!(res.status(), 200);
-    assert!(
-        res.headers()["content-type"]
-            .to_str()
-            .unwrap()
-            .starts_with("text/plain")
-    );
+    assert!(res.headers()["content-type"].to_str().unwrap().starts_with("text/plain"));
     let text = res.text().await.unwrap();
     assert!(
         text.contains(r#"tms_http_requests_total{route="/healthz",method="GET",status="200"} 3"#),
@@ -95,13 +69,12 @@ backend_test!(metrics_count_requests_by_route_and_status, |db| {
         "{text}"
     );
     assert!(
-        text.contains(r#"tms_http_request_duration_seconds_count{route="/readyz",method="GET",status="200"} 1"#),
+        text.contains(
+            r#"tms_http_request_duration_seconds_count{route="/readyz",method="GET",status="200"} 1"#
+        ),
         "{text}"
     );
-    assert!(
-        text.contains("# TYPE tms_http_request_duration_seconds histogram"),
-        "{text}"
-    );
+    assert!(text.contains("# TYPE tms_http_request_duration_seconds histogram"), "{text}");
     // /readyz used a pooled connection, so the pool has opened at least one.
     let open: u32 = text
         .lines()
@@ -113,61 +86,64 @@ backend_test!(metrics_count_requests_by_route_and_status, |db| {
     assert!(text.contains("tms_db_pool_max_connections 16"), "{text}");
 });
 
-#[tokio::test]
-async fn openapi_document_is_served_and_matches_the_snapshot() {
-    let db = tms_e2e::TestDatabase::sqlite();
+backend_test!(openapi_document_is_served_and_matches_the_snapshot, |db| {
     let server = ServerBuilder::new().database(&db).start().await;
     let (status, served) = server.get_json("/openapi.json").await;
     assert_eq!(status, 200);
-    let committed: serde_json::Value =
-        serde_json::from_str(include_str!("../../../server/openapi.json"))
-            .expect("committed snapshot is JSON");
-    assert_eq!(
-        served, committed,
-        "served document differs from server/openapi.json"
-    );
+    let committed: serde_json::Value = serde_json::from_str(include_str!("../../../server/openapi.json"))
+        .expect("committed snapshot is JSON");
+    assert_eq!(served, committed, "served document differs from server/openapi.json");
     for path in ["/healthz", "/readyz", "/metrics", "/openapi.json"] {
-        assert!(
-            served["paths"][path]["get"].is_object(),
-            "{path} missing from the document"
-        );
+        assert!(served["paths"][path]["get"].is_object(), "{path} missing from the document");
     }
-}
+});
 
-#[tokio::test]
-async fn sigterm_stops_the_server_cleanly() {
-    let db = tms_e2e::TestDatabase::sqlite();
+backend_test!(sigterm_drains_in_flight_requests_then_exits_0, |db| {
+    // An "S3 server" that accepts connections and never answers keeps a
+    // readiness probe in flight for its full 3 s timeout.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let endpoint = format!("http://{}", silent.local_addr().unwrap());
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for conn in silent.incoming().flatten() {
+            held.push(conn);
+        }
+    });
     let server = ServerBuilder::new()
         .database(&db)
+        .env("TMS_OBJECT_STORE_URL", "s3://tms")
+        .env("TMS_S3_ENDPOINT", &endpoint)
+        .env("TMS_S3_ALLOW_HTTP", "true")
+        .env("TMS_S3_ACCESS_KEY_ID", "x")
+        .env("TMS_S3_SECRET_ACCESS_KEY", "y")
         .arg("--shutdown-timeout-secs")
-        .arg("5")
+        .arg("10")
         .start()
         .await;
-    assert_eq!(server.get("/healthz").await.status(), 200);
+
+    let in_flight = tokio::spawn(server.http.get(server.url("/readyz")).send());
+    tokio::time::sleep(std::time::Duration::from_millis(800)).await;
+    let started = std::time::Instant::now();
     let status = server.terminate().await;
     assert!(status.success(), "exit status after SIGTERM: {status:?}");
-}
+    let res = in_flight.await.unwrap().expect("the in-flight request is answered, not cut");
+    assert_eq!(res.status(), 503);
+    let body: serde_json::Value = res.json().await.unwrap();
+    assert_eq!(body["error"]["details"]["object_store"], "timeout");
+    assert!(started.elapsed() >= std::time::Duration::from_secs(1), "the server waited for the request");
+});
 
 #[tokio::test]
 async fn zero_configuration_creates_its_data_under_the_working_directory() {
     let cwd = tempfile::tempdir().unwrap();
-    let server = ServerBuilder::new()
-        .zero_config_in(cwd.path().to_owned())
-        .start()
-        .await;
+    let server = ServerBuilder::new().zero_config_in(cwd.path().to_owned()).start().await;
     let (status, ready) = server.get_json("/readyz").await;
     assert_eq!(status, 200, "{ready}");
     assert!(cwd.path().join("tms-data/tms.sqlite").is_file());
     assert!(cwd.path().join("tms-data/blobs").is_dir());
-    let listening = server
-        .logs()
-        .into_iter()
-        .find(|l| l.contains("tms-server listening"))
-        .expect("start-up line");
-    assert!(
-        listening.contains("tms-data") && listening.contains("127.0.0.1:"),
-        "{listening}"
-    );
+    let listening =
+        server.logs().into_iter().find(|l| l.contains("tms-server listening")).expect("start-up line");
+    assert!(listening.contains("tms-data") && listening.contains("127.0.0.1:"), "{listening}");
 }
 
 backend_test!(s3_store_ready_then_not_ready_when_it_stops, |db| {
@@ -183,25 +159,15 @@ backend_test!(s3_store_ready_then_not_ready_when_it_stops, |db| {
     let (status, body) = server.get_json("/readyz").await;
     assert_eq!(status, 503, "{body}");
     assert_eq!(body["error"]["code"], "not_ready");
-    assert!(
-        body["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("object_store"),
-        "{body}"
-    );
+    assert!(body["error"]["message"].as_str().unwrap().contains("object_store"), "{body}");
     assert_ne!(body["error"]["details"]["object_store"], "ok");
     assert_eq!(body["error"]["details"]["database"], "ok");
     // Liveness does not depend on the store.
     assert_eq!(server.get("/healthz").await.status(), 200);
 });
 
-#[tokio::test]
-async fn missing_bucket_is_not_ready() {
-    let Some(s3) = MotoServer::start().await else {
-        return;
-    };
-    let db = tms_e2e::TestDatabase::sqlite();
+backend_test!(missing_bucket_is_not_ready, |db| {
+    let Some(s3) = MotoServer::start().await else { return };
     let server = ServerBuilder::new()
         .database(&db)
         .s3(&s3)
@@ -211,4 +177,21 @@ async fn missing_bucket_is_not_ready() {
     let (status, body) = server.get_json("/readyz").await;
     assert_eq!(status, 503, "{body}");
     assert_eq!(body["error"]["details"]["object_store"], "unavailable");
+});
+
+#[tokio::test]
+async fn readiness_follows_the_database_down_and_back() {
+    let Some(db) = tms_e2e::TestDatabase::postgres() else { return };
+    let server = ServerBuilder::new().database(&db).start().await;
+    assert_eq!(server.get("/readyz").await.status(), 200);
+
+    db.postgres_outage();
+    let (status, body) = server.get_json("/readyz").await;
+    assert_eq!(status, 503, "{body}");
+    assert_ne!(body["error"]["details"]["database"], "ok", "{body}");
+    assert_eq!(body["error"]["details"]["object_store"], "ok", "{body}");
+
+    db.postgres_recover();
+    let (status, body) = server.get_json("/readyz").await;
+    assert_eq!(status, 200, "pooled connections to the old database must not linger: {body}");
 }

@@ -36,22 +36,13 @@ async fn exercise(store: &BlobStore) {
     // Create-only: whatever sits at a blob's key is never overwritten.
     let other = Sha256Digest::of(b"release artifact");
     let key = BlobStore::blob_path(&other);
-    store
-        .object_store()
-        .put(&key, PutPayload::from_static(b"planted"))
-        .await
-        .unwrap();
-    assert_eq!(
-        store.put_bytes(b"release artifact".to_vec()).await.unwrap(),
-        other
-    );
+    store.object_store().put(&key, PutPayload::from_static(b"planted")).await.unwrap();
+    assert_eq!(store.put_bytes(b"release artifact".to_vec()).await.unwrap(), other);
     assert_eq!(store.get_bytes(&other).await.unwrap(), b"planted");
 
     let missing = Sha256Digest::of(b"never stored");
     assert!(!store.contains(&missing).await.unwrap());
-    assert!(
-        matches!(store.get_bytes(&missing).await, Err(StorageError::NotFound(d)) if d == missing)
-    );
+    assert!(matches!(store.get_bytes(&missing).await, Err(StorageError::NotFound(d)) if d == missing));
 }
 
 #[tokio::test]
@@ -60,13 +51,7 @@ async fn local_filesystem_store() {
     let store = BlobStore::local(dir.path().join("blobs")).unwrap();
     exercise(&store).await;
     let digest = Sha256Digest::of(br#"{"receipt.header":"Boulangerie Martin"}"#).to_hex();
-    assert!(
-        dir.path()
-            .join("blobs/blobs/sha256")
-            .join(&digest[..2])
-            .join(&digest)
-            .is_file()
-    );
+    assert!(dir.path().join("blobs/blobs/sha256").join(&digest[..2]).join(&digest).is_file());
 
     // A store whose directory disappeared is not ready.
     std::fs::remove_dir_all(dir.path().join("blobs")).unwrap();
