@@ -147,7 +147,7 @@ async fn zero_configuration_creates_its_data_under_the_working_directory() {
 }
 
 backend_test!(s3_store_ready_then_not_ready_when_it_stops, |db| {
-    let Some(mut s3) = MotoServer::start().await else {
+    let Some(mut s3) = MotoServer::start_private().await else {
         return;
     };
     let server = ServerBuilder::new().database(&db).s3(&s3).start().await;
