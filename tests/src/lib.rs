@@ -26,7 +26,8 @@ pub(crate) fn require<T>(what: &str, found: Result<T, String>) -> Option<T> {
         Ok(v) => Some(v),
         Err(e) if is_ci() => panic!("{what} is required when CI=true: {e}"),
         Err(e) => {
-            let note = format!("SKIPPED: {what} is not available: {e}");
+            let reason = e.split_whitespace().collect::<Vec<_>>().join(" ");
+            let note = format!("SKIPPED: {what} is not available: {reason}");
             eprintln!("{note}");
             // The test runner hides a passing test's output; scripts/test reads
             // this file back and prints what was skipped.
