@@ -168,6 +168,23 @@ settings! {
     workers: usize => Option<usize> = None, env "TMS_WORKERS", secret false;
     /// Seconds given to in-flight requests to finish after SIGTERM [default: 30]
     shutdown_timeout_secs: u64 => u64 = 30, env "TMS_SHUTDOWN_TIMEOUT_SECS", secret false;
+    /// Base URL people reach the TMS at, used in links sent by e-mail [default: http://LISTEN]
+    public_url: String => Option<String> = None, env "TMS_PUBLIC_URL", secret false;
+    /// SMTP server for e-mail, e.g. smtps://user:password@mail.example:465 or
+    /// smtp://127.0.0.1:25; without it e-mail is written to DATA_DIR/outbox
+    smtp_url: String => Option<String> = None, env "TMS_SMTP_URL", secret false;
+    /// Sender of e-mail [default: TMS <tms@localhost>]
+    mail_from: String => String = "TMS <tms@localhost>".to_owned(), env "TMS_MAIL_FROM", secret false;
+    /// Hours an account activation or invitation link stays valid [default: 168]
+    activation_ttl_hours: u64 => u64 = 168, env "TMS_ACTIVATION_TTL_HOURS", secret false;
+    /// Hours a login session lasts [default: 12]
+    session_ttl_hours: u64 => u64 = 12, env "TMS_SESSION_TTL_HOURS", secret false;
+    /// Failed logins per account within the window before further attempts are refused [default: 5]
+    login_max_failures_per_account: u32 => u32 = 5, env "TMS_LOGIN_MAX_FAILURES_PER_ACCOUNT", secret false;
+    /// Failed logins per client address within the window before further attempts are refused [default: 20]
+    login_max_failures_per_address: u32 => u32 = 20, env "TMS_LOGIN_MAX_FAILURES_PER_ADDRESS", secret false;
+    /// Seconds over which failed logins are counted [default: 900]
+    login_failure_window_secs: u64 => u64 = 900, env "TMS_LOGIN_FAILURE_WINDOW_SECS", secret false;
 }
 
 /// Which database backend a URL names.
@@ -220,6 +237,14 @@ impl Config {
         tracing_subscriber::EnvFilter::try_new(&self.log_level)
             .map_err(|e| ConfigError::Invalid { setting: "log_level", message: e.to_string() })?;
         Ok(())
+    }
+
+    /// The base URL for links in e-mail, without a trailing slash.
+    pub fn public_url(&self) -> String {
+        match &self.public_url {
+            Some(url) => url.trim_end_matches('/').to_owned(),
+            None => format!("http://{}", self.listen),
+        }
     }
 
     /// The database URL in effect (explicit, or the SQLite file in the data dir).
@@ -292,6 +317,9 @@ impl Config {
             let value = &values[*name];
             let source = self.source(name);
             let shown = match (*name, value) {
+                ("public_url", serde_json::Value::Null) => {
+                    format!("{} (derived from listen)", self.public_url())
+                }
                 (_, serde_json::Value::Null) => match *name {
                     "database_url" => format!("{} (derived from data_dir)", self.database_url()),
                     "object_store_url" => {
@@ -300,7 +328,7 @@ impl Config {
                     _ => "(unset)".to_owned(),
                 },
                 (n, _) if Config::is_secret(n) => "********".to_owned(),
-                ("database_url", serde_json::Value::String(url)) => mask_url_password(url),
+                ("database_url" | "smtp_url", serde_json::Value::String(url)) => mask_url_password(url),
                 (_, serde_json::Value::String(s)) => s.clone(),
                 (_, other) => other.to_string(),
             };

@@ -1,10 +1,12 @@
 //! The TMS server: terminal API, management API, persistence and storage.
 #![forbid(unsafe_code)]
 
+pub mod accounts;
 pub mod auth;
 pub mod config;
 pub mod db;
 pub mod http;
+pub mod mail;
 pub mod metrics;
 pub mod openapi;
 pub mod storage;

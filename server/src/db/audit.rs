@@ -1,4 +1,5 @@
-//! The audit trail: an append-only record of who changed what, when and why.
+//! The audit trail: an append-only record of who changed what, when, from
+//! where and why.
 
 use chrono::{NaiveDateTime, Utc};
 use diesel::prelude::*;
@@ -15,8 +16,13 @@ pub struct AuditEvent {
     pub actor: String,
     pub action: String,
     pub subject: String,
-    /// JSON object with action-specific detail (for example the reason given).
+    /// JSON object with action-specific detail (before/after, reason, …).
     pub detail: String,
+    pub actor_user_id: Option<i64>,
+    /// The merchant whose data changed, so merchants can read their own trail.
+    pub merchant_id: Option<i64>,
+    /// The client address the change came from.
+    pub source_ip: Option<String>,
 }
 
 #[derive(Debug, Clone, Insertable)]
@@ -27,6 +33,9 @@ pub struct NewAuditEvent<'a> {
     pub action: &'a str,
     pub subject: &'a str,
     pub detail: String,
+    pub actor_user_id: Option<i64>,
+    pub merchant_id: Option<i64>,
+    pub source_ip: Option<&'a str>,
 }
 
 impl<'a> NewAuditEvent<'a> {
@@ -37,6 +46,9 @@ impl<'a> NewAuditEvent<'a> {
             action,
             subject,
             detail: detail.to_string(),
+            actor_user_id: None,
+            merchant_id: None,
+            source_ip: None,
         }
     }
 }
@@ -49,10 +61,37 @@ pub fn record(conn: &mut DbConnection, event: &NewAuditEvent<'_>) -> Result<Audi
 
 /// The newest events about one subject, newest first.
 pub fn for_subject(conn: &mut DbConnection, subject: &str, limit: i64) -> Result<Vec<AuditEvent>, DbError> {
-    Ok(audit_events::table
-        .filter(audit_events::subject.eq(subject))
-        .order((audit_events::occurred_at.desc(), audit_events::id.desc()))
-        .limit(limit)
-        .select(AuditEvent::as_select())
-        .load(conn)?)
+    list(conn, &AuditFilter { subject: Some(subject.to_owned()), limit, ..Default::default() })
+}
+
+/// Which events to list, newest first.
+#[derive(Debug, Clone, Default)]
+pub struct AuditFilter {
+    pub merchant_id: Option<i64>,
+    pub actor_user_id: Option<i64>,
+    pub subject: Option<String>,
+    pub action: Option<String>,
+    /// Only events older than this id (paging).
+    pub before_id: Option<i64>,
+    pub limit: i64,
+}
+
+pub fn list(conn: &mut DbConnection, filter: &AuditFilter) -> Result<Vec<AuditEvent>, DbError> {
+    let mut query = audit_events::table.into_boxed();
+    if let Some(m) = filter.merchant_id {
+        query = query.filter(audit_events::merchant_id.eq(m));
+    }
+    if let Some(u) = filter.actor_user_id {
+        query = query.filter(audit_events::actor_user_id.eq(u));
+    }
+    if let Some(s) = &filter.subject {
+        query = query.filter(audit_events::subject.eq(s.clone()));
+    }
+    if let Some(a) = &filter.action {
+        query = query.filter(audit_events::action.eq(a.clone()));
+    }
+    if let Some(before) = filter.before_id {
+        query = query.filter(audit_events::id.lt(before));
+    }
+    Ok(query.order(audit_events::id.desc()).limit(filter.limit).select(AuditEvent::as_select()).load(conn)?)
 }

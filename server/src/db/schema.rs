@@ -146,6 +146,38 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    devices (id) {
+        id -> BigInt,
+        merchant_id -> BigInt,
+        location_id -> BigInt,
+        terminal_id -> Nullable<BigInt>,
+        app -> Text,
+        name -> Text,
+        hardware_id -> Text,
+        model -> Text,
+        status -> Text,
+        token_hash -> Text,
+        replaces_device_id -> Nullable<BigInt>,
+        replaced_by_device_id -> Nullable<BigInt>,
+        activated_by -> BigInt,
+        activated_at -> Timestamp,
+        deactivated_at -> Nullable<Timestamp>,
+        last_contact_at -> Nullable<Timestamp>,
+    }
+}
+
+diesel::table! {
+    device_sessions (id) {
+        id -> BigInt,
+        device_id -> BigInt,
+        user_id -> BigInt,
+        started_at -> Timestamp,
+        ended_at -> Nullable<Timestamp>,
+    }
+}
+
+diesel::joinable!(device_sessions -> devices (device_id));
 diesel::joinable!(locations -> merchants (merchant_id));
 diesel::joinable!(terminals -> locations (location_id));
 diesel::joinable!(users -> merchants (merchant_id));
@@ -168,4 +200,6 @@ diesel::allow_tables_to_appear_in_same_query!(
     group_members,
     group_grants,
     login_failures,
+    devices,
+    device_sessions,
 );

@@ -11,6 +11,7 @@ use actix_web::{HttpResponse, ResponseError};
 use tms_packages::wire::{ErrorBody, ErrorEnvelope};
 
 use crate::db::DbError;
+use crate::mail::MailError;
 use crate::http::observe::current_request_id;
 use crate::storage::StorageError;
 
@@ -20,28 +21,56 @@ use crate::storage::StorageError;
 pub enum ErrorCode {
     BadRequest,
     InvalidJson,
+    InvalidRequest,
+    WeakPassword,
+    ActivationTokenInvalid,
     Unauthorized,
+    InvalidCredentials,
+    TotpRequired,
+    InvalidTotp,
     Forbidden,
     NotFound,
     MethodNotAllowed,
     Conflict,
+    EmailTaken,
+    TerminalAlreadyRegistered,
+    ProfileInUse,
+    LastAdmin,
+    TwoFactorAlreadyEnabled,
+    TwoFactorNotEnabled,
     PayloadTooLarge,
     UnsupportedMediaType,
+    TooManyAttempts,
     NotReady,
     Internal,
 }
 
 impl ErrorCode {
+    /// Every code; the first of a status is what the framework's own errors
+    /// of that status get.
     pub const ALL: &'static [ErrorCode] = &[
         ErrorCode::BadRequest,
         ErrorCode::InvalidJson,
+        ErrorCode::InvalidRequest,
+        ErrorCode::WeakPassword,
+        ErrorCode::ActivationTokenInvalid,
         ErrorCode::Unauthorized,
+        ErrorCode::InvalidCredentials,
+        ErrorCode::TotpRequired,
+        ErrorCode::InvalidTotp,
         ErrorCode::Forbidden,
         ErrorCode::NotFound,
         ErrorCode::MethodNotAllowed,
         ErrorCode::Conflict,
+        ErrorCode::EmailTaken,
+        ErrorCode::TerminalAlreadyRegistered,
+        ErrorCode::ProfileInUse,
+        ErrorCode::LastAdmin,
+        ErrorCode::TwoFactorAlreadyEnabled,
+        ErrorCode::TwoFactorNotEnabled,
         ErrorCode::PayloadTooLarge,
         ErrorCode::UnsupportedMediaType,
+        ErrorCode::TooManyAttempts,
         ErrorCode::NotReady,
         ErrorCode::Internal,
     ];
@@ -50,13 +79,26 @@ impl ErrorCode {
         match self {
             ErrorCode::BadRequest => "bad_request",
             ErrorCode::InvalidJson => "invalid_json",
+            ErrorCode::InvalidRequest => "invalid_request",
+            ErrorCode::WeakPassword => "weak_password",
+            ErrorCode::ActivationTokenInvalid => "activation_token_invalid",
             ErrorCode::Unauthorized => "unauthorized",
+            ErrorCode::InvalidCredentials => "invalid_credentials",
+            ErrorCode::TotpRequired => "totp_required",
+            ErrorCode::InvalidTotp => "invalid_totp",
             ErrorCode::Forbidden => "forbidden",
             ErrorCode::NotFound => "not_found",
             ErrorCode::MethodNotAllowed => "method_not_allowed",
             ErrorCode::Conflict => "conflict",
+            ErrorCode::EmailTaken => "email_taken",
+            ErrorCode::TerminalAlreadyRegistered => "terminal_already_registered",
+            ErrorCode::ProfileInUse => "profile_in_use",
+            ErrorCode::LastAdmin => "last_admin",
+            ErrorCode::TwoFactorAlreadyEnabled => "two_factor_already_enabled",
+            ErrorCode::TwoFactorNotEnabled => "two_factor_not_enabled",
             ErrorCode::PayloadTooLarge => "payload_too_large",
             ErrorCode::UnsupportedMediaType => "unsupported_media_type",
+            ErrorCode::TooManyAttempts => "too_many_attempts",
             ErrorCode::NotReady => "not_ready",
             ErrorCode::Internal => "internal",
         }
@@ -64,14 +106,28 @@ impl ErrorCode {
 
     pub fn status(self) -> StatusCode {
         match self {
-            ErrorCode::BadRequest | ErrorCode::InvalidJson => StatusCode::BAD_REQUEST,
-            ErrorCode::Unauthorized => StatusCode::UNAUTHORIZED,
+            ErrorCode::BadRequest
+            | ErrorCode::InvalidJson
+            | ErrorCode::InvalidRequest
+            | ErrorCode::WeakPassword
+            | ErrorCode::ActivationTokenInvalid => StatusCode::BAD_REQUEST,
+            ErrorCode::Unauthorized
+            | ErrorCode::InvalidCredentials
+            | ErrorCode::TotpRequired
+            | ErrorCode::InvalidTotp => StatusCode::UNAUTHORIZED,
             ErrorCode::Forbidden => StatusCode::FORBIDDEN,
             ErrorCode::NotFound => StatusCode::NOT_FOUND,
             ErrorCode::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
-            ErrorCode::Conflict => StatusCode::CONFLICT,
+            ErrorCode::Conflict
+            | ErrorCode::EmailTaken
+            | ErrorCode::TerminalAlreadyRegistered
+            | ErrorCode::ProfileInUse
+            | ErrorCode::LastAdmin
+            | ErrorCode::TwoFactorAlreadyEnabled
+            | ErrorCode::TwoFactorNotEnabled => StatusCode::CONFLICT,
             ErrorCode::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ErrorCode::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ErrorCode::TooManyAttempts => StatusCode::TOO_MANY_REQUESTS,
             ErrorCode::NotReady => StatusCode::SERVICE_UNAVAILABLE,
             ErrorCode::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -83,7 +139,7 @@ impl ErrorCode {
         ErrorCode::ALL
             .iter()
             .copied()
-            .find(|code| code.status() == status && *code != ErrorCode::InvalidJson)
+            .find(|code| code.status() == status)
             .unwrap_or(if status.is_server_error() { ErrorCode::Internal } else { ErrorCode::BadRequest })
     }
 }
@@ -93,10 +149,21 @@ pub enum ApiError {
     /// A problem the client can act on; its message is shown as is.
     #[error("{message}")]
     Client { code: ErrorCode, message: String, details: BTreeMap<String, String> },
+    /// Too many attempts; the client may try again after `retry_after_secs`.
+    #[error("{message}")]
+    Throttled { message: String, retry_after_secs: u64 },
     #[error(transparent)]
     Db(#[from] DbError),
     #[error(transparent)]
     Storage(#[from] StorageError),
+    #[error(transparent)]
+    Mail(#[from] MailError),
+}
+
+impl From<diesel::result::Error> for ApiError {
+    fn from(e: diesel::result::Error) -> ApiError {
+        ApiError::Db(DbError::Query(e))
+    }
 }
 
 impl ApiError {
@@ -115,9 +182,27 @@ impl ApiError {
     pub fn code(&self) -> ErrorCode {
         match self {
             ApiError::Client { code, .. } => *code,
+            ApiError::Throttled { .. } => ErrorCode::TooManyAttempts,
             ApiError::Storage(StorageError::NotFound(_)) => ErrorCode::NotFound,
-            ApiError::Db(_) | ApiError::Storage(_) => ErrorCode::Internal,
+            ApiError::Db(_) | ApiError::Storage(_) | ApiError::Mail(_) => ErrorCode::Internal,
         }
+    }
+
+    pub fn not_found(what: &str) -> ApiError {
+        ApiError::new(ErrorCode::NotFound, format!("{what} not found"))
+    }
+
+    pub fn forbidden(message: impl Into<String>) -> ApiError {
+        ApiError::new(ErrorCode::Forbidden, message)
+    }
+
+    /// A request field that fails validation, named in `details.field`.
+    pub fn invalid(field: &str, message: impl Into<String>) -> ApiError {
+        ApiError::with_details(
+            ErrorCode::InvalidRequest,
+            message,
+            BTreeMap::from([("field".to_owned(), field.to_owned())]),
+        )
     }
 }
 
@@ -141,10 +226,22 @@ impl ResponseError for ApiError {
     fn error_response(&self) -> HttpResponse {
         match self {
             ApiError::Client { code, message, details } => envelope(*code, message, details.clone()),
+            ApiError::Throttled { message, retry_after_secs } => {
+                let mut res = envelope(
+                    ErrorCode::TooManyAttempts,
+                    message,
+                    BTreeMap::from([("retry_after_secs".to_owned(), retry_after_secs.to_string())]),
+                );
+                res.headers_mut().insert(
+                    actix_web::http::header::RETRY_AFTER,
+                    actix_web::http::header::HeaderValue::from(*retry_after_secs),
+                );
+                res
+            }
             ApiError::Storage(StorageError::NotFound(_)) => {
                 envelope(ErrorCode::NotFound, &self.to_string(), BTreeMap::new())
             }
-            ApiError::Db(_) | ApiError::Storage(_) => {
+            ApiError::Db(_) | ApiError::Storage(_) | ApiError::Mail(_) => {
                 tracing::error!(
                     request_id = current_request_id().as_deref().unwrap_or("-"),
                     error = %ErrorChain(self),

@@ -1,0 +1,2 @@
+DROP TABLE device_sessions;
+DROP TABLE devices;

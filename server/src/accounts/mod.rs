@@ -1,0 +1,55 @@
+//! The account side of the TMS: merchants, orders, locations, users, groups,
+//! sessions, API tokens and two-step verification.
+//!
+//! Functions here take a connection and do the whole change (validation,
+//! authorisation, persistence, audit) so that handlers stay thin and every
+//! change is one transaction.
+
+pub mod access;
+pub mod groups;
+pub mod merchants;
+pub mod rows;
+pub mod throttle;
+pub mod users;
+
+use chrono::{NaiveDateTime, SecondsFormat, Utc};
+
+/// A stored timestamp (UTC) in its wire form, RFC 3339.
+pub fn rfc3339(at: NaiveDateTime) -> String {
+    at.and_utc().to_rfc3339_opts(SecondsFormat::Secs, true)
+}
+
+pub fn now() -> NaiveDateTime {
+    Utc::now().naive_utc()
+}
+
+/// An e-mail to send once the change that prompted it has committed.
+#[derive(Debug, Clone)]
+pub struct PendingMail(pub crate::mail::Mail);
+
+/// The text of an account activation or invitation e-mail.
+pub fn activation_mail(public_url: &str, to: &str, token: &str, company: Option<&str>, ttl_hours: u64) -> PendingMail {
+    let link = format!("{public_url}/activate?token={token}");
+    let (subject, opening) = match company {
+        Some(company) => (
+            format!("Activate your {company} account"),
+            format!("Your account for {company} has been created with the first order of your payment terminals."),
+        ),
+        None => ("You have been invited to the TMS".to_owned(), "You have been given an account on the TMS.".to_owned()),
+    };
+    let days = ttl_hours / 24;
+    let validity = if days >= 1 && ttl_hours % 24 == 0 {
+        format!("{days} day{}", if days == 1 { "" } else { "s" })
+    } else {
+        format!("{ttl_hours} hours")
+    };
+    PendingMail(crate::mail::Mail {
+        to: to.to_owned(),
+        subject,
+        body: format!(
+            "Hello,\n\n{opening}\n\nChoose your password here to activate it:\n\n{link}\n\n\
+             The link works once and expires in {validity}. If it has expired, ask your\n\
+             administrator or our support for a new one.\n"
+        ),
+    })
+}

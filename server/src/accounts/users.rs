@@ -1,0 +1,787 @@
+//! Users: logging in, sessions and API tokens, activation, two-step
+//! verification, and managing a merchant's users.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use chrono::Duration;
+use diesel::prelude::*;
+use serde_json::json;
+use tms_packages::accounts::{
+    OperatorRole, Permission, is_plausible_email, normalize_email, permissions_from_text, permissions_to_text,
+};
+use tms_packages::wire::accounts::{
+    ApiTokenView, CreateApiTokenRequest, CreatedApiToken, InviteUserRequest, LoginRequest, LoginResponse,
+    RecoveryCodes, TwoFactorEnrollment, UpdateUserRequest, UserView,
+};
+
+use super::access::{Actor, MerchantAccess, Role};
+use super::rows::{self, KIND_MERCHANT, KIND_OPERATOR, USER_ACTIVE, USER_INVITED, UserRow};
+use super::throttle::{self, Limits};
+use super::{PendingMail, activation_mail, now, rfc3339};
+use crate::auth::{password, tokens, totp};
+use crate::db::schema::{activation_tokens, group_grants, group_members, merchants, recovery_codes, user_tokens, users};
+use crate::db::{DbConnection, DbError, audit};
+use crate::http::error::{ApiError, ErrorCode};
+use crate::per_backend;
+
+pub const TOKEN_SESSION: &str = "session";
+pub const TOKEN_API: &str = "api";
+const RECOVERY_CODE_COUNT: usize = 10;
+
+/// The settings the account flows need, taken from the configuration.
+#[derive(Debug, Clone)]
+pub struct AccountSettings {
+    pub public_url: String,
+    pub session_ttl_hours: u64,
+    pub activation_ttl_hours: u64,
+    pub max_failures_per_account: u32,
+    pub max_failures_per_address: u32,
+    pub failure_window_secs: u64,
+}
+
+impl AccountSettings {
+    pub fn from_config(config: &crate::config::Config) -> AccountSettings {
+        AccountSettings {
+            public_url: config.public_url(),
+            session_ttl_hours: config.session_ttl_hours,
+            activation_ttl_hours: config.activation_ttl_hours,
+            max_failures_per_account: config.login_max_failures_per_account,
+            max_failures_per_address: config.login_max_failures_per_address,
+            failure_window_secs: config.login_failure_window_secs,
+        }
+    }
+
+    fn limits(&self, email: &str, source_ip: Option<&str>) -> Limits {
+        Limits::for_login(
+            email,
+            source_ip,
+            self.max_failures_per_account,
+            self.max_failures_per_address,
+            self.failure_window_secs,
+        )
+    }
+}
+
+fn invalid_credentials() -> ApiError {
+    ApiError::new(ErrorCode::InvalidCredentials, "wrong e-mail or password")
+}
+
+/// Checks e-mail and password, with throttling; returns the active user.
+/// Deliberately not a transaction: failures must be recorded even though the
+/// attempt fails.
+fn check_password(
+    conn: &mut DbConnection,
+    email: &str,
+    password_given: &str,
+    source_ip: Option<&str>,
+    settings: &AccountSettings,
+) -> Result<(UserRow, Limits), ApiError> {
+    let email = normalize_email(email);
+    let limits = settings.limits(&email, source_ip);
+    throttle::check(conn, &limits)?;
+    let user = rows::find_user_by_email(conn, &email)?;
+    let matches = match user.as_ref().and_then(|u| u.password_hash.as_deref()) {
+        Some(stored) => password::verify(password_given, stored),
+        None => {
+            // Same cost as a real check, so timing does not reveal accounts.
+            password::verify(password_given, password::dummy_hash());
+            false
+        }
+    };
+    match user {
+        Some(user) if matches && user.status == USER_ACTIVE => Ok((user, limits)),
+        _ => {
+            throttle::record_failure(conn, &limits)?;
+            Err(invalid_credentials())
+        }
+    }
+}
+
+/// Accepts a current TOTP code (once) or an unused recovery code.
+fn check_second_factor(conn: &mut DbConnection, user: &UserRow, code: &str) -> Result<bool, DbError> {
+    let code = code.trim();
+    if code.contains('-') {
+        let used = diesel::update(
+            recovery_codes::table
+                .filter(recovery_codes::user_id.eq(user.id))
+                .filter(recovery_codes::code_hash.eq(tokens::hash(&code.to_lowercase())))
+                .filter(recovery_codes::used_at.is_null()),
+        )
+        .set(recovery_codes::used_at.eq(now()))
+        .execute(conn)?;
+        return Ok(used == 1);
+    }
+    let Some(secret) = user.totp_secret.as_deref().and_then(totp::base32_decode) else { return Ok(false) };
+    let Some(step) = totp::verify(&secret, code, now().and_utc().timestamp() as u64, user.totp_last_step) else {
+        return Ok(false);
+    };
+    // Conditional, so two requests racing with one code cannot both pass.
+    let step = step as i64;
+    let accepted = diesel::update(
+        users::table
+            .filter(users::id.eq(user.id))
+            .filter(users::totp_last_step.is_null().or(users::totp_last_step.lt(step))),
+    )
+    .set(users::totp_last_step.eq(step))
+    .execute(conn)?;
+    Ok(accepted == 1)
+}
+
+fn new_token(
+    conn: &mut DbConnection,
+    user_id: i64,
+    kind: &str,
+    name: &str,
+    ttl: Duration,
+) -> Result<(i64, String, chrono::NaiveDateTime), DbError> {
+    let (token, hash) = tokens::generate(if kind == TOKEN_SESSION { "tms_s_" } else { "tms_a_" });
+    let created = now();
+    let expires = created + ttl;
+    let insert = diesel::insert_into(user_tokens::table).values((
+        user_tokens::user_id.eq(user_id),
+        user_tokens::kind.eq(kind),
+        user_tokens::name.eq(name),
+        user_tokens::token_hash.eq(hash),
+        user_tokens::created_at.eq(created),
+        user_tokens::expires_at.eq(expires),
+    ));
+    let id: i64 = per_backend!(conn, |c| insert.returning(user_tokens::id).get_result(c))?;
+    Ok((id, token, expires))
+}
+
+/// Logs in to the management API: password, then the second factor when on.
+pub fn login(
+    conn: &mut DbConnection,
+    request: &LoginRequest,
+    source_ip: Option<&str>,
+    settings: &AccountSettings,
+) -> Result<LoginResponse, ApiError> {
+    let (user, limits) = check_password(conn, &request.email, &request.password, source_ip, settings)?;
+    if user.totp_enabled {
+        let Some(code) = request.totp_code.as_deref().filter(|c| !c.trim().is_empty()) else {
+            return Err(ApiError::new(
+                ErrorCode::TotpRequired,
+                "two-step verification is on: send the current code from your authenticator app",
+            ));
+        };
+        if !check_second_factor(conn, &user, code)? {
+            throttle::record_failure(conn, &limits)?;
+            return Err(ApiError::new(ErrorCode::InvalidTotp, "wrong, expired or already used code"));
+        }
+    }
+    throttle::clear(conn, &throttle::account_key(&user.email))?;
+    let ttl = Duration::hours(settings.session_ttl_hours as i64);
+    let (_, token, expires_at) = new_token(conn, user.id, TOKEN_SESSION, "login", ttl)?;
+    let subject = format!("user:{}", user.id);
+    audit::record(
+        conn,
+        &audit::NewAuditEvent {
+            actor_user_id: Some(user.id),
+            merchant_id: user.merchant_id,
+            source_ip,
+            ..audit::NewAuditEvent::now(&user.email, "auth.login", &subject, &json!({"two_factor": user.totp_enabled}))
+        },
+    )?;
+    Ok(LoginResponse { token, expires_at: rfc3339(expires_at), user: rows::user_view(conn, &user)? })
+}
+
+/// The credential check of terminal app activation: e-mail and password
+/// only. Two-step verification does not apply (a merchant makes an account
+/// "terminal-only" by turning it on), but the activation is audited.
+pub fn check_terminal_activation_credentials(
+    conn: &mut DbConnection,
+    email: &str,
+    password_given: &str,
+    source_ip: Option<&str>,
+    settings: &AccountSettings,
+) -> Result<UserRow, ApiError> {
+    let (user, _) = check_password(conn, email, password_given, source_ip, settings)?;
+    let Some(merchant_id) = user.merchant_id else {
+        return Err(ApiError::forbidden("only a merchant's users activate terminals"));
+    };
+    let permissions = permissions_from_text(&user.permissions).unwrap_or_default();
+    if !user.is_admin && !permissions.contains(&Permission::ActivateApp) {
+        return Err(ApiError::forbidden("this user may not activate the app: it needs the activate_app permission"));
+    }
+    let subject = format!("user:{}", user.id);
+    audit::record(
+        conn,
+        &audit::NewAuditEvent {
+            actor_user_id: Some(user.id),
+            merchant_id: Some(merchant_id),
+            source_ip,
+            ..audit::NewAuditEvent::now(
+                &user.email,
+                "auth.terminal_activation",
+                &subject,
+                &json!({"two_factor_enabled": user.totp_enabled, "two_factor_applied": false}),
+            )
+        },
+    )?;
+    Ok(user)
+}
+
+/// The caller behind a bearer token, or 401.
+pub fn resolve_token(conn: &mut DbConnection, token: &str, source_ip: Option<String>) -> Result<Actor, ApiError> {
+    let unauthorized = || ApiError::new(ErrorCode::Unauthorized, "missing, expired or revoked token");
+    let at = now();
+    let found: Option<(i64, Option<chrono::NaiveDateTime>, UserRow)> = user_tokens::table
+        .inner_join(users::table)
+        .filter(user_tokens::token_hash.eq(tokens::hash(token)))
+        .filter(user_tokens::revoked_at.is_null())
+        .filter(user_tokens::expires_at.gt(at))
+        .select((user_tokens::id, user_tokens::last_used_at, UserRow::as_select()))
+        .first(conn)
+        .optional()?;
+    let (token_id, last_used, user) = found.ok_or_else(unauthorized)?;
+    if user.status != USER_ACTIVE {
+        return Err(unauthorized());
+    }
+    // Bounded write load: last use is kept to the minute, not per request.
+    if last_used.is_none_or(|t| at - t > Duration::minutes(1)) {
+        diesel::update(user_tokens::table.find(token_id)).set(user_tokens::last_used_at.eq(at)).execute(conn)?;
+    }
+    let role = match (user.kind.as_str(), &user.operator_role, user.merchant_id) {
+        (KIND_OPERATOR, Some(role), _) => Role::Operator(role.parse().map_err(|_| unauthorized())?),
+        (KIND_MERCHANT, _, Some(merchant_id)) => {
+            let grants: Vec<(i64, String)> = group_grants::table
+                .inner_join(group_members::table.on(group_members::group_id.eq(group_grants::group_id)))
+                .filter(group_members::user_id.eq(user.id))
+                .select((group_grants::location_id, group_grants::permissions))
+                .load(conn)?;
+            let mut locations: BTreeMap<i64, BTreeSet<Permission>> = BTreeMap::new();
+            for (location, perms) in grants {
+                locations.entry(location).or_default().extend(permissions_from_text(&perms).unwrap_or_default());
+            }
+            Role::Merchant(MerchantAccess {
+                merchant_id,
+                is_admin: user.is_admin,
+                permissions: permissions_from_text(&user.permissions).unwrap_or_default(),
+                locations,
+            })
+        }
+        _ => return Err(unauthorized()),
+    };
+    Ok(Actor { user_id: user.id, email: user.email, role, token_id, source_ip })
+}
+
+pub fn logout(conn: &mut DbConnection, actor: &Actor) -> Result<(), ApiError> {
+    diesel::update(user_tokens::table.find(actor.token_id)).set(user_tokens::revoked_at.eq(now())).execute(conn)?;
+    Ok(())
+}
+
+pub fn me(conn: &mut DbConnection, actor: &Actor) -> Result<UserView, ApiError> {
+    let user = rows::find_user(conn, actor.user_id)?.ok_or_else(|| ApiError::not_found("user"))?;
+    Ok(rows::user_view(conn, &user)?)
+}
+
+/// Sets the password of an invited user from the token of their e-mail.
+pub fn activate_account(conn: &mut DbConnection, token: &str, new_password: &str) -> Result<(), ApiError> {
+    conn.transaction(|conn| {
+        let invalid =
+            || ApiError::new(ErrorCode::ActivationTokenInvalid, "this activation link is invalid, used or expired");
+        let found: Option<(i64, i64)> = activation_tokens::table
+            .filter(activation_tokens::token_hash.eq(tokens::hash(token.trim())))
+            .filter(activation_tokens::used_at.is_null())
+            .filter(activation_tokens::expires_at.gt(now()))
+            .select((activation_tokens::id, activation_tokens::user_id))
+            .first(conn)
+            .optional()?;
+        let (token_id, user_id) = found.ok_or_else(invalid)?;
+        let user = rows::find_user(conn, user_id)?.ok_or_else(invalid)?;
+        password::check_policy(new_password, &user.email).map_err(|m| ApiError::new(ErrorCode::WeakPassword, m))?;
+        let at = now();
+        diesel::update(activation_tokens::table.find(token_id)).set(activation_tokens::used_at.eq(at)).execute(conn)?;
+        diesel::update(users::table.find(user_id))
+            .set((
+                users::password_hash.eq(password::hash(new_password)),
+                users::status.eq(USER_ACTIVE),
+                users::updated_at.eq(at),
+            ))
+            .execute(conn)?;
+        if let Some(merchant_id) = user.merchant_id {
+            diesel::update(merchants::table.find(merchant_id))
+                .filter(merchants::status.eq(rows::MERCHANT_PENDING))
+                .set(merchants::status.eq(rows::MERCHANT_ACTIVE))
+                .execute(conn)?;
+        }
+        let subject = format!("user:{user_id}");
+        audit::record(
+            conn,
+            &audit::NewAuditEvent {
+                actor_user_id: Some(user_id),
+                merchant_id: user.merchant_id,
+                ..audit::NewAuditEvent::now(&user.email, "user.activate", &subject, &json!({}))
+            },
+        )?;
+        Ok(())
+    })
+}
+
+/// A new single-use activation token for a user (older ones stop working).
+pub fn issue_activation_token(conn: &mut DbConnection, user_id: i64, ttl_hours: u64) -> Result<String, DbError> {
+    diesel::update(activation_tokens::table.filter(activation_tokens::user_id.eq(user_id)))
+        .filter(activation_tokens::used_at.is_null())
+        .set(activation_tokens::used_at.eq(now()))
+        .execute(conn)?;
+    let (token, hash) = tokens::generate("");
+    diesel::insert_into(activation_tokens::table)
+        .values((
+            activation_tokens::user_id.eq(user_id),
+            activation_tokens::token_hash.eq(hash),
+            activation_tokens::expires_at.eq(now() + Duration::hours(ttl_hours as i64)),
+        ))
+        .execute(conn)?;
+    Ok(token)
+}
+
+/// What a new user is.
+pub struct NewUser<'a> {
+    pub email: &'a str,
+    pub kind: &'a str,
+    pub operator_role: Option<OperatorRole>,
+    pub merchant_id: Option<i64>,
+    pub is_admin: bool,
+    pub permissions: BTreeSet<Permission>,
+    pub password_hash: Option<String>,
+}
+
+/// Inserts a user; `email_taken` if the address is in use.
+pub fn insert_user(conn: &mut DbConnection, new: NewUser<'_>) -> Result<i64, ApiError> {
+    let email = normalize_email(new.email);
+    if !is_plausible_email(&email) {
+        return Err(ApiError::invalid("email", format!("{:?} is not an e-mail address", new.email)));
+    }
+    if rows::find_user_by_email(conn, &email)?.is_some() {
+        return Err(ApiError::new(ErrorCode::EmailTaken, format!("{email} already has an account")));
+    }
+    let at = now();
+    let status = if new.password_hash.is_some() { USER_ACTIVE } else { USER_INVITED };
+    let insert = diesel::insert_into(users::table).values((
+        users::email.eq(&email),
+        users::password_hash.eq(new.password_hash),
+        users::kind.eq(new.kind),
+        users::operator_role.eq(new.operator_role.map(|r| r.as_str())),
+        users::merchant_id.eq(new.merchant_id),
+        users::is_admin.eq(new.is_admin),
+        users::permissions.eq(permissions_to_text(&new.permissions)),
+        users::status.eq(status),
+        users::created_at.eq(at),
+        users::updated_at.eq(at),
+    ));
+    match per_backend!(conn, |c| insert.returning(users::id).get_result::<i64>(c)) {
+        Ok(id) => Ok(id),
+        Err(e) => {
+            let e = DbError::from(e);
+            if e.is_unique_violation() {
+                Err(ApiError::new(ErrorCode::EmailTaken, format!("{email} already has an account")))
+            } else {
+                Err(e.into())
+            }
+        }
+    }
+}
+
+/// The first operator, created on the server host (`tms-server operator create`).
+pub fn create_operator(
+    conn: &mut DbConnection,
+    email: &str,
+    role: OperatorRole,
+    new_password: &str,
+) -> Result<i64, ApiError> {
+    password::check_policy(new_password, email).map_err(|m| ApiError::new(ErrorCode::WeakPassword, m))?;
+    conn.transaction(|conn| {
+        let id = insert_user(
+            conn,
+            NewUser {
+                email,
+                kind: KIND_OPERATOR,
+                operator_role: Some(role),
+                merchant_id: None,
+                is_admin: false,
+                permissions: BTreeSet::new(),
+                password_hash: Some(password::hash(new_password)),
+            },
+        )?;
+        let subject = format!("user:{id}");
+        audit::record(
+            conn,
+            &audit::NewAuditEvent::now("tms-server operator create", "operator.create", &subject, &json!({"role": role.as_str()})),
+        )?;
+        Ok(id)
+    })
+}
+
+/// Invites another operator (operator admins only); they set their password
+/// from the e-mail.
+pub fn invite_operator(
+    conn: &mut DbConnection,
+    actor: &Actor,
+    email: &str,
+    role: OperatorRole,
+    settings: &AccountSettings,
+) -> Result<(UserView, PendingMail), ApiError> {
+    actor.require_operator(&[OperatorRole::OperatorAdmin])?;
+    conn.transaction(|conn| {
+        let id = insert_user(
+            conn,
+            NewUser {
+                email,
+                kind: KIND_OPERATOR,
+                operator_role: Some(role),
+                merchant_id: None,
+                is_admin: false,
+                permissions: BTreeSet::new(),
+                password_hash: None,
+            },
+        )?;
+        let token = issue_activation_token(conn, id, settings.activation_ttl_hours)?;
+        let subject = format!("user:{id}");
+        audit::record(conn, &actor.audit("operator.invite", &subject, None, &json!({"role": role.as_str()})))?;
+        let user = rows::find_user(conn, id)?.ok_or_else(|| ApiError::not_found("user"))?;
+        let mail = activation_mail(&settings.public_url, &user.email, &token, None, settings.activation_ttl_hours);
+        Ok((rows::user_view(conn, &user)?, mail))
+    })
+}
+
+pub fn parse_permissions(field: &str, names: &[String]) -> Result<BTreeSet<Permission>, ApiError> {
+    names.iter().map(|n| n.parse::<Permission>().map_err(|e| ApiError::invalid(field, e.to_string()))).collect()
+}
+
+/// Invites a user into a merchant (admins, or users with `manage_users`;
+/// only admins may make admins).
+pub fn invite_user(
+    conn: &mut DbConnection,
+    actor: &Actor,
+    merchant_id: i64,
+    request: &InviteUserRequest,
+    settings: &AccountSettings,
+) -> Result<(UserView, PendingMail), ApiError> {
+    actor.check_merchant(merchant_id, "merchant")?;
+    actor.require(merchant_id, None, Permission::ManageUsers)?;
+    if request.is_admin && !actor.is_admin_of(merchant_id) {
+        return Err(ApiError::forbidden("only an admin may make another user an admin"));
+    }
+    let permissions = parse_permissions("permissions", &request.permissions)?;
+    conn.transaction(|conn| {
+        rows::find_merchant(conn, merchant_id)?.ok_or_else(|| ApiError::not_found("merchant"))?;
+        let id = insert_user(
+            conn,
+            NewUser {
+                email: &request.email,
+                kind: KIND_MERCHANT,
+                operator_role: None,
+                merchant_id: Some(merchant_id),
+                is_admin: request.is_admin,
+                permissions: permissions.clone(),
+                password_hash: None,
+            },
+        )?;
+        let token = issue_activation_token(conn, id, settings.activation_ttl_hours)?;
+        let subject = format!("user:{id}");
+        audit::record(
+            conn,
+            &actor.audit(
+                "user.invite",
+                &subject,
+                Some(merchant_id),
+                &json!({"email": normalize_email(&request.email), "is_admin": request.is_admin,
+                        "permissions": permissions_to_text(&permissions)}),
+            ),
+        )?;
+        let user = rows::find_user(conn, id)?.ok_or_else(|| ApiError::not_found("user"))?;
+        let mail = activation_mail(&settings.public_url, &user.email, &token, None, settings.activation_ttl_hours);
+        Ok((rows::user_view(conn, &user)?, mail))
+    })
+}
+
+/// A merchant user the caller may see, or 404.
+fn visible_merchant_user(conn: &mut DbConnection, actor: &Actor, user_id: i64) -> Result<(UserRow, i64), ApiError> {
+    let user = rows::find_user(conn, user_id)?.ok_or_else(|| ApiError::not_found("user"))?;
+    match user.merchant_id {
+        Some(merchant_id) if actor.sees_merchant(merchant_id) => Ok((user, merchant_id)),
+        // Operators' own accounts are visible to operator admins only.
+        None if actor.operator_role() == Some(OperatorRole::OperatorAdmin) || actor.user_id == user.id => {
+            Err(ApiError::forbidden("operator accounts are managed on the server host"))
+        }
+        _ => Err(ApiError::not_found("user")),
+    }
+}
+
+pub fn show_user(conn: &mut DbConnection, actor: &Actor, user_id: i64) -> Result<UserView, ApiError> {
+    if user_id == actor.user_id {
+        return me(conn, actor);
+    }
+    let (user, _) = visible_merchant_user(conn, actor, user_id)?;
+    Ok(rows::user_view(conn, &user)?)
+}
+
+pub fn list_users(conn: &mut DbConnection, actor: &Actor, merchant_id: i64) -> Result<Vec<UserView>, ApiError> {
+    actor.check_merchant(merchant_id, "merchant")?;
+    rows::find_merchant(conn, merchant_id)?.ok_or_else(|| ApiError::not_found("merchant"))?;
+    let found: Vec<UserRow> = users::table
+        .filter(users::merchant_id.eq(merchant_id))
+        .order(users::id)
+        .select(UserRow::as_select())
+        .load(conn)?;
+    found.iter().map(|u| rows::user_view(conn, u).map_err(ApiError::from)).collect()
+}
+
+/// Refuses a change that would leave a merchant without an admin.
+fn keep_an_admin(conn: &mut DbConnection, merchant_id: i64, user: &UserRow) -> Result<(), ApiError> {
+    if !user.is_admin {
+        return Ok(());
+    }
+    let admins: i64 = users::table
+        .filter(users::merchant_id.eq(merchant_id))
+        .filter(users::is_admin.eq(true))
+        .count()
+        .get_result(conn)?;
+    if admins <= 1 {
+        return Err(ApiError::new(ErrorCode::LastAdmin, "a merchant keeps at least one admin"));
+    }
+    Ok(())
+}
+
+pub fn update_user(
+    conn: &mut DbConnection,
+    actor: &Actor,
+    user_id: i64,
+    request: &UpdateUserRequest,
+) -> Result<UserView, ApiError> {
+    conn.transaction(|conn| {
+        let (user, merchant_id) = visible_merchant_user(conn, actor, user_id)?;
+        actor.require(merchant_id, None, Permission::ManageUsers)?;
+        if (user.is_admin || request.is_admin == Some(true)) && !actor.is_admin_of(merchant_id) {
+            return Err(ApiError::forbidden("only an admin may change an admin or make one"));
+        }
+        super::merchants::refuse_if_in_use(conn, &user)?;
+        let permissions = match &request.permissions {
+            Some(names) => parse_permissions("permissions", names)?,
+            None => permissions_from_text(&user.permissions).unwrap_or_default(),
+        };
+        let is_admin = request.is_admin.unwrap_or(user.is_admin);
+        if user.is_admin && !is_admin {
+            keep_an_admin(conn, merchant_id, &user)?;
+        }
+        diesel::update(users::table.find(user_id))
+            .set((
+                users::is_admin.eq(is_admin),
+                users::permissions.eq(permissions_to_text(&permissions)),
+                users::updated_at.eq(now()),
+            ))
+            .execute(conn)?;
+        let subject = format!("user:{user_id}");
+        audit::record(
+            conn,
+            &actor.audit(
+                "user.update",
+                &subject,
+                Some(merchant_id),
+                &json!({
+                    "before": {"is_admin": user.is_admin, "permissions": user.permissions},
+                    "after": {"is_admin": is_admin, "permissions": permissions_to_text(&permissions)},
+                }),
+            ),
+        )?;
+        let user = rows::find_user(conn, user_id)?.ok_or_else(|| ApiError::not_found("user"))?;
+        Ok(rows::user_view(conn, &user)?)
+    })
+}
+
+pub fn delete_user(conn: &mut DbConnection, actor: &Actor, user_id: i64) -> Result<(), ApiError> {
+    conn.transaction(|conn| {
+        let (user, merchant_id) = visible_merchant_user(conn, actor, user_id)?;
+        actor.require(merchant_id, None, Permission::ManageUsers)?;
+        if user.is_admin && !actor.is_admin_of(merchant_id) {
+            return Err(ApiError::forbidden("only an admin may delete an admin"));
+        }
+        super::merchants::refuse_if_in_use(conn, &user)?;
+        keep_an_admin(conn, merchant_id, &user)?;
+        diesel::delete(users::table.find(user_id)).execute(conn)?;
+        let subject = format!("user:{user_id}");
+        audit::record(
+            conn,
+            &actor.audit(
+                "user.delete",
+                &subject,
+                Some(merchant_id),
+                &json!({"before": {"email": user.email, "is_admin": user.is_admin, "permissions": user.permissions}}),
+            ),
+        )?;
+        Ok(())
+    })
+}
+
+/// A new activation e-mail for a user who has not set a password yet.
+pub fn resend_activation(
+    conn: &mut DbConnection,
+    actor: &Actor,
+    user_id: i64,
+    settings: &AccountSettings,
+) -> Result<PendingMail, ApiError> {
+    conn.transaction(|conn| {
+        let (user, merchant_id) = visible_merchant_user(conn, actor, user_id)?;
+        actor.require(merchant_id, None, Permission::ManageUsers)?;
+        if user.status != USER_INVITED {
+            return Err(ApiError::new(ErrorCode::Conflict, "this user has already set a password"));
+        }
+        let token = issue_activation_token(conn, user_id, settings.activation_ttl_hours)?;
+        let subject = format!("user:{user_id}");
+        audit::record(conn, &actor.audit("user.resend_activation", &subject, Some(merchant_id), &json!({})))?;
+        Ok(activation_mail(&settings.public_url, &user.email, &token, None, settings.activation_ttl_hours))
+    })
+}
+
+pub fn create_api_token(
+    conn: &mut DbConnection,
+    actor: &Actor,
+    request: &CreateApiTokenRequest,
+) -> Result<CreatedApiToken, ApiError> {
+    let name = request.name.trim();
+    if name.is_empty() || name.len() > 100 {
+        return Err(ApiError::invalid("name", "a token needs a name of 1 to 100 characters"));
+    }
+    if !(1..=730).contains(&request.expires_in_days) {
+        return Err(ApiError::invalid("expires_in_days", "a token lives 1 to 730 days"));
+    }
+    let (id, token, expires_at) =
+        new_token(conn, actor.user_id, TOKEN_API, name, Duration::days(i64::from(request.expires_in_days)))?;
+    let subject = format!("token:{id}");
+    audit::record(
+        conn,
+        &actor.audit("token.create", &subject, actor.merchant_id(), &json!({"name": name, "expires_at": rfc3339(expires_at)})),
+    )?;
+    Ok(CreatedApiToken { id, name: name.to_owned(), token, expires_at: rfc3339(expires_at) })
+}
+
+pub fn list_tokens(conn: &mut DbConnection, actor: &Actor) -> Result<Vec<ApiTokenView>, ApiError> {
+    #[derive(Queryable)]
+    struct Row {
+        id: i64,
+        name: String,
+        kind: String,
+        created_at: chrono::NaiveDateTime,
+        expires_at: chrono::NaiveDateTime,
+        last_used_at: Option<chrono::NaiveDateTime>,
+        revoked_at: Option<chrono::NaiveDateTime>,
+    }
+    let found: Vec<Row> = user_tokens::table
+        .filter(user_tokens::user_id.eq(actor.user_id))
+        .filter(user_tokens::expires_at.gt(now()))
+        .order(user_tokens::id)
+        .select((
+            user_tokens::id,
+            user_tokens::name,
+            user_tokens::kind,
+            user_tokens::created_at,
+            user_tokens::expires_at,
+            user_tokens::last_used_at,
+            user_tokens::revoked_at,
+        ))
+        .load(conn)?;
+    Ok(found
+        .into_iter()
+        .map(|r| ApiTokenView {
+            id: r.id,
+            name: r.name,
+            kind: r.kind,
+            created_at: rfc3339(r.created_at),
+            expires_at: rfc3339(r.expires_at),
+            last_used_at: r.last_used_at.map(rfc3339),
+            revoked: r.revoked_at.is_some(),
+        })
+        .collect())
+}
+
+pub fn revoke_token(conn: &mut DbConnection, actor: &Actor, token_id: i64) -> Result<(), ApiError> {
+    let revoked = diesel::update(
+        user_tokens::table.filter(user_tokens::id.eq(token_id)).filter(user_tokens::user_id.eq(actor.user_id)),
+    )
+    .set(user_tokens::revoked_at.eq(now()))
+    .execute(conn)?;
+    if revoked == 0 {
+        return Err(ApiError::not_found("token"));
+    }
+    let subject = format!("token:{token_id}");
+    audit::record(conn, &actor.audit("token.revoke", &subject, actor.merchant_id(), &json!({})))?;
+    Ok(())
+}
+
+pub fn enroll_two_factor(conn: &mut DbConnection, actor: &Actor) -> Result<TwoFactorEnrollment, ApiError> {
+    let user = rows::find_user(conn, actor.user_id)?.ok_or_else(|| ApiError::not_found("user"))?;
+    if user.totp_enabled {
+        return Err(ApiError::new(ErrorCode::TwoFactorAlreadyEnabled, "two-step verification is already on"));
+    }
+    let secret = totp::generate_secret();
+    let encoded = totp::base32_encode(&secret);
+    diesel::update(users::table.find(user.id))
+        .set((users::totp_secret.eq(&encoded), users::totp_last_step.eq(None::<i64>), users::updated_at.eq(now())))
+        .execute(conn)?;
+    Ok(TwoFactorEnrollment { otpauth_url: totp::otpauth_url("TMS", &user.email, &secret), secret: encoded })
+}
+
+pub fn confirm_two_factor(conn: &mut DbConnection, actor: &Actor, code: &str) -> Result<RecoveryCodes, ApiError> {
+    conn.transaction(|conn| {
+        let user = rows::find_user(conn, actor.user_id)?.ok_or_else(|| ApiError::not_found("user"))?;
+        if user.totp_enabled {
+            return Err(ApiError::new(ErrorCode::TwoFactorAlreadyEnabled, "two-step verification is already on"));
+        }
+        if user.totp_secret.is_none() {
+            return Err(ApiError::new(ErrorCode::TwoFactorNotEnabled, "start with enrolment"));
+        }
+        if code.contains('-') || !check_second_factor(conn, &user, code)? {
+            return Err(ApiError::new(ErrorCode::InvalidTotp, "wrong or expired code"));
+        }
+        diesel::update(users::table.find(user.id))
+            .set((users::totp_enabled.eq(true), users::updated_at.eq(now())))
+            .execute(conn)?;
+        diesel::delete(recovery_codes::table.filter(recovery_codes::user_id.eq(user.id))).execute(conn)?;
+        let codes: Vec<String> = (0..RECOVERY_CODE_COUNT)
+            .map(|_| {
+                let raw = totp::base32_encode(&rand::random::<[u8; 5]>()).to_lowercase();
+                format!("{}-{}", &raw[..4], &raw[4..])
+            })
+            .collect();
+        for code in &codes {
+            diesel::insert_into(recovery_codes::table)
+                .values((recovery_codes::user_id.eq(user.id), recovery_codes::code_hash.eq(tokens::hash(code))))
+                .execute(conn)?;
+        }
+        let subject = format!("user:{}", user.id);
+        audit::record(conn, &actor.audit("user.two_factor_enable", &subject, user.merchant_id, &json!({})))?;
+        Ok(RecoveryCodes { codes })
+    })
+}
+
+pub fn disable_two_factor(
+    conn: &mut DbConnection,
+    actor: &Actor,
+    password_given: &str,
+    code: &str,
+) -> Result<(), ApiError> {
+    let user = rows::find_user(conn, actor.user_id)?.ok_or_else(|| ApiError::not_found("user"))?;
+    if !user.totp_enabled {
+        return Err(ApiError::new(ErrorCode::TwoFactorNotEnabled, "two-step verification is not on"));
+    }
+    if !user.password_hash.as_deref().is_some_and(|h| password::verify(password_given, h)) {
+        return Err(invalid_credentials());
+    }
+    if !check_second_factor(conn, &user, code)? {
+        return Err(ApiError::new(ErrorCode::InvalidTotp, "wrong, expired or already used code"));
+    }
+    conn.transaction(|conn| {
+        diesel::update(users::table.find(user.id))
+            .set((
+                users::totp_enabled.eq(false),
+                users::totp_secret.eq(None::<String>),
+                users::totp_last_step.eq(None::<i64>),
+                users::updated_at.eq(now()),
+            ))
+            .execute(conn)?;
+        diesel::delete(recovery_codes::table.filter(recovery_codes::user_id.eq(user.id))).execute(conn)?;
+        let subject = format!("user:{}", user.id);
+        audit::record(conn, &actor.audit("user.two_factor_disable", &subject, user.merchant_id, &json!({})))?;
+        Ok(())
+    })
+}
