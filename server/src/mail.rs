@@ -96,7 +96,8 @@ impl Mailer {
 }
 
 fn parse_mailbox(address: &str) -> Result<Mailbox, MailError> {
-    address
-        .parse()
-        .map_err(|e: lettre::address::AddressError| MailError::Address { address: address.to_owned(), reason: e.to_string() })
+    address.parse().map_err(|e: lettre::address::AddressError| MailError::Address {
+        address: address.to_owned(),
+        reason: e.to_string(),
+    })
 }

@@ -7,9 +7,12 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
+use tms_packages::accounts::OperatorRole;
+use tms_server::accounts::users::AccountSettings;
 use tms_server::config::{Config, LogFormat, SettingsArgs};
 use tms_server::db::Db;
 use tms_server::http::{self, AppState};
+use tms_server::mail::Mailer;
 use tms_server::metrics::Metrics;
 use tms_server::storage::BlobStore;
 
@@ -44,6 +47,40 @@ enum Command {
     Config,
     /// Apply pending database migrations and exit (the server also does this at start-up)
     Migrate,
+    /// Manage the payment provider's staff accounts from the server host
+    #[command(subcommand)]
+    Operator(OperatorCommand),
+}
+
+#[derive(Subcommand, Debug)]
+enum OperatorCommand {
+    /// Create an operator user with a password (the first operator_admin, typically)
+    Create {
+        /// E-mail address, the login name
+        #[arg(long)]
+        email: String,
+        /// operator_admin, release_engineer or support
+        #[arg(long, value_parser = parse_role)]
+        role: OperatorRole,
+        /// Read the password from standard input (first line) instead of asking
+        #[arg(long)]
+        password_stdin: bool,
+    },
+}
+
+fn parse_role(s: &str) -> Result<OperatorRole, String> {
+    s.parse().map_err(|e: tms_packages::accounts::UnknownName| e.to_string())
+}
+
+fn read_password(from_stdin: bool) -> anyhow::Result<String> {
+    let password = if from_stdin {
+        let mut line = String::new();
+        std::io::stdin().read_line(&mut line).context("reading the password from standard input")?;
+        line.trim_end_matches(['\n', '\r']).to_owned()
+    } else {
+        anyhow::bail!("pass --password-stdin and the password on standard input");
+    };
+    Ok(password)
 }
 
 fn main() -> ExitCode {
@@ -79,6 +116,16 @@ fn run(cli: Cli, matches: &clap::ArgMatches) -> anyhow::Result<()> {
             tracing::info!(applied = applied.len(), versions = ?applied, "migrations applied");
             Ok(())
         }
+        Command::Operator(OperatorCommand::Create { email, role, password_stdin }) => {
+            let password = read_password(password_stdin)?;
+            let db = open_db(&config)?;
+            db.migrate().context("migrating the database")?;
+            let mut conn = db.get()?;
+            let id = tms_server::accounts::users::create_operator(&mut conn, &email, role, &password)
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            println!("created operator {id} ({email}, {role})");
+            Ok(())
+        }
         Command::Serve => {
             init_logging(&config);
             serve(config)
@@ -102,7 +149,10 @@ fn serve(config: Config) -> anyhow::Result<()> {
     actix_web::rt::System::new().block_on(async move {
         // The S3 client needs a runtime to be built in.
         let blobs = BlobStore::from_config(&config).context("opening the object store")?;
-        let state = AppState { config: Arc::new(config), db, blobs, metrics: Metrics::default() };
+        let mailer = Mailer::from_config(&config).context("setting up e-mail")?;
+        let accounts = AccountSettings::from_config(&config);
+        let state =
+            AppState { config: Arc::new(config), db, blobs, metrics: Metrics::default(), mailer, accounts };
         http::serve(state).await.context("serving HTTP")
     })
 }

@@ -1,19 +1,54 @@
 //! The OpenAPI document, generated from the handlers' annotations.
 
-use utoipa::OpenApi;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+
+use crate::http::{accounts, health};
 
 #[derive(OpenApi)]
 #[openapi(
     info(
         title = "TMS API",
         description = "Terminal management system: the terminal API that payment terminals call, \
-                       and the management API behind the tms CLI."
+                       and the management API behind the tms CLI. Every error response is \
+                       `{\"error\": {\"code\", \"message\", \"request_id\"}}` with a stable `code`."
     ),
     paths(
-        crate::http::health::healthz,
-        crate::http::health::readyz,
-        crate::http::health::metrics,
-        crate::http::health::openapi,
+        health::healthz,
+        health::readyz,
+        health::metrics,
+        health::openapi,
+        accounts::login,
+        accounts::logout,
+        accounts::me,
+        accounts::activate,
+        accounts::create_token,
+        accounts::list_tokens,
+        accounts::revoke_token,
+        accounts::enroll_two_factor,
+        accounts::confirm_two_factor,
+        accounts::disable_two_factor,
+        accounts::invite_operator,
+        accounts::create_order,
+        accounts::list_merchants,
+        accounts::show_merchant,
+        accounts::list_locations,
+        accounts::rename_location,
+        accounts::list_terminals,
+        accounts::invite_user,
+        accounts::list_users,
+        accounts::show_user,
+        accounts::update_user,
+        accounts::delete_user,
+        accounts::resend_activation,
+        accounts::create_group,
+        accounts::list_groups,
+        accounts::show_group,
+        accounts::delete_group,
+        accounts::set_grant,
+        accounts::add_member,
+        accounts::remove_member,
+        accounts::list_audit,
     ),
     components(schemas(
         tms_packages::wire::ErrorEnvelope,
@@ -21,9 +56,27 @@ use utoipa::OpenApi;
         tms_packages::wire::Health,
         tms_packages::wire::Readiness,
     )),
-    tags((name = "operations", description = "Health, readiness, metrics and this document"))
+    modifiers(&BearerAuth),
+    tags(
+        (name = "operations", description = "Health, readiness, metrics and this document"),
+        (name = "auth", description = "Login, sessions, API tokens and two-step verification"),
+        (name = "accounts", description = "Merchants, orders, locations, users, groups and the audit trail"),
+    )
 )]
 pub struct ApiDoc;
+
+/// Declares the `bearer` scheme the management endpoints name.
+struct BearerAuth;
+
+impl Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+    }
+}
 
 /// The document as committed in `server/openapi.json`.
 pub fn document_json() -> String {

@@ -84,3 +84,84 @@ impl Drop for TestDatabase {
         }
     }
 }
+
+/// A user's open app session on a device, recorded as the terminal API
+/// records it; `end` logs the user out there.
+pub struct DeviceSession {
+    url: String,
+    backend: Backend,
+    session_id: i64,
+}
+
+fn open(backend: Backend, url: &str) -> tms_server::db::Db {
+    let (backend, url) = match backend {
+        Backend::Sqlite => {
+            (tms_server::config::DatabaseBackend::Sqlite, url.trim_start_matches("sqlite://").to_owned())
+        }
+        Backend::Postgres => (tms_server::config::DatabaseBackend::Postgres, url.to_owned()),
+    };
+    tms_server::db::Db::open(backend, &url, 1).expect("open test database")
+}
+
+/// Puts `user_id` logged in on a new active device named `name`.
+pub fn device_session(
+    db: &TestDatabase,
+    merchant_id: i64,
+    location_id: i64,
+    user_id: i64,
+    name: &str,
+) -> DeviceSession {
+    use diesel::prelude::*;
+    use tms_server::db::schema::{device_sessions, devices};
+    let pool = open(db.backend, &db.url);
+    let mut conn = pool.get().expect("connection");
+    let now = chrono::Utc::now().naive_utc();
+    diesel::insert_into(devices::table)
+        .values((
+            devices::merchant_id.eq(merchant_id),
+            devices::location_id.eq(location_id),
+            devices::app.eq("salespoint"),
+            devices::name.eq(name),
+            devices::hardware_id.eq(format!("TEST-{}", rand::random::<u32>())),
+            devices::model.eq("A920"),
+            devices::status.eq("active"),
+            devices::token_hash.eq(format!("{:064x}", rand::random::<u128>())),
+            devices::activated_by.eq(user_id),
+            devices::activated_at.eq(now),
+        ))
+        .execute(&mut *conn)
+        .expect("insert device");
+    let device_id: i64 = devices::table
+        .filter(devices::name.eq(name))
+        .select(devices::id)
+        .order(devices::id.desc())
+        .first(&mut *conn)
+        .expect("device id");
+    diesel::insert_into(device_sessions::table)
+        .values((
+            device_sessions::device_id.eq(device_id),
+            device_sessions::user_id.eq(user_id),
+            device_sessions::started_at.eq(now),
+        ))
+        .execute(&mut *conn)
+        .expect("insert session");
+    let session_id: i64 = device_sessions::table
+        .filter(device_sessions::device_id.eq(device_id))
+        .select(device_sessions::id)
+        .first(&mut *conn)
+        .expect("session id");
+    DeviceSession { url: db.url.clone(), backend: db.backend, session_id }
+}
+
+impl DeviceSession {
+    pub fn end(self) {
+        use diesel::prelude::*;
+        use tms_server::db::schema::device_sessions;
+        let pool = open(self.backend, &self.url);
+        let mut conn = pool.get().expect("connection");
+        diesel::update(device_sessions::table.find(self.session_id))
+            .set(device_sessions::ended_at.eq(chrono::Utc::now().naive_utc()))
+            .execute(&mut *conn)
+            .expect("end session");
+    }
+}

@@ -9,7 +9,7 @@ mod database;
 mod s3;
 mod server;
 
-pub use database::{Backend, TestDatabase};
+pub use database::{Backend, DeviceSession, TestDatabase, device_session};
 pub use s3::MotoServer;
 pub use server::{ServerBuilder, TestServer, binary};
 

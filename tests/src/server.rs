@@ -96,6 +96,10 @@ impl ServerBuilder {
             .stderr(Stdio::piped())
             .kill_on_drop(true);
         let mut child = cmd.spawn().expect("spawn tms-server");
+        let mut settings = self.env.clone();
+        if self.cwd.is_none() {
+            settings.push(("TMS_DATA_DIR".into(), data_dir.display().to_string()));
+        }
 
         let logs = Arc::new(Mutex::new(Vec::new()));
         let (listening_tx, listening_rx) = oneshot::channel();
@@ -117,6 +121,7 @@ impl ServerBuilder {
         };
         TestServer {
             child,
+            settings,
             base_url: format!("http://{addr}"),
             data_dir,
             _temp: temp,
@@ -148,6 +153,8 @@ async fn collect_logs(
 /// A running `tms-server` process, killed when dropped.
 pub struct TestServer {
     child: Child,
+    /// The TMS_* settings it runs with, for operator commands on its data.
+    settings: Vec<(String, String)>,
     pub base_url: String,
     pub data_dir: PathBuf,
     _temp: TempDir,
@@ -170,6 +177,100 @@ impl TestServer {
         let status = res.status();
         let body = res.json().await.expect("JSON body");
         (status, body)
+    }
+
+    /// Sends a JSON request (with a bearer token when given) and returns the
+    /// status and the JSON body (`null` when there is none).
+    pub async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<serde_json::Value>,
+    ) -> (reqwest::StatusCode, serde_json::Value) {
+        let mut request = self.http.request(method, self.url(path));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let res = request.send().await.expect("request reaches the server");
+        let status = res.status();
+        let text = res.text().await.expect("body");
+        let json = if text.is_empty() {
+            serde_json::Value::Null
+        } else {
+            serde_json::from_str(&text).unwrap_or_else(|_| panic!("not JSON ({status}): {text}"))
+        };
+        (status, json)
+    }
+
+    /// Runs `tms-server` with this server's settings (database, data dir).
+    pub fn command(&self) -> std::process::Command {
+        let mut cmd = std::process::Command::new(binary("tms-server"));
+        for (key, _) in std::env::vars() {
+            if key.starts_with("TMS_") {
+                cmd.env_remove(key);
+            }
+        }
+        cmd.envs(self.settings.iter().map(|(k, v)| (k, v)));
+        cmd
+    }
+
+    /// Creates an operator on the server host, as `tms-server operator create` does.
+    pub fn create_operator(&self, email: &str, role: &str, password: &str) {
+        use std::io::Write;
+        let mut child = self
+            .command()
+            .args(["operator", "create", "--email", email, "--role", role, "--password-stdin"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("run tms-server operator create");
+        writeln!(child.stdin.take().unwrap(), "{password}").unwrap();
+        let out = child.wait_with_output().unwrap();
+        assert!(out.status.success(), "operator create failed: {}", String::from_utf8_lossy(&out.stderr));
+    }
+
+    /// Logs in and returns the session token.
+    pub async fn login(&self, email: &str, password: &str) -> String {
+        let (status, body) = self
+            .call(
+                reqwest::Method::POST,
+                "/api/v1/auth/login",
+                None,
+                Some(serde_json::json!({"email": email, "password": password})),
+            )
+            .await;
+        assert_eq!(status, 200, "login of {email}: {body}");
+        body["token"].as_str().expect("token").to_owned()
+    }
+
+    /// The e-mails written to the outbox, oldest first, as raw text.
+    pub fn outbox(&self) -> Vec<String> {
+        let dir = self.data_dir.join("outbox");
+        let mut paths: Vec<PathBuf> = match std::fs::read_dir(&dir) {
+            Ok(entries) => entries.flatten().map(|e| e.path()).collect(),
+            Err(_) => return Vec::new(),
+        };
+        paths.sort();
+        paths.iter().map(|p| std::fs::read_to_string(p).expect("read outbox mail")).collect()
+    }
+
+    /// The activation token in the newest outbox e-mail to `to`.
+    pub fn activation_token_for(&self, to: &str) -> String {
+        let mail = self
+            .outbox()
+            .into_iter()
+            .rev()
+            .find(|m| m.lines().any(|l| l.starts_with("To:") && l.contains(to)))
+            .unwrap_or_else(|| panic!("no e-mail to {to} in the outbox"));
+        // Undo quoted-printable: soft line breaks, and "=" written as "=3D".
+        let unfolded = mail.replace("=\r\n", "").replace("=\n", "").replace("=3D", "=");
+        let start = unfolded.find("token=").expect("activation link") + "token=".len();
+        unfolded[start..].chars().take_while(|c| c.is_ascii_hexdigit()).collect()
     }
 
     /// Everything the server has printed so far.

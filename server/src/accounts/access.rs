@@ -95,16 +95,20 @@ impl Actor {
             Role::Merchant(m) if m.is_admin => true,
             Role::Merchant(m) => match location {
                 None => m.permissions.contains(&permission),
-                Some(l) => m
-                    .locations
-                    .get(&l)
-                    .is_some_and(|granted| granted.contains(&permission) || m.permissions.contains(&permission)),
+                Some(l) => m.locations.get(&l).is_some_and(|granted| {
+                    granted.contains(&permission) || m.permissions.contains(&permission)
+                }),
             },
         }
     }
 
     /// 403 naming the missing permission; call after the visibility check.
-    pub fn require(&self, merchant_id: i64, location: Option<i64>, permission: Permission) -> Result<(), ApiError> {
+    pub fn require(
+        &self,
+        merchant_id: i64,
+        location: Option<i64>,
+        permission: Permission,
+    ) -> Result<(), ApiError> {
         if self.may(merchant_id, location, permission) {
             Ok(())
         } else {
@@ -159,12 +163,16 @@ mod tests {
 
     #[test]
     fn groups_decide_what_a_non_admin_sees_and_may_do() {
-        let user = merchant_user(false, &[Permission::ViewTransactions], &[(100, &[Permission::ManageSettings])]);
+        let user =
+            merchant_user(false, &[Permission::ViewTransactions], &[(100, &[Permission::ManageSettings])]);
         assert!(user.sees_location(10, 100));
         assert!(!user.sees_location(10, 101));
         assert!(!user.sees_location(11, 100), "another merchant's location");
         assert!(user.may(10, Some(100), Permission::ManageSettings));
-        assert!(user.may(10, Some(100), Permission::ViewTransactions), "merchant-wide permission at a visible location");
+        assert!(
+            user.may(10, Some(100), Permission::ViewTransactions),
+            "merchant-wide permission at a visible location"
+        );
         assert!(!user.may(10, Some(101), Permission::ViewTransactions), "not at an invisible one");
         assert!(!user.may(10, None, Permission::ManageSettings), "a location grant is not merchant-wide");
         assert!(!user.may(11, None, Permission::ViewTransactions));

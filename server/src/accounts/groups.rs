@@ -6,11 +6,11 @@ use tms_packages::accounts::{Permission, permissions_to_text};
 use tms_packages::wire::accounts::GroupView;
 
 use super::access::Actor;
+use super::now;
 use super::rows::{self, GroupRow};
 use super::users::parse_permissions;
-use super::now;
 use crate::db::schema::{group_grants, group_members, user_groups};
-use crate::db::{DbConnection, DbError, audit};
+use crate::db::{DbConnection, audit};
 use crate::http::error::{ApiError, ErrorCode};
 use crate::per_backend;
 
@@ -24,7 +24,12 @@ fn managed_group(conn: &mut DbConnection, actor: &Actor, group_id: i64) -> Resul
     Ok(group)
 }
 
-pub fn create_group(conn: &mut DbConnection, actor: &Actor, merchant_id: i64, name: &str) -> Result<GroupView, ApiError> {
+pub fn create_group(
+    conn: &mut DbConnection,
+    actor: &Actor,
+    merchant_id: i64,
+    name: &str,
+) -> Result<GroupView, ApiError> {
     actor.check_merchant(merchant_id, "merchant")?;
     actor.require(merchant_id, None, Permission::ManageUsers)?;
     let name = name.trim();
@@ -48,13 +53,20 @@ pub fn create_group(conn: &mut DbConnection, actor: &Actor, merchant_id: i64, na
         ));
         let id: i64 = per_backend!(conn, |c| insert.returning(user_groups::id).get_result(c))?;
         let subject = format!("group:{id}");
-        audit::record(conn, &actor.audit("group.create", &subject, Some(merchant_id), &json!({"name": name})))?;
+        audit::record(
+            conn,
+            &actor.audit("group.create", &subject, Some(merchant_id), &json!({"name": name})),
+        )?;
         let group = rows::find_group(conn, id)?.ok_or_else(|| ApiError::not_found("group"))?;
         Ok(rows::group_view(conn, &group)?)
     })
 }
 
-pub fn list_groups(conn: &mut DbConnection, actor: &Actor, merchant_id: i64) -> Result<Vec<GroupView>, ApiError> {
+pub fn list_groups(
+    conn: &mut DbConnection,
+    actor: &Actor,
+    merchant_id: i64,
+) -> Result<Vec<GroupView>, ApiError> {
     actor.check_merchant(merchant_id, "merchant")?;
     actor.require(merchant_id, None, Permission::ManageUsers)?;
     rows::find_merchant(conn, merchant_id)?.ok_or_else(|| ApiError::not_found("merchant"))?;
@@ -78,7 +90,10 @@ pub fn delete_group(conn: &mut DbConnection, actor: &Actor, group_id: i64) -> Re
         diesel::delete(group_members::table.filter(group_members::group_id.eq(group.id))).execute(conn)?;
         diesel::delete(user_groups::table.find(group.id)).execute(conn)?;
         let subject = format!("group:{}", group.id);
-        audit::record(conn, &actor.audit("group.delete", &subject, Some(group.merchant_id), &json!({"name": group.name})))?;
+        audit::record(
+            conn,
+            &actor.audit("group.delete", &subject, Some(group.merchant_id), &json!({"name": group.name})),
+        )?;
         Ok(())
     })
 }
@@ -156,7 +171,10 @@ pub fn set_member(
         }
         let subject = format!("group:{}", group.id);
         let action = if member { "group.add_member" } else { "group.remove_member" };
-        audit::record(conn, &actor.audit(action, &subject, Some(group.merchant_id), &json!({"user_id": user_id})))?;
-        Ok::<_, ApiError>(rows::group_view(conn, &group).map_err(DbError::from)?)
+        audit::record(
+            conn,
+            &actor.audit(action, &subject, Some(group.merchant_id), &json!({"user_id": user_id})),
+        )?;
+        Ok(rows::group_view(conn, &group)?)
     })
 }

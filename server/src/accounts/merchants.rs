@@ -68,7 +68,10 @@ pub fn create_order(
         return Err(ApiError::invalid("terminals", "an order has at least one terminal"));
     }
     if request.terminals.len() > MAX_TERMINALS_PER_ORDER {
-        return Err(ApiError::invalid("terminals", format!("at most {MAX_TERMINALS_PER_ORDER} terminals per order")));
+        return Err(ApiError::invalid(
+            "terminals",
+            format!("at most {MAX_TERMINALS_PER_ORDER} terminals per order"),
+        ));
     }
     let mut serials = BTreeSet::new();
     let mut ordered = Vec::with_capacity(request.terminals.len());
@@ -81,7 +84,10 @@ pub fn create_order(
             ));
         }
         if !serials.insert(serial.clone()) {
-            return Err(ApiError::invalid(&format!("terminals[{i}].serial"), format!("{serial} is ordered twice")));
+            return Err(ApiError::invalid(
+                &format!("terminals[{i}].serial"),
+                format!("{serial} is ordered twice"),
+            ));
         }
         ordered.push((serial, required(&format!("terminals[{i}].model"), &t.model, 40)?.to_uppercase()));
     }
@@ -100,12 +106,17 @@ pub fn create_order(
         }
         let at = now();
         let (merchant, merchant_created, mut mail) = match request.merchant_id {
-            Some(id) => (rows::find_merchant(conn, id)?.ok_or_else(|| ApiError::not_found("merchant"))?, false, None),
+            Some(id) => {
+                (rows::find_merchant(conn, id)?.ok_or_else(|| ApiError::not_found("merchant"))?, false, None)
+            }
             None => {
                 let name = required("company_name", request.company_name.as_deref().unwrap_or(""), 200)?;
                 let contact = normalize_email(request.contact_email.as_deref().unwrap_or(""));
                 if !is_plausible_email(&contact) {
-                    return Err(ApiError::invalid("contact_email", "the first order needs the contact e-mail of the merchant's admin"));
+                    return Err(ApiError::invalid(
+                        "contact_email",
+                        "the first order needs the contact e-mail of the merchant's admin",
+                    ));
                 }
                 let insert = diesel::insert_into(merchants::table).values((
                     merchants::name.eq(&name),
@@ -135,16 +146,45 @@ pub fn create_order(
                 })?;
                 let token = issue_activation_token(conn, admin_id, settings.activation_ttl_hours)?;
                 let merchant_subject = format!("merchant:{id}");
-                audit::record(conn, &actor.audit("merchant.create", &merchant_subject, Some(id), &json!({"name": name, "contact_email": contact})))?;
+                audit::record(
+                    conn,
+                    &actor.audit(
+                        "merchant.create",
+                        &merchant_subject,
+                        Some(id),
+                        &json!({"name": name, "contact_email": contact}),
+                    ),
+                )?;
                 let user_subject = format!("user:{admin_id}");
-                audit::record(conn, &actor.audit("user.invite", &user_subject, Some(id), &json!({"email": contact, "is_admin": true})))?;
-                let mail = activation_mail(&settings.public_url, &contact, &token, Some(&name), settings.activation_ttl_hours);
-                let merchant = rows::find_merchant(conn, id)?.ok_or_else(|| ApiError::not_found("merchant"))?;
+                audit::record(
+                    conn,
+                    &actor.audit(
+                        "user.invite",
+                        &user_subject,
+                        Some(id),
+                        &json!({"email": contact, "is_admin": true}),
+                    ),
+                )?;
+                let mail = activation_mail(
+                    &settings.public_url,
+                    &contact,
+                    &token,
+                    Some(&name),
+                    settings.activation_ttl_hours,
+                );
+                let merchant =
+                    rows::find_merchant(conn, id)?.ok_or_else(|| ApiError::not_found("merchant"))?;
                 (merchant, true, Some(mail))
             }
         };
 
-        let key = address_key(&address.line1, &address.line2, &address.postal_code, &address.city, &address.country);
+        let key = address_key(
+            &address.line1,
+            &address.line2,
+            &address.postal_code,
+            &address.city,
+            &address.country,
+        );
         let existing: Option<LocationRow> = locations::table
             .filter(locations::merchant_id.eq(merchant.id))
             .filter(locations::address_key.eq(&key))
@@ -171,7 +211,15 @@ pub fn create_order(
                 ));
                 let id: i64 = per_backend!(conn, |c| insert.returning(locations::id).get_result(c))?;
                 let subject = format!("location:{id}");
-                audit::record(conn, &actor.audit("location.create", &subject, Some(merchant.id), &json!({"name": name, "address_key": key})))?;
+                audit::record(
+                    conn,
+                    &actor.audit(
+                        "location.create",
+                        &subject,
+                        Some(merchant.id),
+                        &json!({"name": name, "address_key": key}),
+                    ),
+                )?;
                 (rows::find_location(conn, id)?.ok_or_else(|| ApiError::not_found("location"))?, true)
             }
         };
@@ -197,7 +245,10 @@ pub fn create_order(
                 .map_err(|e| {
                     let e = crate::db::DbError::from(e);
                     if e.is_unique_violation() {
-                        ApiError::new(ErrorCode::TerminalAlreadyRegistered, format!("already registered: {serial}"))
+                        ApiError::new(
+                            ErrorCode::TerminalAlreadyRegistered,
+                            format!("already registered: {serial}"),
+                        )
                     } else {
                         e.into()
                     }
@@ -245,12 +296,20 @@ pub fn list_merchants(conn: &mut DbConnection, actor: &Actor) -> Result<Vec<Merc
     Ok(found.iter().map(MerchantRow::view).collect())
 }
 
-pub fn show_merchant(conn: &mut DbConnection, actor: &Actor, merchant_id: i64) -> Result<MerchantView, ApiError> {
+pub fn show_merchant(
+    conn: &mut DbConnection,
+    actor: &Actor,
+    merchant_id: i64,
+) -> Result<MerchantView, ApiError> {
     actor.check_merchant(merchant_id, "merchant")?;
     Ok(rows::find_merchant(conn, merchant_id)?.ok_or_else(|| ApiError::not_found("merchant"))?.view())
 }
 
-pub fn list_locations(conn: &mut DbConnection, actor: &Actor, merchant_id: i64) -> Result<Vec<LocationView>, ApiError> {
+pub fn list_locations(
+    conn: &mut DbConnection,
+    actor: &Actor,
+    merchant_id: i64,
+) -> Result<Vec<LocationView>, ApiError> {
     actor.check_merchant(merchant_id, "merchant")?;
     rows::find_merchant(conn, merchant_id)?.ok_or_else(|| ApiError::not_found("merchant"))?;
     let found: Vec<LocationRow> = locations::table
@@ -262,7 +321,11 @@ pub fn list_locations(conn: &mut DbConnection, actor: &Actor, merchant_id: i64) 
 }
 
 /// A location the caller sees, or 404.
-pub fn visible_location(conn: &mut DbConnection, actor: &Actor, location_id: i64) -> Result<LocationRow, ApiError> {
+pub fn visible_location(
+    conn: &mut DbConnection,
+    actor: &Actor,
+    location_id: i64,
+) -> Result<LocationRow, ApiError> {
     match rows::find_location(conn, location_id)? {
         Some(l) if actor.sees_location(l.merchant_id, l.id) => Ok(l),
         _ => Err(ApiError::not_found("location")),
@@ -295,7 +358,11 @@ pub fn rename_location(
 }
 
 /// The registered terminals at the locations the caller sees.
-pub fn list_terminals(conn: &mut DbConnection, actor: &Actor, merchant_id: i64) -> Result<Vec<TerminalView>, ApiError> {
+pub fn list_terminals(
+    conn: &mut DbConnection,
+    actor: &Actor,
+    merchant_id: i64,
+) -> Result<Vec<TerminalView>, ApiError> {
     actor.check_merchant(merchant_id, "merchant")?;
     rows::find_merchant(conn, merchant_id)?.ok_or_else(|| ApiError::not_found("merchant"))?;
     let found: Vec<TerminalRow> = terminals::table
@@ -303,7 +370,11 @@ pub fn list_terminals(conn: &mut DbConnection, actor: &Actor, merchant_id: i64) 
         .order(terminals::id)
         .select(TerminalRow::as_select())
         .load(conn)?;
-    Ok(found.iter().filter(|t| actor.sees_location(merchant_id, t.location_id)).map(TerminalRow::view).collect())
+    Ok(found
+        .iter()
+        .filter(|t| actor.sees_location(merchant_id, t.location_id))
+        .map(TerminalRow::view)
+        .collect())
 }
 
 /// 409 `profile_in_use`, listing the devices, while the user is logged in to

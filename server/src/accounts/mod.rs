@@ -28,17 +28,28 @@ pub fn now() -> NaiveDateTime {
 pub struct PendingMail(pub crate::mail::Mail);
 
 /// The text of an account activation or invitation e-mail.
-pub fn activation_mail(public_url: &str, to: &str, token: &str, company: Option<&str>, ttl_hours: u64) -> PendingMail {
+pub fn activation_mail(
+    public_url: &str,
+    to: &str,
+    token: &str,
+    company: Option<&str>,
+    ttl_hours: u64,
+) -> PendingMail {
     let link = format!("{public_url}/activate?token={token}");
     let (subject, opening) = match company {
         Some(company) => (
             format!("Activate your {company} account"),
-            format!("Your account for {company} has been created with the first order of your payment terminals."),
+            format!(
+                "Your account for {company} has been created with the first order of your payment terminals."
+            ),
         ),
-        None => ("You have been invited to the TMS".to_owned(), "You have been given an account on the TMS.".to_owned()),
+        None => (
+            "You have been invited to the TMS".to_owned(),
+            "You have been given an account on the TMS.".to_owned(),
+        ),
     };
     let days = ttl_hours / 24;
-    let validity = if days >= 1 && ttl_hours % 24 == 0 {
+    let validity = if days >= 1 && ttl_hours.is_multiple_of(24) {
         format!("{days} day{}", if days == 1 { "" } else { "s" })
     } else {
         format!("{ttl_hours} hours")

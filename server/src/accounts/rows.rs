@@ -3,7 +3,9 @@
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
 use tms_packages::accounts::permissions_from_text;
-use tms_packages::wire::accounts::{Address, GroupView, LocationGrant, LocationView, MerchantView, TerminalView, UserView};
+use tms_packages::wire::accounts::{
+    Address, GroupView, LocationGrant, LocationView, MerchantView, TerminalView, UserView,
+};
 
 use super::rfc3339;
 use crate::db::schema::{group_grants, group_members, locations, merchants, terminals, user_groups, users};

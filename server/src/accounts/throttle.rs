@@ -17,7 +17,13 @@ pub struct Limits {
 }
 
 impl Limits {
-    pub fn for_login(email: &str, source_ip: Option<&str>, per_account: u32, per_address: u32, window_secs: u64) -> Limits {
+    pub fn for_login(
+        email: &str,
+        source_ip: Option<&str>,
+        per_account: u32,
+        per_address: u32,
+        window_secs: u64,
+    ) -> Limits {
         let mut keys = vec![(account_key(email), per_account)];
         if let Some(ip) = source_ip {
             keys.push((format!("address:{ip}"), per_address));

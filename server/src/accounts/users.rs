@@ -19,7 +19,9 @@ use super::rows::{self, KIND_MERCHANT, KIND_OPERATOR, USER_ACTIVE, USER_INVITED,
 use super::throttle::{self, Limits};
 use super::{PendingMail, activation_mail, now, rfc3339};
 use crate::auth::{password, tokens, totp};
-use crate::db::schema::{activation_tokens, group_grants, group_members, merchants, recovery_codes, user_tokens, users};
+use crate::db::schema::{
+    activation_tokens, group_grants, group_members, merchants, recovery_codes, user_tokens, users,
+};
 use crate::db::{DbConnection, DbError, audit};
 use crate::http::error::{ApiError, ErrorCode};
 use crate::per_backend;
@@ -112,7 +114,8 @@ fn check_second_factor(conn: &mut DbConnection, user: &UserRow, code: &str) -> R
         return Ok(used == 1);
     }
     let Some(secret) = user.totp_secret.as_deref().and_then(totp::base32_decode) else { return Ok(false) };
-    let Some(step) = totp::verify(&secret, code, now().and_utc().timestamp() as u64, user.totp_last_step) else {
+    let Some(step) = totp::verify(&secret, code, now().and_utc().timestamp() as u64, user.totp_last_step)
+    else {
         return Ok(false);
     };
     // Conditional, so two requests racing with one code cannot both pass.
@@ -179,7 +182,12 @@ pub fn login(
             actor_user_id: Some(user.id),
             merchant_id: user.merchant_id,
             source_ip,
-            ..audit::NewAuditEvent::now(&user.email, "auth.login", &subject, &json!({"two_factor": user.totp_enabled}))
+            ..audit::NewAuditEvent::now(
+                &user.email,
+                "auth.login",
+                &subject,
+                &json!({"two_factor": user.totp_enabled}),
+            )
         },
     )?;
     Ok(LoginResponse { token, expires_at: rfc3339(expires_at), user: rows::user_view(conn, &user)? })
@@ -201,7 +209,9 @@ pub fn check_terminal_activation_credentials(
     };
     let permissions = permissions_from_text(&user.permissions).unwrap_or_default();
     if !user.is_admin && !permissions.contains(&Permission::ActivateApp) {
-        return Err(ApiError::forbidden("this user may not activate the app: it needs the activate_app permission"));
+        return Err(ApiError::forbidden(
+            "this user may not activate the app: it needs the activate_app permission",
+        ));
     }
     let subject = format!("user:{}", user.id);
     audit::record(
@@ -222,7 +232,11 @@ pub fn check_terminal_activation_credentials(
 }
 
 /// The caller behind a bearer token, or 401.
-pub fn resolve_token(conn: &mut DbConnection, token: &str, source_ip: Option<String>) -> Result<Actor, ApiError> {
+pub fn resolve_token(
+    conn: &mut DbConnection,
+    token: &str,
+    source_ip: Option<String>,
+) -> Result<Actor, ApiError> {
     let unauthorized = || ApiError::new(ErrorCode::Unauthorized, "missing, expired or revoked token");
     let at = now();
     let found: Option<(i64, Option<chrono::NaiveDateTime>, UserRow)> = user_tokens::table
@@ -239,7 +253,9 @@ pub fn resolve_token(conn: &mut DbConnection, token: &str, source_ip: Option<Str
     }
     // Bounded write load: last use is kept to the minute, not per request.
     if last_used.is_none_or(|t| at - t > Duration::minutes(1)) {
-        diesel::update(user_tokens::table.find(token_id)).set(user_tokens::last_used_at.eq(at)).execute(conn)?;
+        diesel::update(user_tokens::table.find(token_id))
+            .set(user_tokens::last_used_at.eq(at))
+            .execute(conn)?;
     }
     let role = match (user.kind.as_str(), &user.operator_role, user.merchant_id) {
         (KIND_OPERATOR, Some(role), _) => Role::Operator(role.parse().map_err(|_| unauthorized())?),
@@ -251,7 +267,10 @@ pub fn resolve_token(conn: &mut DbConnection, token: &str, source_ip: Option<Str
                 .load(conn)?;
             let mut locations: BTreeMap<i64, BTreeSet<Permission>> = BTreeMap::new();
             for (location, perms) in grants {
-                locations.entry(location).or_default().extend(permissions_from_text(&perms).unwrap_or_default());
+                locations
+                    .entry(location)
+                    .or_default()
+                    .extend(permissions_from_text(&perms).unwrap_or_default());
             }
             Role::Merchant(MerchantAccess {
                 merchant_id,
@@ -266,7 +285,9 @@ pub fn resolve_token(conn: &mut DbConnection, token: &str, source_ip: Option<Str
 }
 
 pub fn logout(conn: &mut DbConnection, actor: &Actor) -> Result<(), ApiError> {
-    diesel::update(user_tokens::table.find(actor.token_id)).set(user_tokens::revoked_at.eq(now())).execute(conn)?;
+    diesel::update(user_tokens::table.find(actor.token_id))
+        .set(user_tokens::revoked_at.eq(now()))
+        .execute(conn)?;
     Ok(())
 }
 
@@ -278,8 +299,12 @@ pub fn me(conn: &mut DbConnection, actor: &Actor) -> Result<UserView, ApiError> 
 /// Sets the password of an invited user from the token of their e-mail.
 pub fn activate_account(conn: &mut DbConnection, token: &str, new_password: &str) -> Result<(), ApiError> {
     conn.transaction(|conn| {
-        let invalid =
-            || ApiError::new(ErrorCode::ActivationTokenInvalid, "this activation link is invalid, used or expired");
+        let invalid = || {
+            ApiError::new(
+                ErrorCode::ActivationTokenInvalid,
+                "this activation link is invalid, used or expired",
+            )
+        };
         let found: Option<(i64, i64)> = activation_tokens::table
             .filter(activation_tokens::token_hash.eq(tokens::hash(token.trim())))
             .filter(activation_tokens::used_at.is_null())
@@ -289,9 +314,12 @@ pub fn activate_account(conn: &mut DbConnection, token: &str, new_password: &str
             .optional()?;
         let (token_id, user_id) = found.ok_or_else(invalid)?;
         let user = rows::find_user(conn, user_id)?.ok_or_else(invalid)?;
-        password::check_policy(new_password, &user.email).map_err(|m| ApiError::new(ErrorCode::WeakPassword, m))?;
+        password::check_policy(new_password, &user.email)
+            .map_err(|m| ApiError::new(ErrorCode::WeakPassword, m))?;
         let at = now();
-        diesel::update(activation_tokens::table.find(token_id)).set(activation_tokens::used_at.eq(at)).execute(conn)?;
+        diesel::update(activation_tokens::table.find(token_id))
+            .set(activation_tokens::used_at.eq(at))
+            .execute(conn)?;
         diesel::update(users::table.find(user_id))
             .set((
                 users::password_hash.eq(password::hash(new_password)),
@@ -319,7 +347,11 @@ pub fn activate_account(conn: &mut DbConnection, token: &str, new_password: &str
 }
 
 /// A new single-use activation token for a user (older ones stop working).
-pub fn issue_activation_token(conn: &mut DbConnection, user_id: i64, ttl_hours: u64) -> Result<String, DbError> {
+pub fn issue_activation_token(
+    conn: &mut DbConnection,
+    user_id: i64,
+    ttl_hours: u64,
+) -> Result<String, DbError> {
     diesel::update(activation_tokens::table.filter(activation_tokens::user_id.eq(user_id)))
         .filter(activation_tokens::used_at.is_null())
         .set(activation_tokens::used_at.eq(now()))
@@ -406,7 +438,12 @@ pub fn create_operator(
         let subject = format!("user:{id}");
         audit::record(
             conn,
-            &audit::NewAuditEvent::now("tms-server operator create", "operator.create", &subject, &json!({"role": role.as_str()})),
+            &audit::NewAuditEvent::now(
+                "tms-server operator create",
+                "operator.create",
+                &subject,
+                &json!({"role": role.as_str()}),
+            ),
         )?;
         Ok(id)
     })
@@ -437,15 +474,22 @@ pub fn invite_operator(
         )?;
         let token = issue_activation_token(conn, id, settings.activation_ttl_hours)?;
         let subject = format!("user:{id}");
-        audit::record(conn, &actor.audit("operator.invite", &subject, None, &json!({"role": role.as_str()})))?;
+        audit::record(
+            conn,
+            &actor.audit("operator.invite", &subject, None, &json!({"role": role.as_str()})),
+        )?;
         let user = rows::find_user(conn, id)?.ok_or_else(|| ApiError::not_found("user"))?;
-        let mail = activation_mail(&settings.public_url, &user.email, &token, None, settings.activation_ttl_hours);
+        let mail =
+            activation_mail(&settings.public_url, &user.email, &token, None, settings.activation_ttl_hours);
         Ok((rows::user_view(conn, &user)?, mail))
     })
 }
 
 pub fn parse_permissions(field: &str, names: &[String]) -> Result<BTreeSet<Permission>, ApiError> {
-    names.iter().map(|n| n.parse::<Permission>().map_err(|e| ApiError::invalid(field, e.to_string()))).collect()
+    names
+        .iter()
+        .map(|n| n.parse::<Permission>().map_err(|e| ApiError::invalid(field, e.to_string())))
+        .collect()
 }
 
 /// Invites a user into a merchant (admins, or users with `manage_users`;
@@ -490,13 +534,18 @@ pub fn invite_user(
             ),
         )?;
         let user = rows::find_user(conn, id)?.ok_or_else(|| ApiError::not_found("user"))?;
-        let mail = activation_mail(&settings.public_url, &user.email, &token, None, settings.activation_ttl_hours);
+        let mail =
+            activation_mail(&settings.public_url, &user.email, &token, None, settings.activation_ttl_hours);
         Ok((rows::user_view(conn, &user)?, mail))
     })
 }
 
 /// A merchant user the caller may see, or 404.
-fn visible_merchant_user(conn: &mut DbConnection, actor: &Actor, user_id: i64) -> Result<(UserRow, i64), ApiError> {
+fn visible_merchant_user(
+    conn: &mut DbConnection,
+    actor: &Actor,
+    user_id: i64,
+) -> Result<(UserRow, i64), ApiError> {
     let user = rows::find_user(conn, user_id)?.ok_or_else(|| ApiError::not_found("user"))?;
     match user.merchant_id {
         Some(merchant_id) if actor.sees_merchant(merchant_id) => Ok((user, merchant_id)),
@@ -516,7 +565,11 @@ pub fn show_user(conn: &mut DbConnection, actor: &Actor, user_id: i64) -> Result
     Ok(rows::user_view(conn, &user)?)
 }
 
-pub fn list_users(conn: &mut DbConnection, actor: &Actor, merchant_id: i64) -> Result<Vec<UserView>, ApiError> {
+pub fn list_users(
+    conn: &mut DbConnection,
+    actor: &Actor,
+    merchant_id: i64,
+) -> Result<Vec<UserView>, ApiError> {
     actor.check_merchant(merchant_id, "merchant")?;
     rows::find_merchant(conn, merchant_id)?.ok_or_else(|| ApiError::not_found("merchant"))?;
     let found: Vec<UserRow> = users::table
@@ -650,7 +703,12 @@ pub fn create_api_token(
     let subject = format!("token:{id}");
     audit::record(
         conn,
-        &actor.audit("token.create", &subject, actor.merchant_id(), &json!({"name": name, "expires_at": rfc3339(expires_at)})),
+        &actor.audit(
+            "token.create",
+            &subject,
+            actor.merchant_id(),
+            &json!({"name": name, "expires_at": rfc3339(expires_at)}),
+        ),
     )?;
     Ok(CreatedApiToken { id, name: name.to_owned(), token, expires_at: rfc3339(expires_at) })
 }
@@ -696,7 +754,9 @@ pub fn list_tokens(conn: &mut DbConnection, actor: &Actor) -> Result<Vec<ApiToke
 
 pub fn revoke_token(conn: &mut DbConnection, actor: &Actor, token_id: i64) -> Result<(), ApiError> {
     let revoked = diesel::update(
-        user_tokens::table.filter(user_tokens::id.eq(token_id)).filter(user_tokens::user_id.eq(actor.user_id)),
+        user_tokens::table
+            .filter(user_tokens::id.eq(token_id))
+            .filter(user_tokens::user_id.eq(actor.user_id)),
     )
     .set(user_tokens::revoked_at.eq(now()))
     .execute(conn)?;
@@ -716,16 +776,27 @@ pub fn enroll_two_factor(conn: &mut DbConnection, actor: &Actor) -> Result<TwoFa
     let secret = totp::generate_secret();
     let encoded = totp::base32_encode(&secret);
     diesel::update(users::table.find(user.id))
-        .set((users::totp_secret.eq(&encoded), users::totp_last_step.eq(None::<i64>), users::updated_at.eq(now())))
+        .set((
+            users::totp_secret.eq(&encoded),
+            users::totp_last_step.eq(None::<i64>),
+            users::updated_at.eq(now()),
+        ))
         .execute(conn)?;
     Ok(TwoFactorEnrollment { otpauth_url: totp::otpauth_url("TMS", &user.email, &secret), secret: encoded })
 }
 
-pub fn confirm_two_factor(conn: &mut DbConnection, actor: &Actor, code: &str) -> Result<RecoveryCodes, ApiError> {
+pub fn confirm_two_factor(
+    conn: &mut DbConnection,
+    actor: &Actor,
+    code: &str,
+) -> Result<RecoveryCodes, ApiError> {
     conn.transaction(|conn| {
         let user = rows::find_user(conn, actor.user_id)?.ok_or_else(|| ApiError::not_found("user"))?;
         if user.totp_enabled {
-            return Err(ApiError::new(ErrorCode::TwoFactorAlreadyEnabled, "two-step verification is already on"));
+            return Err(ApiError::new(
+                ErrorCode::TwoFactorAlreadyEnabled,
+                "two-step verification is already on",
+            ));
         }
         if user.totp_secret.is_none() {
             return Err(ApiError::new(ErrorCode::TwoFactorNotEnabled, "start with enrolment"));
@@ -745,7 +816,10 @@ pub fn confirm_two_factor(conn: &mut DbConnection, actor: &Actor, code: &str) ->
             .collect();
         for code in &codes {
             diesel::insert_into(recovery_codes::table)
-                .values((recovery_codes::user_id.eq(user.id), recovery_codes::code_hash.eq(tokens::hash(code))))
+                .values((
+                    recovery_codes::user_id.eq(user.id),
+                    recovery_codes::code_hash.eq(tokens::hash(code)),
+                ))
                 .execute(conn)?;
         }
         let subject = format!("user:{}", user.id);

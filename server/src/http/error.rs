@@ -11,8 +11,8 @@ use actix_web::{HttpResponse, ResponseError};
 use tms_packages::wire::{ErrorBody, ErrorEnvelope};
 
 use crate::db::DbError;
-use crate::mail::MailError;
 use crate::http::observe::current_request_id;
+use crate::mail::MailError;
 use crate::storage::StorageError;
 
 /// Stable machine-readable error codes. Clients match on these strings, so a

@@ -1,6 +1,7 @@
 //! The HTTP layer: thin handlers over the domain, one error envelope, one
 //! observing middleware.
 
+pub mod accounts;
 pub mod error;
 pub mod health;
 pub mod observe;
@@ -9,9 +10,11 @@ use std::sync::Arc;
 
 use actix_web::{App, HttpServer, web};
 
+use crate::accounts::users::AccountSettings;
 use crate::config::Config;
 use crate::db::Db;
 use crate::http::error::{ApiError, ErrorCode};
+use crate::mail::Mailer;
 use crate::metrics::Metrics;
 use crate::storage::BlobStore;
 
@@ -21,6 +24,8 @@ pub struct AppState {
     pub db: Db,
     pub blobs: BlobStore,
     pub metrics: Metrics,
+    pub mailer: Mailer,
+    pub accounts: AccountSettings,
 }
 
 /// Registers every route and the extractor settings that turn malformed input
@@ -49,6 +54,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     .service(web::resource("/readyz").route(web::get().to(health::readyz)))
     .service(web::resource("/metrics").route(web::get().to(health::metrics)))
     .service(web::resource("/openapi.json").route(web::get().to(health::openapi)))
+    .configure(accounts::routes)
     .default_service(web::to(|| async {
         Err::<actix_web::HttpResponse, _>(ApiError::new(ErrorCode::NotFound, "no such endpoint"))
     }));

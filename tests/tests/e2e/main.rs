@@ -1,5 +1,6 @@
 //! End-to-end tests: one binary, one module per area.
 
+mod accounts;
 mod cli;
 mod config;
 mod database;

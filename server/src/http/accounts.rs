@@ -1,0 +1,597 @@
+//! Management API of the account side. Handlers parse, resolve the caller,
+//! and hand the whole change to `accounts`, which runs in one transaction.
+
+use actix_web::dev::Payload;
+use actix_web::{FromRequest, HttpRequest, HttpResponse, web};
+use futures_util::future::LocalBoxFuture;
+use serde::Deserialize;
+use tms_packages::accounts::OperatorRole;
+use tms_packages::wire::ErrorEnvelope;
+use tms_packages::wire::accounts::*;
+use utoipa::IntoParams;
+
+use crate::accounts::access::Actor;
+use crate::accounts::{PendingMail, groups, merchants, users};
+use crate::db::audit::{self, AuditFilter};
+use crate::http::AppState;
+use crate::http::error::{ApiError, ErrorCode};
+
+fn client_ip(req: &HttpRequest) -> Option<String> {
+    req.peer_addr().map(|a| a.ip().to_string())
+}
+
+/// The caller, from `Authorization: Bearer <token>`; 401 without a valid one.
+impl FromRequest for Actor {
+    type Error = ApiError;
+    type Future = LocalBoxFuture<'static, Result<Actor, ApiError>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let state = req.app_data::<web::Data<AppState>>().cloned();
+        let token = req
+            .headers()
+            .get(actix_web::http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+            .map(|t| t.trim().to_owned());
+        let ip = client_ip(req);
+        Box::pin(async move {
+            let state = state.expect("AppState is registered");
+            let Some(token) = token.filter(|t| !t.is_empty()) else {
+                return Err(ApiError::new(
+                    ErrorCode::Unauthorized,
+                    "send a token: Authorization: Bearer <token>",
+                ));
+            };
+            state.db.run(move |conn| users::resolve_token(conn, &token, ip)).await
+        })
+    }
+}
+
+/// Sends mail after the change committed. A failure does not undo the change
+/// (the user can be sent a new link); it is logged and reported as not sent.
+async fn deliver(state: &AppState, mail: PendingMail) -> bool {
+    let to = mail.0.to.clone();
+    match state.mailer.send(mail.0).await {
+        Ok(()) => true,
+        Err(e) => {
+            tracing::error!(to = %to, error = %crate::http::error::ErrorChain(&e), "e-mail not sent");
+            false
+        }
+    }
+}
+
+// ---- sessions and tokens ----
+
+/// Log in with e-mail and password (and a TOTP code when two-step verification is on).
+#[utoipa::path(post, path = "/api/v1/auth/login", tag = "auth", request_body = LoginRequest,
+    responses(
+        (status = 200, body = LoginResponse),
+        (status = 401, description = "`invalid_credentials`, `totp_required` or `invalid_totp`", body = ErrorEnvelope),
+        (status = 429, description = "`too_many_attempts`, with Retry-After", body = ErrorEnvelope),
+    ))]
+pub async fn login(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    body: web::Json<LoginRequest>,
+) -> Result<web::Json<LoginResponse>, ApiError> {
+    let settings = state.accounts.clone();
+    let ip = client_ip(&req);
+    let res = state.db.run(move |conn| users::login(conn, &body, ip.as_deref(), &settings)).await?;
+    Ok(web::Json(res))
+}
+
+/// End the current session.
+#[utoipa::path(post, path = "/api/v1/auth/logout", tag = "auth", security(("bearer" = [])),
+    responses((status = 204), (status = 401, body = ErrorEnvelope)))]
+pub async fn logout(state: web::Data<AppState>, actor: Actor) -> Result<HttpResponse, ApiError> {
+    state.db.run(move |conn| users::logout(conn, &actor)).await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+/// Who the token belongs to.
+#[utoipa::path(get, path = "/api/v1/auth/me", tag = "auth", security(("bearer" = [])),
+    responses((status = 200, body = UserView), (status = 401, body = ErrorEnvelope)))]
+pub async fn me(state: web::Data<AppState>, actor: Actor) -> Result<web::Json<UserView>, ApiError> {
+    Ok(web::Json(state.db.run(move |conn| users::me(conn, &actor)).await?))
+}
+
+/// Set a password from an activation or invitation e-mail's token.
+#[utoipa::path(post, path = "/api/v1/auth/activate", tag = "auth", request_body = ActivateAccountRequest,
+    responses((status = 204),
+        (status = 400, description = "`activation_token_invalid` or `weak_password`", body = ErrorEnvelope)))]
+pub async fn activate(
+    state: web::Data<AppState>,
+    body: web::Json<ActivateAccountRequest>,
+) -> Result<HttpResponse, ApiError> {
+    state.db.run(move |conn| users::activate_account(conn, &body.token, &body.password)).await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+/// Create a long-lived API token for automation (shown once).
+#[utoipa::path(post, path = "/api/v1/auth/tokens", tag = "auth", security(("bearer" = [])),
+    request_body = CreateApiTokenRequest,
+    responses((status = 201, body = CreatedApiToken), (status = 400, body = ErrorEnvelope)))]
+pub async fn create_token(
+    state: web::Data<AppState>,
+    actor: Actor,
+    body: web::Json<CreateApiTokenRequest>,
+) -> Result<HttpResponse, ApiError> {
+    let created = state.db.run(move |conn| users::create_api_token(conn, &actor, &body)).await?;
+    Ok(HttpResponse::Created().json(created))
+}
+
+/// The caller's live sessions and API tokens.
+#[utoipa::path(get, path = "/api/v1/auth/tokens", tag = "auth", security(("bearer" = [])),
+    responses((status = 200, body = [ApiTokenView])))]
+pub async fn list_tokens(
+    state: web::Data<AppState>,
+    actor: Actor,
+) -> Result<web::Json<Vec<ApiTokenView>>, ApiError> {
+    Ok(web::Json(state.db.run(move |conn| users::list_tokens(conn, &actor)).await?))
+}
+
+/// Revoke one of the caller's tokens.
+#[utoipa::path(delete, path = "/api/v1/auth/tokens/{id}", tag = "auth", security(("bearer" = [])),
+    params(("id" = i64, Path)), responses((status = 204), (status = 404, body = ErrorEnvelope)))]
+pub async fn revoke_token(
+    state: web::Data<AppState>,
+    actor: Actor,
+    id: web::Path<i64>,
+) -> Result<HttpResponse, ApiError> {
+    let id = id.into_inner();
+    state.db.run(move |conn| users::revoke_token(conn, &actor, id)).await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+/// Start enrolling in two-step verification: a secret for the authenticator app.
+#[utoipa::path(post, path = "/api/v1/auth/2fa/enroll", tag = "auth", security(("bearer" = [])),
+    responses((status = 200, body = TwoFactorEnrollment), (status = 409, body = ErrorEnvelope)))]
+pub async fn enroll_two_factor(
+    state: web::Data<AppState>,
+    actor: Actor,
+) -> Result<web::Json<TwoFactorEnrollment>, ApiError> {
+    Ok(web::Json(state.db.run(move |conn| users::enroll_two_factor(conn, &actor)).await?))
+}
+
+/// Turn two-step verification on with a first code; returns single-use recovery codes.
+#[utoipa::path(post, path = "/api/v1/auth/2fa/confirm", tag = "auth", security(("bearer" = [])),
+    request_body = TwoFactorCode,
+    responses((status = 200, body = RecoveryCodes), (status = 401, body = ErrorEnvelope), (status = 409, body = ErrorEnvelope)))]
+pub async fn confirm_two_factor(
+    state: web::Data<AppState>,
+    actor: Actor,
+    body: web::Json<TwoFactorCode>,
+) -> Result<web::Json<RecoveryCodes>, ApiError> {
+    Ok(web::Json(state.db.run(move |conn| users::confirm_two_factor(conn, &actor, &body.code)).await?))
+}
+
+/// Turn two-step verification off (password and a current code).
+#[utoipa::path(post, path = "/api/v1/auth/2fa/disable", tag = "auth", security(("bearer" = [])),
+    request_body = DisableTwoFactorRequest,
+    responses((status = 204), (status = 401, body = ErrorEnvelope), (status = 409, body = ErrorEnvelope)))]
+pub async fn disable_two_factor(
+    state: web::Data<AppState>,
+    actor: Actor,
+    body: web::Json<DisableTwoFactorRequest>,
+) -> Result<HttpResponse, ApiError> {
+    state.db.run(move |conn| users::disable_two_factor(conn, &actor, &body.password, &body.code)).await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+// ---- operators ----
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+pub struct InviteOperatorRequest {
+    pub email: String,
+    /// `operator_admin`, `release_engineer` or `support`.
+    pub role: String,
+}
+
+/// Invite another member of the payment provider's staff (operator admins).
+#[utoipa::path(post, path = "/api/v1/operators", tag = "accounts", security(("bearer" = [])),
+    request_body = InviteOperatorRequest,
+    responses((status = 201, body = UserView), (status = 403, body = ErrorEnvelope), (status = 409, body = ErrorEnvelope)))]
+pub async fn invite_operator(
+    state: web::Data<AppState>,
+    actor: Actor,
+    body: web::Json<InviteOperatorRequest>,
+) -> Result<HttpResponse, ApiError> {
+    let role: OperatorRole = body
+        .role
+        .parse()
+        .map_err(|e: tms_packages::accounts::UnknownName| ApiError::invalid("role", e.to_string()))?;
+    let settings = state.accounts.clone();
+    let (user, mail) =
+        state.db.run(move |conn| users::invite_operator(conn, &actor, &body.email, role, &settings)).await?;
+    deliver(&state, mail).await;
+    Ok(HttpResponse::Created().json(user))
+}
+
+// ---- orders, merchants, locations, terminals ----
+
+/// Record an order: the first creates the merchant and mails its admin; a new
+/// delivery address creates a location; the terminals are registered there.
+#[utoipa::path(post, path = "/api/v1/orders", tag = "accounts", security(("bearer" = [])),
+    request_body = CreateOrderRequest,
+    responses((status = 201, body = OrderView),
+        (status = 400, description = "`invalid_request` naming the field", body = ErrorEnvelope),
+        (status = 403, body = ErrorEnvelope),
+        (status = 409, description = "`terminal_already_registered` or `email_taken`", body = ErrorEnvelope)))]
+pub async fn create_order(
+    state: web::Data<AppState>,
+    actor: Actor,
+    body: web::Json<CreateOrderRequest>,
+) -> Result<HttpResponse, ApiError> {
+    let settings = state.accounts.clone();
+    let (mut order, mail) =
+        state.db.run(move |conn| merchants::create_order(conn, &actor, &body, &settings)).await?;
+    if let Some(mail) = mail
+        && !deliver(&state, mail).await
+    {
+        order.activation_email_sent_to = None;
+    }
+    Ok(HttpResponse::Created().json(order))
+}
+
+/// Merchants the caller sees (operators: all; merchant users: their own).
+#[utoipa::path(get, path = "/api/v1/merchants", tag = "accounts", security(("bearer" = [])),
+    responses((status = 200, body = [MerchantView])))]
+pub async fn list_merchants(
+    state: web::Data<AppState>,
+    actor: Actor,
+) -> Result<web::Json<Vec<MerchantView>>, ApiError> {
+    Ok(web::Json(state.db.run(move |conn| merchants::list_merchants(conn, &actor)).await?))
+}
+
+#[utoipa::path(get, path = "/api/v1/merchants/{id}", tag = "accounts", security(("bearer" = [])),
+    params(("id" = i64, Path)), responses((status = 200, body = MerchantView), (status = 404, body = ErrorEnvelope)))]
+pub async fn show_merchant(
+    state: web::Data<AppState>,
+    actor: Actor,
+    id: web::Path<i64>,
+) -> Result<web::Json<MerchantView>, ApiError> {
+    let id = id.into_inner();
+    Ok(web::Json(state.db.run(move |conn| merchants::show_merchant(conn, &actor, id)).await?))
+}
+
+/// The merchant's locations the caller sees.
+#[utoipa::path(get, path = "/api/v1/merchants/{id}/locations", tag = "accounts", security(("bearer" = [])),
+    params(("id" = i64, Path)), responses((status = 200, body = [LocationView]), (status = 404, body = ErrorEnvelope)))]
+pub async fn list_locations(
+    state: web::Data<AppState>,
+    actor: Actor,
+    id: web::Path<i64>,
+) -> Result<web::Json<Vec<LocationView>>, ApiError> {
+    let id = id.into_inner();
+    Ok(web::Json(state.db.run(move |conn| merchants::list_locations(conn, &actor, id)).await?))
+}
+
+/// Rename a location (`manage_settings` there). Locations cannot be created
+/// directly: an order to a new address creates one.
+#[utoipa::path(patch, path = "/api/v1/locations/{id}", tag = "accounts", security(("bearer" = [])),
+    params(("id" = i64, Path)), request_body = RenameLocationRequest,
+    responses((status = 200, body = LocationView), (status = 403, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope)))]
+pub async fn rename_location(
+    state: web::Data<AppState>,
+    actor: Actor,
+    id: web::Path<i64>,
+    body: web::Json<RenameLocationRequest>,
+) -> Result<web::Json<LocationView>, ApiError> {
+    let id = id.into_inner();
+    Ok(web::Json(state.db.run(move |conn| merchants::rename_location(conn, &actor, id, &body.name)).await?))
+}
+
+/// The registered terminals at the locations the caller sees.
+#[utoipa::path(get, path = "/api/v1/merchants/{id}/terminals", tag = "accounts", security(("bearer" = [])),
+    params(("id" = i64, Path)), responses((status = 200, body = [TerminalView]), (status = 404, body = ErrorEnvelope)))]
+pub async fn list_terminals(
+    state: web::Data<AppState>,
+    actor: Actor,
+    id: web::Path<i64>,
+) -> Result<web::Json<Vec<TerminalView>>, ApiError> {
+    let id = id.into_inner();
+    Ok(web::Json(state.db.run(move |conn| merchants::list_terminals(conn, &actor, id)).await?))
+}
+
+// ---- users ----
+
+/// Invite a user into the merchant; they set their password from the e-mail.
+#[utoipa::path(post, path = "/api/v1/merchants/{id}/users", tag = "accounts", security(("bearer" = [])),
+    params(("id" = i64, Path)), request_body = InviteUserRequest,
+    responses((status = 201, body = UserView), (status = 403, body = ErrorEnvelope),
+        (status = 404, body = ErrorEnvelope), (status = 409, description = "`email_taken`", body = ErrorEnvelope)))]
+pub async fn invite_user(
+    state: web::Data<AppState>,
+    actor: Actor,
+    id: web::Path<i64>,
+    body: web::Json<InviteUserRequest>,
+) -> Result<HttpResponse, ApiError> {
+    let id = id.into_inner();
+    let settings = state.accounts.clone();
+    let (user, mail) =
+        state.db.run(move |conn| users::invite_user(conn, &actor, id, &body, &settings)).await?;
+    deliver(&state, mail).await;
+    Ok(HttpResponse::Created().json(user))
+}
+
+#[utoipa::path(get, path = "/api/v1/merchants/{id}/users", tag = "accounts", security(("bearer" = [])),
+    params(("id" = i64, Path)), responses((status = 200, body = [UserView]), (status = 404, body = ErrorEnvelope)))]
+pub async fn list_users(
+    state: web::Data<AppState>,
+    actor: Actor,
+    id: web::Path<i64>,
+) -> Result<web::Json<Vec<UserView>>, ApiError> {
+    let id = id.into_inner();
+    Ok(web::Json(state.db.run(move |conn| users::list_users(conn, &actor, id)).await?))
+}
+
+#[utoipa::path(get, path = "/api/v1/users/{id}", tag = "accounts", security(("bearer" = [])),
+    params(("id" = i64, Path)), responses((status = 200, body = UserView), (status = 404, body = ErrorEnvelope)))]
+pub async fn show_user(
+    state: web::Data<AppState>,
+    actor: Actor,
+    id: web::Path<i64>,
+) -> Result<web::Json<UserView>, ApiError> {
+    let id = id.into_inner();
+    Ok(web::Json(state.db.run(move |conn| users::show_user(conn, &actor, id)).await?))
+}
+
+/// Change a user's admin flag or merchant-wide permissions.
+#[utoipa::path(patch, path = "/api/v1/users/{id}", tag = "accounts", security(("bearer" = [])),
+    params(("id" = i64, Path)), request_body = UpdateUserRequest,
+    responses((status = 200, body = UserView), (status = 403, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope),
+        (status = 409, description = "`profile_in_use` (logged in on a terminal) or `last_admin`", body = ErrorEnvelope)))]
+pub async fn update_user(
+    state: web::Data<AppState>,
+    actor: Actor,
+    id: web::Path<i64>,
+    body: web::Json<UpdateUserRequest>,
+) -> Result<web::Json<UserView>, ApiError> {
+    let id = id.into_inner();
+    Ok(web::Json(state.db.run(move |conn| users::update_user(conn, &actor, id, &body)).await?))
+}
+
+#[utoipa::path(delete, path = "/api/v1/users/{id}", tag = "accounts", security(("bearer" = [])),
+    params(("id" = i64, Path)),
+    responses((status = 204), (status = 403, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope),
+        (status = 409, description = "`profile_in_use` (logged in on a terminal) or `last_admin`", body = ErrorEnvelope)))]
+pub async fn delete_user(
+    state: web::Data<AppState>,
+    actor: Actor,
+    id: web::Path<i64>,
+) -> Result<HttpResponse, ApiError> {
+    let id = id.into_inner();
+    state.db.run(move |conn| users::delete_user(conn, &actor, id)).await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+/// Send a new activation e-mail to a user who has not set a password yet.
+#[utoipa::path(post, path = "/api/v1/users/{id}/activation-email", tag = "accounts", security(("bearer" = [])),
+    params(("id" = i64, Path)),
+    responses((status = 204), (status = 404, body = ErrorEnvelope), (status = 409, body = ErrorEnvelope)))]
+pub async fn resend_activation(
+    state: web::Data<AppState>,
+    actor: Actor,
+    id: web::Path<i64>,
+) -> Result<HttpResponse, ApiError> {
+    let id = id.into_inner();
+    let settings = state.accounts.clone();
+    let mail = state.db.run(move |conn| users::resend_activation(conn, &actor, id, &settings)).await?;
+    if deliver(&state, mail).await {
+        Ok(HttpResponse::NoContent().finish())
+    } else {
+        Err(ApiError::new(ErrorCode::NotReady, "the e-mail could not be sent; try again later"))
+    }
+}
+
+// ---- groups ----
+
+#[utoipa::path(post, path = "/api/v1/merchants/{id}/groups", tag = "accounts", security(("bearer" = [])),
+    params(("id" = i64, Path)), request_body = CreateGroupRequest,
+    responses((status = 201, body = GroupView), (status = 403, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope)))]
+pub async fn create_group(
+    state: web::Data<AppState>,
+    actor: Actor,
+    id: web::Path<i64>,
+    body: web::Json<CreateGroupRequest>,
+) -> Result<HttpResponse, ApiError> {
+    let id = id.into_inner();
+    let group = state.db.run(move |conn| groups::create_group(conn, &actor, id, &body.name)).await?;
+    Ok(HttpResponse::Created().json(group))
+}
+
+#[utoipa::path(get, path = "/api/v1/merchants/{id}/groups", tag = "accounts", security(("bearer" = [])),
+    params(("id" = i64, Path)), responses((status = 200, body = [GroupView]), (status = 404, body = ErrorEnvelope)))]
+pub async fn list_groups(
+    state: web::Data<AppState>,
+    actor: Actor,
+    id: web::Path<i64>,
+) -> Result<web::Json<Vec<GroupView>>, ApiError> {
+    let id = id.into_inner();
+    Ok(web::Json(state.db.run(move |conn| groups::list_groups(conn, &actor, id)).await?))
+}
+
+#[utoipa::path(get, path = "/api/v1/groups/{id}", tag = "accounts", security(("bearer" = [])),
+    params(("id" = i64, Path)), responses((status = 200, body = GroupView), (status = 404, body = ErrorEnvelope)))]
+pub async fn show_group(
+    state: web::Data<AppState>,
+    actor: Actor,
+    id: web::Path<i64>,
+) -> Result<web::Json<GroupView>, ApiError> {
+    let id = id.into_inner();
+    Ok(web::Json(state.db.run(move |conn| groups::show_group(conn, &actor, id)).await?))
+}
+
+#[utoipa::path(delete, path = "/api/v1/groups/{id}", tag = "accounts", security(("bearer" = [])),
+    params(("id" = i64, Path)), responses((status = 204), (status = 404, body = ErrorEnvelope)))]
+pub async fn delete_group(
+    state: web::Data<AppState>,
+    actor: Actor,
+    id: web::Path<i64>,
+) -> Result<HttpResponse, ApiError> {
+    let id = id.into_inner();
+    state.db.run(move |conn| groups::delete_group(conn, &actor, id)).await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+/// Set the permissions a group's members have at a location (empty: remove).
+#[utoipa::path(put, path = "/api/v1/groups/{id}/grants/{location_id}", tag = "accounts", security(("bearer" = [])),
+    params(("id" = i64, Path), ("location_id" = i64, Path)), request_body = GrantRequest,
+    responses((status = 200, body = GroupView), (status = 404, body = ErrorEnvelope)))]
+pub async fn set_grant(
+    state: web::Data<AppState>,
+    actor: Actor,
+    path: web::Path<(i64, i64)>,
+    body: web::Json<GrantRequest>,
+) -> Result<web::Json<GroupView>, ApiError> {
+    let (group, location) = path.into_inner();
+    Ok(web::Json(
+        state.db.run(move |conn| groups::set_grant(conn, &actor, group, location, &body.permissions)).await?,
+    ))
+}
+
+#[utoipa::path(put, path = "/api/v1/groups/{id}/members/{user_id}", tag = "accounts", security(("bearer" = [])),
+    params(("id" = i64, Path), ("user_id" = i64, Path)),
+    responses((status = 200, body = GroupView), (status = 404, body = ErrorEnvelope)))]
+pub async fn add_member(
+    state: web::Data<AppState>,
+    actor: Actor,
+    path: web::Path<(i64, i64)>,
+) -> Result<web::Json<GroupView>, ApiError> {
+    let (group, user) = path.into_inner();
+    Ok(web::Json(state.db.run(move |conn| groups::set_member(conn, &actor, group, user, true)).await?))
+}
+
+#[utoipa::path(delete, path = "/api/v1/groups/{id}/members/{user_id}", tag = "accounts", security(("bearer" = [])),
+    params(("id" = i64, Path), ("user_id" = i64, Path)),
+    responses((status = 200, body = GroupView), (status = 404, body = ErrorEnvelope)))]
+pub async fn remove_member(
+    state: web::Data<AppState>,
+    actor: Actor,
+    path: web::Path<(i64, i64)>,
+) -> Result<web::Json<GroupView>, ApiError> {
+    let (group, user) = path.into_inner();
+    Ok(web::Json(state.db.run(move |conn| groups::set_member(conn, &actor, group, user, false)).await?))
+}
+
+// ---- audit ----
+
+#[derive(Debug, Deserialize, IntoParams)]
+pub struct AuditQuery {
+    /// Only this merchant's events (merchant users always see only their own).
+    pub merchant_id: Option<i64>,
+    /// Only events by this user.
+    pub user_id: Option<i64>,
+    /// Only events about this object, e.g. `user:42`.
+    pub subject: Option<String>,
+    /// Only this action, e.g. `user.update`.
+    pub action: Option<String>,
+    /// Paging: only events older than this id.
+    pub before_id: Option<i64>,
+    /// At most this many (1 to 500) [default: 100].
+    pub limit: Option<i64>,
+}
+
+/// The audit trail, newest first: operators see everything, merchant admins
+/// their merchant's.
+#[utoipa::path(get, path = "/api/v1/audit", tag = "accounts", security(("bearer" = [])), params(AuditQuery),
+    responses((status = 200, body = [AuditEventView]), (status = 403, body = ErrorEnvelope)))]
+pub async fn list_audit(
+    state: web::Data<AppState>,
+    actor: Actor,
+    query: web::Query<AuditQuery>,
+) -> Result<web::Json<Vec<AuditEventView>>, ApiError> {
+    let q = query.into_inner();
+    let merchant_id = match actor.merchant_id() {
+        Some(own) => {
+            if q.merchant_id.is_some_and(|m| m != own) {
+                return Ok(web::Json(Vec::new()));
+            }
+            if !actor.is_admin_of(own) {
+                return Err(ApiError::forbidden("only admins read the audit trail"));
+            }
+            Some(own)
+        }
+        None => {
+            actor.require_operator(&[OperatorRole::OperatorAdmin, OperatorRole::Support])?;
+            q.merchant_id
+        }
+    };
+    let filter = AuditFilter {
+        merchant_id,
+        actor_user_id: q.user_id,
+        subject: q.subject,
+        action: q.action,
+        before_id: q.before_id,
+        limit: q.limit.unwrap_or(100).clamp(1, 500),
+    };
+    let events = state.db.run(move |conn| audit::list(conn, &filter)).await?;
+    Ok(web::Json(
+        events
+            .into_iter()
+            .map(|e| AuditEventView {
+                id: e.id,
+                occurred_at: crate::accounts::rfc3339(e.occurred_at),
+                actor: e.actor,
+                actor_user_id: e.actor_user_id,
+                merchant_id: e.merchant_id,
+                action: e.action,
+                subject: e.subject,
+                detail: serde_json::from_str(&e.detail).unwrap_or(serde_json::Value::Null),
+                source_ip: e.source_ip,
+            })
+            .collect(),
+    ))
+}
+
+/// The page an activation e-mail links to: choose a password.
+pub async fn activation_page() -> HttpResponse {
+    HttpResponse::Ok().content_type("text/html; charset=utf-8").body(include_str!("activate.html"))
+}
+
+/// Routes of this module.
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    use web::{delete, get, patch, post, put, resource};
+    cfg.service(resource("/activate").route(get().to(activation_page)))
+        .service(resource("/api/v1/auth/login").route(post().to(login)))
+        .service(resource("/api/v1/auth/logout").route(post().to(logout)))
+        .service(resource("/api/v1/auth/me").route(get().to(me)))
+        .service(resource("/api/v1/auth/activate").route(post().to(activate)))
+        .service(resource("/api/v1/auth/tokens").route(post().to(create_token)).route(get().to(list_tokens)))
+        .service(resource("/api/v1/auth/tokens/{id}").route(delete().to(revoke_token)))
+        .service(resource("/api/v1/auth/2fa/enroll").route(post().to(enroll_two_factor)))
+        .service(resource("/api/v1/auth/2fa/confirm").route(post().to(confirm_two_factor)))
+        .service(resource("/api/v1/auth/2fa/disable").route(post().to(disable_two_factor)))
+        .service(resource("/api/v1/operators").route(post().to(invite_operator)))
+        .service(resource("/api/v1/orders").route(post().to(create_order)))
+        .service(resource("/api/v1/merchants").route(get().to(list_merchants)))
+        .service(resource("/api/v1/merchants/{id}").route(get().to(show_merchant)))
+        .service(resource("/api/v1/merchants/{id}/locations").route(get().to(list_locations)))
+        .service(resource("/api/v1/merchants/{id}/terminals").route(get().to(list_terminals)))
+        .service(
+            resource("/api/v1/merchants/{id}/users")
+                .route(post().to(invite_user))
+                .route(get().to(list_users)),
+        )
+        .service(
+            resource("/api/v1/merchants/{id}/groups")
+                .route(post().to(create_group))
+                .route(get().to(list_groups)),
+        )
+        .service(resource("/api/v1/locations/{id}").route(patch().to(rename_location)))
+        .service(
+            resource("/api/v1/users/{id}")
+                .route(get().to(show_user))
+                .route(patch().to(update_user))
+                .route(delete().to(delete_user)),
+        )
+        .service(resource("/api/v1/users/{id}/activation-email").route(post().to(resend_activation)))
+        .service(resource("/api/v1/groups/{id}").route(get().to(show_group)).route(delete().to(delete_group)))
+        .service(resource("/api/v1/groups/{id}/grants/{location_id}").route(put().to(set_grant)))
+        .service(
+            resource("/api/v1/groups/{id}/members/{user_id}")
+                .route(put().to(add_member))
+                .route(delete().to(remove_member)),
+        )
+        .service(resource("/api/v1/audit").route(get().to(list_audit)));
+}

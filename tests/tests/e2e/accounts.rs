@@ -1,0 +1,674 @@
+//! The account side: orders, activation, login, 2FA, groups, scoping,
+//! throttling, API tokens and the audit trail.
+
+use reqwest::Method;
+use serde_json::{Value, json};
+use tms_e2e::{ServerBuilder, TestDatabase, TestServer, backend_test};
+
+const OPERATOR: &str = "ops@psp.example";
+const OPERATOR_PASSWORD: &str = "operator pass phrase";
+const MERCHANT_PASSWORD: &str = "pain au chocolat 42";
+
+async fn server_with_operator(db: &TestDatabase) -> (TestServer, String) {
+    server_with_operator_and(db, &[]).await
+}
+
+async fn server_with_operator_and(db: &TestDatabase, env: &[(&str, &str)]) -> (TestServer, String) {
+    let mut builder = ServerBuilder::new().database(db);
+    for (k, v) in env {
+        builder = builder.env(k, v);
+    }
+    let server = builder.start().await;
+    server.create_operator(OPERATOR, "operator_admin", OPERATOR_PASSWORD);
+    let token = server.login(OPERATOR, OPERATOR_PASSWORD).await;
+    (server, token)
+}
+
+fn address(line1: &str) -> Value {
+    json!({"line1": line1, "postal_code": "75002", "city": "Paris", "country": "FR"})
+}
+
+fn order_for_new_merchant(company: &str, contact: &str, line1: &str, serials: &[&str]) -> Value {
+    json!({
+        "company_name": company,
+        "contact_email": contact,
+        "delivery_address": address(line1),
+        "terminals": serials.iter().map(|s| json!({"serial": s, "model": "A920"})).collect::<Vec<_>>(),
+    })
+}
+
+async fn post(server: &TestServer, token: &str, path: &str, body: Value) -> (reqwest::StatusCode, Value) {
+    server.call(Method::POST, path, Some(token), Some(body)).await
+}
+
+async fn get(server: &TestServer, token: &str, path: &str) -> (reqwest::StatusCode, Value) {
+    server.call(Method::GET, path, Some(token), None).await
+}
+
+async fn activate(server: &TestServer, email: &str, password: &str) {
+    let token = server.activation_token_for(email);
+    let (status, body) = server
+        .call(
+            Method::POST,
+            "/api/v1/auth/activate",
+            None,
+            Some(json!({"token": token, "password": password})),
+        )
+        .await;
+    assert_eq!(status, 204, "{body}");
+}
+
+/// A merchant created by a first order, with its admin activated and logged
+/// in: (merchant id, first location id, admin token).
+async fn merchant(
+    server: &TestServer,
+    op: &str,
+    company: &str,
+    admin: &str,
+    serials: &[&str],
+) -> (i64, i64, String) {
+    let (status, order) = post(
+        server,
+        op,
+        "/api/v1/orders",
+        order_for_new_merchant(company, admin, "1 rue de Rivoli", serials),
+    )
+    .await;
+    assert_eq!(status, 201, "{order}");
+    activate(server, admin, MERCHANT_PASSWORD).await;
+    let token = server.login(admin, MERCHANT_PASSWORD).await;
+    (order["merchant_id"].as_i64().unwrap(), order["location"]["id"].as_i64().unwrap(), token)
+}
+
+/// Invites a user, activates and logs them in: (user id, token).
+async fn invite(
+    server: &TestServer,
+    admin: &str,
+    merchant_id: i64,
+    email: &str,
+    body: Value,
+) -> (i64, String) {
+    let mut body = body;
+    body["email"] = json!(email);
+    let (status, user) = post(server, admin, &format!("/api/v1/merchants/{merchant_id}/users"), body).await;
+    assert_eq!(status, 201, "{user}");
+    assert_eq!(user["status"], "invited");
+    activate(server, email, MERCHANT_PASSWORD).await;
+    (user["id"].as_i64().unwrap(), server.login(email, MERCHANT_PASSWORD).await)
+}
+
+backend_test!(first_order_creates_the_merchant_and_mails_its_admin, |db| {
+    let (server, op) = server_with_operator(&db).await;
+    let (status, order) = post(
+        &server,
+        &op,
+        "/api/v1/orders",
+        order_for_new_merchant(
+            "Boulangerie Martin",
+            "Anne@Boulangerie.example",
+            "12 rue de la Paix",
+            &["1850123456", "1850123457"],
+        ),
+    )
+    .await;
+    assert_eq!(status, 201, "{order}");
+    assert_eq!(order["merchant_created"], true);
+    assert_eq!(order["location_created"], true);
+    assert_eq!(order["activation_email_sent_to"], "anne@boulangerie.example");
+    assert_eq!(order["terminals"].as_array().unwrap().len(), 2);
+    assert_eq!(order["location"]["name"], "12 rue de la Paix, Paris");
+    let merchant_id = order["merchant_id"].as_i64().unwrap();
+
+    // The activation e-mail is in the outbox; its link sets the password once.
+    let mail = server
+        .outbox()
+        .into_iter()
+        .find(|m| m.contains("anne@boulangerie.example"))
+        .expect("activation mail");
+    assert!(mail.contains("Activate your Boulangerie Martin account"), "{mail}");
+    let token = server.activation_token_for("anne@boulangerie.example");
+    assert_eq!(token.len(), 64);
+    let (status, _) = server
+        .call(
+            Method::POST,
+            "/api/v1/auth/login",
+            None,
+            Some(json!({"email": "anne@boulangerie.example", "password": "anything at all"})),
+        )
+        .await;
+    assert_eq!(status, 401, "no password before activation");
+    let (status, body) = server
+        .call(
+            Method::POST,
+            "/api/v1/auth/activate",
+            None,
+            Some(json!({"token": token, "password": "password123"})),
+        )
+        .await;
+    assert_eq!((status.as_u16(), body["error"]["code"].as_str()), (400, Some("weak_password")));
+    let (status, _) = server
+        .call(
+            Method::POST,
+            "/api/v1/auth/activate",
+            None,
+            Some(json!({"token": token, "password": MERCHANT_PASSWORD})),
+        )
+        .await;
+    assert_eq!(status, 204);
+    let (status, body) = server
+        .call(
+            Method::POST,
+            "/api/v1/auth/activate",
+            None,
+            Some(json!({"token": token, "password": MERCHANT_PASSWORD})),
+        )
+        .await;
+    assert_eq!(
+        (status.as_u16(), body["error"]["code"].as_str()),
+        (400, Some("activation_token_invalid")),
+        "single use"
+    );
+
+    let admin = server.login("anne@boulangerie.example", MERCHANT_PASSWORD).await;
+    let (_, me) = get(&server, &admin, "/api/v1/auth/me").await;
+    assert_eq!(me["is_admin"], true);
+    assert_eq!(me["merchant_id"], merchant_id);
+    let (_, merchant) = get(&server, &admin, &format!("/api/v1/merchants/{merchant_id}")).await;
+    assert_eq!(merchant["status"], "active");
+    let (_, terminals) = get(&server, &admin, &format!("/api/v1/merchants/{merchant_id}/terminals")).await;
+    assert_eq!(terminals.as_array().unwrap().len(), 2);
+
+    // The same serial cannot be ordered twice, and nothing of the failed order remains.
+    let (status, body) = post(
+        &server,
+        &op,
+        "/api/v1/orders",
+        order_for_new_merchant("Other", "other@shop.example", "3 rue X", &["1850123456"]),
+    )
+    .await;
+    assert_eq!(
+        (status.as_u16(), body["error"]["code"].as_str()),
+        (409, Some("terminal_already_registered")),
+        "{body}"
+    );
+    let (_, merchants) = get(&server, &op, "/api/v1/merchants").await;
+    assert_eq!(merchants.as_array().unwrap().len(), 1, "the refused order created no merchant");
+
+    // Bad input names the field.
+    let (status, body) =
+        post(&server, &op, "/api/v1/orders", json!({"merchant_id": merchant_id, "delivery_address": address(""), "terminals": [{"serial": "A1B2C3D4", "model": "A80"}]})).await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(body["error"]["details"]["field"], "delivery_address.line1");
+});
+
+backend_test!(locations_come_only_from_orders_and_can_be_renamed, |db| {
+    let (server, op) = server_with_operator(&db).await;
+    let (merchant_id, location_id, admin) =
+        merchant(&server, &op, "Café Lune", "lune@cafe.example", &["2000000001"]).await;
+
+    // No endpoint creates a location.
+    let (status, body) =
+        post(&server, &admin, &format!("/api/v1/merchants/{merchant_id}/locations"), json!({"name": "New"}))
+            .await;
+    assert_eq!((status.as_u16(), body["error"]["code"].as_str()), (405, Some("method_not_allowed")));
+
+    // An order to the same address, spelled differently, lands at the same location.
+    let (status, order) = post(
+        &server,
+        &op,
+        "/api/v1/orders",
+        json!({"merchant_id": merchant_id, "delivery_address": {"line1": "1, Rue de  RIVOLI", "postal_code": "75002", "city": "paris", "country": "fr"},
+               "terminals": [{"serial": "2000000002", "model": "A80"}]}),
+    )
+    .await;
+    assert_eq!(status, 201, "{order}");
+    assert_eq!(order["location_created"], false);
+    assert_eq!(order["location"]["id"], location_id);
+    assert_eq!(order["merchant_created"], false);
+    assert!(order.get("activation_email_sent_to").is_none());
+
+    // A new address makes a new location.
+    let (_, order) = post(
+        &server,
+        &op,
+        "/api/v1/orders",
+        json!({"merchant_id": merchant_id, "delivery_address": address("8 quai de Seine"), "location_name": "Quai",
+               "terminals": [{"serial": "2000000003", "model": "A35"}]}),
+    )
+    .await;
+    assert_eq!(order["location_created"], true);
+    assert_eq!(order["location"]["name"], "Quai");
+    let (_, locations) = get(&server, &admin, &format!("/api/v1/merchants/{merchant_id}/locations")).await;
+    assert_eq!(locations.as_array().unwrap().len(), 2);
+
+    let (status, renamed) = server
+        .call(
+            Method::PATCH,
+            &format!("/api/v1/locations/{location_id}"),
+            Some(&admin),
+            Some(json!({"name": "Rivoli"})),
+        )
+        .await;
+    assert_eq!(status, 200, "{renamed}");
+    assert_eq!(renamed["name"], "Rivoli");
+
+    // Merchants cannot place orders.
+    let (status, _) = post(
+        &server,
+        &admin,
+        "/api/v1/orders",
+        order_for_new_merchant("X", "x@x.example", "9 rue Y", &["2000000009"]),
+    )
+    .await;
+    assert_eq!(status, 403);
+});
+
+backend_test!(group_permissions_limit_what_a_user_sees_and_does, |db| {
+    let (server, op) = server_with_operator(&db).await;
+    let (merchant_id, rivoli, admin) =
+        merchant(&server, &op, "Fleurs", "admin@fleurs.example", &["3000000001"]).await;
+    let (_, order) = post(
+        &server,
+        &op,
+        "/api/v1/orders",
+        json!({"merchant_id": merchant_id, "delivery_address": address("5 avenue Foch"), "terminals": [{"serial": "3000000002", "model": "A80"}]}),
+    )
+    .await;
+    let foch = order["location"]["id"].as_i64().unwrap();
+
+    let (clerk_id, clerk) = invite(
+        &server,
+        &admin,
+        merchant_id,
+        "clerk@fleurs.example",
+        json!({"permissions": ["view_transactions"]}),
+    )
+    .await;
+    let (_, locations) = get(&server, &clerk, &format!("/api/v1/merchants/{merchant_id}/locations")).await;
+    assert_eq!(locations, json!([]), "no group, no location");
+    let (_, terminals) = get(&server, &clerk, &format!("/api/v1/merchants/{merchant_id}/terminals")).await;
+    assert_eq!(terminals, json!([]));
+
+    let (status, group) = post(
+        &server,
+        &admin,
+        &format!("/api/v1/merchants/{merchant_id}/groups"),
+        json!({"name": "Foch team"}),
+    )
+    .await;
+    assert_eq!(status, 201, "{group}");
+    let group_id = group["id"].as_i64().unwrap();
+    let (status, _) = server
+        .call(
+            Method::PUT,
+            &format!("/api/v1/groups/{group_id}/grants/{foch}"),
+            Some(&admin),
+            Some(json!({"permissions": ["view_transactions"]})),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let (status, group) = server
+        .call(Method::PUT, &format!("/api/v1/groups/{group_id}/members/{clerk_id}"), Some(&admin), None)
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(group["members"], json!([clerk_id]));
+
+    let (_, locations) = get(&server, &clerk, &format!("/api/v1/merchants/{merchant_id}/locations")).await;
+    let ids: Vec<i64> = locations.as_array().unwrap().iter().map(|l| l["id"].as_i64().unwrap()).collect();
+    assert_eq!(ids, vec![foch]);
+    let (_, terminals) = get(&server, &clerk, &format!("/api/v1/merchants/{merchant_id}/terminals")).await;
+    assert_eq!(terminals.as_array().unwrap().len(), 1);
+    assert_eq!(terminals[0]["serial"], "3000000002");
+
+    // Seeing a location is not managing it; an unseen location does not exist.
+    let rename = |id: i64| format!("/api/v1/locations/{id}");
+    let (status, _) =
+        server.call(Method::PATCH, &rename(foch), Some(&clerk), Some(json!({"name": "F"}))).await;
+    assert_eq!(status, 403);
+    let (status, _) =
+        server.call(Method::PATCH, &rename(rivoli), Some(&clerk), Some(json!({"name": "R"}))).await;
+    assert_eq!(status, 404);
+    server
+        .call(
+            Method::PUT,
+            &format!("/api/v1/groups/{group_id}/grants/{foch}"),
+            Some(&admin),
+            Some(json!({"permissions": ["manage_settings"]})),
+        )
+        .await;
+    let (status, body) =
+        server.call(Method::PATCH, &rename(foch), Some(&clerk), Some(json!({"name": "Foch"}))).await;
+    assert_eq!(status, 200, "{body}");
+
+    // Without manage_users the clerk cannot invite.
+    let (status, _) = post(
+        &server,
+        &clerk,
+        &format!("/api/v1/merchants/{merchant_id}/users"),
+        json!({"email": "x@fleurs.example"}),
+    )
+    .await;
+    assert_eq!(status, 403);
+
+    // Removing the grant takes the location away again.
+    server
+        .call(
+            Method::PUT,
+            &format!("/api/v1/groups/{group_id}/grants/{foch}"),
+            Some(&admin),
+            Some(json!({"permissions": []})),
+        )
+        .await;
+    let (_, locations) = get(&server, &clerk, &format!("/api/v1/merchants/{merchant_id}/locations")).await;
+    assert_eq!(locations, json!([]));
+});
+
+backend_test!(two_step_verification_guards_the_api_but_not_terminal_activation, |db| {
+    let (server, op) = server_with_operator(&db).await;
+    let email = "owner@velo.example";
+    let (_, _, admin) = merchant(&server, &op, "Vélo", email, &["4000000001"]).await;
+
+    let (status, enrollment) = post(&server, &admin, "/api/v1/auth/2fa/enroll", json!({})).await;
+    assert_eq!(status, 200, "{enrollment}");
+    assert!(
+        enrollment["otpauth_url"]
+            .as_str()
+            .unwrap()
+            .starts_with("otpauth://totp/TMS:owner%40velo.example?secret=")
+    );
+    let secret = tms_server::auth::totp::base32_decode(enrollment["secret"].as_str().unwrap()).unwrap();
+    let now = || std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+    let (status, body) = post(&server, &admin, "/api/v1/auth/2fa/confirm", json!({"code": "000000"})).await;
+    assert!(status == 401 || tms_server::auth::totp::current_code(&secret, now()) == "000000", "{body}");
+    let code = tms_server::auth::totp::current_code(&secret, now());
+    let (status, recovery) = post(&server, &admin, "/api/v1/auth/2fa/confirm", json!({"code": code})).await;
+    assert_eq!(status, 200, "{recovery}");
+    let recovery: Vec<String> = serde_json::from_value(recovery["codes"].clone()).unwrap();
+    assert_eq!(recovery.len(), 10);
+
+    // Password alone no longer opens the management API.
+    let login = |body: Value| server.call(Method::POST, "/api/v1/auth/login", None, Some(body));
+    let (status, body) = login(json!({"email": email, "password": MERCHANT_PASSWORD})).await;
+    assert_eq!((status.as_u16(), body["error"]["code"].as_str()), (401, Some("totp_required")));
+    // The code already used to confirm is refused (no replay).
+    let (status, body) =
+        login(json!({"email": email, "password": MERCHANT_PASSWORD, "totp_code": code})).await;
+    assert_eq!((status.as_u16(), body["error"]["code"].as_str()), (401, Some("invalid_totp")), "{body}");
+    // A recovery code works once.
+    let (status, _) =
+        login(json!({"email": email, "password": MERCHANT_PASSWORD, "totp_code": recovery[0]})).await;
+    assert_eq!(status, 200);
+    let (status, _) =
+        login(json!({"email": email, "password": MERCHANT_PASSWORD, "totp_code": recovery[0]})).await;
+    assert_eq!(status, 401);
+
+    // The same e-mail and password still activate the app on a terminal.
+    let (backend, url) = match db.backend {
+        tms_e2e::Backend::Sqlite => {
+            (tms_server::config::DatabaseBackend::Sqlite, db.url.trim_start_matches("sqlite://").to_owned())
+        }
+        tms_e2e::Backend::Postgres => (tms_server::config::DatabaseBackend::Postgres, db.url.clone()),
+    };
+    let pool = tms_server::db::Db::open(backend, &url, 2).unwrap();
+    let settings = tms_server::accounts::users::AccountSettings {
+        public_url: server.base_url.clone(),
+        session_ttl_hours: 1,
+        activation_ttl_hours: 1,
+        max_failures_per_account: 5,
+        max_failures_per_address: 20,
+        failure_window_secs: 900,
+    };
+    let mut conn = pool.get().unwrap();
+    let user = tms_server::accounts::users::check_terminal_activation_credentials(
+        &mut conn,
+        email,
+        MERCHANT_PASSWORD,
+        None,
+        &settings,
+    )
+    .expect("2FA does not block terminal activation");
+    assert!(user.totp_enabled);
+    let (_, events) = get(&server, &op, "/api/v1/audit?action=auth.terminal_activation").await;
+    assert_eq!(events[0]["detail"]["two_factor_enabled"], true);
+});
+
+backend_test!(repeated_bad_passwords_are_throttled, |db| {
+    let (server, op) = server_with_operator_and(&db, &[("TMS_LOGIN_MAX_FAILURES_PER_ACCOUNT", "3")]).await;
+    let (_, _, _) = merchant(&server, &op, "Kiosque", "k@kiosque.example", &["5000000001"]).await;
+    let login = |password: &str| {
+        server.call(
+            Method::POST,
+            "/api/v1/auth/login",
+            None,
+            Some(json!({"email": "k@kiosque.example", "password": password})),
+        )
+    };
+    for _ in 0..3 {
+        let (status, body) = login("wrong password!").await;
+        assert_eq!((status.as_u16(), body["error"]["code"].as_str()), (401, Some("invalid_credentials")));
+    }
+    let res = server
+        .http
+        .post(server.url("/api/v1/auth/login"))
+        .json(&json!({"email": "k@kiosque.example", "password": MERCHANT_PASSWORD}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 429, "throttled even with the right password");
+    let retry_after: u64 = res.headers()["retry-after"].to_str().unwrap().parse().unwrap();
+    assert!((1..=900).contains(&retry_after), "{retry_after}");
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "too_many_attempts");
+    // Other accounts are not affected.
+    server.login(OPERATOR, OPERATOR_PASSWORD).await;
+});
+
+backend_test!(a_merchant_cannot_reach_another_merchants_objects, |db| {
+    let (server, op) = server_with_operator(&db).await;
+    let (a, _, admin_a) = merchant(&server, &op, "A", "admin@a.example", &["6000000001"]).await;
+    let (b, b_location, admin_b) = merchant(&server, &op, "B", "admin@b.example", &["6000000002"]).await;
+    let (b_user, _) = invite(&server, &admin_b, b, "clerk@b.example", json!({})).await;
+    let (_, b_group) =
+        post(&server, &admin_b, &format!("/api/v1/merchants/{b}/groups"), json!({"name": "B team"})).await;
+    let b_group = b_group["id"].as_i64().unwrap();
+    let (_, b_me) = get(&server, &admin_b, "/api/v1/auth/me").await;
+    let b_admin = b_me["id"].as_i64().unwrap();
+
+    // Every management endpoint, with B's ids, as A's admin.
+    let calls: Vec<(Method, String, Option<Value>)> = vec![
+        (Method::GET, format!("/api/v1/merchants/{b}"), None),
+        (Method::GET, format!("/api/v1/merchants/{b}/locations"), None),
+        (Method::GET, format!("/api/v1/merchants/{b}/terminals"), None),
+        (Method::GET, format!("/api/v1/merchants/{b}/users"), None),
+        (Method::POST, format!("/api/v1/merchants/{b}/users"), Some(json!({"email": "spy@a.example"}))),
+        (Method::GET, format!("/api/v1/merchants/{b}/groups"), None),
+        (Method::POST, format!("/api/v1/merchants/{b}/groups"), Some(json!({"name": "spies"}))),
+        (Method::PATCH, format!("/api/v1/locations/{b_location}"), Some(json!({"name": "pwned"}))),
+        (Method::GET, format!("/api/v1/users/{b_user}"), None),
+        (Method::GET, format!("/api/v1/users/{b_admin}"), None),
+        (Method::PATCH, format!("/api/v1/users/{b_user}"), Some(json!({"permissions": ["manage_users"]}))),
+        (Method::DELETE, format!("/api/v1/users/{b_user}"), None),
+        (Method::POST, format!("/api/v1/users/{b_user}/activation-email"), None),
+        (Method::GET, format!("/api/v1/groups/{b_group}"), None),
+        (Method::DELETE, format!("/api/v1/groups/{b_group}"), None),
+        (
+            Method::PUT,
+            format!("/api/v1/groups/{b_group}/grants/{b_location}"),
+            Some(json!({"permissions": ["view_transactions"]})),
+        ),
+        (Method::PUT, format!("/api/v1/groups/{b_group}/members/{b_user}"), None),
+        (Method::DELETE, format!("/api/v1/groups/{b_group}/members/{b_user}"), None),
+    ];
+    for (method, path, body) in calls {
+        let (status, res) = server.call(method.clone(), &path, Some(&admin_a), body).await;
+        assert_eq!(status, 404, "{method} {path} as another merchant: {res}");
+        assert_eq!(res["error"]["code"], "not_found");
+        assert!(!res.to_string().contains("admin@b.example"), "{res}");
+    }
+    // A's own ids mixed with B's: a group of A cannot take B's location or user.
+    let (_, a_group) =
+        post(&server, &admin_a, &format!("/api/v1/merchants/{a}/groups"), json!({"name": "A team"})).await;
+    let a_group = a_group["id"].as_i64().unwrap();
+    let (status, _) = server
+        .call(
+            Method::PUT,
+            &format!("/api/v1/groups/{a_group}/grants/{b_location}"),
+            Some(&admin_a),
+            Some(json!({"permissions": ["view_transactions"]})),
+        )
+        .await;
+    assert_eq!(status, 404);
+    let (status, _) = server
+        .call(Method::PUT, &format!("/api/v1/groups/{a_group}/members/{b_user}"), Some(&admin_a), None)
+        .await;
+    assert_eq!(status, 404);
+    // Lists show only A; the audit trail of B is empty to A.
+    let (_, merchants) = get(&server, &admin_a, "/api/v1/merchants").await;
+    assert_eq!(merchants.as_array().unwrap().len(), 1);
+    assert_eq!(merchants[0]["id"], a);
+    let (_, audit) = get(&server, &admin_a, &format!("/api/v1/audit?merchant_id={b}")).await;
+    assert_eq!(audit, json!([]));
+    let (_, audit) = get(&server, &admin_a, "/api/v1/audit").await;
+    assert!(audit.as_array().unwrap().iter().all(|e| e["merchant_id"] == a), "{audit}");
+
+    // Nothing of B changed.
+    let (_, user) = get(&server, &admin_b, &format!("/api/v1/users/{b_user}")).await;
+    assert_eq!(user["permissions"], json!([]));
+    let (_, locations) = get(&server, &admin_b, &format!("/api/v1/merchants/{b}/locations")).await;
+    assert_ne!(locations[0]["name"], "pwned");
+});
+
+backend_test!(a_profile_in_use_on_a_terminal_cannot_be_changed_or_deleted, |db| {
+    let (server, op) = server_with_operator(&db).await;
+    let (merchant_id, location_id, admin) =
+        merchant(&server, &op, "Marché", "admin@marche.example", &["7000000001"]).await;
+    let (clerk_id, _) = invite(
+        &server,
+        &admin,
+        merchant_id,
+        "caisse@marche.example",
+        json!({"permissions": ["activate_app"]}),
+    )
+    .await;
+
+    // Until the terminal API lands, the session is recorded the way it will record it.
+    let session = tms_e2e::device_session(&db, merchant_id, location_id, clerk_id, "Caisse 1");
+
+    let (status, body) =
+        server.call(Method::DELETE, &format!("/api/v1/users/{clerk_id}"), Some(&admin), None).await;
+    assert_eq!((status.as_u16(), body["error"]["code"].as_str()), (409, Some("profile_in_use")), "{body}");
+    assert!(body["error"]["message"].as_str().unwrap().contains("Caisse 1"));
+    assert_eq!(body["error"]["details"]["device_names"], "Caisse 1");
+    let (status, body) = server
+        .call(
+            Method::PATCH,
+            &format!("/api/v1/users/{clerk_id}"),
+            Some(&admin),
+            Some(json!({"permissions": []})),
+        )
+        .await;
+    assert_eq!((status.as_u16(), body["error"]["code"].as_str()), (409, Some("profile_in_use")));
+
+    session.end();
+    let (status, _) =
+        server.call(Method::DELETE, &format!("/api/v1/users/{clerk_id}"), Some(&admin), None).await;
+    assert_eq!(status, 204);
+    let (status, _) = get(&server, &admin, &format!("/api/v1/users/{clerk_id}")).await;
+    assert_eq!(status, 404);
+});
+
+backend_test!(api_tokens_last_admins_and_the_audit_trail, |db| {
+    let (server, op) = server_with_operator(&db).await;
+    let (merchant_id, _, admin) =
+        merchant(&server, &op, "Presse", "admin@presse.example", &["8000000001"]).await;
+
+    let (status, created) =
+        post(&server, &admin, "/api/v1/auth/tokens", json!({"name": "ci", "expires_in_days": 90})).await;
+    assert_eq!(status, 201, "{created}");
+    let api_token = created["token"].as_str().unwrap().to_owned();
+    assert!(api_token.starts_with("tms_a_"));
+    let (status, me) = get(&server, &api_token, "/api/v1/auth/me").await;
+    assert_eq!(status, 200);
+    assert_eq!(me["email"], "admin@presse.example");
+    let (_, tokens) = get(&server, &admin, "/api/v1/auth/tokens").await;
+    assert!(!tokens.to_string().contains(&api_token), "tokens are never shown again");
+    let token_id = created["id"].as_i64().unwrap();
+    let (status, _) =
+        server.call(Method::DELETE, &format!("/api/v1/auth/tokens/{token_id}"), Some(&admin), None).await;
+    assert_eq!(status, 204);
+    let (status, body) = get(&server, &api_token, "/api/v1/auth/me").await;
+    assert_eq!((status.as_u16(), body["error"]["code"].as_str()), (401, Some("unauthorized")));
+    let (status, _) =
+        post(&server, &admin, "/api/v1/auth/tokens", json!({"name": "x", "expires_in_days": 0})).await;
+    assert_eq!(status, 400);
+
+    // The only admin cannot step down.
+    let (_, me) = get(&server, &admin, "/api/v1/auth/me").await;
+    let admin_id = me["id"].as_i64().unwrap();
+    let (status, body) = server
+        .call(
+            Method::PATCH,
+            &format!("/api/v1/users/{admin_id}"),
+            Some(&admin),
+            Some(json!({"is_admin": false})),
+        )
+        .await;
+    assert_eq!((status.as_u16(), body["error"]["code"].as_str()), (409, Some("last_admin")));
+
+    let (clerk_id, _) = invite(&server, &admin, merchant_id, "clerk@presse.example", json!({})).await;
+    let (status, _) = server
+        .call(
+            Method::PATCH,
+            &format!("/api/v1/users/{clerk_id}"),
+            Some(&admin),
+            Some(json!({"permissions": ["export_transactions"]})),
+        )
+        .await;
+    assert_eq!(status, 200);
+
+    // Who did what to whom, with before and after.
+    let (_, events) = get(&server, &admin, &format!("/api/v1/audit?subject=user:{clerk_id}")).await;
+    let actions: Vec<&str> =
+        events.as_array().unwrap().iter().map(|e| e["action"].as_str().unwrap()).collect();
+    assert_eq!(actions, ["user.update", "auth.login", "user.activate", "user.invite"]);
+    assert_eq!(events[0]["actor"], "admin@presse.example");
+    assert_eq!(events[0]["detail"]["before"]["permissions"], "");
+    assert_eq!(events[0]["detail"]["after"]["permissions"], "export_transactions");
+    assert_eq!(events[0]["source_ip"], "127.0.0.1");
+    let (_, by_operator) =
+        get(&server, &op, &format!("/api/v1/audit?merchant_id={merchant_id}&action=order.create")).await;
+    assert_eq!(by_operator.as_array().unwrap().len(), 1);
+    assert_eq!(by_operator[0]["actor"], OPERATOR);
+    let (status, _) = get(&server, &admin, "/api/v1/audit?limit=1").await;
+    assert_eq!(status, 200);
+
+    // Logging out ends the session.
+    let (status, _) = post(&server, &admin, "/api/v1/auth/logout", json!({})).await;
+    assert_eq!(status, 204);
+    let (status, _) = get(&server, &admin, "/api/v1/auth/me").await;
+    assert_eq!(status, 401);
+});
+
+#[tokio::test]
+async fn operator_bootstrap_refuses_a_second_user_with_the_same_email() {
+    let db = TestDatabase::sqlite();
+    let server = ServerBuilder::new().database(&db).start().await;
+    server.create_operator("root@psp.example", "operator_admin", OPERATOR_PASSWORD);
+    let out = server
+        .command()
+        .args(["operator", "create", "--email", "Root@PSP.example", "--role", "support", "--password-stdin"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .and_then(|mut child| {
+            use std::io::Write;
+            writeln!(child.stdin.take().unwrap(), "{OPERATOR_PASSWORD}")?;
+            child.wait_with_output()
+        })
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("already has an account"));
+    let (status, _) = server.call(Method::GET, "/api/v1/merchants", None, None).await;
+    assert_eq!(status, 401, "the management API needs a token");
+}
