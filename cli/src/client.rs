@@ -1,6 +1,7 @@
 //! A typed HTTP client for the TMS APIs.
 
-use reqwest::StatusCode;
+use reqwest::{Method, StatusCode};
+use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tms_packages::wire::{ErrorEnvelope, Health, Readiness};
 use url::Url;
@@ -41,13 +42,12 @@ pub enum ReadyState {
 
 impl Client {
     pub fn new(base: Url, token: Option<String>) -> Result<Client, ClientError> {
-        let invalid = |reason: String| ClientError::InvalidUrl { url: base.to_string(), reason };
         let http = reqwest::Client::builder()
             .user_agent(concat!("tms/", env!("CARGO_PKG_VERSION")))
             .connect_timeout(std::time::Duration::from_secs(5))
             .timeout(std::time::Duration::from_secs(60))
             .build()
-            .map_err(|e| invalid(e.to_string()))?;
+            .map_err(|e| ClientError::InvalidUrl { url: base.to_string(), reason: e.to_string() })?;
         Ok(Client { base, token, http })
     }
 
@@ -64,22 +64,32 @@ impl Client {
         base.join(path.trim_start_matches('/')).expect("relative API paths are valid")
     }
 
-    async fn get(&self, path: &str) -> Result<reqwest::Response, ClientError> {
+    async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&serde_json::Value>,
+    ) -> Result<reqwest::Response, ClientError> {
         let url = self.url(path);
-        let mut request = self.http.get(url.clone());
+        let mut request = self.http.request(method, url.clone());
         if let Some(token) = &self.token {
             request = request.bearer_auth(token);
+        }
+        if let Some(body) = body {
+            request = request.json(body);
         }
         request.send().await.map_err(|source| ClientError::Unreachable { url: url.to_string(), source })
     }
 
-    /// Decodes a success body, or the error envelope of a failure.
+    /// Decodes a success body (an empty one as JSON `null`), or the error
+    /// envelope of a failure.
     async fn decode<T: DeserializeOwned>(response: reqwest::Response) -> Result<T, ClientError> {
         let status = response.status();
         let body =
             response.bytes().await.map_err(|e| ClientError::Unexpected { status, detail: e.to_string() })?;
         if status.is_success() {
-            return serde_json::from_slice(&body)
+            let body: &[u8] = if body.is_empty() { b"null" } else { &body };
+            return serde_json::from_slice(body)
                 .map_err(|e| ClientError::Unexpected { status, detail: e.to_string() });
         }
         match serde_json::from_slice::<ErrorEnvelope>(&body) {
@@ -91,12 +101,27 @@ impl Client {
         }
     }
 
+    /// One API call: `body` is sent as JSON, the answer decoded as `T`.
+    pub async fn call<T: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&impl Serialize>,
+    ) -> Result<T, ClientError> {
+        let body = body.map(|b| serde_json::to_value(b).expect("request bodies serialise"));
+        Self::decode(self.send(method, path, body.as_ref()).await?).await
+    }
+
+    pub async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, ClientError> {
+        self.call(Method::GET, path, None::<&()>).await
+    }
+
     pub async fn health(&self) -> Result<Health, ClientError> {
-        Self::decode(self.get("/healthz").await?).await
+        self.get("/healthz").await
     }
 
     pub async fn readiness(&self) -> Result<ReadyState, ClientError> {
-        match Self::decode(self.get("/readyz").await?).await {
+        match self.get("/readyz").await {
             Ok(ready) => Ok(ReadyState::Ready(ready)),
             Err(ClientError::Api { status: StatusCode::SERVICE_UNAVAILABLE, envelope }) => {
                 Ok(ReadyState::NotReady(envelope))

@@ -1,16 +1,24 @@
 //! `tms`: the command line for release engineers, support and merchant admins.
 #![forbid(unsafe_code)]
 
+mod accounts;
 mod client;
+mod credentials;
+mod output;
 
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
 use crate::client::{Client, ReadyState};
+use crate::output::Output;
 
-/// The TMS command line: ship releases, run rollouts, manage terminals and
-/// parameters through the TMS management API.
+/// The TMS command line: ship releases, run rollouts, manage terminals,
+/// merchants and parameters through the TMS management API.
+///
+/// `tms login` keeps a session token per server in
+/// ~/.config/tms/credentials.json (mode 0600); --token or TMS_TOKEN (an API
+/// token from `tms token create`) takes precedence.
 ///
 /// Exit codes: 0 success, 1 failure (including a server that is not ready),
 /// 2 usage error.
@@ -26,6 +34,10 @@ struct Cli {
     #[arg(long, env = "TMS_TOKEN", global = true, hide_env_values = true)]
     token: Option<String>,
 
+    /// Print the API's JSON instead of text
+    #[arg(long, global = true)]
+    json: bool,
+
     #[command(subcommand)]
     command: Command,
 }
@@ -33,11 +45,38 @@ struct Cli {
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Show the server's version and whether it is ready (exit 1 when not)
-    Status {
-        /// Print the answer as JSON
-        #[arg(long)]
-        json: bool,
-    },
+    Status,
+    /// Log in and keep the session token for this server
+    Login(accounts::LoginArgs),
+    /// End the session and forget its token
+    Logout,
+    /// Who you are logged in as
+    Whoami,
+    /// Set your password from the token of an activation e-mail
+    Activate(accounts::ActivateArgs),
+    /// API tokens for automation
+    #[command(subcommand)]
+    Token(accounts::TokenCommand),
+    /// Two-step verification (TOTP) for your account
+    #[command(name = "2fa", subcommand)]
+    TwoFactor(accounts::TwoFactorCommand),
+    /// Terminal orders (support, operator admins)
+    #[command(subcommand)]
+    Order(accounts::OrderCommand),
+    #[command(subcommand)]
+    Merchant(accounts::MerchantCommand),
+    #[command(subcommand)]
+    Location(accounts::LocationCommand),
+    #[command(subcommand)]
+    User(accounts::UserCommand),
+    #[command(subcommand)]
+    Group(accounts::GroupCommand),
+    /// The audit trail
+    #[command(subcommand)]
+    Audit(accounts::AuditCommand),
+    /// The payment provider's staff accounts
+    #[command(subcommand)]
+    Operator(accounts::OperatorCommand),
 }
 
 fn main() -> ExitCode {
@@ -59,35 +98,52 @@ fn main() -> ExitCode {
 }
 
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
-    let client = Client::new(cli.server, cli.token)?;
+    let token = match cli.token {
+        Some(token) => Some(token),
+        None => credentials::token_for(&cli.server)?,
+    };
+    let client = Client::new(cli.server, token)?;
+    let out = Output { json: cli.json };
     match cli.command {
-        Command::Status { json } => status(&client, json).await,
+        Command::Status => return status(&client, out).await,
+        Command::Login(args) => accounts::login(&client, args, out).await?,
+        Command::Logout => accounts::logout(&client).await?,
+        Command::Whoami => accounts::whoami(&client, out).await?,
+        Command::Activate(args) => accounts::activate(&client, args).await?,
+        Command::Token(c) => accounts::token(&client, c, out).await?,
+        Command::TwoFactor(c) => accounts::two_factor(&client, c, out).await?,
+        Command::Order(c) => accounts::order(&client, c, out).await?,
+        Command::Merchant(c) => accounts::merchant(&client, c, out).await?,
+        Command::Location(c) => accounts::location(&client, c, out).await?,
+        Command::User(c) => accounts::user(&client, c, out).await?,
+        Command::Group(c) => accounts::group(&client, c, out).await?,
+        Command::Audit(c) => accounts::audit(&client, c, out).await?,
+        Command::Operator(c) => accounts::operator(&client, c, out).await?,
     }
+    Ok(ExitCode::SUCCESS)
 }
 
-async fn status(client: &Client, json: bool) -> anyhow::Result<ExitCode> {
+async fn status(client: &Client, out: Output) -> anyhow::Result<ExitCode> {
     let health = client.health().await?;
     let ready = client.readiness().await?;
     let (is_ready, checks) = match &ready {
         ReadyState::Ready(r) => (true, r.checks.clone()),
         ReadyState::NotReady(e) => (false, e.error.details.clone()),
     };
-    if json {
-        let out = serde_json::json!({
-            "server": client.base().as_str(),
-            "version": health.version,
-            "ready": is_ready,
-            "checks": checks,
-        });
-        println!("{}", serde_json::to_string_pretty(&out)?);
-    } else {
+    let summary = serde_json::json!({
+        "server": client.base().as_str(),
+        "version": health.version,
+        "ready": is_ready,
+        "checks": checks,
+    });
+    out.show(&summary, |_| {
         println!("server   {}", client.base());
         println!("version  {}", health.version);
         println!("ready    {}", if is_ready { "yes" } else { "no" });
         for (part, state) in &checks {
             println!("  {part:<13}{state}");
         }
-    }
+    });
     Ok(if is_ready { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }
 

@@ -54,3 +54,196 @@ fn unreachable_server_exits_1_and_usage_errors_exit_2() {
     let out = tms().args(["--server", "ftp://x", "status"]).output().unwrap();
     assert_eq!(out.status.code(), Some(2), "a bad --server is a usage error");
 }
+
+/// Runs `tms` against a server with its own credentials file; returns
+/// (exit code, stdout, stderr).
+fn run_tms(
+    server: &tms_e2e::TestServer,
+    creds: &std::path::Path,
+    args: &[&str],
+    stdin: Option<&str>,
+) -> (i32, String, String) {
+    use std::io::Write;
+    let mut child = tms()
+        .args(["--server", &server.base_url])
+        .args(args)
+        .env("TMS_CREDENTIALS_FILE", creds)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    if let Some(input) = stdin {
+        writeln!(child.stdin.take().unwrap(), "{input}").unwrap();
+    }
+    drop(child.stdin.take());
+    let out = child.wait_with_output().unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8(out.stdout).unwrap(),
+        String::from_utf8(out.stderr).unwrap(),
+    )
+}
+
+backend_test!(account_commands_drive_the_whole_flow, |db| {
+    let server = ServerBuilder::new().database(&db).start().await;
+    server.create_operator("ops@psp.example", "support", "support pass phrase");
+    let dir = tempfile::tempdir().unwrap();
+    let ops = dir.path().join("ops.json");
+    let shop = dir.path().join("shop.json");
+
+    let (code, out, err) = run_tms(
+        &server,
+        &ops,
+        &["login", "--email", "ops@psp.example", "--password-stdin"],
+        Some("support pass phrase"),
+    );
+    assert_eq!(code, 0, "{out}{err}");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(std::fs::metadata(&ops).unwrap().permissions().mode() & 0o777, 0o600);
+    }
+    let (code, out, err) = run_tms(
+        &server,
+        &ops,
+        &[
+            "--json",
+            "order",
+            "create",
+            "--company",
+            "Crêperie Ty",
+            "--contact-email",
+            "ty@creperie.example",
+            "--address",
+            "4 rue du Port",
+            "--postal-code",
+            "29000",
+            "--city",
+            "Quimper",
+            "--country",
+            "FR",
+            "--terminal",
+            "9100000001:A920",
+            "--terminal",
+            "9100000002:A35",
+        ],
+        None,
+    );
+    assert_eq!(code, 0, "{out}{err}");
+    let order: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let merchant = order["merchant_id"].as_i64().unwrap().to_string();
+    let location = order["location"]["id"].as_i64().unwrap().to_string();
+
+    let token = server.activation_token_for("ty@creperie.example");
+    let (code, _, err) = run_tms(
+        &server,
+        &shop,
+        &["activate", "--token", &token, "--password-stdin"],
+        Some("galette complète 7"),
+    );
+    assert_eq!(code, 0, "{err}");
+    let (code, _, err) = run_tms(
+        &server,
+        &shop,
+        &["login", "--email", "ty@creperie.example", "--password-stdin"],
+        Some("galette complète 7"),
+    );
+    assert_eq!(code, 0, "{err}");
+    let (code, out, _) = run_tms(&server, &shop, &["whoami"], None);
+    assert_eq!(code, 0);
+    assert!(out.contains("admin of merchant"), "{out}");
+
+    let (code, out, err) = run_tms(
+        &server,
+        &shop,
+        &[
+            "--json",
+            "user",
+            "invite",
+            "--merchant",
+            &merchant,
+            "--email",
+            "serveur@creperie.example",
+            "--permissions",
+            "activate_app",
+        ],
+        None,
+    );
+    assert_eq!(code, 0, "{err}");
+    let user: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let user_id = user["id"].as_i64().unwrap().to_string();
+    let (code, out, _) = run_tms(&server, &shop, &["user", "list", "--merchant", &merchant], None);
+    assert_eq!(code, 0);
+    assert!(out.contains("serveur@creperie.example") && out.contains("activate_app"), "{out}");
+    let (code, out, err) = run_tms(
+        &server,
+        &shop,
+        &["user", "update", &user_id, "--permissions", "activate_app,view_transactions"],
+        None,
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("activate_app,view_transactions"), "{out}");
+
+    let (code, out, err) =
+        run_tms(&server, &shop, &["--json", "group", "create", "--merchant", &merchant, "Salle"], None);
+    assert_eq!(code, 0, "{err}");
+    let group: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let group_id = group["id"].as_i64().unwrap().to_string();
+    let (code, _, err) = run_tms(
+        &server,
+        &shop,
+        &["group", "grant", &group_id, "--location", &location, "--permissions", "manage_settings"],
+        None,
+    );
+    assert_eq!(code, 0, "{err}");
+    let (code, out, _) = run_tms(&server, &shop, &["group", "add-user", &group_id, &user_id], None);
+    assert_eq!(code, 0);
+    assert!(out.contains(&user_id), "{out}");
+
+    let (code, out, _) = run_tms(&server, &shop, &["location", "rename", &location, "Port"], None);
+    assert_eq!(code, 0);
+    assert!(out.contains("Port"), "{out}");
+    let (code, out, _) = run_tms(&server, &shop, &["location", "list", "--merchant", &merchant], None);
+    assert_eq!(code, 0);
+    assert!(out.contains("Port") && out.contains("Quimper"), "{out}");
+    let (code, out, _) = run_tms(&server, &shop, &["merchant", "terminals", &merchant], None);
+    assert_eq!(code, 0);
+    assert!(out.contains("9100000001") && out.contains("9100000002"), "{out}");
+
+    let (code, out, _) = run_tms(
+        &server,
+        &shop,
+        &["--json", "audit", "list", "--subject", &format!("location:{location}")],
+        None,
+    );
+    assert_eq!(code, 0);
+    let events: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(events[0]["action"], "location.rename");
+
+    let (code, out, _) =
+        run_tms(&server, &shop, &["token", "create", "--name", "ci", "--expires", "30d"], None);
+    assert_eq!(code, 0);
+    let api_token = out.trim().to_owned();
+    let (code, out, _) =
+        run_tms(&server, &dir.path().join("none.json"), &["--token", &api_token, "whoami"], None);
+    assert_eq!(code, 0);
+    assert!(out.contains("ty@creperie.example"));
+
+    let (code, out, _) = run_tms(&server, &shop, &["2fa", "enable"], None);
+    assert_eq!(code, 0);
+    assert!(out.contains("otpauth://totp/"), "{out}");
+
+    // API errors exit 1 with the server's message and code.
+    let (code, _, err) = run_tms(&server, &shop, &["user", "show", "999999"], None);
+    assert_eq!(code, 1);
+    assert!(err.contains("not_found"), "{err}");
+    let (code, _, err) = run_tms(&server, &shop, &["user", "delete", "999999"], None);
+    assert_eq!(code, 1, "{err}");
+
+    let (code, _, _) = run_tms(&server, &shop, &["logout"], None);
+    assert_eq!(code, 0);
+    let (code, _, err) = run_tms(&server, &shop, &["whoami"], None);
+    assert_eq!(code, 1);
+    assert!(err.contains("unauthorized"), "{err}");
+});
