@@ -141,7 +141,7 @@ macro_rules! settings {
 settings! {
     /// Address and port the HTTP server listens on; port 0 picks a free port [default: 127.0.0.1:8080]
     listen: SocketAddr => SocketAddr = SocketAddr::from(([127, 0, 0, 1], 8080)), env "TMS_LISTEN", secret false;
-    /// Directory for the SQLite database and local blobs, created if missing [default: ./tms-data]
+    /// Directory for the SQLite database, local blobs and the e-mail outbox, created if missing [default: ./tms-data]
     data_dir: PathBuf => PathBuf = PathBuf::from("./tms-data"), env "TMS_DATA_DIR", secret false;
     /// Database: sqlite://PATH or postgres://USER[:PASSWORD]@HOST[:PORT]/DB; the backend follows the
     /// scheme [default: sqlite://DATA_DIR/tms.sqlite]

@@ -68,3 +68,6 @@ macro_rules! backend_test {
         }
     };
 }
+
+mod smtp;
+pub use smtp::SmtpSink;

@@ -672,3 +672,54 @@ async fn operator_bootstrap_refuses_a_second_user_with_the_same_email() {
     let (status, _) = server.call(Method::GET, "/api/v1/merchants", None, None).await;
     assert_eq!(status, 401, "the management API needs a token");
 }
+
+#[tokio::test]
+async fn activation_mail_goes_over_smtp_when_configured() {
+    let sink = tms_e2e::SmtpSink::start().await;
+    let db = TestDatabase::sqlite();
+    let (server, op) = server_with_operator_and(
+        &db,
+        &[("TMS_SMTP_URL", &sink.url()), ("TMS_MAIL_FROM", "TMS <no-reply@psp.example>")],
+    )
+    .await;
+    let (status, order) = post(
+        &server,
+        &op,
+        "/api/v1/orders",
+        order_for_new_merchant("Épicerie", "owner@epicerie.example", "2 rue Haute", &["9000000001"]),
+    )
+    .await;
+    assert_eq!(status, 201, "{order}");
+    assert_eq!(order["activation_email_sent_to"], "owner@epicerie.example");
+    let messages = sink.messages();
+    assert_eq!(messages.len(), 1);
+    assert!(messages[0].contains("To: owner@epicerie.example"), "{}", messages[0]);
+    assert!(messages[0].contains("From: TMS <no-reply@psp.example>"), "{}", messages[0]);
+    assert!(server.outbox().is_empty(), "nothing goes to the outbox when SMTP is configured");
+}
+
+backend_test!(failed_logins_are_also_throttled_per_client_address, |db| {
+    let (server, op) = server_with_operator_and(&db, &[("TMS_LOGIN_MAX_FAILURES_PER_ADDRESS", "4")]).await;
+    let (_, _, _) = merchant(&server, &op, "Tabac", "t@tabac.example", &["9200000001"]).await;
+    // Guessing across many accounts from one address.
+    for i in 0..4 {
+        let (status, _) = server
+            .call(
+                Method::POST,
+                "/api/v1/auth/login",
+                None,
+                Some(json!({"email": format!("guess{i}@tabac.example"), "password": "nope nope nope"})),
+            )
+            .await;
+        assert_eq!(status, 401);
+    }
+    let (status, body) = server
+        .call(
+            Method::POST,
+            "/api/v1/auth/login",
+            None,
+            Some(json!({"email": "t@tabac.example", "password": MERCHANT_PASSWORD})),
+        )
+        .await;
+    assert_eq!((status.as_u16(), body["error"]["code"].as_str()), (429, Some("too_many_attempts")), "{body}");
+});
