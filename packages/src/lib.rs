@@ -5,4 +5,5 @@
 #![forbid(unsafe_code)]
 
 pub mod accounts;
+pub mod devices;
 pub mod wire;

@@ -4,6 +4,7 @@
 pub mod accounts;
 pub mod auth;
 pub mod config;
+pub mod devices;
 pub mod db;
 pub mod http;
 pub mod mail;

@@ -3,7 +3,7 @@
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use crate::http::{accounts, health};
+use crate::http::{accounts, devices, health, terminal};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -49,6 +49,19 @@ use crate::http::{accounts, health};
         accounts::add_member,
         accounts::remove_member,
         accounts::list_audit,
+        terminal::activation_start,
+        terminal::activation_complete,
+        terminal::login,
+        terminal::logout,
+        terminal::upload_transactions,
+        terminal::transaction_history,
+        terminal::manual_status,
+        devices::list_devices,
+        devices::show_device,
+        devices::deactivate_device,
+        devices::update_device,
+        devices::list_transactions,
+        devices::export_transactions,
     ),
     components(schemas(
         tms_packages::wire::ErrorEnvelope,
@@ -61,6 +74,8 @@ use crate::http::{accounts, health};
         (name = "operations", description = "Health, readiness, metrics and this document"),
         (name = "auth", description = "Login, sessions, API tokens and two-step verification"),
         (name = "accounts", description = "Merchants, orders, locations, users, groups and the audit trail"),
+        (name = "terminal", description = "What the payment app on a terminal or phone calls"),
+        (name = "devices", description = "Devices and transactions, for support and merchants"),
     )
 )]
 pub struct ApiDoc;
@@ -74,6 +89,15 @@ impl Modify for BearerAuth {
         components.add_security_scheme(
             "bearer",
             SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+        components.add_security_scheme(
+            "device",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .description(Some("the device token from activation"))
+                    .build(),
+            ),
         );
     }
 }

@@ -36,3 +36,47 @@ CREATE TABLE device_sessions (
     ended_at TIMESTAMP
 );
 CREATE INDEX device_sessions_user ON device_sessions (user_id, ended_at);
+
+-- Step one of activation hands the app a short-lived ticket; step two spends it.
+CREATE TABLE activation_tickets (
+    id INTEGER PRIMARY KEY AUTOINCREMENT NOT NULL,
+    ticket_hash TEXT NOT NULL UNIQUE,
+    user_id BIGINT NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+    merchant_id BIGINT NOT NULL REFERENCES merchants (id),
+    app TEXT NOT NULL,
+    hardware_id TEXT NOT NULL,
+    model TEXT NOT NULL,
+    terminal_id BIGINT REFERENCES terminals (id),
+    expires_at TIMESTAMP NOT NULL,
+    used_at TIMESTAMP
+);
+
+CREATE TABLE transactions (
+    id INTEGER PRIMARY KEY AUTOINCREMENT NOT NULL,
+    merchant_id BIGINT NOT NULL REFERENCES merchants (id),
+    -- The device that owns the history now (a replacement inherits it) and
+    -- the one that uploaded it, which with the terminal's own id makes a
+    -- retried upload recognisable.
+    device_id BIGINT NOT NULL REFERENCES devices (id),
+    original_device_id BIGINT NOT NULL REFERENCES devices (id),
+    location_id BIGINT NOT NULL REFERENCES locations (id),
+    terminal_tx_id TEXT NOT NULL,
+    occurred_at TIMESTAMP NOT NULL,
+    tx_type TEXT NOT NULL,
+    amount_minor BIGINT NOT NULL,
+    currency TEXT NOT NULL,
+    acquirer TEXT NOT NULL,
+    masked_card TEXT NOT NULL,
+    -- What the terminal determined ('success', 'failure', 'cancelled', 'unknown').
+    status TEXT NOT NULL,
+    -- Set by hand on the terminal for a failed or unknown transaction; the
+    -- automatic status above is kept.
+    manual_status TEXT,
+    manual_set_by BIGINT,
+    manual_set_at TIMESTAMP,
+    receipt_printed BOOLEAN NOT NULL,
+    uploaded_at TIMESTAMP NOT NULL,
+    UNIQUE (original_device_id, terminal_tx_id)
+);
+CREATE INDEX transactions_merchant_time ON transactions (merchant_id, occurred_at, id);
+CREATE INDEX transactions_device ON transactions (device_id, terminal_tx_id);

@@ -205,13 +205,14 @@ pub fn check_terminal_activation_credentials(
 ) -> Result<UserRow, ApiError> {
     let (user, _) = check_password(conn, email, password_given, source_ip, settings)?;
     let Some(merchant_id) = user.merchant_id else {
-        return Err(ApiError::forbidden("only a merchant's users activate terminals"));
+        return Err(ApiError::forbidden("only a merchant's users activate the app"));
     };
-    let permissions = permissions_from_text(&user.permissions).unwrap_or_default();
-    if !user.is_admin && !permissions.contains(&Permission::ActivateApp) {
-        return Err(ApiError::forbidden(
-            "this user may not activate the app: it needs the activate_app permission",
-        ));
+    let access = merchant_access(conn, &user)?.expect("a merchant user");
+    let may_somewhere = access.is_admin
+        || access.permissions.contains(&Permission::ActivateApp)
+        || access.locations.values().any(|p| p.contains(&Permission::ActivateApp));
+    if !may_somewhere {
+        return Err(ApiError::forbidden("this user may not activate the app: it needs the activate_app permission"));
     }
     let subject = format!("user:{}", user.id);
     audit::record(
@@ -259,29 +260,42 @@ pub fn resolve_token(
     }
     let role = match (user.kind.as_str(), &user.operator_role, user.merchant_id) {
         (KIND_OPERATOR, Some(role), _) => Role::Operator(role.parse().map_err(|_| unauthorized())?),
-        (KIND_MERCHANT, _, Some(merchant_id)) => {
-            let grants: Vec<(i64, String)> = group_grants::table
-                .inner_join(group_members::table.on(group_members::group_id.eq(group_grants::group_id)))
-                .filter(group_members::user_id.eq(user.id))
-                .select((group_grants::location_id, group_grants::permissions))
-                .load(conn)?;
-            let mut locations: BTreeMap<i64, BTreeSet<Permission>> = BTreeMap::new();
-            for (location, perms) in grants {
-                locations
-                    .entry(location)
-                    .or_default()
-                    .extend(permissions_from_text(&perms).unwrap_or_default());
-            }
-            Role::Merchant(MerchantAccess {
-                merchant_id,
-                is_admin: user.is_admin,
-                permissions: permissions_from_text(&user.permissions).unwrap_or_default(),
-                locations,
-            })
-        }
+        (KIND_MERCHANT, _, Some(_)) => Role::Merchant(merchant_access(conn, &user)?.ok_or_else(unauthorized)?),
         _ => return Err(unauthorized()),
     };
     Ok(Actor { user_id: user.id, email: user.email, role, token_id, source_ip })
+}
+
+/// What a merchant user may see and do: their own permissions and those their
+/// groups grant per location. `None` for an operator.
+pub fn merchant_access(conn: &mut DbConnection, user: &UserRow) -> Result<Option<MerchantAccess>, DbError> {
+    let Some(merchant_id) = user.merchant_id else { return Ok(None) };
+    let grants: Vec<(i64, String)> = group_grants::table
+        .inner_join(group_members::table.on(group_members::group_id.eq(group_grants::group_id)))
+        .filter(group_members::user_id.eq(user.id))
+        .select((group_grants::location_id, group_grants::permissions))
+        .load(conn)?;
+    let mut locations: BTreeMap<i64, BTreeSet<Permission>> = BTreeMap::new();
+    for (location, perms) in grants {
+        locations.entry(location).or_default().extend(permissions_from_text(&perms).unwrap_or_default());
+    }
+    Ok(Some(MerchantAccess {
+        merchant_id,
+        is_admin: user.is_admin,
+        permissions: permissions_from_text(&user.permissions).unwrap_or_default(),
+        locations,
+    }))
+}
+
+/// The user as an `Actor`, for checks made on their behalf outside the
+/// management API (the terminal app).
+pub fn actor_for(conn: &mut DbConnection, user: &UserRow, source_ip: Option<String>) -> Result<Actor, ApiError> {
+    let role = match (&user.operator_role, merchant_access(conn, user)?) {
+        (_, Some(access)) => Role::Merchant(access),
+        (Some(role), None) => Role::Operator(role.parse().map_err(|_| ApiError::forbidden("unknown operator role"))?),
+        (None, None) => return Err(ApiError::forbidden("this account has no role")),
+    };
+    Ok(Actor { user_id: user.id, email: user.email.clone(), role, token_id: 0, source_ip })
 }
 
 pub fn logout(conn: &mut DbConnection, actor: &Actor) -> Result<(), ApiError> {

@@ -177,7 +177,46 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    activation_tickets (id) {
+        id -> BigInt,
+        ticket_hash -> Text,
+        user_id -> BigInt,
+        merchant_id -> BigInt,
+        app -> Text,
+        hardware_id -> Text,
+        model -> Text,
+        terminal_id -> Nullable<BigInt>,
+        expires_at -> Timestamp,
+        used_at -> Nullable<Timestamp>,
+    }
+}
+
+diesel::table! {
+    transactions (id) {
+        id -> BigInt,
+        merchant_id -> BigInt,
+        device_id -> BigInt,
+        original_device_id -> BigInt,
+        location_id -> BigInt,
+        terminal_tx_id -> Text,
+        occurred_at -> Timestamp,
+        tx_type -> Text,
+        amount_minor -> BigInt,
+        currency -> Text,
+        acquirer -> Text,
+        masked_card -> Text,
+        status -> Text,
+        manual_status -> Nullable<Text>,
+        manual_set_by -> Nullable<BigInt>,
+        manual_set_at -> Nullable<Timestamp>,
+        receipt_printed -> Bool,
+        uploaded_at -> Timestamp,
+    }
+}
+
 diesel::joinable!(device_sessions -> devices (device_id));
+diesel::joinable!(device_sessions -> users (user_id));
 diesel::joinable!(locations -> merchants (merchant_id));
 diesel::joinable!(terminals -> locations (location_id));
 diesel::joinable!(users -> merchants (merchant_id));
@@ -202,4 +241,6 @@ diesel::allow_tables_to_appear_in_same_query!(
     login_failures,
     devices,
     device_sessions,
+    activation_tickets,
+    transactions,
 );

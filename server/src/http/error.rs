@@ -24,18 +24,27 @@ pub enum ErrorCode {
     InvalidRequest,
     WeakPassword,
     ActivationTokenInvalid,
+    ActivationTicketInvalid,
+    PanNotAllowed,
     Unauthorized,
     InvalidCredentials,
     TotpRequired,
     InvalidTotp,
+    DeviceDeactivated,
+    InvalidDeviceToken,
     Forbidden,
     NotFound,
+    UnknownTerminal,
     MethodNotAllowed,
     Conflict,
     EmailTaken,
     TerminalAlreadyRegistered,
     ProfileInUse,
     LastAdmin,
+    DeviceNameTaken,
+    DeviceAlreadyActive,
+    ManualStatusNotAllowed,
+    NotLoggedIn,
     TwoFactorAlreadyEnabled,
     TwoFactorNotEnabled,
     PayloadTooLarge,
@@ -54,18 +63,27 @@ impl ErrorCode {
         ErrorCode::InvalidRequest,
         ErrorCode::WeakPassword,
         ErrorCode::ActivationTokenInvalid,
+        ErrorCode::ActivationTicketInvalid,
+        ErrorCode::PanNotAllowed,
         ErrorCode::Unauthorized,
         ErrorCode::InvalidCredentials,
         ErrorCode::TotpRequired,
         ErrorCode::InvalidTotp,
+        ErrorCode::DeviceDeactivated,
+        ErrorCode::InvalidDeviceToken,
         ErrorCode::Forbidden,
         ErrorCode::NotFound,
+        ErrorCode::UnknownTerminal,
         ErrorCode::MethodNotAllowed,
         ErrorCode::Conflict,
         ErrorCode::EmailTaken,
         ErrorCode::TerminalAlreadyRegistered,
         ErrorCode::ProfileInUse,
         ErrorCode::LastAdmin,
+        ErrorCode::DeviceNameTaken,
+        ErrorCode::DeviceAlreadyActive,
+        ErrorCode::ManualStatusNotAllowed,
+        ErrorCode::NotLoggedIn,
         ErrorCode::TwoFactorAlreadyEnabled,
         ErrorCode::TwoFactorNotEnabled,
         ErrorCode::PayloadTooLarge,
@@ -81,18 +99,27 @@ impl ErrorCode {
             ErrorCode::InvalidJson => "invalid_json",
             ErrorCode::InvalidRequest => "invalid_request",
             ErrorCode::WeakPassword => "weak_password",
+            ErrorCode::PanNotAllowed => "pan_not_allowed",
+            ErrorCode::ActivationTicketInvalid => "activation_ticket_invalid",
             ErrorCode::ActivationTokenInvalid => "activation_token_invalid",
             ErrorCode::Unauthorized => "unauthorized",
             ErrorCode::InvalidCredentials => "invalid_credentials",
             ErrorCode::TotpRequired => "totp_required",
+            ErrorCode::InvalidDeviceToken => "invalid_device_token",
+            ErrorCode::DeviceDeactivated => "device_deactivated",
             ErrorCode::InvalidTotp => "invalid_totp",
             ErrorCode::Forbidden => "forbidden",
+            ErrorCode::UnknownTerminal => "unknown_terminal",
             ErrorCode::NotFound => "not_found",
             ErrorCode::MethodNotAllowed => "method_not_allowed",
             ErrorCode::Conflict => "conflict",
             ErrorCode::EmailTaken => "email_taken",
             ErrorCode::TerminalAlreadyRegistered => "terminal_already_registered",
             ErrorCode::ProfileInUse => "profile_in_use",
+            ErrorCode::NotLoggedIn => "not_logged_in",
+            ErrorCode::ManualStatusNotAllowed => "manual_status_not_allowed",
+            ErrorCode::DeviceAlreadyActive => "device_already_active",
+            ErrorCode::DeviceNameTaken => "device_name_taken",
             ErrorCode::LastAdmin => "last_admin",
             ErrorCode::TwoFactorAlreadyEnabled => "two_factor_already_enabled",
             ErrorCode::TwoFactorNotEnabled => "two_factor_not_enabled",
@@ -110,19 +137,27 @@ impl ErrorCode {
             | ErrorCode::InvalidJson
             | ErrorCode::InvalidRequest
             | ErrorCode::WeakPassword
-            | ErrorCode::ActivationTokenInvalid => StatusCode::BAD_REQUEST,
+            | ErrorCode::ActivationTokenInvalid
+            | ErrorCode::ActivationTicketInvalid
+            | ErrorCode::PanNotAllowed => StatusCode::BAD_REQUEST,
             ErrorCode::Unauthorized
             | ErrorCode::InvalidCredentials
             | ErrorCode::TotpRequired
-            | ErrorCode::InvalidTotp => StatusCode::UNAUTHORIZED,
+            | ErrorCode::InvalidTotp
+            | ErrorCode::DeviceDeactivated
+            | ErrorCode::InvalidDeviceToken => StatusCode::UNAUTHORIZED,
             ErrorCode::Forbidden => StatusCode::FORBIDDEN,
-            ErrorCode::NotFound => StatusCode::NOT_FOUND,
+            ErrorCode::NotFound | ErrorCode::UnknownTerminal => StatusCode::NOT_FOUND,
             ErrorCode::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ErrorCode::Conflict
             | ErrorCode::EmailTaken
             | ErrorCode::TerminalAlreadyRegistered
             | ErrorCode::ProfileInUse
             | ErrorCode::LastAdmin
+            | ErrorCode::DeviceNameTaken
+            | ErrorCode::DeviceAlreadyActive
+            | ErrorCode::ManualStatusNotAllowed
+            | ErrorCode::NotLoggedIn
             | ErrorCode::TwoFactorAlreadyEnabled
             | ErrorCode::TwoFactorNotEnabled => StatusCode::CONFLICT,
             ErrorCode::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,

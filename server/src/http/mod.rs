@@ -2,9 +2,11 @@
 //! observing middleware.
 
 pub mod accounts;
+pub mod devices;
 pub mod error;
 pub mod health;
 pub mod observe;
+pub mod terminal;
 
 use std::sync::Arc;
 
@@ -55,6 +57,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     .service(web::resource("/metrics").route(web::get().to(health::metrics)))
     .service(web::resource("/openapi.json").route(web::get().to(health::openapi)))
     .configure(accounts::routes)
+    .configure(terminal::routes)
+    .configure(devices::routes)
     .default_service(web::to(|| async {
         Err::<actix_web::HttpResponse, _>(ApiError::new(ErrorCode::NotFound, "no such endpoint"))
     }));

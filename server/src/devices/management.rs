@@ -1,0 +1,178 @@
+//! Support and merchant admins looking after devices: lists, detail,
+//! deactivation of a broken device, rename and move.
+
+use chrono::NaiveDateTime;
+use diesel::prelude::*;
+use serde_json::json;
+use tms_packages::accounts::Permission;
+use tms_packages::devices::normalize_device_name;
+use tms_packages::wire::devices::{DeviceSessionView, DeviceView, UpdateDeviceRequest};
+
+use super::{ACTIVE, DEACTIVATED, DeviceRow};
+use crate::accounts::access::Actor;
+use crate::accounts::{now, rfc3339, rows};
+use crate::db::schema::{device_sessions, devices, users};
+use crate::db::{DbConnection, DbError, audit};
+use crate::http::error::{ApiError, ErrorCode};
+
+/// Filters of the device list.
+#[derive(Debug, Clone, Default)]
+pub struct DeviceFilter {
+    pub location_id: Option<i64>,
+    pub model: Option<String>,
+    pub app: Option<String>,
+    pub status: Option<String>,
+    pub contacted_before: Option<NaiveDateTime>,
+    pub contacted_after: Option<NaiveDateTime>,
+}
+
+fn view(conn: &mut DbConnection, d: &DeviceRow) -> Result<DeviceView, DbError> {
+    let sessions: Vec<(i64, String, NaiveDateTime)> = device_sessions::table
+        .inner_join(users::table)
+        .filter(device_sessions::device_id.eq(d.id))
+        .filter(device_sessions::ended_at.is_null())
+        .select((users::id, users::email, device_sessions::started_at))
+        .load(conn)?;
+    Ok(DeviceView {
+        id: d.id,
+        merchant_id: d.merchant_id,
+        location_id: d.location_id,
+        name: d.name.clone(),
+        app: d.app.clone(),
+        hardware_id: d.hardware_id.clone(),
+        model: d.model.clone(),
+        status: d.status.clone(),
+        // Reported by the terminal at its TMS contact, which is not recorded yet.
+        firmware_version: None,
+        installed_apps: Vec::new(),
+        activated_at: rfc3339(d.activated_at),
+        last_contact_at: d.last_contact_at.map(rfc3339),
+        deactivated_at: d.deactivated_at.map(rfc3339),
+        replaces_device_id: d.replaces_device_id,
+        replaced_by_device_id: d.replaced_by_device_id,
+        sessions: sessions
+            .into_iter()
+            .map(|(user_id, email, started)| DeviceSessionView { user_id, email, started_at: rfc3339(started) })
+            .collect(),
+    })
+}
+
+pub fn list(conn: &mut DbConnection, actor: &Actor, merchant_id: i64, filter: &DeviceFilter) -> Result<Vec<DeviceView>, ApiError> {
+    actor.check_merchant(merchant_id, "merchant")?;
+    rows::find_merchant(conn, merchant_id)?.ok_or_else(|| ApiError::not_found("merchant"))?;
+    let mut query = devices::table.filter(devices::merchant_id.eq(merchant_id)).into_boxed();
+    if let Some(l) = filter.location_id {
+        query = query.filter(devices::location_id.eq(l));
+    }
+    if let Some(m) = &filter.model {
+        query = query.filter(devices::model.eq(m.to_uppercase()));
+    }
+    if let Some(a) = &filter.app {
+        query = query.filter(devices::app.eq(a.clone()));
+    }
+    if let Some(s) = &filter.status {
+        query = query.filter(devices::status.eq(s.clone()));
+    }
+    if let Some(t) = filter.contacted_before {
+        query = query.filter(devices::last_contact_at.lt(t));
+    }
+    if let Some(t) = filter.contacted_after {
+        query = query.filter(devices::last_contact_at.gt(t));
+    }
+    let found: Vec<DeviceRow> = query.order(devices::id).select(DeviceRow::as_select()).load(conn)?;
+    found
+        .iter()
+        .filter(|d| actor.sees_location(merchant_id, d.location_id))
+        .map(|d| view(conn, d).map_err(ApiError::from))
+        .collect()
+}
+
+/// A device the caller sees, or 404.
+fn visible(conn: &mut DbConnection, actor: &Actor, device_id: i64) -> Result<DeviceRow, ApiError> {
+    match super::find(conn, device_id)? {
+        Some(d) if actor.sees_location(d.merchant_id, d.location_id) => Ok(d),
+        _ => Err(ApiError::not_found("device")),
+    }
+}
+
+pub fn show(conn: &mut DbConnection, actor: &Actor, device_id: i64) -> Result<DeviceView, ApiError> {
+    let device = visible(conn, actor, device_id)?;
+    Ok(view(conn, &device)?)
+}
+
+/// "Deactivate this device": for a broken terminal (or a phone whose app was
+/// removed) that cannot log out itself. Its token stops working, its sessions
+/// end, and its name becomes free for a replacement.
+pub fn deactivate(conn: &mut DbConnection, actor: &Actor, device_id: i64) -> Result<DeviceView, ApiError> {
+    conn.transaction(|conn| {
+        let device = visible(conn, actor, device_id)?;
+        actor.require(device.merchant_id, Some(device.location_id), Permission::ManageDevices)?;
+        if device.status != ACTIVE {
+            return Err(ApiError::new(ErrorCode::Conflict, format!("the device is already {}", device.status)));
+        }
+        let at = now();
+        diesel::update(devices::table.find(device.id))
+            .set((devices::status.eq(DEACTIVATED), devices::deactivated_at.eq(at)))
+            .execute(conn)?;
+        diesel::update(device_sessions::table.filter(device_sessions::device_id.eq(device.id)).filter(device_sessions::ended_at.is_null()))
+            .set(device_sessions::ended_at.eq(at))
+            .execute(conn)?;
+        let subject = format!("device:{}", device.id);
+        audit::record(conn, &actor.audit("device.deactivate", &subject, Some(device.merchant_id), &json!({"name": device.name})))?;
+        let device = super::find(conn, device.id)?.ok_or_else(|| ApiError::not_found("device"))?;
+        Ok(view(conn, &device)?)
+    })
+}
+
+/// Renames a device or moves it to another of the merchant's locations.
+pub fn update(conn: &mut DbConnection, actor: &Actor, device_id: i64, request: &UpdateDeviceRequest) -> Result<DeviceView, ApiError> {
+    conn.transaction(|conn| {
+        let device = visible(conn, actor, device_id)?;
+        actor.require(device.merchant_id, Some(device.location_id), Permission::ManageDevices)?;
+        if device.status != ACTIVE {
+            return Err(ApiError::new(ErrorCode::Conflict, format!("a {} device cannot be changed", device.status)));
+        }
+        let name = match &request.name {
+            Some(n) => normalize_device_name(n).ok_or_else(|| ApiError::invalid("name", "a device name has 1 to 50 characters"))?,
+            None => device.name.clone(),
+        };
+        if name != device.name {
+            let taken: i64 = devices::table
+                .filter(devices::merchant_id.eq(device.merchant_id))
+                .filter(devices::name.eq(&name))
+                .filter(devices::status.eq(ACTIVE))
+                .count()
+                .get_result(conn)?;
+            if taken > 0 {
+                return Err(ApiError::new(ErrorCode::DeviceNameTaken, format!("an active device is already named {name:?}")));
+            }
+        }
+        let location_id = match request.location_id {
+            Some(l) if l != device.location_id => {
+                match rows::find_location(conn, l)? {
+                    Some(loc) if loc.merchant_id == device.merchant_id && actor.sees_location(loc.merchant_id, loc.id) => {}
+                    _ => return Err(ApiError::not_found("location")),
+                }
+                actor.require(device.merchant_id, Some(l), Permission::ManageDevices)?;
+                l
+            }
+            _ => device.location_id,
+        };
+        diesel::update(devices::table.find(device.id))
+            .set((devices::name.eq(&name), devices::location_id.eq(location_id)))
+            .execute(conn)?;
+        let subject = format!("device:{}", device.id);
+        audit::record(
+            conn,
+            &actor.audit(
+                "device.update",
+                &subject,
+                Some(device.merchant_id),
+                &json!({"before": {"name": device.name, "location_id": device.location_id},
+                        "after": {"name": name, "location_id": location_id}}),
+            ),
+        )?;
+        let device = super::find(conn, device.id)?.ok_or_else(|| ApiError::not_found("device"))?;
+        Ok(view(conn, &device)?)
+    })
+}

@@ -1,0 +1,72 @@
+//! Devices (the payment app activated on a terminal or a phone), their
+//! lifecycle and their transactions.
+
+pub mod activation;
+pub mod management;
+pub mod transactions;
+
+use chrono::NaiveDateTime;
+use diesel::prelude::*;
+
+use crate::auth::tokens;
+use crate::db::schema::devices;
+use crate::db::{DbConnection, DbError};
+use crate::http::error::{ApiError, ErrorCode};
+
+pub const ACTIVE: &str = "active";
+pub const DEACTIVATED: &str = "deactivated";
+pub const REPLACED: &str = "replaced";
+
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = devices)]
+pub struct DeviceRow {
+    pub id: i64,
+    pub merchant_id: i64,
+    pub location_id: i64,
+    pub terminal_id: Option<i64>,
+    pub app: String,
+    pub name: String,
+    pub hardware_id: String,
+    pub model: String,
+    pub status: String,
+    pub token_hash: String,
+    pub replaces_device_id: Option<i64>,
+    pub replaced_by_device_id: Option<i64>,
+    pub activated_by: i64,
+    pub activated_at: NaiveDateTime,
+    pub deactivated_at: Option<NaiveDateTime>,
+    pub last_contact_at: Option<NaiveDateTime>,
+}
+
+/// The device a terminal API call comes from.
+#[derive(Debug, Clone)]
+pub struct CallingDevice {
+    pub id: i64,
+    pub merchant_id: i64,
+    pub location_id: i64,
+    pub name: String,
+}
+
+/// The device behind a device token, or 401: `device_deactivated` for a
+/// deactivated or replaced device, `invalid_device_token` otherwise.
+pub fn authenticate(conn: &mut DbConnection, token: &str) -> Result<CallingDevice, ApiError> {
+    let found: Option<DeviceRow> = devices::table
+        .filter(devices::token_hash.eq(tokens::hash(token)))
+        .select(DeviceRow::as_select())
+        .first(conn)
+        .optional()?;
+    match found {
+        Some(d) if d.status == ACTIVE => {
+            Ok(CallingDevice { id: d.id, merchant_id: d.merchant_id, location_id: d.location_id, name: d.name })
+        }
+        Some(_) => Err(ApiError::new(
+            ErrorCode::DeviceDeactivated,
+            "this device was deactivated: activate the app again",
+        )),
+        None => Err(ApiError::new(ErrorCode::InvalidDeviceToken, "unknown or revoked device token")),
+    }
+}
+
+pub fn find(conn: &mut DbConnection, id: i64) -> Result<Option<DeviceRow>, DbError> {
+    Ok(devices::table.find(id).select(DeviceRow::as_select()).first(conn).optional()?)
+}
