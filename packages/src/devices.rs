@@ -86,8 +86,12 @@ pub enum TransactionStatus {
 }
 
 impl TransactionStatus {
-    pub const ALL: [TransactionStatus; 4] =
-        [TransactionStatus::Success, TransactionStatus::Failure, TransactionStatus::Cancelled, TransactionStatus::Unknown];
+    pub const ALL: [TransactionStatus; 4] = [
+        TransactionStatus::Success,
+        TransactionStatus::Failure,
+        TransactionStatus::Cancelled,
+        TransactionStatus::Unknown,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {

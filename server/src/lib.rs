@@ -4,8 +4,8 @@
 pub mod accounts;
 pub mod auth;
 pub mod config;
-pub mod devices;
 pub mod db;
+pub mod devices;
 pub mod http;
 pub mod mail;
 pub mod metrics;

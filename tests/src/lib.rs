@@ -6,10 +6,11 @@
 #![forbid(unsafe_code)]
 
 mod database;
+pub mod fixtures;
 mod s3;
 mod server;
 
-pub use database::{Backend, DeviceSession, TestDatabase, device_session};
+pub use database::{Backend, TestDatabase};
 pub use s3::MotoServer;
 pub use server::{ServerBuilder, TestServer, binary};
 

@@ -212,7 +212,9 @@ pub fn check_terminal_activation_credentials(
         || access.permissions.contains(&Permission::ActivateApp)
         || access.locations.values().any(|p| p.contains(&Permission::ActivateApp));
     if !may_somewhere {
-        return Err(ApiError::forbidden("this user may not activate the app: it needs the activate_app permission"));
+        return Err(ApiError::forbidden(
+            "this user may not activate the app: it needs the activate_app permission",
+        ));
     }
     let subject = format!("user:{}", user.id);
     audit::record(
@@ -260,7 +262,9 @@ pub fn resolve_token(
     }
     let role = match (user.kind.as_str(), &user.operator_role, user.merchant_id) {
         (KIND_OPERATOR, Some(role), _) => Role::Operator(role.parse().map_err(|_| unauthorized())?),
-        (KIND_MERCHANT, _, Some(_)) => Role::Merchant(merchant_access(conn, &user)?.ok_or_else(unauthorized)?),
+        (KIND_MERCHANT, _, Some(_)) => {
+            Role::Merchant(merchant_access(conn, &user)?.ok_or_else(unauthorized)?)
+        }
         _ => return Err(unauthorized()),
     };
     Ok(Actor { user_id: user.id, email: user.email, role, token_id, source_ip })
@@ -289,10 +293,16 @@ pub fn merchant_access(conn: &mut DbConnection, user: &UserRow) -> Result<Option
 
 /// The user as an `Actor`, for checks made on their behalf outside the
 /// management API (the terminal app).
-pub fn actor_for(conn: &mut DbConnection, user: &UserRow, source_ip: Option<String>) -> Result<Actor, ApiError> {
+pub fn actor_for(
+    conn: &mut DbConnection,
+    user: &UserRow,
+    source_ip: Option<String>,
+) -> Result<Actor, ApiError> {
     let role = match (&user.operator_role, merchant_access(conn, user)?) {
         (_, Some(access)) => Role::Merchant(access),
-        (Some(role), None) => Role::Operator(role.parse().map_err(|_| ApiError::forbidden("unknown operator role"))?),
+        (Some(role), None) => {
+            Role::Operator(role.parse().map_err(|_| ApiError::forbidden("unknown operator role"))?)
+        }
         (None, None) => return Err(ApiError::forbidden("this account has no role")),
     };
     Ok(Actor { user_id: user.id, email: user.email.clone(), role, token_id: 0, source_ip })

@@ -24,7 +24,11 @@ use crate::per_backend;
 const TICKET_MINUTES: i64 = 10;
 
 /// The locations of the merchant where the user may activate the app.
-fn activation_locations(conn: &mut DbConnection, actor: &Actor, merchant_id: i64) -> Result<Vec<LocationRow>, DbError> {
+fn activation_locations(
+    conn: &mut DbConnection,
+    actor: &Actor,
+    merchant_id: i64,
+) -> Result<Vec<LocationRow>, DbError> {
     let all: Vec<LocationRow> = locations::table
         .filter(locations::merchant_id.eq(merchant_id))
         .order(locations::id)
@@ -37,7 +41,10 @@ fn hardware_id(app: PaymentApp, raw: &str) -> Result<String, ApiError> {
     let id = raw.trim();
     let id = if app.needs_registered_terminal() { id.to_uppercase() } else { id.to_owned() };
     if id.is_empty() || id.len() > 100 {
-        return Err(ApiError::invalid("hardware_id", "the serial number or install id is required (at most 100 characters)"));
+        return Err(ApiError::invalid(
+            "hardware_id",
+            "the serial number or install id is required (at most 100 characters)",
+        ));
     }
     Ok(id)
 }
@@ -51,13 +58,22 @@ pub fn start(
     source_ip: Option<&str>,
     settings: &AccountSettings,
 ) -> Result<ActivationTicket, ApiError> {
-    let app: PaymentApp = request.app.parse().map_err(|e: tms_packages::accounts::UnknownName| ApiError::invalid("app", e.to_string()))?;
+    let app: PaymentApp = request
+        .app
+        .parse()
+        .map_err(|e: tms_packages::accounts::UnknownName| ApiError::invalid("app", e.to_string()))?;
     let hardware = hardware_id(app, &request.hardware_id)?;
     let model = request.model.trim().to_uppercase();
     if model.is_empty() || model.len() > 40 {
         return Err(ApiError::invalid("model", "the model is required (at most 40 characters)"));
     }
-    let user = users::check_terminal_activation_credentials(conn, &request.email, &request.password, source_ip, settings)?;
+    let user = users::check_terminal_activation_credentials(
+        conn,
+        &request.email,
+        &request.password,
+        source_ip,
+        settings,
+    )?;
     let actor = users::actor_for(conn, &user, source_ip.map(str::to_owned))?;
     let merchant_id = user.merchant_id.expect("checked: a merchant user");
 
@@ -71,7 +87,9 @@ pub fn start(
         Some(found.ok_or_else(|| {
             ApiError::new(
                 ErrorCode::UnknownTerminal,
-                format!("terminal {hardware} is not registered for this merchant; it must come from an order"),
+                format!(
+                    "terminal {hardware} is not registered for this merchant; it must come from an order"
+                ),
             )
         })?)
     } else {
@@ -108,7 +126,12 @@ pub fn start(
 
 /// One active device per terminal or phone: a second activation must follow
 /// a deactivation, so the merchant decides what happens to the old record.
-fn refuse_if_already_active(conn: &mut DbConnection, merchant_id: i64, app: PaymentApp, hardware: &str) -> Result<(), ApiError> {
+fn refuse_if_already_active(
+    conn: &mut DbConnection,
+    merchant_id: i64,
+    app: PaymentApp,
+    hardware: &str,
+) -> Result<(), ApiError> {
     let active: Option<(i64, String)> = devices::table
         .filter(devices::merchant_id.eq(merchant_id))
         .filter(devices::app.eq(app.as_str()))
@@ -260,18 +283,34 @@ pub fn login(
     settings: &AccountSettings,
 ) -> Result<(), ApiError> {
     let user = users::check_terminal_activation_credentials(conn, email, password, source_ip, settings)
-        .map_err(|e| if e.code() == ErrorCode::Forbidden { ApiError::forbidden("this user may not use the app") } else { e })?;
+        .map_err(|e| {
+            if e.code() == ErrorCode::Forbidden {
+                ApiError::forbidden("this user may not use the app")
+            } else {
+                e
+            }
+        })?;
     let actor = users::actor_for(conn, &user, source_ip.map(str::to_owned))?;
-    if user.merchant_id != Some(device.merchant_id) || !actor.may(device.merchant_id, Some(device.location_id), Permission::ActivateApp) {
+    if user.merchant_id != Some(device.merchant_id)
+        || !actor.may(device.merchant_id, Some(device.location_id), Permission::ActivateApp)
+    {
         return Err(ApiError::forbidden("this user may not use the app at this device's location"));
     }
     conn.transaction(|conn| {
         let at = now();
-        diesel::update(device_sessions::table.filter(device_sessions::device_id.eq(device.id)).filter(device_sessions::ended_at.is_null()))
-            .set(device_sessions::ended_at.eq(at))
-            .execute(conn)?;
+        diesel::update(
+            device_sessions::table
+                .filter(device_sessions::device_id.eq(device.id))
+                .filter(device_sessions::ended_at.is_null()),
+        )
+        .set(device_sessions::ended_at.eq(at))
+        .execute(conn)?;
         diesel::insert_into(device_sessions::table)
-            .values((device_sessions::device_id.eq(device.id), device_sessions::user_id.eq(user.id), device_sessions::started_at.eq(at)))
+            .values((
+                device_sessions::device_id.eq(device.id),
+                device_sessions::user_id.eq(user.id),
+                device_sessions::started_at.eq(at),
+            ))
             .execute(conn)?;
         Ok(())
     })
@@ -280,8 +319,12 @@ pub fn login(
 /// The user logs out of the app on this device: their profile is no longer
 /// in use there.
 pub fn logout(conn: &mut DbConnection, device: &CallingDevice) -> Result<(), ApiError> {
-    diesel::update(device_sessions::table.filter(device_sessions::device_id.eq(device.id)).filter(device_sessions::ended_at.is_null()))
-        .set(device_sessions::ended_at.eq(now()))
-        .execute(conn)?;
+    diesel::update(
+        device_sessions::table
+            .filter(device_sessions::device_id.eq(device.id))
+            .filter(device_sessions::ended_at.is_null()),
+    )
+    .set(device_sessions::ended_at.eq(now()))
+    .execute(conn)?;
     Ok(())
 }

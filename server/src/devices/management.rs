@@ -52,12 +52,21 @@ fn view(conn: &mut DbConnection, d: &DeviceRow) -> Result<DeviceView, DbError> {
         replaced_by_device_id: d.replaced_by_device_id,
         sessions: sessions
             .into_iter()
-            .map(|(user_id, email, started)| DeviceSessionView { user_id, email, started_at: rfc3339(started) })
+            .map(|(user_id, email, started)| DeviceSessionView {
+                user_id,
+                email,
+                started_at: rfc3339(started),
+            })
             .collect(),
     })
 }
 
-pub fn list(conn: &mut DbConnection, actor: &Actor, merchant_id: i64, filter: &DeviceFilter) -> Result<Vec<DeviceView>, ApiError> {
+pub fn list(
+    conn: &mut DbConnection,
+    actor: &Actor,
+    merchant_id: i64,
+    filter: &DeviceFilter,
+) -> Result<Vec<DeviceView>, ApiError> {
     actor.check_merchant(merchant_id, "merchant")?;
     rows::find_merchant(conn, merchant_id)?.ok_or_else(|| ApiError::not_found("merchant"))?;
     let mut query = devices::table.filter(devices::merchant_id.eq(merchant_id)).into_boxed();
@@ -108,32 +117,56 @@ pub fn deactivate(conn: &mut DbConnection, actor: &Actor, device_id: i64) -> Res
         let device = visible(conn, actor, device_id)?;
         actor.require(device.merchant_id, Some(device.location_id), Permission::ManageDevices)?;
         if device.status != ACTIVE {
-            return Err(ApiError::new(ErrorCode::Conflict, format!("the device is already {}", device.status)));
+            return Err(ApiError::new(
+                ErrorCode::Conflict,
+                format!("the device is already {}", device.status),
+            ));
         }
         let at = now();
         diesel::update(devices::table.find(device.id))
             .set((devices::status.eq(DEACTIVATED), devices::deactivated_at.eq(at)))
             .execute(conn)?;
-        diesel::update(device_sessions::table.filter(device_sessions::device_id.eq(device.id)).filter(device_sessions::ended_at.is_null()))
-            .set(device_sessions::ended_at.eq(at))
-            .execute(conn)?;
+        diesel::update(
+            device_sessions::table
+                .filter(device_sessions::device_id.eq(device.id))
+                .filter(device_sessions::ended_at.is_null()),
+        )
+        .set(device_sessions::ended_at.eq(at))
+        .execute(conn)?;
         let subject = format!("device:{}", device.id);
-        audit::record(conn, &actor.audit("device.deactivate", &subject, Some(device.merchant_id), &json!({"name": device.name})))?;
+        audit::record(
+            conn,
+            &actor.audit(
+                "device.deactivate",
+                &subject,
+                Some(device.merchant_id),
+                &json!({"name": device.name}),
+            ),
+        )?;
         let device = super::find(conn, device.id)?.ok_or_else(|| ApiError::not_found("device"))?;
         Ok(view(conn, &device)?)
     })
 }
 
 /// Renames a device or moves it to another of the merchant's locations.
-pub fn update(conn: &mut DbConnection, actor: &Actor, device_id: i64, request: &UpdateDeviceRequest) -> Result<DeviceView, ApiError> {
+pub fn update(
+    conn: &mut DbConnection,
+    actor: &Actor,
+    device_id: i64,
+    request: &UpdateDeviceRequest,
+) -> Result<DeviceView, ApiError> {
     conn.transaction(|conn| {
         let device = visible(conn, actor, device_id)?;
         actor.require(device.merchant_id, Some(device.location_id), Permission::ManageDevices)?;
         if device.status != ACTIVE {
-            return Err(ApiError::new(ErrorCode::Conflict, format!("a {} device cannot be changed", device.status)));
+            return Err(ApiError::new(
+                ErrorCode::Conflict,
+                format!("a {} device cannot be changed", device.status),
+            ));
         }
         let name = match &request.name {
-            Some(n) => normalize_device_name(n).ok_or_else(|| ApiError::invalid("name", "a device name has 1 to 50 characters"))?,
+            Some(n) => normalize_device_name(n)
+                .ok_or_else(|| ApiError::invalid("name", "a device name has 1 to 50 characters"))?,
             None => device.name.clone(),
         };
         if name != device.name {
@@ -144,13 +177,18 @@ pub fn update(conn: &mut DbConnection, actor: &Actor, device_id: i64, request: &
                 .count()
                 .get_result(conn)?;
             if taken > 0 {
-                return Err(ApiError::new(ErrorCode::DeviceNameTaken, format!("an active device is already named {name:?}")));
+                return Err(ApiError::new(
+                    ErrorCode::DeviceNameTaken,
+                    format!("an active device is already named {name:?}"),
+                ));
             }
         }
         let location_id = match request.location_id {
             Some(l) if l != device.location_id => {
                 match rows::find_location(conn, l)? {
-                    Some(loc) if loc.merchant_id == device.merchant_id && actor.sees_location(loc.merchant_id, loc.id) => {}
+                    Some(loc)
+                        if loc.merchant_id == device.merchant_id
+                            && actor.sees_location(loc.merchant_id, loc.id) => {}
                     _ => return Err(ApiError::not_found("location")),
                 }
                 actor.require(device.merchant_id, Some(l), Permission::ManageDevices)?;

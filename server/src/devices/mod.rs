@@ -56,9 +56,12 @@ pub fn authenticate(conn: &mut DbConnection, token: &str) -> Result<CallingDevic
         .first(conn)
         .optional()?;
     match found {
-        Some(d) if d.status == ACTIVE => {
-            Ok(CallingDevice { id: d.id, merchant_id: d.merchant_id, location_id: d.location_id, name: d.name })
-        }
+        Some(d) if d.status == ACTIVE => Ok(CallingDevice {
+            id: d.id,
+            merchant_id: d.merchant_id,
+            location_id: d.location_id,
+            name: d.name,
+        }),
         Some(_) => Err(ApiError::new(
             ErrorCode::DeviceDeactivated,
             "this device was deactivated: activate the app again",

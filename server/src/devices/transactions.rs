@@ -112,9 +112,16 @@ struct NewTransaction {
 /// Stores a batch from a terminal. The whole batch is checked first (one bad
 /// transaction refuses it, naming which); a transaction already uploaded is
 /// counted as a duplicate and left as it was.
-pub fn upload(conn: &mut DbConnection, device: &CallingDevice, batch: &TransactionBatch) -> Result<TransactionBatchResult, ApiError> {
+pub fn upload(
+    conn: &mut DbConnection,
+    device: &CallingDevice,
+    batch: &TransactionBatch,
+) -> Result<TransactionBatchResult, ApiError> {
     if batch.transactions.len() > MAX_BATCH {
-        return Err(ApiError::invalid("transactions", format!("at most {MAX_BATCH} transactions per upload")));
+        return Err(ApiError::invalid(
+            "transactions",
+            format!("at most {MAX_BATCH} transactions per upload"),
+        ));
     }
     let at = now();
     let mut rows = Vec::with_capacity(batch.transactions.len());
@@ -125,7 +132,10 @@ pub fn upload(conn: &mut DbConnection, device: &CallingDevice, batch: &Transacti
             return Err(ApiError::invalid(&field("terminal_tx_id"), "1 to 64 printable characters"));
         }
         if !TRANSACTION_TYPES.contains(&t.tx_type.as_str()) {
-            return Err(ApiError::invalid(&field("type"), format!("one of {}", TRANSACTION_TYPES.join(", "))));
+            return Err(ApiError::invalid(
+                &field("type"),
+                format!("one of {}", TRANSACTION_TYPES.join(", ")),
+            ));
         }
         if !(0..=1_000_000_000_000).contains(&t.amount_minor) {
             return Err(ApiError::invalid(&field("amount_minor"), "an amount in minor units, 0 or more"));
@@ -140,17 +150,22 @@ pub fn upload(conn: &mut DbConnection, device: &CallingDevice, batch: &Transacti
         if contains_pan(&t.masked_card) || contains_pan(id) || contains_pan(acquirer) {
             return Err(ApiError::with_details(
                 ErrorCode::PanNotAllowed,
-                format!("transaction {i} carries what looks like a full card number; send masked card data only"),
-                BTreeMap::from([("field".to_owned(), field("masked_card")), ("index".to_owned(), i.to_string())]),
+                format!(
+                    "transaction {i} carries what looks like a full card number; send masked card data only"
+                ),
+                BTreeMap::from([
+                    ("field".to_owned(), field("masked_card")),
+                    ("index".to_owned(), i.to_string()),
+                ]),
             ));
         }
         if t.masked_card.len() > 32 {
             return Err(ApiError::invalid(&field("masked_card"), "at most 32 characters"));
         }
-        let status: TransactionStatus = t
-            .status
-            .parse()
-            .map_err(|e: tms_packages::accounts::UnknownName| ApiError::invalid(&field("status"), e.to_string()))?;
+        let status: TransactionStatus =
+            t.status.parse().map_err(|e: tms_packages::accounts::UnknownName| {
+                ApiError::invalid(&field("status"), e.to_string())
+            })?;
         rows.push(NewTransaction {
             merchant_id: device.merchant_id,
             device_id: device.id,
@@ -181,7 +196,11 @@ pub fn upload(conn: &mut DbConnection, device: &CallingDevice, batch: &Transacti
         }
         DbConnection::Sqlite(c) => c.immediate_transaction(|c| {
             rows.iter().try_fold(0, |n, row| {
-                diesel::insert_into(transactions::table).values(row).on_conflict_do_nothing().execute(c).map(|k| n + k)
+                diesel::insert_into(transactions::table)
+                    .values(row)
+                    .on_conflict_do_nothing()
+                    .execute(c)
+                    .map(|k| n + k)
             })
         })?,
     };
@@ -196,8 +215,9 @@ pub fn set_manual_status(
     terminal_tx_id: &str,
     status: &str,
 ) -> Result<TransactionView, ApiError> {
-    let wanted: TransactionStatus =
-        status.parse().map_err(|e: tms_packages::accounts::UnknownName| ApiError::invalid("status", e.to_string()))?;
+    let wanted: TransactionStatus = status
+        .parse()
+        .map_err(|e: tms_packages::accounts::UnknownName| ApiError::invalid("status", e.to_string()))?;
     if !wanted.is_manual_choice() {
         return Err(ApiError::invalid("status", "a status set by hand is success or failure"));
     }
@@ -319,9 +339,12 @@ pub fn scope_for(
     let locations = if actor.is_admin_of(merchant_id) {
         None
     } else {
-        let all: Vec<i64> =
-            locations::table.filter(locations::merchant_id.eq(merchant_id)).select(locations::id).load(conn)?;
-        let allowed: Vec<i64> = all.into_iter().filter(|l| actor.may(merchant_id, Some(*l), permission)).collect();
+        let all: Vec<i64> = locations::table
+            .filter(locations::merchant_id.eq(merchant_id))
+            .select(locations::id)
+            .load(conn)?;
+        let allowed: Vec<i64> =
+            all.into_iter().filter(|l| actor.may(merchant_id, Some(*l), permission)).collect();
         if allowed.is_empty() {
             return Err(ApiError::forbidden(format!("this needs the {permission} permission")));
         }
@@ -332,7 +355,9 @@ pub fn scope_for(
             return Err(ApiError::not_found("location"));
         }
         if locations.as_ref().is_some_and(|allowed| !allowed.contains(&l)) {
-            return Err(ApiError::forbidden(format!("this needs the {permission} permission at that location")));
+            return Err(ApiError::forbidden(format!(
+                "this needs the {permission} permission at that location"
+            )));
         }
     }
     Ok(Scope { merchant_id, locations, filter })
@@ -374,14 +399,21 @@ fn predicate(scope: &Scope) -> Predicate {
 }
 
 /// One page, newest first, after `cursor`.
-pub fn page_rows(conn: &mut DbConnection, scope: &Scope, cursor: Option<Cursor>, limit: i64) -> Result<Vec<TransactionRow>, ApiError> {
+pub fn page_rows(
+    conn: &mut DbConnection,
+    scope: &Scope,
+    cursor: Option<Cursor>,
+    limit: i64,
+) -> Result<Vec<TransactionRow>, ApiError> {
     let mut condition = predicate(scope);
     if let Some(c) = cursor {
-        condition = Box::new(condition.and(
-            transactions::occurred_at
-                .lt(c.occurred_at)
-                .or(transactions::occurred_at.eq(c.occurred_at).and(transactions::id.lt(c.id))),
-        ));
+        condition = Box::new(
+            condition.and(
+                transactions::occurred_at
+                    .lt(c.occurred_at)
+                    .or(transactions::occurred_at.eq(c.occurred_at).and(transactions::id.lt(c.id))),
+            ),
+        );
     }
     Ok(transactions::table
         .filter(condition)
@@ -405,21 +437,38 @@ pub fn totals(conn: &mut DbConnection, scope: &Scope) -> Result<Vec<CurrencyTota
         ))
         .order(transactions::currency)
         .load(conn)?;
-    Ok(found.into_iter().map(|(currency, count, amount_minor)| CurrencyTotal { currency, count, amount_minor }).collect())
+    Ok(found
+        .into_iter()
+        .map(|(currency, count, amount_minor)| CurrencyTotal { currency, count, amount_minor })
+        .collect())
 }
 
 /// The overview page: rows, the cursor of the next page, and totals.
-pub fn page(conn: &mut DbConnection, scope: &Scope, cursor: Option<Cursor>, limit: i64) -> Result<TransactionPage, ApiError> {
+pub fn page(
+    conn: &mut DbConnection,
+    scope: &Scope,
+    cursor: Option<Cursor>,
+    limit: i64,
+) -> Result<TransactionPage, ApiError> {
     let limit = limit.clamp(1, 500);
     let mut rows = page_rows(conn, scope, cursor, limit + 1)?;
     let more = rows.len() as i64 > limit;
     rows.truncate(limit as usize);
     let next_cursor = if more { rows.last().map(|r| Cursor::after(r).encode()) } else { None };
-    Ok(TransactionPage { items: rows.iter().map(TransactionRow::view).collect(), next_cursor, totals: totals(conn, scope)? })
+    Ok(TransactionPage {
+        items: rows.iter().map(TransactionRow::view).collect(),
+        next_cursor,
+        totals: totals(conn, scope)?,
+    })
 }
 
 /// The calling device's history (its own and inherited transactions).
-pub fn device_history(conn: &mut DbConnection, device: &CallingDevice, cursor: Option<Cursor>, limit: i64) -> Result<TransactionPage, ApiError> {
+pub fn device_history(
+    conn: &mut DbConnection,
+    device: &CallingDevice,
+    cursor: Option<Cursor>,
+    limit: i64,
+) -> Result<TransactionPage, ApiError> {
     let scope = Scope {
         merchant_id: device.merchant_id,
         locations: None,

@@ -45,8 +45,16 @@ pub async fn list_devices(
         model: q.model,
         app: q.app,
         status: q.status,
-        contacted_before: q.contacted_before.as_deref().map(|t| parse_time("contacted_before", t)).transpose()?,
-        contacted_after: q.contacted_after.as_deref().map(|t| parse_time("contacted_after", t)).transpose()?,
+        contacted_before: q
+            .contacted_before
+            .as_deref()
+            .map(|t| parse_time("contacted_before", t))
+            .transpose()?,
+        contacted_after: q
+            .contacted_after
+            .as_deref()
+            .map(|t| parse_time("contacted_after", t))
+            .transpose()?,
     };
     Ok(web::Json(state.db.run(move |conn| management::list(conn, &actor, id, &filter)).await?))
 }
@@ -244,10 +252,13 @@ pub async fn export_transactions(
         let scope = scope.clone();
         async move {
             match step {
-                ExportStep::Header if !jsonl => Some((Ok(Bytes::from_static(CSV_HEADER.as_bytes())), ExportStep::Page(None))),
+                ExportStep::Header if !jsonl => {
+                    Some((Ok(Bytes::from_static(CSV_HEADER.as_bytes())), ExportStep::Page(None)))
+                }
                 ExportStep::Header => Some((Ok(Bytes::new()), ExportStep::Page(None))),
                 ExportStep::Page(cursor) => {
-                    match db.run(move |conn| transactions::page_rows(conn, &scope, cursor, EXPORT_PAGE)).await {
+                    match db.run(move |conn| transactions::page_rows(conn, &scope, cursor, EXPORT_PAGE)).await
+                    {
                         Ok(rows) if rows.is_empty() => None,
                         Ok(rows) => {
                             let next = rows.last().map(Cursor::after);
@@ -257,7 +268,10 @@ pub async fn export_transactions(
                         Err(e) => {
                             // Headers are gone; cutting the stream short is the only signal left.
                             tracing::error!(error = %ErrorChain(&e), "transaction export failed");
-                            Some((Err(actix_web::error::ErrorInternalServerError("export failed")), ExportStep::Done))
+                            Some((
+                                Err(actix_web::error::ErrorInternalServerError("export failed")),
+                                ExportStep::Done,
+                            ))
                         }
                     }
                 }
@@ -265,7 +279,8 @@ pub async fn export_transactions(
             }
         }
     });
-    let (content_type, extension) = if jsonl { ("application/x-ndjson", "jsonl") } else { ("text/csv; charset=utf-8", "csv") };
+    let (content_type, extension) =
+        if jsonl { ("application/x-ndjson", "jsonl") } else { ("text/csv; charset=utf-8", "csv") };
     Ok(HttpResponse::Ok()
         .content_type(content_type)
         .insert_header((
@@ -278,7 +293,9 @@ pub async fn export_transactions(
 pub fn routes(cfg: &mut web::ServiceConfig) {
     use web::{get, patch, post, resource};
     cfg.service(resource("/api/v1/merchants/{id}/devices").route(get().to(list_devices)))
-        .service(resource("/api/v1/devices/{id}").route(get().to(show_device)).route(patch().to(update_device)))
+        .service(
+            resource("/api/v1/devices/{id}").route(get().to(show_device)).route(patch().to(update_device)),
+        )
         .service(resource("/api/v1/devices/{id}/deactivate").route(post().to(deactivate_device)))
         .service(resource("/api/v1/merchants/{id}/transactions").route(get().to(list_transactions)))
         .service(resource("/api/v1/merchants/{id}/transactions/export").route(get().to(export_transactions)));

@@ -35,7 +35,10 @@ impl FromRequest for CallingDevice {
         Box::pin(async move {
             let state = state.expect("AppState is registered");
             let Some(token) = token else {
-                return Err(ApiError::new(ErrorCode::InvalidDeviceToken, "send the device token: Authorization: Bearer <token>"));
+                return Err(ApiError::new(
+                    ErrorCode::InvalidDeviceToken,
+                    "send the device token: Authorization: Bearer <token>",
+                ));
             };
             state.db.run(move |conn| devices::authenticate(conn, &token)).await
         })
@@ -95,7 +98,9 @@ pub async fn login(
     let ip = client_ip(&req);
     state
         .db
-        .run(move |conn| activation::login(conn, &device, &body.email, &body.password, ip.as_deref(), &settings))
+        .run(move |conn| {
+            activation::login(conn, &device, &body.email, &body.password, ip.as_deref(), &settings)
+        })
         .await?;
     Ok(HttpResponse::NoContent().finish())
 }
@@ -158,7 +163,9 @@ pub async fn manual_status(
     body: web::Json<ManualStatusRequest>,
 ) -> Result<web::Json<TransactionView>, ApiError> {
     let id = id.into_inner();
-    Ok(web::Json(state.db.run(move |conn| transactions::set_manual_status(conn, &device, &id, &body.status)).await?))
+    Ok(web::Json(
+        state.db.run(move |conn| transactions::set_manual_status(conn, &device, &id, &body.status)).await?,
+    ))
 }
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
@@ -172,5 +179,8 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
                 .route(post().to(upload_transactions))
                 .route(get().to(transaction_history)),
         )
-        .service(resource("/api/v1/terminal/transactions/{terminal_tx_id}/manual-status").route(post().to(manual_status)));
+        .service(
+            resource("/api/v1/terminal/transactions/{terminal_tx_id}/manual-status")
+                .route(post().to(manual_status)),
+        );
 }

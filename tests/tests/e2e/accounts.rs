@@ -3,99 +3,8 @@
 
 use reqwest::Method;
 use serde_json::{Value, json};
-use tms_e2e::{ServerBuilder, TestDatabase, TestServer, backend_test};
-
-const OPERATOR: &str = "ops@psp.example";
-const OPERATOR_PASSWORD: &str = "operator pass phrase";
-const MERCHANT_PASSWORD: &str = "pain au chocolat 42";
-
-async fn server_with_operator(db: &TestDatabase) -> (TestServer, String) {
-    server_with_operator_and(db, &[]).await
-}
-
-async fn server_with_operator_and(db: &TestDatabase, env: &[(&str, &str)]) -> (TestServer, String) {
-    let mut builder = ServerBuilder::new().database(db);
-    for (k, v) in env {
-        builder = builder.env(k, v);
-    }
-    let server = builder.start().await;
-    server.create_operator(OPERATOR, "operator_admin", OPERATOR_PASSWORD);
-    let token = server.login(OPERATOR, OPERATOR_PASSWORD).await;
-    (server, token)
-}
-
-fn address(line1: &str) -> Value {
-    json!({"line1": line1, "postal_code": "75002", "city": "Paris", "country": "FR"})
-}
-
-fn order_for_new_merchant(company: &str, contact: &str, line1: &str, serials: &[&str]) -> Value {
-    json!({
-        "company_name": company,
-        "contact_email": contact,
-        "delivery_address": address(line1),
-        "terminals": serials.iter().map(|s| json!({"serial": s, "model": "A920"})).collect::<Vec<_>>(),
-    })
-}
-
-async fn post(server: &TestServer, token: &str, path: &str, body: Value) -> (reqwest::StatusCode, Value) {
-    server.call(Method::POST, path, Some(token), Some(body)).await
-}
-
-async fn get(server: &TestServer, token: &str, path: &str) -> (reqwest::StatusCode, Value) {
-    server.call(Method::GET, path, Some(token), None).await
-}
-
-async fn activate(server: &TestServer, email: &str, password: &str) {
-    let token = server.activation_token_for(email);
-    let (status, body) = server
-        .call(
-            Method::POST,
-            "/api/v1/auth/activate",
-            None,
-            Some(json!({"token": token, "password": password})),
-        )
-        .await;
-    assert_eq!(status, 204, "{body}");
-}
-
-/// A merchant created by a first order, with its admin activated and logged
-/// in: (merchant id, first location id, admin token).
-async fn merchant(
-    server: &TestServer,
-    op: &str,
-    company: &str,
-    admin: &str,
-    serials: &[&str],
-) -> (i64, i64, String) {
-    let (status, order) = post(
-        server,
-        op,
-        "/api/v1/orders",
-        order_for_new_merchant(company, admin, "1 rue de Rivoli", serials),
-    )
-    .await;
-    assert_eq!(status, 201, "{order}");
-    activate(server, admin, MERCHANT_PASSWORD).await;
-    let token = server.login(admin, MERCHANT_PASSWORD).await;
-    (order["merchant_id"].as_i64().unwrap(), order["location"]["id"].as_i64().unwrap(), token)
-}
-
-/// Invites a user, activates and logs them in: (user id, token).
-async fn invite(
-    server: &TestServer,
-    admin: &str,
-    merchant_id: i64,
-    email: &str,
-    body: Value,
-) -> (i64, String) {
-    let mut body = body;
-    body["email"] = json!(email);
-    let (status, user) = post(server, admin, &format!("/api/v1/merchants/{merchant_id}/users"), body).await;
-    assert_eq!(status, 201, "{user}");
-    assert_eq!(user["status"], "invited");
-    activate(server, email, MERCHANT_PASSWORD).await;
-    (user["id"].as_i64().unwrap(), server.login(email, MERCHANT_PASSWORD).await)
-}
+use tms_e2e::fixtures::*;
+use tms_e2e::{ServerBuilder, TestDatabase, backend_test};
 
 backend_test!(first_order_creates_the_merchant_and_mails_its_admin, |db| {
     let (server, op) = server_with_operator(&db).await;
@@ -536,45 +445,6 @@ backend_test!(a_merchant_cannot_reach_another_merchants_objects, |db| {
     assert_eq!(user["permissions"], json!([]));
     let (_, locations) = get(&server, &admin_b, &format!("/api/v1/merchants/{b}/locations")).await;
     assert_ne!(locations[0]["name"], "pwned");
-});
-
-backend_test!(a_profile_in_use_on_a_terminal_cannot_be_changed_or_deleted, |db| {
-    let (server, op) = server_with_operator(&db).await;
-    let (merchant_id, location_id, admin) =
-        merchant(&server, &op, "Marché", "admin@marche.example", &["7000000001"]).await;
-    let (clerk_id, _) = invite(
-        &server,
-        &admin,
-        merchant_id,
-        "caisse@marche.example",
-        json!({"permissions": ["activate_app"]}),
-    )
-    .await;
-
-    // Until the terminal API lands, the session is recorded the way it will record it.
-    let session = tms_e2e::device_session(&db, merchant_id, location_id, clerk_id, "Caisse 1");
-
-    let (status, body) =
-        server.call(Method::DELETE, &format!("/api/v1/users/{clerk_id}"), Some(&admin), None).await;
-    assert_eq!((status.as_u16(), body["error"]["code"].as_str()), (409, Some("profile_in_use")), "{body}");
-    assert!(body["error"]["message"].as_str().unwrap().contains("Caisse 1"));
-    assert_eq!(body["error"]["details"]["device_names"], "Caisse 1");
-    let (status, body) = server
-        .call(
-            Method::PATCH,
-            &format!("/api/v1/users/{clerk_id}"),
-            Some(&admin),
-            Some(json!({"permissions": []})),
-        )
-        .await;
-    assert_eq!((status.as_u16(), body["error"]["code"].as_str()), (409, Some("profile_in_use")));
-
-    session.end();
-    let (status, _) =
-        server.call(Method::DELETE, &format!("/api/v1/users/{clerk_id}"), Some(&admin), None).await;
-    assert_eq!(status, 204);
-    let (status, _) = get(&server, &admin, &format!("/api/v1/users/{clerk_id}")).await;
-    assert_eq!(status, 404);
 });
 
 backend_test!(api_tokens_last_admins_and_the_audit_trail, |db| {

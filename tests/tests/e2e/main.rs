@@ -4,5 +4,6 @@ mod accounts;
 mod cli;
 mod config;
 mod database;
+mod devices;
 mod operations;
 mod storage;

@@ -1,0 +1,145 @@
+//! Accounts set up through the API, as the tests of every area need them.
+
+use reqwest::Method;
+use serde_json::{Value, json};
+
+use crate::{ServerBuilder, TestDatabase, TestServer};
+
+pub const OPERATOR: &str = "ops@psp.example";
+pub const OPERATOR_PASSWORD: &str = "operator pass phrase";
+pub const MERCHANT_PASSWORD: &str = "pain au chocolat 42";
+
+pub async fn server_with_operator(db: &TestDatabase) -> (TestServer, String) {
+    server_with_operator_and(db, &[]).await
+}
+
+pub async fn server_with_operator_and(db: &TestDatabase, env: &[(&str, &str)]) -> (TestServer, String) {
+    let mut builder = ServerBuilder::new().database(db);
+    for (k, v) in env {
+        builder = builder.env(k, v);
+    }
+    let server = builder.start().await;
+    server.create_operator(OPERATOR, "operator_admin", OPERATOR_PASSWORD);
+    let token = server.login(OPERATOR, OPERATOR_PASSWORD).await;
+    (server, token)
+}
+
+pub fn address(line1: &str) -> Value {
+    json!({"line1": line1, "postal_code": "75002", "city": "Paris", "country": "FR"})
+}
+
+pub fn order_for_new_merchant(company: &str, contact: &str, line1: &str, serials: &[&str]) -> Value {
+    json!({
+        "company_name": company,
+        "contact_email": contact,
+        "delivery_address": address(line1),
+        "terminals": serials.iter().map(|s| json!({"serial": s, "model": "A920"})).collect::<Vec<_>>(),
+    })
+}
+
+pub async fn post(server: &TestServer, token: &str, path: &str, body: Value) -> (reqwest::StatusCode, Value) {
+    server.call(Method::POST, path, Some(token), Some(body)).await
+}
+
+pub async fn get(server: &TestServer, token: &str, path: &str) -> (reqwest::StatusCode, Value) {
+    server.call(Method::GET, path, Some(token), None).await
+}
+
+pub async fn activate(server: &TestServer, email: &str, password: &str) {
+    let token = server.activation_token_for(email);
+    let (status, body) = server
+        .call(
+            Method::POST,
+            "/api/v1/auth/activate",
+            None,
+            Some(json!({"token": token, "password": password})),
+        )
+        .await;
+    assert_eq!(status, 204, "{body}");
+}
+
+/// A merchant created by a first order, with its admin activated and logged
+/// in: (merchant id, first location id, admin token).
+pub async fn merchant(
+    server: &TestServer,
+    op: &str,
+    company: &str,
+    admin: &str,
+    serials: &[&str],
+) -> (i64, i64, String) {
+    let (status, order) = post(
+        server,
+        op,
+        "/api/v1/orders",
+        order_for_new_merchant(company, admin, "1 rue de Rivoli", serials),
+    )
+    .await;
+    assert_eq!(status, 201, "{order}");
+    activate(server, admin, MERCHANT_PASSWORD).await;
+    let token = server.login(admin, MERCHANT_PASSWORD).await;
+    (order["merchant_id"].as_i64().unwrap(), order["location"]["id"].as_i64().unwrap(), token)
+}
+
+/// Invites a user, activates and logs them in: (user id, token).
+pub async fn invite(
+    server: &TestServer,
+    admin: &str,
+    merchant_id: i64,
+    email: &str,
+    body: Value,
+) -> (i64, String) {
+    let mut body = body;
+    body["email"] = json!(email);
+    let (status, user) = post(server, admin, &format!("/api/v1/merchants/{merchant_id}/users"), body).await;
+    assert_eq!(status, 201, "{user}");
+    assert_eq!(user["status"], "invited");
+    activate(server, email, MERCHANT_PASSWORD).await;
+    (user["id"].as_i64().unwrap(), server.login(email, MERCHANT_PASSWORD).await)
+}
+
+/// Both activation steps; returns the final status and body.
+pub async fn activate_device(
+    server: &TestServer,
+    email: &str,
+    password: &str,
+    app: &str,
+    hardware_id: &str,
+    location_id: i64,
+    name: &str,
+) -> (reqwest::StatusCode, Value) {
+    let (status, ticket) = server
+        .call(
+            Method::POST,
+            "/api/v1/terminal/activation/start",
+            None,
+            Some(json!({"email": email, "password": password, "app": app, "hardware_id": hardware_id, "model": "A920"})),
+        )
+        .await;
+    if status != 200 {
+        return (status, ticket);
+    }
+    server
+        .call(
+            Method::POST,
+            "/api/v1/terminal/activation/complete",
+            None,
+            Some(json!({"ticket": ticket["ticket"], "location_id": location_id, "device_name": name})),
+        )
+        .await
+}
+
+/// A transaction as a terminal uploads it.
+pub fn transaction(id: &str, minutes_ago: i64, amount_minor: i64, currency: &str, status: &str) -> Value {
+    let at = chrono::Utc::now() - chrono::Duration::minutes(minutes_ago);
+    json!({
+        "terminal_tx_id": id,
+        "occurred_at": at.to_rfc3339(),
+        "type": "payment",
+        "amount_minor": amount_minor,
+        "currency": currency,
+        "acquirer": "CCV",
+        "masked_card": "**** **** **** 4242",
+        "status": status,
+        "receipt_printed": true,
+    })
+}
