@@ -127,6 +127,7 @@ CREATE TABLE login_failures (
     failed_at TIMESTAMP NOT NULL
 );
 CREATE INDEX login_failures_key ON login_failures (throttle_key, failed_at);
+CREATE INDEX login_failures_time ON login_failures (failed_at);
 
 ALTER TABLE audit_events ADD COLUMN actor_user_id BIGINT;
 ALTER TABLE audit_events ADD COLUMN merchant_id BIGINT;

@@ -19,6 +19,8 @@ pub struct Actor {
     pub role: Role,
     /// The session or API token the request came with.
     pub token_id: i64,
+    /// Whether that token is a login session (not an API token).
+    pub session: bool,
     pub source_ip: Option<String>,
 }
 
@@ -116,6 +118,16 @@ impl Actor {
         }
     }
 
+    /// Credentials (API tokens, two-step verification) are managed from a
+    /// login session only, so a leaked API token cannot entrench itself.
+    pub fn require_session(&self) -> Result<(), ApiError> {
+        if self.session {
+            Ok(())
+        } else {
+            Err(ApiError::forbidden("log in to manage tokens and two-step verification"))
+        }
+    }
+
     /// Whether the caller is the payment provider's staff or a merchant admin
     /// (who may hand out admin rights and read the audit trail).
     pub fn is_admin_of(&self, merchant_id: i64) -> bool {
@@ -157,6 +169,7 @@ mod tests {
                 locations: locations.iter().map(|(l, p)| (*l, p.iter().copied().collect())).collect(),
             }),
             token_id: 1,
+            session: true,
             source_ip: None,
         }
     }
@@ -194,6 +207,7 @@ mod tests {
             email: "re@psp.example".into(),
             role: Role::Operator(OperatorRole::ReleaseEngineer),
             token_id: 2,
+            session: true,
             source_ip: None,
         };
         assert!(!re.sees_merchant(10));

@@ -36,7 +36,7 @@ pub fn create_group(
     if name.is_empty() || name.chars().count() > 100 {
         return Err(ApiError::invalid("name", "a group needs a name of 1 to 100 characters"));
     }
-    conn.transaction(|conn| {
+    crate::db::write_tx(conn, |conn| {
         rows::find_merchant(conn, merchant_id)?.ok_or_else(|| ApiError::not_found("merchant"))?;
         let taken: i64 = user_groups::table
             .filter(user_groups::merchant_id.eq(merchant_id))
@@ -84,15 +84,21 @@ pub fn show_group(conn: &mut DbConnection, actor: &Actor, group_id: i64) -> Resu
 }
 
 pub fn delete_group(conn: &mut DbConnection, actor: &Actor, group_id: i64) -> Result<(), ApiError> {
-    conn.transaction(|conn| {
+    crate::db::write_tx(conn, |conn| {
         let group = managed_group(conn, actor, group_id)?;
+        let before = rows::group_view(conn, &group)?;
         diesel::delete(group_grants::table.filter(group_grants::group_id.eq(group.id))).execute(conn)?;
         diesel::delete(group_members::table.filter(group_members::group_id.eq(group.id))).execute(conn)?;
         diesel::delete(user_groups::table.find(group.id)).execute(conn)?;
         let subject = format!("group:{}", group.id);
         audit::record(
             conn,
-            &actor.audit("group.delete", &subject, Some(group.merchant_id), &json!({"name": group.name})),
+            &actor.audit(
+                "group.delete",
+                &subject,
+                Some(group.merchant_id),
+                &json!({"before": {"name": group.name, "members": before.members, "grants": before.grants}}),
+            ),
         )?;
         Ok(())
     })
@@ -108,12 +114,13 @@ pub fn set_grant(
     permissions: &[String],
 ) -> Result<GroupView, ApiError> {
     let permissions = parse_permissions("permissions", permissions)?;
-    conn.transaction(|conn| {
+    crate::db::write_tx(conn, |conn| {
         let group = managed_group(conn, actor, group_id)?;
         match rows::find_location(conn, location_id)? {
-            Some(l) if l.merchant_id == group.merchant_id => {}
+            Some(l) if l.merchant_id == group.merchant_id && actor.sees_location(l.merchant_id, l.id) => {}
             _ => return Err(ApiError::not_found("location")),
         }
+        super::users::refuse_beyond_own(actor, group.merchant_id, Some(location_id), &permissions)?;
         let before: Option<String> = group_grants::table
             .find((group.id, location_id))
             .select(group_grants::permissions)
@@ -150,12 +157,17 @@ pub fn set_member(
     user_id: i64,
     member: bool,
 ) -> Result<GroupView, ApiError> {
-    conn.transaction(|conn| {
+    crate::db::write_tx(conn, |conn| {
         let group = managed_group(conn, actor, group_id)?;
-        match rows::find_user(conn, user_id)? {
-            Some(u) if u.merchant_id == Some(group.merchant_id) => {}
+        let user = match rows::find_user(conn, user_id)? {
+            Some(u) if u.merchant_id == Some(group.merchant_id) => u,
             _ => return Err(ApiError::not_found("user")),
+        };
+        if user.id == actor.user_id && !actor.is_admin_of(group.merchant_id) {
+            return Err(ApiError::forbidden("ask an admin to change your own groups"));
         }
+        // What a group grants is part of the profile: locked while in use.
+        super::merchants::refuse_if_in_use(conn, &user)?;
         let target = group_members::table.find((group.id, user_id));
         let is_member: i64 = target.count().get_result(conn)?;
         match (member, is_member > 0) {

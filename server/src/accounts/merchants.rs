@@ -92,7 +92,7 @@ pub fn create_order(
         ordered.push((serial, required(&format!("terminals[{i}].model"), &t.model, 40)?.to_uppercase()));
     }
 
-    conn.transaction(|conn| {
+    crate::db::write_tx(conn, |conn| {
         let taken: Vec<String> = terminals::table
             .filter(terminals::serial.eq_any(serials.iter().cloned().collect::<Vec<_>>()))
             .select(terminals::serial)
@@ -339,7 +339,7 @@ pub fn rename_location(
     name: &str,
 ) -> Result<LocationView, ApiError> {
     let name = required("name", name, 100)?;
-    conn.transaction(|conn| {
+    crate::db::write_tx(conn, |conn| {
         let location = visible_location(conn, actor, location_id)?;
         actor.require(location.merchant_id, Some(location.id), Permission::ManageSettings)?;
         diesel::update(locations::table.find(location.id)).set(locations::name.eq(&name)).execute(conn)?;

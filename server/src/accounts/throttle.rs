@@ -1,5 +1,8 @@
 //! Login throttling: failed attempts per account and per client address,
 //! counted in the database so that every server process sees them.
+//!
+//! An attempt is written down *before* the password is checked and erased
+//! only if it succeeds, so parallel guesses cannot all slip past the count.
 
 use chrono::Duration;
 use diesel::prelude::*;
@@ -8,6 +11,7 @@ use super::now;
 use crate::db::schema::login_failures;
 use crate::db::{DbConnection, DbError};
 use crate::http::error::ApiError;
+use crate::per_backend;
 
 /// Limits for one attempt: each key with the most failures it may have within
 /// the window.
@@ -26,31 +30,68 @@ impl Limits {
     ) -> Limits {
         let mut keys = vec![(account_key(email), per_account)];
         if let Some(ip) = source_ip {
-            keys.push((format!("address:{ip}"), per_address));
+            keys.push((address_key(ip), per_address));
         }
         Limits { keys, window_secs }
+    }
+
+    /// Only the account's own limit (for checks made by a logged-in user,
+    /// such as turning two-step verification off).
+    pub fn for_account(email: &str, per_account: u32, window_secs: u64) -> Limits {
+        Limits { keys: vec![(account_key(email), per_account)], window_secs }
     }
 }
 
 pub fn account_key(email: &str) -> String {
-    format!("account:{email}")
+    format!("account:{}", email.trim().to_lowercase())
 }
 
-/// Refuses the attempt if any key is over its limit, saying when to retry.
-pub fn check(conn: &mut DbConnection, limits: &Limits) -> Result<(), ApiError> {
-    let window_start = now() - Duration::seconds(limits.window_secs as i64);
+/// IPv6 clients usually hold a whole /64, so that is what is counted.
+fn address_key(ip: &str) -> String {
+    match ip.parse::<std::net::IpAddr>() {
+        Ok(std::net::IpAddr::V6(v6)) if v6.to_ipv4_mapped().is_none() => {
+            let s = v6.segments();
+            format!("address:{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
+        }
+        Ok(addr) => format!("address:{}", addr.to_canonical()),
+        Err(_) => format!("address:{ip}"),
+    }
+}
+
+/// An attempt in progress: its rows count as failures until it succeeds.
+#[must_use]
+pub struct Attempt {
+    ids: Vec<i64>,
+}
+
+/// Records the attempt, then refuses it (429, with when to retry) if any key
+/// is over its limit counting this attempt.
+pub fn begin(conn: &mut DbConnection, limits: &Limits) -> Result<Attempt, ApiError> {
+    let at = now();
+    let window_start = at - Duration::seconds(limits.window_secs as i64);
+    // Expired rows of every key go now and then, so the table stays small.
+    if rand::random::<u8>() == 0 {
+        diesel::delete(login_failures::table.filter(login_failures::failed_at.lt(window_start)))
+            .execute(conn)?;
+    }
+    let mut ids = Vec::with_capacity(limits.keys.len());
+    for (key, _) in &limits.keys {
+        let insert = diesel::insert_into(login_failures::table)
+            .values((login_failures::throttle_key.eq(key), login_failures::failed_at.eq(at)));
+        ids.push(per_backend!(conn, |c| insert.returning(login_failures::id).get_result::<i64>(c))?);
+    }
     for (key, max) in &limits.keys {
         let recent: Vec<chrono::NaiveDateTime> = login_failures::table
             .filter(login_failures::throttle_key.eq(key))
             .filter(login_failures::failed_at.gt(window_start))
             .select(login_failures::failed_at)
             .order(login_failures::failed_at.desc())
-            .limit(i64::from(*max))
+            .limit(i64::from(*max) + 1)
             .load(conn)?;
-        if recent.len() as u64 >= u64::from(*max) && *max > 0 {
-            // The attempt becomes possible when the oldest of the last `max`
-            // failures leaves the window.
-            let oldest = *recent.last().expect("max > 0 failures");
+        if recent.len() as u64 > u64::from(*max) {
+            // Possible again when the oldest of the last `max` failures
+            // leaves the window.
+            let oldest = recent[recent.len() - 2.min(recent.len())];
             let free_at = oldest + Duration::seconds(limits.window_secs as i64);
             let retry_after_secs = (free_at - now()).num_seconds().max(1) as u64;
             return Err(ApiError::Throttled {
@@ -59,26 +100,33 @@ pub fn check(conn: &mut DbConnection, limits: &Limits) -> Result<(), ApiError> {
             });
         }
     }
-    Ok(())
+    Ok(Attempt { ids })
 }
 
-pub fn record_failure(conn: &mut DbConnection, limits: &Limits) -> Result<(), DbError> {
-    let at = now();
-    let expired = at - Duration::seconds(limits.window_secs as i64);
-    for (key, _) in &limits.keys {
-        diesel::insert_into(login_failures::table)
-            .values((login_failures::throttle_key.eq(key), login_failures::failed_at.eq(at)))
+impl Attempt {
+    /// The attempt failed: it stays counted.
+    pub fn failed(self) {}
+
+    /// The attempt succeeded: it is not a failure, and the account's earlier
+    /// failures are forgiven.
+    pub fn succeeded(self, conn: &mut DbConnection, email: &str) -> Result<(), DbError> {
+        diesel::delete(login_failures::table.filter(login_failures::id.eq_any(&self.ids))).execute(conn)?;
+        diesel::delete(login_failures::table.filter(login_failures::throttle_key.eq(account_key(email))))
             .execute(conn)?;
-        diesel::delete(login_failures::table)
-            .filter(login_failures::throttle_key.eq(key))
-            .filter(login_failures::failed_at.lt(expired))
-            .execute(conn)?;
+        Ok(())
     }
-    Ok(())
 }
 
-/// Forgets an account's failures after it logged in.
-pub fn clear(conn: &mut DbConnection, key: &str) -> Result<(), DbError> {
-    diesel::delete(login_failures::table.filter(login_failures::throttle_key.eq(key))).execute(conn)?;
-    Ok(())
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_fold_case_and_ipv6_prefixes() {
+        assert_eq!(account_key(" Anne@B.fr"), "account:anne@b.fr");
+        assert_eq!(address_key("2001:db8:1:2:aaaa::1"), address_key("2001:db8:1:2:bbbb::9"));
+        assert_ne!(address_key("2001:db8:1:2::1"), address_key("2001:db8:1:3::1"));
+        assert_eq!(address_key("::ffff:10.0.0.1"), "address:10.0.0.1");
+        assert_eq!(address_key("10.0.0.1"), "address:10.0.0.1");
+    }
 }

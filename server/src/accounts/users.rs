@@ -16,7 +16,7 @@ use tms_packages::wire::accounts::{
 
 use super::access::{Actor, MerchantAccess, Role};
 use super::rows::{self, KIND_MERCHANT, KIND_OPERATOR, USER_ACTIVE, USER_INVITED, UserRow};
-use super::throttle::{self, Limits};
+use super::throttle::{self, Attempt, Limits};
 use super::{PendingMail, activation_mail, now, rfc3339};
 use crate::auth::{password, tokens, totp};
 use crate::db::schema::{
@@ -77,10 +77,9 @@ fn check_password(
     password_given: &str,
     source_ip: Option<&str>,
     settings: &AccountSettings,
-) -> Result<(UserRow, Limits), ApiError> {
+) -> Result<(UserRow, Attempt), ApiError> {
     let email = normalize_email(email);
-    let limits = settings.limits(&email, source_ip);
-    throttle::check(conn, &limits)?;
+    let attempt = throttle::begin(conn, &settings.limits(&email, source_ip))?;
     let user = rows::find_user_by_email(conn, &email)?;
     let matches = match user.as_ref().and_then(|u| u.password_hash.as_deref()) {
         Some(stored) => password::verify(password_given, stored),
@@ -91,9 +90,9 @@ fn check_password(
         }
     };
     match user {
-        Some(user) if matches && user.status == USER_ACTIVE => Ok((user, limits)),
+        Some(user) if matches && user.status == USER_ACTIVE => Ok((user, attempt)),
         _ => {
-            throttle::record_failure(conn, &limits)?;
+            attempt.failed();
             Err(invalid_credentials())
         }
     }
@@ -159,20 +158,22 @@ pub fn login(
     source_ip: Option<&str>,
     settings: &AccountSettings,
 ) -> Result<LoginResponse, ApiError> {
-    let (user, limits) = check_password(conn, &request.email, &request.password, source_ip, settings)?;
+    let (user, attempt) = check_password(conn, &request.email, &request.password, source_ip, settings)?;
     if user.totp_enabled {
         let Some(code) = request.totp_code.as_deref().filter(|c| !c.trim().is_empty()) else {
+            // The password was right: asking for the code is no failure.
+            attempt.succeeded(conn, &user.email)?;
             return Err(ApiError::new(
                 ErrorCode::TotpRequired,
                 "two-step verification is on: send the current code from your authenticator app",
             ));
         };
         if !check_second_factor(conn, &user, code)? {
-            throttle::record_failure(conn, &limits)?;
+            attempt.failed();
             return Err(ApiError::new(ErrorCode::InvalidTotp, "wrong, expired or already used code"));
         }
     }
-    throttle::clear(conn, &throttle::account_key(&user.email))?;
+    attempt.succeeded(conn, &user.email)?;
     let ttl = Duration::hours(settings.session_ttl_hours as i64);
     let (_, token, expires_at) = new_token(conn, user.id, TOKEN_SESSION, "login", ttl)?;
     let subject = format!("user:{}", user.id);
@@ -203,7 +204,8 @@ pub fn check_terminal_activation_credentials(
     source_ip: Option<&str>,
     settings: &AccountSettings,
 ) -> Result<UserRow, ApiError> {
-    let (user, _) = check_password(conn, email, password_given, source_ip, settings)?;
+    let (user, attempt) = check_password(conn, email, password_given, source_ip, settings)?;
+    attempt.succeeded(conn, &user.email)?;
     let Some(merchant_id) = user.merchant_id else {
         return Err(ApiError::forbidden("only a merchant's users activate the app"));
     };
@@ -242,15 +244,15 @@ pub fn resolve_token(
 ) -> Result<Actor, ApiError> {
     let unauthorized = || ApiError::new(ErrorCode::Unauthorized, "missing, expired or revoked token");
     let at = now();
-    let found: Option<(i64, Option<chrono::NaiveDateTime>, UserRow)> = user_tokens::table
+    let found: Option<(i64, String, Option<chrono::NaiveDateTime>, UserRow)> = user_tokens::table
         .inner_join(users::table)
         .filter(user_tokens::token_hash.eq(tokens::hash(token)))
         .filter(user_tokens::revoked_at.is_null())
         .filter(user_tokens::expires_at.gt(at))
-        .select((user_tokens::id, user_tokens::last_used_at, UserRow::as_select()))
+        .select((user_tokens::id, user_tokens::kind, user_tokens::last_used_at, UserRow::as_select()))
         .first(conn)
         .optional()?;
-    let (token_id, last_used, user) = found.ok_or_else(unauthorized)?;
+    let (token_id, token_kind, last_used, user) = found.ok_or_else(unauthorized)?;
     if user.status != USER_ACTIVE {
         return Err(unauthorized());
     }
@@ -267,7 +269,14 @@ pub fn resolve_token(
         }
         _ => return Err(unauthorized()),
     };
-    Ok(Actor { user_id: user.id, email: user.email, role, token_id, source_ip })
+    Ok(Actor {
+        user_id: user.id,
+        email: user.email,
+        role,
+        token_id,
+        session: token_kind == TOKEN_SESSION,
+        source_ip,
+    })
 }
 
 /// What a merchant user may see and do: their own permissions and those their
@@ -305,7 +314,7 @@ pub fn actor_for(
         }
         (None, None) => return Err(ApiError::forbidden("this account has no role")),
     };
-    Ok(Actor { user_id: user.id, email: user.email.clone(), role, token_id: 0, source_ip })
+    Ok(Actor { user_id: user.id, email: user.email.clone(), role, token_id: 0, session: false, source_ip })
 }
 
 pub fn logout(conn: &mut DbConnection, actor: &Actor) -> Result<(), ApiError> {
@@ -321,8 +330,13 @@ pub fn me(conn: &mut DbConnection, actor: &Actor) -> Result<UserView, ApiError> 
 }
 
 /// Sets the password of an invited user from the token of their e-mail.
-pub fn activate_account(conn: &mut DbConnection, token: &str, new_password: &str) -> Result<(), ApiError> {
-    conn.transaction(|conn| {
+pub fn activate_account(
+    conn: &mut DbConnection,
+    token: &str,
+    new_password: &str,
+    source_ip: Option<&str>,
+) -> Result<(), ApiError> {
+    crate::db::write_tx(conn, |conn| {
         let invalid = || {
             ApiError::new(
                 ErrorCode::ActivationTokenInvalid,
@@ -340,16 +354,18 @@ pub fn activate_account(conn: &mut DbConnection, token: &str, new_password: &str
         let user = rows::find_user(conn, user_id)?.ok_or_else(invalid)?;
         password::check_policy(new_password, &user.email)
             .map_err(|m| ApiError::new(ErrorCode::WeakPassword, m))?;
+        // Hashed before the first write, so no write lock is held meanwhile.
+        let hash = password::hash(new_password);
         let at = now();
-        diesel::update(activation_tokens::table.find(token_id))
+        let spent = diesel::update(activation_tokens::table.find(token_id))
+            .filter(activation_tokens::used_at.is_null())
             .set(activation_tokens::used_at.eq(at))
             .execute(conn)?;
+        if spent != 1 {
+            return Err(invalid());
+        }
         diesel::update(users::table.find(user_id))
-            .set((
-                users::password_hash.eq(password::hash(new_password)),
-                users::status.eq(USER_ACTIVE),
-                users::updated_at.eq(at),
-            ))
+            .set((users::password_hash.eq(hash), users::status.eq(USER_ACTIVE), users::updated_at.eq(at)))
             .execute(conn)?;
         if let Some(merchant_id) = user.merchant_id {
             diesel::update(merchants::table.find(merchant_id))
@@ -363,6 +379,7 @@ pub fn activate_account(conn: &mut DbConnection, token: &str, new_password: &str
             &audit::NewAuditEvent {
                 actor_user_id: Some(user_id),
                 merchant_id: user.merchant_id,
+                source_ip,
                 ..audit::NewAuditEvent::now(&user.email, "user.activate", &subject, &json!({}))
             },
         )?;
@@ -446,7 +463,7 @@ pub fn create_operator(
     new_password: &str,
 ) -> Result<i64, ApiError> {
     password::check_policy(new_password, email).map_err(|m| ApiError::new(ErrorCode::WeakPassword, m))?;
-    conn.transaction(|conn| {
+    crate::db::write_tx(conn, |conn| {
         let id = insert_user(
             conn,
             NewUser {
@@ -483,7 +500,7 @@ pub fn invite_operator(
     settings: &AccountSettings,
 ) -> Result<(UserView, PendingMail), ApiError> {
     actor.require_operator(&[OperatorRole::OperatorAdmin])?;
-    conn.transaction(|conn| {
+    crate::db::write_tx(conn, |conn| {
         let id = insert_user(
             conn,
             NewUser {
@@ -509,6 +526,20 @@ pub fn invite_operator(
     })
 }
 
+/// Nobody hands out more than they hold: a non-admin grants only permissions
+/// they have themselves (merchant-wide, or at `location`).
+pub fn refuse_beyond_own(
+    actor: &Actor,
+    merchant_id: i64,
+    location: Option<i64>,
+    wanted: &BTreeSet<Permission>,
+) -> Result<(), ApiError> {
+    match wanted.iter().find(|p| !actor.may(merchant_id, location, **p)) {
+        Some(p) => Err(ApiError::forbidden(format!("you cannot grant {p}: you do not hold it yourself"))),
+        None => Ok(()),
+    }
+}
+
 pub fn parse_permissions(field: &str, names: &[String]) -> Result<BTreeSet<Permission>, ApiError> {
     names
         .iter()
@@ -531,7 +562,8 @@ pub fn invite_user(
         return Err(ApiError::forbidden("only an admin may make another user an admin"));
     }
     let permissions = parse_permissions("permissions", &request.permissions)?;
-    conn.transaction(|conn| {
+    refuse_beyond_own(actor, merchant_id, None, &permissions)?;
+    crate::db::write_tx(conn, |conn| {
         rows::find_merchant(conn, merchant_id)?.ok_or_else(|| ApiError::not_found("merchant"))?;
         let id = insert_user(
             conn,
@@ -609,13 +641,20 @@ fn keep_an_admin(conn: &mut DbConnection, merchant_id: i64, user: &UserRow) -> R
     if !user.is_admin {
         return Ok(());
     }
+    // Two admins demoting each other at once must not both succeed: on
+    // PostgreSQL the merchant row is locked (SQLite writes are serialised).
+    if let DbConnection::Postgres(c) = conn {
+        merchants::table.find(merchant_id).select(merchants::id).for_update().first::<i64>(c)?;
+    }
     let admins: i64 = users::table
         .filter(users::merchant_id.eq(merchant_id))
         .filter(users::is_admin.eq(true))
+        .filter(users::status.eq(USER_ACTIVE))
+        .filter(users::id.ne(user.id))
         .count()
         .get_result(conn)?;
-    if admins <= 1 {
-        return Err(ApiError::new(ErrorCode::LastAdmin, "a merchant keeps at least one admin"));
+    if admins == 0 {
+        return Err(ApiError::new(ErrorCode::LastAdmin, "a merchant keeps at least one active admin"));
     }
     Ok(())
 }
@@ -626,15 +665,22 @@ pub fn update_user(
     user_id: i64,
     request: &UpdateUserRequest,
 ) -> Result<UserView, ApiError> {
-    conn.transaction(|conn| {
+    crate::db::write_tx(conn, |conn| {
         let (user, merchant_id) = visible_merchant_user(conn, actor, user_id)?;
         actor.require(merchant_id, None, Permission::ManageUsers)?;
         if (user.is_admin || request.is_admin == Some(true)) && !actor.is_admin_of(merchant_id) {
             return Err(ApiError::forbidden("only an admin may change an admin or make one"));
         }
+        if user.id == actor.user_id && !actor.is_admin_of(merchant_id) {
+            return Err(ApiError::forbidden("ask an admin to change your own permissions"));
+        }
         super::merchants::refuse_if_in_use(conn, &user)?;
         let permissions = match &request.permissions {
-            Some(names) => parse_permissions("permissions", names)?,
+            Some(names) => {
+                let wanted = parse_permissions("permissions", names)?;
+                refuse_beyond_own(actor, merchant_id, None, &wanted)?;
+                wanted
+            }
             None => permissions_from_text(&user.permissions).unwrap_or_default(),
         };
         let is_admin = request.is_admin.unwrap_or(user.is_admin);
@@ -667,7 +713,7 @@ pub fn update_user(
 }
 
 pub fn delete_user(conn: &mut DbConnection, actor: &Actor, user_id: i64) -> Result<(), ApiError> {
-    conn.transaction(|conn| {
+    crate::db::write_tx(conn, |conn| {
         let (user, merchant_id) = visible_merchant_user(conn, actor, user_id)?;
         actor.require(merchant_id, None, Permission::ManageUsers)?;
         if user.is_admin && !actor.is_admin_of(merchant_id) {
@@ -697,7 +743,7 @@ pub fn resend_activation(
     user_id: i64,
     settings: &AccountSettings,
 ) -> Result<PendingMail, ApiError> {
-    conn.transaction(|conn| {
+    crate::db::write_tx(conn, |conn| {
         let (user, merchant_id) = visible_merchant_user(conn, actor, user_id)?;
         actor.require(merchant_id, None, Permission::ManageUsers)?;
         if user.status != USER_INVITED {
@@ -715,6 +761,7 @@ pub fn create_api_token(
     actor: &Actor,
     request: &CreateApiTokenRequest,
 ) -> Result<CreatedApiToken, ApiError> {
+    actor.require_session()?;
     let name = request.name.trim();
     if name.is_empty() || name.len() > 100 {
         return Err(ApiError::invalid("name", "a token needs a name of 1 to 100 characters"));
@@ -793,6 +840,7 @@ pub fn revoke_token(conn: &mut DbConnection, actor: &Actor, token_id: i64) -> Re
 }
 
 pub fn enroll_two_factor(conn: &mut DbConnection, actor: &Actor) -> Result<TwoFactorEnrollment, ApiError> {
+    actor.require_session()?;
     let user = rows::find_user(conn, actor.user_id)?.ok_or_else(|| ApiError::not_found("user"))?;
     if user.totp_enabled {
         return Err(ApiError::new(ErrorCode::TwoFactorAlreadyEnabled, "two-step verification is already on"));
@@ -814,7 +862,8 @@ pub fn confirm_two_factor(
     actor: &Actor,
     code: &str,
 ) -> Result<RecoveryCodes, ApiError> {
-    conn.transaction(|conn| {
+    actor.require_session()?;
+    crate::db::write_tx(conn, |conn| {
         let user = rows::find_user(conn, actor.user_id)?.ok_or_else(|| ApiError::not_found("user"))?;
         if user.totp_enabled {
             return Err(ApiError::new(
@@ -831,6 +880,16 @@ pub fn confirm_two_factor(
         diesel::update(users::table.find(user.id))
             .set((users::totp_enabled.eq(true), users::updated_at.eq(now())))
             .execute(conn)?;
+        // Sessions opened with the password alone end; this one stays.
+        diesel::update(
+            user_tokens::table
+                .filter(user_tokens::user_id.eq(user.id))
+                .filter(user_tokens::kind.eq(TOKEN_SESSION))
+                .filter(user_tokens::id.ne(actor.token_id))
+                .filter(user_tokens::revoked_at.is_null()),
+        )
+        .set(user_tokens::revoked_at.eq(now()))
+        .execute(conn)?;
         diesel::delete(recovery_codes::table.filter(recovery_codes::user_id.eq(user.id))).execute(conn)?;
         let codes: Vec<String> = (0..RECOVERY_CODE_COUNT)
             .map(|_| {
@@ -857,18 +916,28 @@ pub fn disable_two_factor(
     actor: &Actor,
     password_given: &str,
     code: &str,
+    settings: &AccountSettings,
 ) -> Result<(), ApiError> {
+    actor.require_session()?;
     let user = rows::find_user(conn, actor.user_id)?.ok_or_else(|| ApiError::not_found("user"))?;
     if !user.totp_enabled {
         return Err(ApiError::new(ErrorCode::TwoFactorNotEnabled, "two-step verification is not on"));
     }
+    // Counted like logins: a stolen session must not become a password oracle.
+    let attempt = throttle::begin(
+        conn,
+        &Limits::for_account(&user.email, settings.max_failures_per_account, settings.failure_window_secs),
+    )?;
     if !user.password_hash.as_deref().is_some_and(|h| password::verify(password_given, h)) {
+        attempt.failed();
         return Err(invalid_credentials());
     }
     if !check_second_factor(conn, &user, code)? {
+        attempt.failed();
         return Err(ApiError::new(ErrorCode::InvalidTotp, "wrong, expired or already used code"));
     }
-    conn.transaction(|conn| {
+    attempt.succeeded(conn, &user.email)?;
+    crate::db::write_tx(conn, |conn| {
         diesel::update(users::table.find(user.id))
             .set((
                 users::totp_enabled.eq(false),

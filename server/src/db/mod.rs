@@ -226,6 +226,47 @@ impl Db {
     }
 }
 
+/// Runs a change as one transaction. On SQLite it begins `IMMEDIATE`: a
+/// deferred transaction that reads and then writes fails at once with
+/// SQLITE_BUSY when another writer committed in between (the busy timeout
+/// does not cover that case), while an immediate one waits its turn. Nested
+/// calls become savepoints, as with `Connection::transaction`.
+pub fn write_tx<T, E, F>(conn: &mut DbConnection, f: F) -> Result<T, E>
+where
+    F: FnOnce(&mut DbConnection) -> Result<T, E>,
+    E: From<diesel::result::Error>,
+{
+    use diesel::connection::{AnsiTransactionManager, TransactionManager};
+    let outermost_sqlite = match conn {
+        DbConnection::Sqlite(c) => {
+            <AnsiTransactionManager as TransactionManager<SqliteConnection>>::transaction_manager_status_mut(
+                c,
+            )
+            .transaction_depth()?
+            .is_none()
+        }
+        DbConnection::Postgres(_) => false,
+    };
+    if !outermost_sqlite {
+        return conn.transaction(f);
+    }
+    if let DbConnection::Sqlite(c) = conn {
+        AnsiTransactionManager::begin_transaction_sql(c, "BEGIN IMMEDIATE")?;
+    }
+    let result = f(conn);
+    let DbConnection::Sqlite(c) = conn else { unreachable!("checked above") };
+    match result {
+        Ok(value) => {
+            <AnsiTransactionManager as TransactionManager<SqliteConnection>>::commit_transaction(c)?;
+            Ok(value)
+        }
+        Err(e) => {
+            <AnsiTransactionManager as TransactionManager<SqliteConnection>>::rollback_transaction(c)?;
+            Err(e)
+        }
+    }
+}
+
 fn run_migrations<C>(conn: &mut C, source: EmbeddedMigrations) -> Result<Vec<String>, DbError>
 where
     C: MigrationHarness<C::Backend> + Connection,

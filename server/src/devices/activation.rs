@@ -171,8 +171,13 @@ pub fn complete(
 ) -> Result<ActivatedDevice, ApiError> {
     let name = normalize_device_name(&request.device_name)
         .ok_or_else(|| ApiError::invalid("device_name", "a device name has 1 to 50 characters"))?;
-    conn.transaction(|conn| {
-        let invalid = || ApiError::new(ErrorCode::ActivationTicketInvalid, "this activation ticket is invalid, used or expired; start again");
+    crate::db::write_tx(conn, |conn| {
+        let invalid = || {
+            ApiError::new(
+                ErrorCode::ActivationTicketInvalid,
+                "this activation ticket is invalid, used or expired; start again",
+            )
+        };
         let at = now();
         let ticket: Ticket = activation_tickets::table
             .filter(activation_tickets::ticket_hash.eq(tokens::hash(request.ticket.trim())))
@@ -200,7 +205,12 @@ pub fn complete(
         let user = rows::find_user(conn, ticket.user_id)?.ok_or_else(invalid)?;
         let actor = users::actor_for(conn, &user, source_ip.map(str::to_owned))?;
         let location = match rows::find_location(conn, request.location_id)? {
-            Some(l) if l.merchant_id == ticket.merchant_id && actor.may(l.merchant_id, Some(l.id), Permission::ActivateApp) => l,
+            Some(l)
+                if l.merchant_id == ticket.merchant_id
+                    && actor.may(l.merchant_id, Some(l.id), Permission::ActivateApp) =>
+            {
+                l
+            }
             _ => return Err(ApiError::not_found("location")),
         };
         let app: PaymentApp = ticket.app.parse().map_err(|_| invalid())?;
@@ -240,7 +250,11 @@ pub fn complete(
             }
         };
         diesel::insert_into(device_sessions::table)
-            .values((device_sessions::device_id.eq(device_id), device_sessions::user_id.eq(user.id), device_sessions::started_at.eq(at)))
+            .values((
+                device_sessions::device_id.eq(device_id),
+                device_sessions::user_id.eq(user.id),
+                device_sessions::started_at.eq(at),
+            ))
             .execute(conn)?;
         let subject = format!("device:{device_id}");
         if let Some(old) = replaces {
@@ -252,7 +266,12 @@ pub fn complete(
                 .execute(conn)?;
             audit::record(
                 conn,
-                &actor.audit("device.replace", &subject, Some(ticket.merchant_id), &json!({"replaces": old, "transactions_moved": moved})),
+                &actor.audit(
+                    "device.replace",
+                    &subject,
+                    Some(ticket.merchant_id),
+                    &json!({"replaces": old, "transactions_moved": moved}),
+                ),
             )?;
         }
         audit::record(
@@ -264,7 +283,13 @@ pub fn complete(
                 &json!({"name": name, "app": app.as_str(), "hardware_id": ticket.hardware_id, "location_id": location.id}),
             ),
         )?;
-        Ok(ActivatedDevice { device_id, device_token, name: name.clone(), location_id: location.id, replaces_device_id: replaces })
+        Ok(ActivatedDevice {
+            device_id,
+            device_token,
+            name: name.clone(),
+            location_id: location.id,
+            replaces_device_id: replaces,
+        })
     })
 }
 
@@ -296,7 +321,7 @@ pub fn login(
     {
         return Err(ApiError::forbidden("this user may not use the app at this device's location"));
     }
-    conn.transaction(|conn| {
+    crate::db::write_tx(conn, |conn| {
         let at = now();
         diesel::update(
             device_sessions::table

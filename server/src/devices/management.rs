@@ -113,7 +113,7 @@ pub fn show(conn: &mut DbConnection, actor: &Actor, device_id: i64) -> Result<De
 /// removed) that cannot log out itself. Its token stops working, its sessions
 /// end, and its name becomes free for a replacement.
 pub fn deactivate(conn: &mut DbConnection, actor: &Actor, device_id: i64) -> Result<DeviceView, ApiError> {
-    conn.transaction(|conn| {
+    crate::db::write_tx(conn, |conn| {
         let device = visible(conn, actor, device_id)?;
         actor.require(device.merchant_id, Some(device.location_id), Permission::ManageDevices)?;
         if device.status != ACTIVE {
@@ -155,7 +155,7 @@ pub fn update(
     device_id: i64,
     request: &UpdateDeviceRequest,
 ) -> Result<DeviceView, ApiError> {
-    conn.transaction(|conn| {
+    crate::db::write_tx(conn, |conn| {
         let device = visible(conn, actor, device_id)?;
         actor.require(device.merchant_id, Some(device.location_id), Permission::ManageDevices)?;
         if device.status != ACTIVE {

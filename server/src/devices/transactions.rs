@@ -221,7 +221,7 @@ pub fn set_manual_status(
     if !wanted.is_manual_choice() {
         return Err(ApiError::invalid("status", "a status set by hand is success or failure"));
     }
-    conn.transaction(|conn| {
+    crate::db::write_tx(conn, |conn| {
         let found: Vec<TransactionRow> = transactions::table
             .filter(transactions::device_id.eq(device.id))
             .filter(transactions::terminal_tx_id.eq(terminal_tx_id))
@@ -238,11 +238,17 @@ pub fn set_manual_status(
         if !automatic.allows_manual_status() {
             return Err(ApiError::new(
                 ErrorCode::ManualStatusNotAllowed,
-                format!("only a failed or unknown transaction gets a status by hand; this one is {}", tx.status),
+                format!(
+                    "only a failed or unknown transaction gets a status by hand; this one is {}",
+                    tx.status
+                ),
             ));
         }
         if let Some(previous) = &tx.manual_status {
-            return Err(ApiError::new(ErrorCode::ManualStatusNotAllowed, format!("its status was already set by hand to {previous}")));
+            return Err(ApiError::new(
+                ErrorCode::ManualStatusNotAllowed,
+                format!("its status was already set by hand to {previous}"),
+            ));
         }
         let user: Option<(i64, String)> = device_sessions::table
             .inner_join(users::table)
@@ -251,7 +257,9 @@ pub fn set_manual_status(
             .select((users::id, users::email))
             .first(conn)
             .optional()?;
-        let (user_id, email) = user.ok_or_else(|| ApiError::new(ErrorCode::NotLoggedIn, "log in to the app to set a status by hand"))?;
+        let (user_id, email) = user.ok_or_else(|| {
+            ApiError::new(ErrorCode::NotLoggedIn, "log in to the app to set a status by hand")
+        })?;
         let at = now();
         diesel::update(transactions::table.find(tx.id))
             .set((
@@ -274,7 +282,8 @@ pub fn set_manual_status(
                 )
             },
         )?;
-        let tx: TransactionRow = transactions::table.find(tx.id).select(TransactionRow::as_select()).first(conn)?;
+        let tx: TransactionRow =
+            transactions::table.find(tx.id).select(TransactionRow::as_select()).first(conn)?;
         Ok(tx.view())
     })
 }

@@ -101,9 +101,14 @@ pub async fn me(state: web::Data<AppState>, actor: Actor) -> Result<web::Json<Us
         (status = 400, description = "`activation_token_invalid` or `weak_password`", body = ErrorEnvelope)))]
 pub async fn activate(
     state: web::Data<AppState>,
+    req: HttpRequest,
     body: web::Json<ActivateAccountRequest>,
 ) -> Result<HttpResponse, ApiError> {
-    state.db.run(move |conn| users::activate_account(conn, &body.token, &body.password)).await?;
+    let ip = client_ip(&req);
+    state
+        .db
+        .run(move |conn| users::activate_account(conn, &body.token, &body.password, ip.as_deref()))
+        .await?;
     Ok(HttpResponse::NoContent().finish())
 }
 
@@ -174,7 +179,11 @@ pub async fn disable_two_factor(
     actor: Actor,
     body: web::Json<DisableTwoFactorRequest>,
 ) -> Result<HttpResponse, ApiError> {
-    state.db.run(move |conn| users::disable_two_factor(conn, &actor, &body.password, &body.code)).await?;
+    let settings = state.accounts.clone();
+    state
+        .db
+        .run(move |conn| users::disable_two_factor(conn, &actor, &body.password, &body.code, &settings))
+        .await?;
     Ok(HttpResponse::NoContent().finish())
 }
 

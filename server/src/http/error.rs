@@ -219,6 +219,7 @@ impl ApiError {
             ApiError::Client { code, .. } => *code,
             ApiError::Throttled { .. } => ErrorCode::TooManyAttempts,
             ApiError::Storage(StorageError::NotFound(_)) => ErrorCode::NotFound,
+            ApiError::Db(e) if e.is_unique_violation() => ErrorCode::Conflict,
             ApiError::Db(_) | ApiError::Storage(_) | ApiError::Mail(_) => ErrorCode::Internal,
         }
     }
@@ -275,6 +276,15 @@ impl ResponseError for ApiError {
             }
             ApiError::Storage(StorageError::NotFound(_)) => {
                 envelope(ErrorCode::NotFound, &self.to_string(), BTreeMap::new())
+            }
+            // A uniqueness race lost to a concurrent change: the client may retry.
+            ApiError::Db(e) if e.is_unique_violation() => {
+                tracing::info!(error = %ErrorChain(self), "conflicting concurrent change");
+                envelope(
+                    ErrorCode::Conflict,
+                    "a concurrent change conflicted with this one; try again",
+                    BTreeMap::new(),
+                )
             }
             ApiError::Db(_) | ApiError::Storage(_) | ApiError::Mail(_) => {
                 tracing::error!(

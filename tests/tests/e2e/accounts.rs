@@ -593,3 +593,124 @@ backend_test!(failed_logins_are_also_throttled_per_client_address, |db| {
         .await;
     assert_eq!((status.as_u16(), body["error"]["code"].as_str()), (429, Some("too_many_attempts")), "{body}");
 });
+
+backend_test!(nobody_grants_more_than_they_hold, |db| {
+    let (server, op) = server_with_operator(&db).await;
+    let (merchant_id, loc_a, admin) =
+        merchant(&server, &op, "Halles", "admin@halles.example", &["9300000001"]).await;
+    let (_, order) = post(&server, &op, "/api/v1/orders",
+        json!({"merchant_id": merchant_id, "delivery_address": address("7 rue B"), "terminals": [{"serial": "9300000002", "model": "A80"}]})).await;
+    let loc_b = order["location"]["id"].as_i64().unwrap();
+    let (manager_id, manager) = invite(
+        &server,
+        &admin,
+        merchant_id,
+        "manager@halles.example",
+        json!({"permissions": ["manage_users"]}),
+    )
+    .await;
+    let (_, group_a) =
+        post(&server, &admin, &format!("/api/v1/merchants/{merchant_id}/groups"), json!({"name": "A"})).await;
+    let group_a = group_a["id"].as_i64().unwrap();
+    server
+        .call(
+            Method::PUT,
+            &format!("/api/v1/groups/{group_a}/grants/{loc_a}"),
+            Some(&admin),
+            Some(json!({"permissions": ["view_transactions"]})),
+        )
+        .await;
+    server
+        .call(Method::PUT, &format!("/api/v1/groups/{group_a}/members/{manager_id}"), Some(&admin), None)
+        .await;
+
+    // Not to themselves…
+    let (status, _) = server
+        .call(
+            Method::PATCH,
+            &format!("/api/v1/users/{manager_id}"),
+            Some(&manager),
+            Some(json!({"permissions": ["manage_users", "export_transactions"]})),
+        )
+        .await;
+    assert_eq!(status, 403);
+    // …nor to others beyond what they hold.
+    let (status, body) = post(
+        &server,
+        &manager,
+        &format!("/api/v1/merchants/{merchant_id}/users"),
+        json!({"email": "x@halles.example", "permissions": ["manage_settings"]}),
+    )
+    .await;
+    assert_eq!(status, 403, "{body}");
+    let (status, body) = post(
+        &server,
+        &manager,
+        &format!("/api/v1/merchants/{merchant_id}/users"),
+        json!({"email": "y@halles.example", "permissions": ["manage_users"]}),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    let (status, _) = post(
+        &server,
+        &manager,
+        &format!("/api/v1/merchants/{merchant_id}/users"),
+        json!({"email": "z@halles.example", "is_admin": true}),
+    )
+    .await;
+    assert_eq!(status, 403);
+
+    // Groups: only what they hold where they see it, and never their own membership.
+    let (_, group) =
+        post(&server, &manager, &format!("/api/v1/merchants/{merchant_id}/groups"), json!({"name": "mine"}))
+            .await;
+    let group = group["id"].as_i64().unwrap();
+    let grant = |location: i64, perms: Value| {
+        let path = format!("/api/v1/groups/{group}/grants/{location}");
+        let server = &server;
+        let manager = manager.clone();
+        async move { server.call(Method::PUT, &path, Some(&manager), Some(json!({"permissions": perms}))).await.0 }
+    };
+    assert_eq!(grant(loc_a, json!(["manage_settings"])).await, 403);
+    assert_eq!(grant(loc_b, json!(["view_transactions"])).await, 404, "an unseen location does not exist");
+    assert_eq!(grant(loc_a, json!(["view_transactions"])).await, 200);
+    let (status, _) = server
+        .call(Method::PUT, &format!("/api/v1/groups/{group}/members/{manager_id}"), Some(&manager), None)
+        .await;
+    assert_eq!(status, 403);
+
+    // An API token cannot mint further credentials.
+    let (_, created) =
+        post(&server, &admin, "/api/v1/auth/tokens", json!({"name": "ci", "expires_in_days": 1})).await;
+    let api = created["token"].as_str().unwrap();
+    let (status, _) =
+        post(&server, api, "/api/v1/auth/tokens", json!({"name": "more", "expires_in_days": 730})).await;
+    assert_eq!(status, 403);
+    let (status, _) = post(&server, api, "/api/v1/auth/2fa/enroll", json!({})).await;
+    assert_eq!(status, 403);
+});
+
+backend_test!(throttling_ignores_the_case_of_the_email, |db| {
+    let (server, op) = server_with_operator_and(&db, &[("TMS_LOGIN_MAX_FAILURES_PER_ACCOUNT", "2")]).await;
+    let (_, _, _) = merchant(&server, &op, "Case", "case@case.example", &["9400000001"]).await;
+    for email in ["CASE@case.example", "Case@Case.Example"] {
+        let (status, _) = server
+            .call(
+                Method::POST,
+                "/api/v1/auth/login",
+                None,
+                Some(json!({"email": email, "password": "wrong wrong"})),
+            )
+            .await;
+        assert_eq!(status, 401);
+    }
+    let (status, _) = server
+        .call(
+            Method::POST,
+            "/api/v1/auth/login",
+            None,
+            Some(json!({"email": "case@case.example", "password": MERCHANT_PASSWORD})),
+        )
+        .await;
+    assert_eq!(status, 429);
+});
