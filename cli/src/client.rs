@@ -116,6 +116,29 @@ impl Client {
         self.call(Method::GET, path, None::<&()>).await
     }
 
+    /// Copies a (possibly huge) response body to `out` chunk by chunk, in
+    /// constant memory; an error answer is decoded as usual.
+    pub async fn download(&self, path: &str, out: &mut impl std::io::Write) -> Result<u64, ClientError> {
+        let mut response = self.send(Method::GET, path, None).await?;
+        if !response.status().is_success() {
+            return Self::decode::<serde_json::Value>(response).await.map(|_| 0);
+        }
+        let status = response.status();
+        let mut written = 0u64;
+        while let Some(chunk) =
+            response.chunk().await.map_err(|e| ClientError::Unexpected { status, detail: e.to_string() })?
+        {
+            out.write_all(&chunk).map_err(|e| ClientError::Unexpected {
+                status,
+                detail: format!("writing the output: {e}"),
+            })?;
+            written += chunk.len() as u64;
+        }
+        out.flush()
+            .map_err(|e| ClientError::Unexpected { status, detail: format!("writing the output: {e}") })?;
+        Ok(written)
+    }
+
     pub async fn health(&self) -> Result<Health, ClientError> {
         self.get("/healthz").await
     }

@@ -4,6 +4,7 @@
 mod accounts;
 mod client;
 mod credentials;
+mod devices;
 mod output;
 
 use std::process::ExitCode;
@@ -77,6 +78,12 @@ enum Command {
     /// The payment provider's staff accounts
     #[command(subcommand)]
     Operator(accounts::OperatorCommand),
+    /// Devices: the payment app activated on terminals and phones
+    #[command(subcommand)]
+    Device(devices::DeviceCommand),
+    /// Transactions: overview and export
+    #[command(name = "tx", subcommand)]
+    Transactions(devices::TransactionCommand),
 }
 
 fn main() -> ExitCode {
@@ -119,6 +126,8 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Group(c) => accounts::group(&client, c, out).await?,
         Command::Audit(c) => accounts::audit(&client, c, out).await?,
         Command::Operator(c) => accounts::operator(&client, c, out).await?,
+        Command::Device(c) => devices::device(&client, c, out).await?,
+        Command::Transactions(c) => devices::transactions(&client, c, out).await?,
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -247,3 +247,70 @@ backend_test!(account_commands_drive_the_whole_flow, |db| {
     assert_eq!(code, 1);
     assert!(err.contains("unauthorized"), "{err}");
 });
+
+backend_test!(device_and_transaction_commands, |db| {
+    use tms_e2e::fixtures::*;
+    let (server, op) = server_with_operator(&db).await;
+    let (merchant_id, location, _) =
+        merchant(&server, &op, "Bistro", "admin@bistro.example", &["9500000001"]).await;
+    let (_, device) = activate_device(
+        &server,
+        "admin@bistro.example",
+        MERCHANT_PASSWORD,
+        "salespoint",
+        "9500000001",
+        location,
+        "Bar",
+    )
+    .await;
+    let device_token = device["device_token"].as_str().unwrap().to_owned();
+    let device_id = device["device_id"].as_i64().unwrap().to_string();
+    server
+        .call(
+            reqwest::Method::POST,
+            "/api/v1/terminal/transactions",
+            Some(&device_token),
+            Some(serde_json::json!({"transactions": [
+                transaction("B1", 10, 1250, "EUR", "success"),
+                transaction("B2", 5, 800, "EUR", "failure"),
+            ]})),
+        )
+        .await;
+    let dir = tempfile::tempdir().unwrap();
+    let creds = dir.path().join("c.json");
+    let (code, _, err) = run_tms(
+        &server,
+        &creds,
+        &["login", "--email", "admin@bistro.example", "--password-stdin"],
+        Some(MERCHANT_PASSWORD),
+    );
+    assert_eq!(code, 0, "{err}");
+    let merchant = merchant_id.to_string();
+
+    let (code, out, err) = run_tms(&server, &creds, &["device", "list", "--merchant", &merchant], None);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains("Bar") && out.contains("9500000001") && out.contains("admin@bistro.example"),
+        "{out}"
+    );
+    let (code, out, _) = run_tms(&server, &creds, &["device", "rename", &device_id, "Terrasse"], None);
+    assert_eq!(code, 0);
+    assert!(out.contains("Terrasse"), "{out}");
+    let (code, out, _) = run_tms(&server, &creds, &["tx", "list", "--merchant", &merchant], None);
+    assert_eq!(code, 0);
+    assert!(out.contains("12.50") && out.contains("total EUR: 2 transactions, 20.50"), "{out}");
+    let (code, out, err) =
+        run_tms(&server, &creds, &["tx", "export", "--merchant", &merchant, "--status", "success"], None);
+    assert_eq!(code, 0, "{err}");
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 2, "{out}");
+    assert!(lines[0].starts_with("id,terminal_tx_id,"));
+    assert!(lines[1].contains(",B1,") && lines[1].contains(",automatic,"));
+    let (code, out, _) = run_tms(&server, &creds, &["--json", "device", "deactivate", &device_id], None);
+    assert_eq!(code, 0);
+    let deactivated: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(deactivated["status"], "deactivated");
+    let (code, _, err) = run_tms(&server, &creds, &["tx", "export", "--merchant", "999999"], None);
+    assert_eq!(code, 1);
+    assert!(err.contains("not_found"), "{err}");
+});

@@ -1,0 +1,255 @@
+//! Device and transaction commands.
+
+use clap::{Args, Subcommand};
+use reqwest::Method;
+use tms_packages::wire::devices::*;
+
+use crate::client::Client;
+use crate::output::{Output, table};
+
+#[derive(Subcommand, Debug)]
+pub enum DeviceCommand {
+    /// A merchant's devices (at the locations you see)
+    List {
+        #[arg(long)]
+        merchant: i64,
+        #[arg(long)]
+        location: Option<i64>,
+        #[arg(long)]
+        model: Option<String>,
+        /// salespoint or tapngo
+        #[arg(long)]
+        app: Option<String>,
+        /// active, deactivated or replaced
+        #[arg(long)]
+        status: Option<String>,
+        /// Last TMS contact before this time (RFC 3339)
+        #[arg(long)]
+        contacted_before: Option<String>,
+        /// Last TMS contact after this time (RFC 3339)
+        #[arg(long)]
+        contacted_after: Option<String>,
+    },
+    Show {
+        id: i64,
+    },
+    /// "Deactivate this device": for a broken terminal or a phone whose app was removed
+    Deactivate {
+        id: i64,
+    },
+    Rename {
+        id: i64,
+        name: String,
+    },
+    /// Move a device to another of the merchant's locations
+    Move {
+        id: i64,
+        #[arg(long)]
+        location: i64,
+    },
+}
+
+fn print_devices(devices: &[DeviceView]) {
+    table(
+        &["ID", "NAME", "APP", "HARDWARE", "MODEL", "LOCATION", "STATUS", "LAST CONTACT", "LOGGED IN"],
+        devices.iter().map(|d| {
+            vec![
+                d.id.to_string(),
+                d.name.clone(),
+                d.app.clone(),
+                d.hardware_id.clone(),
+                d.model.clone(),
+                d.location_id.to_string(),
+                d.status.clone(),
+                d.last_contact_at.clone().unwrap_or_else(|| "-".into()),
+                d.sessions.iter().map(|s| s.email.clone()).collect::<Vec<_>>().join(","),
+            ]
+        }),
+    )
+}
+
+fn print_device(d: &DeviceView) {
+    println!("id            {}", d.id);
+    println!("name          {}", d.name);
+    println!("app           {}", d.app);
+    println!("hardware      {} ({})", d.hardware_id, d.model);
+    println!("merchant      {}", d.merchant_id);
+    println!("location      {}", d.location_id);
+    println!("status        {}", d.status);
+    println!("firmware      {}", d.firmware_version.as_deref().unwrap_or("-"));
+    println!(
+        "apps          {}",
+        if d.installed_apps.is_empty() { "-".into() } else { d.installed_apps.join(", ") }
+    );
+    println!("activated     {}", d.activated_at);
+    println!("last contact  {}", d.last_contact_at.as_deref().unwrap_or("-"));
+    if let Some(at) = &d.deactivated_at {
+        println!("deactivated   {at}");
+    }
+    if let Some(old) = d.replaces_device_id {
+        println!("replaces      {old}");
+    }
+    if let Some(new) = d.replaced_by_device_id {
+        println!("replaced by   {new}");
+    }
+    for s in &d.sessions {
+        println!("logged in     {} since {}", s.email, s.started_at);
+    }
+}
+
+fn query(pairs: &[(&str, Option<String>)]) -> String {
+    let mut q = url::form_urlencoded::Serializer::new(String::new());
+    for (k, v) in pairs {
+        if let Some(v) = v {
+            q.append_pair(k, v);
+        }
+    }
+    q.finish()
+}
+
+pub async fn device(client: &Client, command: DeviceCommand, out: Output) -> anyhow::Result<()> {
+    let device: DeviceView = match command {
+        DeviceCommand::List { merchant, location, model, app, status, contacted_before, contacted_after } => {
+            let q = query(&[
+                ("location_id", location.map(|l| l.to_string())),
+                ("model", model),
+                ("app", app),
+                ("status", status),
+                ("contacted_before", contacted_before),
+                ("contacted_after", contacted_after),
+            ]);
+            let list: Vec<DeviceView> =
+                client.get(&format!("/api/v1/merchants/{merchant}/devices?{q}")).await?;
+            out.show(&list, |l| print_devices(l));
+            return Ok(());
+        }
+        DeviceCommand::Show { id } => client.get(&format!("/api/v1/devices/{id}")).await?,
+        DeviceCommand::Deactivate { id } => {
+            client.call(Method::POST, &format!("/api/v1/devices/{id}/deactivate"), None::<&()>).await?
+        }
+        DeviceCommand::Rename { id, name } => {
+            let body = UpdateDeviceRequest { name: Some(name), location_id: None };
+            client.call(Method::PATCH, &format!("/api/v1/devices/{id}"), Some(&body)).await?
+        }
+        DeviceCommand::Move { id, location } => {
+            let body = UpdateDeviceRequest { name: None, location_id: Some(location) };
+            client.call(Method::PATCH, &format!("/api/v1/devices/{id}"), Some(&body)).await?
+        }
+    };
+    out.show(&device, print_device);
+    Ok(())
+}
+
+#[derive(Args, Debug)]
+pub struct TransactionFilterArgs {
+    #[arg(long)]
+    merchant: i64,
+    /// From this time on (RFC 3339, e.g. 2026-11-01T00:00:00Z)
+    #[arg(long)]
+    from: Option<String>,
+    /// Before this time (RFC 3339)
+    #[arg(long)]
+    to: Option<String>,
+    #[arg(long)]
+    location: Option<i64>,
+    #[arg(long)]
+    device: Option<i64>,
+    /// The status in effect: success, failure, cancelled or unknown
+    #[arg(long)]
+    status: Option<String>,
+    /// Only transactions whose status was set by hand
+    #[arg(long)]
+    manual_only: bool,
+}
+
+impl TransactionFilterArgs {
+    fn pairs(&self) -> Vec<(&'static str, Option<String>)> {
+        vec![
+            ("from", self.from.clone()),
+            ("to", self.to.clone()),
+            ("location_id", self.location.map(|l| l.to_string())),
+            ("device_id", self.device.map(|d| d.to_string())),
+            ("status", self.status.clone()),
+            ("manual_only", self.manual_only.then(|| "true".to_owned())),
+        ]
+    }
+}
+
+#[derive(Subcommand, Debug)]
+pub enum TransactionCommand {
+    /// The transactions overview, newest first, with totals per currency
+    List {
+        #[command(flatten)]
+        filter: TransactionFilterArgs,
+        /// Cursor printed at the end of the previous page
+        #[arg(long)]
+        after: Option<String>,
+        #[arg(long, default_value_t = 50)]
+        limit: i64,
+    },
+    /// Export to standard output as CSV (or JSON lines), streamed whatever the size
+    Export {
+        #[command(flatten)]
+        filter: TransactionFilterArgs,
+        /// csv or jsonl
+        #[arg(long, default_value = "csv")]
+        format: String,
+    },
+}
+
+pub async fn transactions(client: &Client, command: TransactionCommand, out: Output) -> anyhow::Result<()> {
+    match command {
+        TransactionCommand::List { filter, after, limit } => {
+            let mut pairs = filter.pairs();
+            pairs.push(("after", after));
+            pairs.push(("limit", Some(limit.to_string())));
+            let page: TransactionPage = client
+                .get(&format!("/api/v1/merchants/{}/transactions?{}", filter.merchant, query(&pairs)))
+                .await?;
+            out.show(&page, |p| {
+                table(
+                    &["ID", "WHEN", "DEVICE", "TYPE", "AMOUNT", "CURRENCY", "STATUS", "CARD"],
+                    p.items.iter().map(|t| {
+                        let status = if t.status_source == "manual" {
+                            format!("{} (manual; was {})", t.status, t.automatic_status)
+                        } else {
+                            t.status.clone()
+                        };
+                        vec![
+                            t.id.to_string(),
+                            t.occurred_at.clone(),
+                            t.device_id.to_string(),
+                            t.tx_type.clone(),
+                            format!("{}.{:02}", t.amount_minor / 100, t.amount_minor % 100),
+                            t.currency.clone(),
+                            status,
+                            t.masked_card.clone(),
+                        ]
+                    }),
+                );
+                for total in &p.totals {
+                    println!(
+                        "total {}: {} transactions, {}.{:02}",
+                        total.currency,
+                        total.count,
+                        total.amount_minor / 100,
+                        total.amount_minor % 100
+                    );
+                }
+                if let Some(cursor) = &p.next_cursor {
+                    println!("more: --after {cursor}");
+                }
+            });
+        }
+        TransactionCommand::Export { filter, format } => {
+            let mut pairs = filter.pairs();
+            pairs.push(("format", Some(format)));
+            let path = format!("/api/v1/merchants/{}/transactions/export?{}", filter.merchant, query(&pairs));
+            let stdout = std::io::stdout();
+            let mut lock = std::io::BufWriter::with_capacity(1 << 16, stdout.lock());
+            let bytes = client.download(&path, &mut lock).await?;
+            eprintln!("exported {bytes} bytes");
+        }
+    }
+    Ok(())
+}
