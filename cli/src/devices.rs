@@ -140,10 +140,17 @@ pub async fn device(client: &Client, command: DeviceCommand, out: Output) -> any
     Ok(())
 }
 
+/// Minor units as a decimal amount (two decimals, as for EUR).
+fn money(minor: i64) -> String {
+    let sign = if minor < 0 { "-" } else { "" };
+    format!("{sign}{}.{:02}", minor.abs() / 100, minor.abs() % 100)
+}
+
 #[derive(Args, Debug)]
 pub struct TransactionFilterArgs {
+    /// The merchant [default: your own, for a merchant's user]
     #[arg(long)]
-    merchant: i64,
+    merchant: Option<i64>,
     /// From this time on (RFC 3339, e.g. 2026-11-01T00:00:00Z)
     #[arg(long)]
     from: Option<String>,
@@ -197,15 +204,24 @@ pub enum TransactionCommand {
     },
 }
 
+/// `--merchant`, or the caller's own merchant.
+async fn merchant_of(client: &Client, given: Option<i64>) -> anyhow::Result<i64> {
+    if let Some(m) = given {
+        return Ok(m);
+    }
+    let me: tms_packages::wire::accounts::UserView = client.get("/api/v1/auth/me").await?;
+    me.merchant_id.ok_or_else(|| anyhow::anyhow!("pass --merchant: you are not a merchant's user"))
+}
+
 pub async fn transactions(client: &Client, command: TransactionCommand, out: Output) -> anyhow::Result<()> {
     match command {
         TransactionCommand::List { filter, after, limit } => {
             let mut pairs = filter.pairs();
             pairs.push(("after", after));
             pairs.push(("limit", Some(limit.to_string())));
-            let page: TransactionPage = client
-                .get(&format!("/api/v1/merchants/{}/transactions?{}", filter.merchant, query(&pairs)))
-                .await?;
+            let merchant = merchant_of(client, filter.merchant).await?;
+            let page: TransactionPage =
+                client.get(&format!("/api/v1/merchants/{merchant}/transactions?{}", query(&pairs))).await?;
             out.show(&page, |p| {
                 table(
                     &["ID", "WHEN", "DEVICE", "TYPE", "AMOUNT", "CURRENCY", "STATUS", "CARD"],
@@ -220,20 +236,19 @@ pub async fn transactions(client: &Client, command: TransactionCommand, out: Out
                             t.occurred_at.clone(),
                             t.device_id.to_string(),
                             t.tx_type.clone(),
-                            format!("{}.{:02}", t.amount_minor / 100, t.amount_minor % 100),
+                            money(t.amount_minor),
                             t.currency.clone(),
                             status,
                             t.masked_card.clone(),
                         ]
                     }),
                 );
-                for total in &p.totals {
+                for total in p.totals.iter().flatten() {
                     println!(
-                        "total {}: {} transactions, {}.{:02}",
+                        "total {}: {} transactions, net {}",
                         total.currency,
                         total.count,
-                        total.amount_minor / 100,
-                        total.amount_minor % 100
+                        money(total.net_amount_minor)
                     );
                 }
                 if let Some(cursor) = &p.next_cursor {
@@ -244,7 +259,8 @@ pub async fn transactions(client: &Client, command: TransactionCommand, out: Out
         TransactionCommand::Export { filter, format } => {
             let mut pairs = filter.pairs();
             pairs.push(("format", Some(format)));
-            let path = format!("/api/v1/merchants/{}/transactions/export?{}", filter.merchant, query(&pairs));
+            let merchant = merchant_of(client, filter.merchant).await?;
+            let path = format!("/api/v1/merchants/{merchant}/transactions/export?{}", query(&pairs));
             let stdout = std::io::stdout();
             let mut lock = std::io::BufWriter::with_capacity(1 << 16, stdout.lock());
             let bytes = client.download(&path, &mut lock).await?;

@@ -56,24 +56,88 @@ pub fn normalize_device_name(name: &str) -> Option<String> {
     ok.then(|| name.to_owned())
 }
 
-/// Whether text holds what looks like a full card number (PAN): 13 to 19
-/// digits in a row, spaces and dashes ignored. Masked data (`**** 1234`,
-/// `541333******1234`) never has such a run.
+/// Whether text holds what looks like a full card number (PAN): a run of 13
+/// to 19 digits (any of the common decimal digit forms; separators such as
+/// spaces, dashes, dots, slashes and invisible characters ignored) that passes
+/// the Luhn check. Masked data (`**** 1234`, `541333******1234`) has no such run.
 pub fn contains_pan(text: &str) -> bool {
-    let mut run = 0usize;
+    let is_pan = |run: &[u8]| (13..=19).contains(&run.len()) && luhn_valid(run);
+    let mut run: Vec<u8> = Vec::new();
     for c in text.chars() {
-        match c {
-            '0'..='9' => {
-                run += 1;
-                if run >= 13 {
-                    return true;
-                }
+        if let Some(d) = decimal_digit(c) {
+            run.push(d);
+        } else if !is_separator(c) {
+            if is_pan(&run) {
+                return true;
             }
-            ' ' | '-' => {}
-            _ => run = 0,
+            run.clear();
         }
     }
-    false
+    is_pan(&run)
+}
+
+/// Masked card data shows at most the first six and the last four digits of
+/// the card number in clear (or only the last four, without a mask).
+pub fn is_masked_card(text: &str) -> bool {
+    let digits = |s: &str| s.chars().filter(|c| decimal_digit(*c).is_some()).count();
+    let is_mask = |c: char| matches!(c, '*' | 'X' | 'x' | '#' | '\u{2022}');
+    if contains_pan(text) {
+        return false;
+    }
+    match (text.find(is_mask), text.rfind(is_mask)) {
+        (Some(first), Some(last)) => {
+            digits(&text[..first]) <= 6 && digits(&text[first..last]) == 0 && digits(&text[last..]) <= 4
+        }
+        _ => digits(text) <= 4,
+    }
+}
+
+fn decimal_digit(c: char) -> Option<u8> {
+    if c.is_ascii_digit() {
+        return Some(c as u8 - b'0');
+    }
+    // Full-width and other scripts' digits read the same to a human.
+    match c as u32 {
+        0xFF10..=0xFF19 => Some((c as u32 - 0xFF10) as u8),
+        0x0660..=0x0669 => Some((c as u32 - 0x0660) as u8),
+        0x06F0..=0x06F9 => Some((c as u32 - 0x06F0) as u8),
+        0x0966..=0x096F => Some((c as u32 - 0x0966) as u8),
+        _ => None,
+    }
+}
+
+fn is_separator(c: char) -> bool {
+    c.is_whitespace()
+        || matches!(
+            c,
+            '-' | '.'
+                | '/'
+                | '_'
+                | '\u{200B}'
+                | '\u{200C}'
+                | '\u{200D}'
+                | '\u{2060}'
+                | '\u{FEFF}'
+                | '\u{2010}'..='\u{2015}'
+        )
+}
+
+fn luhn_valid(digits: &[u8]) -> bool {
+    let sum: u32 = digits
+        .iter()
+        .rev()
+        .enumerate()
+        .map(|(i, d)| {
+            let d = u32::from(*d);
+            if i % 2 == 1 {
+                let doubled = d * 2;
+                if doubled > 9 { doubled - 9 } else { doubled }
+            } else {
+                d
+            }
+        })
+        .sum();
+    sum % 10 == 0
 }
 
 /// The status of a transaction as the terminal determined it.
@@ -145,6 +209,23 @@ mod tests {
         assert!(!contains_pan("541333******9999"));
         assert!(!contains_pan("123456789012"), "12 digits is not a PAN");
         assert!(!contains_pan(""));
+        assert!(contains_pan("4111.1111.1111.1111"));
+        assert!(contains_pan("4111/1111/1111/1111"));
+        assert!(contains_pan("4111\u{200B}1111\u{00A0}1111 1111"));
+        assert!(contains_pan("\u{FF14}\u{FF11}\u{FF11}\u{FF11}111111111111"));
+        // Long numeric ids that are not card numbers pass.
+        assert!(!contains_pan("1764241234567"), "epoch milliseconds fail the Luhn check");
+        assert!(!contains_pan("20261127123456789"));
+    }
+
+    #[test]
+    fn masked_cards_show_at_most_six_and_four_digits() {
+        assert!(is_masked_card("**** **** **** 4242"));
+        assert!(is_masked_card("541333******9999"));
+        assert!(!is_masked_card("5413330089******"), "too many digits in clear");
+        assert!(!is_masked_card("4111 1111 1111 1111"));
+        assert!(is_masked_card("541333••••••9999"));
+        assert!(!is_masked_card("541333••12••9999"));
     }
 
     #[test]

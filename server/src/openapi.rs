@@ -51,8 +51,8 @@ use crate::http::{accounts, devices, health, terminal};
         accounts::list_audit,
         terminal::activation_start,
         terminal::activation_complete,
-        terminal::login,
-        terminal::logout,
+        terminal::device_login,
+        terminal::device_logout,
         terminal::upload_transactions,
         terminal::transaction_history,
         terminal::manual_status,
@@ -115,6 +115,19 @@ mod tests {
 
     /// Any change to the API shows up as a diff of `server/openapi.json`.
     /// After an intended change: `UPDATE_OPENAPI=1 cargo test -p tms-server openapi`.
+    #[test]
+    fn operation_ids_are_unique() {
+        let doc = ApiDoc::openapi();
+        let mut seen = std::collections::HashSet::new();
+        for (path, item) in &doc.paths.paths {
+            let ops = [&item.get, &item.put, &item.post, &item.delete, &item.patch];
+            for op in ops.into_iter().flatten() {
+                let id = op.operation_id.clone().unwrap_or_default();
+                assert!(seen.insert(id.clone()), "operationId {id} used twice (at {path})");
+            }
+        }
+    }
+
     #[test]
     fn document_matches_the_committed_snapshot() {
         let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("openapi.json");

@@ -14,7 +14,14 @@ use crate::{MotoServer, TestDatabase};
 /// (`target/debug/`). The test command builds them first (`cargo build --bins`).
 pub fn binary(name: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("test binary path");
-    let dir = exe.parent().and_then(|deps| deps.parent()).expect("target/<profile>/deps/");
+    // A test binary lives in target/<profile>/deps/, a benchmark binary in
+    // target/<profile>/ itself.
+    let profile_dir = exe.parent().expect("binary folder");
+    let dir = if profile_dir.ends_with("deps") {
+        profile_dir.parent().expect("target/<profile>/")
+    } else {
+        profile_dir
+    };
     let path = dir.join(name);
     assert!(
         path.exists(),
@@ -276,6 +283,20 @@ impl TestServer {
     /// Everything the server has printed so far.
     pub fn logs(&self) -> Vec<String> {
         self.logs.lock().unwrap().clone()
+    }
+
+    /// Resident memory of the server process, in bytes (Linux).
+    pub fn rss_bytes(&self) -> Option<u64> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).ok()?;
+        let kib: u64 = status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))?
+            .trim()
+            .trim_end_matches("kB")
+            .trim()
+            .parse()
+            .ok()?;
+        Some(kib * 1024)
     }
 
     pub fn pid(&self) -> u32 {

@@ -25,6 +25,8 @@ CREATE TABLE devices (
 -- device's name is free for its replacement.
 CREATE UNIQUE INDEX devices_active_name ON devices (merchant_id, name) WHERE status = 'active';
 CREATE INDEX devices_merchant ON devices (merchant_id, location_id);
+-- One active device per terminal or phone.
+CREATE UNIQUE INDEX devices_active_hardware ON devices (merchant_id, app, hardware_id) WHERE status = 'active';
 
 -- Which user is logged in to the app on which device; a user with an open
 -- session on an active device is "in use" and cannot be changed or deleted.
@@ -54,11 +56,14 @@ CREATE TABLE activation_tickets (
 CREATE TABLE transactions (
     id BIGSERIAL PRIMARY KEY,
     merchant_id BIGINT NOT NULL REFERENCES merchants (id),
-    -- The device that owns the history now (a replacement inherits it) and
-    -- the one that uploaded it, which with the terminal's own id makes a
-    -- retried upload recognisable.
+    -- The device that owns the history now (a replacement inherits it), and
+    -- the one that uploaded it.
     device_id BIGINT NOT NULL REFERENCES devices (id),
     original_device_id BIGINT NOT NULL REFERENCES devices (id),
+    -- The terminal serial or phone install id it came from: with the
+    -- terminal's own id it recognises a retried upload, even one sent again
+    -- after the app was activated anew on the same hardware.
+    hardware_id TEXT NOT NULL,
     location_id BIGINT NOT NULL REFERENCES locations (id),
     terminal_tx_id TEXT NOT NULL,
     occurred_at TIMESTAMP NOT NULL,
@@ -76,7 +81,7 @@ CREATE TABLE transactions (
     manual_set_at TIMESTAMP,
     receipt_printed BOOLEAN NOT NULL,
     uploaded_at TIMESTAMP NOT NULL,
-    UNIQUE (original_device_id, terminal_tx_id)
+    UNIQUE (merchant_id, hardware_id, terminal_tx_id)
 );
 CREATE INDEX transactions_merchant_time ON transactions (merchant_id, occurred_at, id);
 CREATE INDEX transactions_device ON transactions (device_id, terminal_tx_id);

@@ -131,8 +131,9 @@ wire! {
     pub struct CurrencyTotal {
         pub currency: String,
         pub count: i64,
-        /// Sum of the amounts in minor units (all types and statuses in the filter).
-        pub amount_minor: i64,
+        /// Net amount of the successful transactions, in minor units:
+        /// payments and completions minus refunds and reversals.
+        pub net_amount_minor: i64,
     }
 
     pub struct TransactionPage {
@@ -140,8 +141,10 @@ wire! {
         /// Pass as `after` for the next page; absent on the last page.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub next_cursor: Option<String>,
-        /// Totals per currency over the whole filter, not only this page.
-        pub totals: Vec<CurrencyTotal>,
+        /// Totals per currency over the whole filter, not only this page; on
+        /// the first page only.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub totals: Option<Vec<CurrencyTotal>>,
     }
 
     pub struct DeviceSessionView {

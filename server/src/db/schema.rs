@@ -198,6 +198,7 @@ diesel::table! {
         merchant_id -> BigInt,
         device_id -> BigInt,
         original_device_id -> BigInt,
+        hardware_id -> Text,
         location_id -> BigInt,
         terminal_tx_id -> Text,
         occurred_at -> Timestamp,

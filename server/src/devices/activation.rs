@@ -202,7 +202,9 @@ pub fn complete(
         if spent != 1 {
             return Err(invalid());
         }
-        let user = rows::find_user(conn, ticket.user_id)?.ok_or_else(invalid)?;
+        let user = rows::find_user(conn, ticket.user_id)?
+            .filter(|u| u.status == rows::USER_ACTIVE)
+            .ok_or_else(invalid)?;
         let actor = users::actor_for(conn, &user, source_ip.map(str::to_owned))?;
         let location = match rows::find_location(conn, request.location_id)? {
             Some(l)
@@ -216,16 +218,28 @@ pub fn complete(
         let app: PaymentApp = ticket.app.parse().map_err(|_| invalid())?;
         refuse_if_already_active(conn, ticket.merchant_id, app, &ticket.hardware_id)?;
 
-        let same_name: Vec<(i64, String)> = devices::table
+        let same_name: Vec<(i64, String, String, i64)> = devices::table
             .filter(devices::merchant_id.eq(ticket.merchant_id))
             .filter(devices::name.eq(&name))
             .filter(devices::status.eq_any([ACTIVE, DEACTIVATED]))
-            .select((devices::id, devices::status))
+            .select((devices::id, devices::status, devices::app, devices::location_id))
+            .order((devices::deactivated_at.desc(), devices::id.desc()))
             .load(conn)?;
-        if same_name.iter().any(|(_, status)| status == ACTIVE) {
+        if same_name.iter().any(|(_, status, _, _)| status == ACTIVE) {
             return Err(name_taken(&name));
         }
-        let replaces = same_name.iter().find(|(_, status)| status == DEACTIVATED).map(|(id, _)| *id);
+        // Taking over a deactivated device's history needs the right to
+        // activate where that device was, and the same app.
+        let replaces = match same_name.iter().find(|(_, status, _, _)| status == DEACTIVATED) {
+            Some((id, _, old_app, old_location))
+                if *old_app == ticket.app
+                    && actor.may(ticket.merchant_id, Some(*old_location), Permission::ActivateApp) =>
+            {
+                Some(*id)
+            }
+            Some(_) => return Err(name_taken(&name)),
+            None => None,
+        };
 
         let (device_token, hash) = tokens::generate("tms_d_");
         let insert = diesel::insert_into(devices::table).values((
@@ -246,7 +260,12 @@ pub fn complete(
             Ok(id) => id,
             Err(e) => {
                 let e = DbError::from(e);
-                return Err(if e.is_unique_violation() { name_taken(&name) } else { e.into() });
+                if !e.is_unique_violation() {
+                    return Err(e.into());
+                }
+                // Lost a race: to the same name, or to the same hardware.
+                refuse_if_already_active(conn, ticket.merchant_id, app, &ticket.hardware_id)?;
+                return Err(name_taken(&name));
             }
         };
         diesel::insert_into(device_sessions::table)

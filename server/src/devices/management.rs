@@ -173,7 +173,8 @@ pub fn update(
             let taken: i64 = devices::table
                 .filter(devices::merchant_id.eq(device.merchant_id))
                 .filter(devices::name.eq(&name))
-                .filter(devices::status.eq(ACTIVE))
+                // A deactivated device's name is kept for its replacement.
+                .filter(devices::status.eq_any([ACTIVE, DEACTIVATED]))
                 .count()
                 .get_result(conn)?;
             if taken > 0 {
@@ -198,7 +199,18 @@ pub fn update(
         };
         diesel::update(devices::table.find(device.id))
             .set((devices::name.eq(&name), devices::location_id.eq(location_id)))
-            .execute(conn)?;
+            .execute(conn)
+            .map_err(|e| {
+                let e = DbError::from(e);
+                if e.is_unique_violation() {
+                    ApiError::new(
+                        ErrorCode::DeviceNameTaken,
+                        format!("an active device is already named {name:?}"),
+                    )
+                } else {
+                    e.into()
+                }
+            })?;
         let subject = format!("device:{}", device.id);
         audit::record(
             conn,

@@ -45,6 +45,7 @@ pub struct CallingDevice {
     pub merchant_id: i64,
     pub location_id: i64,
     pub name: String,
+    pub hardware_id: String,
 }
 
 /// The device behind a device token, or 401: `device_deactivated` for a
@@ -56,12 +57,23 @@ pub fn authenticate(conn: &mut DbConnection, token: &str) -> Result<CallingDevic
         .first(conn)
         .optional()?;
     match found {
-        Some(d) if d.status == ACTIVE => Ok(CallingDevice {
-            id: d.id,
-            merchant_id: d.merchant_id,
-            location_id: d.location_id,
-            name: d.name,
-        }),
+        Some(d) if d.status == ACTIVE => {
+            // Last contact to the minute: bounded writes, yet a list of
+            // devices that went quiet stays true.
+            let at = crate::accounts::now();
+            if d.last_contact_at.is_none_or(|t| at - t > chrono::Duration::minutes(1)) {
+                diesel::update(devices::table.find(d.id))
+                    .set(devices::last_contact_at.eq(at))
+                    .execute(conn)?;
+            }
+            Ok(CallingDevice {
+                id: d.id,
+                merchant_id: d.merchant_id,
+                location_id: d.location_id,
+                name: d.name,
+                hardware_id: d.hardware_id,
+            })
+        }
         Some(_) => Err(ApiError::new(
             ErrorCode::DeviceDeactivated,
             "this device was deactivated: activate the app again",

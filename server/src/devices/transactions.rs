@@ -7,7 +7,9 @@ use chrono::{DateTime, NaiveDateTime, Timelike};
 use diesel::prelude::*;
 use serde_json::json;
 use tms_packages::accounts::Permission;
-use tms_packages::devices::{TRANSACTION_TYPES, TransactionStatus, contains_pan, is_currency_code};
+use tms_packages::devices::{
+    TRANSACTION_TYPES, TransactionStatus, contains_pan, is_currency_code, is_masked_card,
+};
 use tms_packages::wire::devices::{
     CurrencyTotal, TransactionBatch, TransactionBatchResult, TransactionPage, TransactionView,
 };
@@ -15,7 +17,7 @@ use tms_packages::wire::devices::{
 use super::CallingDevice;
 use crate::accounts::access::Actor;
 use crate::accounts::{now, rfc3339, rows};
-use crate::db::schema::{device_sessions, locations, transactions, users};
+use crate::db::schema::{device_sessions, devices, locations, transactions, users};
 use crate::db::{DbConnection, audit};
 use crate::http::error::{ApiError, ErrorCode};
 
@@ -30,6 +32,7 @@ pub struct TransactionRow {
     pub merchant_id: i64,
     pub device_id: i64,
     pub original_device_id: i64,
+    pub hardware_id: String,
     pub location_id: i64,
     pub terminal_tx_id: String,
     pub occurred_at: NaiveDateTime,
@@ -96,6 +99,7 @@ struct NewTransaction {
     merchant_id: i64,
     device_id: i64,
     original_device_id: i64,
+    hardware_id: String,
     location_id: i64,
     terminal_tx_id: String,
     occurred_at: NaiveDateTime,
@@ -147,11 +151,11 @@ pub fn upload(
         if acquirer.is_empty() || acquirer.len() > 64 {
             return Err(ApiError::invalid(&field("acquirer"), "1 to 64 characters"));
         }
-        if contains_pan(&t.masked_card) || contains_pan(id) || contains_pan(acquirer) {
+        if !is_masked_card(&t.masked_card) || contains_pan(id) || contains_pan(acquirer) {
             return Err(ApiError::with_details(
                 ErrorCode::PanNotAllowed,
                 format!(
-                    "transaction {i} carries what looks like a full card number; send masked card data only"
+                    "transaction {i} carries card data that is not masked; send at most the first six and last four digits"
                 ),
                 BTreeMap::from([
                     ("field".to_owned(), field("masked_card")),
@@ -170,6 +174,7 @@ pub fn upload(
             merchant_id: device.merchant_id,
             device_id: device.id,
             original_device_id: device.id,
+            hardware_id: device.hardware_id.clone(),
             location_id: device.location_id,
             terminal_tx_id: id.to_owned(),
             occurred_at: parse_time(&field("occurred_at"), &t.occurred_at)?,
@@ -190,17 +195,37 @@ pub fn upload(
     // PostgreSQL takes the batch in one statement; diesel's SQLite backend
     // has no multi-row insert with ON CONFLICT, so there it is one statement
     // per row inside one transaction (cheap: no round trips).
-    let accepted = match conn {
-        DbConnection::Postgres(c) => {
-            diesel::insert_into(transactions::table).values(&rows).on_conflict_do_nothing().execute(c)?
+    // The device is checked again inside the transaction, so rows never land
+    // on a device that was replaced since the request was authenticated.
+    let still_active = |status: Option<String>| {
+        if status.as_deref() == Some(super::ACTIVE) {
+            Ok(())
+        } else {
+            Err(ApiError::new(
+                ErrorCode::DeviceDeactivated,
+                "this device was deactivated: activate the app again",
+            ))
         }
+    };
+    let accepted = match conn {
+        DbConnection::Postgres(c) => c.transaction(|c| {
+            let status =
+                devices::table.find(device.id).select(devices::status).for_share().first(c).optional()?;
+            still_active(status)?;
+            Ok::<_, ApiError>(
+                diesel::insert_into(transactions::table).values(&rows).on_conflict_do_nothing().execute(c)?,
+            )
+        })?,
         DbConnection::Sqlite(c) => c.immediate_transaction(|c| {
+            let status = devices::table.find(device.id).select(devices::status).first(c).optional()?;
+            still_active(status)?;
             rows.iter().try_fold(0, |n, row| {
-                diesel::insert_into(transactions::table)
-                    .values(row)
-                    .on_conflict_do_nothing()
-                    .execute(c)
-                    .map(|k| n + k)
+                Ok::<_, ApiError>(
+                    n + diesel::insert_into(transactions::table)
+                        .values(row)
+                        .on_conflict_do_nothing()
+                        .execute(c)?,
+                )
             })
         })?,
     };
@@ -416,8 +441,10 @@ pub fn page_rows(
 ) -> Result<Vec<TransactionRow>, ApiError> {
     let mut condition = predicate(scope);
     if let Some(c) = cursor {
+        // The `<=` bound lets the (merchant, time, id) index start the scan
+        // at the cursor instead of at the newest row on every page.
         condition = Box::new(
-            condition.and(
+            condition.and(transactions::occurred_at.le(c.occurred_at)).and(
                 transactions::occurred_at
                     .lt(c.occurred_at)
                     .or(transactions::occurred_at.eq(c.occurred_at).and(transactions::id.lt(c.id))),
@@ -432,7 +459,9 @@ pub fn page_rows(
         .load(conn)?)
 }
 
-/// Count and sum per currency over the whole filter.
+/// Per currency over the whole filter: how many transactions, and the net
+/// amount of the successful ones (payments and completions in, refunds and
+/// reversals out; pre-authorisations move no money).
 pub fn totals(conn: &mut DbConnection, scope: &Scope) -> Result<Vec<CurrencyTotal>, ApiError> {
     use diesel::dsl::sql;
     use diesel::sql_types::BigInt;
@@ -442,17 +471,26 @@ pub fn totals(conn: &mut DbConnection, scope: &Scope) -> Result<Vec<CurrencyTota
         .select((
             transactions::currency,
             sql::<BigInt>("CAST(COUNT(*) AS BIGINT)"),
-            sql::<BigInt>("CAST(COALESCE(SUM(amount_minor), 0) AS BIGINT)"),
+            sql::<BigInt>(
+                "CAST(COALESCE(SUM(CASE WHEN COALESCE(manual_status, status) <> 'success' THEN 0 \
+                 WHEN tx_type IN ('payment', 'completion') THEN amount_minor \
+                 WHEN tx_type IN ('refund', 'reversal') THEN -amount_minor ELSE 0 END), 0) AS BIGINT)",
+            ),
         ))
         .order(transactions::currency)
         .load(conn)?;
     Ok(found
         .into_iter()
-        .map(|(currency, count, amount_minor)| CurrencyTotal { currency, count, amount_minor })
+        .map(|(currency, count, amount_minor)| CurrencyTotal {
+            currency,
+            count,
+            net_amount_minor: amount_minor,
+        })
         .collect())
 }
 
-/// The overview page: rows, the cursor of the next page, and totals.
+/// The overview page: rows, the cursor of the next page, and (on the first
+/// page only, as they cover the whole filter) the totals.
 pub fn page(
     conn: &mut DbConnection,
     scope: &Scope,
@@ -467,7 +505,7 @@ pub fn page(
     Ok(TransactionPage {
         items: rows.iter().map(TransactionRow::view).collect(),
         next_cursor,
-        totals: totals(conn, scope)?,
+        totals: if cursor.is_none() { Some(totals(conn, scope)?) } else { None },
     })
 }
 

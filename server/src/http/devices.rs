@@ -165,6 +165,15 @@ const CSV_HEADER: &str = "id,terminal_tx_id,occurred_at,device_id,location_id,ty
 masked_card,status,status_source,automatic_status,manual_set_by,manual_set_at,receipt_printed\n";
 
 fn csv_field(out: &mut String, value: &str) {
+    // A spreadsheet runs a cell that starts like a formula; what a terminal
+    // sent must stay text.
+    let neutralised;
+    let value = if value.starts_with(['=', '+', '-', '@', '\t', '\r']) {
+        neutralised = format!("'{value}");
+        neutralised.as_str()
+    } else {
+        value
+    };
     if value.contains([',', '"', '\n', '\r']) {
         out.push('"');
         out.push_str(&value.replace('"', "\"\""));

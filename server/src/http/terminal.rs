@@ -88,7 +88,7 @@ pub async fn activation_complete(
 #[utoipa::path(post, path = "/api/v1/terminal/login", tag = "terminal", security(("device" = [])),
     request_body = DeviceLoginRequest,
     responses((status = 204), (status = 401, body = ErrorEnvelope), (status = 403, body = ErrorEnvelope)))]
-pub async fn login(
+pub async fn device_login(
     state: web::Data<AppState>,
     req: HttpRequest,
     device: CallingDevice,
@@ -108,7 +108,10 @@ pub async fn login(
 /// The user logs out of the app on this device; their profile is no longer in use here.
 #[utoipa::path(post, path = "/api/v1/terminal/logout", tag = "terminal", security(("device" = [])),
     responses((status = 204), (status = 401, body = ErrorEnvelope)))]
-pub async fn logout(state: web::Data<AppState>, device: CallingDevice) -> Result<HttpResponse, ApiError> {
+pub async fn device_logout(
+    state: web::Data<AppState>,
+    device: CallingDevice,
+) -> Result<HttpResponse, ApiError> {
     state.db.run(move |conn| activation::logout(conn, &device)).await?;
     Ok(HttpResponse::NoContent().finish())
 }
@@ -172,8 +175,8 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     use web::{get, post, resource};
     cfg.service(resource("/api/v1/terminal/activation/start").route(post().to(activation_start)))
         .service(resource("/api/v1/terminal/activation/complete").route(post().to(activation_complete)))
-        .service(resource("/api/v1/terminal/login").route(post().to(login)))
-        .service(resource("/api/v1/terminal/logout").route(post().to(logout)))
+        .service(resource("/api/v1/terminal/login").route(post().to(device_login)))
+        .service(resource("/api/v1/terminal/logout").route(post().to(device_logout)))
         .service(
             resource("/api/v1/terminal/transactions")
                 .route(post().to(upload_transactions))

@@ -442,7 +442,7 @@ backend_test!(uploads_are_idempotent_and_never_take_a_full_card_number, |db| {
     // The refused batches stored nothing.
     let (_, overview) = get(&server, &admin, &format!("/api/v1/merchants/{merchant_id}/transactions")).await;
     assert_eq!(overview["items"].as_array().unwrap().len(), 2);
-    assert_eq!(overview["totals"], json!([{"currency": "EUR", "count": 2, "amount_minor": 300}]));
+    assert_eq!(overview["totals"], json!([{"currency": "EUR", "count": 2, "net_amount_minor": 300}]));
 });
 
 backend_test!(manual_statuses_show_in_the_overview_and_the_export, |db| {
@@ -513,10 +513,10 @@ backend_test!(manual_statuses_show_in_the_overview_and_the_export, |db| {
         .map(|t| t["terminal_tx_id"].as_str().unwrap())
         .collect();
     assert_eq!(ids, ["M2", "M1"], "the status in effect counts");
-    let (_, all) = get(&server, &admin, &base).await;
+    let (_, all) = get(&server, &admin, &base).await; // Net of the successful ones: M1 (success by hand) and M2; not the unknown M3 nor the cancelled M4.
     assert_eq!(
         all["totals"],
-        json!([{"currency": "CHF", "count": 1, "amount_minor": 500}, {"currency": "EUR", "count": 3, "amount_minor": 3700}])
+        json!([{"currency": "CHF", "count": 1, "net_amount_minor": 0}, {"currency": "EUR", "count": 3, "net_amount_minor": 3000}])
     );
 
     // Keyset paging walks every row once.
@@ -616,7 +616,7 @@ backend_test!(transaction_access_follows_permissions_and_locations, |db| {
     let ids: Vec<&str> =
         page["items"].as_array().unwrap().iter().map(|t| t["terminal_tx_id"].as_str().unwrap()).collect();
     assert_eq!(ids, ["A1"]);
-    assert_eq!(page["totals"][0]["amount_minor"], 100);
+    assert_eq!(page["totals"][0]["net_amount_minor"], 100);
     let (status, _) = get(&server, &viewer, &format!("{base}?location_id={loc_b}")).await;
     assert_eq!(status, 404, "an unseen location does not exist");
     let (status, _) = get(&server, &viewer, &format!("{base}/export")).await;
@@ -661,4 +661,166 @@ backend_test!(transaction_access_follows_permissions_and_locations, |db| {
         .call(Method::PATCH, &format!("/api/v1/devices/{a_id}"), Some(&admin), Some(json!({"name": "B"})))
         .await;
     assert_eq!((status.as_u16(), body["error"]["code"].as_str()), (409, Some("device_name_taken")));
+});
+
+backend_test!(replacement_and_device_calls_stay_within_their_rights, |db| {
+    let (server, op) = server_with_operator(&db).await;
+    let (merchant_id, loc_a, admin) =
+        merchant(&server, &op, "Deux", "admin@deux.example", &[SERIAL_1, SERIAL_2, SERIAL_3]).await;
+    let (_, order) = post(&server, &op, "/api/v1/orders",
+        json!({"merchant_id": merchant_id, "delivery_address": address("2 rue B"), "terminals": [{"serial": "1850000004", "model": "A80"}]})).await;
+    let loc_b = order["location"]["id"].as_i64().unwrap();
+    // A deactivated device at location B, with history.
+    let (_, old) = activate_device(
+        &server,
+        "admin@deux.example",
+        MERCHANT_PASSWORD,
+        "salespoint",
+        "1850000004",
+        loc_b,
+        "Caisse B",
+    )
+    .await;
+    upload(&server, &token(&old), vec![transaction("OLD1", 5, 999, "EUR", "success")]).await;
+    post(&server, &admin, &format!("/api/v1/devices/{}/deactivate", old["device_id"]), json!({})).await;
+
+    // A clerk who may activate only at A cannot take over B's device (and its history) by its name.
+    let (clerk_id, _) = invite(&server, &admin, merchant_id, "clerk@deux.example", json!({})).await;
+    let (_, group) =
+        post(&server, &admin, &format!("/api/v1/merchants/{merchant_id}/groups"), json!({"name": "A"})).await;
+    let group = group["id"].as_i64().unwrap();
+    server
+        .call(
+            Method::PUT,
+            &format!("/api/v1/groups/{group}/grants/{loc_a}"),
+            Some(&admin),
+            Some(json!({"permissions": ["activate_app"]})),
+        )
+        .await;
+    server.call(Method::PUT, &format!("/api/v1/groups/{group}/members/{clerk_id}"), Some(&admin), None).await;
+    let (status, body) = activate_device(
+        &server,
+        "clerk@deux.example",
+        MERCHANT_PASSWORD,
+        "salespoint",
+        SERIAL_1,
+        loc_a,
+        "Caisse B",
+    )
+    .await;
+    assert_eq!((status.as_u16(), body["error"]["code"].as_str()), (409, Some("device_name_taken")), "{body}");
+    // Nor activate at B at all.
+    let (status, _) = activate_device(
+        &server,
+        "clerk@deux.example",
+        MERCHANT_PASSWORD,
+        "salespoint",
+        SERIAL_1,
+        loc_b,
+        "Ailleurs",
+    )
+    .await;
+    assert_eq!(status, 404);
+    let (status, mine) = activate_device(
+        &server,
+        "clerk@deux.example",
+        MERCHANT_PASSWORD,
+        "salespoint",
+        SERIAL_1,
+        loc_a,
+        "Caisse A",
+    )
+    .await;
+    assert_eq!(status, 201, "{mine}");
+    let (_, history) =
+        server.call(Method::GET, "/api/v1/terminal/transactions", Some(&token(&mine)), None).await;
+    assert_eq!(history["items"], json!([]));
+    // Renaming cannot take a deactivated device's name either.
+    let (status, body) = server
+        .call(
+            Method::PATCH,
+            &format!("/api/v1/devices/{}", mine["device_id"]),
+            Some(&admin),
+            Some(json!({"name": "Caisse B"})),
+        )
+        .await;
+    assert_eq!((status.as_u16(), body["error"]["code"].as_str()), (409, Some("device_name_taken")));
+
+    // A device cannot touch another device's transactions, and a stranger cannot log in to it.
+    let (_, other) = activate_device(
+        &server,
+        "admin@deux.example",
+        MERCHANT_PASSWORD,
+        "salespoint",
+        SERIAL_2,
+        loc_a,
+        "Caisse C",
+    )
+    .await;
+    upload(&server, &token(&other), vec![transaction("C1", 5, 100, "EUR", "failure")]).await;
+    let (status, _) = server
+        .call(
+            Method::POST,
+            "/api/v1/terminal/transactions/C1/manual-status",
+            Some(&token(&mine)),
+            Some(json!({"status": "success"})),
+        )
+        .await;
+    assert_eq!(status, 404);
+    let (_, _, _) = merchant(&server, &op, "Stranger", "admin@stranger.example", &["1850000099"]).await;
+    let (status, _) = server
+        .call(
+            Method::POST,
+            "/api/v1/terminal/login",
+            Some(&token(&other)),
+            Some(json!({"email": "admin@stranger.example", "password": MERCHANT_PASSWORD})),
+        )
+        .await;
+    assert_eq!(status, 403);
+    // With nobody logged in, no status is set by hand.
+    server.call(Method::POST, "/api/v1/terminal/logout", Some(&token(&other)), None).await;
+    let (status, body) = server
+        .call(
+            Method::POST,
+            "/api/v1/terminal/transactions/C1/manual-status",
+            Some(&token(&other)),
+            Some(json!({"status": "success"})),
+        )
+        .await;
+    assert_eq!((status.as_u16(), body["error"]["code"].as_str()), (409, Some("not_logged_in")));
+});
+
+backend_test!(a_retry_after_reactivating_the_same_hardware_is_not_stored_twice, |db| {
+    let (server, op) = server_with_operator(&db).await;
+    let (_, location, admin) = merchant(&server, &op, "Retry", "admin@retry.example", &[SERIAL_1]).await;
+    let (_, first) = activate_device(
+        &server,
+        "admin@retry.example",
+        MERCHANT_PASSWORD,
+        "tapngo",
+        "install-1",
+        location,
+        "Phone",
+    )
+    .await;
+    // Numeric terminal ids as long as a card number are fine: they fail the Luhn check.
+    let batch = vec![transaction("1764241234567", 5, 100, "EUR", "success")];
+    let (_, result) = upload(&server, &token(&first), batch.clone()).await;
+    assert_eq!(result["accepted"], 1, "{result}");
+    post(&server, &admin, &format!("/api/v1/devices/{}/deactivate", first["device_id"]), json!({})).await;
+    let (status, _) =
+        server.call(Method::GET, "/api/v1/terminal/transactions", Some(&token(&first)), None).await;
+    assert_eq!(status, 401, "the old phone's token is refused");
+    let (_, again) = activate_device(
+        &server,
+        "admin@retry.example",
+        MERCHANT_PASSWORD,
+        "tapngo",
+        "install-1",
+        location,
+        "Phone",
+    )
+    .await;
+    let (_, result) = upload(&server, &token(&again), batch).await;
+    assert_eq!(result, json!({"accepted": 0, "duplicates": 1}));
 });
