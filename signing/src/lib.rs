@@ -5,15 +5,25 @@
 //! implementation.
 #![forbid(unsafe_code)]
 
+mod canonical;
 mod digest;
+mod keys;
 
+pub use canonical::to_canonical_json;
 pub use digest::{Sha256Digest, Sha256Hasher, Sha256Reader, sha256_reader};
+pub use keys::{PrivateKey, PublicKey};
 
 /// Errors of this crate.
 #[derive(Debug, thiserror::Error)]
 pub enum SigningError {
     #[error("not a sha256 digest: expected 64 hex characters")]
     InvalidDigest,
-    #[error("reading input: {0}")]
+    #[error("{0}")]
     Io(#[from] std::io::Error),
+    #[error("key: {0}")]
+    Key(String),
+    #[error("the signature does not verify")]
+    BadSignature,
+    #[error("not canonical JSON: {0}")]
+    NotCanonical(String),
 }

@@ -1,0 +1,75 @@
+//! Canonical JSON of signed documents: object keys sorted by their UTF-8
+//! bytes, no whitespace, integers only (no floats), strings escaped the one
+//! way serde_json escapes them. The same document always gives the same
+//! bytes, whoever serialises it.
+
+use serde_json::Value;
+
+use crate::SigningError;
+
+pub fn to_canonical_json(value: &Value) -> Result<Vec<u8>, SigningError> {
+    let mut out = Vec::new();
+    write(value, &mut out)?;
+    Ok(out)
+}
+
+fn write(value: &Value, out: &mut Vec<u8>) -> Result<(), SigningError> {
+    match value {
+        Value::Null => out.extend_from_slice(b"null"),
+        Value::Bool(b) => out.extend_from_slice(if *b { b"true" } else { b"false" }),
+        Value::Number(n) => {
+            if n.is_f64() {
+                return Err(SigningError::NotCanonical(format!("{n} is not an integer")));
+            }
+            out.extend_from_slice(n.to_string().as_bytes());
+        }
+        Value::String(s) => out.extend_from_slice(serde_json::to_string(s).expect("strings serialise").as_bytes()),
+        Value::Array(items) => {
+            out.push(b'[');
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                write(item, out)?;
+            }
+            out.push(b']');
+        }
+        Value::Object(map) => {
+            let mut entries: Vec<(&String, &Value)> = map.iter().collect();
+            entries.sort_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
+            out.push(b'{');
+            for (i, (key, item)) in entries.into_iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                out.extend_from_slice(serde_json::to_string(key).expect("strings serialise").as_bytes());
+                out.push(b':');
+                write(item, out)?;
+            }
+            out.push(b'}');
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn key_order_and_spacing_do_not_matter() {
+        let a: Value = serde_json::from_str(r#"{ "b": 1, "a": [true, null, "x\"y"], "c": {"z": 0, "y": -5} }"#).unwrap();
+        let b = json!({"c": {"y": -5, "z": 0}, "a": [true, null, "x\"y"], "b": 1});
+        let expected = br#"{"a":[true,null,"x\"y"],"b":1,"c":{"y":-5,"z":0}}"#;
+        assert_eq!(to_canonical_json(&a).unwrap(), expected);
+        assert_eq!(to_canonical_json(&b).unwrap(), expected);
+    }
+
+    #[test]
+    fn floats_are_refused() {
+        assert!(to_canonical_json(&json!({"size": 1.5})).is_err());
+        assert!(to_canonical_json(&json!({"size": u64::MAX})).is_ok());
+    }
+}
