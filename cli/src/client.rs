@@ -139,6 +139,52 @@ impl Client {
         Ok(written)
     }
 
+    /// Uploads a body stream with extra headers (artifact publishing).
+    pub async fn upload<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        headers: &[(&str, String)],
+        length: u64,
+        body: reqwest::Body,
+    ) -> Result<T, ClientError> {
+        let url = self.url(path);
+        let mut request = self
+            .http
+            .post(url.clone())
+            .timeout(std::time::Duration::from_secs(24 * 3600))
+            .header(reqwest::header::CONTENT_TYPE, "application/octet-stream")
+            .header(reqwest::header::CONTENT_LENGTH, length)
+            .body(body);
+        for (name, value) in headers {
+            request = request.header(*name, value);
+        }
+        if let Some(token) = &self.token {
+            request = request.bearer_auth(token);
+        }
+        let response = request.send().await.map_err(|source| ClientError::Unreachable { url: url.to_string(), source })?;
+        Self::decode(response).await
+    }
+
+    /// A GET with extra headers whose answer is streamed by the caller
+    /// (resumable downloads); error answers are decoded as usual.
+    pub async fn get_stream(&self, path: &str, headers: &[(&str, String)]) -> Result<reqwest::Response, ClientError> {
+        let url = self.url(path);
+        let mut request = self.http.get(url.clone()).timeout(std::time::Duration::from_secs(24 * 3600));
+        for (name, value) in headers {
+            request = request.header(*name, value);
+        }
+        if let Some(token) = &self.token {
+            request = request.bearer_auth(token);
+        }
+        let response = request.send().await.map_err(|source| ClientError::Unreachable { url: url.to_string(), source })?;
+        if response.status().is_success() || response.status() == StatusCode::RANGE_NOT_SATISFIABLE {
+            return Ok(response);
+        }
+        Self::decode::<serde_json::Value>(response).await.and_then(|_| {
+            Err(ClientError::Unexpected { status: StatusCode::INTERNAL_SERVER_ERROR, detail: "unexpected success".into() })
+        })
+    }
+
     pub async fn health(&self) -> Result<Health, ClientError> {
         self.get("/healthz").await
     }

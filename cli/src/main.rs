@@ -6,6 +6,7 @@ mod client;
 mod credentials;
 mod devices;
 mod output;
+mod releases;
 
 use std::process::ExitCode;
 
@@ -84,6 +85,34 @@ enum Command {
     /// Transactions: overview and export
     #[command(name = "tx", subcommand)]
     Transactions(devices::TransactionCommand),
+    /// Make a publisher key pair (offline)
+    Keygen(releases::KeygenArgs),
+    /// Publisher keys
+    #[command(subcommand)]
+    Key(KeyCommand),
+    /// Sign a release artifact's manifest with a publisher key (offline)
+    Sign {
+        /// The artifact; the manifest goes to FILE.manifest.json
+        file: std::path::PathBuf,
+        #[command(flatten)]
+        args: releases::SignArgs,
+    },
+    /// Publish a signed release (upload with progress)
+    Publish(releases::PublishArgs),
+    /// Apps and their publisher keys
+    #[command(subcommand)]
+    App(releases::AppCommand),
+    /// Releases of an app
+    #[command(subcommand)]
+    Release(releases::ReleaseCommand),
+    /// Download a release's artifact (resumes a partial file, checks the sha256)
+    Download(releases::DownloadArgs),
+}
+
+#[derive(Subcommand, Debug)]
+enum KeyCommand {
+    /// Key id and public key of a key file (private or public) or hex
+    Show { file: String },
 }
 
 fn main() -> ExitCode {
@@ -128,6 +157,13 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Operator(c) => accounts::operator(&client, c, out).await?,
         Command::Device(c) => devices::device(&client, c, out).await?,
         Command::Transactions(c) => devices::transactions(&client, c, out).await?,
+        Command::Keygen(args) => releases::keygen(args, out)?,
+        Command::Key(KeyCommand::Show { file }) => releases::key_show(&file, out)?,
+        Command::Sign { file, args } => releases::sign(file, args, out)?,
+        Command::Publish(args) => releases::publish(&client, args, out).await?,
+        Command::App(c) => releases::app(&client, c, out).await?,
+        Command::Release(c) => releases::release(&client, c, out).await?,
+        Command::Download(args) => releases::download(&client, args, out).await?,
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -6,4 +6,5 @@
 
 pub mod accounts;
 pub mod devices;
+pub mod releases;
 pub mod wire;

@@ -185,6 +185,8 @@ settings! {
     login_max_failures_per_address: u32 => u32 = 20, env "TMS_LOGIN_MAX_FAILURES_PER_ADDRESS", secret false;
     /// Seconds over which failed logins are counted [default: 900]
     login_failure_window_secs: u64 => u64 = 900, env "TMS_LOGIN_FAILURE_WINDOW_SECS", secret false;
+    /// Largest release artifact accepted, in bytes [default: 4294967296 (4 GiB)]
+    max_artifact_bytes: u64 => u64 = 4 << 30, env "TMS_MAX_ARTIFACT_BYTES", secret false;
 }
 
 /// Which database backend a URL names.

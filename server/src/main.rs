@@ -149,6 +149,15 @@ fn serve(config: Config) -> anyhow::Result<()> {
     actix_web::rt::System::new().block_on(async move {
         // The S3 client needs a runtime to be built in.
         let blobs = BlobStore::from_config(&config).context("opening the object store")?;
+        // Uploads a crash interrupted are staged under uploads/; a day later they go.
+        let sweeper = blobs.clone();
+        actix_web::rt::spawn(async move {
+            match sweeper.sweep_stale_uploads(std::time::Duration::from_secs(24 * 3600)).await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(removed = n, "removed stale staged uploads"),
+                Err(e) => tracing::warn!(error = %e, "could not sweep staged uploads"),
+            }
+        });
         let mailer = Mailer::from_config(&config).context("setting up e-mail")?;
         let accounts = AccountSettings::from_config(&config);
         let state =

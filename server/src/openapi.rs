@@ -3,7 +3,7 @@
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use crate::http::{accounts, devices, health, terminal};
+use crate::http::{accounts, devices, health, releases, terminal};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -62,8 +62,21 @@ use crate::http::{accounts, devices, health, terminal};
         devices::update_device,
         devices::list_transactions,
         devices::export_transactions,
+        releases::create_app,
+        releases::list_apps,
+        releases::show_app,
+        releases::add_key,
+        releases::revoke_key,
+        releases::publish,
+        releases::list_releases,
+        releases::show_release,
+        releases::withdraw,
+        releases::download,
+        releases::device_download,
     ),
     components(schemas(
+        tms_packages::releases::SignedManifest,
+        tms_packages::releases::ReleaseManifest,
         tms_packages::wire::ErrorEnvelope,
         tms_packages::wire::ErrorBody,
         tms_packages::wire::Health,
@@ -76,6 +89,7 @@ use crate::http::{accounts, devices, health, terminal};
         (name = "accounts", description = "Merchants, orders, locations, users, groups and the audit trail"),
         (name = "terminal", description = "What the payment app on a terminal or phone calls"),
         (name = "devices", description = "Devices and transactions, for support and merchants"),
+        (name = "releases", description = "Apps, publisher keys, signed releases and their artifacts"),
     )
 )]
 pub struct ApiDoc;

@@ -16,6 +16,29 @@ use tms_signing::{Sha256Digest, Sha256Hasher};
 
 use crate::config::{Config, ConfigError, ObjectStoreLocation};
 
+/// Parts of a staged upload: 8 MiB (S3 wants at least 5), at most 2 in
+/// flight, so an upload holds well under 64 MiB whatever its size.
+const STAGE_PART_BYTES: usize = 8 << 20;
+const STAGE_PARTS_IN_FLIGHT: usize = 2;
+
+/// An upload stored under a temporary key, with what it hashed to.
+#[derive(Debug)]
+pub struct Staged {
+    path: Path,
+    pub digest: Sha256Digest,
+    pub size: u64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StageError {
+    #[error("the upload stopped before its end: {0}")]
+    Interrupted(String),
+    #[error("the upload is larger than {limit} bytes")]
+    TooLarge { limit: u64 },
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum StorageError {
     #[error("object store: {0}")]
@@ -152,6 +175,120 @@ impl BlobStore {
         }
         self.store.list_with_delimiter(Some(&Path::from("readyz"))).await?;
         Ok(())
+    }
+
+    /// Streams `chunks` into a temporary object while hashing them, in
+    /// constant memory (the store uploads fixed-size parts as they fill).
+    /// Stops as soon as more than `limit` bytes arrive. Nothing is visible
+    /// under a blob key until `commit` succeeds; on any error the temporary
+    /// object is aborted.
+    pub async fn stage<S, E>(&self, mut chunks: S, limit: u64) -> Result<Staged, StageError>
+    where
+        S: futures_util::Stream<Item = Result<bytes::Bytes, E>> + Unpin,
+        E: std::fmt::Display,
+    {
+        use futures_util::StreamExt;
+        let path = Path::from(format!("uploads/{:032x}", rand::random::<u128>()));
+        let upload = self.store.put_multipart(&path).await.map_err(StorageError::from)?;
+        let mut writer = object_store::WriteMultipart::new_with_chunk_size(upload, STAGE_PART_BYTES);
+        let mut hasher = Sha256Hasher::new();
+        let outcome = loop {
+            match chunks.next().await {
+                None => break Ok(()),
+                Some(Err(e)) => break Err(StageError::Interrupted(e.to_string())),
+                Some(Ok(chunk)) => {
+                    if hasher.len() + chunk.len() as u64 > limit {
+                        break Err(StageError::TooLarge { limit });
+                    }
+                    hasher.update(&chunk);
+                    // Back-pressure: at most a few parts in flight.
+                    if let Err(e) = writer.wait_for_capacity(STAGE_PARTS_IN_FLIGHT).await {
+                        break Err(StageError::Storage(e.into()));
+                    }
+                    writer.put(chunk);
+                }
+            }
+        };
+        match outcome {
+            Ok(()) => {
+                let size = hasher.len();
+                writer.finish().await.map_err(StorageError::from)?;
+                Ok(Staged { path, digest: hasher.finish(), size })
+            }
+            Err(e) => {
+                if let Err(abort) = writer.abort().await {
+                    tracing::warn!(error = %abort, path = %path, "could not abort a staged upload");
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// Moves a staged object to its content address. Create-only: where the
+    /// store can rename without overwriting it does; elsewhere an existing blob
+    /// is left alone, and since the key is the content, copying over a blob
+    /// that appeared meanwhile rewrites the same bytes.
+    pub async fn commit(&self, staged: Staged) -> Result<Sha256Digest, StorageError> {
+        let target = Self::blob_path(&staged.digest);
+        match self.store.rename_if_not_exists(&staged.path, &target).await {
+            Ok(()) => {}
+            Err(object_store::Error::AlreadyExists { .. }) => self.store.delete(&staged.path).await?,
+            Err(object_store::Error::NotSupported { .. } | object_store::Error::NotImplemented { .. }) => {
+                match self.store.head(&target).await {
+                    Ok(_) => {}
+                    Err(object_store::Error::NotFound { .. }) => self.store.copy(&staged.path, &target).await?,
+                    Err(e) => return Err(e.into()),
+                }
+                self.store.delete(&staged.path).await?;
+            }
+            Err(e) => return Err(e.into()),
+        }
+        Ok(staged.digest)
+    }
+
+    /// Throws a staged object away.
+    pub async fn discard(&self, staged: Staged) {
+        if let Err(e) = self.store.delete(&staged.path).await {
+            tracing::warn!(error = %e, path = %staged.path, "could not delete a staged upload");
+        }
+    }
+
+    /// Deletes a blob (one no release refers to any more).
+    pub async fn delete_blob(&self, digest: &Sha256Digest) -> Result<(), StorageError> {
+        match self.store.delete(&Self::blob_path(digest)).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Removes staged uploads older than `age` that a crash left behind.
+    pub async fn sweep_stale_uploads(&self, age: Duration) -> Result<usize, StorageError> {
+        use futures_util::StreamExt;
+        let cutoff = chrono::Utc::now() - chrono::Duration::from_std(age).unwrap_or(chrono::Duration::days(1));
+        let mut listing = self.store.list(Some(&Path::from("uploads")));
+        let mut removed = 0;
+        while let Some(meta) = listing.next().await {
+            let meta = meta?;
+            if meta.last_modified < cutoff {
+                self.store.delete(&meta.location).await?;
+                removed += 1;
+            }
+        }
+        Ok(removed)
+    }
+
+    /// A byte range of a blob as a stream of chunks (the whole blob for `None`).
+    pub async fn read_range(
+        &self,
+        digest: &Sha256Digest,
+        range: Option<std::ops::Range<u64>>,
+    ) -> Result<futures_util::stream::BoxStream<'static, Result<bytes::Bytes, object_store::Error>>, StorageError> {
+        let options = object_store::GetOptions { range: range.map(object_store::GetRange::Bounded), ..Default::default() };
+        match self.store.get_opts(&Self::blob_path(digest), options).await {
+            Ok(result) => Ok(result.into_stream()),
+            Err(object_store::Error::NotFound { .. }) => Err(StorageError::NotFound(*digest)),
+            Err(e) => Err(e.into()),
+        }
     }
 
     /// The underlying store, for streaming reads and writes of large artifacts.

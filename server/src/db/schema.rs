@@ -216,6 +216,54 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    apps (id) {
+        id -> Text,
+        name -> Text,
+        kind -> Text,
+        visibility -> Text,
+        created_at -> Timestamp,
+        created_by -> BigInt,
+    }
+}
+
+diesel::table! {
+    publisher_keys (id) {
+        id -> BigInt,
+        app_id -> Text,
+        key_id -> Text,
+        public_key -> Text,
+        name -> Text,
+        added_at -> Timestamp,
+        added_by -> BigInt,
+        revoked_at -> Nullable<Timestamp>,
+        revoked_by -> Nullable<BigInt>,
+    }
+}
+
+diesel::table! {
+    releases (id) {
+        id -> BigInt,
+        app_id -> Text,
+        kind -> Text,
+        version -> Text,
+        version_code -> BigInt,
+        artifact_sha256 -> Text,
+        artifact_size -> BigInt,
+        models -> Text,
+        min_firmware -> Nullable<Text>,
+        release_notes -> Text,
+        signed_manifest -> Text,
+        key_id -> Text,
+        published_at -> Timestamp,
+        published_by -> BigInt,
+        withdrawn_at -> Nullable<Timestamp>,
+        withdrawn_by -> Nullable<BigInt>,
+    }
+}
+
+diesel::joinable!(publisher_keys -> apps (app_id));
+diesel::joinable!(releases -> apps (app_id));
 diesel::joinable!(device_sessions -> devices (device_id));
 diesel::joinable!(device_sessions -> users (user_id));
 diesel::joinable!(locations -> merchants (merchant_id));
@@ -244,4 +292,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     device_sessions,
     activation_tickets,
     transactions,
+    apps,
+    publisher_keys,
+    releases,
 );

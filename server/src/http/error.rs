@@ -26,6 +26,11 @@ pub enum ErrorCode {
     ActivationTokenInvalid,
     ActivationTicketInvalid,
     PanNotAllowed,
+    InvalidManifest,
+    SignatureInvalid,
+    HashMismatch,
+    SizeMismatch,
+    UploadInterrupted,
     Unauthorized,
     InvalidCredentials,
     TotpRequired,
@@ -45,9 +50,15 @@ pub enum ErrorCode {
     DeviceAlreadyActive,
     ManualStatusNotAllowed,
     NotLoggedIn,
+    UnknownPublisherKey,
+    KeyRevoked,
+    VersionNotHigher,
+    ReleaseExists,
     TwoFactorAlreadyEnabled,
     TwoFactorNotEnabled,
     PayloadTooLarge,
+    ArtifactTooLarge,
+    RangeNotSatisfiable,
     UnsupportedMediaType,
     TooManyAttempts,
     NotReady,
@@ -65,6 +76,11 @@ impl ErrorCode {
         ErrorCode::ActivationTokenInvalid,
         ErrorCode::ActivationTicketInvalid,
         ErrorCode::PanNotAllowed,
+        ErrorCode::InvalidManifest,
+        ErrorCode::SignatureInvalid,
+        ErrorCode::HashMismatch,
+        ErrorCode::SizeMismatch,
+        ErrorCode::UploadInterrupted,
         ErrorCode::Unauthorized,
         ErrorCode::InvalidCredentials,
         ErrorCode::TotpRequired,
@@ -84,9 +100,15 @@ impl ErrorCode {
         ErrorCode::DeviceAlreadyActive,
         ErrorCode::ManualStatusNotAllowed,
         ErrorCode::NotLoggedIn,
+        ErrorCode::UnknownPublisherKey,
+        ErrorCode::KeyRevoked,
+        ErrorCode::VersionNotHigher,
+        ErrorCode::ReleaseExists,
         ErrorCode::TwoFactorAlreadyEnabled,
         ErrorCode::TwoFactorNotEnabled,
         ErrorCode::PayloadTooLarge,
+        ErrorCode::ArtifactTooLarge,
+        ErrorCode::RangeNotSatisfiable,
         ErrorCode::UnsupportedMediaType,
         ErrorCode::TooManyAttempts,
         ErrorCode::NotReady,
@@ -99,6 +121,11 @@ impl ErrorCode {
             ErrorCode::InvalidJson => "invalid_json",
             ErrorCode::InvalidRequest => "invalid_request",
             ErrorCode::WeakPassword => "weak_password",
+            ErrorCode::UploadInterrupted => "upload_interrupted",
+            ErrorCode::SizeMismatch => "size_mismatch",
+            ErrorCode::HashMismatch => "hash_mismatch",
+            ErrorCode::SignatureInvalid => "signature_invalid",
+            ErrorCode::InvalidManifest => "invalid_manifest",
             ErrorCode::PanNotAllowed => "pan_not_allowed",
             ErrorCode::ActivationTicketInvalid => "activation_ticket_invalid",
             ErrorCode::ActivationTokenInvalid => "activation_token_invalid",
@@ -116,6 +143,10 @@ impl ErrorCode {
             ErrorCode::EmailTaken => "email_taken",
             ErrorCode::TerminalAlreadyRegistered => "terminal_already_registered",
             ErrorCode::ProfileInUse => "profile_in_use",
+            ErrorCode::ReleaseExists => "release_exists",
+            ErrorCode::VersionNotHigher => "version_not_higher",
+            ErrorCode::KeyRevoked => "key_revoked",
+            ErrorCode::UnknownPublisherKey => "unknown_publisher_key",
             ErrorCode::NotLoggedIn => "not_logged_in",
             ErrorCode::ManualStatusNotAllowed => "manual_status_not_allowed",
             ErrorCode::DeviceAlreadyActive => "device_already_active",
@@ -123,6 +154,8 @@ impl ErrorCode {
             ErrorCode::LastAdmin => "last_admin",
             ErrorCode::TwoFactorAlreadyEnabled => "two_factor_already_enabled",
             ErrorCode::TwoFactorNotEnabled => "two_factor_not_enabled",
+            ErrorCode::RangeNotSatisfiable => "range_not_satisfiable",
+            ErrorCode::ArtifactTooLarge => "artifact_too_large",
             ErrorCode::PayloadTooLarge => "payload_too_large",
             ErrorCode::UnsupportedMediaType => "unsupported_media_type",
             ErrorCode::TooManyAttempts => "too_many_attempts",
@@ -139,7 +172,12 @@ impl ErrorCode {
             | ErrorCode::WeakPassword
             | ErrorCode::ActivationTokenInvalid
             | ErrorCode::ActivationTicketInvalid
-            | ErrorCode::PanNotAllowed => StatusCode::BAD_REQUEST,
+            | ErrorCode::PanNotAllowed
+            | ErrorCode::InvalidManifest
+            | ErrorCode::SignatureInvalid
+            | ErrorCode::HashMismatch
+            | ErrorCode::SizeMismatch
+            | ErrorCode::UploadInterrupted => StatusCode::BAD_REQUEST,
             ErrorCode::Unauthorized
             | ErrorCode::InvalidCredentials
             | ErrorCode::TotpRequired
@@ -158,9 +196,14 @@ impl ErrorCode {
             | ErrorCode::DeviceAlreadyActive
             | ErrorCode::ManualStatusNotAllowed
             | ErrorCode::NotLoggedIn
+            | ErrorCode::UnknownPublisherKey
+            | ErrorCode::KeyRevoked
+            | ErrorCode::VersionNotHigher
+            | ErrorCode::ReleaseExists
             | ErrorCode::TwoFactorAlreadyEnabled
             | ErrorCode::TwoFactorNotEnabled => StatusCode::CONFLICT,
-            ErrorCode::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            ErrorCode::PayloadTooLarge | ErrorCode::ArtifactTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            ErrorCode::RangeNotSatisfiable => StatusCode::RANGE_NOT_SATISFIABLE,
             ErrorCode::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ErrorCode::TooManyAttempts => StatusCode::TOO_MANY_REQUESTS,
             ErrorCode::NotReady => StatusCode::SERVICE_UNAVAILABLE,

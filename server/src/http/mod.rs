@@ -2,10 +2,12 @@
 //! observing middleware.
 
 pub mod accounts;
+pub mod artifacts;
 pub mod devices;
 pub mod error;
 pub mod health;
 pub mod observe;
+pub mod releases;
 pub mod terminal;
 
 use std::sync::Arc;
@@ -59,6 +61,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     .configure(accounts::routes)
     .configure(terminal::routes)
     .configure(devices::routes)
+    .configure(releases::routes)
     .default_service(web::to(|| async {
         Err::<actix_web::HttpResponse, _>(ApiError::new(ErrorCode::NotFound, "no such endpoint"))
     }));

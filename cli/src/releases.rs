@@ -1,0 +1,474 @@
+//! Publisher keys, signing, publishing and downloading releases.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use base64::Engine;
+use clap::{Args, Subcommand};
+use reqwest::Method;
+use tms_packages::releases::{ReleaseManifest, SignedManifest};
+use tms_packages::wire::releases::*;
+use tms_signing::{PrivateKey, PublicKey, Sha256Reader};
+
+use crate::client::Client;
+use crate::output::{Output, table};
+
+const CHUNK: usize = 256 * 1024;
+
+#[derive(Args, Debug)]
+pub struct KeygenArgs {
+    /// Folder for publisher.key (private, mode 0600) and publisher.pub
+    #[arg(long)]
+    out: PathBuf,
+}
+
+pub fn keygen(args: KeygenArgs, out: Output) -> anyhow::Result<()> {
+    std::fs::create_dir_all(&args.out).with_context(|| format!("creating {}", args.out.display()))?;
+    let private_path = args.out.join("publisher.key");
+    let public_path = args.out.join("publisher.pub");
+    if private_path.exists() || public_path.exists() {
+        bail!("{} already holds a key; refusing to overwrite it", args.out.display());
+    }
+    let key = PrivateKey::generate();
+    key.save_new(&private_path).with_context(|| format!("writing {}", private_path.display()))?;
+    let public = key.public_key();
+    std::fs::write(&public_path, public.to_pem()?).with_context(|| format!("writing {}", public_path.display()))?;
+    let info = serde_json::json!({
+        "key_id": public.key_id(),
+        "public_key": public.to_hex(),
+        "private_key_file": private_path,
+        "public_key_file": public_path,
+    });
+    out.show(&info, |_| {
+        println!("key id      {}", public.key_id());
+        println!("public key  {}", public.to_hex());
+        println!("private key {} (keep it secret)", private_path.display());
+        println!("public key  {}", public_path.display());
+    });
+    Ok(())
+}
+
+/// A public key from a private key file, a public key file or hex.
+fn read_public(text_or_path: &str) -> anyhow::Result<PublicKey> {
+    let text = if Path::new(text_or_path).is_file() {
+        std::fs::read_to_string(text_or_path).with_context(|| format!("reading {text_or_path}"))?
+    } else {
+        text_or_path.to_owned()
+    };
+    if text.contains("PRIVATE KEY") {
+        return Ok(PrivateKey::from_pem(&text)?.public_key());
+    }
+    Ok(PublicKey::parse(&text)?)
+}
+
+pub fn key_show(file: &str, out: Output) -> anyhow::Result<()> {
+    let public = read_public(file)?;
+    let info = serde_json::json!({"key_id": public.key_id(), "public_key": public.to_hex(), "weak": public.is_weak()});
+    out.show(&info, |_| {
+        println!("key id      {}", public.key_id());
+        println!("public key  {}", public.to_hex());
+    });
+    Ok(())
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct SignArgs {
+    /// The publisher's private key (PKCS#8 PEM)
+    #[arg(long)]
+    key: PathBuf,
+    /// App id (Android package name)
+    #[arg(long)]
+    app: String,
+    #[arg(long)]
+    version: String,
+    #[arg(long)]
+    version_code: u64,
+    /// Compatible terminal models, comma-separated (A920,A80)
+    #[arg(long)]
+    models: String,
+    #[arg(long)]
+    min_firmware: Option<String>,
+    #[arg(long, default_value = "")]
+    notes: String,
+    /// app or firmware
+    #[arg(long, default_value = "app")]
+    kind: String,
+}
+
+/// Hashes the artifact (streaming) and signs its manifest.
+fn sign_file(file: &Path, args: &SignArgs) -> anyhow::Result<SignedManifest> {
+    let key = PrivateKey::load(&args.key).with_context(|| format!("reading the key {}", args.key.display()))?;
+    let reader = std::fs::File::open(file).with_context(|| format!("opening {}", file.display()))?;
+    let mut hashing = Sha256Reader::new(std::io::BufReader::with_capacity(CHUNK, reader));
+    std::io::copy(&mut hashing, &mut std::io::sink()).with_context(|| format!("reading {}", file.display()))?;
+    let (digest, size) = hashing.finish();
+    let manifest = ReleaseManifest {
+        app_id: args.app.clone(),
+        kind: args.kind.clone(),
+        version: args.version.clone(),
+        version_code: args.version_code,
+        artifact_sha256: digest.to_hex(),
+        artifact_size: size,
+        models: args.models.split(',').map(|m| m.trim().to_uppercase()).filter(|m| !m.is_empty()).collect(),
+        min_firmware: args.min_firmware.clone(),
+        release_notes: args.notes.clone(),
+        created_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+    };
+    manifest.validate().map_err(|e| anyhow::anyhow!("the manifest is not valid: {e}"))?;
+    Ok(SignedManifest::sign(manifest, &key))
+}
+
+fn manifest_path(file: &Path) -> PathBuf {
+    let mut name = file.file_name().unwrap_or_default().to_os_string();
+    name.push(".manifest.json");
+    file.with_file_name(name)
+}
+
+pub fn sign(file: PathBuf, args: SignArgs, out: Output) -> anyhow::Result<()> {
+    let signed = sign_file(&file, &args)?;
+    let path = manifest_path(&file);
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    let mut f = options.open(&path).with_context(|| format!("writing {} (it must not exist yet)", path.display()))?;
+    f.write_all(serde_json::to_string_pretty(&signed)?.as_bytes())?;
+    out.show(&signed, |s| {
+        println!("signed {} {} ({} bytes, sha256 {})", s.manifest.app_id, s.manifest.version, s.manifest.artifact_size, s.manifest.artifact_sha256);
+        println!("manifest    {}", path.display());
+    });
+    Ok(())
+}
+
+/// Progress on stderr: a live line on a terminal, a line every 10 % otherwise.
+struct Progress {
+    done: Arc<AtomicU64>,
+    task: tokio::task::JoinHandle<()>,
+    started: Instant,
+}
+
+fn human(bytes: f64) -> String {
+    const UNITS: [&str; 4] = ["B", "KiB", "MiB", "GiB"];
+    let mut value = bytes;
+    let mut unit = 0;
+    while value >= 1024.0 && unit < UNITS.len() - 1 {
+        value /= 1024.0;
+        unit += 1;
+    }
+    format!("{value:.1} {}", UNITS[unit])
+}
+
+impl Progress {
+    fn start(verb: &'static str, total: u64, already: u64) -> Progress {
+        let done = Arc::new(AtomicU64::new(already));
+        let started = Instant::now();
+        let tty = std::io::IsTerminal::is_terminal(&std::io::stderr());
+        let counter = done.clone();
+        let task = tokio::spawn(async move {
+            let mut last_tenth = already * 10 / total.max(1);
+            loop {
+                tokio::time::sleep(Duration::from_millis(if tty { 200 } else { 500 })).await;
+                let now = counter.load(Ordering::Relaxed);
+                let elapsed = started.elapsed().as_secs_f64().max(0.001);
+                let rate = (now - already) as f64 / elapsed;
+                let eta = if rate > 0.0 { (total.saturating_sub(now)) as f64 / rate } else { 0.0 };
+                if tty {
+                    eprint!("\r{verb} {} / {}  {}/s  ETA {:>4.0}s   ", human(now as f64), human(total as f64), human(rate), eta);
+                } else if now * 10 / total.max(1) > last_tenth {
+                    last_tenth = now * 10 / total.max(1);
+                    eprintln!("{verb} {}% ({} of {}, {}/s)", last_tenth * 10, human(now as f64), human(total as f64), human(rate));
+                }
+            }
+        });
+        Progress { done, task, started }
+    }
+
+    fn finish(self, verb: &str, total: u64) {
+        self.task.abort();
+        let secs = self.started.elapsed().as_secs_f64().max(0.001);
+        eprintln!("\r{verb} {} in {secs:.1}s ({}/s){}", human(total as f64), human(total as f64 / secs), " ".repeat(20));
+    }
+}
+
+#[derive(Args, Debug)]
+pub struct PublishArgs {
+    /// The artifact (APK or firmware image)
+    file: PathBuf,
+    /// The signed manifest [default: FILE.manifest.json, or sign now with --key …]
+    #[arg(long, conflicts_with = "key")]
+    manifest: Option<PathBuf>,
+    /// Sign now instead of reading a manifest (same flags as `tms sign`)
+    #[arg(long, requires_all = ["app", "version", "version_code", "models"])]
+    key: Option<PathBuf>,
+    #[arg(long)]
+    app: Option<String>,
+    #[arg(long)]
+    version: Option<String>,
+    #[arg(long)]
+    version_code: Option<u64>,
+    #[arg(long)]
+    models: Option<String>,
+    #[arg(long)]
+    min_firmware: Option<String>,
+    #[arg(long, default_value = "")]
+    notes: String,
+    #[arg(long, default_value = "app")]
+    kind: String,
+}
+
+pub async fn publish(client: &Client, args: PublishArgs, out: Output) -> anyhow::Result<()> {
+    let signed: SignedManifest = match (&args.key, &args.manifest) {
+        (Some(key), _) => sign_file(
+            &args.file,
+            &SignArgs {
+                key: key.clone(),
+                app: args.app.clone().unwrap_or_default(),
+                version: args.version.clone().unwrap_or_default(),
+                version_code: args.version_code.unwrap_or_default(),
+                models: args.models.clone().unwrap_or_default(),
+                min_firmware: args.min_firmware.clone(),
+                notes: args.notes.clone(),
+                kind: args.kind.clone(),
+            },
+        )?,
+        (None, manifest) => {
+            let path = manifest.clone().unwrap_or_else(|| manifest_path(&args.file));
+            let text = std::fs::read_to_string(&path)
+                .with_context(|| format!("reading the manifest {} (sign first, or pass --key …)", path.display()))?;
+            serde_json::from_str(&text).with_context(|| format!("{} is not a signed manifest", path.display()))?
+        }
+    };
+    let size = std::fs::metadata(&args.file).with_context(|| format!("reading {}", args.file.display()))?.len();
+    if size != signed.manifest.artifact_size {
+        bail!("{} has {size} bytes but its manifest says {}: sign it again", args.file.display(), signed.manifest.artifact_size);
+    }
+    let header = base64::engine::general_purpose::STANDARD.encode(serde_json::to_vec(&signed)?);
+    let file = tokio::fs::File::open(&args.file).await.with_context(|| format!("opening {}", args.file.display()))?;
+    let progress = Progress::start("uploading", size, 0);
+    let counter = progress.done.clone();
+    let stream = futures_util::stream::unfold(file, move |mut file| {
+        let counter = counter.clone();
+        async move {
+            use tokio::io::AsyncReadExt;
+            let mut buf = vec![0u8; CHUNK];
+            match file.read(&mut buf).await {
+                Ok(0) => None,
+                Ok(n) => {
+                    buf.truncate(n);
+                    counter.fetch_add(n as u64, Ordering::Relaxed);
+                    Some((Ok::<_, std::io::Error>(bytes::Bytes::from(buf)), file))
+                }
+                Err(e) => Some((Err(e), file)),
+            }
+        }
+    });
+    let path = format!("/api/v1/apps/{}/releases", signed.manifest.app_id);
+    let result: Result<ReleaseView, _> =
+        client.upload(&path, &[(MANIFEST_HEADER, header)], size, reqwest::Body::wrap_stream(stream)).await;
+    match result {
+        Ok(release) => {
+            progress.finish("uploaded", size);
+            out.show(&release, |r| println!("published {} {} as release {}", r.app_id, r.version, r.id));
+            Ok(())
+        }
+        Err(e) => {
+            progress.task.abort();
+            eprintln!();
+            Err(e.into())
+        }
+    }
+}
+
+#[derive(Args, Debug)]
+pub struct DownloadArgs {
+    app: String,
+    version: String,
+    /// Where to write it; a partial file there is resumed
+    #[arg(long)]
+    out: PathBuf,
+}
+
+/// Downloads an artifact, resuming a partial file, and checks its sha256.
+pub async fn download(client: &Client, args: DownloadArgs, out: Output) -> anyhow::Result<()> {
+    let release: ReleaseView = client.get(&format!("/api/v1/apps/{}/releases/{}", args.app, args.version)).await?;
+    let total = release.artifact_size;
+    let have = std::fs::metadata(&args.out).map(|m| m.len()).unwrap_or(0);
+    let etag = format!("\"{}\"", release.artifact_sha256);
+    let mut headers = vec![];
+    if have > 0 && have < total {
+        headers.push(("range", format!("bytes={have}-")));
+        headers.push(("if-range", etag.clone()));
+    }
+    let mut written = 0;
+    if have < total {
+        let mut response = client.get_stream(&release.download_path, &headers).await?;
+        let resumed = response.status() == reqwest::StatusCode::PARTIAL_CONTENT;
+        let start = if resumed { have } else { 0 };
+        let mut file = std::fs::OpenOptions::new()
+            .create(true)
+            .write(true)
+            .append(resumed)
+            .truncate(!resumed)
+            .open(&args.out)
+            .with_context(|| format!("writing {}", args.out.display()))?;
+        if resumed {
+            eprintln!("resuming at {}", human(start as f64));
+        }
+        let progress = Progress::start("downloading", total, start);
+        while let Some(chunk) = response.chunk().await.context("the download stopped; run the command again to resume")? {
+            file.write_all(&chunk)?;
+            written += chunk.len() as u64;
+            progress.done.fetch_add(chunk.len() as u64, Ordering::Relaxed);
+        }
+        file.sync_all()?;
+        progress.finish("downloaded", total - start);
+    }
+    let (digest, size) = tms_signing::sha256_reader(std::io::BufReader::with_capacity(CHUNK, std::fs::File::open(&args.out)?))?;
+    if size != total || digest.to_hex() != release.artifact_sha256 {
+        bail!("{} does not match the release (sha256 {digest}, {size} bytes): delete it and download again", args.out.display());
+    }
+    let info = serde_json::json!({"file": args.out, "sha256": digest.to_hex(), "size": size, "downloaded": written});
+    out.show(&info, |_| println!("{} verified (sha256 {digest})", args.out.display()));
+    Ok(())
+}
+
+#[derive(Subcommand, Debug)]
+pub enum AppCommand {
+    /// Register an app
+    Create {
+        /// Android package name
+        #[arg(long)]
+        id: String,
+        #[arg(long)]
+        name: String,
+        /// app or firmware
+        #[arg(long, default_value = "app")]
+        kind: String,
+        /// system, store or private
+        #[arg(long, default_value = "system")]
+        visibility: String,
+    },
+    List,
+    Show { id: String },
+    /// Publisher keys allowed to sign the app's releases
+    #[command(subcommand)]
+    Key(AppKeyCommand),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum AppKeyCommand {
+    /// Allow a publisher key (a .pub file, a private key file or hex)
+    Add {
+        app: String,
+        #[arg(long)]
+        name: String,
+        #[arg(long)]
+        public_key: String,
+    },
+    /// Revoke a key: it signs nothing new
+    Revoke { app: String, key_id: String },
+}
+
+fn print_app(a: &AppView) {
+    println!("id          {}", a.id);
+    println!("name        {}", a.name);
+    println!("kind        {}", a.kind);
+    println!("visibility  {}", a.visibility);
+    for k in &a.keys {
+        println!(
+            "key         {} {:?}{}",
+            k.key_id,
+            k.name,
+            k.revoked_at.as_ref().map(|r| format!(" (revoked {r})")).unwrap_or_default()
+        );
+    }
+}
+
+pub async fn app(client: &Client, command: AppCommand, out: Output) -> anyhow::Result<()> {
+    let app: AppView = match command {
+        AppCommand::Create { id, name, kind, visibility } => {
+            client.call(Method::POST, "/api/v1/apps", Some(&CreateAppRequest { id, name, kind, visibility })).await?
+        }
+        AppCommand::List => {
+            let list: Vec<AppView> = client.get("/api/v1/apps").await?;
+            out.show(&list, |l| {
+                table(
+                    &["ID", "NAME", "KIND", "VISIBILITY", "KEYS"],
+                    l.iter().map(|a| {
+                        vec![a.id.clone(), a.name.clone(), a.kind.clone(), a.visibility.clone(), a.keys.len().to_string()]
+                    }),
+                )
+            });
+            return Ok(());
+        }
+        AppCommand::Show { id } => client.get(&format!("/api/v1/apps/{id}")).await?,
+        AppCommand::Key(AppKeyCommand::Add { app, name, public_key }) => {
+            let key = read_public(&public_key)?;
+            let body = AddPublisherKeyRequest { name, public_key: key.to_hex() };
+            client.call(Method::POST, &format!("/api/v1/apps/{app}/keys"), Some(&body)).await?
+        }
+        AppCommand::Key(AppKeyCommand::Revoke { app, key_id }) => {
+            client.call(Method::POST, &format!("/api/v1/apps/{app}/keys/{key_id}/revoke"), None::<&()>).await?
+        }
+    };
+    out.show(&app, print_app);
+    Ok(())
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ReleaseCommand {
+    List { app: String },
+    Show { app: String, version: String },
+    /// Withdraw a release: never offered again (terminals that have it keep it)
+    Withdraw { app: String, version: String },
+}
+
+fn print_release(r: &ReleaseView) {
+    println!("id           {}", r.id);
+    println!("app          {} ({})", r.app_id, r.kind);
+    println!("version      {} (code {})", r.version, r.version_code);
+    println!("artifact     {} bytes, sha256 {}", r.artifact_size, r.artifact_sha256);
+    println!("models       {}", r.models.join(","));
+    println!("min firmware {}", r.min_firmware.as_deref().unwrap_or("-"));
+    println!("signed by    {}", r.key_id);
+    println!("published    {}", r.published_at);
+    if let Some(w) = &r.withdrawn_at {
+        println!("withdrawn    {w}");
+    }
+    if !r.release_notes.is_empty() {
+        println!("notes        {}", r.release_notes);
+    }
+}
+
+pub async fn release(client: &Client, command: ReleaseCommand, out: Output) -> anyhow::Result<()> {
+    let release: ReleaseView = match command {
+        ReleaseCommand::List { app } => {
+            let list: Vec<ReleaseView> = client.get(&format!("/api/v1/apps/{app}/releases")).await?;
+            out.show(&list, |l| {
+                table(
+                    &["ID", "VERSION", "CODE", "SIZE", "MODELS", "PUBLISHED", "WITHDRAWN"],
+                    l.iter().map(|r| {
+                        vec![
+                            r.id.to_string(),
+                            r.version.clone(),
+                            r.version_code.to_string(),
+                            human(r.artifact_size as f64),
+                            r.models.join(","),
+                            r.published_at.clone(),
+                            r.withdrawn_at.clone().unwrap_or_else(|| "-".into()),
+                        ]
+                    }),
+                )
+            });
+            return Ok(());
+        }
+        ReleaseCommand::Show { app, version } => client.get(&format!("/api/v1/apps/{app}/releases/{version}")).await?,
+        ReleaseCommand::Withdraw { app, version } => {
+            client.call(Method::POST, &format!("/api/v1/apps/{app}/releases/{version}/withdraw"), None::<&()>).await?
+        }
+    };
+    out.show(&release, print_release);
+    Ok(())
+}

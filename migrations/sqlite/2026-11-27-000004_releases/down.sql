@@ -1,0 +1,3 @@
+DROP TABLE releases;
+DROP TABLE publisher_keys;
+DROP TABLE apps;
