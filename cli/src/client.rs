@@ -161,13 +161,20 @@ impl Client {
         if let Some(token) = &self.token {
             request = request.bearer_auth(token);
         }
-        let response = request.send().await.map_err(|source| ClientError::Unreachable { url: url.to_string(), source })?;
+        let response = request
+            .send()
+            .await
+            .map_err(|source| ClientError::Unreachable { url: url.to_string(), source })?;
         Self::decode(response).await
     }
 
     /// A GET with extra headers whose answer is streamed by the caller
     /// (resumable downloads); error answers are decoded as usual.
-    pub async fn get_stream(&self, path: &str, headers: &[(&str, String)]) -> Result<reqwest::Response, ClientError> {
+    pub async fn get_stream(
+        &self,
+        path: &str,
+        headers: &[(&str, String)],
+    ) -> Result<reqwest::Response, ClientError> {
         let url = self.url(path);
         let mut request = self.http.get(url.clone()).timeout(std::time::Duration::from_secs(24 * 3600));
         for (name, value) in headers {
@@ -176,12 +183,18 @@ impl Client {
         if let Some(token) = &self.token {
             request = request.bearer_auth(token);
         }
-        let response = request.send().await.map_err(|source| ClientError::Unreachable { url: url.to_string(), source })?;
+        let response = request
+            .send()
+            .await
+            .map_err(|source| ClientError::Unreachable { url: url.to_string(), source })?;
         if response.status().is_success() || response.status() == StatusCode::RANGE_NOT_SATISFIABLE {
             return Ok(response);
         }
         Self::decode::<serde_json::Value>(response).await.and_then(|_| {
-            Err(ClientError::Unexpected { status: StatusCode::INTERNAL_SERVER_ERROR, detail: "unexpected success".into() })
+            Err(ClientError::Unexpected {
+                status: StatusCode::INTERNAL_SERVER_ERROR,
+                detail: "unexpected success".into(),
+            })
         })
     }
 

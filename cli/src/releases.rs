@@ -36,7 +36,8 @@ pub fn keygen(args: KeygenArgs, out: Output) -> anyhow::Result<()> {
     let key = PrivateKey::generate();
     key.save_new(&private_path).with_context(|| format!("writing {}", private_path.display()))?;
     let public = key.public_key();
-    std::fs::write(&public_path, public.to_pem()?).with_context(|| format!("writing {}", public_path.display()))?;
+    std::fs::write(&public_path, public.to_pem()?)
+        .with_context(|| format!("writing {}", public_path.display()))?;
     let info = serde_json::json!({
         "key_id": public.key_id(),
         "public_key": public.to_hex(),
@@ -101,10 +102,12 @@ pub struct SignArgs {
 
 /// Hashes the artifact (streaming) and signs its manifest.
 fn sign_file(file: &Path, args: &SignArgs) -> anyhow::Result<SignedManifest> {
-    let key = PrivateKey::load(&args.key).with_context(|| format!("reading the key {}", args.key.display()))?;
+    let key =
+        PrivateKey::load(&args.key).with_context(|| format!("reading the key {}", args.key.display()))?;
     let reader = std::fs::File::open(file).with_context(|| format!("opening {}", file.display()))?;
     let mut hashing = Sha256Reader::new(std::io::BufReader::with_capacity(CHUNK, reader));
-    std::io::copy(&mut hashing, &mut std::io::sink()).with_context(|| format!("reading {}", file.display()))?;
+    std::io::copy(&mut hashing, &mut std::io::sink())
+        .with_context(|| format!("reading {}", file.display()))?;
     let (digest, size) = hashing.finish();
     let manifest = ReleaseManifest {
         app_id: args.app.clone(),
@@ -133,10 +136,14 @@ pub fn sign(file: PathBuf, args: SignArgs, out: Output) -> anyhow::Result<()> {
     let path = manifest_path(&file);
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create_new(true);
-    let mut f = options.open(&path).with_context(|| format!("writing {} (it must not exist yet)", path.display()))?;
+    let mut f =
+        options.open(&path).with_context(|| format!("writing {} (it must not exist yet)", path.display()))?;
     f.write_all(serde_json::to_string_pretty(&signed)?.as_bytes())?;
     out.show(&signed, |s| {
-        println!("signed {} {} ({} bytes, sha256 {})", s.manifest.app_id, s.manifest.version, s.manifest.artifact_size, s.manifest.artifact_sha256);
+        println!(
+            "signed {} {} ({} bytes, sha256 {})",
+            s.manifest.app_id, s.manifest.version, s.manifest.artifact_size, s.manifest.artifact_sha256
+        );
         println!("manifest    {}", path.display());
     });
     Ok(())
@@ -175,10 +182,22 @@ impl Progress {
                 let rate = (now - already) as f64 / elapsed;
                 let eta = if rate > 0.0 { (total.saturating_sub(now)) as f64 / rate } else { 0.0 };
                 if tty {
-                    eprint!("\r{verb} {} / {}  {}/s  ETA {:>4.0}s   ", human(now as f64), human(total as f64), human(rate), eta);
+                    eprint!(
+                        "\r{verb} {} / {}  {}/s  ETA {:>4.0}s   ",
+                        human(now as f64),
+                        human(total as f64),
+                        human(rate),
+                        eta
+                    );
                 } else if now * 10 / total.max(1) > last_tenth {
                     last_tenth = now * 10 / total.max(1);
-                    eprintln!("{verb} {}% ({} of {}, {}/s)", last_tenth * 10, human(now as f64), human(total as f64), human(rate));
+                    eprintln!(
+                        "{verb} {}% ({} of {}, {}/s)",
+                        last_tenth * 10,
+                        human(now as f64),
+                        human(total as f64),
+                        human(rate)
+                    );
                 }
             }
         });
@@ -188,7 +207,12 @@ impl Progress {
     fn finish(self, verb: &str, total: u64) {
         self.task.abort();
         let secs = self.started.elapsed().as_secs_f64().max(0.001);
-        eprintln!("\r{verb} {} in {secs:.1}s ({}/s){}", human(total as f64), human(total as f64 / secs), " ".repeat(20));
+        eprintln!(
+            "\r{verb} {} in {secs:.1}s ({}/s){}",
+            human(total as f64),
+            human(total as f64 / secs),
+            " ".repeat(20)
+        );
     }
 }
 
@@ -235,17 +259,26 @@ pub async fn publish(client: &Client, args: PublishArgs, out: Output) -> anyhow:
         )?,
         (None, manifest) => {
             let path = manifest.clone().unwrap_or_else(|| manifest_path(&args.file));
-            let text = std::fs::read_to_string(&path)
-                .with_context(|| format!("reading the manifest {} (sign first, or pass --key …)", path.display()))?;
-            serde_json::from_str(&text).with_context(|| format!("{} is not a signed manifest", path.display()))?
+            let text = std::fs::read_to_string(&path).with_context(|| {
+                format!("reading the manifest {} (sign first, or pass --key …)", path.display())
+            })?;
+            serde_json::from_str(&text)
+                .with_context(|| format!("{} is not a signed manifest", path.display()))?
         }
     };
-    let size = std::fs::metadata(&args.file).with_context(|| format!("reading {}", args.file.display()))?.len();
+    let size =
+        std::fs::metadata(&args.file).with_context(|| format!("reading {}", args.file.display()))?.len();
     if size != signed.manifest.artifact_size {
-        bail!("{} has {size} bytes but its manifest says {}: sign it again", args.file.display(), signed.manifest.artifact_size);
+        bail!(
+            "{} has {size} bytes but its manifest says {}: sign it again",
+            args.file.display(),
+            signed.manifest.artifact_size
+        );
     }
     let header = base64::engine::general_purpose::STANDARD.encode(serde_json::to_vec(&signed)?);
-    let file = tokio::fs::File::open(&args.file).await.with_context(|| format!("opening {}", args.file.display()))?;
+    let file = tokio::fs::File::open(&args.file)
+        .await
+        .with_context(|| format!("opening {}", args.file.display()))?;
     let progress = Progress::start("uploading", size, 0);
     let counter = progress.done.clone();
     let stream = futures_util::stream::unfold(file, move |mut file| {
@@ -292,7 +325,8 @@ pub struct DownloadArgs {
 
 /// Downloads an artifact, resuming a partial file, and checks its sha256.
 pub async fn download(client: &Client, args: DownloadArgs, out: Output) -> anyhow::Result<()> {
-    let release: ReleaseView = client.get(&format!("/api/v1/apps/{}/releases/{}", args.app, args.version)).await?;
+    let release: ReleaseView =
+        client.get(&format!("/api/v1/apps/{}/releases/{}", args.app, args.version)).await?;
     let total = release.artifact_size;
     let have = std::fs::metadata(&args.out).map(|m| m.len()).unwrap_or(0);
     let etag = format!("\"{}\"", release.artifact_sha256);
@@ -317,7 +351,9 @@ pub async fn download(client: &Client, args: DownloadArgs, out: Output) -> anyho
             eprintln!("resuming at {}", human(start as f64));
         }
         let progress = Progress::start("downloading", total, start);
-        while let Some(chunk) = response.chunk().await.context("the download stopped; run the command again to resume")? {
+        while let Some(chunk) =
+            response.chunk().await.context("the download stopped; run the command again to resume")?
+        {
             file.write_all(&chunk)?;
             written += chunk.len() as u64;
             progress.done.fetch_add(chunk.len() as u64, Ordering::Relaxed);
@@ -325,11 +361,18 @@ pub async fn download(client: &Client, args: DownloadArgs, out: Output) -> anyho
         file.sync_all()?;
         progress.finish("downloaded", total - start);
     }
-    let (digest, size) = tms_signing::sha256_reader(std::io::BufReader::with_capacity(CHUNK, std::fs::File::open(&args.out)?))?;
+    let (digest, size) = tms_signing::sha256_reader(std::io::BufReader::with_capacity(
+        CHUNK,
+        std::fs::File::open(&args.out)?,
+    ))?;
     if size != total || digest.to_hex() != release.artifact_sha256 {
-        bail!("{} does not match the release (sha256 {digest}, {size} bytes): delete it and download again", args.out.display());
+        bail!(
+            "{} does not match the release (sha256 {digest}, {size} bytes): delete it and download again",
+            args.out.display()
+        );
     }
-    let info = serde_json::json!({"file": args.out, "sha256": digest.to_hex(), "size": size, "downloaded": written});
+    let info =
+        serde_json::json!({"file": args.out, "sha256": digest.to_hex(), "size": size, "downloaded": written});
     out.show(&info, |_| println!("{} verified (sha256 {digest})", args.out.display()));
     Ok(())
 }
@@ -351,7 +394,9 @@ pub enum AppCommand {
         visibility: String,
     },
     List,
-    Show { id: String },
+    Show {
+        id: String,
+    },
     /// Publisher keys allowed to sign the app's releases
     #[command(subcommand)]
     Key(AppKeyCommand),
@@ -389,7 +434,9 @@ fn print_app(a: &AppView) {
 pub async fn app(client: &Client, command: AppCommand, out: Output) -> anyhow::Result<()> {
     let app: AppView = match command {
         AppCommand::Create { id, name, kind, visibility } => {
-            client.call(Method::POST, "/api/v1/apps", Some(&CreateAppRequest { id, name, kind, visibility })).await?
+            client
+                .call(Method::POST, "/api/v1/apps", Some(&CreateAppRequest { id, name, kind, visibility }))
+                .await?
         }
         AppCommand::List => {
             let list: Vec<AppView> = client.get("/api/v1/apps").await?;
@@ -397,7 +444,13 @@ pub async fn app(client: &Client, command: AppCommand, out: Output) -> anyhow::R
                 table(
                     &["ID", "NAME", "KIND", "VISIBILITY", "KEYS"],
                     l.iter().map(|a| {
-                        vec![a.id.clone(), a.name.clone(), a.kind.clone(), a.visibility.clone(), a.keys.len().to_string()]
+                        vec![
+                            a.id.clone(),
+                            a.name.clone(),
+                            a.kind.clone(),
+                            a.visibility.clone(),
+                            a.keys.len().to_string(),
+                        ]
                     }),
                 )
             });
@@ -410,7 +463,9 @@ pub async fn app(client: &Client, command: AppCommand, out: Output) -> anyhow::R
             client.call(Method::POST, &format!("/api/v1/apps/{app}/keys"), Some(&body)).await?
         }
         AppCommand::Key(AppKeyCommand::Revoke { app, key_id }) => {
-            client.call(Method::POST, &format!("/api/v1/apps/{app}/keys/{key_id}/revoke"), None::<&()>).await?
+            client
+                .call(Method::POST, &format!("/api/v1/apps/{app}/keys/{key_id}/revoke"), None::<&()>)
+                .await?
         }
     };
     out.show(&app, print_app);
@@ -419,10 +474,18 @@ pub async fn app(client: &Client, command: AppCommand, out: Output) -> anyhow::R
 
 #[derive(Subcommand, Debug)]
 pub enum ReleaseCommand {
-    List { app: String },
-    Show { app: String, version: String },
+    List {
+        app: String,
+    },
+    Show {
+        app: String,
+        version: String,
+    },
     /// Withdraw a release: never offered again (terminals that have it keep it)
-    Withdraw { app: String, version: String },
+    Withdraw {
+        app: String,
+        version: String,
+    },
 }
 
 fn print_release(r: &ReleaseView) {
@@ -464,9 +527,13 @@ pub async fn release(client: &Client, command: ReleaseCommand, out: Output) -> a
             });
             return Ok(());
         }
-        ReleaseCommand::Show { app, version } => client.get(&format!("/api/v1/apps/{app}/releases/{version}")).await?,
+        ReleaseCommand::Show { app, version } => {
+            client.get(&format!("/api/v1/apps/{app}/releases/{version}")).await?
+        }
         ReleaseCommand::Withdraw { app, version } => {
-            client.call(Method::POST, &format!("/api/v1/apps/{app}/releases/{version}/withdraw"), None::<&()>).await?
+            client
+                .call(Method::POST, &format!("/api/v1/apps/{app}/releases/{version}/withdraw"), None::<&()>)
+                .await?
         }
     };
     out.show(&release, print_release);

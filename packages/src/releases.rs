@@ -75,19 +75,24 @@ pub fn is_package_name(id: &str) -> bool {
         && parts.len() >= 2
         && parts.iter().all(|p| {
             let mut chars = p.chars();
-            chars.next().is_some_and(|c| c.is_ascii_alphabetic()) && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+            chars.next().is_some_and(|c| c.is_ascii_alphabetic())
+                && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
         })
 }
 
 /// A terminal model name: 1 to 20 upper-case letters, digits or dashes.
 pub fn is_model(model: &str) -> bool {
-    (1..=20).contains(&model.len()) && model.bytes().all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'-')
+    (1..=20).contains(&model.len())
+        && model.bytes().all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'-')
 }
 
 impl ReleaseManifest {
     pub fn validate(&self) -> Result<semver::Version, ManifestError> {
         if !is_package_name(&self.app_id) {
-            return Err(invalid("app_id", format!("{:?} is not an Android package name (e.g. eu.ccv.salespoint)", self.app_id)));
+            return Err(invalid(
+                "app_id",
+                format!("{:?} is not an Android package name (e.g. eu.ccv.salespoint)", self.app_id),
+            ));
         }
         if !KINDS.contains(&self.kind.as_str()) {
             return Err(invalid("kind", "app or firmware"));
@@ -97,7 +102,9 @@ impl ReleaseManifest {
         if self.version_code == 0 || self.version_code > i64::MAX as u64 {
             return Err(invalid("version_code", "a positive integer"));
         }
-        if self.artifact_sha256.len() != 64 || !self.artifact_sha256.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
+        if self.artifact_sha256.len() != 64
+            || !self.artifact_sha256.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+        {
             return Err(invalid("artifact_sha256", "64 lower-case hex characters"));
         }
         if self.artifact_size == 0 || self.artifact_size > i64::MAX as u64 {
@@ -157,7 +164,11 @@ pub enum OrderError {
 
 /// A new release must be higher than every existing one of the app on both
 /// the semantic version and the version code (Android refuses a lower code).
-pub fn check_order(version: &semver::Version, code: u64, existing: &[(semver::Version, u64)]) -> Result<(), OrderError> {
+pub fn check_order(
+    version: &semver::Version,
+    code: u64,
+    existing: &[(semver::Version, u64)],
+) -> Result<(), OrderError> {
     if existing.iter().any(|(v, _)| v == version) {
         return Err(OrderError::Exists);
     }
@@ -197,7 +208,10 @@ mod tests {
         assert_eq!(field(ReleaseManifest { app_id: "salespoint".into(), ..manifest() }), "app_id");
         assert_eq!(field(ReleaseManifest { version: "4.2".into(), ..manifest() }), "version");
         assert_eq!(field(ReleaseManifest { version_code: 0, ..manifest() }), "version_code");
-        assert_eq!(field(ReleaseManifest { artifact_sha256: "A".repeat(64), ..manifest() }), "artifact_sha256");
+        assert_eq!(
+            field(ReleaseManifest { artifact_sha256: "A".repeat(64), ..manifest() }),
+            "artifact_sha256"
+        );
         assert_eq!(field(ReleaseManifest { models: vec!["a920".into()], ..manifest() }), "models");
         assert_eq!(field(ReleaseManifest { models: vec![], ..manifest() }), "models");
         assert_eq!(field(ReleaseManifest { kind: "plugin".into(), ..manifest() }), "kind");
@@ -231,6 +245,9 @@ mod tests {
         assert!(matches!(check_order(&v("4.3.0"), 420, &existing), Err(OrderError::NotHigher { .. })));
         assert!(matches!(check_order(&v("4.1.5"), 500, &existing), Err(OrderError::NotHigher { .. })));
         assert_eq!(check_order(&v("1.0.0"), 1, &[]), Ok(()));
-        assert!(matches!(check_order(&v("4.3.0-beta.1"), 425, &[(v("4.3.0"), 430)]), Err(OrderError::NotHigher { .. })));
+        assert!(matches!(
+            check_order(&v("4.3.0-beta.1"), 425, &[(v("4.3.0"), 430)]),
+            Err(OrderError::NotHigher { .. })
+        ));
     }
 }

@@ -9,6 +9,6 @@ pub mod devices;
 pub mod http;
 pub mod mail;
 pub mod metrics;
-pub mod releases;
 pub mod openapi;
+pub mod releases;
 pub mod storage;

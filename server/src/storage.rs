@@ -236,7 +236,9 @@ impl BlobStore {
             Err(object_store::Error::NotSupported { .. } | object_store::Error::NotImplemented { .. }) => {
                 match self.store.head(&target).await {
                     Ok(_) => {}
-                    Err(object_store::Error::NotFound { .. }) => self.store.copy(&staged.path, &target).await?,
+                    Err(object_store::Error::NotFound { .. }) => {
+                        self.store.copy(&staged.path, &target).await?
+                    }
                     Err(e) => return Err(e.into()),
                 }
                 self.store.delete(&staged.path).await?;
@@ -264,7 +266,8 @@ impl BlobStore {
     /// Removes staged uploads older than `age` that a crash left behind.
     pub async fn sweep_stale_uploads(&self, age: Duration) -> Result<usize, StorageError> {
         use futures_util::StreamExt;
-        let cutoff = chrono::Utc::now() - chrono::Duration::from_std(age).unwrap_or(chrono::Duration::days(1));
+        let cutoff =
+            chrono::Utc::now() - chrono::Duration::from_std(age).unwrap_or(chrono::Duration::days(1));
         let mut listing = self.store.list(Some(&Path::from("uploads")));
         let mut removed = 0;
         while let Some(meta) = listing.next().await {
@@ -282,8 +285,14 @@ impl BlobStore {
         &self,
         digest: &Sha256Digest,
         range: Option<std::ops::Range<u64>>,
-    ) -> Result<futures_util::stream::BoxStream<'static, Result<bytes::Bytes, object_store::Error>>, StorageError> {
-        let options = object_store::GetOptions { range: range.map(object_store::GetRange::Bounded), ..Default::default() };
+    ) -> Result<
+        futures_util::stream::BoxStream<'static, Result<bytes::Bytes, object_store::Error>>,
+        StorageError,
+    > {
+        let options = object_store::GetOptions {
+            range: range.map(object_store::GetRange::Bounded),
+            ..Default::default()
+        };
         match self.store.get_opts(&Self::blob_path(digest), options).await {
             Ok(result) => Ok(result.into_stream()),
             Err(object_store::Error::NotFound { .. }) => Err(StorageError::NotFound(*digest)),

@@ -23,7 +23,9 @@ fn write(value: &Value, out: &mut Vec<u8>) -> Result<(), SigningError> {
             }
             out.extend_from_slice(n.to_string().as_bytes());
         }
-        Value::String(s) => out.extend_from_slice(serde_json::to_string(s).expect("strings serialise").as_bytes()),
+        Value::String(s) => {
+            out.extend_from_slice(serde_json::to_string(s).expect("strings serialise").as_bytes())
+        }
         Value::Array(items) => {
             out.push(b'[');
             for (i, item) in items.iter().enumerate() {
@@ -60,7 +62,8 @@ mod tests {
 
     #[test]
     fn key_order_and_spacing_do_not_matter() {
-        let a: Value = serde_json::from_str(r#"{ "b": 1, "a": [true, null, "x\"y"], "c": {"z": 0, "y": -5} }"#).unwrap();
+        let a: Value =
+            serde_json::from_str(r#"{ "b": 1, "a": [true, null, "x\"y"], "c": {"z": 0, "y": -5} }"#).unwrap();
         let b = json!({"c": {"y": -5, "z": 0}, "a": [true, null, "x\"y"], "b": 1});
         let expected = br#"{"a":[true,null,"x\"y"],"b":1,"c":{"y":-5,"z":0}}"#;
         assert_eq!(to_canonical_json(&a).unwrap(), expected);

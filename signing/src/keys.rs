@@ -48,7 +48,9 @@ impl PrivateKey {
     }
 
     pub fn from_pem(pem: &str) -> Result<PrivateKey, SigningError> {
-        SigningKey::from_pkcs8_pem(pem).map(PrivateKey).map_err(|e| SigningError::Key(format!("not an ed25519 PKCS#8 key: {e}")))
+        SigningKey::from_pkcs8_pem(pem)
+            .map(PrivateKey)
+            .map_err(|e| SigningError::Key(format!("not an ed25519 PKCS#8 key: {e}")))
     }
 
     /// Writes the key to a new file readable by its owner only; refuses to
@@ -72,7 +74,9 @@ impl PrivateKey {
 
 impl PublicKey {
     pub fn from_bytes(bytes: &[u8; 32]) -> Result<PublicKey, SigningError> {
-        VerifyingKey::from_bytes(bytes).map(PublicKey).map_err(|_| SigningError::Key("not a valid ed25519 public key".into()))
+        VerifyingKey::from_bytes(bytes)
+            .map(PublicKey)
+            .map_err(|_| SigningError::Key("not a valid ed25519 public key".into()))
     }
 
     /// From 64 hex characters or a PEM `PUBLIC KEY` block.
@@ -84,7 +88,8 @@ impl PublicKey {
                 .map_err(|e| SigningError::Key(format!("not an ed25519 public key: {e}")));
         }
         let mut bytes = [0u8; 32];
-        hex::decode_to_slice(text, &mut bytes).map_err(|_| SigningError::Key("expected 64 hex characters or a PEM public key".into()))?;
+        hex::decode_to_slice(text, &mut bytes)
+            .map_err(|_| SigningError::Key("expected 64 hex characters or a PEM public key".into()))?;
         PublicKey::from_bytes(&bytes)
     }
 
@@ -158,7 +163,11 @@ mod tests {
 
     #[test]
     fn saved_keys_are_private_and_never_overwritten() {
-        let dir = std::env::temp_dir().join(format!("tms-key-test-{}-{}", std::process::id(), rand::random::<u32>()));
+        let dir = std::env::temp_dir().join(format!(
+            "tms-key-test-{}-{}",
+            std::process::id(),
+            rand::random::<u32>()
+        ));
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("publisher.key");
         let key = PrivateKey::generate();

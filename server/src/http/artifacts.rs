@@ -19,7 +19,10 @@ pub enum RangeRequest {
     /// No (usable) range: the whole resource.
     Full,
     /// Bytes `start..end` (end exclusive).
-    Partial { start: u64, end: u64 },
+    Partial {
+        start: u64,
+        end: u64,
+    },
     Unsatisfiable,
 }
 
@@ -58,15 +61,28 @@ pub fn parse_range(header: Option<&str>, size: u64) -> RangeRequest {
 }
 
 /// Answers a download of the blob `digest` of `size` bytes.
-pub async fn serve(state: &AppState, req: &HttpRequest, digest: Sha256Digest, size: u64, file_name: &str) -> Result<HttpResponse, ApiError> {
+pub async fn serve(
+    state: &AppState,
+    req: &HttpRequest,
+    digest: Sha256Digest,
+    size: u64,
+    file_name: &str,
+) -> Result<HttpResponse, ApiError> {
     let etag = format!("\"{digest}\"");
-    let header_str = |name: header::HeaderName| req.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_owned);
-    if header_str(header::IF_NONE_MATCH).is_some_and(|v| v.split(',').any(|t| t.trim() == etag || t.trim() == "*")) {
+    let header_str =
+        |name: header::HeaderName| req.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_owned);
+    if header_str(header::IF_NONE_MATCH)
+        .is_some_and(|v| v.split(',').any(|t| t.trim() == etag || t.trim() == "*"))
+    {
         return Ok(HttpResponse::NotModified().insert_header((header::ETAG, etag)).finish());
     }
     // If-Range: the range holds only while the client's copy is this one.
     let range_allowed = header_str(header::IF_RANGE).is_none_or(|v| v.trim() == etag);
-    let range = if range_allowed { parse_range(header_str(header::RANGE).as_deref(), size) } else { RangeRequest::Full };
+    let range = if range_allowed {
+        parse_range(header_str(header::RANGE).as_deref(), size)
+    } else {
+        RangeRequest::Full
+    };
 
     let (status, start, end) = match range {
         RangeRequest::Full => (StatusCode::OK, 0, size),
@@ -77,7 +93,10 @@ pub async fn serve(state: &AppState, req: &HttpRequest, digest: Sha256Digest, si
                 &format!("the artifact has {size} bytes"),
                 BTreeMap::new(),
             );
-            res.headers_mut().insert(header::CONTENT_RANGE, HeaderValue::from_str(&format!("bytes */{size}")).expect("ascii"));
+            res.headers_mut().insert(
+                header::CONTENT_RANGE,
+                HeaderValue::from_str(&format!("bytes */{size}")).expect("ascii"),
+            );
             return Ok(res);
         }
     };
@@ -92,8 +111,9 @@ pub async fn serve(state: &AppState, req: &HttpRequest, digest: Sha256Digest, si
         builder.insert_header((header::CONTENT_RANGE, format!("bytes {start}-{}/{size}", end - 1)));
     }
     if req.method() == Method::HEAD {
-        builder.insert_header((header::CONTENT_LENGTH, end - start));
-        return Ok(builder.finish());
+        // The declared size is the answer; actix never sends a HEAD body.
+        let nothing = futures_util::stream::empty::<Result<bytes::Bytes, actix_web::Error>>();
+        return Ok(builder.no_chunking(end - start).streaming(nothing));
     }
     let range = (status == StatusCode::PARTIAL_CONTENT).then_some(start..end);
     let stream = state.blobs.read_range(&digest, range).await?;

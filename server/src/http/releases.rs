@@ -19,19 +19,30 @@ use crate::storage::StageError;
 #[utoipa::path(post, path = "/api/v1/apps", tag = "releases", security(("bearer" = [])), request_body = CreateAppRequest,
     responses((status = 201, body = AppView), (status = 400, body = ErrorEnvelope), (status = 403, body = ErrorEnvelope),
         (status = 409, body = ErrorEnvelope)))]
-pub async fn create_app(state: web::Data<AppState>, actor: Actor, body: web::Json<CreateAppRequest>) -> Result<HttpResponse, ApiError> {
+pub async fn create_app(
+    state: web::Data<AppState>,
+    actor: Actor,
+    body: web::Json<CreateAppRequest>,
+) -> Result<HttpResponse, ApiError> {
     let app = state.db.run(move |conn| releases::create_app(conn, &actor, &body)).await?;
     Ok(HttpResponse::Created().json(app))
 }
 
 #[utoipa::path(get, path = "/api/v1/apps", tag = "releases", security(("bearer" = [])), responses((status = 200, body = [AppView])))]
-pub async fn list_apps(state: web::Data<AppState>, actor: Actor) -> Result<web::Json<Vec<AppView>>, ApiError> {
+pub async fn list_apps(
+    state: web::Data<AppState>,
+    actor: Actor,
+) -> Result<web::Json<Vec<AppView>>, ApiError> {
     Ok(web::Json(state.db.run(move |conn| releases::list_apps(conn, &actor)).await?))
 }
 
 #[utoipa::path(get, path = "/api/v1/apps/{app_id}", tag = "releases", security(("bearer" = [])),
     params(("app_id" = String, Path)), responses((status = 200, body = AppView), (status = 404, body = ErrorEnvelope)))]
-pub async fn show_app(state: web::Data<AppState>, actor: Actor, app_id: web::Path<String>) -> Result<web::Json<AppView>, ApiError> {
+pub async fn show_app(
+    state: web::Data<AppState>,
+    actor: Actor,
+    app_id: web::Path<String>,
+) -> Result<web::Json<AppView>, ApiError> {
     let app_id = app_id.into_inner();
     Ok(web::Json(state.db.run(move |conn| releases::show_app(conn, &actor, &app_id)).await?))
 }
@@ -71,10 +82,9 @@ fn signed_manifest(req: &HttpRequest) -> Result<SignedManifest, ApiError> {
             std::collections::BTreeMap::from([("field".to_owned(), MANIFEST_HEADER.to_owned())]),
         )
     };
-    let raw = req
-        .headers()
-        .get(MANIFEST_HEADER)
-        .ok_or_else(|| invalid(format!("send the signed manifest, base64-encoded, in the {MANIFEST_HEADER} header")))?;
+    let raw = req.headers().get(MANIFEST_HEADER).ok_or_else(|| {
+        invalid(format!("send the signed manifest, base64-encoded, in the {MANIFEST_HEADER} header"))
+    })?;
     let bytes = base64::engine::general_purpose::STANDARD
         .decode(raw.as_bytes())
         .map_err(|e| invalid(format!("the {MANIFEST_HEADER} header is not base64: {e}")))?;
@@ -105,12 +115,21 @@ pub async fn publish(
     let expected = signed.manifest.artifact_size;
     let limit = state.config.max_artifact_bytes;
     if expected > limit {
-        return Err(ApiError::new(ErrorCode::ArtifactTooLarge, format!("artifacts are limited to {limit} bytes")));
+        return Err(ApiError::new(
+            ErrorCode::ArtifactTooLarge,
+            format!("artifacts are limited to {limit} bytes"),
+        ));
     }
-    let declared: Option<u64> =
-        req.headers().get(actix_web::http::header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse().ok());
+    let declared: Option<u64> = req
+        .headers()
+        .get(actix_web::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok());
     if declared.is_some_and(|len| len != expected) {
-        return Err(ApiError::new(ErrorCode::SizeMismatch, format!("the body has {} bytes, the manifest says {expected}", declared.unwrap_or(0))));
+        return Err(ApiError::new(
+            ErrorCode::SizeMismatch,
+            format!("the body has {} bytes, the manifest says {expected}", declared.unwrap_or(0)),
+        ));
     }
     {
         let (actor, app_id, signed) = (actor.clone(), app_id.clone(), signed.clone());
@@ -120,25 +139,37 @@ pub async fn publish(
     let staged = match state.blobs.stage(payload, expected).await {
         Ok(staged) => staged,
         Err(StageError::TooLarge { .. }) => {
-            return Err(ApiError::new(ErrorCode::SizeMismatch, format!("the artifact is larger than the {expected} bytes the manifest says")));
+            return Err(ApiError::new(
+                ErrorCode::SizeMismatch,
+                format!("the artifact is larger than the {expected} bytes the manifest says"),
+            ));
         }
         Err(StageError::Interrupted(why)) => {
             tracing::info!(app_id, why, "artifact upload interrupted; nothing kept");
-            return Err(ApiError::new(ErrorCode::UploadInterrupted, "the upload stopped before its end; nothing was kept"));
+            return Err(ApiError::new(
+                ErrorCode::UploadInterrupted,
+                "the upload stopped before its end; nothing was kept",
+            ));
         }
         Err(StageError::Storage(e)) => return Err(e.into()),
     };
     if staged.size != expected {
         let size = staged.size;
         state.blobs.discard(staged).await;
-        return Err(ApiError::new(ErrorCode::SizeMismatch, format!("the artifact has {size} bytes, the manifest says {expected}")));
+        return Err(ApiError::new(
+            ErrorCode::SizeMismatch,
+            format!("the artifact has {size} bytes, the manifest says {expected}"),
+        ));
     }
     if staged.digest.to_hex() != signed.manifest.artifact_sha256 {
         let digest = staged.digest;
         state.blobs.discard(staged).await;
         return Err(ApiError::new(
             ErrorCode::HashMismatch,
-            format!("the artifact's sha256 is {digest}, the manifest says {}", signed.manifest.artifact_sha256),
+            format!(
+                "the artifact's sha256 is {digest}, the manifest says {}",
+                signed.manifest.artifact_sha256
+            ),
         ));
     }
     let digest = state.blobs.commit(staged).await?;
@@ -175,7 +206,9 @@ pub async fn show_release(
     path: web::Path<(String, String)>,
 ) -> Result<web::Json<ReleaseView>, ApiError> {
     let (app_id, version) = path.into_inner();
-    Ok(web::Json(state.db.run(move |conn| releases::show_release(conn, &actor, &app_id, &version)).await?.view()))
+    Ok(web::Json(
+        state.db.run(move |conn| releases::show_release(conn, &actor, &app_id, &version)).await?.view(),
+    ))
 }
 
 /// Withdraw a release: never offered again; terminals that have it keep it.
@@ -204,7 +237,8 @@ pub async fn download(
 ) -> Result<HttpResponse, ApiError> {
     let (app_id, version) = path.into_inner();
     let release = state.db.run(move |conn| releases::show_release(conn, &actor, &app_id, &version)).await?;
-    let digest: Sha256Digest = release.artifact_sha256.parse().map_err(|_| ApiError::not_found("artifact"))?;
+    let digest: Sha256Digest =
+        release.artifact_sha256.parse().map_err(|_| ApiError::not_found("artifact"))?;
     let name = format!("{}-{}.bin", release.app_id, release.version);
     artifacts::serve(&state, &req, digest, release.artifact_size as u64, &name).await
 }
@@ -237,7 +271,11 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .service(resource("/api/v1/apps/{app_id}").route(get().to(show_app)))
         .service(resource("/api/v1/apps/{app_id}/keys").route(post().to(add_key)))
         .service(resource("/api/v1/apps/{app_id}/keys/{key_id}/revoke").route(post().to(revoke_key)))
-        .service(resource("/api/v1/apps/{app_id}/releases").route(post().to(publish)).route(get().to(list_releases)))
+        .service(
+            resource("/api/v1/apps/{app_id}/releases")
+                .route(post().to(publish))
+                .route(get().to(list_releases)),
+        )
         .service(resource("/api/v1/apps/{app_id}/releases/{version}").route(get().to(show_release)))
         .service(resource("/api/v1/apps/{app_id}/releases/{version}/withdraw").route(post().to(withdraw)))
         .service(
@@ -246,6 +284,8 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
                 .route(head().to(download)),
         )
         .service(
-            resource("/api/v1/terminal/artifacts/{sha256}").route(get().to(device_download)).route(head().to(device_download)),
+            resource("/api/v1/terminal/artifacts/{sha256}")
+                .route(get().to(device_download))
+                .route(head().to(device_download)),
         );
 }

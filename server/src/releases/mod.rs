@@ -10,7 +10,9 @@ use diesel::prelude::*;
 use serde_json::json;
 use tms_packages::accounts::OperatorRole;
 use tms_packages::releases::{OrderError, SignedManifest, check_order, is_package_name};
-use tms_packages::wire::releases::{AddPublisherKeyRequest, AppView, CreateAppRequest, PublisherKeyView, ReleaseView};
+use tms_packages::wire::releases::{
+    AddPublisherKeyRequest, AppView, CreateAppRequest, PublisherKeyView, ReleaseView,
+};
 use tms_signing::PublicKey;
 
 use crate::accounts::access::Actor;
@@ -72,7 +74,9 @@ pub struct ReleaseRow {
 
 impl ReleaseRow {
     pub fn view(&self) -> ReleaseView {
-        let signature = serde_json::from_str::<SignedManifest>(&self.signed_manifest).map(|s| s.signature).unwrap_or_default();
+        let signature = serde_json::from_str::<SignedManifest>(&self.signed_manifest)
+            .map(|s| s.signature)
+            .unwrap_or_default();
         ReleaseView {
             id: self.id,
             app_id: self.app_id.clone(),
@@ -120,7 +124,12 @@ fn app_view(conn: &mut DbConnection, app: &AppRow) -> Result<AppView, DbError> {
 }
 
 fn find_app(conn: &mut DbConnection, id: &str) -> Result<AppRow, ApiError> {
-    apps::table.find(id).select(AppRow::as_select()).first(conn).optional()?.ok_or_else(|| ApiError::not_found("app"))
+    apps::table
+        .find(id)
+        .select(AppRow::as_select())
+        .first(conn)
+        .optional()?
+        .ok_or_else(|| ApiError::not_found("app"))
 }
 
 /// Apps are the operator's: every operator role reads them, merchants never
@@ -129,7 +138,11 @@ fn require_operator_reader(actor: &Actor) -> Result<(), ApiError> {
     if actor.operator_role().is_some() { Ok(()) } else { Err(ApiError::not_found("app")) }
 }
 
-pub fn create_app(conn: &mut DbConnection, actor: &Actor, request: &CreateAppRequest) -> Result<AppView, ApiError> {
+pub fn create_app(
+    conn: &mut DbConnection,
+    actor: &Actor,
+    request: &CreateAppRequest,
+) -> Result<AppView, ApiError> {
     actor.require_operator(PUBLISHERS)?;
     if !is_package_name(&request.id) {
         return Err(ApiError::invalid("id", "an Android package name, e.g. eu.ccv.salespoint"));
@@ -159,7 +172,15 @@ pub fn create_app(conn: &mut DbConnection, actor: &Actor, request: &CreateAppReq
             ))
             .execute(conn)?;
         let subject = format!("app:{}", request.id);
-        audit::record(conn, &actor.audit("app.create", &subject, None, &json!({"name": name, "kind": request.kind, "visibility": request.visibility})))?;
+        audit::record(
+            conn,
+            &actor.audit(
+                "app.create",
+                &subject,
+                None,
+                &json!({"name": name, "kind": request.kind, "visibility": request.visibility}),
+            ),
+        )?;
         let app = find_app(conn, &request.id)?;
         Ok(app_view(conn, &app)?)
     })
@@ -177,11 +198,20 @@ pub fn show_app(conn: &mut DbConnection, actor: &Actor, id: &str) -> Result<AppV
     Ok(app_view(conn, &app)?)
 }
 
-pub fn add_key(conn: &mut DbConnection, actor: &Actor, app_id: &str, request: &AddPublisherKeyRequest) -> Result<AppView, ApiError> {
+pub fn add_key(
+    conn: &mut DbConnection,
+    actor: &Actor,
+    app_id: &str,
+    request: &AddPublisherKeyRequest,
+) -> Result<AppView, ApiError> {
     actor.require_operator(PUBLISHERS)?;
-    let key = PublicKey::parse(&request.public_key).map_err(|e| ApiError::invalid("public_key", e.to_string()))?;
+    let key =
+        PublicKey::parse(&request.public_key).map_err(|e| ApiError::invalid("public_key", e.to_string()))?;
     if key.is_weak() {
-        return Err(ApiError::invalid("public_key", "a weak (small-order) key would accept forged signatures"));
+        return Err(ApiError::invalid(
+            "public_key",
+            "a weak (small-order) key would accept forged signatures",
+        ));
     }
     let name = request.name.trim();
     if name.is_empty() || name.chars().count() > 100 {
@@ -196,7 +226,10 @@ pub fn add_key(conn: &mut DbConnection, actor: &Actor, app_id: &str, request: &A
             .count()
             .get_result(conn)?;
         if exists > 0 {
-            return Err(ApiError::new(ErrorCode::Conflict, "this key is already registered for the app (a revoked key cannot come back)"));
+            return Err(ApiError::new(
+                ErrorCode::Conflict,
+                "this key is already registered for the app (a revoked key cannot come back)",
+            ));
         }
         diesel::insert_into(publisher_keys::table)
             .values((
@@ -209,14 +242,22 @@ pub fn add_key(conn: &mut DbConnection, actor: &Actor, app_id: &str, request: &A
             ))
             .execute(conn)?;
         let subject = format!("app:{app_id}");
-        audit::record(conn, &actor.audit("app.key_add", &subject, None, &json!({"key_id": key_id, "name": name})))?;
+        audit::record(
+            conn,
+            &actor.audit("app.key_add", &subject, None, &json!({"key_id": key_id, "name": name})),
+        )?;
         Ok(app_view(conn, &app)?)
     })
 }
 
 /// A revoked key signs nothing new; releases it signed before stay valid
 /// unless withdrawn.
-pub fn revoke_key(conn: &mut DbConnection, actor: &Actor, app_id: &str, key_id: &str) -> Result<AppView, ApiError> {
+pub fn revoke_key(
+    conn: &mut DbConnection,
+    actor: &Actor,
+    app_id: &str,
+    key_id: &str,
+) -> Result<AppView, ApiError> {
     actor.require_operator(PUBLISHERS)?;
     crate::db::write_tx(conn, |conn| {
         let app = find_app(conn, app_id)?;
@@ -239,14 +280,21 @@ pub fn revoke_key(conn: &mut DbConnection, actor: &Actor, app_id: &str, key_id: 
 
 /// Everything that can be checked before the artifact is read: the app, the
 /// manifest, the key, the signature and the version rules.
-pub fn check_publishable(conn: &mut DbConnection, actor: &Actor, app_id: &str, signed: &SignedManifest) -> Result<(), ApiError> {
+pub fn check_publishable(
+    conn: &mut DbConnection,
+    actor: &Actor,
+    app_id: &str,
+    signed: &SignedManifest,
+) -> Result<(), ApiError> {
     actor.require_operator(PUBLISHERS)?;
     let app = find_app(conn, app_id)?;
-    let version = signed.manifest.validate().map_err(|e| ApiError::with_details(
-        ErrorCode::InvalidManifest,
-        e.to_string(),
-        std::collections::BTreeMap::from([("field".to_owned(), e.field.to_owned())]),
-    ))?;
+    let version = signed.manifest.validate().map_err(|e| {
+        ApiError::with_details(
+            ErrorCode::InvalidManifest,
+            e.to_string(),
+            std::collections::BTreeMap::from([("field".to_owned(), e.field.to_owned())]),
+        )
+    })?;
     if signed.manifest.app_id != app.id {
         return Err(ApiError::with_details(
             ErrorCode::InvalidManifest,
@@ -267,35 +315,61 @@ pub fn check_publishable(conn: &mut DbConnection, actor: &Actor, app_id: &str, s
         .select(KeyRow::as_select())
         .first(conn)
         .optional()?
-        .ok_or_else(|| ApiError::new(ErrorCode::UnknownPublisherKey, format!("key {} is not a publisher key of {app_id}", signed.key_id)))?;
+        .ok_or_else(|| {
+            ApiError::new(
+                ErrorCode::UnknownPublisherKey,
+                format!("key {} is not a publisher key of {app_id}", signed.key_id),
+            )
+        })?;
     if key.revoked_at.is_some() {
-        return Err(ApiError::new(ErrorCode::KeyRevoked, format!("key {} was revoked: it signs nothing new", key.key_id)));
+        return Err(ApiError::new(
+            ErrorCode::KeyRevoked,
+            format!("key {} was revoked: it signs nothing new", key.key_id),
+        ));
     }
-    let public = PublicKey::parse(&key.public_key).map_err(|e| ApiError::Db(DbError::Migration(format!("stored key unreadable: {e}"))))?;
-    signed
-        .verify(&public)
-        .map_err(|_| ApiError::new(ErrorCode::SignatureInvalid, "the signature does not verify against the publisher key"))?;
+    let public = PublicKey::parse(&key.public_key)
+        .map_err(|e| ApiError::Db(DbError::Migration(format!("stored key unreadable: {e}"))))?;
+    signed.verify(&public).map_err(|_| {
+        ApiError::new(ErrorCode::SignatureInvalid, "the signature does not verify against the publisher key")
+    })?;
     check_version(conn, app_id, &version, signed.manifest.version_code)
 }
 
-fn check_version(conn: &mut DbConnection, app_id: &str, version: &semver::Version, code: u64) -> Result<(), ApiError> {
-    let existing: Vec<(String, i64)> =
-        releases::table.filter(releases::app_id.eq(app_id)).select((releases::version, releases::version_code)).load(conn)?;
-    let existing: Vec<(semver::Version, u64)> =
-        existing.into_iter().filter_map(|(v, c)| semver::Version::parse(&v).ok().map(|v| (v, c as u64))).collect();
+fn check_version(
+    conn: &mut DbConnection,
+    app_id: &str,
+    version: &semver::Version,
+    code: u64,
+) -> Result<(), ApiError> {
+    let existing: Vec<(String, i64)> = releases::table
+        .filter(releases::app_id.eq(app_id))
+        .select((releases::version, releases::version_code))
+        .load(conn)?;
+    let existing: Vec<(semver::Version, u64)> = existing
+        .into_iter()
+        .filter_map(|(v, c)| semver::Version::parse(&v).ok().map(|v| (v, c as u64)))
+        .collect();
     match check_order(version, code, &existing) {
         Ok(()) => Ok(()),
-        Err(OrderError::Exists) => Err(ApiError::new(ErrorCode::ReleaseExists, format!("{app_id} {version} is already published"))),
+        Err(OrderError::Exists) => {
+            Err(ApiError::new(ErrorCode::ReleaseExists, format!("{app_id} {version} is already published")))
+        }
         Err(OrderError::NotHigher { highest_version, highest_code }) => Err(ApiError::new(
             ErrorCode::VersionNotHigher,
-            format!("a new release must be above {highest_version} (version code {highest_code}) on both version and version code"),
+            format!(
+                "a new release must be above {highest_version} (version code {highest_code}) on both version and version code"
+            ),
         )),
     }
 }
 
 /// Commits the release row once its artifact is stored and verified; the
 /// version rules are checked again inside the transaction.
-pub fn record(conn: &mut DbConnection, actor: &Actor, signed: &SignedManifest) -> Result<ReleaseView, ApiError> {
+pub fn record(
+    conn: &mut DbConnection,
+    actor: &Actor,
+    signed: &SignedManifest,
+) -> Result<ReleaseView, ApiError> {
     let m = &signed.manifest;
     let version = m.validate().map_err(|e| ApiError::new(ErrorCode::InvalidManifest, e.to_string()))?;
     crate::db::write_tx(conn, |conn| {
@@ -318,7 +392,10 @@ pub fn record(conn: &mut DbConnection, actor: &Actor, signed: &SignedManifest) -
         let id: i64 = per_backend!(conn, |c| insert.returning(releases::id).get_result(c)).map_err(|e| {
             let e = DbError::from(e);
             if e.is_unique_violation() {
-                ApiError::new(ErrorCode::ReleaseExists, format!("{} {} is already published", m.app_id, m.version))
+                ApiError::new(
+                    ErrorCode::ReleaseExists,
+                    format!("{} {} is already published", m.app_id, m.version),
+                )
             } else {
                 e.into()
             }
@@ -343,7 +420,11 @@ pub fn artifact_referenced(conn: &mut DbConnection, sha256: &str) -> Result<bool
     Ok(releases::table.filter(releases::artifact_sha256.eq(sha256)).count().get_result::<i64>(conn)? > 0)
 }
 
-pub fn list_releases(conn: &mut DbConnection, actor: &Actor, app_id: &str) -> Result<Vec<ReleaseView>, ApiError> {
+pub fn list_releases(
+    conn: &mut DbConnection,
+    actor: &Actor,
+    app_id: &str,
+) -> Result<Vec<ReleaseView>, ApiError> {
     require_operator_reader(actor)?;
     find_app(conn, app_id)?;
     let found: Vec<ReleaseRow> = releases::table
@@ -364,13 +445,23 @@ pub fn find_release(conn: &mut DbConnection, app_id: &str, version: &str) -> Res
         .ok_or_else(|| ApiError::not_found("release"))
 }
 
-pub fn show_release(conn: &mut DbConnection, actor: &Actor, app_id: &str, version: &str) -> Result<ReleaseRow, ApiError> {
+pub fn show_release(
+    conn: &mut DbConnection,
+    actor: &Actor,
+    app_id: &str,
+    version: &str,
+) -> Result<ReleaseRow, ApiError> {
     require_operator_reader(actor)?;
     find_release(conn, app_id, version)
 }
 
 /// A withdrawn release is never offered again; terminals that have it keep it.
-pub fn withdraw(conn: &mut DbConnection, actor: &Actor, app_id: &str, version: &str) -> Result<ReleaseView, ApiError> {
+pub fn withdraw(
+    conn: &mut DbConnection,
+    actor: &Actor,
+    app_id: &str,
+    version: &str,
+) -> Result<ReleaseView, ApiError> {
     actor.require_operator(PUBLISHERS)?;
     crate::db::write_tx(conn, |conn| {
         let release = find_release(conn, app_id, version)?;
@@ -381,7 +472,10 @@ pub fn withdraw(conn: &mut DbConnection, actor: &Actor, app_id: &str, version: &
             .set((releases::withdrawn_at.eq(now()), releases::withdrawn_by.eq(actor.user_id)))
             .execute(conn)?;
         let subject = format!("release:{}", release.id);
-        audit::record(conn, &actor.audit("release.withdraw", &subject, None, &json!({"app_id": app_id, "version": version})))?;
+        audit::record(
+            conn,
+            &actor.audit("release.withdraw", &subject, None, &json!({"app_id": app_id, "version": version})),
+        )?;
         let row: ReleaseRow = releases::table.find(release.id).select(ReleaseRow::as_select()).first(conn)?;
         Ok(row.view())
     })
@@ -389,5 +483,9 @@ pub fn withdraw(conn: &mut DbConnection, actor: &Actor, app_id: &str, version: &
 
 /// The release behind an artifact digest, for device downloads.
 pub fn release_by_artifact(conn: &mut DbConnection, sha256: &str) -> Result<Option<ReleaseRow>, DbError> {
-    Ok(releases::table.filter(releases::artifact_sha256.eq(sha256)).select(ReleaseRow::as_select()).first(conn).optional()?)
+    Ok(releases::table
+        .filter(releases::artifact_sha256.eq(sha256))
+        .select(ReleaseRow::as_select())
+        .first(conn)
+        .optional()?)
 }

@@ -6,4 +6,5 @@ mod config;
 mod database;
 mod devices;
 mod operations;
+mod releases;
 mod storage;

@@ -1,0 +1,417 @@
+//! Signed releases: keys, signing, publishing, verification and downloads.
+
+use std::io::Write;
+
+use base64::Engine;
+use reqwest::Method;
+use serde_json::{Value, json};
+use tms_e2e::fixtures::*;
+use tms_e2e::{MotoServer, ServerBuilder, TestServer, backend_test, binary};
+use tms_packages::releases::{ReleaseManifest, SignedManifest};
+use tms_signing::{PrivateKey, Sha256Digest};
+
+const APP: &str = "eu.ccv.salespoint";
+
+fn artifact(len: usize, seed: u8) -> Vec<u8> {
+    (0..len).map(|i| (i as u32).wrapping_mul(2654435761).to_le_bytes()[0] ^ seed).collect()
+}
+
+fn signed(key: &PrivateKey, version: &str, code: u64, bytes: &[u8]) -> SignedManifest {
+    SignedManifest::sign(
+        ReleaseManifest {
+            app_id: APP.into(),
+            kind: "app".into(),
+            version: version.into(),
+            version_code: code,
+            artifact_sha256: Sha256Digest::of(bytes).to_hex(),
+            artifact_size: bytes.len() as u64,
+            models: vec!["A920".into(), "A80".into()],
+            min_firmware: None,
+            release_notes: "test".into(),
+            created_at: "2026-11-27T12:00:00Z".into(),
+        },
+        key,
+    )
+}
+
+async fn publish(
+    server: &TestServer,
+    token: &str,
+    manifest: &SignedManifest,
+    body: Vec<u8>,
+) -> (reqwest::StatusCode, Value) {
+    let header = base64::engine::general_purpose::STANDARD.encode(serde_json::to_vec(manifest).unwrap());
+    let res = server
+        .http
+        .post(server.url(&format!("/api/v1/apps/{}/releases", manifest.manifest.app_id)))
+        .bearer_auth(token)
+        .header("x-tms-signed-manifest", header)
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    let status = res.status();
+    (status, res.json().await.unwrap_or(Value::Null))
+}
+
+/// An app with one registered publisher key.
+async fn app_with_key(server: &TestServer, op: &str) -> PrivateKey {
+    let (status, body) = post(
+        server,
+        op,
+        "/api/v1/apps",
+        json!({"id": APP, "name": "Salespoint", "kind": "app", "visibility": "system"}),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    let key = PrivateKey::generate();
+    let (status, body) = post(
+        server,
+        op,
+        &format!("/api/v1/apps/{APP}/keys"),
+        json!({"name": "ci", "public_key": key.public_key().to_hex()}),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    key
+}
+
+fn run_tms(
+    server: &TestServer,
+    creds: &std::path::Path,
+    args: &[&str],
+    stdin: Option<&str>,
+) -> (i32, String, String) {
+    let mut child = std::process::Command::new(binary("tms"))
+        .args(["--server", &server.base_url])
+        .args(args)
+        .env_remove("TMS_TOKEN")
+        .env("TMS_CREDENTIALS_FILE", creds)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    if let Some(input) = stdin {
+        writeln!(child.stdin.take().unwrap(), "{input}").unwrap();
+    }
+    drop(child.stdin.take());
+    let out = child.wait_with_output().unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// keygen → sign → publish → download, all with the CLI; the download is byte-identical.
+async fn cli_round_trip(server: &TestServer) {
+    server.create_operator("re@psp.example", "release_engineer", OPERATOR_PASSWORD);
+    let dir = tempfile::tempdir().unwrap();
+    let creds = dir.path().join("creds.json");
+    let tms = |args: &[&str]| run_tms(server, &creds, args, None);
+    let (code, _, err) = run_tms(
+        server,
+        &creds,
+        &["login", "--email", "re@psp.example", "--password-stdin"],
+        Some(OPERATOR_PASSWORD),
+    );
+    assert_eq!(code, 0, "{err}");
+    let keys = dir.path().join("keys");
+    let keys_arg = keys.to_str().unwrap();
+    let (code, out, err) = tms(&["keygen", "--out", keys_arg]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("key id"), "{out}");
+    let (code, _, err) = tms(&["keygen", "--out", keys_arg]);
+    assert_eq!(code, 1, "keygen never overwrites a key: {err}");
+    let (code, _, err) = tms(&["app", "create", "--id", APP, "--name", "Salespoint"]);
+    assert_eq!(code, 0, "{err}");
+    let public = keys.join("publisher.pub");
+    let (code, out, err) =
+        tms(&["app", "key", "add", APP, "--name", "release team", "--public-key", public.to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("release team"), "{out}");
+
+    // Over two 8 MiB parts of a staged upload.
+    let bytes = artifact(9 * 1024 * 1024 + 123, 7);
+    let file = dir.path().join("salespoint-4.2.0.apk");
+    std::fs::write(&file, &bytes).unwrap();
+    let key = keys.join("publisher.key");
+    let (code, out, err) = tms(&[
+        "sign",
+        "--key",
+        key.to_str().unwrap(),
+        "--app",
+        APP,
+        "--version",
+        "4.2.0",
+        "--version-code",
+        "420",
+        "--models",
+        "A920,A80",
+        file.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains(&Sha256Digest::of(&bytes).to_hex()), "{out}");
+    let (code, out, err) = tms(&["--json", "publish", file.to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+    let release: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(release["version"], "4.2.0");
+    assert_eq!(release["artifact_size"], bytes.len());
+    assert!(err.contains("uploaded"), "progress is reported: {err}");
+
+    let target = dir.path().join("downloaded.apk");
+    let (code, out, err) = tms(&["download", APP, "4.2.0", "--out", target.to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("verified"), "{out}");
+    assert_eq!(std::fs::read(&target).unwrap(), bytes, "byte-identical");
+
+    // A partial file is resumed from where it stopped.
+    std::fs::write(&target, &bytes[..3_000_000]).unwrap();
+    let (code, _, err) = tms(&["download", APP, "4.2.0", "--out", target.to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("resuming"), "{err}");
+    assert_eq!(std::fs::read(&target).unwrap(), bytes);
+
+    let (code, out, _) = tms(&["release", "list", APP]);
+    assert_eq!(code, 0);
+    assert!(out.contains("4.2.0") && out.contains("420"), "{out}");
+}
+
+backend_test!(cli_round_trip_on_the_filesystem_store, |db| {
+    let server = ServerBuilder::new().database(&db).start().await;
+    cli_round_trip(&server).await;
+});
+
+backend_test!(cli_round_trip_on_s3, |db| {
+    let Some(s3) = MotoServer::start().await else { return };
+    let server = ServerBuilder::new().database(&db).s3(&s3).start().await;
+    cli_round_trip(&server).await;
+});
+
+backend_test!(every_publishing_error_leaves_nothing_behind, |db| {
+    let (server, op) = server_with_operator_and(&db, &[("TMS_MAX_ARTIFACT_BYTES", "1000000")]).await;
+    let key = app_with_key(&server, &op).await;
+    let bytes = artifact(200_000, 1);
+    let code_of = |v: &Value| v["error"]["code"].as_str().unwrap_or("").to_owned();
+
+    // A tampered byte.
+    let mut tampered = bytes.clone();
+    tampered[1234] ^= 0xff;
+    let (status, body) = publish(&server, &op, &signed(&key, "1.0.0", 100, &bytes), tampered).await;
+    assert_eq!((status.as_u16(), code_of(&body).as_str()), (400, "hash_mismatch"), "{body}");
+    // Fewer bytes than the manifest says.
+    let (status, body) =
+        publish(&server, &op, &signed(&key, "1.0.0", 100, &bytes), bytes[..1000].to_vec()).await;
+    assert_eq!((status.as_u16(), code_of(&body).as_str()), (400, "size_mismatch"), "{body}");
+    // An unknown key, and a forged signature with a known key id.
+    let stranger = PrivateKey::generate();
+    let (status, body) = publish(&server, &op, &signed(&stranger, "1.0.0", 100, &bytes), bytes.clone()).await;
+    assert_eq!((status.as_u16(), code_of(&body).as_str()), (409, "unknown_publisher_key"), "{body}");
+    let mut forged = signed(&stranger, "1.0.0", 100, &bytes);
+    forged.key_id = key.public_key().key_id();
+    let (status, body) = publish(&server, &op, &forged, bytes.clone()).await;
+    assert_eq!((status.as_u16(), code_of(&body).as_str()), (400, "signature_invalid"), "{body}");
+    // A manifest altered after signing.
+    let mut altered = signed(&key, "1.0.0", 100, &bytes);
+    altered.manifest.models.push("A35".into());
+    let (status, body) = publish(&server, &op, &altered, bytes.clone()).await;
+    assert_eq!((status.as_u16(), code_of(&body).as_str()), (400, "signature_invalid"), "{body}");
+    // Too large for the server.
+    let big = artifact(1_000_001, 2);
+    let (status, body) = publish(&server, &op, &signed(&key, "1.0.0", 100, &big), big).await;
+    assert_eq!((status.as_u16(), code_of(&body).as_str()), (413, "artifact_too_large"), "{body}");
+
+    // Nothing of those is visible.
+    let (_, releases) = get(&server, &op, &format!("/api/v1/apps/{APP}/releases")).await;
+    assert_eq!(releases, json!([]));
+
+    // The good one, then the version rules.
+    let (status, body) = publish(&server, &op, &signed(&key, "1.0.0", 100, &bytes), bytes.clone()).await;
+    assert_eq!(status, 201, "{body}");
+    let other = artifact(1000, 3);
+    let (status, body) = publish(&server, &op, &signed(&key, "1.0.0", 101, &other), other.clone()).await;
+    assert_eq!((status.as_u16(), code_of(&body).as_str()), (409, "release_exists"), "{body}");
+    let (status, body) = publish(&server, &op, &signed(&key, "0.9.0", 99, &other), other.clone()).await;
+    assert_eq!((status.as_u16(), code_of(&body).as_str()), (409, "version_not_higher"), "{body}");
+    let (status, body) = publish(&server, &op, &signed(&key, "1.1.0", 100, &other), other.clone()).await;
+    assert_eq!(
+        (status.as_u16(), code_of(&body).as_str()),
+        (409, "version_not_higher"),
+        "the version code must go up too: {body}"
+    );
+
+    // A revoked key signs nothing new, but its earlier release stays.
+    let key_id = key.public_key().key_id();
+    let (status, _) =
+        post(&server, &op, &format!("/api/v1/apps/{APP}/keys/{key_id}/revoke"), json!({})).await;
+    assert_eq!(status, 200);
+    let (status, body) = publish(&server, &op, &signed(&key, "1.1.0", 110, &other), other.clone()).await;
+    assert_eq!((status.as_u16(), code_of(&body).as_str()), (409, "key_revoked"), "{body}");
+    let res = server
+        .http
+        .get(server.url(&format!("/api/v1/apps/{APP}/releases/1.0.0/artifact")))
+        .bearer_auth(&op)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    assert_eq!(res.bytes().await.unwrap().to_vec(), bytes);
+
+    // Only the one artifact is stored; no staged upload is left.
+    let files = walk(&server.data_dir.join("blobs"));
+    assert_eq!(files.len(), 1, "{files:?}");
+    assert!(files[0].ends_with(&Sha256Digest::of(&bytes).to_hex()), "{files:?}");
+
+    // Merchants cannot publish.
+    let (_, _, merchant_admin) = merchant(&server, &op, "Shop", "admin@shop.example", &["1900000001"]).await;
+    let (status, _) = publish(&server, &merchant_admin, &signed(&key, "2.0.0", 200, &other), other).await;
+    assert_eq!(status, 403);
+    let (status, _) = get(&server, &merchant_admin, &format!("/api/v1/apps/{APP}")).await;
+    assert_eq!(status, 404);
+});
+
+fn walk(dir: &std::path::Path) -> Vec<String> {
+    let mut out = Vec::new();
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                out.extend(walk(&path));
+            } else {
+                out.push(path.display().to_string());
+            }
+        }
+    }
+    out
+}
+
+backend_test!(a_dropped_upload_leaves_nothing_visible, |db| {
+    let (server, op) = server_with_operator(&db).await;
+    let key = app_with_key(&server, &op).await;
+    let bytes = artifact(3_000_000, 4);
+    let manifest = signed(&key, "1.0.0", 100, &bytes);
+    let header = base64::engine::general_purpose::STANDARD.encode(serde_json::to_vec(&manifest).unwrap());
+    // Send the headers and half the body, then drop the connection.
+    let addr = server.base_url.trim_start_matches("http://").to_owned();
+    let mut stream = std::net::TcpStream::connect(&addr).unwrap();
+    write!(
+        stream,
+        "POST /api/v1/apps/{APP}/releases HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {op}\r\nx-tms-signed-manifest: {header}\r\nContent-Type: application/octet-stream\r\nContent-Length: {}\r\n\r\n",
+        bytes.len()
+    )
+    .unwrap();
+    stream.write_all(&bytes[..1_500_000]).unwrap();
+    stream.flush().unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    drop(stream);
+    tokio::time::sleep(std::time::Duration::from_millis(700)).await;
+
+    let (status, _) = get(&server, &op, &format!("/api/v1/apps/{APP}/releases/1.0.0")).await;
+    assert_eq!(status, 404);
+    assert!(walk(&server.data_dir.join("blobs")).is_empty(), "{:?}", walk(&server.data_dir.join("blobs")));
+    // And the same release publishes fine afterwards.
+    let (status, body) = publish(&server, &op, &manifest, bytes).await;
+    assert_eq!(status, 201, "{body}");
+});
+
+backend_test!(downloads_support_ranges_etags_and_devices, |db| {
+    let (server, op) = server_with_operator(&db).await;
+    let key = app_with_key(&server, &op).await;
+    let bytes = artifact(1_000_000, 5);
+    let (status, release) = publish(&server, &op, &signed(&key, "2.0.0", 200, &bytes), bytes.clone()).await;
+    assert_eq!(status, 201, "{release}");
+    let path = format!("/api/v1/apps/{APP}/releases/2.0.0/artifact");
+    let etag = format!("\"{}\"", Sha256Digest::of(&bytes).to_hex());
+    let get_with = |headers: Vec<(&'static str, String)>| {
+        let mut req = server.http.get(server.url(&path)).bearer_auth(&op);
+        for (k, v) in headers {
+            req = req.header(k, v);
+        }
+        req.send()
+    };
+
+    let res = get_with(vec![("range", "bytes=400000-".into())]).await.unwrap();
+    assert_eq!(res.status(), 206);
+    assert_eq!(res.headers()["content-range"], "bytes 400000-999999/1000000");
+    assert_eq!(res.headers()["etag"], etag.as_str());
+    assert_eq!(res.bytes().await.unwrap().to_vec(), bytes[400_000..].to_vec());
+    let res = get_with(vec![("range", "bytes=-10".into())]).await.unwrap();
+    assert_eq!(res.bytes().await.unwrap().to_vec(), bytes[999_990..].to_vec());
+    let res = get_with(vec![("range", "bytes=2000000-".into())]).await.unwrap();
+    assert_eq!(res.status(), 416);
+    assert_eq!(res.headers()["content-range"], "bytes */1000000");
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "range_not_satisfiable");
+    // If-Range with a stale validator: the whole artifact again.
+    let res = get_with(vec![("range", "bytes=10-".into()), ("if-range", "\"stale\"".into())]).await.unwrap();
+    assert_eq!(res.status(), 200);
+    assert_eq!(res.bytes().await.unwrap().len(), 1_000_000);
+    let res = get_with(vec![("if-none-match", etag.clone())]).await.unwrap();
+    assert_eq!(res.status(), 304);
+    let res = server.http.head(server.url(&path)).bearer_auth(&op).send().await.unwrap();
+    assert_eq!(res.status(), 200);
+    assert_eq!(res.headers()["content-length"], "1000000");
+    assert_eq!(res.headers()["accept-ranges"], "bytes");
+
+    // A terminal downloads by sha256 with its device token.
+    let (_, location, _) = merchant(&server, &op, "Shop", "admin@shop.example", &["1900000002"]).await;
+    let (_, device) = activate_device(
+        &server,
+        "admin@shop.example",
+        MERCHANT_PASSWORD,
+        "salespoint",
+        "1900000002",
+        location,
+        "Till",
+    )
+    .await;
+    let device_token = device["device_token"].as_str().unwrap();
+    let sha = Sha256Digest::of(&bytes).to_hex();
+    let res = server
+        .http
+        .get(server.url(&format!("/api/v1/terminal/artifacts/{sha}")))
+        .bearer_auth(device_token)
+        .header("range", "bytes=0-99")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 206);
+    assert_eq!(res.bytes().await.unwrap().to_vec(), bytes[..100].to_vec());
+    let (status, _) = server
+        .call(
+            Method::GET,
+            &format!("/api/v1/terminal/artifacts/{}", "0".repeat(64)),
+            Some(device_token),
+            None,
+        )
+        .await;
+    assert_eq!(status, 404);
+    let res = server.http.get(server.url(&format!("/api/v1/terminal/artifacts/{sha}"))).send().await.unwrap();
+    assert_eq!(res.status(), 401);
+
+    // Withdrawn: marked, still listed.
+    let (status, withdrawn) =
+        post(&server, &op, &format!("/api/v1/apps/{APP}/releases/2.0.0/withdraw"), json!({})).await;
+    assert_eq!(status, 200);
+    assert!(withdrawn["withdrawn_at"].is_string());
+    let (status, _) =
+        post(&server, &op, &format!("/api/v1/apps/{APP}/releases/2.0.0/withdraw"), json!({})).await;
+    assert_eq!(status, 409);
+});
+
+#[tokio::test]
+async fn weak_and_malformed_publisher_keys_are_refused() {
+    let db = tms_e2e::TestDatabase::sqlite();
+    let (server, op) = server_with_operator(&db).await;
+    let _ = app_with_key(&server, &op).await;
+    let mut identity = [0u8; 32];
+    identity[0] = 1;
+    for (key, why) in [(hex::encode(identity), "weak"), ("abcd".to_owned(), "malformed")] {
+        let (status, body) =
+            post(&server, &op, &format!("/api/v1/apps/{APP}/keys"), json!({"name": why, "public_key": key}))
+                .await;
+        assert_eq!(status, 400, "{why}: {body}");
+        assert_eq!(body["error"]["details"]["field"], "public_key");
+    }
+}
