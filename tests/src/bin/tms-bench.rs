@@ -1,9 +1,16 @@
-//! `tms-bench`: benchmarks that print figures (never timed tests).
+//! `tms-bench`: benchmarks that print figures (never timed tests). Build in
+//! release mode first: `cargo build --release --bins`.
 //!
 //! `tms-bench export --rows 1000000 [--backend sqlite|postgres]` seeds a
 //! merchant's terminal with that many transactions through the terminal API,
 //! then streams the CSV export and reports how much the server's resident
 //! memory grew while it did (the target: under 64 MiB for a million rows).
+//!
+//! `tms-bench artifact --mib 1024 [--backend sqlite|postgres]` publishes and
+//! then downloads an artifact of that size, and reports both throughputs, the
+//! machine's single-core sha256 speed measured in the same run, and the
+//! server's memory growth (targets: publishing at 60 % or more of the sha256
+//! speed; under 64 MiB of growth).
 #![forbid(unsafe_code)]
 
 use std::sync::Arc;
@@ -17,22 +24,28 @@ use tms_e2e::{ServerBuilder, TestDatabase};
 const BATCH: usize = 1000;
 
 struct Args {
+    artifact: bool,
     rows: usize,
+    mib: u64,
     postgres: bool,
 }
 
+const USAGE: &str = "usage: tms-bench export [--rows N] [--backend sqlite|postgres]\n       tms-bench artifact [--mib N] [--backend sqlite|postgres]";
+
 fn parse_args() -> Result<Args, String> {
     let mut args = std::env::args().skip(1);
-    match args.next().as_deref() {
-        Some("export") => {}
-        _ => return Err("usage: tms-bench export [--rows N] [--backend sqlite|postgres]".into()),
-    }
-    let mut parsed = Args { rows: 1_000_000, postgres: false };
+    let artifact = match args.next().as_deref() {
+        Some("export") => false,
+        Some("artifact") => true,
+        _ => return Err(USAGE.into()),
+    };
+    let mut parsed = Args { artifact, rows: 1_000_000, mib: 1024, postgres: false };
     while let Some(flag) = args.next() {
         match flag.as_str() {
             "--rows" => {
                 parsed.rows = args.next().and_then(|v| v.parse().ok()).ok_or("--rows takes a number")?
             }
+            "--mib" => parsed.mib = args.next().and_then(|v| v.parse().ok()).ok_or("--mib takes a number")?,
             "--backend" => {
                 parsed.postgres = match args.next().as_deref() {
                     Some("sqlite") => false,
@@ -64,6 +77,9 @@ async fn main() {
     } else {
         TestDatabase::sqlite()
     };
+    if args.artifact {
+        return artifact_bench(&args, &db).await;
+    }
     let server =
         ServerBuilder::new().database(&db).env("TMS_LOG_LEVEL", "warn,tms_server::http=info").start().await;
     server.create_operator(OPERATOR, "operator_admin", OPERATOR_PASSWORD);
@@ -195,4 +211,200 @@ fn rss_of(pid: u32) -> Option<u64> {
         .parse()
         .ok()?;
     Some(kib * 1024)
+}
+
+/// Samples a process's resident memory until stopped; returns the peak.
+struct RssSampler {
+    peak: Arc<AtomicU64>,
+    running: Arc<std::sync::atomic::AtomicBool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl RssSampler {
+    fn start(pid: u32) -> RssSampler {
+        let peak = Arc::new(AtomicU64::new(rss_of(pid).unwrap_or(0)));
+        let running = Arc::new(std::sync::atomic::AtomicBool::new(true));
+        let task = {
+            let (peak, running) = (peak.clone(), running.clone());
+            tokio::spawn(async move {
+                while running.load(Ordering::Relaxed) {
+                    if let Some(rss) = rss_of(pid) {
+                        peak.fetch_max(rss, Ordering::Relaxed);
+                    }
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+            })
+        };
+        RssSampler { peak, running, task }
+    }
+
+    async fn stop(self) -> u64 {
+        self.running.store(false, Ordering::Relaxed);
+        let _ = self.task.await;
+        self.peak.load(Ordering::Relaxed)
+    }
+}
+
+async fn artifact_bench(args: &Args, db: &TestDatabase) {
+    use base64::Engine;
+    use tms_packages::releases::{ReleaseManifest, SignedManifest};
+    use tms_signing::PrivateKey;
+
+    let size = args.mib * 1024 * 1024;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("artifact.bin");
+    eprintln!("writing a {} MiB artifact…", args.mib);
+    {
+        use std::io::Write;
+        let mut file = std::io::BufWriter::with_capacity(
+            1 << 20,
+            std::fs::File::create(&path).expect("create artifact"),
+        );
+        let mut state = 0x9E37_79B9_7F4A_7C15u64;
+        let mut block = vec![0u8; 1 << 20];
+        for _ in 0..args.mib {
+            for word in block.chunks_mut(8) {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                word.copy_from_slice(&state.to_le_bytes());
+            }
+            file.write_all(&block).expect("write artifact");
+        }
+        file.flush().expect("flush artifact");
+    }
+
+    // The machine's own single-core sha256 speed, over the same bytes.
+    let hashing = Instant::now();
+    let (digest, _) = tms_signing::sha256_reader(std::io::BufReader::with_capacity(
+        1 << 20,
+        std::fs::File::open(&path).unwrap(),
+    ))
+    .unwrap();
+    let sha_secs = hashing.elapsed().as_secs_f64();
+    let sha_mib_s = args.mib as f64 / sha_secs;
+
+    let server =
+        ServerBuilder::new().database(db).env("TMS_LOG_LEVEL", "warn,tms_server::http=info").start().await;
+    server.create_operator(OPERATOR, "operator_admin", OPERATOR_PASSWORD);
+    let op = server.login(OPERATOR, OPERATOR_PASSWORD).await;
+    let key = PrivateKey::generate();
+    post(
+        &server,
+        &op,
+        "/api/v1/apps",
+        json!({"id": "eu.ccv.bench", "name": "Bench", "kind": "app", "visibility": "system"}),
+    )
+    .await;
+    post(
+        &server,
+        &op,
+        "/api/v1/apps/eu.ccv.bench/keys",
+        json!({"name": "bench", "public_key": key.public_key().to_hex()}),
+    )
+    .await;
+    let manifest = SignedManifest::sign(
+        ReleaseManifest {
+            app_id: "eu.ccv.bench".into(),
+            kind: "app".into(),
+            version: "1.0.0".into(),
+            version_code: 1,
+            artifact_sha256: digest.to_hex(),
+            artifact_size: size,
+            models: vec!["A920".into()],
+            min_firmware: None,
+            release_notes: String::new(),
+            created_at: "2026-11-27T00:00:00Z".into(),
+        },
+        &key,
+    );
+    let header = base64::engine::general_purpose::STANDARD.encode(serde_json::to_vec(&manifest).unwrap());
+
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let baseline = server.rss_bytes().expect("server RSS");
+    let sampler = RssSampler::start(server.pid());
+    let file = tokio::fs::File::open(&path).await.unwrap();
+    let body = futures_util::stream::unfold(file, |mut file| async move {
+        use tokio::io::AsyncReadExt;
+        let mut buf = vec![0u8; 256 * 1024];
+        match file.read(&mut buf).await {
+            Ok(0) => None,
+            Ok(n) => {
+                buf.truncate(n);
+                Some((Ok::<_, std::io::Error>(bytes::Bytes::from(buf)), file))
+            }
+            Err(e) => Some((Err(e), file)),
+        }
+    });
+    let publishing = Instant::now();
+    let res = server
+        .http
+        .post(server.url("/api/v1/apps/eu.ccv.bench/releases"))
+        .bearer_auth(&op)
+        .header("x-tms-signed-manifest", header)
+        .header("content-length", size)
+        .timeout(Duration::from_secs(3600))
+        .body(reqwest::Body::wrap_stream(body))
+        .send()
+        .await
+        .expect("publish");
+    assert_eq!(res.status(), 201, "publish failed: {}", res.text().await.unwrap_or_default());
+    let publish_secs = publishing.elapsed().as_secs_f64();
+    let publish_peak = sampler.stop().await;
+
+    let sampler = RssSampler::start(server.pid());
+    let downloading = Instant::now();
+    let mut res = server
+        .http
+        .get(server.url("/api/v1/apps/eu.ccv.bench/releases/1.0.0/artifact"))
+        .bearer_auth(&op)
+        .timeout(Duration::from_secs(3600))
+        .send()
+        .await
+        .expect("download");
+    assert_eq!(res.status(), 200);
+    let mut received = 0u64;
+    while let Some(chunk) = res.chunk().await.expect("download body") {
+        received += chunk.len() as u64;
+    }
+    assert_eq!(received, size);
+    let download_secs = downloading.elapsed().as_secs_f64();
+    let download_peak = sampler.stop().await;
+
+    let publish_mib_s = args.mib as f64 / publish_secs;
+    let download_mib_s = args.mib as f64 / download_secs;
+    let peak = publish_peak.max(download_peak);
+    let growth = peak.saturating_sub(baseline);
+    let backend = if args.postgres { "postgres" } else { "sqlite" };
+    println!(
+        "{}",
+        json!({
+            "benchmark": "artifact_publish_download",
+            "backend": backend,
+            "store": "filesystem",
+            "artifact_mib": args.mib,
+            "sha256_single_core_mib_s": sha_mib_s,
+            "publish_mib_s": publish_mib_s,
+            "publish_vs_sha256": publish_mib_s / sha_mib_s,
+            "download_mib_s": download_mib_s,
+            "server_rss_baseline_mib": mib(baseline),
+            "server_rss_peak_mib": mib(peak),
+            "server_rss_growth_mib": mib(growth),
+            "targets_met": publish_mib_s / sha_mib_s >= 0.6 && growth < 64 << 20,
+        })
+    );
+    eprintln!();
+    eprintln!("artifact publish and download, {backend}, filesystem store, {} MiB", args.mib);
+    eprintln!("  sha256, one core   {sha_mib_s:>8.1} MiB/s");
+    eprintln!(
+        "  publish            {publish_mib_s:>8.1} MiB/s  ({:.0} % of sha256; target ≥ 60 %)",
+        100.0 * publish_mib_s / sha_mib_s
+    );
+    eprintln!("  download           {download_mib_s:>8.1} MiB/s");
+    eprintln!("  server RSS         {:>8.1} MiB before, {:.1} MiB peak", mib(baseline), mib(peak));
+    eprintln!(
+        "  growth             {:>8.1} MiB  (target < 64 MiB: {})",
+        mib(growth),
+        if growth < 64 << 20 { "met" } else { "MISSED" }
+    );
 }
