@@ -36,7 +36,12 @@ pub fn keygen(args: KeygenArgs, out: Output) -> anyhow::Result<()> {
     let key = PrivateKey::generate();
     key.save_new(&private_path).with_context(|| format!("writing {}", private_path.display()))?;
     let public = key.public_key();
-    std::fs::write(&public_path, public.to_pem()?)
+    let pem = public.to_pem()?;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&public_path)
+        .and_then(|mut f| f.write_all(pem.as_bytes()))
         .with_context(|| format!("writing {}", public_path.display()))?;
     let info = serde_json::json!({
         "key_id": public.key_id(),
@@ -275,6 +280,14 @@ pub async fn publish(client: &Client, args: PublishArgs, out: Output) -> anyhow:
             signed.manifest.artifact_size
         );
     }
+    // A refusal arrives before the upload, not after gigabytes of it.
+    let _: serde_json::Value = client
+        .call(
+            reqwest::Method::POST,
+            &format!("/api/v1/apps/{}/releases/check", signed.manifest.app_id),
+            Some(&signed),
+        )
+        .await?;
     let header = base64::engine::general_purpose::STANDARD.encode(serde_json::to_vec(&signed)?);
     let file = tokio::fs::File::open(&args.file)
         .await
@@ -324,57 +337,79 @@ pub struct DownloadArgs {
 }
 
 /// Downloads an artifact, resuming a partial file, and checks its sha256.
+/// A file that cannot be the start of this artifact is downloaded anew.
 pub async fn download(client: &Client, args: DownloadArgs, out: Output) -> anyhow::Result<()> {
     let release: ReleaseView =
         client.get(&format!("/api/v1/apps/{}/releases/{}", args.app, args.version)).await?;
     let total = release.artifact_size;
-    let have = std::fs::metadata(&args.out).map(|m| m.len()).unwrap_or(0);
     let etag = format!("\"{}\"", release.artifact_sha256);
-    let mut headers = vec![];
-    if have > 0 && have < total {
-        headers.push(("range", format!("bytes={have}-")));
-        headers.push(("if-range", etag.clone()));
-    }
     let mut written = 0;
-    if have < total {
-        let mut response = client.get_stream(&release.download_path, &headers).await?;
-        let resumed = response.status() == reqwest::StatusCode::PARTIAL_CONTENT;
-        let start = if resumed { have } else { 0 };
-        let mut file = std::fs::OpenOptions::new()
-            .create(true)
-            .write(true)
-            .append(resumed)
-            .truncate(!resumed)
-            .open(&args.out)
-            .with_context(|| format!("writing {}", args.out.display()))?;
-        if resumed {
-            eprintln!("resuming at {}", human(start as f64));
+    // Two rounds at most: resume, and if what was there turns out wrong, start over.
+    for round in 0..2 {
+        let mut have = std::fs::metadata(&args.out).map(|m| m.len()).unwrap_or(0);
+        if have > total {
+            have = 0;
         }
-        let progress = Progress::start("downloading", total, start);
-        while let Some(chunk) =
-            response.chunk().await.context("the download stopped; run the command again to resume")?
-        {
-            file.write_all(&chunk)?;
-            written += chunk.len() as u64;
-            progress.done.fetch_add(chunk.len() as u64, Ordering::Relaxed);
+        if have < total {
+            let headers = if have > 0 {
+                vec![("range", format!("bytes={have}-")), ("if-range", etag.clone())]
+            } else {
+                vec![]
+            };
+            let mut response = client.get_stream(&release.download_path, &headers).await?;
+            let status = response.status();
+            // Resume only when the server answered the range asked for, of this artifact.
+            let expected_range = format!("bytes {have}-{}/{total}", total - 1);
+            let resumed = status == reqwest::StatusCode::PARTIAL_CONTENT
+                && response.headers().get("content-range").and_then(|v| v.to_str().ok())
+                    == Some(expected_range.as_str())
+                && response.headers().get("etag").and_then(|v| v.to_str().ok()) == Some(etag.as_str());
+            if !resumed && status != reqwest::StatusCode::OK {
+                // A 416 or an unexpected range: fetch the whole artifact.
+                drop(response);
+                std::fs::remove_file(&args.out).ok();
+                response = client.get_stream(&release.download_path, &[]).await?;
+                if response.status() != reqwest::StatusCode::OK {
+                    bail!("the server answered {} to a plain download", response.status());
+                }
+            }
+            let start = if resumed { have } else { 0 };
+            let mut file = std::fs::OpenOptions::new()
+                .create(true)
+                .write(true)
+                .append(resumed)
+                .truncate(!resumed)
+                .open(&args.out)
+                .with_context(|| format!("writing {}", args.out.display()))?;
+            if resumed {
+                eprintln!("resuming at {}", human(start as f64));
+            }
+            let progress = Progress::start("downloading", total, start);
+            while let Some(chunk) =
+                response.chunk().await.context("the download stopped; run the command again to resume")?
+            {
+                file.write_all(&chunk)?;
+                written += chunk.len() as u64;
+                progress.done.fetch_add(chunk.len() as u64, Ordering::Relaxed);
+            }
+            file.sync_all()?;
+            progress.finish("downloaded", total - start);
         }
-        file.sync_all()?;
-        progress.finish("downloaded", total - start);
+        let (digest, size) = tms_signing::sha256_reader(std::io::BufReader::with_capacity(
+            CHUNK,
+            std::fs::File::open(&args.out)?,
+        ))?;
+        if size == total && digest.to_hex() == release.artifact_sha256 {
+            let info = serde_json::json!({"file": args.out, "sha256": digest.to_hex(), "size": size, "downloaded": written});
+            out.show(&info, |_| println!("{} verified (sha256 {digest})", args.out.display()));
+            return Ok(());
+        }
+        if round == 0 {
+            eprintln!("{} is not this artifact (sha256 {digest}); downloading it anew", args.out.display());
+            std::fs::remove_file(&args.out).with_context(|| format!("removing {}", args.out.display()))?;
+        }
     }
-    let (digest, size) = tms_signing::sha256_reader(std::io::BufReader::with_capacity(
-        CHUNK,
-        std::fs::File::open(&args.out)?,
-    ))?;
-    if size != total || digest.to_hex() != release.artifact_sha256 {
-        bail!(
-            "{} does not match the release (sha256 {digest}, {size} bytes): delete it and download again",
-            args.out.display()
-        );
-    }
-    let info =
-        serde_json::json!({"file": args.out, "sha256": digest.to_hex(), "size": size, "downloaded": written});
-    out.show(&info, |_| println!("{} verified (sha256 {digest})", args.out.display()));
-    Ok(())
+    bail!("the download does not match the release's sha256 {}", release.artifact_sha256)
 }
 
 #[derive(Subcommand, Debug)]

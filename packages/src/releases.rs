@@ -99,6 +99,9 @@ impl ReleaseManifest {
         }
         let version = semver::Version::parse(&self.version)
             .map_err(|e| invalid("version", format!("{:?} is not a semantic version: {e}", self.version)))?;
+        if !version.build.is_empty() {
+            return Err(invalid("version", "build metadata (+…) does not order releases; drop it"));
+        }
         if self.version_code == 0 || self.version_code > i64::MAX as u64 {
             return Err(invalid("version_code", "a positive integer"));
         }
@@ -207,6 +210,7 @@ mod tests {
         let field = |m: ReleaseManifest| m.validate().unwrap_err().field;
         assert_eq!(field(ReleaseManifest { app_id: "salespoint".into(), ..manifest() }), "app_id");
         assert_eq!(field(ReleaseManifest { version: "4.2".into(), ..manifest() }), "version");
+        assert_eq!(field(ReleaseManifest { version: "4.2.0+build.7".into(), ..manifest() }), "version");
         assert_eq!(field(ReleaseManifest { version_code: 0, ..manifest() }), "version_code");
         assert_eq!(
             field(ReleaseManifest { artifact_sha256: "A".repeat(64), ..manifest() }),

@@ -152,10 +152,13 @@ fn serve(config: Config) -> anyhow::Result<()> {
         // Uploads a crash interrupted are staged under uploads/; a day later they go.
         let sweeper = blobs.clone();
         actix_web::rt::spawn(async move {
-            match sweeper.sweep_stale_uploads(std::time::Duration::from_secs(24 * 3600)).await {
-                Ok(0) => {}
-                Ok(n) => tracing::info!(removed = n, "removed stale staged uploads"),
-                Err(e) => tracing::warn!(error = %e, "could not sweep staged uploads"),
+            loop {
+                match sweeper.sweep_stale_uploads(std::time::Duration::from_secs(24 * 3600)).await {
+                    Ok(0) => {}
+                    Ok(n) => tracing::info!(removed = n, "removed stale staged uploads"),
+                    Err(e) => tracing::warn!(error = %e, "could not sweep staged uploads"),
+                }
+                actix_web::rt::time::sleep(std::time::Duration::from_secs(3600)).await;
             }
         });
         let mailer = Mailer::from_config(&config).context("setting up e-mail")?;

@@ -68,6 +68,7 @@ use crate::http::{accounts, devices, health, releases, terminal};
         releases::add_key,
         releases::revoke_key,
         releases::publish,
+        releases::check,
         releases::list_releases,
         releases::show_release,
         releases::withdraw,

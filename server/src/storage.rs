@@ -262,12 +262,30 @@ impl BlobStore {
             Err(e) => Err(e.into()),
         }
     }
-
-    /// Removes staged uploads older than `age` that a crash left behind.
+    /// Removes staged uploads older than `age` that a crash left behind. On
+    /// the local store the half-written part files (`…#1`, hidden from
+    /// listings) go too; on S3, incomplete multipart uploads are not listed,
+    /// so the bucket needs an abort-incomplete-multipart lifecycle rule.
     pub async fn sweep_stale_uploads(&self, age: Duration) -> Result<usize, StorageError> {
         use futures_util::StreamExt;
         let cutoff =
             chrono::Utc::now() - chrono::Duration::from_std(age).unwrap_or(chrono::Duration::days(1));
+        if let Some(root) = &self.local_root {
+            let dir = root.join("uploads");
+            let mut removed = 0;
+            if let Ok(entries) = std::fs::read_dir(&dir) {
+                for entry in entries.flatten() {
+                    let old = entry
+                        .metadata()
+                        .and_then(|m| m.modified())
+                        .is_ok_and(|t| chrono::DateTime::<chrono::Utc>::from(t) < cutoff);
+                    if old && entry.path().is_file() && std::fs::remove_file(entry.path()).is_ok() {
+                        removed += 1;
+                    }
+                }
+            }
+            return Ok(removed);
+        }
         let mut listing = self.store.list(Some(&Path::from("uploads")));
         let mut removed = 0;
         while let Some(meta) = listing.next().await {

@@ -195,6 +195,7 @@ impl TestServer {
         token: Option<&str>,
         body: Option<serde_json::Value>,
     ) -> (reqwest::StatusCode, serde_json::Value) {
+        let method_was_head = method == reqwest::Method::HEAD;
         let mut request = self.http.request(method, self.url(path));
         if let Some(token) = token {
             request = request.bearer_auth(token);
@@ -205,7 +206,7 @@ impl TestServer {
         let res = request.send().await.expect("request reaches the server");
         let status = res.status();
         let text = res.text().await.expect("body");
-        let json = if text.is_empty() {
+        let json = if text.is_empty() || method_was_head {
             serde_json::Value::Null
         } else {
             serde_json::from_str(&text).unwrap_or_else(|_| panic!("not JSON ({status}): {text}"))

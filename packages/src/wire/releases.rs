@@ -78,5 +78,8 @@ wire! {
         pub withdrawn_at: Option<String>,
         /// Where the artifact downloads from (Range requests welcome).
         pub download_path: String,
+        /// The manifest exactly as signed, to verify `signature` against the
+        /// publisher key (its canonical JSON is what was signed).
+        pub manifest: crate::releases::ReleaseManifest,
     }
 }

@@ -48,7 +48,7 @@ pub fn parse_range(header: Option<&str>, size: u64) -> RangeRequest {
             size
         } else {
             match last.parse::<u64>() {
-                Ok(l) if l >= start => (l + 1).min(size),
+                Ok(l) if l >= start => l.saturating_add(1).min(size),
                 _ => return RangeRequest::Full,
             }
         };
@@ -145,5 +145,7 @@ mod tests {
         assert_eq!(parse_range(Some("bytes=0-1,5-6"), 100), Full);
         assert_eq!(parse_range(Some("items=0-1"), 100), Full);
         assert_eq!(parse_range(Some("bytes=x-1"), 100), Full);
+        assert_eq!(parse_range(Some("bytes=0-18446744073709551615"), 100), Partial { start: 0, end: 100 });
+        assert_eq!(parse_range(Some("bytes=-18446744073709551615"), 100), Partial { start: 0, end: 100 });
     }
 }

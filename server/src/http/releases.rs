@@ -172,18 +172,36 @@ pub async fn publish(
             ),
         ));
     }
-    let digest = state.blobs.commit(staged).await?;
-    match state.db.run(move |conn| releases::record(conn, &actor, &signed)).await {
-        Ok(release) => Ok(HttpResponse::Created().json(release)),
-        Err(e) => {
-            // The row lost (a concurrent publish, say): the blob goes unless another release uses it.
-            let hex = digest.to_hex();
-            if let Ok(false) = state.db.run(move |conn| releases::artifact_referenced(conn, &hex)).await {
-                let _ = state.blobs.delete_blob(&digest).await;
-            }
-            Err(e)
-        }
+    state.blobs.commit(staged).await?;
+    // Should the row not commit now (a concurrent publish won, say), the blob
+    // stays: another publish of the same bytes may be about to use it, so
+    // deleting it here could leave a release without its artifact.
+    let release = state.db.run(move |conn| releases::record(conn, &actor, &signed)).await?;
+    Ok(HttpResponse::Created().json(release))
+}
+
+/// Check a signed manifest without uploading anything: the same checks
+/// publishing makes before it reads the artifact (run it before a long upload).
+#[utoipa::path(post, path = "/api/v1/apps/{app_id}/releases/check", tag = "releases", security(("bearer" = [])),
+    params(("app_id" = String, Path)), request_body = SignedManifest,
+    responses((status = 204, description = "publishable"), (status = 400, body = ErrorEnvelope), (status = 409, body = ErrorEnvelope),
+        (status = 413, body = ErrorEnvelope)))]
+pub async fn check(
+    state: web::Data<AppState>,
+    actor: Actor,
+    app_id: web::Path<String>,
+    body: web::Json<SignedManifest>,
+) -> Result<HttpResponse, ApiError> {
+    let app_id = app_id.into_inner();
+    let limit = state.config.max_artifact_bytes;
+    if body.manifest.artifact_size > limit {
+        return Err(ApiError::new(
+            ErrorCode::ArtifactTooLarge,
+            format!("artifacts are limited to {limit} bytes"),
+        ));
     }
+    state.db.run(move |conn| releases::check_publishable(conn, &actor, &app_id, &body)).await?;
+    Ok(HttpResponse::NoContent().finish())
 }
 
 #[utoipa::path(get, path = "/api/v1/apps/{app_id}/releases", tag = "releases", security(("bearer" = [])),
@@ -276,6 +294,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
                 .route(post().to(publish))
                 .route(get().to(list_releases)),
         )
+        .service(resource("/api/v1/apps/{app_id}/releases/check").route(post().to(check)))
         .service(resource("/api/v1/apps/{app_id}/releases/{version}").route(get().to(show_release)))
         .service(resource("/api/v1/apps/{app_id}/releases/{version}/withdraw").route(post().to(withdraw)))
         .service(

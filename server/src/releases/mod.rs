@@ -74,9 +74,8 @@ pub struct ReleaseRow {
 
 impl ReleaseRow {
     pub fn view(&self) -> ReleaseView {
-        let signature = serde_json::from_str::<SignedManifest>(&self.signed_manifest)
-            .map(|s| s.signature)
-            .unwrap_or_default();
+        let signed: SignedManifest = serde_json::from_str(&self.signed_manifest)
+            .expect("stored manifests were parsed before they were stored");
         ReleaseView {
             id: self.id,
             app_id: self.app_id.clone(),
@@ -89,7 +88,8 @@ impl ReleaseRow {
             min_firmware: self.min_firmware.clone(),
             release_notes: self.release_notes.clone(),
             key_id: self.key_id.clone(),
-            signature,
+            signature: signed.signature,
+            manifest: signed.manifest,
             published_at: rfc3339(self.published_at),
             withdrawn_at: self.withdrawn_at.map(rfc3339),
             download_path: format!("/api/v1/apps/{}/releases/{}/artifact", self.app_id, self.version),
@@ -309,30 +309,36 @@ pub fn check_publishable(
             std::collections::BTreeMap::from([("field".to_owned(), "kind".to_owned())]),
         ));
     }
-    let key: KeyRow = publisher_keys::table
-        .filter(publisher_keys::app_id.eq(app_id))
-        .filter(publisher_keys::key_id.eq(&signed.key_id))
-        .select(KeyRow::as_select())
-        .first(conn)
-        .optional()?
-        .ok_or_else(|| {
-            ApiError::new(
-                ErrorCode::UnknownPublisherKey,
-                format!("key {} is not a publisher key of {app_id}", signed.key_id),
-            )
-        })?;
-    if key.revoked_at.is_some() {
-        return Err(ApiError::new(
-            ErrorCode::KeyRevoked,
-            format!("key {} was revoked: it signs nothing new", key.key_id),
-        ));
-    }
+    let key = active_key(conn, app_id, &signed.key_id)?;
     let public = PublicKey::parse(&key.public_key)
         .map_err(|e| ApiError::Db(DbError::Migration(format!("stored key unreadable: {e}"))))?;
     signed.verify(&public).map_err(|_| {
         ApiError::new(ErrorCode::SignatureInvalid, "the signature does not verify against the publisher key")
     })?;
     check_version(conn, app_id, &version, signed.manifest.version_code)
+}
+
+/// A publisher key of the app that may still sign.
+fn active_key(conn: &mut DbConnection, app_id: &str, key_id: &str) -> Result<KeyRow, ApiError> {
+    let key: KeyRow = publisher_keys::table
+        .filter(publisher_keys::app_id.eq(app_id))
+        .filter(publisher_keys::key_id.eq(key_id))
+        .select(KeyRow::as_select())
+        .first(conn)
+        .optional()?
+        .ok_or_else(|| {
+            ApiError::new(
+                ErrorCode::UnknownPublisherKey,
+                format!("key {key_id} is not a publisher key of {app_id}"),
+            )
+        })?;
+    if key.revoked_at.is_some() {
+        return Err(ApiError::new(
+            ErrorCode::KeyRevoked,
+            format!("key {key_id} was revoked: it signs nothing new"),
+        ));
+    }
+    Ok(key)
 }
 
 fn check_version(
@@ -373,6 +379,13 @@ pub fn record(
     let m = &signed.manifest;
     let version = m.validate().map_err(|e| ApiError::new(ErrorCode::InvalidManifest, e.to_string()))?;
     crate::db::write_tx(conn, |conn| {
+        // Publishes of one app take turns (SQLite's write lock does this by
+        // itself), so two cannot both pass the version rules.
+        if let DbConnection::Postgres(c) = conn {
+            apps::table.find(&m.app_id).select(apps::id).for_update().first::<String>(c)?;
+        }
+        // The key may have been revoked while the artifact uploaded.
+        active_key(conn, &m.app_id, &signed.key_id)?;
         check_version(conn, &m.app_id, &version, m.version_code)?;
         let insert = diesel::insert_into(releases::table).values((
             releases::app_id.eq(&m.app_id),
@@ -413,11 +426,6 @@ pub fn record(
         let row: ReleaseRow = releases::table.find(id).select(ReleaseRow::as_select()).first(conn)?;
         Ok(row.view())
     })
-}
-
-/// Whether any release still names this artifact (an orphan may be deleted).
-pub fn artifact_referenced(conn: &mut DbConnection, sha256: &str) -> Result<bool, DbError> {
-    Ok(releases::table.filter(releases::artifact_sha256.eq(sha256)).count().get_result::<i64>(conn)? > 0)
 }
 
 pub fn list_releases(
@@ -481,10 +489,12 @@ pub fn withdraw(
     })
 }
 
-/// The release behind an artifact digest, for device downloads.
+/// The newest release still offered with this artifact, for device downloads.
 pub fn release_by_artifact(conn: &mut DbConnection, sha256: &str) -> Result<Option<ReleaseRow>, DbError> {
     Ok(releases::table
         .filter(releases::artifact_sha256.eq(sha256))
+        .filter(releases::withdrawn_at.is_null())
+        .order(releases::id.desc())
         .select(ReleaseRow::as_select())
         .first(conn)
         .optional()?)

@@ -415,3 +415,85 @@ async fn weak_and_malformed_publisher_keys_are_refused() {
         assert_eq!(body["error"]["details"]["field"], "public_key");
     }
 }
+
+backend_test!(withdrawn_artifacts_and_damaged_downloads, |db| {
+    let (server, op) = server_with_operator(&db).await;
+    let key = app_with_key(&server, &op).await;
+    let bytes = artifact(500_000, 9);
+    let manifest = signed(&key, "3.0.0", 300, &bytes);
+    // The check before an upload says the same as the upload would.
+    let (status, _) = post(
+        &server,
+        &op,
+        &format!("/api/v1/apps/{APP}/releases/check"),
+        serde_json::to_value(&manifest).unwrap(),
+    )
+    .await;
+    assert_eq!(status, 204);
+    let (status, body) = publish(&server, &op, &manifest, bytes.clone()).await;
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(
+        body["manifest"],
+        serde_json::to_value(&manifest.manifest).unwrap(),
+        "the signed manifest is shown as signed"
+    );
+    let (status, body) = post(
+        &server,
+        &op,
+        &format!("/api/v1/apps/{APP}/releases/check"),
+        serde_json::to_value(&manifest).unwrap(),
+    )
+    .await;
+    assert_eq!((status.as_u16(), body["error"]["code"].as_str()), (409, Some("release_exists")));
+
+    // The CLI repairs a file that is too long or wrong, rather than trusting it.
+    let dir = tempfile::tempdir().unwrap();
+    let creds = dir.path().join("c.json");
+    let (code, _, err) = run_tms(
+        &server,
+        &creds,
+        &["login", "--email", OPERATOR, "--password-stdin"],
+        Some(OPERATOR_PASSWORD),
+    );
+    assert_eq!(code, 0, "{err}");
+    let target = dir.path().join("a.apk");
+    for damaged in [vec![0u8; 600_000], {
+        let mut wrong = bytes.clone();
+        wrong[10] ^= 1;
+        wrong
+    }] {
+        std::fs::write(&target, damaged).unwrap();
+        let (code, _, err) =
+            run_tms(&server, &creds, &["download", APP, "3.0.0", "--out", target.to_str().unwrap()], None);
+        assert_eq!(code, 0, "{err}");
+        assert_eq!(std::fs::read(&target).unwrap(), bytes);
+    }
+
+    // A withdrawn release's artifact is no longer handed to terminals.
+    let (_, location, _) = merchant(&server, &op, "Shop", "admin@shop.example", &["1900000003"]).await;
+    let (_, device) = activate_device(
+        &server,
+        "admin@shop.example",
+        MERCHANT_PASSWORD,
+        "salespoint",
+        "1900000003",
+        location,
+        "Till",
+    )
+    .await;
+    let device_token = device["device_token"].as_str().unwrap();
+    let sha = Sha256Digest::of(&bytes).to_hex();
+    let (status, _) = server
+        .call(Method::HEAD, &format!("/api/v1/terminal/artifacts/{sha}"), Some(device_token), None)
+        .await;
+    assert_eq!(status, 200);
+    post(&server, &op, &format!("/api/v1/apps/{APP}/releases/3.0.0/withdraw"), json!({})).await;
+    let res = server
+        .http
+        .get(server.url(&format!("/api/v1/terminal/artifacts/{sha}")))
+        .bearer_auth(device_token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 404);
+});
