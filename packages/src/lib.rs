@@ -6,5 +6,6 @@
 
 pub mod accounts;
 pub mod devices;
+pub mod parameters;
 pub mod releases;
 pub mod wire;
