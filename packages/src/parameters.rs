@@ -60,14 +60,25 @@ impl FromStr for Level {
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(tag = "type", rename_all = "lowercase")]
 pub enum ParamType {
-    String { max_len: usize },
-    Integer { min: i64, max: i64 },
+    String {
+        max_len: usize,
+    },
+    Integer {
+        min: i64,
+        max: i64,
+    },
     Boolean,
-    Enum { values: Vec<String> },
+    Enum {
+        values: Vec<String>,
+    },
     /// Write-only for people: shown as set/unset, delivered to terminals only.
-    Secret { max_len: usize },
+    Secret {
+        max_len: usize,
+    },
     /// A small file, base64 in the value.
-    File { max_bytes: usize },
+    File {
+        max_bytes: usize,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -77,6 +88,7 @@ pub struct KeyDef {
     pub ty: ParamType,
     /// The value when no level sets one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<Object>))]
     pub default: Option<Value>,
     #[serde(default)]
     pub description: String,
@@ -129,20 +141,59 @@ impl Schema {
             levels: levels.to_vec(),
         };
         let keys = BTreeMap::from([
-            ("receipt.header".to_owned(), key(ParamType::String { max_len: 400 }, Some(Value::from("")), "Lines printed at the top of receipts", &all)),
-            ("receipt.footer".to_owned(), key(ParamType::String { max_len: 400 }, Some(Value::from("")), "Lines printed at the bottom of receipts", &all)),
-            ("receipt.logo".to_owned(), key(ParamType::File { max_bytes: 64 * 1024 }, None, "Logo printed on receipts (base64, at most 64 KiB)", &all)),
+            (
+                "receipt.header".to_owned(),
+                key(
+                    ParamType::String { max_len: 400 },
+                    Some(Value::from("")),
+                    "Lines printed at the top of receipts",
+                    &all,
+                ),
+            ),
+            (
+                "receipt.footer".to_owned(),
+                key(
+                    ParamType::String { max_len: 400 },
+                    Some(Value::from("")),
+                    "Lines printed at the bottom of receipts",
+                    &all,
+                ),
+            ),
+            (
+                "receipt.logo".to_owned(),
+                key(
+                    ParamType::File { max_bytes: 64 * 1024 },
+                    None,
+                    "Logo printed on receipts (base64, at most 64 KiB)",
+                    &all,
+                ),
+            ),
             (
                 "receipt.print_customer_copy".to_owned(),
-                key(ParamType::Boolean, Some(Value::from(true)), "Print the customer receipt by default", &all),
+                key(
+                    ParamType::Boolean,
+                    Some(Value::from(true)),
+                    "Print the customer receipt by default",
+                    &all,
+                ),
             ),
             (
                 MERCHANT_PASSWORD_KEY.to_owned(),
-                key(ParamType::Secret { max_len: 32 }, Some(Value::from(MERCHANT_PASSWORD_DEFAULT)), "Password of the merchant menu on the terminal", &all),
+                key(
+                    ParamType::Secret { max_len: 32 },
+                    Some(Value::from(MERCHANT_PASSWORD_DEFAULT)),
+                    "Password of the merchant menu on the terminal",
+                    &all,
+                ),
             ),
             (
                 CONTACT_INTERVAL_KEY.to_owned(),
-                key(ParamType::Integer { min: 60, max: 86_400 }, Some(Value::from(300)), "Seconds between TMS contacts", &[Level::Global, Level::Merchant, Level::Location]),
+                key(
+                    ParamType::Integer { min: 60, max: 86_400 },
+                    Some(Value::from(300)),
+                    "Seconds between TMS contacts",
+                    &[Level::Global, Level::Merchant, Level::Location],
+                ),
             ),
         ]);
         Schema { keys }
@@ -151,7 +202,10 @@ impl Schema {
     /// Checks the schema itself: defaults of the right type, levels given.
     pub fn validate(&self) -> Result<(), ParamError> {
         for (key, def) in &self.keys {
-            if key.is_empty() || key.len() > 100 || !key.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-')) {
+            if key.is_empty()
+                || key.len() > 100
+                || !key.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+            {
                 return Err(refuse(key, "keys are 1 to 100 letters, digits, dots, dashes or underscores"));
             }
             if def.levels.is_empty() {
@@ -174,7 +228,10 @@ impl Schema {
         let def = self.keys.get(key).ok_or_else(|| refuse(key, "unknown parameter"))?;
         if !def.levels.contains(&level) {
             let levels: Vec<&str> = def.levels.iter().map(|l| l.as_str()).collect();
-            return Err(refuse(key, format!("cannot be set at the {level} level (only {})", levels.join(", "))));
+            return Err(refuse(
+                key,
+                format!("cannot be set at the {level} level (only {})", levels.join(", ")),
+            ));
         }
         check_type(key, &def.ty, value)
     }
@@ -186,7 +243,8 @@ impl Schema {
 
 fn check_type(key: &str, ty: &ParamType, value: &Value) -> Result<(), ParamError> {
     match (ty, value) {
-        (ParamType::String { max_len }, Value::String(s)) | (ParamType::Secret { max_len }, Value::String(s)) => {
+        (ParamType::String { max_len }, Value::String(s))
+        | (ParamType::Secret { max_len }, Value::String(s)) => {
             if s.chars().count() > *max_len {
                 return Err(refuse(key, format!("at most {max_len} characters")));
             }
@@ -200,7 +258,9 @@ fn check_type(key: &str, ty: &ParamType, value: &Value) -> Result<(), ParamError
         (ParamType::Enum { values }, Value::String(s)) if values.contains(s) => Ok(()),
         (ParamType::Enum { values }, _) => Err(refuse(key, format!("one of {}", values.join(", ")))),
         (ParamType::File { max_bytes }, Value::String(s)) => {
-            let bytes = base64::engine::general_purpose::STANDARD.decode(s).map_err(|_| refuse(key, "a file as base64"))?;
+            let bytes = base64::engine::general_purpose::STANDARD
+                .decode(s)
+                .map_err(|_| refuse(key, "a file as base64"))?;
             if bytes.len() > *max_bytes {
                 return Err(refuse(key, format!("a file of at most {max_bytes} bytes")));
             }
@@ -225,7 +285,9 @@ fn type_name(ty: &ParamType) -> &'static str {
 pub fn parse_value(schema: &Schema, key: &str, text: &str) -> Result<Value, ParamError> {
     let def = schema.keys.get(key).ok_or_else(|| refuse(key, "unknown parameter"))?;
     let value = match def.ty {
-        ParamType::Integer { .. } => Value::from(text.trim().parse::<i64>().map_err(|_| refuse(key, "an integer"))?),
+        ParamType::Integer { .. } => {
+            Value::from(text.trim().parse::<i64>().map_err(|_| refuse(key, "an integer"))?)
+        }
         ParamType::Boolean => Value::from(match text.trim() {
             "true" | "on" | "yes" | "1" => true,
             "false" | "off" | "no" | "0" => false,
@@ -343,7 +405,11 @@ impl ParamDiff {
 
 pub fn diff(old: &BTreeMap<String, Value>, new: &BTreeMap<String, Value>) -> ParamDiff {
     ParamDiff {
-        changed: new.iter().filter(|(k, v)| old.get(*k) != Some(*v)).map(|(k, v)| (k.clone(), v.clone())).collect(),
+        changed: new
+            .iter()
+            .filter(|(k, v)| old.get(*k) != Some(*v))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect(),
         removed: old.keys().filter(|k| !new.contains_key(*k)).cloned().collect(),
     }
 }
@@ -376,10 +442,16 @@ mod tests {
         let s = Schema::terminal();
         s.check("receipt.print_customer_copy", &json!(false), Level::Location).unwrap();
         let key_of = |r: Result<(), ParamError>| r.unwrap_err().key;
-        assert_eq!(key_of(s.check("receipt.print_customer_copy", &json!("no"), Level::Location)), "receipt.print_customer_copy");
+        assert_eq!(
+            key_of(s.check("receipt.print_customer_copy", &json!("no"), Level::Location)),
+            "receipt.print_customer_copy"
+        );
         assert_eq!(key_of(s.check("nope", &json!(1), Level::Global)), "nope");
         assert!(s.check(CONTACT_INTERVAL_KEY, &json!(10), Level::Global).is_err(), "below the range");
-        assert!(s.check(CONTACT_INTERVAL_KEY, &json!(600), Level::Device).is_err(), "not at the device level");
+        assert!(
+            s.check(CONTACT_INTERVAL_KEY, &json!(600), Level::Device).is_err(),
+            "not at the device level"
+        );
         assert!(s.check("receipt.logo", &json!("not base64!"), Level::Location).is_err());
         assert!(s.check("receipt.logo", &json!("iVBORw0KGgo="), Level::Location).is_ok());
         assert_eq!(parse_value(&s, CONTACT_INTERVAL_KEY, "900").unwrap(), json!(900));
@@ -390,7 +462,8 @@ mod tests {
     fn the_most_specific_level_wins_unless_locked_above() {
         let s = Schema::terminal();
         let global = set(&[("receipt.header", json!("G"))], &[]);
-        let merchant = set(&[("receipt.header", json!("M")), ("receipt.footer", json!("MF"))], &["receipt.footer"]);
+        let merchant =
+            set(&[("receipt.header", json!("M")), ("receipt.footer", json!("MF"))], &["receipt.footer"]);
         let location = set(&[("receipt.header", json!("L")), ("receipt.footer", json!("LF"))], &[]);
         let levels = [(Level::Global, &global), (Level::Merchant, &merchant), (Level::Location, &location)];
         let eff = effective(&s, &levels);
@@ -405,7 +478,11 @@ mod tests {
     #[test]
     fn diffs_and_versions() {
         let old = BTreeMap::from([("a".to_owned(), json!(1)), ("b".to_owned(), json!(2))]);
-        let new = BTreeMap::from([("a".to_owned(), json!(1)), ("b".to_owned(), json!(3)), ("c".to_owned(), json!(4))]);
+        let new = BTreeMap::from([
+            ("a".to_owned(), json!(1)),
+            ("b".to_owned(), json!(3)),
+            ("c".to_owned(), json!(4)),
+        ]);
         let d = diff(&old, &new);
         assert_eq!(d.changed, BTreeMap::from([("b".to_owned(), json!(3)), ("c".to_owned(), json!(4))]));
         assert!(d.removed.is_empty());

@@ -10,5 +10,6 @@ pub mod http;
 pub mod mail;
 pub mod metrics;
 pub mod openapi;
+pub mod parameters;
 pub mod releases;
 pub mod storage;

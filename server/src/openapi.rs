@@ -3,7 +3,7 @@
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use crate::http::{accounts, devices, health, releases, terminal};
+use crate::http::{accounts, devices, health, parameters, releases, terminal};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -74,6 +74,14 @@ use crate::http::{accounts, devices, health, releases, terminal};
         releases::withdraw,
         releases::download,
         releases::device_download,
+        parameters::put_schema,
+        parameters::get_schema,
+        parameters::show,
+        parameters::change,
+        parameters::history,
+        parameters::device,
+        parameters::device_diff,
+        parameters::default_password_report,
     ),
     components(schemas(
         tms_packages::releases::SignedManifest,
@@ -91,6 +99,7 @@ use crate::http::{accounts, devices, health, releases, terminal};
         (name = "terminal", description = "What the payment app on a terminal or phone calls"),
         (name = "devices", description = "Devices and transactions, for support and merchants"),
         (name = "releases", description = "Apps, publisher keys, signed releases and their artifacts"),
+        (name = "parameters", description = "Parameter schemas, values per level, versions and reports"),
     )
 )]
 pub struct ApiDoc;

@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 
 pub mod accounts;
 pub mod devices;
+pub mod parameters;
 pub mod releases;
 
 /// The body of every error response: `{"error": {...}}`.

@@ -262,6 +262,31 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    parameter_schemas (app_id, version) {
+        app_id -> Text,
+        version -> BigInt,
+        schema_json -> Text,
+        created_at -> Timestamp,
+        created_by -> BigInt,
+    }
+}
+
+diesel::table! {
+    parameter_set_versions (id) {
+        id -> BigInt,
+        app_id -> Text,
+        level -> Text,
+        scope_id -> BigInt,
+        version -> BigInt,
+        sha256 -> Text,
+        created_at -> Timestamp,
+        created_by -> BigInt,
+        created_by_email -> Text,
+        reason -> Text,
+    }
+}
+
 diesel::joinable!(publisher_keys -> apps (app_id));
 diesel::joinable!(releases -> apps (app_id));
 diesel::joinable!(device_sessions -> devices (device_id));
@@ -295,4 +320,6 @@ diesel::allow_tables_to_appear_in_same_query!(
     apps,
     publisher_keys,
     releases,
+    parameter_schemas,
+    parameter_set_versions,
 );

@@ -31,6 +31,7 @@ pub enum ErrorCode {
     HashMismatch,
     SizeMismatch,
     UploadInterrupted,
+    InvalidParameter,
     Unauthorized,
     InvalidCredentials,
     TotpRequired,
@@ -54,6 +55,7 @@ pub enum ErrorCode {
     KeyRevoked,
     VersionNotHigher,
     ReleaseExists,
+    ParameterLocked,
     TwoFactorAlreadyEnabled,
     TwoFactorNotEnabled,
     PayloadTooLarge,
@@ -81,6 +83,7 @@ impl ErrorCode {
         ErrorCode::HashMismatch,
         ErrorCode::SizeMismatch,
         ErrorCode::UploadInterrupted,
+        ErrorCode::InvalidParameter,
         ErrorCode::Unauthorized,
         ErrorCode::InvalidCredentials,
         ErrorCode::TotpRequired,
@@ -104,6 +107,7 @@ impl ErrorCode {
         ErrorCode::KeyRevoked,
         ErrorCode::VersionNotHigher,
         ErrorCode::ReleaseExists,
+        ErrorCode::ParameterLocked,
         ErrorCode::TwoFactorAlreadyEnabled,
         ErrorCode::TwoFactorNotEnabled,
         ErrorCode::PayloadTooLarge,
@@ -121,6 +125,7 @@ impl ErrorCode {
             ErrorCode::InvalidJson => "invalid_json",
             ErrorCode::InvalidRequest => "invalid_request",
             ErrorCode::WeakPassword => "weak_password",
+            ErrorCode::InvalidParameter => "invalid_parameter",
             ErrorCode::UploadInterrupted => "upload_interrupted",
             ErrorCode::SizeMismatch => "size_mismatch",
             ErrorCode::HashMismatch => "hash_mismatch",
@@ -143,6 +148,7 @@ impl ErrorCode {
             ErrorCode::EmailTaken => "email_taken",
             ErrorCode::TerminalAlreadyRegistered => "terminal_already_registered",
             ErrorCode::ProfileInUse => "profile_in_use",
+            ErrorCode::ParameterLocked => "parameter_locked",
             ErrorCode::ReleaseExists => "release_exists",
             ErrorCode::VersionNotHigher => "version_not_higher",
             ErrorCode::KeyRevoked => "key_revoked",
@@ -177,7 +183,8 @@ impl ErrorCode {
             | ErrorCode::SignatureInvalid
             | ErrorCode::HashMismatch
             | ErrorCode::SizeMismatch
-            | ErrorCode::UploadInterrupted => StatusCode::BAD_REQUEST,
+            | ErrorCode::UploadInterrupted
+            | ErrorCode::InvalidParameter => StatusCode::BAD_REQUEST,
             ErrorCode::Unauthorized
             | ErrorCode::InvalidCredentials
             | ErrorCode::TotpRequired
@@ -200,6 +207,7 @@ impl ErrorCode {
             | ErrorCode::KeyRevoked
             | ErrorCode::VersionNotHigher
             | ErrorCode::ReleaseExists
+            | ErrorCode::ParameterLocked
             | ErrorCode::TwoFactorAlreadyEnabled
             | ErrorCode::TwoFactorNotEnabled => StatusCode::CONFLICT,
             ErrorCode::PayloadTooLarge | ErrorCode::ArtifactTooLarge => StatusCode::PAYLOAD_TOO_LARGE,

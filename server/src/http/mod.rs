@@ -7,6 +7,7 @@ pub mod devices;
 pub mod error;
 pub mod health;
 pub mod observe;
+pub mod parameters;
 pub mod releases;
 pub mod terminal;
 
@@ -62,6 +63,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     .configure(terminal::routes)
     .configure(devices::routes)
     .configure(releases::routes)
+    .configure(parameters::routes)
     .default_service(web::to(|| async {
         Err::<actix_web::HttpResponse, _>(ApiError::new(ErrorCode::NotFound, "no such endpoint"))
     }));

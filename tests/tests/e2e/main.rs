@@ -6,5 +6,6 @@ mod config;
 mod database;
 mod devices;
 mod operations;
+mod parameters;
 mod releases;
 mod storage;

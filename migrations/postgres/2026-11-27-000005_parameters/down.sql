@@ -1,0 +1,2 @@
+DROP TABLE parameter_set_versions;
+DROP TABLE parameter_schemas;

@@ -1,0 +1,97 @@
+//! Wire types of parameters.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+#[cfg(feature = "openapi")]
+use utoipa::ToSchema;
+
+macro_rules! wire {
+    ($($item:item)*) => {
+        $(
+            #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+            #[cfg_attr(feature = "openapi", derive(ToSchema))]
+            $item
+        )*
+    };
+}
+
+wire! {
+    /// One change to what a level sets for one scope: a new version.
+    pub struct ChangeParametersRequest {
+        /// Keys to set, with their values.
+        #[serde(default)]
+        pub set: BTreeMap<String, Value>,
+        /// Keys to stop setting here.
+        #[serde(default)]
+        pub unset: Vec<String>,
+        /// Keys to lock here, so more specific levels cannot override them (operators).
+        #[serde(default)]
+        pub lock: Vec<String>,
+        #[serde(default)]
+        pub unlock: Vec<String>,
+        /// Why (kept with the version).
+        #[serde(default)]
+        pub reason: String,
+    }
+
+    pub struct ParameterSetView {
+        pub app_id: String,
+        /// `global`, `merchant`, `location` or `device`.
+        pub level: String,
+        /// Merchant, location or device id (0 for global).
+        pub scope_id: i64,
+        /// 0 while the level sets nothing here.
+        pub version: u64,
+        /// Values set here; secrets show as `(set)`.
+        #[cfg_attr(feature = "openapi", schema(value_type = Object))]
+        pub values: BTreeMap<String, Value>,
+        pub locked: BTreeSet<String>,
+    }
+
+    pub struct ParameterVersionView {
+        pub version: u64,
+        pub created_at: String,
+        pub created_by: String,
+        pub reason: String,
+        /// sha256 of the version's JSON blob.
+        pub sha256: String,
+        /// Keys this version changed from the one before.
+        pub keys_changed: Vec<String>,
+    }
+
+    pub struct EffectiveValue {
+        /// Secrets show as `(set)`.
+        #[cfg_attr(feature = "openapi", schema(value_type = Object))]
+        pub value: Value,
+        /// `default`, `global`, `merchant`, `location` or `device`.
+        pub origin: String,
+    }
+
+    /// What a terminal sees: the effective values with where each came from.
+    pub struct EffectiveParametersView {
+        pub app_id: String,
+        pub device_id: i64,
+        /// `global.merchant.location.device` versions; names this exact set.
+        pub version: String,
+        pub values: BTreeMap<String, EffectiveValue>,
+    }
+
+    pub struct ParameterDiffView {
+        pub from: String,
+        pub to: String,
+        /// New or changed keys with their new value (secrets as `(set)`).
+        #[cfg_attr(feature = "openapi", schema(value_type = Object))]
+        pub changed: BTreeMap<String, Value>,
+        pub removed: Vec<String>,
+    }
+
+    pub struct ReportedDevice {
+        pub device_id: i64,
+        pub name: String,
+        pub merchant_id: i64,
+        pub location_id: i64,
+    }
+}

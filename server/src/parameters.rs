@@ -1,0 +1,590 @@
+//! Parameter sets: what each level sets per scope, as immutable versions
+//! whose content lives in object storage, and what a terminal ends up with.
+
+use std::collections::BTreeMap;
+
+use diesel::prelude::*;
+use serde_json::{Value, json};
+use tms_packages::accounts::{OperatorRole, Permission};
+use tms_packages::parameters::{
+    EffectiveVersion, Level, LevelSet, MERCHANT_PASSWORD_DEFAULT, MERCHANT_PASSWORD_KEY, Origin, Schema,
+    TERMINAL_APP, diff, effective, locked_above, shown,
+};
+use tms_packages::wire::parameters::*;
+use tms_signing::{Sha256Digest, to_canonical_json};
+
+use crate::accounts::access::Actor;
+use crate::accounts::{now, rfc3339, rows};
+use crate::db::schema::{apps, devices, parameter_schemas, parameter_set_versions};
+use crate::db::{Db, DbConnection, DbError, audit};
+use crate::http::error::{ApiError, ErrorCode};
+use crate::storage::BlobStore;
+
+const OPERATORS: &[OperatorRole] = &[OperatorRole::OperatorAdmin, OperatorRole::Support];
+
+fn invalid(e: tms_packages::parameters::ParamError) -> ApiError {
+    ApiError::with_details(
+        ErrorCode::InvalidParameter,
+        e.to_string(),
+        BTreeMap::from([("key".to_owned(), e.key)]),
+    )
+}
+
+/// The schema values of `app_id` are checked against: the terminal's built-in
+/// one, or the latest registered for the app.
+pub fn schema_for(conn: &mut DbConnection, app_id: &str) -> Result<Schema, ApiError> {
+    if app_id == TERMINAL_APP {
+        return Ok(Schema::terminal());
+    }
+    let json: Option<String> = parameter_schemas::table
+        .filter(parameter_schemas::app_id.eq(app_id))
+        .order(parameter_schemas::version.desc())
+        .select(parameter_schemas::schema_json)
+        .first(conn)
+        .optional()?;
+    let json = json.ok_or_else(|| ApiError::not_found("parameter schema"))?;
+    Ok(serde_json::from_str(&json)
+        .map_err(|e| DbError::Migration(format!("stored schema unreadable: {e}")))?)
+}
+
+/// Registers a new schema version for an app (release engineers, operator admins).
+pub fn put_schema(
+    conn: &mut DbConnection,
+    actor: &Actor,
+    app_id: &str,
+    schema: &Schema,
+) -> Result<i64, ApiError> {
+    actor.require_operator(&[OperatorRole::OperatorAdmin, OperatorRole::ReleaseEngineer])?;
+    if app_id == TERMINAL_APP {
+        return Err(ApiError::forbidden("the terminal's settings are built in"));
+    }
+    schema.validate().map_err(invalid)?;
+    crate::db::write_tx(conn, |conn| {
+        if apps::table.find(app_id).count().get_result::<i64>(conn)? == 0 {
+            return Err(ApiError::not_found("app"));
+        }
+        let latest: Option<i64> = parameter_schemas::table
+            .filter(parameter_schemas::app_id.eq(app_id))
+            .select(diesel::dsl::max(parameter_schemas::version))
+            .first(conn)?;
+        let version = latest.unwrap_or(0) + 1;
+        diesel::insert_into(parameter_schemas::table)
+            .values((
+                parameter_schemas::app_id.eq(app_id),
+                parameter_schemas::version.eq(version),
+                parameter_schemas::schema_json.eq(serde_json::to_string(schema).expect("schemas serialise")),
+                parameter_schemas::created_at.eq(now()),
+                parameter_schemas::created_by.eq(actor.user_id),
+            ))
+            .execute(conn)?;
+        let subject = format!("app:{app_id}");
+        audit::record(
+            conn,
+            &actor.audit(
+                "parameters.schema",
+                &subject,
+                None,
+                &json!({"version": version, "keys": schema.keys.len()}),
+            ),
+        )?;
+        Ok(version)
+    })
+}
+
+/// The scopes from global down to the one named, checked against what the
+/// caller may see and change.
+#[derive(Debug, Clone)]
+pub struct Chain {
+    pub merchant_id: Option<i64>,
+    /// (level, scope id), global first; the last is the target.
+    pub scopes: Vec<(Level, i64)>,
+}
+
+fn chain_of(conn: &mut DbConnection, actor: &Actor, level: Level, scope_id: i64) -> Result<Chain, ApiError> {
+    let mut scopes = vec![(Level::Global, 0)];
+    let merchant_id = match level {
+        Level::Global => {
+            if scope_id != 0 {
+                return Err(ApiError::not_found("scope"));
+            }
+            None
+        }
+        Level::Merchant => {
+            actor.check_merchant(scope_id, "merchant")?;
+            rows::find_merchant(conn, scope_id)?.ok_or_else(|| ApiError::not_found("merchant"))?;
+            scopes.push((Level::Merchant, scope_id));
+            Some(scope_id)
+        }
+        Level::Location => {
+            let location = crate::accounts::merchants::visible_location(conn, actor, scope_id)?;
+            scopes.push((Level::Merchant, location.merchant_id));
+            scopes.push((Level::Location, location.id));
+            Some(location.merchant_id)
+        }
+        Level::Device => {
+            let device = crate::devices::find(conn, scope_id)?
+                .filter(|d| actor.sees_location(d.merchant_id, d.location_id))
+                .ok_or_else(|| ApiError::not_found("device"))?;
+            scopes.push((Level::Merchant, device.merchant_id));
+            scopes.push((Level::Location, device.location_id));
+            scopes.push((Level::Device, device.id));
+            Some(device.merchant_id)
+        }
+    };
+    Ok(Chain { merchant_id, scopes })
+}
+
+/// Who may change what a level sets: operators anything; a merchant's users
+/// with `manage_settings` their merchant (merchant-wide) or the locations
+/// and devices where they hold it.
+fn require_change(conn: &mut DbConnection, actor: &Actor, chain: &Chain) -> Result<(), ApiError> {
+    let (level, scope_id) = *chain.scopes.last().expect("a chain has a target");
+    match (level, chain.merchant_id) {
+        (Level::Global, _) => actor.require_operator(OPERATORS).map(|_| ()),
+        (Level::Merchant, Some(m)) => actor.require(m, None, Permission::ManageSettings),
+        (Level::Location, Some(m)) => actor.require(m, Some(scope_id), Permission::ManageSettings),
+        (Level::Device, Some(m)) => {
+            let location = chain.scopes.iter().find(|(l, _)| *l == Level::Location).map(|(_, id)| *id);
+            let _ = conn;
+            actor.require(m, location, Permission::ManageSettings)
+        }
+        _ => Err(ApiError::not_found("scope")),
+    }
+}
+
+#[derive(Debug, Clone, Queryable)]
+struct VersionRow {
+    version: i64,
+    sha256: String,
+    created_at: chrono::NaiveDateTime,
+    created_by_email: String,
+    reason: String,
+}
+
+fn version_rows(
+    conn: &mut DbConnection,
+    app_id: &str,
+    level: Level,
+    scope_id: i64,
+) -> Result<Vec<VersionRow>, DbError> {
+    Ok(parameter_set_versions::table
+        .filter(parameter_set_versions::app_id.eq(app_id))
+        .filter(parameter_set_versions::level.eq(level.as_str()))
+        .filter(parameter_set_versions::scope_id.eq(scope_id))
+        .order(parameter_set_versions::version.desc())
+        .select((
+            parameter_set_versions::version,
+            parameter_set_versions::sha256,
+            parameter_set_versions::created_at,
+            parameter_set_versions::created_by_email,
+            parameter_set_versions::reason,
+        ))
+        .load(conn)?)
+}
+
+/// (version, blob digest) of each scope: the latest, or the one asked for.
+fn versions_of(
+    conn: &mut DbConnection,
+    app_id: &str,
+    scopes: &[(Level, i64)],
+    wanted: Option<EffectiveVersion>,
+) -> Result<Vec<(Level, u64, Option<String>)>, ApiError> {
+    let mut out = Vec::new();
+    for (level, scope_id) in scopes {
+        let rows = version_rows(conn, app_id, *level, *scope_id)?;
+        let pick = match wanted {
+            None => rows.first(),
+            Some(v) => {
+                let n = v.0[level.index()];
+                if n == 0 {
+                    None
+                } else {
+                    Some(
+                        rows.iter()
+                            .find(|r| r.version as u64 == n)
+                            .ok_or_else(|| ApiError::not_found(&format!("{level} parameter version {n}")))?,
+                    )
+                }
+            }
+        };
+        out.push((*level, pick.map(|r| r.version as u64).unwrap_or(0), pick.map(|r| r.sha256.clone())));
+    }
+    Ok(out)
+}
+
+async fn load_set(blobs: &BlobStore, sha256: Option<&str>) -> Result<LevelSet, ApiError> {
+    let Some(sha) = sha256 else { return Ok(LevelSet::default()) };
+    let digest: Sha256Digest = sha.parse().map_err(|_| DbError::Migration("bad parameter digest".into()))?;
+    let bytes = blobs.get_bytes(&digest).await?;
+    Ok(serde_json::from_slice(&bytes)
+        .map_err(|e| DbError::Migration(format!("parameter blob unreadable: {e}")))?)
+}
+
+async fn load_sets(
+    blobs: &BlobStore,
+    versions: &[(Level, u64, Option<String>)],
+) -> Result<Vec<(Level, LevelSet)>, ApiError> {
+    let mut out = Vec::with_capacity(versions.len());
+    for (level, _, sha) in versions {
+        out.push((*level, load_set(blobs, sha.as_deref()).await?));
+    }
+    Ok(out)
+}
+
+fn masked(schema: &Schema, values: &BTreeMap<String, Value>) -> BTreeMap<String, Value> {
+    values.iter().map(|(k, v)| (k.clone(), shown(schema, k, v))).collect()
+}
+
+fn set_view(
+    schema: &Schema,
+    app_id: &str,
+    level: Level,
+    scope_id: i64,
+    version: u64,
+    set: &LevelSet,
+) -> ParameterSetView {
+    ParameterSetView {
+        app_id: app_id.to_owned(),
+        level: level.as_str().to_owned(),
+        scope_id,
+        version,
+        values: masked(schema, &set.values),
+        locked: set.locked.clone(),
+    }
+}
+
+/// What one level sets for one scope now.
+pub async fn show_scope(
+    db: &Db,
+    blobs: &BlobStore,
+    actor: Actor,
+    app_id: String,
+    level: Level,
+    scope_id: i64,
+) -> Result<ParameterSetView, ApiError> {
+    let (schema, versions) = {
+        let app_id = app_id.clone();
+        db.run(move |conn| {
+            let schema = schema_for(conn, &app_id)?;
+            let chain = chain_of(conn, &actor, level, scope_id)?;
+            let target = *chain.scopes.last().expect("target");
+            Ok::<_, ApiError>((schema, versions_of(conn, &app_id, &[target], None)?))
+        })
+        .await?
+    };
+    let sets = load_sets(blobs, &versions).await?;
+    Ok(set_view(&schema, &app_id, level, scope_id, versions[0].1, &sets[0].1))
+}
+
+/// Applies a change as a new version of what the level sets for the scope.
+pub async fn change(
+    db: &Db,
+    blobs: &BlobStore,
+    actor: Actor,
+    app_id: String,
+    level: Level,
+    scope_id: i64,
+    request: ChangeParametersRequest,
+) -> Result<ParameterSetView, ApiError> {
+    let (schema, chain, versions) = {
+        let (actor, app_id, lock_change) =
+            (actor.clone(), app_id.clone(), !request.lock.is_empty() || !request.unlock.is_empty());
+        db.run(move |conn| {
+            let schema = schema_for(conn, &app_id)?;
+            let chain = chain_of(conn, &actor, level, scope_id)?;
+            require_change(conn, &actor, &chain)?;
+            if lock_change {
+                actor
+                    .require_operator(OPERATORS)
+                    .map_err(|_| ApiError::forbidden("only the payment provider's staff lock parameters"))?;
+            }
+            let versions = versions_of(conn, &app_id, &chain.scopes, None)?;
+            Ok::<_, ApiError>((schema, chain, versions))
+        })
+        .await?
+    };
+    let sets = load_sets(blobs, &versions).await?;
+    let (current_version, current) =
+        (versions.last().expect("target").1, sets.last().expect("target").1.clone());
+    let above: Vec<(Level, &LevelSet)> = sets[..sets.len() - 1].iter().map(|(l, s)| (*l, s)).collect();
+
+    let mut next = current.clone();
+    for (key, value) in &request.set {
+        schema.check(key, value, level).map_err(invalid)?;
+        if let Some(by) = locked_above(&above, key, level) {
+            return Err(ApiError::with_details(
+                ErrorCode::ParameterLocked,
+                format!("{key} is locked at the {by} level"),
+                BTreeMap::from([("key".to_owned(), key.clone())]),
+            ));
+        }
+        next.values.insert(key.clone(), value.clone());
+    }
+    for key in request.unset.iter().chain(&request.lock).chain(&request.unlock) {
+        if !schema.keys.contains_key(key) {
+            return Err(invalid(tms_packages::parameters::ParamError {
+                key: key.clone(),
+                reason: "unknown parameter".into(),
+            }));
+        }
+    }
+    for key in &request.unset {
+        next.values.remove(key);
+    }
+    for key in &request.lock {
+        next.locked.insert(key.clone());
+    }
+    for key in &request.unlock {
+        next.locked.remove(key);
+    }
+    if next == current {
+        return Ok(set_view(&schema, &app_id, level, scope_id, current_version, &current));
+    }
+    let json = to_canonical_json(&serde_json::to_value(&next).expect("sets serialise"))
+        .map_err(|e| DbError::Migration(e.to_string()))?;
+    let digest = blobs.put_bytes(json).await?;
+
+    let changed = diff(&current.values, &next.values);
+    let version = current_version + 1;
+    let view = set_view(&schema, &app_id, level, scope_id, version, &next);
+    let merchant_id = chain.merchant_id;
+    let reason = request.reason.trim().to_owned();
+    let detail = json!({
+        "app_id": app_id, "level": level.as_str(), "scope_id": scope_id, "version": version, "reason": reason,
+        "changed": masked(&schema, &changed.changed), "removed": changed.removed,
+        "locked": request.lock, "unlocked": request.unlock,
+    });
+    db.run(move |conn| {
+        crate::db::write_tx(conn, |conn| {
+            diesel::insert_into(parameter_set_versions::table)
+                .values((
+                    parameter_set_versions::app_id.eq(&app_id),
+                    parameter_set_versions::level.eq(level.as_str()),
+                    parameter_set_versions::scope_id.eq(scope_id),
+                    parameter_set_versions::version.eq(version as i64),
+                    parameter_set_versions::sha256.eq(digest.to_hex()),
+                    parameter_set_versions::created_at.eq(now()),
+                    parameter_set_versions::created_by.eq(actor.user_id),
+                    parameter_set_versions::created_by_email.eq(&actor.email),
+                    parameter_set_versions::reason.eq(&reason),
+                ))
+                .execute(conn)?;
+            let subject = format!("parameters:{app_id}:{}:{scope_id}", level.as_str());
+            audit::record(conn, &actor.audit("parameters.change", &subject, merchant_id, &detail))?;
+            Ok::<_, ApiError>(())
+        })
+    })
+    .await?;
+    Ok(view)
+}
+
+/// The versions of what a level set for a scope, newest first.
+pub async fn history(
+    db: &Db,
+    blobs: &BlobStore,
+    actor: Actor,
+    app_id: String,
+    level: Level,
+    scope_id: i64,
+) -> Result<Vec<ParameterVersionView>, ApiError> {
+    let rows = {
+        let app_id = app_id.clone();
+        db.run(move |conn| {
+            schema_for(conn, &app_id)?;
+            chain_of(conn, &actor, level, scope_id)?;
+            Ok::<_, ApiError>(version_rows(conn, &app_id, level, scope_id)?)
+        })
+        .await?
+    };
+    let mut out = Vec::with_capacity(rows.len());
+    for (i, row) in rows.iter().enumerate() {
+        let this = load_set(blobs, Some(&row.sha256)).await?;
+        let before = match rows.get(i + 1) {
+            Some(prev) => load_set(blobs, Some(&prev.sha256)).await?,
+            None => LevelSet::default(),
+        };
+        let d = diff(&before.values, &this.values);
+        let mut keys: Vec<String> = d.changed.keys().cloned().chain(d.removed).collect();
+        keys.extend(this.locked.symmetric_difference(&before.locked).cloned());
+        keys.sort();
+        keys.dedup();
+        out.push(ParameterVersionView {
+            version: row.version as u64,
+            created_at: rfc3339(row.created_at),
+            created_by: row.created_by_email.clone(),
+            reason: row.reason.clone(),
+            sha256: row.sha256.clone(),
+            keys_changed: keys,
+        });
+    }
+    Ok(out)
+}
+
+/// The device's effective parameters, latest or at a given version, unmasked
+/// (for terminals) with where each value came from.
+pub async fn effective_for_device(
+    db: &Db,
+    blobs: &BlobStore,
+    actor: Option<Actor>,
+    device_id: i64,
+    app_id: String,
+    at: Option<EffectiveVersion>,
+) -> Result<(Schema, EffectiveVersion, BTreeMap<String, (Value, Origin)>), ApiError> {
+    let (schema, versions) = {
+        let app_id = app_id.clone();
+        db.run(move |conn| {
+            let schema = schema_for(conn, &app_id)?;
+            let device =
+                crate::devices::find(conn, device_id)?.ok_or_else(|| ApiError::not_found("device"))?;
+            if let Some(actor) = &actor
+                && !actor.sees_location(device.merchant_id, device.location_id)
+            {
+                return Err(ApiError::not_found("device"));
+            }
+            let scopes = [
+                (Level::Global, 0),
+                (Level::Merchant, device.merchant_id),
+                (Level::Location, device.location_id),
+                (Level::Device, device.id),
+            ];
+            Ok::<_, ApiError>((schema, versions_of(conn, &app_id, &scopes, at)?))
+        })
+        .await?
+    };
+    let sets = load_sets(blobs, &versions).await?;
+    let mut numbers = [0u64; 4];
+    for (level, n, _) in &versions {
+        numbers[level.index()] = *n;
+    }
+    let levels: Vec<(Level, &LevelSet)> = sets.iter().map(|(l, s)| (*l, s)).collect();
+    Ok((schema.clone(), EffectiveVersion(numbers), effective(&schema, &levels)))
+}
+
+pub async fn device_view(
+    db: &Db,
+    blobs: &BlobStore,
+    actor: Actor,
+    device_id: i64,
+    app_id: String,
+) -> Result<EffectiveParametersView, ApiError> {
+    let (schema, version, values) =
+        effective_for_device(db, blobs, Some(actor), device_id, app_id.clone(), None).await?;
+    Ok(EffectiveParametersView {
+        app_id,
+        device_id,
+        version: version.to_string(),
+        values: values
+            .iter()
+            .map(|(k, (v, origin))| {
+                let origin = serde_json::to_value(origin)
+                    .ok()
+                    .and_then(|o| o.as_str().map(str::to_owned))
+                    .unwrap_or_default();
+                (k.clone(), EffectiveValue { value: shown(&schema, k, v), origin })
+            })
+            .collect(),
+    })
+}
+
+/// Key-level difference between two versions of what a device sees.
+pub async fn device_diff(
+    db: &Db,
+    blobs: &BlobStore,
+    actor: Actor,
+    device_id: i64,
+    app_id: String,
+    from: EffectiveVersion,
+    to: EffectiveVersion,
+) -> Result<ParameterDiffView, ApiError> {
+    let (schema, _, old) =
+        effective_for_device(db, blobs, Some(actor.clone()), device_id, app_id.clone(), Some(from)).await?;
+    let (_, _, new) = effective_for_device(db, blobs, Some(actor), device_id, app_id, Some(to)).await?;
+    let values = |m: BTreeMap<String, (Value, Origin)>| {
+        m.into_iter().map(|(k, (v, _))| (k, v)).collect::<BTreeMap<_, _>>()
+    };
+    let d = diff(&values(old), &values(new));
+    Ok(ParameterDiffView {
+        from: from.to_string(),
+        to: to.to_string(),
+        changed: masked(&schema, &d.changed),
+        removed: d.removed,
+    })
+}
+
+/// Active terminals whose merchant-menu password is still the default.
+pub async fn default_password_report(
+    db: &Db,
+    blobs: &BlobStore,
+    actor: Actor,
+    merchant_id: Option<i64>,
+) -> Result<Vec<ReportedDevice>, ApiError> {
+    let merchant_filter = match (actor.merchant_id(), merchant_id) {
+        (Some(own), Some(m)) if own != m => return Err(ApiError::not_found("merchant")),
+        (Some(own), _) => {
+            if !actor.is_admin_of(own) && !actor.may(own, None, Permission::ManageSettings) {
+                return Err(ApiError::forbidden("this needs the manage_settings permission"));
+            }
+            Some(own)
+        }
+        (None, m) => {
+            actor.require_operator(OPERATORS)?;
+            m
+        }
+    };
+    let (found, scope_versions) = db
+        .run(move |conn| {
+            let mut query = devices::table.filter(devices::status.eq(crate::devices::ACTIVE)).into_boxed();
+            if let Some(m) = merchant_filter {
+                query = query.filter(devices::merchant_id.eq(m));
+            }
+            let found: Vec<(i64, String, i64, i64)> = query
+                .order(devices::id)
+                .select((devices::id, devices::name, devices::merchant_id, devices::location_id))
+                .load(conn)?;
+            // The latest version of every scope that ever set terminal parameters.
+            let latest: Vec<(String, i64, i64, String)> = parameter_set_versions::table
+                .filter(parameter_set_versions::app_id.eq(TERMINAL_APP))
+                .order((
+                    parameter_set_versions::level,
+                    parameter_set_versions::scope_id,
+                    parameter_set_versions::version.desc(),
+                ))
+                .select((
+                    parameter_set_versions::level,
+                    parameter_set_versions::scope_id,
+                    parameter_set_versions::version,
+                    parameter_set_versions::sha256,
+                ))
+                .load(conn)?;
+            Ok::<_, ApiError>((found, latest))
+        })
+        .await?;
+    let mut sets: BTreeMap<(String, i64), LevelSet> = BTreeMap::new();
+    for (level, scope, _, sha) in scope_versions {
+        if let std::collections::btree_map::Entry::Vacant(e) = sets.entry((level, scope)) {
+            e.insert(load_set(blobs, Some(&sha)).await?);
+        }
+    }
+    let schema = Schema::terminal();
+    let empty = LevelSet::default();
+    let get = |level: Level, scope: i64| sets.get(&(level.as_str().to_owned(), scope)).unwrap_or(&empty);
+    Ok(found
+        .into_iter()
+        .filter(|(id, _, merchant, location)| {
+            let levels = [
+                (Level::Global, get(Level::Global, 0)),
+                (Level::Merchant, get(Level::Merchant, *merchant)),
+                (Level::Location, get(Level::Location, *location)),
+                (Level::Device, get(Level::Device, *id)),
+            ];
+            effective(&schema, &levels).get(MERCHANT_PASSWORD_KEY).map(|(v, _)| v)
+                == Some(&Value::from(MERCHANT_PASSWORD_DEFAULT))
+        })
+        .map(|(device_id, name, merchant_id, location_id)| ReportedDevice {
+            device_id,
+            name,
+            merchant_id,
+            location_id,
+        })
+        .collect())
+}

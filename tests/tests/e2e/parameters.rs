@@ -1,0 +1,231 @@
+//! Parameters: levels, locks, versions, diffs, secrets and the default-password report.
+
+use reqwest::Method;
+use serde_json::{Value, json};
+use tms_e2e::backend_test;
+use tms_e2e::fixtures::*;
+
+const T: &str = "tms.terminal";
+
+async fn change(
+    server: &tms_e2e::TestServer,
+    token: &str,
+    level: &str,
+    scope: i64,
+    body: Value,
+) -> (reqwest::StatusCode, Value) {
+    post(server, token, &format!("/api/v1/parameters/{T}/{level}/{scope}"), body).await
+}
+
+backend_test!(levels_locks_versions_secrets_and_the_report, |db| {
+    let (server, op) = server_with_operator(&db).await;
+    let (merchant_id, loc_a, admin) =
+        merchant(&server, &op, "Boulangerie", "admin@boul.example", &["2100000001", "2100000002"]).await;
+    let (_, order) = post(&server, &op, "/api/v1/orders",
+        json!({"merchant_id": merchant_id, "delivery_address": address("3 rue B"), "terminals": [{"serial": "2100000003", "model": "A80"}]})).await;
+    let loc_b = order["location"]["id"].as_i64().unwrap();
+    let (_, dev_a) = activate_device(
+        &server,
+        "admin@boul.example",
+        MERCHANT_PASSWORD,
+        "salespoint",
+        "2100000001",
+        loc_a,
+        "A",
+    )
+    .await;
+    let (_, dev_b) = activate_device(
+        &server,
+        "admin@boul.example",
+        MERCHANT_PASSWORD,
+        "salespoint",
+        "2100000003",
+        loc_b,
+        "B",
+    )
+    .await;
+    let (dev_a, dev_b) = (dev_a["device_id"].as_i64().unwrap(), dev_b["device_id"].as_i64().unwrap());
+    let effective = |device: i64| {
+        let server = &server;
+        let admin = admin.clone();
+        async move { get(server, &admin, &format!("/api/v1/devices/{device}/parameters")).await.1 }
+    };
+
+    // Nothing set: defaults, version 0.0.0.0.
+    let before = effective(dev_a).await;
+    assert_eq!(before["version"], "0.0.0.0");
+    assert_eq!(before["values"]["receipt.print_customer_copy"], json!({"value": true, "origin": "default"}));
+
+    // Global < merchant < location, for exactly that location's terminals.
+    let (status, body) =
+        change(&server, &op, "global", 0, json!({"set": {"receipt.header": "G"}, "reason": "brand"})).await;
+    assert_eq!(status, 200, "{body}");
+    let (status, _) = change(&server, &admin, "global", 0, json!({"set": {"receipt.header": "X"}})).await;
+    assert_eq!(status, 403, "merchants do not set global values");
+    change(&server, &admin, "merchant", merchant_id, json!({"set": {"receipt.header": "Boulangerie"}})).await;
+    let (status, body) = change(&server, &admin, "location", loc_a, json!({"set": {"receipt.header": "Boulangerie — Rivoli", "receipt.print_customer_copy": false}, "reason": "new shop sign"})).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["version"], 1);
+    let a = effective(dev_a).await;
+    let b = effective(dev_b).await;
+    assert_eq!(a["values"]["receipt.header"], json!({"value": "Boulangerie — Rivoli", "origin": "location"}));
+    assert_eq!(a["values"]["receipt.print_customer_copy"], json!({"value": false, "origin": "location"}));
+    assert_eq!(b["values"]["receipt.header"], json!({"value": "Boulangerie", "origin": "merchant"}));
+    assert_eq!(b["values"]["receipt.print_customer_copy"]["origin"], "default");
+    assert_eq!(a["version"], "1.1.1.0");
+    assert_eq!(b["version"], "1.1.0.0");
+
+    // A lock at the merchant level blocks lower levels; only operators lock.
+    let (status, _) =
+        change(&server, &admin, "merchant", merchant_id, json!({"lock": ["receipt.footer"]})).await;
+    assert_eq!(status, 403);
+    let (status, _) = change(
+        &server,
+        &op,
+        "merchant",
+        merchant_id,
+        json!({"set": {"receipt.footer": "Merci !"}, "lock": ["receipt.footer"]}),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let (status, body) =
+        change(&server, &admin, "location", loc_a, json!({"set": {"receipt.footer": "Bye"}})).await;
+    assert_eq!((status.as_u16(), body["error"]["code"].as_str()), (409, Some("parameter_locked")), "{body}");
+    assert_eq!(body["error"]["details"]["key"], "receipt.footer");
+    let (status, _) =
+        change(&server, &admin, "device", dev_b, json!({"set": {"receipt.footer": "Bye"}})).await;
+    assert_eq!(status, 409);
+
+    // Bad values name the key.
+    for (body, key) in [
+        (json!({"set": {"receipt.colour": "red"}}), "receipt.colour"),
+        (json!({"set": {"receipt.print_customer_copy": "no"}}), "receipt.print_customer_copy"),
+        (json!({"set": {"tms.contact_interval_secs": 600}}), "tms.contact_interval_secs"),
+    ] {
+        let (status, res) = change(&server, &admin, "device", dev_a, body).await;
+        assert_eq!(
+            (status.as_u16(), res["error"]["code"].as_str()),
+            (400, Some("invalid_parameter")),
+            "{res}"
+        );
+        assert_eq!(res["error"]["details"]["key"], key);
+    }
+
+    // Secrets are write-only for people.
+    let (status, body) =
+        change(&server, &admin, "location", loc_a, json!({"set": {"merchant_menu.password": "482913"}}))
+            .await;
+    assert_eq!(status, 200);
+    assert_eq!(body["values"]["merchant_menu.password"], "(set)");
+    let a_now = effective(dev_a).await;
+    assert_eq!(a_now["values"]["merchant_menu.password"], json!({"value": "(set)", "origin": "location"}));
+    let (_, events) = get(&server, &op, "/api/v1/audit?action=parameters.change").await;
+    assert!(!events.to_string().contains("482913"), "{events}");
+
+    // History and diffs between versions of what a device sees.
+    let (_, history) =
+        get(&server, &admin, &format!("/api/v1/parameters/{T}/location/{loc_a}/history")).await;
+    let versions: Vec<(u64, Vec<String>)> = history
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| (v["version"].as_u64().unwrap(), serde_json::from_value(v["keys_changed"].clone()).unwrap()))
+        .collect();
+    assert_eq!(
+        versions,
+        vec![
+            (2, vec!["merchant_menu.password".to_owned()]),
+            (1, vec!["receipt.header".to_owned(), "receipt.print_customer_copy".to_owned()])
+        ]
+    );
+    assert_eq!(history[1]["reason"], "new shop sign");
+    assert_eq!(history[1]["created_by"], "admin@boul.example");
+    let from = a["version"].as_str().unwrap();
+    let to = a_now["version"].as_str().unwrap();
+    let (status, d) =
+        get(&server, &admin, &format!("/api/v1/devices/{dev_a}/parameters/diff?from={from}&to={to}")).await;
+    assert_eq!(status, 200, "{d}");
+    assert_eq!(d["changed"], json!({"merchant_menu.password": "(set)", "receipt.footer": "Merci !"}));
+    assert_eq!(d["removed"], json!([]));
+    let (_, back) =
+        get(&server, &admin, &format!("/api/v1/devices/{dev_a}/parameters/diff?from=0.0.0.0&to={to}")).await;
+    assert_eq!(back["changed"]["receipt.header"], "Boulangerie — Rivoli");
+    let (status, _) =
+        get(&server, &admin, &format!("/api/v1/devices/{dev_a}/parameters/diff?from=9.9.9.9&to={to}")).await;
+    assert_eq!(status, 404);
+
+    // The report finds the terminals still on 99999: B, not A.
+    let (status, report) = get(&server, &admin, "/api/v1/reports/default-merchant-password").await;
+    assert_eq!(status, 200, "{report}");
+    let ids: Vec<i64> = report.as_array().unwrap().iter().map(|d| d["device_id"].as_i64().unwrap()).collect();
+    assert_eq!(ids, vec![dev_b]);
+    let (_, all) = get(&server, &op, "/api/v1/reports/default-merchant-password").await;
+    assert_eq!(all.as_array().unwrap().len(), 1);
+    // Setting it back to 99999 explicitly still counts as the default.
+    change(&server, &admin, "device", dev_a, json!({"set": {"merchant_menu.password": "99999"}})).await;
+    let (_, report) = get(&server, &admin, "/api/v1/reports/default-merchant-password").await;
+    assert_eq!(report.as_array().unwrap().len(), 2);
+
+    // Another merchant reaches none of it.
+    let (_, _, other) = merchant(&server, &op, "Other", "admin@other.example", &["2100000009"]).await;
+    for (level, scope) in [("merchant", merchant_id), ("location", loc_a), ("device", dev_a)] {
+        let (status, _) =
+            change(&server, &other, level, scope, json!({"set": {"receipt.header": "x"}})).await;
+        assert_eq!(status, 404, "{level}");
+        let (status, _) = get(&server, &other, &format!("/api/v1/parameters/{T}/{level}/{scope}")).await;
+        assert_eq!(status, 404, "{level}");
+    }
+    let (status, _) = get(&server, &other, &format!("/api/v1/devices/{dev_a}/parameters")).await;
+    assert_eq!(status, 404);
+    let (_, report) = get(&server, &other, "/api/v1/reports/default-merchant-password").await;
+    assert_eq!(report, json!([]));
+    let _ = Method::GET;
+});
+
+backend_test!(manage_settings_follows_locations, |db| {
+    let (server, op) = server_with_operator(&db).await;
+    let (merchant_id, loc_a, admin) =
+        merchant(&server, &op, "Fleurs", "admin@fleurs.example", &["2200000001"]).await;
+    let (_, order) = post(&server, &op, "/api/v1/orders",
+        json!({"merchant_id": merchant_id, "delivery_address": address("5 rue C"), "terminals": [{"serial": "2200000002", "model": "A80"}]})).await;
+    let loc_b = order["location"]["id"].as_i64().unwrap();
+    let (clerk_id, clerk) = invite(&server, &admin, merchant_id, "clerk@fleurs.example", json!({})).await;
+    let (_, group) =
+        post(&server, &admin, &format!("/api/v1/merchants/{merchant_id}/groups"), json!({"name": "A"})).await;
+    let group = group["id"].as_i64().unwrap();
+    server
+        .call(
+            Method::PUT,
+            &format!("/api/v1/groups/{group}/grants/{loc_a}"),
+            Some(&admin),
+            Some(json!({"permissions": ["manage_settings"]})),
+        )
+        .await;
+    server.call(Method::PUT, &format!("/api/v1/groups/{group}/members/{clerk_id}"), Some(&admin), None).await;
+
+    let (status, body) =
+        change(&server, &clerk, "location", loc_a, json!({"set": {"receipt.footer": "À bientôt"}})).await;
+    assert_eq!(status, 200, "{body}");
+    let (status, _) =
+        change(&server, &clerk, "location", loc_b, json!({"set": {"receipt.footer": "x"}})).await;
+    assert_eq!(status, 404);
+    let (status, _) =
+        change(&server, &clerk, "merchant", merchant_id, json!({"set": {"receipt.footer": "x"}})).await;
+    assert_eq!(status, 403);
+    // Support changes any merchant's.
+    let (status, _) = change(
+        &server,
+        &op,
+        "location",
+        loc_b,
+        json!({"set": {"receipt.footer": "Support"}, "reason": "ticket 4711"}),
+    )
+    .await;
+    assert_eq!(status, 200);
+    // An unchanged set makes no new version.
+    let (_, same) =
+        change(&server, &op, "location", loc_b, json!({"set": {"receipt.footer": "Support"}})).await;
+    assert_eq!(same["version"], 1);
+    let (_, schema) = get(&server, &clerk, &format!("/api/v1/apps/{T}/parameter-schema")).await;
+    assert_eq!(schema["keys"]["merchant_menu.password"]["type"], "secret");
+});
