@@ -6,6 +6,7 @@ mod client;
 mod credentials;
 mod devices;
 mod output;
+mod parameters;
 mod releases;
 
 use std::process::ExitCode;
@@ -107,6 +108,9 @@ enum Command {
     Release(releases::ReleaseCommand),
     /// Download a release's artifact (resumes a partial file, checks the sha256)
     Download(releases::DownloadArgs),
+    /// Parameters: values per level, what a device sees, history and diffs
+    #[command(subcommand)]
+    Params(parameters::ParamsCommand),
 }
 
 #[derive(Subcommand, Debug)]
@@ -164,6 +168,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::App(c) => releases::app(&client, c, out).await?,
         Command::Release(c) => releases::release(&client, c, out).await?,
         Command::Download(args) => releases::download(&client, args, out).await?,
+        Command::Params(c) => parameters::params(&client, c, out).await?,
     }
     Ok(ExitCode::SUCCESS)
 }

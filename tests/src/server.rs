@@ -317,3 +317,35 @@ impl TestServer {
             .expect("wait for server")
     }
 }
+
+/// Runs the `tms` CLI against `server` with its own credentials file; returns
+/// (exit code, stdout, stderr).
+pub fn run_tms(
+    server: &TestServer,
+    credentials: &std::path::Path,
+    args: &[&str],
+    stdin: Option<&str>,
+) -> (i32, String, String) {
+    use std::io::Write;
+    let mut child = std::process::Command::new(binary("tms"))
+        .args(["--server", &server.base_url])
+        .args(args)
+        .env_remove("TMS_SERVER")
+        .env_remove("TMS_TOKEN")
+        .env("TMS_CREDENTIALS_FILE", credentials)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run tms");
+    if let Some(input) = stdin {
+        writeln!(child.stdin.take().expect("stdin"), "{input}").expect("write stdin");
+    }
+    drop(child.stdin.take());
+    let out = child.wait_with_output().expect("tms output");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}

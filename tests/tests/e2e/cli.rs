@@ -2,7 +2,7 @@
 
 use std::process::Command;
 
-use tms_e2e::{ServerBuilder, backend_test, binary};
+use tms_e2e::{ServerBuilder, backend_test, binary, run_tms};
 
 fn tms() -> Command {
     let mut cmd = Command::new(binary("tms"));
@@ -53,36 +53,6 @@ fn unreachable_server_exits_1_and_usage_errors_exit_2() {
     assert_eq!(out.status.code(), Some(2));
     let out = tms().args(["--server", "ftp://x", "status"]).output().unwrap();
     assert_eq!(out.status.code(), Some(2), "a bad --server is a usage error");
-}
-
-/// Runs `tms` against a server with its own credentials file; returns
-/// (exit code, stdout, stderr).
-fn run_tms(
-    server: &tms_e2e::TestServer,
-    creds: &std::path::Path,
-    args: &[&str],
-    stdin: Option<&str>,
-) -> (i32, String, String) {
-    use std::io::Write;
-    let mut child = tms()
-        .args(["--server", &server.base_url])
-        .args(args)
-        .env("TMS_CREDENTIALS_FILE", creds)
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    if let Some(input) = stdin {
-        writeln!(child.stdin.take().unwrap(), "{input}").unwrap();
-    }
-    drop(child.stdin.take());
-    let out = child.wait_with_output().unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8(out.stdout).unwrap(),
-        String::from_utf8(out.stderr).unwrap(),
-    )
 }
 
 backend_test!(account_commands_drive_the_whole_flow, |db| {

@@ -229,3 +229,70 @@ backend_test!(manage_settings_follows_locations, |db| {
     let (_, schema) = get(&server, &clerk, &format!("/api/v1/apps/{T}/parameter-schema")).await;
     assert_eq!(schema["keys"]["merchant_menu.password"]["type"], "secret");
 });
+
+backend_test!(params_commands, |db| {
+    let (server, op) = server_with_operator(&db).await;
+    let (merchant_id, location, _) =
+        merchant(&server, &op, "Café", "admin@cafe.example", &["2300000001"]).await;
+    let (_, device) = activate_device(
+        &server,
+        "admin@cafe.example",
+        MERCHANT_PASSWORD,
+        "salespoint",
+        "2300000001",
+        location,
+        "Bar",
+    )
+    .await;
+    let device = device["device_id"].as_i64().unwrap().to_string();
+    let dir = tempfile::tempdir().unwrap();
+    let creds = dir.path().join("c.json");
+    let (code, _, err) = tms_e2e::run_tms(
+        &server,
+        &creds,
+        &["login", "--email", "admin@cafe.example", "--password-stdin"],
+        Some(MERCHANT_PASSWORD),
+    );
+    assert_eq!(code, 0, "{err}");
+    let tms = |args: &[&str]| tms_e2e::run_tms(&server, &creds, args, None);
+    let logo = dir.path().join("logo.png");
+    std::fs::write(&logo, b"\x89PNG\r\n\x1a\nfake").unwrap();
+    let location = location.to_string();
+    let logo_arg = format!("receipt.logo=@{}", logo.display());
+    let (code, out, err) = tms(&[
+        "params",
+        "set",
+        "--location",
+        &location,
+        "--reason",
+        "opening",
+        "receipt.header=Café du Port",
+        "receipt.print_customer_copy=off",
+        &logo_arg,
+    ]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("version 1"), "{out}");
+    let (code, out, _) = tms(&["params", "show", "--device", &device]);
+    assert_eq!(code, 0);
+    assert!(
+        out.contains("Café du Port") && out.contains("location") && out.contains("version 0.0.1.0"),
+        "{out}"
+    );
+    let (code, _, err) = tms(&["params", "set", "--location", &location, "tms.contact_interval_secs=5"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("invalid_parameter"), "{err}");
+    let (code, _, _) = tms(&["params", "unset", "--location", &location, "receipt.header"]);
+    assert_eq!(code, 0);
+    let (code, out, _) = tms(&["params", "history", "--location", &location]);
+    assert_eq!(code, 0);
+    assert!(out.contains("opening") && out.contains("admin@cafe.example"), "{out}");
+    let (code, out, _) =
+        tms(&["--json", "params", "diff", "--device", &device, "--from", "0.0.1.0", "--to", "0.0.2.0"]);
+    assert_eq!(code, 0);
+    let d: serde_json::Value = serde_json::from_str(&out).unwrap();
+    // Unset at the location: the terminal falls back to the default header.
+    assert_eq!(d["changed"], json!({"receipt.header": ""}));
+    let (code, out, _) = tms(&["params", "report", "--merchant", &merchant_id.to_string()]);
+    assert_eq!(code, 0);
+    assert!(out.contains("1 terminals") && out.contains("Bar"), "{out}");
+});

@@ -6,7 +6,7 @@ use base64::Engine;
 use reqwest::Method;
 use serde_json::{Value, json};
 use tms_e2e::fixtures::*;
-use tms_e2e::{MotoServer, ServerBuilder, TestServer, backend_test, binary};
+use tms_e2e::{MotoServer, ServerBuilder, TestServer, backend_test, run_tms};
 use tms_packages::releases::{ReleaseManifest, SignedManifest};
 use tms_signing::{PrivateKey, Sha256Digest};
 
@@ -74,34 +74,6 @@ async fn app_with_key(server: &TestServer, op: &str) -> PrivateKey {
     .await;
     assert_eq!(status, 200, "{body}");
     key
-}
-
-fn run_tms(
-    server: &TestServer,
-    creds: &std::path::Path,
-    args: &[&str],
-    stdin: Option<&str>,
-) -> (i32, String, String) {
-    let mut child = std::process::Command::new(binary("tms"))
-        .args(["--server", &server.base_url])
-        .args(args)
-        .env_remove("TMS_TOKEN")
-        .env("TMS_CREDENTIALS_FILE", creds)
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    if let Some(input) = stdin {
-        writeln!(child.stdin.take().unwrap(), "{input}").unwrap();
-    }
-    drop(child.stdin.take());
-    let out = child.wait_with_output().unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
 }
 
 /// keygen → sign → publish → download, all with the CLI; the download is byte-identical.
