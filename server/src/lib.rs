@@ -2,6 +2,7 @@
 #![forbid(unsafe_code)]
 
 pub mod accounts;
+pub mod acquirers;
 pub mod auth;
 pub mod config;
 pub mod db;

@@ -3,7 +3,7 @@
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use crate::http::{accounts, devices, health, parameters, releases, terminal};
+use crate::http::{accounts, acquirers, devices, health, parameters, releases, terminal};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -82,6 +82,13 @@ use crate::http::{accounts, devices, health, parameters, releases, terminal};
         parameters::device,
         parameters::device_diff,
         parameters::default_password_report,
+        acquirers::create,
+        acquirers::list,
+        acquirers::add_parameters,
+        acquirers::revoke_parameters,
+        acquirers::add_contract,
+        acquirers::list_contracts,
+        acquirers::session,
     ),
     components(schemas(
         tms_packages::releases::SignedManifest,
@@ -100,6 +107,7 @@ use crate::http::{accounts, devices, health, parameters, releases, terminal};
         (name = "devices", description = "Devices and transactions, for support and merchants"),
         (name = "releases", description = "Apps, publisher keys, signed releases and their artifacts"),
         (name = "parameters", description = "Parameter schemas, values per level, versions and reports"),
+        (name = "acquirers", description = "Acquirers, contracts and their parameter sets"),
     )
 )]
 pub struct ApiDoc;

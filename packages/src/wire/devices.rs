@@ -179,6 +179,8 @@ wire! {
         pub replaced_by_device_id: Option<i64>,
         /// Users logged in to the app on it.
         pub sessions: Vec<DeviceSessionView>,
+        /// The last acquirer parameter session per acquirer.
+        pub acquirer_sessions: Vec<super::acquirers::AcquirerSessionView>,
     }
 
     pub struct UpdateDeviceRequest {

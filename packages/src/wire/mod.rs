@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 pub mod accounts;
+pub mod acquirers;
 pub mod devices;
 pub mod parameters;
 pub mod releases;

@@ -287,6 +287,51 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    acquirers (id) {
+        id -> Text,
+        name -> Text,
+        created_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    acquirer_contracts (id) {
+        id -> BigInt,
+        acquirer_id -> Text,
+        merchant_id -> BigInt,
+        location_id -> Nullable<BigInt>,
+        device_id -> Nullable<BigInt>,
+        acquirer_merchant_id -> Text,
+        acquirer_terminal_id -> Text,
+        valid_until -> Nullable<Timestamp>,
+        created_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    acquirer_parameter_sets (id) {
+        id -> BigInt,
+        acquirer_id -> Text,
+        version -> BigInt,
+        document -> Text,
+        valid_until -> Timestamp,
+        revoked_at -> Nullable<Timestamp>,
+        created_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    acquirer_sessions (id) {
+        id -> BigInt,
+        device_id -> BigInt,
+        acquirer_id -> Text,
+        outcome -> Text,
+        parameter_version -> Nullable<BigInt>,
+        occurred_at -> Timestamp,
+    }
+}
+
 diesel::joinable!(publisher_keys -> apps (app_id));
 diesel::joinable!(releases -> apps (app_id));
 diesel::joinable!(device_sessions -> devices (device_id));
@@ -322,4 +367,8 @@ diesel::allow_tables_to_appear_in_same_query!(
     releases,
     parameter_schemas,
     parameter_set_versions,
+    acquirers,
+    acquirer_contracts,
+    acquirer_parameter_sets,
+    acquirer_sessions,
 );

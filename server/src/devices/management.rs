@@ -26,7 +26,8 @@ pub struct DeviceFilter {
     pub contacted_after: Option<NaiveDateTime>,
 }
 
-fn view(conn: &mut DbConnection, d: &DeviceRow) -> Result<DeviceView, DbError> {
+fn view(conn: &mut DbConnection, d: &DeviceRow) -> Result<DeviceView, ApiError> {
+    let acquirer_sessions = crate::acquirers::last_sessions(conn, d.id)?;
     let sessions: Vec<(i64, String, NaiveDateTime)> = device_sessions::table
         .inner_join(users::table)
         .filter(device_sessions::device_id.eq(d.id))
@@ -58,6 +59,7 @@ fn view(conn: &mut DbConnection, d: &DeviceRow) -> Result<DeviceView, DbError> {
                 started_at: rfc3339(started),
             })
             .collect(),
+        acquirer_sessions,
     })
 }
 
@@ -89,11 +91,7 @@ pub fn list(
         query = query.filter(devices::last_contact_at.gt(t));
     }
     let found: Vec<DeviceRow> = query.order(devices::id).select(DeviceRow::as_select()).load(conn)?;
-    found
-        .iter()
-        .filter(|d| actor.sees_location(merchant_id, d.location_id))
-        .map(|d| view(conn, d).map_err(ApiError::from))
-        .collect()
+    found.iter().filter(|d| actor.sees_location(merchant_id, d.location_id)).map(|d| view(conn, d)).collect()
 }
 
 /// A device the caller sees, or 404.
@@ -106,7 +104,7 @@ fn visible(conn: &mut DbConnection, actor: &Actor, device_id: i64) -> Result<Dev
 
 pub fn show(conn: &mut DbConnection, actor: &Actor, device_id: i64) -> Result<DeviceView, ApiError> {
     let device = visible(conn, actor, device_id)?;
-    Ok(view(conn, &device)?)
+    view(conn, &device)
 }
 
 /// "Deactivate this device": for a broken terminal (or a phone whose app was
@@ -144,7 +142,7 @@ pub fn deactivate(conn: &mut DbConnection, actor: &Actor, device_id: i64) -> Res
             ),
         )?;
         let device = super::find(conn, device.id)?.ok_or_else(|| ApiError::not_found("device"))?;
-        Ok(view(conn, &device)?)
+        view(conn, &device)
     })
 }
 
@@ -223,6 +221,6 @@ pub fn update(
             ),
         )?;
         let device = super::find(conn, device.id)?.ok_or_else(|| ApiError::not_found("device"))?;
-        Ok(view(conn, &device)?)
+        view(conn, &device)
     })
 }

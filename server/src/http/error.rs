@@ -41,6 +41,7 @@ pub enum ErrorCode {
     Forbidden,
     NotFound,
     UnknownTerminal,
+    AcquirerSessionNotFound,
     MethodNotAllowed,
     Conflict,
     EmailTaken,
@@ -56,6 +57,8 @@ pub enum ErrorCode {
     VersionNotHigher,
     ReleaseExists,
     ParameterLocked,
+    AcquirerSessionFailed,
+    AcquirerSessionExpired,
     TwoFactorAlreadyEnabled,
     TwoFactorNotEnabled,
     PayloadTooLarge,
@@ -93,6 +96,7 @@ impl ErrorCode {
         ErrorCode::Forbidden,
         ErrorCode::NotFound,
         ErrorCode::UnknownTerminal,
+        ErrorCode::AcquirerSessionNotFound,
         ErrorCode::MethodNotAllowed,
         ErrorCode::Conflict,
         ErrorCode::EmailTaken,
@@ -108,6 +112,8 @@ impl ErrorCode {
         ErrorCode::VersionNotHigher,
         ErrorCode::ReleaseExists,
         ErrorCode::ParameterLocked,
+        ErrorCode::AcquirerSessionFailed,
+        ErrorCode::AcquirerSessionExpired,
         ErrorCode::TwoFactorAlreadyEnabled,
         ErrorCode::TwoFactorNotEnabled,
         ErrorCode::PayloadTooLarge,
@@ -141,6 +147,7 @@ impl ErrorCode {
             ErrorCode::DeviceDeactivated => "device_deactivated",
             ErrorCode::InvalidTotp => "invalid_totp",
             ErrorCode::Forbidden => "forbidden",
+            ErrorCode::AcquirerSessionNotFound => "acquirer_session_not_found",
             ErrorCode::UnknownTerminal => "unknown_terminal",
             ErrorCode::NotFound => "not_found",
             ErrorCode::MethodNotAllowed => "method_not_allowed",
@@ -148,6 +155,8 @@ impl ErrorCode {
             ErrorCode::EmailTaken => "email_taken",
             ErrorCode::TerminalAlreadyRegistered => "terminal_already_registered",
             ErrorCode::ProfileInUse => "profile_in_use",
+            ErrorCode::AcquirerSessionExpired => "acquirer_session_expired",
+            ErrorCode::AcquirerSessionFailed => "acquirer_session_failed",
             ErrorCode::ParameterLocked => "parameter_locked",
             ErrorCode::ReleaseExists => "release_exists",
             ErrorCode::VersionNotHigher => "version_not_higher",
@@ -192,7 +201,10 @@ impl ErrorCode {
             | ErrorCode::DeviceDeactivated
             | ErrorCode::InvalidDeviceToken => StatusCode::UNAUTHORIZED,
             ErrorCode::Forbidden => StatusCode::FORBIDDEN,
-            ErrorCode::NotFound | ErrorCode::UnknownTerminal => StatusCode::NOT_FOUND,
+            ErrorCode::NotFound | ErrorCode::UnknownTerminal | ErrorCode::AcquirerSessionNotFound => {
+                StatusCode::NOT_FOUND
+            }
+            ErrorCode::AcquirerSessionExpired => StatusCode::GONE,
             ErrorCode::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ErrorCode::Conflict
             | ErrorCode::EmailTaken
@@ -208,6 +220,7 @@ impl ErrorCode {
             | ErrorCode::VersionNotHigher
             | ErrorCode::ReleaseExists
             | ErrorCode::ParameterLocked
+            | ErrorCode::AcquirerSessionFailed
             | ErrorCode::TwoFactorAlreadyEnabled
             | ErrorCode::TwoFactorNotEnabled => StatusCode::CONFLICT,
             ErrorCode::PayloadTooLarge | ErrorCode::ArtifactTooLarge => StatusCode::PAYLOAD_TOO_LARGE,

@@ -2,6 +2,7 @@
 //! observing middleware.
 
 pub mod accounts;
+pub mod acquirers;
 pub mod artifacts;
 pub mod devices;
 pub mod error;
@@ -64,6 +65,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     .configure(devices::routes)
     .configure(releases::routes)
     .configure(parameters::routes)
+    .configure(acquirers::routes)
     .default_service(web::to(|| async {
         Err::<actix_web::HttpResponse, _>(ApiError::new(ErrorCode::NotFound, "no such endpoint"))
     }));

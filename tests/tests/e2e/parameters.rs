@@ -296,3 +296,112 @@ backend_test!(params_commands, |db| {
     assert_eq!(code, 0);
     assert!(out.contains("1 terminals") && out.contains("Bar"), "{out}");
 });
+
+backend_test!(acquirer_sessions_report_every_outcome, |db| {
+    let (server, op) = server_with_operator(&db).await;
+    let (merchant_id, location, admin) =
+        merchant(&server, &op, "Épicerie", "admin@epi.example", &["2400000001"]).await;
+    let (_, device) = activate_device(
+        &server,
+        "admin@epi.example",
+        MERCHANT_PASSWORD,
+        "salespoint",
+        "2400000001",
+        location,
+        "Caisse",
+    )
+    .await;
+    let device_id = device["device_id"].as_i64().unwrap();
+    let token = device["device_token"].as_str().unwrap().to_owned();
+    let session = |acquirer: &'static str| {
+        let server = &server;
+        let token = token.clone();
+        async move {
+            server
+                .call(
+                    Method::POST,
+                    &format!("/api/v1/terminal/acquirer-sessions/{acquirer}"),
+                    Some(&token),
+                    None,
+                )
+                .await
+        }
+    };
+    let code = |v: &Value| v["error"]["code"].as_str().unwrap_or("").to_owned();
+    let future = (chrono::Utc::now() + chrono::Duration::days(30)).to_rfc3339();
+    let past = (chrono::Utc::now() - chrono::Duration::days(1)).to_rfc3339();
+
+    // No such acquirer, then no contract.
+    let (status, body) = session("nope").await;
+    assert_eq!((status.as_u16(), code(&body).as_str()), (404, "acquirer_session_not_found"), "{body}");
+    let (status, _) = post(&server, &admin, "/api/v1/acquirers", json!({"id": "ccv", "name": "CCV"})).await;
+    assert_eq!(status, 403, "acquirers are the operator's");
+    post(&server, &op, "/api/v1/acquirers", json!({"id": "ccv", "name": "CCV"})).await;
+    let (status, body) = session("ccv").await;
+    assert_eq!((status.as_u16(), code(&body).as_str()), (404, "acquirer_session_not_found"));
+
+    // A contract but no parameters yet: failed.
+    let (status, contract) = post(&server, &op, &format!("/api/v1/merchants/{merchant_id}/acquirer-contracts"),
+        json!({"acquirer_id": "ccv", "location_id": location, "acquirer_merchant_id": "M-100", "acquirer_terminal_id": "T-7"})).await;
+    assert_eq!(status, 201, "{contract}");
+    let (status, body) = session("ccv").await;
+    assert_eq!((status.as_u16(), code(&body).as_str()), (409, "acquirer_session_failed"));
+
+    // Success.
+    let (status, set) = post(&server, &op, "/api/v1/acquirers/ccv/parameter-sets",
+        json!({"document": {"emv": {"aid": ["A0000000041010"]}, "signature": "opaque"}, "valid_until": future})).await;
+    assert_eq!(status, 201, "{set}");
+    let (status, result) = session("ccv").await;
+    assert_eq!(status, 200, "{result}");
+    assert_eq!(result["acquirer_terminal_id"], "T-7");
+    assert_eq!(result["parameter_version"], 1);
+    assert_eq!(result["document"]["emv"]["aid"][0], "A0000000041010");
+
+    // Revoked: failed; a newer but expired set: expired.
+    let (status, _) = post(&server, &op, "/api/v1/acquirers/ccv/parameter-sets/1/revoke", json!({})).await;
+    assert_eq!(status, 200);
+    let (status, body) = session("ccv").await;
+    assert_eq!((status.as_u16(), code(&body).as_str()), (409, "acquirer_session_failed"));
+    post(
+        &server,
+        &op,
+        "/api/v1/acquirers/ccv/parameter-sets",
+        json!({"document": {"emv": {}}, "valid_until": past}),
+    )
+    .await;
+    let (status, body) = session("ccv").await;
+    assert_eq!((status.as_u16(), code(&body).as_str()), (410, "acquirer_session_expired"), "{body}");
+
+    // An expired contract: expired, even with fresh parameters.
+    post(&server, &op, "/api/v1/acquirers", json!({"id": "worldline", "name": "Worldline"})).await;
+    post(
+        &server,
+        &op,
+        "/api/v1/acquirers/worldline/parameter-sets",
+        json!({"document": {}, "valid_until": future}),
+    )
+    .await;
+    post(&server, &op, &format!("/api/v1/merchants/{merchant_id}/acquirer-contracts"),
+        json!({"acquirer_id": "worldline", "acquirer_merchant_id": "W1", "acquirer_terminal_id": "WT1", "valid_until": past})).await;
+    let (status, body) = session("worldline").await;
+    assert_eq!((status.as_u16(), code(&body).as_str()), (410, "acquirer_session_expired"));
+
+    // The device detail shows the last session per acquirer.
+    let (_, detail) = get(&server, &admin, &format!("/api/v1/devices/{device_id}")).await;
+    let sessions = detail["acquirer_sessions"].as_array().unwrap();
+    let by: std::collections::BTreeMap<&str, &str> = sessions
+        .iter()
+        .map(|s| (s["acquirer_id"].as_str().unwrap(), s["outcome"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        by,
+        std::collections::BTreeMap::from([
+            ("ccv", "expired"),
+            ("nope", "not_found"),
+            ("worldline", "expired")
+        ])
+    );
+    let (_, contracts) =
+        get(&server, &admin, &format!("/api/v1/merchants/{merchant_id}/acquirer-contracts")).await;
+    assert_eq!(contracts.as_array().unwrap().len(), 2);
+});
