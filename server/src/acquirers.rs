@@ -262,9 +262,15 @@ pub fn list_contracts(
         .order(acquirer_contracts::id)
         .select(ContractRow::as_select())
         .load(conn)?;
+    // Device-level contracts name a device's own ids: admins and staff only.
+    let admin = actor.is_admin_of(merchant_id);
     Ok(found
         .iter()
-        .filter(|c| c.location_id.is_none_or(|l| actor.sees_location(merchant_id, l)))
+        .filter(|c| {
+            admin
+                || (c.device_id.is_none()
+                    && c.location_id.is_none_or(|l| actor.sees_location(merchant_id, l)))
+        })
         .map(ContractRow::view)
         .collect())
 }
@@ -316,9 +322,10 @@ fn session_outcome(
     let contracts: Vec<ContractRow> = acquirer_contracts::table
         .filter(acquirer_contracts::merchant_id.eq(device.merchant_id))
         .filter(acquirer_contracts::acquirer_id.eq(acquirer_id))
+        .order(acquirer_contracts::id.desc())
         .select(ContractRow::as_select())
         .load(conn)?;
-    // The most specific contract that applies.
+    // The most specific contract that applies; at one level, the newest.
     let contract = contracts
         .iter()
         .find(|c| c.device_id == Some(device.id))

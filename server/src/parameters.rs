@@ -104,7 +104,7 @@ fn chain_of(conn: &mut DbConnection, actor: &Actor, level: Level, scope_id: i64)
     let mut scopes = vec![(Level::Global, 0)];
     let merchant_id = match level {
         Level::Global => {
-            if scope_id != 0 {
+            if scope_id != 0 || actor.operator_role().is_none() {
                 return Err(ApiError::not_found("scope"));
             }
             None
@@ -141,7 +141,11 @@ fn require_change(conn: &mut DbConnection, actor: &Actor, chain: &Chain) -> Resu
     let (level, scope_id) = *chain.scopes.last().expect("a chain has a target");
     match (level, chain.merchant_id) {
         (Level::Global, _) => actor.require_operator(OPERATORS).map(|_| ()),
-        (Level::Merchant, Some(m)) => actor.require(m, None, Permission::ManageSettings),
+        // The merchant level reaches every location, so it takes someone who sees them all.
+        (Level::Merchant, Some(m)) if actor.is_admin_of(m) => Ok(()),
+        (Level::Merchant, Some(_)) => {
+            Err(ApiError::forbidden("only the merchant's admins change merchant-wide parameters"))
+        }
         (Level::Location, Some(m)) => actor.require(m, Some(scope_id), Permission::ManageSettings),
         (Level::Device, Some(m)) => {
             let location = chain.scopes.iter().find(|(l, _)| *l == Level::Location).map(|(_, id)| *id);
@@ -309,6 +313,17 @@ pub async fn change(
     let above: Vec<(Level, &LevelSet)> = sets[..sets.len() - 1].iter().map(|(l, s)| (*l, s)).collect();
 
     let mut next = current.clone();
+    // A key an operator locked at this very level is the operator's too.
+    let operator = actor.operator_role().is_some_and(|r| OPERATORS.contains(&r));
+    for key in request.set.keys().chain(&request.unset) {
+        if !operator && current.locked.contains(key) {
+            return Err(ApiError::with_details(
+                ErrorCode::ParameterLocked,
+                format!("{key} is locked at the {level} level"),
+                BTreeMap::from([("key".to_owned(), key.clone())]),
+            ));
+        }
+    }
     for (key, value) in &request.set {
         schema.check(key, value, level).map_err(invalid)?;
         if let Some(by) = locked_above(&above, key, level) {
@@ -413,7 +428,6 @@ pub async fn history(
             created_at: rfc3339(row.created_at),
             created_by: row.created_by_email.clone(),
             reason: row.reason.clone(),
-            sha256: row.sha256.clone(),
             keys_changed: keys,
         });
     }
@@ -570,6 +584,7 @@ pub async fn default_password_report(
     let get = |level: Level, scope: i64| sets.get(&(level.as_str().to_owned(), scope)).unwrap_or(&empty);
     Ok(found
         .into_iter()
+        .filter(|(_, _, merchant, location)| actor.sees_location(*merchant, *location))
         .filter(|(id, _, merchant, location)| {
             let levels = [
                 (Level::Global, get(Level::Global, 0)),

@@ -56,8 +56,6 @@ wire! {
         pub created_at: String,
         pub created_by: String,
         pub reason: String,
-        /// sha256 of the version's JSON blob.
-        pub sha256: String,
         /// Keys this version changed from the one before.
         pub keys_changed: Vec<String>,
     }

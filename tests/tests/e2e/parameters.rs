@@ -61,7 +61,7 @@ backend_test!(levels_locks_versions_secrets_and_the_report, |db| {
         change(&server, &op, "global", 0, json!({"set": {"receipt.header": "G"}, "reason": "brand"})).await;
     assert_eq!(status, 200, "{body}");
     let (status, _) = change(&server, &admin, "global", 0, json!({"set": {"receipt.header": "X"}})).await;
-    assert_eq!(status, 403, "merchants do not set global values");
+    assert_eq!(status, 404, "merchants do not reach global values");
     change(&server, &admin, "merchant", merchant_id, json!({"set": {"receipt.header": "Boulangerie"}})).await;
     let (status, body) = change(&server, &admin, "location", loc_a, json!({"set": {"receipt.header": "Boulangerie — Rivoli", "receipt.print_customer_copy": false}, "reason": "new shop sign"})).await;
     assert_eq!(status, 200, "{body}");
@@ -404,4 +404,71 @@ backend_test!(acquirer_sessions_report_every_outcome, |db| {
     let (_, contracts) =
         get(&server, &admin, &format!("/api/v1/merchants/{merchant_id}/acquirer-contracts")).await;
     assert_eq!(contracts.as_array().unwrap().len(), 2);
+});
+
+backend_test!(locks_and_merchant_wide_changes_stay_with_the_right_people, |db| {
+    let (server, op) = server_with_operator(&db).await;
+    let (merchant_id, loc_a, admin) =
+        merchant(&server, &op, "Halles", "admin@halles.example", &["2500000001"]).await;
+    // A manager with merchant-wide manage_settings who sees only location A.
+    let (manager_id, manager) = invite(
+        &server,
+        &admin,
+        merchant_id,
+        "manager@halles.example",
+        json!({"permissions": ["manage_settings"]}),
+    )
+    .await;
+    let (_, group) =
+        post(&server, &admin, &format!("/api/v1/merchants/{merchant_id}/groups"), json!({"name": "A"})).await;
+    let group = group["id"].as_i64().unwrap();
+    server
+        .call(
+            Method::PUT,
+            &format!("/api/v1/groups/{group}/grants/{loc_a}"),
+            Some(&admin),
+            Some(json!({"permissions": ["manage_settings"]})),
+        )
+        .await;
+    server
+        .call(Method::PUT, &format!("/api/v1/groups/{group}/members/{manager_id}"), Some(&admin), None)
+        .await;
+    let (status, _) =
+        change(&server, &manager, "merchant", merchant_id, json!({"set": {"receipt.header": "x"}})).await;
+    assert_eq!(status, 403, "the merchant level reaches locations the manager does not see");
+    let (status, _) =
+        change(&server, &manager, "location", loc_a, json!({"set": {"receipt.header": "A"}})).await;
+    assert_eq!(status, 200);
+
+    // A lock binds merchant users at the level it was set too.
+    let (status, _) = change(
+        &server,
+        &op,
+        "merchant",
+        merchant_id,
+        json!({"set": {"receipt.footer": "Merci"}, "lock": ["receipt.footer"]}),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let (status, body) =
+        change(&server, &admin, "merchant", merchant_id, json!({"set": {"receipt.footer": "Bye"}})).await;
+    assert_eq!((status.as_u16(), body["error"]["code"].as_str()), (409, Some("parameter_locked")));
+    let (status, _) =
+        change(&server, &admin, "merchant", merchant_id, json!({"unset": ["receipt.footer"]})).await;
+    assert_eq!(status, 409);
+    // Unlocked, the admin may change it again.
+    let (status, _) =
+        change(&server, &op, "merchant", merchant_id, json!({"unlock": ["receipt.footer"]})).await;
+    assert_eq!(status, 200);
+    let (status, _) =
+        change(&server, &admin, "merchant", merchant_id, json!({"set": {"receipt.footer": "Bye"}})).await;
+    assert_eq!(status, 200);
+
+    // Global values and their history are the staff's.
+    let (status, _) = get(&server, &admin, &format!("/api/v1/parameters/{T}/global/0/history")).await;
+    assert_eq!(status, 404);
+    // History shows who and why, never a digest of the content.
+    let (_, history) =
+        get(&server, &admin, &format!("/api/v1/parameters/{T}/merchant/{merchant_id}/history")).await;
+    assert!(history[0].get("sha256").is_none(), "{history}");
 });
