@@ -74,6 +74,9 @@ pub enum ParamsCommand {
         scope: ScopeArgs,
         #[arg(long, default_value = TERMINAL_APP)]
         app: String,
+        /// An older version of what the level set (not with --device)
+        #[arg(long)]
+        version: Option<u64>,
     },
     /// The versions of what a level set, with who, when and why
     History {
@@ -150,7 +153,7 @@ pub async fn params(client: &Client, command: ParamsCommand, out: Output) -> any
                 .await?;
             out.show(&view, print_set);
         }
-        ParamsCommand::Show { scope, app } => {
+        ParamsCommand::Show { scope, app, version } => {
             if let Some(device) = scope.device {
                 let view: EffectiveParametersView =
                     client.get(&format!("/api/v1/devices/{device}/parameters?app={app}")).await?;
@@ -163,8 +166,9 @@ pub async fn params(client: &Client, command: ParamsCommand, out: Output) -> any
                 });
             } else {
                 let (level, id) = scope.path();
+                let at = version.map(|v| format!("?version={v}")).unwrap_or_default();
                 let view: ParameterSetView =
-                    client.get(&format!("/api/v1/parameters/{app}/{level}/{id}")).await?;
+                    client.get(&format!("/api/v1/parameters/{app}/{level}/{id}{at}")).await?;
                 out.show(&view, print_set);
             }
         }

@@ -257,7 +257,7 @@ fn set_view(
     }
 }
 
-/// What one level sets for one scope now.
+/// What one level sets for one scope: now, or at an older version.
 pub async fn show_scope(
     db: &Db,
     blobs: &BlobStore,
@@ -265,14 +265,21 @@ pub async fn show_scope(
     app_id: String,
     level: Level,
     scope_id: i64,
+    version: Option<u64>,
 ) -> Result<ParameterSetView, ApiError> {
+    // An older version stays readable: ask for it by number.
+    let wanted = version.map(|n| {
+        let mut numbers = [0u64; 4];
+        numbers[level.index()] = n;
+        EffectiveVersion(numbers)
+    });
     let (schema, versions) = {
         let app_id = app_id.clone();
         db.run(move |conn| {
             let schema = schema_for(conn, &app_id)?;
             let chain = chain_of(conn, &actor, level, scope_id)?;
             let target = *chain.scopes.last().expect("target");
-            Ok::<_, ApiError>((schema, versions_of(conn, &app_id, &[target], None)?))
+            Ok::<_, ApiError>((schema, versions_of(conn, &app_id, &[target], wanted)?))
         })
         .await?
     };

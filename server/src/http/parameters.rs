@@ -44,18 +44,29 @@ pub async fn get_schema(
     Ok(web::Json(state.db.run(move |conn| parameters::schema_for(conn, &app_id)).await?))
 }
 
+#[derive(Debug, Deserialize, IntoParams)]
+pub struct VersionQuery {
+    /// An older version [default: the current one].
+    pub version: Option<u64>,
+}
+
 /// What one level sets for one scope (`global` with scope 0, `merchant`,
-/// `location` or `device` with its id); secrets show as `(set)`.
+/// `location` or `device` with its id), now or at an older version; secrets
+/// show as `(set)`.
 #[utoipa::path(get, path = "/api/v1/parameters/{app_id}/{level}/{scope_id}", tag = "parameters", security(("bearer" = [])),
-    params(("app_id" = String, Path), ("level" = String, Path), ("scope_id" = i64, Path)),
+    params(("app_id" = String, Path), ("level" = String, Path), ("scope_id" = i64, Path), VersionQuery),
     responses((status = 200, body = ParameterSetView), (status = 404, body = ErrorEnvelope)))]
 pub async fn show(
     state: web::Data<AppState>,
     actor: Actor,
     path: web::Path<(String, String, i64)>,
+    query: web::Query<VersionQuery>,
 ) -> Result<web::Json<ParameterSetView>, ApiError> {
     let (app_id, lvl, scope) = path.into_inner();
-    Ok(web::Json(parameters::show_scope(&state.db, &state.blobs, actor, app_id, level(&lvl)?, scope).await?))
+    let version = query.version;
+    Ok(web::Json(
+        parameters::show_scope(&state.db, &state.blobs, actor, app_id, level(&lvl)?, scope, version).await?,
+    ))
 }
 
 /// Change what a level sets for a scope: a new immutable version.

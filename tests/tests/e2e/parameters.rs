@@ -139,6 +139,16 @@ backend_test!(levels_locks_versions_secrets_and_the_report, |db| {
         ]
     );
     assert_eq!(history[1]["reason"], "new shop sign");
+    // Older versions stay readable.
+    let (status, v1) =
+        get(&server, &admin, &format!("/api/v1/parameters/{T}/location/{loc_a}?version=1")).await;
+    assert_eq!(status, 200, "{v1}");
+    assert_eq!(v1["version"], 1);
+    assert!(v1["values"].get("merchant_menu.password").is_none(), "{v1}");
+    assert_eq!(v1["values"]["receipt.header"], "Boulangerie — Rivoli");
+    let (status, _) =
+        get(&server, &admin, &format!("/api/v1/parameters/{T}/location/{loc_a}?version=99")).await;
+    assert_eq!(status, 404);
     assert_eq!(history[1]["created_by"], "admin@boul.example");
     let from = a["version"].as_str().unwrap();
     let to = a_now["version"].as_str().unwrap();
