@@ -146,6 +146,43 @@ pub async fn activate(client: &Client, args: ActivateArgs) -> anyhow::Result<()>
     Ok(())
 }
 
+#[derive(Args, Debug)]
+pub struct PasswordArgs {
+    /// Read the current and the new password from standard input (two lines)
+    #[arg(long)]
+    stdin: bool,
+}
+
+pub async fn change_password(client: &Client, args: PasswordArgs) -> anyhow::Result<()> {
+    let (current, new) = if args.stdin {
+        let mut lines = std::io::stdin().lock().lines();
+        let mut next = || -> anyhow::Result<String> {
+            Ok(lines
+                .next()
+                .context("expected two lines: the current password, then the new one")??
+                .trim_end()
+                .to_owned())
+        };
+        (next()?, next()?)
+    } else {
+        let current = rpassword::prompt_password("Current password: ")?;
+        let new = rpassword::prompt_password("New password: ")?;
+        if rpassword::prompt_password("New password again: ")? != new {
+            anyhow::bail!("the two new passwords differ");
+        }
+        (current, new)
+    };
+    let _: serde_json::Value = client
+        .call(
+            Method::POST,
+            "/api/v1/auth/password",
+            Some(&ChangePasswordRequest { current_password: current, new_password: new }),
+        )
+        .await?;
+    println!("password changed; other sessions were logged out");
+    Ok(())
+}
+
 #[derive(Subcommand, Debug)]
 pub enum TokenCommand {
     /// Create an API token for automation (printed once)

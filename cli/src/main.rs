@@ -57,6 +57,8 @@ enum Command {
     Whoami,
     /// Set your password from the token of an activation e-mail
     Activate(accounts::ActivateArgs),
+    /// Change your password
+    Password(accounts::PasswordArgs),
     /// API tokens for automation
     #[command(subcommand)]
     Token(accounts::TokenCommand),
@@ -150,6 +152,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Logout => accounts::logout(&client).await?,
         Command::Whoami => accounts::whoami(&client, out).await?,
         Command::Activate(args) => accounts::activate(&client, args).await?,
+        Command::Password(args) => accounts::change_password(&client, args).await?,
         Command::Token(c) => accounts::token(&client, c, out).await?,
         Command::TwoFactor(c) => accounts::two_factor(&client, c, out).await?,
         Command::Order(c) => accounts::order(&client, c, out).await?,

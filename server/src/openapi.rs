@@ -22,6 +22,7 @@ use crate::http::{accounts, acquirers, devices, health, parameters, releases, te
         accounts::logout,
         accounts::me,
         accounts::activate,
+        accounts::change_password,
         accounts::create_token,
         accounts::list_tokens,
         accounts::revoke_token,

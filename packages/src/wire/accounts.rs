@@ -61,6 +61,11 @@ wire! {
         pub password: String,
     }
 
+    pub struct ChangePasswordRequest {
+        pub current_password: String,
+        pub new_password: String,
+    }
+
     pub struct CreateApiTokenRequest {
         pub name: String,
         /// Lifetime in days (1 to 730).

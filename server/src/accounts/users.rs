@@ -756,6 +756,49 @@ pub fn resend_activation(
     })
 }
 
+/// Changes one's own password (from a login session, with the current
+/// password; failures count like failed logins). Every other session ends.
+pub fn change_password(
+    conn: &mut DbConnection,
+    actor: &Actor,
+    current: &str,
+    new_password: &str,
+    settings: &AccountSettings,
+) -> Result<(), ApiError> {
+    actor.require_session()?;
+    let user = rows::find_user(conn, actor.user_id)?.ok_or_else(|| ApiError::not_found("user"))?;
+    let attempt = throttle::begin(
+        conn,
+        &Limits::for_account(&user.email, settings.max_failures_per_account, settings.failure_window_secs),
+    )?;
+    if !user.password_hash.as_deref().is_some_and(|h| password::verify(current, h)) {
+        attempt.failed();
+        return Err(invalid_credentials());
+    }
+    attempt.succeeded(conn, &user.email)?;
+    password::check_policy(new_password, &user.email)
+        .map_err(|m| ApiError::new(ErrorCode::WeakPassword, m))?;
+    let hash = password::hash(new_password);
+    crate::db::write_tx(conn, |conn| {
+        let at = now();
+        diesel::update(users::table.find(user.id))
+            .set((users::password_hash.eq(&hash), users::updated_at.eq(at)))
+            .execute(conn)?;
+        diesel::update(
+            user_tokens::table
+                .filter(user_tokens::user_id.eq(user.id))
+                .filter(user_tokens::kind.eq(TOKEN_SESSION))
+                .filter(user_tokens::id.ne(actor.token_id))
+                .filter(user_tokens::revoked_at.is_null()),
+        )
+        .set(user_tokens::revoked_at.eq(at))
+        .execute(conn)?;
+        let subject = format!("user:{}", user.id);
+        audit::record(conn, &actor.audit("user.password_change", &subject, user.merchant_id, &json!({})))?;
+        Ok(())
+    })
+}
+
 pub fn create_api_token(
     conn: &mut DbConnection,
     actor: &Actor,

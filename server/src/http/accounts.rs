@@ -112,6 +112,26 @@ pub async fn activate(
     Ok(HttpResponse::NoContent().finish())
 }
 
+/// Change one's own password (ends every other session).
+#[utoipa::path(post, path = "/api/v1/auth/password", tag = "auth", security(("bearer" = [])),
+    request_body = ChangePasswordRequest,
+    responses((status = 204), (status = 400, description = "`weak_password`", body = ErrorEnvelope),
+        (status = 401, description = "`invalid_credentials`", body = ErrorEnvelope), (status = 429, body = ErrorEnvelope)))]
+pub async fn change_password(
+    state: web::Data<AppState>,
+    actor: Actor,
+    body: web::Json<ChangePasswordRequest>,
+) -> Result<HttpResponse, ApiError> {
+    let settings = state.accounts.clone();
+    state
+        .db
+        .run(move |conn| {
+            users::change_password(conn, &actor, &body.current_password, &body.new_password, &settings)
+        })
+        .await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
 /// Create a long-lived API token for automation (shown once).
 #[utoipa::path(post, path = "/api/v1/auth/tokens", tag = "auth", security(("bearer" = [])),
     request_body = CreateApiTokenRequest,
@@ -566,6 +586,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .service(resource("/api/v1/auth/logout").route(post().to(logout)))
         .service(resource("/api/v1/auth/me").route(get().to(me)))
         .service(resource("/api/v1/auth/activate").route(post().to(activate)))
+        .service(resource("/api/v1/auth/password").route(post().to(change_password)))
         .service(resource("/api/v1/auth/tokens").route(post().to(create_token)).route(get().to(list_tokens)))
         .service(resource("/api/v1/auth/tokens/{id}").route(delete().to(revoke_token)))
         .service(resource("/api/v1/auth/2fa/enroll").route(post().to(enroll_two_factor)))

@@ -714,3 +714,54 @@ backend_test!(throttling_ignores_the_case_of_the_email, |db| {
         .await;
     assert_eq!(status, 429);
 });
+
+backend_test!(changing_ones_password_ends_other_sessions, |db| {
+    let (server, op) = server_with_operator(&db).await;
+    let (_, _, first) = merchant(&server, &op, "Pwd", "pwd@pwd.example", &["9600000001"]).await;
+    let second = server.login("pwd@pwd.example", MERCHANT_PASSWORD).await;
+    let change = |current: &str, new: &str| {
+        server.call(
+            Method::POST,
+            "/api/v1/auth/password",
+            Some(&second),
+            Some(json!({"current_password": current, "new_password": new})),
+        )
+    };
+    let (status, body) = change("not it at all", "brand new pass phrase").await;
+    assert_eq!((status.as_u16(), body["error"]["code"].as_str()), (401, Some("invalid_credentials")));
+    let (status, body) = change(MERCHANT_PASSWORD, "password123").await;
+    assert_eq!((status.as_u16(), body["error"]["code"].as_str()), (400, Some("weak_password")));
+    let (status, _) = change(MERCHANT_PASSWORD, "brand new pass phrase").await;
+    assert_eq!(status, 204);
+    let (status, _) = get(&server, &first, "/api/v1/auth/me").await;
+    assert_eq!(status, 401, "the other session ended");
+    let (status, _) = get(&server, &second, "/api/v1/auth/me").await;
+    assert_eq!(status, 200, "this one goes on");
+    let (status, _) = server
+        .call(
+            Method::POST,
+            "/api/v1/auth/login",
+            None,
+            Some(json!({"email": "pwd@pwd.example", "password": MERCHANT_PASSWORD})),
+        )
+        .await;
+    assert_eq!(status, 401);
+    server.login("pwd@pwd.example", "brand new pass phrase").await;
+    // From the CLI too.
+    let dir = tempfile::tempdir().unwrap();
+    let creds = dir.path().join("c.json");
+    tms_e2e::run_tms(
+        &server,
+        &creds,
+        &["login", "--email", "pwd@pwd.example", "--password-stdin"],
+        Some("brand new pass phrase"),
+    );
+    let (code, out, err) = tms_e2e::run_tms(
+        &server,
+        &creds,
+        &["password", "--stdin"],
+        Some("brand new pass phrase\nanother long phrase"),
+    );
+    assert_eq!(code, 0, "{out}{err}");
+    server.login("pwd@pwd.example", "another long phrase").await;
+});
