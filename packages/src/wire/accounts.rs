@@ -3,21 +3,6 @@
 //!
 //! Timestamps are RFC 3339 strings in UTC.
 
-use serde::{Deserialize, Serialize};
-
-#[cfg(feature = "openapi")]
-use utoipa::ToSchema;
-
-macro_rules! wire {
-    ($($item:item)*) => {
-        $(
-            #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-            #[cfg_attr(feature = "openapi", derive(ToSchema))]
-            $item
-        )*
-    };
-}
-
 wire! {
     pub struct LoginRequest {
         pub email: String,

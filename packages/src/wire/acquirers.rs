@@ -1,20 +1,6 @@
 //! Wire types of acquirers, contracts, parameter sets and sessions.
 
-use serde::{Deserialize, Serialize};
 use serde_json::Value;
-
-#[cfg(feature = "openapi")]
-use utoipa::ToSchema;
-
-macro_rules! wire {
-    ($($item:item)*) => {
-        $(
-            #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-            #[cfg_attr(feature = "openapi", derive(ToSchema))]
-            $item
-        )*
-    };
-}
 
 wire! {
     pub struct CreateAcquirerRequest {

@@ -1,22 +1,7 @@
 //! Wire types of devices and transactions: the terminal API the payment apps
 //! call, and the management API over devices and transactions.
 
-use serde::{Deserialize, Serialize};
-
-#[cfg(feature = "openapi")]
-use utoipa::ToSchema;
-
 use super::accounts::LocationView;
-
-macro_rules! wire {
-    ($($item:item)*) => {
-        $(
-            #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-            #[cfg_attr(feature = "openapi", derive(ToSchema))]
-            $item
-        )*
-    };
-}
 
 wire! {
     /// Step one of activation, sent by the app.

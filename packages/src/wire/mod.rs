@@ -4,6 +4,18 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+/// Wire types derive the same traits everywhere (and an OpenAPI schema for
+/// the server); declared once here for every module below.
+macro_rules! wire {
+    ($($item:item)*) => {
+        $(
+            #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+            #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+            $item
+        )*
+    };
+}
+
 pub mod accounts;
 pub mod acquirers;
 pub mod devices;

@@ -2,21 +2,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use serde::{Deserialize, Serialize};
 use serde_json::Value;
-
-#[cfg(feature = "openapi")]
-use utoipa::ToSchema;
-
-macro_rules! wire {
-    ($($item:item)*) => {
-        $(
-            #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-            #[cfg_attr(feature = "openapi", derive(ToSchema))]
-            $item
-        )*
-    };
-}
 
 wire! {
     /// One change to what a level sets for one scope: a new version.

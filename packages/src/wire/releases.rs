@@ -1,20 +1,5 @@
 //! Wire types of apps, publisher keys and releases.
 
-use serde::{Deserialize, Serialize};
-
-#[cfg(feature = "openapi")]
-use utoipa::ToSchema;
-
-macro_rules! wire {
-    ($($item:item)*) => {
-        $(
-            #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-            #[cfg_attr(feature = "openapi", derive(ToSchema))]
-            $item
-        )*
-    };
-}
-
 /// The header that carries the signed manifest (base64 of its JSON) with an
 /// artifact upload, so the body can be the artifact itself, streamed.
 pub const MANIFEST_HEADER: &str = "x-tms-signed-manifest";

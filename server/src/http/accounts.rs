@@ -13,12 +13,8 @@ use utoipa::IntoParams;
 use crate::accounts::access::Actor;
 use crate::accounts::{PendingMail, groups, merchants, users};
 use crate::db::audit::{self, AuditFilter};
-use crate::http::AppState;
 use crate::http::error::{ApiError, ErrorCode};
-
-fn client_ip(req: &HttpRequest) -> Option<String> {
-    req.peer_addr().map(|a| a.ip().to_string())
-}
+use crate::http::{AppState, bearer_token, client_ip};
 
 /// The caller, from `Authorization: Bearer <token>`; 401 without a valid one.
 impl FromRequest for Actor {
@@ -27,16 +23,11 @@ impl FromRequest for Actor {
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
         let state = req.app_data::<web::Data<AppState>>().cloned();
-        let token = req
-            .headers()
-            .get(actix_web::http::header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
-            .map(|t| t.trim().to_owned());
+        let token = bearer_token(req);
         let ip = client_ip(req);
         Box::pin(async move {
             let state = state.expect("AppState is registered");
-            let Some(token) = token.filter(|t| !t.is_empty()) else {
+            let Some(token) = token else {
                 return Err(ApiError::new(
                     ErrorCode::Unauthorized,
                     "send a token: Authorization: Bearer <token>",

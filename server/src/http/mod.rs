@@ -24,6 +24,21 @@ use crate::mail::Mailer;
 use crate::metrics::Metrics;
 use crate::storage::BlobStore;
 
+/// The bearer token of a request, if it sent one.
+pub fn bearer_token(req: &actix_web::HttpRequest) -> Option<String> {
+    req.headers()
+        .get(actix_web::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+        .map(|t| t.trim().to_owned())
+        .filter(|t| !t.is_empty())
+}
+
+/// The client's address as the server sees it (the peer of the connection).
+pub fn client_ip(req: &actix_web::HttpRequest) -> Option<String> {
+    req.peer_addr().map(|a| a.ip().to_string())
+}
+
 /// What every handler may reach: passed in, never global.
 pub struct AppState {
     pub config: Arc<Config>,

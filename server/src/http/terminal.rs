@@ -11,12 +11,8 @@ use utoipa::IntoParams;
 
 use crate::devices::transactions::{self, Cursor};
 use crate::devices::{self, CallingDevice, activation};
-use crate::http::AppState;
 use crate::http::error::{ApiError, ErrorCode};
-
-fn client_ip(req: &HttpRequest) -> Option<String> {
-    req.peer_addr().map(|a| a.ip().to_string())
-}
+use crate::http::{AppState, bearer_token, client_ip};
 
 /// The calling device, from `Authorization: Bearer <device token>`.
 impl FromRequest for CallingDevice {
@@ -25,13 +21,7 @@ impl FromRequest for CallingDevice {
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
         let state = req.app_data::<web::Data<AppState>>().cloned();
-        let token = req
-            .headers()
-            .get(actix_web::http::header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
-            .map(|t| t.trim().to_owned())
-            .filter(|t| !t.is_empty());
+        let token = bearer_token(req);
         Box::pin(async move {
             let state = state.expect("AppState is registered");
             let Some(token) = token else {

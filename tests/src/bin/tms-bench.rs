@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 use tms_e2e::fixtures::*;
-use tms_e2e::{ServerBuilder, TestDatabase};
+use tms_e2e::{ServerBuilder, TestDatabase, rss_of};
 
 const BATCH: usize = 1000;
 
@@ -198,19 +198,6 @@ async fn main() {
         mib(growth),
         if growth < 64 << 20 { "met" } else { "MISSED" }
     );
-}
-
-fn rss_of(pid: u32) -> Option<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let kib: u64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))?
-        .trim()
-        .trim_end_matches("kB")
-        .trim()
-        .parse()
-        .ok()?;
-    Some(kib * 1024)
 }
 
 /// Samples a process's resident memory until stopped; returns the peak.
