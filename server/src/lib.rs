@@ -13,4 +13,5 @@ pub mod metrics;
 pub mod openapi;
 pub mod parameters;
 pub mod releases;
+pub mod server_keys;
 pub mod storage;

@@ -50,6 +50,17 @@ enum Command {
     /// Manage the payment provider's staff accounts from the server host
     #[command(subcommand)]
     Operator(OperatorCommand),
+    /// The keys the server signs its answers to terminals with
+    #[command(subcommand)]
+    Keys(KeysCommand),
+}
+
+#[derive(Subcommand, Debug)]
+enum KeysCommand {
+    /// Retire the current key and make a new one (retired keys stay published)
+    Rotate,
+    /// List the published keys
+    List,
 }
 
 #[derive(Subcommand, Debug)]
@@ -126,6 +137,25 @@ fn run(cli: Cli, matches: &clap::ArgMatches) -> anyhow::Result<()> {
             println!("created operator {id} ({email}, {role})");
             Ok(())
         }
+        Command::Keys(command) => {
+            let db = open_db(&config)?;
+            db.migrate().context("migrating the database")?;
+            let mut conn = db.get()?;
+            if let KeysCommand::Rotate = command {
+                let id = tms_server::server_keys::rotate(&mut conn)?;
+                println!("new answer-signing key {id}");
+            }
+            let keys = tms_server::server_keys::published(&mut conn)?;
+            for k in keys.keys {
+                let state = match &k.retired_at {
+                    Some(at) => format!("retired {at}"),
+                    None if k.key_id == keys.current => "current".to_owned(),
+                    None => "active".to_owned(),
+                };
+                println!("{}  {}  created {}  {state}", k.key_id, k.public_key, k.created_at);
+            }
+            Ok(())
+        }
         Command::Serve => {
             init_logging(&config);
             serve(config)
@@ -146,6 +176,9 @@ fn serve(config: Config) -> anyhow::Result<()> {
     if !applied.is_empty() {
         tracing::info!(versions = ?applied, "database migrated");
     }
+    let key_id = tms_server::server_keys::ensure_current(&mut *db.get()?)
+        .context("preparing the answer-signing key")?;
+    tracing::info!(key_id, "answer-signing key");
     actix_web::rt::System::new().block_on(async move {
         // The S3 client needs a runtime to be built in.
         let blobs = BlobStore::from_config(&config).context("opening the object store")?;

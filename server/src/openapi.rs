@@ -18,6 +18,7 @@ use crate::http::{accounts, acquirers, devices, health, parameters, releases, te
         health::readyz,
         health::metrics,
         health::openapi,
+        health::answer_keys,
         accounts::login,
         accounts::logout,
         accounts::me,

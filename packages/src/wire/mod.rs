@@ -21,6 +21,7 @@ pub mod acquirers;
 pub mod devices;
 pub mod parameters;
 pub mod releases;
+pub mod server_keys;
 
 /// The body of every error response: `{"error": {...}}`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

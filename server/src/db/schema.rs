@@ -332,6 +332,16 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    server_keys (key_id) {
+        key_id -> Text,
+        private_pem -> Text,
+        public_key -> Text,
+        created_at -> Timestamp,
+        retired_at -> Nullable<Timestamp>,
+    }
+}
+
 diesel::joinable!(publisher_keys -> apps (app_id));
 diesel::joinable!(releases -> apps (app_id));
 diesel::joinable!(device_sessions -> devices (device_id));
@@ -371,4 +381,5 @@ diesel::allow_tables_to_appear_in_same_query!(
     acquirer_contracts,
     acquirer_parameter_sets,
     acquirer_sessions,
+    server_keys,
 );

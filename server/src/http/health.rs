@@ -82,3 +82,15 @@ pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
 pub async fn openapi() -> HttpResponse {
     HttpResponse::Ok().json(crate::openapi::ApiDoc::openapi())
 }
+
+/// The public keys terminals verify signed answers with (the current one and
+/// those rotated out whose answers may not have expired yet).
+#[utoipa::path(
+    get, path = "/.well-known/tms/answer-keys", tag = "terminal",
+    responses((status = 200, body = tms_packages::wire::server_keys::ServerKeys))
+)]
+pub async fn answer_keys(
+    state: web::Data<AppState>,
+) -> Result<web::Json<tms_packages::wire::server_keys::ServerKeys>, ApiError> {
+    Ok(web::Json(state.db.run(|conn| crate::server_keys::published(conn).map_err(ApiError::from)).await?))
+}

@@ -75,6 +75,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     .service(web::resource("/readyz").route(web::get().to(health::readyz)))
     .service(web::resource("/metrics").route(web::get().to(health::metrics)))
     .service(web::resource("/openapi.json").route(web::get().to(health::openapi)))
+    .service(web::resource("/.well-known/tms/answer-keys").route(web::get().to(health::answer_keys)))
     .configure(accounts::routes)
     .configure(terminal::routes)
     .configure(devices::routes)

@@ -3,6 +3,7 @@
 mod accounts;
 mod cli;
 mod config;
+mod contact;
 mod database;
 mod devices;
 mod operations;

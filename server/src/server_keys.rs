@@ -1,0 +1,88 @@
+//! The server's answer-signing keys: created on first start, rotated by the
+//! operator (`tms-server keys rotate`), published for terminals.
+//!
+//! The private keys live in the database so that every server process
+//! sharing it signs with the same key.
+
+use diesel::prelude::*;
+use tms_packages::wire::server_keys::{ServerKeyView, ServerKeys};
+use tms_signing::PrivateKey;
+
+use crate::accounts::{now, rfc3339};
+use crate::db::schema::server_keys;
+use crate::db::{DbConnection, DbError};
+
+fn insert_new(conn: &mut DbConnection) -> Result<String, DbError> {
+    let key = PrivateKey::generate();
+    let public = key.public_key();
+    diesel::insert_into(server_keys::table)
+        .values((
+            server_keys::key_id.eq(public.key_id()),
+            server_keys::private_pem.eq(key.to_pem().map_err(|e| DbError::Migration(e.to_string()))?),
+            server_keys::public_key.eq(public.to_hex()),
+            server_keys::created_at.eq(now()),
+        ))
+        .execute(conn)?;
+    Ok(public.key_id())
+}
+
+/// Makes sure a current key exists (first start); returns its id.
+pub fn ensure_current(conn: &mut DbConnection) -> Result<String, DbError> {
+    crate::db::write_tx(conn, |conn| match current_id(conn)? {
+        Some(id) => Ok(id),
+        None => insert_new(conn),
+    })
+}
+
+fn current_id(conn: &mut DbConnection) -> Result<Option<String>, DbError> {
+    Ok(server_keys::table
+        .filter(server_keys::retired_at.is_null())
+        .order((server_keys::created_at.desc(), server_keys::key_id.desc()))
+        .select(server_keys::key_id)
+        .first(conn)
+        .optional()?)
+}
+
+/// Retires every current key and makes a new one; returns its id.
+pub fn rotate(conn: &mut DbConnection) -> Result<String, DbError> {
+    crate::db::write_tx(conn, |conn| {
+        diesel::update(server_keys::table.filter(server_keys::retired_at.is_null()))
+            .set(server_keys::retired_at.eq(now()))
+            .execute(conn)?;
+        insert_new(conn)
+    })
+}
+
+/// The key to sign new answers with.
+pub fn current_signing_key(conn: &mut DbConnection) -> Result<PrivateKey, DbError> {
+    let id = ensure_current(conn)?;
+    let pem: String = server_keys::table.find(&id).select(server_keys::private_pem).first(conn)?;
+    PrivateKey::from_pem(&pem).map_err(|e| DbError::Migration(format!("server key {id} unreadable: {e}")))
+}
+
+/// What terminals are told to trust.
+pub fn published(conn: &mut DbConnection) -> Result<ServerKeys, DbError> {
+    let current = ensure_current(conn)?;
+    let rows: Vec<(String, String, chrono::NaiveDateTime, Option<chrono::NaiveDateTime>)> =
+        server_keys::table
+            .order(server_keys::created_at.desc())
+            .select((
+                server_keys::key_id,
+                server_keys::public_key,
+                server_keys::created_at,
+                server_keys::retired_at,
+            ))
+            .load(conn)?;
+    Ok(ServerKeys {
+        current,
+        keys: rows
+            .into_iter()
+            .map(|(key_id, public_key, created, retired)| ServerKeyView {
+                key_id,
+                public_key,
+                created_at: rfc3339(created),
+                retired_at: retired.map(rfc3339),
+            })
+            .collect(),
+    })
+}
