@@ -60,6 +60,19 @@ impl TestDatabase {
 }
 
 impl TestDatabase {
+    /// A connection pool on this database, for tests that call the server's
+    /// library directly.
+    pub fn pool(&self) -> tms_server::db::Db {
+        let (backend, url) = match self.backend {
+            Backend::Sqlite => (
+                tms_server::config::DatabaseBackend::Sqlite,
+                self.url.trim_start_matches("sqlite://").to_owned(),
+            ),
+            Backend::Postgres => (tms_server::config::DatabaseBackend::Postgres, self.url.clone()),
+        };
+        tms_server::db::Db::open(backend, &url, 4).expect("open pool")
+    }
+
     /// Takes a PostgreSQL database away under a running server (an outage).
     pub fn postgres_outage(&self) {
         let name = self.postgres_name.as_deref().expect("a PostgreSQL test database");

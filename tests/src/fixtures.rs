@@ -143,3 +143,36 @@ pub fn transaction(id: &str, minutes_ago: i64, amount_minor: i64, currency: &str
         "receipt_printed": true,
     })
 }
+
+/// A group of the merchant that grants `permissions` at `location` to
+/// `members`; returns its id.
+pub async fn group_granting(
+    server: &TestServer,
+    admin: &str,
+    merchant_id: i64,
+    name: &str,
+    location: i64,
+    permissions: Value,
+    members: &[i64],
+) -> i64 {
+    let (status, group) =
+        post(server, admin, &format!("/api/v1/merchants/{merchant_id}/groups"), json!({"name": name})).await;
+    assert_eq!(status, 201, "{group}");
+    let group = group["id"].as_i64().expect("group id");
+    let (status, body) = server
+        .call(
+            Method::PUT,
+            &format!("/api/v1/groups/{group}/grants/{location}"),
+            Some(admin),
+            Some(json!({"permissions": permissions})),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    for member in members {
+        let (status, body) = server
+            .call(Method::PUT, &format!("/api/v1/groups/{group}/members/{member}"), Some(admin), None)
+            .await;
+        assert_eq!(status, 200, "{body}");
+    }
+    group
+}

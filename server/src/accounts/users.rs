@@ -490,6 +490,19 @@ pub fn create_operator(
     })
 }
 
+/// The view and the activation e-mail of a user just invited.
+fn invitation(
+    conn: &mut DbConnection,
+    user_id: i64,
+    settings: &AccountSettings,
+) -> Result<(UserView, PendingMail), ApiError> {
+    let token = issue_activation_token(conn, user_id, settings.activation_ttl_hours)?;
+    let user = rows::find_user(conn, user_id)?.ok_or_else(|| ApiError::not_found("user"))?;
+    let mail =
+        activation_mail(&settings.public_url, &user.email, &token, None, settings.activation_ttl_hours);
+    Ok((rows::user_view(conn, &user)?, mail))
+}
+
 /// Invites another operator (operator admins only); they set their password
 /// from the e-mail.
 pub fn invite_operator(
@@ -513,16 +526,12 @@ pub fn invite_operator(
                 password_hash: None,
             },
         )?;
-        let token = issue_activation_token(conn, id, settings.activation_ttl_hours)?;
         let subject = format!("user:{id}");
         audit::record(
             conn,
             &actor.audit("operator.invite", &subject, None, &json!({"role": role.as_str()})),
         )?;
-        let user = rows::find_user(conn, id)?.ok_or_else(|| ApiError::not_found("user"))?;
-        let mail =
-            activation_mail(&settings.public_url, &user.email, &token, None, settings.activation_ttl_hours);
-        Ok((rows::user_view(conn, &user)?, mail))
+        invitation(conn, id, settings)
     })
 }
 
@@ -577,7 +586,6 @@ pub fn invite_user(
                 password_hash: None,
             },
         )?;
-        let token = issue_activation_token(conn, id, settings.activation_ttl_hours)?;
         let subject = format!("user:{id}");
         audit::record(
             conn,
@@ -589,10 +597,7 @@ pub fn invite_user(
                         "permissions": permissions_to_text(&permissions)}),
             ),
         )?;
-        let user = rows::find_user(conn, id)?.ok_or_else(|| ApiError::not_found("user"))?;
-        let mail =
-            activation_mail(&settings.public_url, &user.email, &token, None, settings.activation_ttl_hours);
-        Ok((rows::user_view(conn, &user)?, mail))
+        invitation(conn, id, settings)
     })
 }
 

@@ -312,13 +312,7 @@ backend_test!(two_step_verification_guards_the_api_but_not_terminal_activation, 
     assert_eq!(status, 401);
 
     // The same e-mail and password still activate the app on a terminal.
-    let (backend, url) = match db.backend {
-        tms_e2e::Backend::Sqlite => {
-            (tms_server::config::DatabaseBackend::Sqlite, db.url.trim_start_matches("sqlite://").to_owned())
-        }
-        tms_e2e::Backend::Postgres => (tms_server::config::DatabaseBackend::Postgres, db.url.clone()),
-    };
-    let pool = tms_server::db::Db::open(backend, &url, 2).unwrap();
+    let pool = db.pool();
     let settings = tms_server::accounts::users::AccountSettings {
         public_url: server.base_url.clone(),
         session_ttl_hours: 1,

@@ -13,13 +13,7 @@ backend_test!(answer_keys_are_published_and_rotate, |db| {
     assert_eq!(published["keys"].as_array().unwrap().len(), 1);
 
     // An answer signed with the current key verifies against the published keys.
-    let (backend, url) = match db.backend {
-        tms_e2e::Backend::Sqlite => {
-            (tms_server::config::DatabaseBackend::Sqlite, db.url.trim_start_matches("sqlite://").to_owned())
-        }
-        tms_e2e::Backend::Postgres => (tms_server::config::DatabaseBackend::Postgres, db.url.clone()),
-    };
-    let pool = tms_server::db::Db::open(backend, &url, 1).unwrap();
+    let pool = db.pool();
     let key = tms_server::server_keys::current_signing_key(&mut pool.get().unwrap()).unwrap();
     assert_eq!(key.public_key().key_id(), first);
     let answer = sign_answer(json!({"apps": []}), 1_000, 600, &key).unwrap();

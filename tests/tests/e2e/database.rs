@@ -1,20 +1,11 @@
 //! Migrations and queries through the one schema, on both backends.
 
 use serde_json::json;
-use tms_e2e::{Backend, backend_test};
-use tms_server::config::DatabaseBackend;
-use tms_server::db::{Db, DbError, audit};
-
-fn open(db: &tms_e2e::TestDatabase) -> Db {
-    let (backend, url) = match db.backend {
-        Backend::Sqlite => (DatabaseBackend::Sqlite, db.url.trim_start_matches("sqlite://").to_owned()),
-        Backend::Postgres => (DatabaseBackend::Postgres, db.url.clone()),
-    };
-    Db::open(backend, &url, 4).expect("open pool")
-}
+use tms_e2e::backend_test;
+use tms_server::db::{DbError, audit};
 
 backend_test!(migrations_go_up_down_and_up_again, |db| {
-    let pool = open(&db);
+    let pool = db.pool();
     let applied = pool.migrate().unwrap();
     assert!(!applied.is_empty());
     assert!(pool.migrate().unwrap().is_empty(), "a second run applies nothing");
@@ -24,7 +15,7 @@ backend_test!(migrations_go_up_down_and_up_again, |db| {
 });
 
 backend_test!(audit_events_round_trip, |db| {
-    let pool = open(&db);
+    let pool = db.pool();
     pool.migrate().unwrap();
     let stored = pool
         .run(|conn| {
@@ -55,7 +46,7 @@ backend_test!(audit_events_round_trip, |db| {
 #[tokio::test]
 async fn sqlite_connections_enforce_foreign_keys_and_use_wal() {
     let db = tms_e2e::TestDatabase::sqlite();
-    let pool = open(&db);
+    let pool = db.pool();
     pool.migrate().unwrap();
     let (fk, mode) = pool
         .run(|conn| {

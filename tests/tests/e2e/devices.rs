@@ -58,19 +58,16 @@ backend_test!(activation_needs_the_right_user_and_a_registered_terminal, |db| {
     let (clerk_id, _) =
         invite(&server, &admin, merchant_id, "clerk@boul.example", json!({"permissions": ["activate_app"]}))
             .await;
-    let (_, group) =
-        post(&server, &admin, &format!("/api/v1/merchants/{merchant_id}/groups"), json!({"name": "Shop"}))
-            .await;
-    let group = group["id"].as_i64().unwrap();
-    server
-        .call(
-            Method::PUT,
-            &format!("/api/v1/groups/{group}/grants/{location}"),
-            Some(&admin),
-            Some(json!({"permissions": ["view_transactions"]})),
-        )
-        .await;
-    server.call(Method::PUT, &format!("/api/v1/groups/{group}/members/{clerk_id}"), Some(&admin), None).await;
+    let group = group_granting(
+        &server,
+        &admin,
+        merchant_id,
+        "Shop",
+        location,
+        json!(["view_transactions"]),
+        &[clerk_id],
+    )
+    .await;
     let (status, body) = activate_device(
         &server,
         "clerk@boul.example",
@@ -340,19 +337,7 @@ backend_test!(logging_out_of_the_app_unlocks_the_profile, |db| {
         json!({"permissions": ["activate_app"]}),
     )
     .await;
-    let (_, group) =
-        post(&server, &admin, &format!("/api/v1/merchants/{merchant_id}/groups"), json!({"name": "All"}))
-            .await;
-    let group = group["id"].as_i64().unwrap();
-    server
-        .call(
-            Method::PUT,
-            &format!("/api/v1/groups/{group}/grants/{location}"),
-            Some(&admin),
-            Some(json!({"permissions": ["activate_app"]})),
-        )
-        .await;
-    server.call(Method::PUT, &format!("/api/v1/groups/{group}/members/{clerk_id}"), Some(&admin), None).await;
+    group_granting(&server, &admin, merchant_id, "All", location, json!(["activate_app"]), &[clerk_id]).await;
     let (status, device) = activate_device(
         &server,
         "clerk@kiosque.example",
@@ -686,18 +671,7 @@ backend_test!(replacement_and_device_calls_stay_within_their_rights, |db| {
 
     // A clerk who may activate only at A cannot take over B's device (and its history) by its name.
     let (clerk_id, _) = invite(&server, &admin, merchant_id, "clerk@deux.example", json!({})).await;
-    let (_, group) =
-        post(&server, &admin, &format!("/api/v1/merchants/{merchant_id}/groups"), json!({"name": "A"})).await;
-    let group = group["id"].as_i64().unwrap();
-    server
-        .call(
-            Method::PUT,
-            &format!("/api/v1/groups/{group}/grants/{loc_a}"),
-            Some(&admin),
-            Some(json!({"permissions": ["activate_app"]})),
-        )
-        .await;
-    server.call(Method::PUT, &format!("/api/v1/groups/{group}/members/{clerk_id}"), Some(&admin), None).await;
+    group_granting(&server, &admin, merchant_id, "A", loc_a, json!(["activate_app"]), &[clerk_id]).await;
     let (status, body) = activate_device(
         &server,
         "clerk@deux.example",

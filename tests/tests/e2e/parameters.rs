@@ -200,18 +200,7 @@ backend_test!(manage_settings_follows_locations, |db| {
         json!({"merchant_id": merchant_id, "delivery_address": address("5 rue C"), "terminals": [{"serial": "2200000002", "model": "A80"}]})).await;
     let loc_b = order["location"]["id"].as_i64().unwrap();
     let (clerk_id, clerk) = invite(&server, &admin, merchant_id, "clerk@fleurs.example", json!({})).await;
-    let (_, group) =
-        post(&server, &admin, &format!("/api/v1/merchants/{merchant_id}/groups"), json!({"name": "A"})).await;
-    let group = group["id"].as_i64().unwrap();
-    server
-        .call(
-            Method::PUT,
-            &format!("/api/v1/groups/{group}/grants/{loc_a}"),
-            Some(&admin),
-            Some(json!({"permissions": ["manage_settings"]})),
-        )
-        .await;
-    server.call(Method::PUT, &format!("/api/v1/groups/{group}/members/{clerk_id}"), Some(&admin), None).await;
+    group_granting(&server, &admin, merchant_id, "A", loc_a, json!(["manage_settings"]), &[clerk_id]).await;
 
     let (status, body) =
         change(&server, &clerk, "location", loc_a, json!({"set": {"receipt.footer": "À bientôt"}})).await;
