@@ -5,6 +5,7 @@ use reqwest::Method;
 use tms_packages::wire::devices::*;
 
 use crate::client::Client;
+use crate::deployments::{self, DeviceGroupCommand};
 use crate::output::{Output, table};
 
 #[derive(Subcommand, Debug)]
@@ -47,6 +48,19 @@ pub enum DeviceCommand {
         #[arg(long)]
         location: i64,
     },
+    /// What the terminal gets on its next contact, and why (apps, parameters, acquirer sessions)
+    Plan {
+        /// The device's id
+        id: i64,
+    },
+    /// What the terminal reported about the changes pushed to it
+    Actions {
+        /// The device's id
+        id: i64,
+    },
+    /// Device groups: static lists or filters, to target deployments at
+    #[command(subcommand)]
+    Group(DeviceGroupCommand),
 }
 
 fn print_devices(devices: &[DeviceView]) {
@@ -135,6 +149,9 @@ pub async fn device(client: &Client, command: DeviceCommand, out: Output) -> any
             let body = UpdateDeviceRequest { name: None, location_id: Some(location) };
             client.call(Method::PATCH, &format!("/api/v1/devices/{id}"), Some(&body)).await?
         }
+        DeviceCommand::Plan { id } => return deployments::device_plan(client, id, out).await,
+        DeviceCommand::Actions { id } => return deployments::device_actions(client, id, out).await,
+        DeviceCommand::Group(c) => return deployments::device_group(client, c, out).await,
     };
     out.show(&device, print_device);
     Ok(())

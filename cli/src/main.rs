@@ -4,6 +4,7 @@
 mod accounts;
 mod client;
 mod credentials;
+mod deployments;
 mod devices;
 mod output;
 mod parameters;
@@ -110,6 +111,12 @@ enum Command {
     Release(releases::ReleaseCommand),
     /// Download a release's artifact (resumes a partial file, checks the sha256)
     Download(releases::DownloadArgs),
+    /// Deployments: deliver a release to terminals, or remove an app from them
+    #[command(subcommand)]
+    Deploy(deployments::DeployCommand),
+    /// Staged rollouts of a deployment: start, watch, pause, approve, roll back
+    #[command(subcommand)]
+    Rollout(deployments::RolloutCommand),
     /// Parameters: values per level, what a device sees, history and diffs
     #[command(subcommand)]
     Params(parameters::ParamsCommand),
@@ -171,6 +178,8 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::App(c) => releases::app(&client, c, out).await?,
         Command::Release(c) => releases::release(&client, c, out).await?,
         Command::Download(args) => releases::download(&client, args, out).await?,
+        Command::Deploy(c) => deployments::deploy(&client, c, out).await?,
+        Command::Rollout(c) => deployments::rollout(&client, c, out).await?,
         Command::Params(c) => parameters::params(&client, c, out).await?,
     }
     Ok(ExitCode::SUCCESS)

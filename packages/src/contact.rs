@@ -12,14 +12,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tms_signing::{PrivateKey, PublicKey, Sha256Digest, to_canonical_json};
 
-/// An app a terminal reports as installed.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct InstalledApp {
-    pub app_id: String,
-    pub version: String,
-    pub version_code: u64,
-    pub sha256: String,
-}
+pub use crate::wire::contact::SignedAnswer;
 
 /// Rollout stages are expressed in basis points: 10,000 is everyone.
 pub const ALL_BP: u32 = 10_000;
@@ -67,8 +60,9 @@ pub struct DeviceFacts {
     pub location_id: i64,
     pub model: String,
     pub firmware: String,
-    /// Installed apps by app id: (version, version code).
-    pub installed: BTreeMap<String, (semver::Version, u64)>,
+    /// Installed apps by app id: (version name, version code). Android's
+    /// version code is what orders versions; the name is for people.
+    pub installed: BTreeMap<String, (String, u64)>,
 }
 
 /// A release a deployment may offer.
@@ -81,15 +75,20 @@ pub struct Candidate {
     pub models: Vec<String>,
     pub min_firmware: Option<String>,
     pub withdrawn: bool,
+    /// A firmware image: compared with the firmware the terminal reports,
+    /// not with an installed app.
+    pub firmware: bool,
 }
 
-/// Who a deployment is for. Precedence (most specific first): devices,
-/// location, merchant, everyone.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Who a deployment is for. Precedence (most specific first): a list of
+/// devices, a device group, a location, a merchant, everyone.
+#[derive(Debug, Clone, PartialEq)]
 pub enum Target {
     Everyone,
     Merchant(i64),
     Location(i64),
+    /// A device group: its static members, or its filter (a dynamic group).
+    Group { id: i64, members: BTreeSet<i64>, filter: Option<DeviceFilter> },
     Devices(BTreeSet<i64>),
 }
 
@@ -99,7 +98,18 @@ impl Target {
             Target::Everyone => 0,
             Target::Merchant(_) => 1,
             Target::Location(_) => 2,
-            Target::Devices(_) => 3,
+            Target::Group { .. } => 3,
+            Target::Devices(_) => 4,
+        }
+    }
+
+    pub fn precedence_name(&self) -> &'static str {
+        match self {
+            Target::Everyone => "everyone",
+            Target::Merchant(_) => "merchant",
+            Target::Location(_) => "location",
+            Target::Group { .. } => "group",
+            Target::Devices(_) => "devices",
         }
     }
 
@@ -108,17 +118,261 @@ impl Target {
             Target::Everyone => true,
             Target::Merchant(m) => *m == device.merchant_id,
             Target::Location(l) => *l == device.location_id,
+            Target::Group { members, filter, .. } => match filter {
+                Some(f) => f.matches(device),
+                None => members.contains(&device.device_id),
+            },
             Target::Devices(ids) => ids.contains(&device.device_id),
         }
     }
 }
 
+/// A dynamic group's rule: clauses joined by `and`, each `field op value`.
+/// Fields: `model`, `firmware`, `merchant`, `location`, `app:<app id>`
+/// (its installed version code, or `none`); operators `=`, `!=`, `<`, `<=`,
+/// `>`, `>=`. Example: `model=A920 and firmware<12`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeviceFilter {
+    pub clauses: Vec<Clause>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Clause {
+    pub field: Field,
+    pub op: Op,
+    pub value: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Field {
+    Model,
+    Firmware,
+    Merchant,
+    Location,
+    App(String),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Op {
+    Eq,
+    Ne,
+    Lt,
+    Le,
+    Gt,
+    Ge,
+}
+
+impl Op {
+    fn holds(self, ord: Ordering) -> bool {
+        match self {
+            Op::Eq => ord == Ordering::Equal,
+            Op::Ne => ord != Ordering::Equal,
+            Op::Lt => ord == Ordering::Less,
+            Op::Le => ord != Ordering::Greater,
+            Op::Gt => ord == Ordering::Greater,
+            Op::Ge => ord != Ordering::Less,
+        }
+    }
+}
+
+impl std::str::FromStr for DeviceFilter {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        let mut clauses = Vec::new();
+        for raw in s.split(" and ").map(str::trim) {
+            if raw.is_empty() {
+                return Err(format!("{s:?}: an empty clause (write `field op value and …`)"));
+            }
+            let at = raw
+                .find(['=', '!', '<', '>'])
+                .ok_or_else(|| format!("{raw:?}: no operator (one of = != < <= > >=)"))?;
+            let (name, rest) = raw.split_at(at);
+            let (op, value) = [("!=", Op::Ne), ("<=", Op::Le), (">=", Op::Ge), ("=", Op::Eq), ("<", Op::Lt), (">", Op::Gt)]
+                .iter()
+                .find_map(|(text, op)| rest.strip_prefix(text).map(|v| (*op, v.trim())))
+                .ok_or_else(|| format!("{raw:?}: unknown operator"))?;
+            let name = name.trim();
+            let field = match name {
+                "model" => Field::Model,
+                "firmware" => Field::Firmware,
+                "merchant" => Field::Merchant,
+                "location" => Field::Location,
+                _ => match name.strip_prefix("app:") {
+                    Some(app) if !app.is_empty() => Field::App(app.to_owned()),
+                    _ => {
+                        return Err(format!(
+                            "{name:?}: unknown field (model, firmware, merchant, location, app:<app id>)"
+                        ));
+                    }
+                },
+            };
+            if value.is_empty() {
+                return Err(format!("{raw:?}: no value"));
+            }
+            match &field {
+                Field::Merchant | Field::Location if value.parse::<i64>().is_err() => {
+                    return Err(format!("{raw:?}: {name} takes an id"));
+                }
+                Field::App(_) if value != "none" && value.parse::<u64>().is_err() => {
+                    return Err(format!("{raw:?}: an app is compared by version code (a number) or `none`"));
+                }
+                Field::Model if !matches!(op, Op::Eq | Op::Ne) => {
+                    return Err(format!("{raw:?}: a model is compared with = or !="));
+                }
+                _ => {}
+            }
+            clauses.push(Clause { field, op, value: value.to_owned() });
+        }
+        Ok(DeviceFilter { clauses })
+    }
+}
+
+impl std::fmt::Display for DeviceFilter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for (i, c) in self.clauses.iter().enumerate() {
+            if i > 0 {
+                f.write_str(" and ")?;
+            }
+            let name = match &c.field {
+                Field::Model => "model".to_owned(),
+                Field::Firmware => "firmware".to_owned(),
+                Field::Merchant => "merchant".to_owned(),
+                Field::Location => "location".to_owned(),
+                Field::App(a) => format!("app:{a}"),
+            };
+            let op = match c.op {
+                Op::Eq => "=",
+                Op::Ne => "!=",
+                Op::Lt => "<",
+                Op::Le => "<=",
+                Op::Gt => ">",
+                Op::Ge => ">=",
+            };
+            write!(f, "{name}{op}{}", c.value)?;
+        }
+        Ok(())
+    }
+}
+
+impl DeviceFilter {
+    pub fn matches(&self, device: &DeviceFacts) -> bool {
+        self.clauses.iter().all(|c| {
+            let ord = match &c.field {
+                Field::Model => {
+                    if device.model.eq_ignore_ascii_case(&c.value) {
+                        Ordering::Equal
+                    } else {
+                        Ordering::Less
+                    }
+                }
+                Field::Firmware => compare_firmware(&device.firmware, &c.value),
+                Field::Merchant => device.merchant_id.cmp(&c.value.parse().unwrap_or(i64::MIN)),
+                Field::Location => device.location_id.cmp(&c.value.parse().unwrap_or(i64::MIN)),
+                Field::App(app) => match (device.installed.get(app), c.value.as_str()) {
+                    (None, "none") => Ordering::Equal,
+                    (Some(_), "none") => Ordering::Greater,
+                    (None, _) => return false,
+                    (Some((_, code)), v) => code.cmp(&v.parse().unwrap_or(0)),
+                },
+            };
+            c.op.holds(ord)
+        })
+    }
+}
+
+/// A daily maintenance window in the terminal's local time, in minutes after
+/// midnight; it may wrap past midnight (`22:00-02:00`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Window {
+    pub start_min: u32,
+    pub end_min: u32,
+}
+
+impl std::str::FromStr for Window {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        let minutes = |t: &str| -> Option<u32> {
+            let (h, m) = t.trim().split_once(':')?;
+            let (h, m): (u32, u32) = (h.parse().ok()?, m.parse().ok()?);
+            (h < 24 && m < 60 && t.trim().len() == 5).then_some(h * 60 + m)
+        };
+        let bad = || format!("{s:?}: a window is HH:MM-HH:MM in the terminal's local time");
+        let (a, b) = s.split_once('-').ok_or_else(bad)?;
+        let (start_min, end_min) = (minutes(a).ok_or_else(bad)?, minutes(b).ok_or_else(bad)?);
+        if start_min == end_min {
+            return Err(format!("{s:?}: the window is empty"));
+        }
+        Ok(Window { start_min, end_min })
+    }
+}
+
+impl std::fmt::Display for Window {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{:02}:{:02}-{:02}:{:02}",
+            self.start_min / 60,
+            self.start_min % 60,
+            self.end_min / 60,
+            self.end_min % 60
+        )
+    }
+}
+
+const DAY_SECS: u32 = 86_400;
+
+impl Window {
+    /// Whether the window is open at `local_secs` seconds after local midnight.
+    pub fn is_open(&self, local_secs: u32) -> bool {
+        let (start, end, t) = (self.start_min * 60, self.end_min * 60, local_secs % DAY_SECS);
+        if start < end { (start..end).contains(&t) } else { t >= start || t < end }
+    }
+
+    /// Seconds until the window next opens (0 when open) or closes, whichever
+    /// changes its state first: when a cached decision stops holding.
+    pub fn secs_to_next_edge(&self, local_secs: u32) -> u32 {
+        let t = local_secs % DAY_SECS;
+        let until = |edge_min: u32| (edge_min * 60 + DAY_SECS - t) % DAY_SECS;
+        let (open, close) = (until(self.start_min), until(self.end_min));
+        if self.is_open(t) { close.max(1) } else { open.max(1) }
+    }
+}
+
+/// The terminal's seconds after local midnight at Unix time `now`.
+pub fn local_secs_of_day(now: i64, utc_offset_minutes: i32) -> u32 {
+    (now + i64::from(utc_offset_minutes) * 60).rem_euclid(i64::from(DAY_SECS)) as u32
+}
+
+/// How a terminal applies a change: `forced` now, `soft` when the merchant
+/// agrees (or the app is idle), `download_only` fetches it for later.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum ActionType {
     Forced,
     Soft,
     DownloadOnly,
+}
+
+impl ActionType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ActionType::Forced => "forced",
+            ActionType::Soft => "soft",
+            ActionType::DownloadOnly => "download_only",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<ActionType> {
+        match s {
+            "forced" => Some(ActionType::Forced),
+            "soft" => Some(ActionType::Soft),
+            "download_only" => Some(ActionType::DownloadOnly),
+            _ => None,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -149,8 +403,12 @@ pub struct Deployment {
     pub sequence: i64,
     /// A rollback: the release is offered even if the device runs a higher one.
     pub pinned: bool,
-    /// (rollout id, current stage in basis points), when staged.
+    /// (bucket seed, current stage in basis points), when staged: the seed is
+    /// the rollout's id (a rollback keeps its rollout's seed and stage, so it
+    /// reaches exactly the devices the rollout reached).
     pub rollout: Option<(i64, u32)>,
+    pub window: Option<Window>,
+    pub wifi_only: bool,
 }
 
 /// Why a deployment did not decide an app for a device.
@@ -166,6 +424,27 @@ pub enum Skip {
     NotHigher { installed: String },
 }
 
+impl std::fmt::Display for Skip {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Skip::NotTargeted => write!(f, "not targeted"),
+            Skip::NotInStage { bucket, stage_bp } => write!(
+                f,
+                "not in the rollout stage yet (bucket {:.2} % ≥ stage {:.2} %)",
+                f64::from(*bucket) / 100.0,
+                f64::from(*stage_bp) / 100.0
+            ),
+            Skip::Outranked { by_deployment } => write!(f, "outranked by deployment {by_deployment}"),
+            Skip::ModelIncompatible { model } => write!(f, "the release does not support model {model}"),
+            Skip::FirmwareTooOld { needs, has } => write!(f, "needs firmware {needs}, the terminal has {has}"),
+            Skip::Withdrawn => write!(f, "the release was withdrawn"),
+            Skip::NotHigher { installed } => {
+                write!(f, "the terminal already runs a higher version ({installed})")
+            }
+        }
+    }
+}
+
 /// What the device should do about one app.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case", tag = "kind")]
@@ -173,6 +452,16 @@ pub enum Change {
     Install { release_id: i64, action: ActionType },
     Update { release_id: i64, action: ActionType },
     Remove,
+}
+
+impl Change {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Change::Install { .. } => "install",
+            Change::Update { .. } => "update",
+            Change::Remove => "remove",
+        }
+    }
 }
 
 /// The decision for one app, with the reasons for every deployment considered.
@@ -183,6 +472,9 @@ pub struct AppPlan {
     pub deployment_id: Option<i64>,
     /// What to do; `None` when the device already has what it should.
     pub change: Option<Change>,
+    /// The change waits for the deployment's maintenance window, which opens
+    /// in this many seconds.
+    pub deferred_secs: Option<u32>,
     pub skipped: Vec<(i64, Skip)>,
 }
 
@@ -201,14 +493,15 @@ fn compatibility(device: &DeviceFacts, c: &Candidate) -> Option<Skip> {
     None
 }
 
-/// Decides every app some deployment speaks about, for one device.
+/// Decides every app some deployment speaks about, for one device, at
+/// `local_secs` after the terminal's local midnight (for windows).
 ///
 /// Deployments that target the device (and whose rollout stage includes it)
 /// are tried by precedence, then newest first; the first whose release fits
 /// the device decides. A release never goes to an incompatible device, a
 /// withdrawn release is never offered, and a lower version than installed
 /// only comes with a pinned deployment (a rollback).
-pub fn plan(device: &DeviceFacts, deployments: &[Deployment]) -> Vec<AppPlan> {
+pub fn plan(device: &DeviceFacts, deployments: &[&Deployment], local_secs: u32) -> Vec<AppPlan> {
     let mut by_app: BTreeMap<&str, Vec<&Deployment>> = BTreeMap::new();
     for d in deployments {
         by_app.entry(d.payload.app_id()).or_default().push(d);
@@ -218,8 +511,13 @@ pub fn plan(device: &DeviceFacts, deployments: &[Deployment]) -> Vec<AppPlan> {
         ds.sort_by(|a, b| {
             b.target.precedence().cmp(&a.target.precedence()).then(b.sequence.cmp(&a.sequence))
         });
-        let mut plan =
-            AppPlan { app_id: app_id.to_owned(), deployment_id: None, change: None, skipped: Vec::new() };
+        let mut plan = AppPlan {
+            app_id: app_id.to_owned(),
+            deployment_id: None,
+            change: None,
+            deferred_secs: None,
+            skipped: Vec::new(),
+        };
         for d in ds {
             if let Some(decided) = plan.deployment_id {
                 plan.skipped.push((d.id, Skip::Outranked { by_deployment: decided }));
@@ -238,28 +536,31 @@ pub fn plan(device: &DeviceFacts, deployments: &[Deployment]) -> Vec<AppPlan> {
                 ));
                 continue;
             }
-            let installed = device.installed.get(app_id);
             match &d.payload {
                 Payload::Removal { .. } => {
                     plan.deployment_id = Some(d.id);
-                    plan.change = installed.map(|_| Change::Remove);
+                    plan.change = device.installed.get(app_id).map(|_| Change::Remove);
                 }
                 Payload::Release(c) => {
                     if let Some(skip) = compatibility(device, c) {
                         plan.skipped.push((d.id, skip));
                         continue;
                     }
+                    let installed = if c.firmware {
+                        let ord = compare_firmware(&device.firmware, &c.version.to_string());
+                        Some((device.firmware.clone(), ord))
+                    } else {
+                        device.installed.get(app_id).map(|(v, code)| (v.clone(), code.cmp(&c.version_code)))
+                    };
                     match installed {
                         None => {
                             plan.deployment_id = Some(d.id);
                             plan.change =
                                 Some(Change::Install { release_id: c.release_id, action: d.action });
                         }
-                        Some((v, code)) if *v == c.version && *code == c.version_code => {
-                            plan.deployment_id = Some(d.id);
-                        }
-                        Some((v, _)) if *v > c.version && !d.pinned => {
-                            plan.skipped.push((d.id, Skip::NotHigher { installed: v.to_string() }));
+                        Some((_, Ordering::Equal)) => plan.deployment_id = Some(d.id),
+                        Some((v, Ordering::Greater)) if !d.pinned => {
+                            plan.skipped.push((d.id, Skip::NotHigher { installed: v }));
                         }
                         Some(_) => {
                             plan.deployment_id = Some(d.id);
@@ -268,24 +569,16 @@ pub fn plan(device: &DeviceFacts, deployments: &[Deployment]) -> Vec<AppPlan> {
                     }
                 }
             }
+            if plan.change.is_some()
+                && let Some(w) = d.window
+                && !w.is_open(local_secs)
+            {
+                plan.deferred_secs = Some(w.secs_to_next_edge(local_secs));
+            }
         }
         out.push(plan);
     }
     out
-}
-
-/// A signed answer: the body, when it was issued and until when it holds.
-/// Terminals refuse one that is expired, older than one they already
-/// accepted (a replay or a rollback), or not signed by a server key they trust.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct SignedAnswer {
-    pub body: Value,
-    /// Unix seconds.
-    pub issued_at: i64,
-    pub expires_at: i64,
-    pub key_id: String,
-    /// ed25519 over the canonical JSON of {body, issued_at, expires_at, key_id}, hex.
-    pub signature: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -360,7 +653,7 @@ mod tests {
             firmware: "PayDroid_8.1.10".into(),
             installed: BTreeMap::from([(
                 "eu.ccv.salespoint".to_owned(),
-                (semver::Version::new(4, 1, 0), 410),
+                ("4.1.0".to_owned(), 410),
             )]),
         }
     }
@@ -374,6 +667,7 @@ mod tests {
             models: vec!["A920".into(), "A80".into()],
             min_firmware: Some("PayDroid_8.1.9".into()),
             withdrawn: false,
+            firmware: false,
         }
     }
 
@@ -386,6 +680,8 @@ mod tests {
             sequence,
             pinned: false,
             rollout: None,
+            window: None,
+            wifi_only: false,
         }
     }
 
@@ -422,7 +718,7 @@ mod tests {
         let everyone = deployment(1, release(100, (4, 2, 0), 420), Target::Everyone, 1);
         let location = deployment(2, release(101, (4, 3, 0), 430), Target::Location(10), 2);
         let newer_everyone = deployment(3, release(102, (4, 4, 0), 440), Target::Everyone, 3);
-        let plan = plan(&dev, &[everyone, location, newer_everyone]);
+        let plan = plan(&dev, &[&everyone, &location, &newer_everyone], 0);
         assert_eq!(plan[0].deployment_id, Some(2));
         assert_eq!(plan[0].change, Some(Change::Update { release_id: 101, action: ActionType::Soft }));
         assert!(plan[0].skipped.contains(&(3, Skip::Outranked { by_deployment: 2 })));
@@ -447,7 +743,7 @@ mod tests {
             (withdrawn, Skip::Withdrawn),
             (lower.clone(), Skip::NotHigher { installed: "4.1.0".into() }),
         ] {
-            let p = plan(&dev, &[deployment(1, c, Target::Everyone, 1)]);
+            let p = plan(&dev, &[&deployment(1, c, Target::Everyone, 1)], 0);
             assert_eq!(p[0].change, None);
             assert_eq!(p[0].skipped, vec![(1, skip)]);
         }
@@ -455,7 +751,7 @@ mod tests {
         let mut rollback = deployment(2, lower, Target::Everyone, 2);
         rollback.pinned = true;
         assert_eq!(
-            plan(&dev, &[rollback])[0].change,
+            plan(&dev, &[&rollback], 0)[0].change,
             Some(Change::Update { release_id: 103, action: ActionType::Soft })
         );
     }
@@ -465,14 +761,59 @@ mod tests {
         let mut staged = deployment(1, release(100, (4, 2, 0), 420), Target::Merchant(1), 1);
         staged.rollout = Some((9, 1_000));
         let reached: usize = (0..10_000)
-            .filter(|d| plan(&device(*d), std::slice::from_ref(&staged))[0].change.is_some())
+            .filter(|d| plan(&device(*d), &[&staged], 0)[0].change.is_some())
             .count();
         assert!((900..=1_100).contains(&reached), "{reached}");
         let elsewhere = deployment(2, release(100, (4, 2, 0), 420), Target::Merchant(2), 1);
-        assert_eq!(plan(&device(1), &[elsewhere])[0].skipped, vec![(2, Skip::NotTargeted)]);
+        assert_eq!(plan(&device(1), &[&elsewhere], 0)[0].skipped, vec![(2, Skip::NotTargeted)]);
         let up_to_date = deployment(3, release(100, (4, 1, 0), 410), Target::Everyone, 1);
-        let p = plan(&device(1), &[up_to_date]);
+        let p = plan(&device(1), &[&up_to_date], 0);
         assert_eq!((p[0].deployment_id, p[0].change.clone()), (Some(3), None));
+    }
+
+    #[test]
+    fn filters_select_devices() {
+        let f: DeviceFilter = "model=A920 and firmware<PayDroid_9 and app:eu.ccv.salespoint>=400".parse().unwrap();
+        assert!(f.matches(&device(1)));
+        assert_eq!(f.to_string(), "model=A920 and firmware<PayDroid_9 and app:eu.ccv.salespoint>=400");
+        let mut other = device(1);
+        other.model = "A35".into();
+        assert!(!f.matches(&other));
+        assert!("app:x.y=none".parse::<DeviceFilter>().unwrap().matches(&device(1)));
+        assert!(!"location!=10".parse::<DeviceFilter>().unwrap().matches(&device(1)));
+        for bad in ["", "model", "colour=red", "merchant=abc", "model<A9", "app:x>1.2", "model=A920 and "] {
+            assert!(bad.parse::<DeviceFilter>().is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn windows_defer_changes_until_they_open() {
+        let w: Window = "22:00-02:00".parse().unwrap();
+        assert_eq!(w.to_string(), "22:00-02:00");
+        assert!(w.is_open(23 * 3600) && w.is_open(3600) && !w.is_open(12 * 3600));
+        assert_eq!(w.secs_to_next_edge(21 * 3600), 3600);
+        assert_eq!(w.secs_to_next_edge(23 * 3600), 3 * 3600);
+        assert!("2:00-04:00".parse::<Window>().is_err() && "02:00-02:00".parse::<Window>().is_err());
+        assert_eq!(local_secs_of_day(0, -60), 23 * 3600);
+        let mut d = deployment(1, release(100, (4, 2, 0), 420), Target::Everyone, 1);
+        d.window = Some("02:00-04:00".parse().unwrap());
+        let p = plan(&device(1), &[&d], 3600);
+        assert_eq!((p[0].deployment_id, p[0].deferred_secs), (Some(1), Some(3600)));
+        assert_eq!(plan(&device(1), &[&d], 3 * 3600)[0].deferred_secs, None);
+    }
+
+    #[test]
+    fn firmware_releases_compare_with_the_reported_firmware() {
+        let mut fw = release(200, (9, 0, 0), 900);
+        fw.app_id = "firmware.a920".into();
+        fw.firmware = true;
+        fw.min_firmware = None;
+        let mut dev = device(1);
+        dev.firmware = "8.1.10".into();
+        let d = deployment(1, fw, Target::Everyone, 1);
+        assert_eq!(plan(&dev, &[&d], 0)[0].change, Some(Change::Update { release_id: 200, action: ActionType::Soft }));
+        dev.firmware = "9.0.0".into();
+        assert_eq!(plan(&dev, &[&d], 0)[0].change, None);
     }
 
     #[test]

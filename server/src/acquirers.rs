@@ -100,6 +100,7 @@ pub fn add_parameters(
                 acquirer_parameter_sets::created_at.eq(now()),
             ))
             .execute(conn)?;
+        crate::contact::changes::record(conn, &[crate::contact::changes::Scope::Everyone])?;
         let subject = format!("acquirer:{acquirer_id}");
         audit::record(
             conn,
@@ -145,6 +146,7 @@ pub fn revoke_parameters(
         )
         .set(acquirer_parameter_sets::revoked_at.eq(at))
         .execute(conn)?;
+        crate::contact::changes::record(conn, &[crate::contact::changes::Scope::Everyone])?;
         let subject = format!("acquirer:{acquirer_id}");
         audit::record(
             conn,
@@ -234,6 +236,12 @@ pub fn add_contract(
             acquirer_contracts::created_at.eq(now()),
         ));
         let id: i64 = per_backend!(conn, |c| insert.returning(acquirer_contracts::id).get_result(c))?;
+        let scope = match (request.device_id, request.location_id) {
+            (Some(d), _) => crate::contact::changes::Scope::Device(d),
+            (None, Some(l)) => crate::contact::changes::Scope::Location(l),
+            (None, None) => crate::contact::changes::Scope::Merchant(merchant_id),
+        };
+        crate::contact::changes::record(conn, &[scope])?;
         let subject = format!("acquirer_contract:{id}");
         audit::record(
             conn,
@@ -378,6 +386,31 @@ fn session_outcome(
         valid_until: rfc3339(valid_until),
         document,
     })
+}
+
+/// The acquirers whose parameter session is due for a device, with their
+/// current parameter version: it has a contract in force, the acquirer's
+/// current parameters can be fetched, and the device holds another version.
+pub fn due_sessions(
+    conn: &mut DbConnection,
+    device: &CallingDevice,
+    held: &BTreeMap<String, u64>,
+) -> Result<Vec<(String, u64)>, ApiError> {
+    let mut acquirers: Vec<String> = acquirer_contracts::table
+        .filter(acquirer_contracts::merchant_id.eq(device.merchant_id))
+        .select(acquirer_contracts::acquirer_id)
+        .distinct()
+        .load(conn)?;
+    acquirers.sort();
+    let mut due = Vec::new();
+    for acquirer in acquirers {
+        if let Ok(current) = session_outcome(conn, device, &acquirer)
+            && held.get(&acquirer) != Some(&current.parameter_version)
+        {
+            due.push((acquirer, current.parameter_version));
+        }
+    }
+    Ok(due)
 }
 
 /// The last session per acquirer of a device, for its detail.

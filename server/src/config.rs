@@ -187,6 +187,18 @@ settings! {
     login_failure_window_secs: u64 => u64 = 900, env "TMS_LOGIN_FAILURE_WINDOW_SECS", secret false;
     /// Largest release artifact accepted, in bytes [default: 4294967296 (4 GiB)]
     max_artifact_bytes: u64 => u64 = 4 << 30, env "TMS_MAX_ARTIFACT_BYTES", secret false;
+    /// Seconds a signed contact answer stays valid; a terminal refuses it afterwards, so this bounds how long an attacker can freeze a terminal on an old answer [default: 3600]
+    answer_ttl_secs: u64 => u64 = 3600, env "TMS_ANSWER_TTL_SECS", secret false;
+    /// Answers are issued on a grid of this many seconds, so answers shared by terminals with the same target never go back in time; a replay within one step cannot be told apart [default: 60]
+    answer_step_secs: u64 => u64 = 60, env "TMS_ANSWER_STEP_SECS", secret false;
+    /// Milliseconds between polls of the change log: a change made through any server process reaches the contact answers of every other within this delay [default: 1000]
+    contact_sync_ms: u64 => u64 = 1000, env "TMS_CONTACT_SYNC_MS", secret false;
+    /// Milliseconds between batched writes of terminals' last contact and reported inventory [default: 5000]
+    contact_flush_ms: u64 => u64 = 5000, env "TMS_CONTACT_FLUSH_MS", secret false;
+    /// Seconds between rollout evaluations (advance a successful stage, pause on failures) [default: 15]
+    rollout_check_secs: u64 => u64 = 15, env "TMS_ROLLOUT_CHECK_SECS", secret false;
+    /// Seconds after which an action a terminal left in a non-final state (downloading, installing, postponed, …) counts as failed [default: 3600]
+    action_timeout_secs: u64 => u64 = 3600, env "TMS_ACTION_TIMEOUT_SECS", secret false;
 }
 
 /// Which database backend a URL names.

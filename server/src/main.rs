@@ -11,6 +11,7 @@ use tms_packages::accounts::OperatorRole;
 use tms_server::accounts::users::AccountSettings;
 use tms_server::config::{Config, LogFormat, SettingsArgs};
 use tms_server::db::Db;
+use tms_server::contact::{ContactService, ContactSettings};
 use tms_server::http::{self, AppState};
 use tms_server::mail::Mailer;
 use tms_server::metrics::Metrics;
@@ -53,6 +54,32 @@ enum Command {
     /// The keys the server signs its answers to terminals with
     #[command(subcommand)]
     Keys(KeysCommand),
+    /// Simulated fleets for tests and benchmarks
+    #[command(subcommand)]
+    Fleet(FleetCommand),
+}
+
+#[derive(Subcommand, Debug)]
+enum FleetCommand {
+    /// Create merchants, locations, registered terminals and activated devices; write
+    /// `device_id,token,model,merchant_id,location_id` per device to --tokens
+    Seed {
+        #[arg(long, default_value_t = 10)]
+        merchants: u32,
+        #[arg(long, default_value_t = 10)]
+        locations_per_merchant: u32,
+        #[arg(long)]
+        terminals: u64,
+        /// Terminal models, comma-separated, assigned in turn
+        #[arg(long, default_value = "A920,A80")]
+        models: String,
+        /// Device tokens derive from this seed (tms_d_ + sha256(seed, n))
+        #[arg(long, default_value = "fleet")]
+        token_seed: String,
+        /// Where the device tokens go (CSV)
+        #[arg(long)]
+        tokens: std::path::PathBuf,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -156,6 +183,33 @@ fn run(cli: Cli, matches: &clap::ArgMatches) -> anyhow::Result<()> {
             }
             Ok(())
         }
+        Command::Fleet(FleetCommand::Seed {
+            merchants,
+            locations_per_merchant,
+            terminals,
+            models,
+            token_seed,
+            tokens,
+        }) => {
+            let db = open_db(&config)?;
+            db.migrate().context("migrating the database")?;
+            let mut conn = db.get()?;
+            let file = std::fs::File::create(&tokens)
+                .with_context(|| format!("creating {}", tokens.display()))?;
+            let mut out = std::io::BufWriter::new(file);
+            let spec = tms_server::fleet::FleetSpec {
+                merchants,
+                locations_per_merchant,
+                terminals,
+                models: models.split(',').map(|m| m.trim().to_owned()).filter(|m| !m.is_empty()).collect(),
+                token_seed,
+            };
+            let started = std::time::Instant::now();
+            let n = tms_server::fleet::seed(&mut conn, &spec, &mut out)?;
+            std::io::Write::flush(&mut out)?;
+            println!("seeded {n} devices in {:.1} s; tokens in {}", started.elapsed().as_secs_f64(), tokens.display());
+            Ok(())
+        }
         Command::Serve => {
             init_logging(&config);
             serve(config)
@@ -196,8 +250,20 @@ fn serve(config: Config) -> anyhow::Result<()> {
         });
         let mailer = Mailer::from_config(&config).context("setting up e-mail")?;
         let accounts = AccountSettings::from_config(&config);
-        let state =
-            AppState { config: Arc::new(config), db, blobs, metrics: Metrics::default(), mailer, accounts };
+        let contact = Arc::new(
+            ContactService::open(db.clone(), blobs.clone(), ContactSettings::from_config(&config))
+                .context("preparing the contact service")?,
+        );
+        contact.spawn_tasks();
+        let state = AppState {
+            config: Arc::new(config),
+            db,
+            blobs,
+            metrics: Metrics::default(),
+            mailer,
+            accounts,
+            contact,
+        };
         http::serve(state).await.context("serving HTTP")
     })
 }

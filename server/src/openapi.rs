@@ -3,7 +3,7 @@
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use crate::http::{accounts, acquirers, devices, health, parameters, releases, terminal};
+use crate::http::{accounts, acquirers, contact, devices, health, parameters, releases, terminal};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -91,6 +91,21 @@ use crate::http::{accounts, acquirers, devices, health, parameters, releases, te
         acquirers::add_contract,
         acquirers::list_contracts,
         acquirers::session,
+        contact::contact,
+        contact::report,
+        contact::create,
+        contact::list,
+        contact::show,
+        contact::cancel,
+        contact::start_rollout,
+        contact::rollout_status,
+        contact::rollout_command,
+        contact::create_group,
+        contact::list_groups,
+        contact::show_group,
+        contact::delete_group,
+        contact::device_plan,
+        contact::device_actions,
     ),
     components(schemas(
         tms_packages::releases::SignedManifest,
@@ -110,6 +125,7 @@ use crate::http::{accounts, acquirers, devices, health, parameters, releases, te
         (name = "releases", description = "Apps, publisher keys, signed releases and their artifacts"),
         (name = "parameters", description = "Parameter schemas, values per level, versions and reports"),
         (name = "acquirers", description = "Acquirers, contracts and their parameter sets"),
+        (name = "deployments", description = "Deployments, rollouts, device groups and what a terminal will get"),
     )
 )]
 pub struct ApiDoc;

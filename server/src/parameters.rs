@@ -77,6 +77,10 @@ pub fn put_schema(
                 parameter_schemas::created_by.eq(actor.user_id),
             ))
             .execute(conn)?;
+        crate::contact::changes::record(
+            conn,
+            &[crate::contact::changes::Scope::Deployments, crate::contact::changes::Scope::Everyone],
+        )?;
         let subject = format!("app:{app_id}");
         audit::record(
             conn,
@@ -391,6 +395,14 @@ pub async fn change(
                     parameter_set_versions::reason.eq(&reason),
                 ))
                 .execute(conn)?;
+            use crate::contact::changes::{self, Scope};
+            let scope = match level {
+                Level::Global => Scope::Everyone,
+                Level::Merchant => Scope::Merchant(scope_id),
+                Level::Location => Scope::Location(scope_id),
+                Level::Device => Scope::Device(scope_id),
+            };
+            changes::record(conn, &[scope])?;
             let subject = format!("parameters:{app_id}:{}:{scope_id}", level.as_str());
             audit::record(conn, &actor.audit("parameters.change", &subject, merchant_id, &detail))?;
             Ok::<_, ApiError>(())
@@ -609,4 +621,66 @@ pub async fn default_password_report(
             location_id,
         })
         .collect())
+}
+
+/// Every version of the parameter sets of `apps` at a device's scopes:
+/// (app id, level, version, blob digest). One query for the whole contact.
+pub fn versions_at_scopes(
+    conn: &mut DbConnection,
+    apps: &[String],
+    scopes: &[(Level, i64); 4],
+) -> Result<Vec<(String, Level, u64, String)>, DbError> {
+    use parameter_set_versions as p;
+    let at = |i: usize| p::level.eq(scopes[i].0.as_str()).and(p::scope_id.eq(scopes[i].1));
+    let rows: Vec<(String, String, i64, String)> = p::table
+        .filter(p::app_id.eq_any(apps))
+        .filter(at(0).or(at(1)).or(at(2)).or(at(3)))
+        .select((p::app_id, p::level, p::version, p::sha256))
+        .load(conn)?;
+    Ok(rows
+        .into_iter()
+        .filter_map(|(app, level, version, sha)| {
+            let level = Level::ALL.into_iter().find(|l| l.as_str() == level)?;
+            Some((app, level, version as u64, sha))
+        })
+        .collect())
+}
+
+/// Parameter-set blobs by digest: content-addressed, so never stale. Bounded.
+#[derive(Default)]
+pub struct SetCache {
+    sets: std::sync::Mutex<std::collections::HashMap<String, std::sync::Arc<LevelSet>>>,
+}
+
+impl SetCache {
+    const MAX: usize = 50_000;
+
+    pub async fn get(&self, blobs: &BlobStore, sha256: &str) -> Result<std::sync::Arc<LevelSet>, ApiError> {
+        if let Some(set) = self.sets.lock().expect("not poisoned").get(sha256) {
+            return Ok(set.clone());
+        }
+        let set = std::sync::Arc::new(load_set(blobs, Some(sha256)).await?);
+        let mut sets = self.sets.lock().expect("not poisoned");
+        if sets.len() >= Self::MAX {
+            sets.clear();
+        }
+        sets.insert(sha256.to_owned(), set.clone());
+        Ok(set)
+    }
+}
+
+/// Every registered app schema, latest version each (the terminal's is built in).
+pub fn all_schemas(conn: &mut DbConnection) -> Result<BTreeMap<String, Schema>, DbError> {
+    let rows: Vec<(String, i64, String)> = parameter_schemas::table
+        .select((parameter_schemas::app_id, parameter_schemas::version, parameter_schemas::schema_json))
+        .order((parameter_schemas::app_id, parameter_schemas::version))
+        .load(conn)?;
+    let mut out = BTreeMap::new();
+    for (app, _, json) in rows {
+        let schema: Schema =
+            serde_json::from_str(&json).map_err(|e| DbError::Migration(format!("stored schema unreadable: {e}")))?;
+        out.insert(app, schema);
+    }
+    out.insert(TERMINAL_APP.to_owned(), Schema::terminal());
+    Ok(out)
 }

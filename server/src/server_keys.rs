@@ -49,6 +49,8 @@ pub fn rotate(conn: &mut DbConnection) -> Result<String, DbError> {
         diesel::update(server_keys::table.filter(server_keys::retired_at.is_null()))
             .set(server_keys::retired_at.eq(now()))
             .execute(conn)?;
+        // Every server process picks the new key up from the change log.
+        crate::contact::changes::record(conn, &[crate::contact::changes::Scope::Keys])?;
         insert_new(conn)
     })
 }

@@ -176,3 +176,104 @@ pub async fn group_granting(
     }
     group
 }
+
+/// Seeds a fleet into the server's database with `tms-server fleet seed` and
+/// returns its simulated terminals (models in turn, apps none yet).
+pub fn seed_fleet(
+    server: &TestServer,
+    terminals: u64,
+    merchants: u32,
+    locations_per_merchant: u32,
+    models: &str,
+) -> Vec<crate::terminal::SimTerminal> {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let tokens = dir.path().join("tokens.csv");
+    let out = server
+        .command()
+        .args(["fleet", "seed", "--terminals", &terminals.to_string()])
+        .args(["--merchants", &merchants.to_string()])
+        .args(["--locations-per-merchant", &locations_per_merchant.to_string()])
+        .args(["--models", models, "--token-seed", &format!("seed-{}", rand::random::<u64>())])
+        .arg("--tokens")
+        .arg(&tokens)
+        .output()
+        .expect("run fleet seed");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    crate::terminal::load_fleet(&tokens)
+}
+
+/// The answer-signing keys terminals trust.
+pub async fn answer_keys(server: &TestServer) -> Vec<tms_signing::PublicKey> {
+    let (status, published) = server.get_json("/.well-known/tms/answer-keys").await;
+    assert_eq!(status, 200, "{published}");
+    published["keys"]
+        .as_array()
+        .expect("keys")
+        .iter()
+        .map(|k| tms_signing::PublicKey::parse(k["public_key"].as_str().expect("hex")).expect("a key"))
+        .collect()
+}
+
+/// Registers an app with a fresh publisher key.
+pub async fn app_with_key(server: &TestServer, op: &str, app_id: &str, kind: &str) -> tms_signing::PrivateKey {
+    let (status, body) = post(
+        server,
+        op,
+        "/api/v1/apps",
+        json!({"id": app_id, "name": app_id, "kind": kind, "visibility": "system"}),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    let key = tms_signing::PrivateKey::generate();
+    let (status, body) = post(
+        server,
+        op,
+        &format!("/api/v1/apps/{app_id}/keys"),
+        json!({"name": "ci", "public_key": key.public_key().to_hex()}),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    key
+}
+
+/// Signs and publishes a small release; returns its view.
+pub async fn publish_release(
+    server: &TestServer,
+    op: &str,
+    key: &tms_signing::PrivateKey,
+    app_id: &str,
+    kind: &str,
+    version: &str,
+    code: u64,
+    models: &[&str],
+) -> Value {
+    use base64::Engine;
+    let bytes: Vec<u8> = format!("{app_id} {version} artifact").repeat(100).into_bytes();
+    let manifest = tms_packages::releases::SignedManifest::sign(
+        tms_packages::releases::ReleaseManifest {
+            app_id: app_id.into(),
+            kind: kind.into(),
+            version: version.into(),
+            version_code: code,
+            artifact_sha256: tms_signing::Sha256Digest::of(&bytes).to_hex(),
+            artifact_size: bytes.len() as u64,
+            models: models.iter().map(|m| m.to_string()).collect(),
+            min_firmware: None,
+            release_notes: format!("{version} notes"),
+            created_at: "2026-11-27T12:00:00Z".into(),
+        },
+        key,
+    );
+    let header = base64::engine::general_purpose::STANDARD.encode(serde_json::to_vec(&manifest).unwrap());
+    let res = server
+        .http
+        .post(server.url(&format!("/api/v1/apps/{app_id}/releases")))
+        .bearer_auth(op)
+        .header("x-tms-signed-manifest", header)
+        .body(bytes)
+        .send()
+        .await
+        .expect("publish");
+    assert_eq!(res.status(), 201);
+    res.json().await.expect("a release view")
+}

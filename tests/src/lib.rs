@@ -9,6 +9,7 @@ mod database;
 pub mod fixtures;
 mod s3;
 mod server;
+pub mod terminal;
 
 pub use database::{Backend, TestDatabase};
 pub use s3::MotoServer;

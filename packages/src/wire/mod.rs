@@ -17,7 +17,9 @@ macro_rules! wire {
 }
 
 pub mod accounts;
+pub mod contact;
 pub mod acquirers;
+pub mod deployments;
 pub mod devices;
 pub mod parameters;
 pub mod releases;

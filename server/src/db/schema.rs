@@ -345,6 +345,7 @@ diesel::table! {
 diesel::joinable!(publisher_keys -> apps (app_id));
 diesel::joinable!(releases -> apps (app_id));
 diesel::joinable!(device_sessions -> devices (device_id));
+diesel::joinable!(device_inventory -> devices (device_id));
 diesel::joinable!(device_sessions -> users (user_id));
 diesel::joinable!(locations -> merchants (merchant_id));
 diesel::joinable!(terminals -> locations (location_id));
@@ -353,6 +354,128 @@ diesel::joinable!(user_tokens -> users (user_id));
 diesel::joinable!(group_members -> user_groups (group_id));
 diesel::joinable!(group_members -> users (user_id));
 diesel::joinable!(group_grants -> user_groups (group_id));
+
+diesel::table! {
+    device_inventory (device_id) {
+        device_id -> BigInt,
+        firmware -> Text,
+        state_json -> Text,
+        digest -> Text,
+        wifi -> Bool,
+        time_zone -> Text,
+        utc_offset_minutes -> Integer,
+        free_storage_bytes -> BigInt,
+        reported_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    device_groups (id) {
+        id -> BigInt,
+        name -> Text,
+        filter -> Nullable<Text>,
+        created_at -> Timestamp,
+        created_by -> BigInt,
+    }
+}
+
+diesel::table! {
+    device_group_members (group_id, device_id) {
+        group_id -> BigInt,
+        device_id -> BigInt,
+    }
+}
+
+diesel::table! {
+    deployments (id) {
+        id -> BigInt,
+        app_id -> Text,
+        release_id -> Nullable<BigInt>,
+        target_kind -> Text,
+        target_id -> Nullable<BigInt>,
+        action -> Text,
+        pinned -> Bool,
+        starts_at -> Timestamp,
+        expires_at -> Nullable<Timestamp>,
+        window_start_min -> Nullable<Integer>,
+        window_end_min -> Nullable<Integer>,
+        wifi_only -> Bool,
+        status -> Text,
+        rollback_of -> Nullable<BigInt>,
+        scope_seed -> Nullable<BigInt>,
+        scope_bp -> Nullable<Integer>,
+        created_at -> Timestamp,
+        created_by -> BigInt,
+        created_by_email -> Text,
+    }
+}
+
+diesel::table! {
+    deployment_devices (deployment_id, device_id) {
+        deployment_id -> BigInt,
+        device_id -> BigInt,
+    }
+}
+
+diesel::table! {
+    rollouts (id) {
+        id -> BigInt,
+        deployment_id -> BigInt,
+        stages -> Text,
+        current_stage -> Integer,
+        success_bp -> Integer,
+        max_failures -> Integer,
+        max_failures_is_bp -> Bool,
+        auto_advance -> Bool,
+        status -> Text,
+        status_reason -> Nullable<Text>,
+        rollback_deployment_id -> Nullable<BigInt>,
+        created_at -> Timestamp,
+        updated_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    deployment_actions (deployment_id, device_id) {
+        deployment_id -> BigInt,
+        device_id -> BigInt,
+        status -> Text,
+        progress_percent -> Nullable<Integer>,
+        error_code -> Nullable<Text>,
+        message -> Nullable<Text>,
+        updated_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    action_events (id) {
+        id -> BigInt,
+        deployment_id -> BigInt,
+        device_id -> BigInt,
+        app_id -> Text,
+        status -> Text,
+        progress_percent -> Nullable<Integer>,
+        error_code -> Nullable<Text>,
+        message -> Nullable<Text>,
+        occurred_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    contact_sequence (id) {
+        id -> Integer,
+        seq -> BigInt,
+    }
+}
+
+diesel::table! {
+    contact_changes (seq) {
+        seq -> BigInt,
+        scope -> Text,
+        scope_id -> BigInt,
+        created_at -> Timestamp,
+    }
+}
 
 diesel::allow_tables_to_appear_in_same_query!(
     audit_events,
@@ -382,4 +505,14 @@ diesel::allow_tables_to_appear_in_same_query!(
     acquirer_parameter_sets,
     acquirer_sessions,
     server_keys,
+    device_inventory,
+    device_groups,
+    device_group_members,
+    deployments,
+    deployment_devices,
+    rollouts,
+    deployment_actions,
+    action_events,
+    contact_sequence,
+    contact_changes,
 );

@@ -131,6 +131,7 @@ pub fn deactivate(conn: &mut DbConnection, actor: &Actor, device_id: i64) -> Res
         )
         .set(device_sessions::ended_at.eq(at))
         .execute(conn)?;
+        crate::contact::changes::record(conn, &[crate::contact::changes::Scope::Device(device.id)])?;
         let subject = format!("device:{}", device.id);
         audit::record(
             conn,
@@ -209,6 +210,9 @@ pub fn update(
                     e.into()
                 }
             })?;
+        if location_id != device.location_id {
+            crate::contact::changes::record(conn, &[crate::contact::changes::Scope::Device(device.id)])?;
+        }
         let subject = format!("device:{}", device.id);
         audit::record(
             conn,

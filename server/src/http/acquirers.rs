@@ -42,6 +42,7 @@ pub async fn add_parameters(
 ) -> Result<HttpResponse, ApiError> {
     let id = id.into_inner();
     let view = state.db.run(move |conn| acquirers::add_parameters(conn, &actor, &id, &body)).await?;
+    state.contact.caught_up().await;
     Ok(HttpResponse::Created().json(view))
 }
 
@@ -55,7 +56,9 @@ pub async fn revoke_parameters(
     path: web::Path<(String, i64)>,
 ) -> Result<web::Json<AcquirerParametersView>, ApiError> {
     let (id, version) = path.into_inner();
-    Ok(web::Json(state.db.run(move |conn| acquirers::revoke_parameters(conn, &actor, &id, version)).await?))
+    let view = state.db.run(move |conn| acquirers::revoke_parameters(conn, &actor, &id, version)).await?;
+    state.contact.caught_up().await;
+    Ok(web::Json(view))
 }
 
 /// Record a merchant's contract with an acquirer (merchant-wide, or for a location or a device).
@@ -70,6 +73,7 @@ pub async fn add_contract(
 ) -> Result<HttpResponse, ApiError> {
     let id = id.into_inner();
     let view = state.db.run(move |conn| acquirers::add_contract(conn, &actor, id, &body)).await?;
+    state.contact.caught_up().await;
     Ok(HttpResponse::Created().json(view))
 }
 

@@ -82,7 +82,9 @@ pub async fn deactivate_device(
     id: web::Path<i64>,
 ) -> Result<web::Json<DeviceView>, ApiError> {
     let id = id.into_inner();
-    Ok(web::Json(state.db.run(move |conn| management::deactivate(conn, &actor, id)).await?))
+    let view = state.db.run(move |conn| management::deactivate(conn, &actor, id)).await?;
+    state.contact.caught_up().await;
+    Ok(web::Json(view))
 }
 
 /// Rename a device or move it to another location.
@@ -97,7 +99,9 @@ pub async fn update_device(
     body: web::Json<UpdateDeviceRequest>,
 ) -> Result<web::Json<DeviceView>, ApiError> {
     let id = id.into_inner();
-    Ok(web::Json(state.db.run(move |conn| management::update(conn, &actor, id, &body)).await?))
+    let view = state.db.run(move |conn| management::update(conn, &actor, id, &body)).await?;
+    state.contact.caught_up().await;
+    Ok(web::Json(view))
 }
 
 #[derive(Debug, Deserialize, IntoParams)]

@@ -67,6 +67,10 @@ pub enum ErrorCode {
     UnsupportedMediaType,
     TooManyAttempts,
     NotReady,
+    InvalidTarget,
+    StateDigestMismatch,
+    RolloutState,
+    NoPreviousRelease,
     Internal,
 }
 
@@ -122,12 +126,20 @@ impl ErrorCode {
         ErrorCode::UnsupportedMediaType,
         ErrorCode::TooManyAttempts,
         ErrorCode::NotReady,
+        ErrorCode::InvalidTarget,
+        ErrorCode::StateDigestMismatch,
+        ErrorCode::RolloutState,
+        ErrorCode::NoPreviousRelease,
         ErrorCode::Internal,
     ];
 
     pub fn as_str(self) -> &'static str {
         match self {
             ErrorCode::BadRequest => "bad_request",
+            ErrorCode::NoPreviousRelease => "no_previous_release",
+            ErrorCode::RolloutState => "rollout_state",
+            ErrorCode::StateDigestMismatch => "state_digest_mismatch",
+            ErrorCode::InvalidTarget => "invalid_target",
             ErrorCode::InvalidJson => "invalid_json",
             ErrorCode::InvalidRequest => "invalid_request",
             ErrorCode::WeakPassword => "weak_password",
@@ -193,7 +205,9 @@ impl ErrorCode {
             | ErrorCode::HashMismatch
             | ErrorCode::SizeMismatch
             | ErrorCode::UploadInterrupted
-            | ErrorCode::InvalidParameter => StatusCode::BAD_REQUEST,
+            | ErrorCode::InvalidParameter
+            | ErrorCode::InvalidTarget
+            | ErrorCode::StateDigestMismatch => StatusCode::BAD_REQUEST,
             ErrorCode::Unauthorized
             | ErrorCode::InvalidCredentials
             | ErrorCode::TotpRequired
@@ -222,7 +236,9 @@ impl ErrorCode {
             | ErrorCode::ParameterLocked
             | ErrorCode::AcquirerSessionFailed
             | ErrorCode::TwoFactorAlreadyEnabled
-            | ErrorCode::TwoFactorNotEnabled => StatusCode::CONFLICT,
+            | ErrorCode::TwoFactorNotEnabled
+            | ErrorCode::RolloutState
+            | ErrorCode::NoPreviousRelease => StatusCode::CONFLICT,
             ErrorCode::PayloadTooLarge | ErrorCode::ArtifactTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ErrorCode::RangeNotSatisfiable => StatusCode::RANGE_NOT_SATISFIABLE,
             ErrorCode::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,

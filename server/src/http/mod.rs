@@ -4,6 +4,7 @@
 pub mod accounts;
 pub mod acquirers;
 pub mod artifacts;
+pub mod contact;
 pub mod devices;
 pub mod error;
 pub mod health;
@@ -18,6 +19,7 @@ use actix_web::{App, HttpServer, web};
 
 use crate::accounts::users::AccountSettings;
 use crate::config::Config;
+use crate::contact::ContactService;
 use crate::db::Db;
 use crate::http::error::{ApiError, ErrorCode};
 use crate::mail::Mailer;
@@ -47,6 +49,7 @@ pub struct AppState {
     pub metrics: Metrics,
     pub mailer: Mailer,
     pub accounts: AccountSettings,
+    pub contact: Arc<ContactService>,
 }
 
 /// Registers every route and the extractor settings that turn malformed input
@@ -82,6 +85,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     .configure(releases::routes)
     .configure(parameters::routes)
     .configure(acquirers::routes)
+    .configure(contact::routes)
     .default_service(web::to(|| async {
         Err::<actix_web::HttpResponse, _>(ApiError::new(ErrorCode::NotFound, "no such endpoint"))
     }));

@@ -29,6 +29,7 @@ pub async fn put_schema(
 ) -> Result<HttpResponse, ApiError> {
     let app_id = app_id.into_inner();
     let version = state.db.run(move |conn| parameters::put_schema(conn, &actor, &app_id, &body)).await?;
+    state.contact.caught_up().await;
     Ok(HttpResponse::Ok().json(serde_json::json!({"version": version})))
 }
 
@@ -83,10 +84,10 @@ pub async fn change(
     body: web::Json<ChangeParametersRequest>,
 ) -> Result<web::Json<ParameterSetView>, ApiError> {
     let (app_id, lvl, scope) = path.into_inner();
-    Ok(web::Json(
-        parameters::change(&state.db, &state.blobs, actor, app_id, level(&lvl)?, scope, body.into_inner())
-            .await?,
-    ))
+    let view =
+        parameters::change(&state.db, &state.blobs, actor, app_id, level(&lvl)?, scope, body.into_inner()).await?;
+    state.contact.caught_up().await;
+    Ok(web::Json(view))
 }
 
 /// The versions of what a level set for a scope, newest first, with who, when and why.

@@ -239,7 +239,9 @@ pub async fn withdraw(
     path: web::Path<(String, String)>,
 ) -> Result<web::Json<ReleaseView>, ApiError> {
     let (app_id, version) = path.into_inner();
-    Ok(web::Json(state.db.run(move |conn| releases::withdraw(conn, &actor, &app_id, &version)).await?))
+    let view = state.db.run(move |conn| releases::withdraw(conn, &actor, &app_id, &version)).await?;
+    state.contact.caught_up().await;
+    Ok(web::Json(view))
 }
 
 /// Download a release's artifact (GET or HEAD; `Range`, `If-Range`, `ETag`).

@@ -479,6 +479,10 @@ pub fn withdraw(
         diesel::update(releases::table.find(release.id))
             .set((releases::withdrawn_at.eq(now()), releases::withdrawn_by.eq(actor.user_id)))
             .execute(conn)?;
+        crate::contact::changes::record(
+            conn,
+            &[crate::contact::changes::Scope::Deployments, crate::contact::changes::Scope::Everyone],
+        )?;
         let subject = format!("release:{}", release.id);
         audit::record(
             conn,

@@ -1,9 +1,63 @@
-//! The server's answer-signing keys (the groundwork of the TMS contact).
+//! The TMS contact: signed answers, deployments, staged rollouts, feedback,
+//! parameter diffs, and several server processes sharing one database.
 
-use serde_json::json;
-use tms_e2e::backend_test;
-use tms_packages::contact::{AnswerError, sign_answer, verify_answer};
+use std::time::{Duration, Instant};
+
+use futures_util::StreamExt;
+use serde_json::{Value, json};
+use tms_e2e::fixtures::*;
+use tms_e2e::terminal::{Outcome, SimTerminal};
+use tms_e2e::{ServerBuilder, TestServer, backend_test, run_tms};
+use tms_packages::contact::{AnswerError, in_stage, sign_answer, verify_answer};
 use tms_signing::PublicKey;
+
+const APP: &str = "eu.ccv.salespoint";
+
+async fn contact(server: &TestServer, t: &SimTerminal) -> Outcome {
+    t.contact(&server.http, &server.base_url).await
+}
+
+/// Contacts, verifies and applies until the terminal is in sync.
+async fn sync(server: &TestServer, t: &mut SimTerminal, trusted: &[PublicKey]) {
+    for _ in 0..4 {
+        match contact(server, t).await {
+            Outcome::Answer(answer, body) => {
+                t.accept(&answer, trusted).expect("a valid answer");
+                if answer.status == "in_sync" {
+                    return;
+                }
+                t.apply(&server.http, &server.base_url, &body).await;
+            }
+            Outcome::Refused(status, body) => panic!("contact refused: {status} {body}"),
+        }
+    }
+    panic!("terminal {} never got in sync", t.device_id);
+}
+
+fn changes(outcome: &Outcome) -> &tms_packages::wire::contact::ContactBody {
+    match outcome {
+        Outcome::Answer(_, body) => body,
+        Outcome::Refused(status, body) => panic!("contact refused: {status} {body}"),
+    }
+}
+
+/// Contacts every terminal (8 at a time); returns each outcome in order.
+async fn contact_all(server: &TestServer, fleet: &[SimTerminal]) -> Vec<Outcome> {
+    futures_util::stream::iter(fleet.iter().map(|t| contact(server, t))).buffered(8).collect().await
+}
+
+async fn wait_for_rollout(server: &TestServer, op: &str, deployment: i64, status: &str) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (code, view) = get(server, op, &format!("/api/v1/deployments/{deployment}/rollout")).await;
+        assert_eq!(code, 200, "{view}");
+        if view["status"] == status {
+            return view;
+        }
+        assert!(Instant::now() < deadline, "rollout never became {status}: {view}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
 
 backend_test!(answer_keys_are_published_and_rotate, |db| {
     let server = tms_e2e::ServerBuilder::new().database(&db).start().await;
@@ -39,4 +93,342 @@ backend_test!(answer_keys_are_published_and_rotate, |db| {
         keys.iter().map(|k| PublicKey::parse(k["public_key"].as_str().unwrap()).unwrap()).collect();
     assert_eq!(verify_answer(&answer, &trusted, 1_200, None, 60), Ok(()), "old answers still verify");
     assert_eq!(verify_answer(&answer, &trusted, 1_700, None, 60), Err(AnswerError::Expired));
+});
+
+backend_test!(a_terminal_in_sync_gets_the_short_shared_answer, |db| {
+    let (server, op) = server_with_operator(&db).await;
+    let trusted = answer_keys(&server).await;
+    let mut fleet = seed_fleet(&server, 4, 1, 1, "A920");
+
+    // First contact: the terminal holds no parameters, so it gets the full set.
+    let first = contact(&server, &fleet[0]).await;
+    let Outcome::Answer(answer, body) = &first else { panic!("{first:?}") };
+    assert_eq!(answer.status, "changes");
+    assert_eq!(body.device_id, Some(fleet[0].device_id));
+    let terminal_params = body.parameters.iter().find(|p| p.app_id == "tms.terminal").expect("terminal parameters");
+    assert!(terminal_params.full);
+    assert_eq!(terminal_params.changed["merchant_menu.password"], json!("99999"), "terminals get secrets in clear");
+    fleet[0].accept(answer, &trusted).unwrap();
+
+    // A tampered or expired answer is refused by the reference verification.
+    let mut tampered = answer.answer.clone();
+    tampered.body["parameters"][0]["changed"]["merchant_menu.password"] = json!("12345");
+    assert_eq!(verify_answer(&tampered, &trusted, answer.answer.issued_at, None, 60), Err(AnswerError::BadSignature));
+    assert_eq!(
+        verify_answer(&answer.answer, &trusted, answer.answer.expires_at, None, 60),
+        Err(AnswerError::Expired)
+    );
+
+    // Once applied, the terminal is in sync: the answer is its digest alone,
+    // signed once and shared with every terminal whose target is the same.
+    for t in fleet.iter_mut() {
+        sync(&server, t, &trusted).await;
+    }
+    let a = contact(&server, &fleet[0]).await;
+    let b = contact(&server, &fleet[1]).await;
+    let (Outcome::Answer(a, body_a), Outcome::Answer(b, _)) = (&a, &b) else { panic!("{a:?} {b:?}") };
+    assert_eq!(a.status, "in_sync");
+    assert_eq!(a.answer.body, json!({"target_digest": fleet[0].state.digest()}));
+    assert_eq!(body_a.target_digest, fleet[0].state.digest());
+    assert_eq!(a.answer, b.answer, "the same target shares one signature");
+    assert!(a.next_contact_secs >= 270 && a.next_contact_secs <= 330, "{}", a.next_contact_secs);
+    fleet[0].accept(a, &trusted).unwrap();
+
+    // A digest that does not match the state, and a deactivated terminal.
+    let mut request = fleet[0].request();
+    request.digest = "00".repeat(32);
+    let res = server
+        .http
+        .post(server.url("/api/v1/terminal/contact"))
+        .bearer_auth(&fleet[0].token)
+        .json(&request)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 400);
+    assert_eq!(res.json::<Value>().await.unwrap()["error"]["code"], "state_digest_mismatch");
+    let (status, body) = post(&server, &op, &format!("/api/v1/devices/{}/deactivate", fleet[1].device_id), json!({})).await;
+    assert_eq!(status, 200, "{body}");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        match contact(&server, &fleet[1]).await {
+            Outcome::Refused(401, body) => {
+                assert_eq!(body["error"]["code"], "device_deactivated");
+                break;
+            }
+            other => assert!(Instant::now() < deadline, "still served after deactivation: {other:?}"),
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // Last contact and the reported inventory are recorded in batches.
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    let (status, plan) = get(&server, &op, &format!("/api/v1/devices/{}/plan", fleet[0].device_id)).await;
+    assert_eq!(status, 200, "{plan}");
+    assert_eq!(plan["firmware"], "9.0.0");
+    assert_eq!(plan["in_sync"], true, "{plan}");
+    let (_, device) = get(&server, &op, &format!("/api/v1/devices/{}", fleet[0].device_id)).await;
+    assert!(device["last_contact_at"].is_string(), "{device}");
+});
+
+backend_test!(a_staged_release_reaches_exactly_its_stage_of_compatible_terminals, |db| {
+    let (server, op) = server_with_operator(&db).await;
+    let key = app_with_key(&server, &op, APP, "app").await;
+    let v1 = publish_release(&server, &op, &key, APP, "app", "1.0.0", 100, &["A920", "A80"]).await;
+    let v2 = publish_release(&server, &op, &key, APP, "app", "2.0.0", 200, &["A920", "A80"]).await;
+    // A third of the fleet is of a model the release does not support.
+    let sha1 = v1["artifact_sha256"].as_str().unwrap().to_owned();
+    let fleet: Vec<SimTerminal> = seed_fleet(&server, 10_000, 20, 5, "A920,A80,A35")
+        .into_iter()
+        .map(|t| t.with_app(APP, "1.0.0", 100, &sha1))
+        .collect();
+
+    let (status, deployment) = post(
+        &server,
+        &op,
+        "/api/v1/deployments",
+        json!({"app_id": APP, "version": "2.0.0", "target": "everyone", "hold": true}),
+    )
+    .await;
+    assert_eq!(status, 201, "{deployment}");
+    assert_eq!(deployment["status"], "held");
+    let id = deployment["id"].as_i64().unwrap();
+    // Held: nobody gets it yet.
+    assert!(changes(&contact(&server, &fleet[0]).await).apps.is_empty());
+
+    let (status, rollout) = post(
+        &server,
+        &op,
+        &format!("/api/v1/deployments/{id}/rollout"),
+        json!({"stages": [10, 50, 100], "success_percent": 95, "max_failures": "2%", "auto_advance": false}),
+    )
+    .await;
+    assert_eq!(status, 201, "{rollout}");
+    let rollout_id = rollout["id"].as_i64().unwrap();
+
+    let outcomes = contact_all(&server, &fleet).await;
+    let mut offered = 0;
+    let mut compatible = 0;
+    for (t, outcome) in fleet.iter().zip(&outcomes) {
+        let body = changes(outcome);
+        let in_stage = in_stage(rollout_id, t.device_id, 1_000);
+        let fits = t.state.model != "A35";
+        compatible += usize::from(fits);
+        match body.apps.first() {
+            Some(change) => {
+                assert!(in_stage && fits, "terminal {} ({}) is outside the stage or incompatible", t.device_id, t.state.model);
+                assert_eq!((change.change.as_str(), change.deployment_id), ("update", id));
+                let release = change.release.as_ref().unwrap();
+                assert_eq!(release.release_id, v2["id"].as_i64().unwrap());
+                assert_eq!(release.sha256, v2["artifact_sha256"].as_str().unwrap());
+                assert_eq!(release.download_path, format!("/api/v1/terminal/artifacts/{}", release.sha256));
+                offered += 1;
+            }
+            None => assert!(!(in_stage && fits), "terminal {} is in the stage but got nothing", t.device_id),
+        }
+    }
+    let fraction = offered as f64 * 100.0 / compatible as f64;
+    assert!((fraction - 10.0).abs() <= 1.0, "{offered} of {compatible} compatible terminals: {fraction:.2} %");
+
+    // Raising the stage only adds terminals.
+    let (status, view) = post(&server, &op, &format!("/api/v1/deployments/{id}/rollout/approve"), json!({})).await;
+    assert_eq!(status, 409, "not waiting for approval yet: {view}");
+    assert_eq!(view["error"]["code"], "rollout_state");
+    let view = wait_for_rollout_status(&server, &op, id).await;
+    assert_eq!(view["stage_stats"][0]["pending"].as_u64().unwrap() as usize, view["stage_stats"][0]["devices"].as_u64().unwrap() as usize);
+    // The support tool explains a terminal outside the stage and an incompatible one.
+    let outside = fleet.iter().find(|t| t.state.model == "A920" && !in_stage(rollout_id, t.device_id, 1_000)).unwrap();
+    let (_, plan) = get(&server, &op, &format!("/api/v1/devices/{}/plan", outside.device_id)).await;
+    let considered = &plan["apps"][0]["considered"][0];
+    assert_eq!(considered["detail"]["reason"], "not_in_stage", "{plan}");
+    let a35 = fleet.iter().find(|t| t.state.model == "A35").unwrap();
+    let (_, plan) = get(&server, &op, &format!("/api/v1/devices/{}/plan", a35.device_id)).await;
+    assert!(plan["apps"][0]["considered"].as_array().unwrap().iter().any(|c| c["detail"]["reason"] == "model_incompatible" || c["detail"]["reason"] == "not_in_stage"), "{plan}");
+});
+
+/// The rollout's statistics without waiting for a state.
+async fn wait_for_rollout_status(server: &TestServer, op: &str, deployment: i64) -> Value {
+    let (code, view) = get(server, op, &format!("/api/v1/deployments/{deployment}/rollout")).await;
+    assert_eq!(code, 200, "{view}");
+    view
+}
+
+backend_test!(failures_in_the_first_stage_pause_it_and_rollback_delivers_the_previous_release, |db| {
+    let (server, op) = server_with_operator_and(&db, &[("TMS_ROLLOUT_CHECK_SECS", "1")]).await;
+    let trusted = answer_keys(&server).await;
+    let key = app_with_key(&server, &op, APP, "app").await;
+    let v1 = publish_release(&server, &op, &key, APP, "app", "1.0.0", 100, &["A920"]).await;
+    publish_release(&server, &op, &key, APP, "app", "2.0.0", 200, &["A920"]).await;
+    let sha1 = v1["artifact_sha256"].as_str().unwrap().to_owned();
+    let mut fleet: Vec<SimTerminal> =
+        seed_fleet(&server, 60, 2, 2, "A920").into_iter().map(|t| t.with_app(APP, "1.0.0", 100, &sha1)).collect();
+    for t in fleet.iter_mut() {
+        sync(&server, t, &trusted).await;
+    }
+
+    // Through the CLI, as a release engineer would.
+    let creds = tempfile::tempdir().unwrap();
+    let creds = creds.path().join("credentials.json");
+    let (code, _, err) = run_tms(&server, &creds, &["login", "--email", OPERATOR, "--password-stdin"], Some(OPERATOR_PASSWORD));
+    assert_eq!(code, 0, "{err}");
+    let (code, out, err) = run_tms(
+        &server,
+        &creds,
+        &["--json", "deploy", "create", "--release", &format!("{APP}@2.0.0"), "--to", "everyone", "--action", "forced", "--hold"],
+        None,
+    );
+    assert_eq!(code, 0, "{err}");
+    let id = serde_json::from_str::<Value>(&out).unwrap()["id"].as_i64().unwrap();
+    let (code, _, err) = run_tms(
+        &server,
+        &creds,
+        &["rollout", "start", &id.to_string(), "--stages", "20,100", "--success", "100", "--max-failures", "1"],
+        None,
+    );
+    assert_eq!(code, 0, "{err}");
+
+    // The first stage's terminals get the release; two of them fail to install it.
+    let mut reached = Vec::new();
+    for (i, t) in fleet.iter_mut().enumerate() {
+        let outcome = contact(&server, t).await;
+        let body = changes(&outcome).clone();
+        if let Some(change) = body.apps.first() {
+            assert_eq!(change.action, tms_packages::contact::ActionType::Forced);
+            reached.push(i);
+        }
+    }
+    assert!(reached.len() >= 3, "stage 1 reached {} terminals", reached.len());
+    for i in &reached[..2] {
+        let t = &fleet[*i];
+        assert_eq!(t.feedback(&server.http, &server.base_url, id, APP, "downloading", None).await, 204);
+        assert_eq!(t.feedback(&server.http, &server.base_url, id, APP, "failed", Some("install_failed")).await, 204);
+    }
+    let view = wait_for_rollout(&server, &op, id, "paused").await;
+    assert_eq!(view["current_stage"], 0, "paused before stage 2: {view}");
+    assert!(view["status_reason"].as_str().unwrap().contains("failures"), "{view}");
+    assert_eq!(view["stage_stats"][0]["failed"], 2, "{view}");
+    let (code, out, err) = run_tms(&server, &creds, &["rollout", "status", &id.to_string()], None);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("paused"), "{out}");
+    // Paused: nobody else is offered the release.
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    for (i, t) in fleet.iter().enumerate() {
+        if !reached.contains(&i) {
+            assert!(changes(&contact(&server, t).await).apps.is_empty(), "terminal {i} offered a paused release");
+        }
+    }
+    // The push history shows the failure.
+    let (_, history) = get(&server, &op, &format!("/api/v1/devices/{}/actions", fleet[reached[0]].device_id)).await;
+    assert_eq!(history[0]["status"], "failed", "{history}");
+    assert_eq!(history[0]["error_code"], "install_failed");
+
+    // Those that installed 2.0.0 get 1.0.0 back after the rollback; the rest stay.
+    let installed = reached[2];
+    let v2_sha = match &contact(&server, &fleet[installed]).await {
+        Outcome::Answer(..) => {
+            // It was offered 2.0.0 before the pause; it installed it.
+            let (_, release) = get(&server, &op, &format!("/api/v1/apps/{APP}/releases/2.0.0")).await;
+            release["artifact_sha256"].as_str().unwrap().to_owned()
+        }
+        other => panic!("{other:?}"),
+    };
+    fleet[installed].install(APP, "2.0.0", 200, &v2_sha);
+    let (code, out, err) = run_tms(&server, &creds, &["--json", "rollout", "rollback", &id.to_string()], None);
+    assert_eq!(code, 0, "{err}");
+    let rollback = serde_json::from_str::<Value>(&out).unwrap()["rollback_deployment_id"].as_i64().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let body = changes(&contact(&server, &fleet[installed]).await).clone();
+        if let Some(change) = body.apps.first() {
+            assert_eq!((change.change.as_str(), change.deployment_id), ("update", rollback));
+            assert_eq!(change.release.as_ref().unwrap().version, "1.0.0");
+            break;
+        }
+        assert!(Instant::now() < deadline, "the rollback never reached the terminal");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let untouched = (0..fleet.len()).find(|i| !reached.contains(i)).unwrap();
+    assert!(changes(&contact(&server, &fleet[untouched]).await).apps.is_empty());
+    let (code, out, err) = run_tms(&server, &creds, &["device", "plan", &fleet[installed].device_id.to_string()], None);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains(&rollback.to_string()), "{out}");
+});
+
+backend_test!(a_parameter_change_at_a_location_sends_only_the_changed_keys, |db| {
+    let (server, op) = server_with_operator(&db).await;
+    let trusted = answer_keys(&server).await;
+    let mut fleet = seed_fleet(&server, 6, 1, 2, "A920");
+    for t in fleet.iter_mut() {
+        sync(&server, t, &trusted).await;
+    }
+    let location = fleet[0].location_id;
+    let (status, body) = post(
+        &server,
+        &op,
+        &format!("/api/v1/parameters/tms.terminal/location/{location}"),
+        json!({"set": {"receipt.header": "Chez Marcel"}, "reason": "new owner"}),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    for t in fleet.iter_mut() {
+        let outcome = contact(&server, t).await;
+        let body = changes(&outcome).clone();
+        if t.location_id == location {
+            assert_eq!(body.parameters.len(), 1, "{body:?}");
+            let update = &body.parameters[0];
+            assert!(!update.full);
+            assert_eq!(update.changed, [("receipt.header".to_owned(), json!("Chez Marcel"))].into());
+            assert!(update.removed.is_empty());
+            t.apply(&server.http, &server.base_url, &body).await;
+            let Outcome::Answer(answer, _) = contact(&server, t).await else { panic!() };
+            assert_eq!(answer.status, "in_sync");
+        } else {
+            assert!(body.parameters.is_empty(), "another location's terminal: {body:?}");
+        }
+    }
+});
+
+backend_test!(a_change_through_one_process_reaches_the_others_within_the_sync_delay, |db| {
+    // One database and one bucket behind two processes, as behind a load balancer.
+    let Some(s3) = tms_e2e::MotoServer::start().await else { return };
+    let a = ServerBuilder::new().database(&db).s3(&s3).env("TMS_CONTACT_SYNC_MS", "250").start().await;
+    let b = ServerBuilder::new().database(&db).s3(&s3).env("TMS_CONTACT_SYNC_MS", "250").start().await;
+    a.create_operator(OPERATOR, "operator_admin", OPERATOR_PASSWORD);
+    let op = a.login(OPERATOR, OPERATOR_PASSWORD).await;
+    let trusted = answer_keys(&a).await;
+    let mut fleet = seed_fleet(&a, 2, 1, 1, "A920");
+    for t in fleet.iter_mut() {
+        sync(&b, t, &trusted).await;
+    }
+    // B has the terminal's target cached; the change is made through A.
+    let started = Instant::now();
+    let (status, body) = post(
+        &a,
+        &op,
+        &format!("/api/v1/parameters/tms.terminal/device/{}", fleet[0].device_id),
+        json!({"set": {"receipt.footer": "Merci"}, "reason": "test"}),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    loop {
+        let outcome = contact(&b, &fleet[0]).await;
+        if !changes(&outcome).parameters.is_empty() {
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(3), "process B still serves the old target");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let delay = started.elapsed();
+    assert!(delay < Duration::from_millis(1_500), "{delay:?}");
+    // A deactivation through A is refused by B as quickly.
+    let started = Instant::now();
+    let (status, _) = post(&a, &op, &format!("/api/v1/devices/{}/deactivate", fleet[1].device_id), json!({})).await;
+    assert_eq!(status, 200);
+    loop {
+        if let Outcome::Refused(401, _) = contact(&b, &fleet[1]).await {
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(3), "process B still serves a deactivated terminal");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 });

@@ -1,0 +1,10 @@
+DROP TABLE contact_changes;
+DROP TABLE contact_sequence;
+DROP TABLE action_events;
+DROP TABLE deployment_actions;
+DROP TABLE rollouts;
+DROP TABLE deployment_devices;
+DROP TABLE deployments;
+DROP TABLE device_group_members;
+DROP TABLE device_groups;
+DROP TABLE device_inventory;

@@ -1,0 +1,208 @@
+//! The TMS contact: what a terminal reports, what the server answers, and
+//! the feedback a terminal sends about each change it applies.
+
+use std::collections::BTreeMap;
+
+use serde_json::Value;
+use tms_signing::{Sha256Digest, to_canonical_json};
+
+use crate::contact::ActionType;
+use crate::releases::ReleaseManifest;
+
+wire! {
+    /// An app as the terminal has it installed.
+    pub struct InstalledApp {
+        pub app_id: String,
+        pub version: String,
+        pub version_code: u64,
+        /// sha256 of the installed package, hex.
+        pub sha256: String,
+    }
+
+    /// What a terminal has: the part of its report its target is compared
+    /// with. Its digest ([`TerminalState::digest`]) is the sha256 of its
+    /// canonical JSON with the apps sorted by app id.
+    pub struct TerminalState {
+        pub model: String,
+        pub firmware: String,
+        pub apps: Vec<InstalledApp>,
+        /// The parameter version (`g.m.l.d`) last applied, per app id.
+        #[serde(default)]
+        pub parameters: BTreeMap<String, String>,
+        /// The acquirer parameter version held, per acquirer id.
+        #[serde(default)]
+        pub acquirers: BTreeMap<String, u64>,
+    }
+
+    /// `POST /api/v1/terminal/contact`.
+    pub struct ContactRequest {
+        pub state: TerminalState,
+        /// [`TerminalState::digest`] of `state`, hex.
+        pub digest: String,
+        #[serde(default)]
+        pub wifi: bool,
+        /// IANA name, e.g. `Europe/Amsterdam` (recorded for support).
+        #[serde(default)]
+        pub time_zone: String,
+        /// The terminal's current offset from UTC, daylight saving included:
+        /// maintenance windows are in the terminal's local time.
+        #[serde(default)]
+        pub utc_offset_minutes: i32,
+        #[serde(default)]
+        pub free_storage_bytes: u64,
+    }
+
+    /// An answer signed by a server key (see `/.well-known/tms/answer-keys`).
+    /// Terminals refuse one that is expired, issued before one they already
+    /// accepted, or not signed by a key they trust.
+    pub struct SignedAnswer {
+        /// A [`ContactBody`].
+        #[cfg_attr(feature = "openapi", schema(value_type = Object))]
+        pub body: Value,
+        /// Unix seconds.
+        pub issued_at: i64,
+        pub expires_at: i64,
+        pub key_id: String,
+        /// ed25519 over the canonical JSON of
+        /// `{body, issued_at, expires_at, key_id}`, hex.
+        pub signature: String,
+    }
+
+    /// The answer to a contact.
+    pub struct ContactAnswer {
+        /// `in_sync`: nothing to do (the body carries only the target's digest,
+        /// which equals the terminal's own); `changes`: the body lists them.
+        pub status: String,
+        /// When to call again. Not signed (it differs per terminal by jitter);
+        /// a terminal keeps it within its own bounds and the answer's expiry.
+        pub next_contact_secs: u64,
+        pub answer: SignedAnswer,
+    }
+
+    /// What the server signs. Empty lists are left out, so the answer of a
+    /// terminal in sync is `{"target_digest": …}` alone, shared by every
+    /// terminal with the same target.
+    #[derive(Default)]
+    pub struct ContactBody {
+        /// The digest the terminal's state has once it applied every change
+        /// in this answer.
+        pub target_digest: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub device_id: Option<i64>,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        pub apps: Vec<AppInstruction>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub firmware: Option<AppInstruction>,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        pub parameters: Vec<ParameterUpdate>,
+        /// Acquirers whose parameter session is due (the terminal holds another
+        /// version than the acquirer's current one).
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        pub acquirer_sessions: Vec<String>,
+    }
+
+    /// Install, update or remove one app (or flash firmware).
+    pub struct AppInstruction {
+        pub app_id: String,
+        /// `install`, `update` or `remove`.
+        pub change: String,
+        /// Quote it in feedback.
+        pub deployment_id: i64,
+        pub action: ActionType,
+        /// Download only over wifi.
+        pub wifi_only: bool,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub release: Option<ReleaseOffer>,
+    }
+
+    /// The release to fetch, with what the terminal needs to check it.
+    pub struct ReleaseOffer {
+        pub release_id: i64,
+        pub version: String,
+        pub version_code: u64,
+        pub size: u64,
+        pub sha256: String,
+        /// The manifest the publisher signed, its signature (hex) and key id.
+        pub manifest: ReleaseManifest,
+        pub signature: String,
+        pub key_id: String,
+        /// Relative to the server; HTTP Range is supported.
+        pub download_path: String,
+    }
+
+    /// New parameters for one app.
+    pub struct ParameterUpdate {
+        pub app_id: String,
+        /// The version to report once applied.
+        pub version: String,
+        /// The whole set (the terminal held none, or one the server no longer
+        /// knows); otherwise only the keys that changed.
+        pub full: bool,
+        #[cfg_attr(feature = "openapi", schema(value_type = Object))]
+        pub changed: BTreeMap<String, Value>,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        pub removed: Vec<String>,
+    }
+
+    /// `POST /api/v1/terminal/feedback`: how one change is going.
+    pub struct FeedbackRequest {
+        pub deployment_id: i64,
+        pub app_id: String,
+        /// `downloading`, `downloaded`, `installing`, `installed`, `failed` or
+        /// `postponed` (the app is mid-transaction).
+        pub status: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub progress_percent: Option<u8>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub error_code: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub message: Option<String>,
+    }
+}
+
+/// The statuses a terminal reports, and which of them end an action.
+pub const ACTION_STATUSES: [&str; 6] =
+    ["downloading", "downloaded", "installing", "installed", "failed", "postponed"];
+
+pub fn is_final_status(status: &str) -> bool {
+    matches!(status, "installed" | "failed")
+}
+
+impl TerminalState {
+    /// The state's digest: sha256 over its canonical JSON, apps sorted by id.
+    pub fn digest(&self) -> String {
+        let mut sorted = self.clone();
+        sorted.apps.sort_by(|a, b| a.app_id.cmp(&b.app_id));
+        let value = serde_json::to_value(&sorted).expect("a terminal state is plain data");
+        let bytes = to_canonical_json(&value).expect("a terminal state has no floats");
+        Sha256Digest::of(&bytes).to_hex()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn app(id: &str, code: u64) -> InstalledApp {
+        InstalledApp { app_id: id.into(), version: format!("1.{code}"), version_code: code, sha256: "ab".into() }
+    }
+
+    #[test]
+    fn the_digest_ignores_app_order_and_sees_every_field() {
+        let a = TerminalState {
+            model: "A920".into(),
+            firmware: "8.1".into(),
+            apps: vec![app("a", 1), app("b", 2)],
+            parameters: BTreeMap::from([("tms.terminal".into(), "1.0.0.0".into())]),
+            acquirers: BTreeMap::new(),
+        };
+        let mut b = a.clone();
+        b.apps.reverse();
+        assert_eq!(a.digest(), b.digest());
+        b.parameters.insert("tms.terminal".into(), "1.0.1.0".into());
+        assert_ne!(a.digest(), b.digest());
+        let mut c = a.clone();
+        c.acquirers.insert("acq".into(), 3);
+        assert_ne!(a.digest(), c.digest());
+    }
+}

@@ -1,0 +1,203 @@
+//! Wire types of deployments, rollouts, device groups, feedback history and
+//! the support tool's plan of a device.
+
+use serde_json::Value;
+
+use crate::contact::ActionType;
+
+wire! {
+    /// `POST /api/v1/deployments`.
+    pub struct CreateDeploymentRequest {
+        pub app_id: String,
+        /// The release to deliver; leave out with `remove`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub version: Option<String>,
+        /// Remove the app instead of delivering a release.
+        #[serde(default)]
+        pub remove: bool,
+        /// `everyone`, `merchant:M`, `location:L`, `group:G` or `devices:D1,D2,…`.
+        pub target: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub action: Option<ActionType>,
+        /// RFC 3339; now when left out.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub starts_at: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub expires_at: Option<String>,
+        /// `HH:MM-HH:MM` in the terminal's local time.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub window: Option<String>,
+        #[serde(default)]
+        pub wifi_only: bool,
+        /// Create it held: nothing is delivered until a rollout starts.
+        #[serde(default)]
+        pub hold: bool,
+    }
+
+    pub struct DeploymentView {
+        pub id: i64,
+        pub app_id: String,
+        /// `release` or `removal`.
+        pub kind: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub release_id: Option<i64>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub version: Option<String>,
+        pub target: String,
+        pub action: ActionType,
+        /// A rollback: delivered even over a higher installed version.
+        pub pinned: bool,
+        pub starts_at: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub expires_at: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub window: Option<String>,
+        pub wifi_only: bool,
+        /// `held` (waits for its rollout), `active` or `cancelled`.
+        pub status: String,
+        pub created_at: String,
+        pub created_by: String,
+        /// The deployment this one rolls back.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub rollback_of: Option<i64>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub rollout: Option<RolloutView>,
+    }
+
+    /// `POST /api/v1/deployments/{id}/rollout`.
+    pub struct StartRolloutRequest {
+        /// Percentages of the target, rising, the last one 100, e.g. `[1, 10, 50, 100]`.
+        pub stages: Vec<f64>,
+        /// Percentage of a stage's devices that must report `installed` before
+        /// the next stage starts.
+        pub success_percent: f64,
+        /// Failures that pause the rollout: a count (`3`) or a percentage of
+        /// the stage's devices (`2%`).
+        pub max_failures: String,
+        /// Advance by itself when a stage succeeds (else wait for `approve`).
+        #[serde(default = "yes")]
+        pub auto_advance: bool,
+    }
+
+    pub struct RolloutView {
+        pub id: i64,
+        pub deployment_id: i64,
+        /// `running`, `waiting_approval`, `paused`, `halted`, `completed` or `rolled_back`.
+        pub status: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub status_reason: Option<String>,
+        pub stages: Vec<f64>,
+        /// Index into `stages`.
+        pub current_stage: u32,
+        pub current_percent: f64,
+        pub success_percent: f64,
+        pub max_failures: String,
+        pub auto_advance: bool,
+        /// Per stage reached so far: the devices that entered at that stage.
+        pub stage_stats: Vec<StageStats>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub rollback_deployment_id: Option<i64>,
+        pub updated_at: String,
+    }
+
+    pub struct StageStats {
+        pub stage: u32,
+        pub percent: f64,
+        /// Targeted devices in this stage (compatible or not).
+        pub devices: u64,
+        /// Not started yet (includes devices that cannot take the release).
+        pub pending: u64,
+        pub in_progress: u64,
+        pub installed: u64,
+        pub failed: u64,
+        pub postponed: u64,
+    }
+
+    /// `POST /api/v1/device-groups`: a static list or a dynamic filter.
+    pub struct CreateDeviceGroupRequest {
+        pub name: String,
+        /// For example `model=A920 and firmware<12` (see the contact docs).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub filter: Option<String>,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        pub devices: Vec<i64>,
+    }
+
+    pub struct DeviceGroupView {
+        pub id: i64,
+        pub name: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub filter: Option<String>,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        pub devices: Vec<i64>,
+        pub created_at: String,
+    }
+
+    /// One step a terminal reported about a deployment.
+    pub struct ActionEventView {
+        pub device_id: i64,
+        pub deployment_id: i64,
+        pub app_id: String,
+        pub status: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub progress_percent: Option<u8>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub error_code: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub message: Option<String>,
+        pub at: String,
+    }
+
+    /// What a device would receive on its next contact, and why.
+    pub struct DevicePlanView {
+        pub device_id: i64,
+        pub model: String,
+        /// As last reported (`unknown` before the first contact).
+        pub firmware: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub reported_at: Option<String>,
+        pub apps: Vec<AppPlanView>,
+        pub parameters: Vec<ParameterPlanView>,
+        pub acquirer_sessions: Vec<String>,
+        /// Whether its last reported state is its target.
+        pub in_sync: bool,
+    }
+
+    pub struct AppPlanView {
+        pub app_id: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub installed: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub deployment_id: Option<i64>,
+        /// `install`, `update`, `remove`, or absent when nothing is to do.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub change: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub release: Option<String>,
+        /// The change waits for a maintenance window opening in this many seconds.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub deferred_secs: Option<u32>,
+        pub considered: Vec<ConsideredDeployment>,
+    }
+
+    pub struct ConsideredDeployment {
+        pub deployment_id: i64,
+        /// `devices`, `group`, `location`, `merchant` or `everyone`.
+        pub precedence: String,
+        /// `decides`, or why it does not.
+        pub outcome: String,
+        #[cfg_attr(feature = "openapi", schema(value_type = Object))]
+        pub detail: Value,
+    }
+
+    pub struct ParameterPlanView {
+        pub app_id: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub holds: Option<String>,
+        pub current: String,
+    }
+}
+
+fn yes() -> bool {
+    true
+}

@@ -1,0 +1,117 @@
+//! What terminals report about each change, and the push history per device.
+
+use diesel::prelude::*;
+use tms_packages::wire::contact::{ACTION_STATUSES, FeedbackRequest};
+use tms_packages::wire::deployments::ActionEventView;
+
+use crate::accounts::access::Actor;
+use crate::accounts::{now, rfc3339};
+use crate::db::DbConnection;
+use crate::db::schema::{action_events, deployment_actions, deployments};
+use crate::devices::CallingDevice;
+use crate::http::error::ApiError;
+
+fn clip(s: &Option<String>, max: usize) -> Option<String> {
+    s.as_ref().map(|s| s.chars().take(max).collect())
+}
+
+pub fn record(conn: &mut DbConnection, device: &CallingDevice, report: &FeedbackRequest) -> Result<(), ApiError> {
+    if !ACTION_STATUSES.contains(&report.status.as_str()) {
+        return Err(ApiError::invalid("status", format!("one of {}", ACTION_STATUSES.join(", "))));
+    }
+    if report.progress_percent.is_some_and(|p| p > 100) {
+        return Err(ApiError::invalid("progress_percent", "a percentage is 0 to 100"));
+    }
+    if report.status == "failed" && report.error_code.as_deref().is_none_or(str::is_empty) {
+        return Err(ApiError::invalid("error_code", "a failure carries an error code"));
+    }
+    let (error_code, message) = (clip(&report.error_code, 80), clip(&report.message, 1_000));
+    let progress = report.progress_percent.map(i32::from);
+    crate::db::write_tx(conn, |conn| {
+        let app: Option<String> = deployments::table
+            .find(report.deployment_id)
+            .select(deployments::app_id)
+            .first(conn)
+            .optional()?;
+        if app.as_deref() != Some(report.app_id.as_str()) {
+            return Err(ApiError::not_found("deployment"));
+        }
+        let at = now();
+        let updated = diesel::update(
+            deployment_actions::table
+                .filter(deployment_actions::deployment_id.eq(report.deployment_id))
+                .filter(deployment_actions::device_id.eq(device.id)),
+        )
+        .set((
+            deployment_actions::status.eq(&report.status),
+            deployment_actions::progress_percent.eq(progress),
+            deployment_actions::error_code.eq(&error_code),
+            deployment_actions::message.eq(&message),
+            deployment_actions::updated_at.eq(at),
+        ))
+        .execute(conn)?;
+        if updated == 0 {
+            diesel::insert_into(deployment_actions::table)
+                .values((
+                    deployment_actions::deployment_id.eq(report.deployment_id),
+                    deployment_actions::device_id.eq(device.id),
+                    deployment_actions::status.eq(&report.status),
+                    deployment_actions::progress_percent.eq(progress),
+                    deployment_actions::error_code.eq(&error_code),
+                    deployment_actions::message.eq(&message),
+                    deployment_actions::updated_at.eq(at),
+                ))
+                .execute(conn)?;
+        }
+        diesel::insert_into(action_events::table)
+            .values((
+                action_events::deployment_id.eq(report.deployment_id),
+                action_events::device_id.eq(device.id),
+                action_events::app_id.eq(&report.app_id),
+                action_events::status.eq(&report.status),
+                action_events::progress_percent.eq(progress),
+                action_events::error_code.eq(&error_code),
+                action_events::message.eq(&message),
+                action_events::occurred_at.eq(at),
+            ))
+            .execute(conn)?;
+        Ok(())
+    })
+}
+
+/// A device's push history, newest first.
+pub fn history(conn: &mut DbConnection, actor: &Actor, device_id: i64) -> Result<Vec<ActionEventView>, ApiError> {
+    let device = crate::devices::find(conn, device_id)?.ok_or_else(|| ApiError::not_found("device"))?;
+    if !actor.sees_location(device.merchant_id, device.location_id) {
+        return Err(ApiError::not_found("device"));
+    }
+    type Row = (i64, i64, String, String, Option<i32>, Option<String>, Option<String>, chrono::NaiveDateTime);
+    let rows: Vec<Row> = action_events::table
+        .filter(action_events::device_id.eq(device_id))
+        .order(action_events::id.desc())
+        .limit(500)
+        .select((
+            action_events::device_id,
+            action_events::deployment_id,
+            action_events::app_id,
+            action_events::status,
+            action_events::progress_percent,
+            action_events::error_code,
+            action_events::message,
+            action_events::occurred_at,
+        ))
+        .load(conn)?;
+    Ok(rows
+        .into_iter()
+        .map(|(device_id, deployment_id, app_id, status, progress, error_code, message, at)| ActionEventView {
+            device_id,
+            deployment_id,
+            app_id,
+            status,
+            progress_percent: progress.map(|p| p as u8),
+            error_code,
+            message,
+            at: rfc3339(at),
+        })
+        .collect())
+}

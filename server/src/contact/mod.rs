@@ -1,0 +1,616 @@
+//! The TMS contact: the call every terminal makes every few minutes.
+//!
+//! The fast path: a terminal whose reported state equals the target this
+//! process last computed for it (and nothing it depends on changed since, as
+//! the change log says) gets the short signed answer shared by every
+//! terminal with that target — an in-memory comparison, no database write
+//! and no object-store read. Last contact times and reported inventories are
+//! written in batches by a background task. Everything else takes the slow
+//! path: the target is computed from the database ([`target::compute`]).
+
+pub mod changes;
+pub mod deployments;
+pub mod feedback;
+pub mod rollouts;
+pub mod target;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use chrono::NaiveDateTime;
+use diesel::prelude::*;
+use tms_packages::contact::{Skip, sign_answer};
+use tms_packages::wire::contact::{ContactAnswer, ContactBody, ContactRequest, SignedAnswer, TerminalState};
+use tms_packages::wire::deployments::{AppPlanView, ConsideredDeployment, DevicePlanView, ParameterPlanView};
+use tms_signing::{PrivateKey, Sha256Digest};
+
+use crate::accounts::access::Actor;
+use crate::accounts::{now, rfc3339};
+use crate::config::Config;
+use crate::contact::changes::{Scope, Seen};
+use crate::contact::deployments::Snapshot;
+use crate::contact::target::{Computed, Device};
+use crate::db::schema::{device_inventory, devices};
+use crate::db::{Db, DbConnection, DbError};
+use crate::devices::CallingDevice;
+use crate::http::error::{ApiError, ErrorCode};
+use crate::parameters::SetCache;
+use crate::storage::BlobStore;
+
+#[derive(Debug, Clone)]
+pub struct ContactSettings {
+    pub answer_ttl_secs: i64,
+    pub answer_step_secs: i64,
+    pub sync_interval: Duration,
+    pub flush_interval: Duration,
+    pub rollout_check: Duration,
+    pub action_timeout: chrono::Duration,
+}
+
+impl ContactSettings {
+    pub fn from_config(config: &Config) -> ContactSettings {
+        ContactSettings {
+            answer_ttl_secs: config.answer_ttl_secs.max(60) as i64,
+            answer_step_secs: config.answer_step_secs.clamp(1, 3_600) as i64,
+            sync_interval: Duration::from_millis(config.contact_sync_ms.max(10)),
+            flush_interval: Duration::from_millis(config.contact_flush_ms.max(10)),
+            rollout_check: Duration::from_secs(config.rollout_check_secs.max(1)),
+            action_timeout: chrono::Duration::seconds(config.action_timeout_secs.max(1) as i64),
+        }
+    }
+}
+
+/// What this process remembers of one terminal.
+struct Entry {
+    device: CallingDevice,
+    /// The change-log position when its target was computed.
+    computed_at: i64,
+    valid_until: i64,
+    utc_offset_minutes: i32,
+    /// The state it reported, and the state it has once it applied the answer.
+    state_digest: String,
+    target_digest: String,
+    /// The answer's body when the terminal has something to do.
+    body: Option<Arc<ContactBody>>,
+    interval_secs: u64,
+    window_opens_in: Option<(i64, u32)>,
+}
+
+/// Reported state waiting to be written.
+struct Report {
+    state: TerminalState,
+    digest: String,
+    wifi: bool,
+    time_zone: String,
+    utc_offset_minutes: i32,
+    free_storage_bytes: u64,
+    at: NaiveDateTime,
+}
+
+#[derive(Default)]
+struct Pending {
+    contacts: HashMap<i64, NaiveDateTime>,
+    reports: HashMap<i64, Report>,
+}
+
+pub struct ContactService {
+    settings: ContactSettings,
+    db: Db,
+    blobs: BlobStore,
+    seen: RwLock<Seen>,
+    snapshot: RwLock<Arc<Snapshot>>,
+    entries: RwLock<HashMap<[u8; 32], Arc<Entry>>>,
+    shared: Mutex<HashMap<String, SignedAnswer>>,
+    key: RwLock<Arc<PrivateKey>>,
+    pending: Mutex<Pending>,
+    sets: SetCache,
+    /// One sync at a time: two could otherwise publish snapshots out of order.
+    sync_lock: tokio::sync::Mutex<()>,
+    wake: tokio::sync::Notify,
+    last_prune: AtomicI64,
+}
+
+fn unix_now() -> i64 {
+    chrono::Utc::now().timestamp()
+}
+
+fn token_key(token: &str) -> [u8; 32] {
+    *Sha256Digest::of(token.as_bytes()).as_bytes()
+}
+
+impl ContactService {
+    /// Reads the deployments, the signing key and the change log's position.
+    pub fn open(db: Db, blobs: BlobStore, settings: ContactSettings) -> Result<ContactService, DbError> {
+        let mut conn = db.get()?;
+        let last = changes::current(&mut conn)?;
+        let snapshot = deployments::load_snapshot(&mut conn)?;
+        let key = crate::server_keys::current_signing_key(&mut conn)?;
+        drop(conn);
+        Ok(ContactService {
+            settings,
+            db,
+            blobs,
+            seen: RwLock::new(Seen::starting_at(last)),
+            snapshot: RwLock::new(Arc::new(snapshot)),
+            entries: RwLock::new(HashMap::new()),
+            shared: Mutex::new(HashMap::new()),
+            key: RwLock::new(Arc::new(key)),
+            pending: Mutex::new(Pending::default()),
+            sets: SetCache::default(),
+            sync_lock: tokio::sync::Mutex::new(()),
+            wake: tokio::sync::Notify::new(),
+            last_prune: AtomicI64::new(0),
+        })
+    }
+
+    /// Runs the background tasks: follow the change log, write contact
+    /// records in batches, evaluate rollouts.
+    pub fn spawn_tasks(self: &Arc<Self>) {
+        let this = self.clone();
+        actix_web::rt::spawn(async move {
+            loop {
+                if let Err(e) = this.sync().await {
+                    tracing::warn!(error = %e, "could not follow the contact change log");
+                }
+                let _ = tokio::time::timeout(this.settings.sync_interval, this.wake.notified()).await;
+            }
+        });
+        let this = self.clone();
+        actix_web::rt::spawn(async move {
+            loop {
+                tokio::time::sleep(this.settings.flush_interval).await;
+                if let Err(e) = this.flush().await {
+                    tracing::warn!(error = %e, "could not record terminal contacts");
+                }
+            }
+        });
+        let this = self.clone();
+        actix_web::rt::spawn(async move {
+            loop {
+                tokio::time::sleep(this.settings.rollout_check).await;
+                let timeout = this.settings.action_timeout;
+                if let Err(e) = this.db.run(move |conn| rollouts::supervise(conn, timeout)).await {
+                    tracing::warn!(error = %e, "could not evaluate rollouts");
+                }
+                this.wake.notify_one();
+            }
+        });
+    }
+
+    /// Follows the change log now, after a change made through this process,
+    /// so that its own next answers already reflect it.
+    pub async fn caught_up(&self) {
+        if let Err(e) = self.sync().await {
+            tracing::warn!(error = %e, "could not follow the contact change log");
+            self.wake.notify_one();
+        }
+    }
+
+    /// Reads new changes; reloads deployments or keys first when they
+    /// changed, then publishes the new position, so a target computed at the
+    /// new position is computed from the new deployments.
+    pub async fn sync(&self) -> Result<(), ApiError> {
+        let _one_at_a_time = self.sync_lock.lock().await;
+        let after = self.seen.read().expect("not poisoned").last;
+        let prune = unix_now() - self.last_prune.load(Ordering::Relaxed) > 600;
+        let (found, snapshot, key) = self
+            .db
+            .run(move |conn| {
+                let found = changes::since(conn, after, 10_000)?;
+                let snapshot = if found.iter().any(|(_, s)| *s == Scope::Deployments) {
+                    Some(deployments::load_snapshot(conn)?)
+                } else {
+                    None
+                };
+                let key = if found.iter().any(|(_, s)| *s == Scope::Keys) {
+                    Some(crate::server_keys::current_signing_key(conn)?)
+                } else {
+                    None
+                };
+                if prune {
+                    changes::prune(conn, chrono::Duration::days(1))?;
+                }
+                Ok::<_, DbError>((found, snapshot, key))
+            })
+            .await?;
+        if prune {
+            self.last_prune.store(unix_now(), Ordering::Relaxed);
+        }
+        if let Some(s) = snapshot {
+            *self.snapshot.write().expect("not poisoned") = Arc::new(s);
+        }
+        if let Some(k) = key {
+            *self.key.write().expect("not poisoned") = Arc::new(k);
+            self.shared.lock().expect("not poisoned").clear();
+        }
+        if !found.is_empty() {
+            let mut seen = self.seen.write().expect("not poisoned");
+            for (seq, scope) in found {
+                seen.apply(seq, scope);
+            }
+        }
+        Ok(())
+    }
+
+    /// Answers a contact.
+    pub async fn contact(&self, token: &str, request: ContactRequest) -> Result<ContactAnswer, ApiError> {
+        let digest = request.state.digest();
+        if !digest.eq_ignore_ascii_case(request.digest.trim()) {
+            return Err(ApiError::new(
+                ErrorCode::StateDigestMismatch,
+                "the digest does not match the reported state (sha256 of its canonical JSON, apps sorted by id)",
+            ));
+        }
+        let now = unix_now();
+        let key = token_key(token);
+        let cached = self.entries.read().expect("not poisoned").get(&key).cloned();
+        if let Some(entry) = cached
+            && now < entry.valid_until
+            && entry.utc_offset_minutes == request.utc_offset_minutes
+            && self.seen.read().expect("not poisoned").still_holds(
+                entry.computed_at,
+                entry.device.merchant_id,
+                entry.device.location_id,
+                entry.device.id,
+            )
+        {
+            if digest == entry.target_digest {
+                if digest != entry.state_digest {
+                    // It applied what it was told: remember its new state.
+                    let mut updated = Entry { state_digest: digest.clone(), body: None, ..clone_entry(&entry) };
+                    updated.target_digest = digest.clone();
+                    self.entries.write().expect("not poisoned").insert(key, Arc::new(updated));
+                    self.note(entry.device.id, Some((&request, &digest)));
+                } else {
+                    self.note(entry.device.id, None);
+                }
+                return self.in_sync(&digest, now, &entry);
+            }
+            if digest == entry.state_digest
+                && let Some(body) = &entry.body
+            {
+                self.note(entry.device.id, None);
+                return self.with_changes(body, now, &entry);
+            }
+        }
+        self.slow_path(key, token, request, digest, now).await
+    }
+
+    async fn slow_path(
+        &self,
+        key: [u8; 32],
+        token: &str,
+        request: ContactRequest,
+        digest: String,
+        now: i64,
+    ) -> Result<ContactAnswer, ApiError> {
+        let computed_at = self.seen.read().expect("not poisoned").last;
+        let snapshot = self.snapshot.read().expect("not poisoned").clone();
+        let token_hash = crate::auth::tokens::hash(token);
+        let found = self.db.run(move |conn| device_by_token_hash(conn, &token_hash)).await;
+        let device = match found {
+            Ok(d) => d,
+            Err(e) => {
+                self.entries.write().expect("not poisoned").remove(&key);
+                return Err(e);
+            }
+        };
+        let computed = target::compute(
+            &self.db,
+            &self.blobs,
+            &self.sets,
+            &snapshot,
+            &device,
+            &request.state,
+            request.utc_offset_minutes,
+            now,
+        )
+        .await?;
+        let entry = Entry {
+            device: device.calling.clone(),
+            computed_at,
+            valid_until: computed.valid_until,
+            utc_offset_minutes: request.utc_offset_minutes,
+            state_digest: digest.clone(),
+            target_digest: computed.body.target_digest.clone(),
+            body: if computed.in_sync { None } else { Some(Arc::new(computed.body.clone())) },
+            interval_secs: computed.interval_secs,
+            window_opens_in: computed.window_opens_in.map(|s| (now, s)),
+        };
+        self.note(device.calling.id, Some((&request, &digest)));
+        let answer = match &entry.body {
+            None => self.in_sync(&entry.target_digest, now, &entry),
+            Some(body) => self.with_changes(body, now, &entry),
+        };
+        self.entries.write().expect("not poisoned").insert(key, Arc::new(entry));
+        answer
+    }
+
+    /// Answers are issued on a grid, so that of two answers a terminal gets,
+    /// the later is never issued before the earlier, even when one was
+    /// shared and signed a while ago.
+    fn issued_at(&self, now: i64) -> i64 {
+        now - now.rem_euclid(self.settings.answer_step_secs)
+    }
+
+    fn in_sync(&self, target_digest: &str, now: i64, entry: &Entry) -> Result<ContactAnswer, ApiError> {
+        let issued = self.issued_at(now);
+        let cached = self.shared.lock().expect("not poisoned").get(target_digest).cloned();
+        let answer = match cached {
+            Some(a) if a.issued_at == issued => a,
+            _ => {
+                let body = ContactBody { target_digest: target_digest.to_owned(), ..ContactBody::default() };
+                let signed = self.sign(&body, issued)?;
+                let mut shared = self.shared.lock().expect("not poisoned");
+                if shared.len() >= 100_000 {
+                    shared.clear();
+                }
+                shared.insert(target_digest.to_owned(), signed.clone());
+                signed
+            }
+        };
+        Ok(ContactAnswer { status: "in_sync".into(), next_contact_secs: self.next_contact(entry, now), answer })
+    }
+
+    fn with_changes(&self, body: &ContactBody, now: i64, entry: &Entry) -> Result<ContactAnswer, ApiError> {
+        let answer = self.sign(body, self.issued_at(now))?;
+        Ok(ContactAnswer { status: "changes".into(), next_contact_secs: self.next_contact(entry, now), answer })
+    }
+
+    fn sign(&self, body: &ContactBody, issued_at: i64) -> Result<SignedAnswer, ApiError> {
+        let key = self.key.read().expect("not poisoned").clone();
+        let value = serde_json::to_value(body).expect("answers are plain data");
+        sign_answer(value, issued_at, self.settings.answer_ttl_secs, &key)
+            .map_err(|e| ApiError::from(DbError::Migration(format!("signing an answer: {e:?}"))))
+    }
+
+    /// The configured interval with ±10 % jitter (so a fleet started at once
+    /// spreads out), sooner when a maintenance window with work opens first.
+    fn next_contact(&self, entry: &Entry, now: i64) -> u64 {
+        let interval = entry.interval_secs.max(30);
+        let spread = interval / 5;
+        let mix = Sha256Digest::of(&[entry.device.id.to_be_bytes(), now.to_be_bytes()].concat());
+        let r = u64::from_be_bytes(mix.as_bytes()[..8].try_into().expect("8 bytes"));
+        let mut next = interval - interval / 10 + if spread > 0 { r % spread } else { 0 };
+        if let Some((at, opens_in)) = entry.window_opens_in {
+            let left = (at + i64::from(opens_in) - now).max(0) as u64;
+            next = next.min(left + r % 60 + 1);
+        }
+        next.max(1)
+    }
+
+    /// Remembers a contact (and a reported state) for the next batch.
+    fn note(&self, device_id: i64, report: Option<(&ContactRequest, &str)>) {
+        let at = now();
+        let mut pending = self.pending.lock().expect("not poisoned");
+        pending.contacts.insert(device_id, at);
+        if let Some((r, digest)) = report {
+            pending.reports.insert(
+                device_id,
+                Report {
+                    state: r.state.clone(),
+                    digest: digest.to_owned(),
+                    wifi: r.wifi,
+                    time_zone: r.time_zone.chars().take(64).collect(),
+                    utc_offset_minutes: r.utc_offset_minutes,
+                    free_storage_bytes: r.free_storage_bytes,
+                    at,
+                },
+            );
+        }
+    }
+
+    /// Writes the contacts and reports gathered since the last flush.
+    pub async fn flush(&self) -> Result<(), ApiError> {
+        let batch = std::mem::take(&mut *self.pending.lock().expect("not poisoned"));
+        if batch.contacts.is_empty() && batch.reports.is_empty() {
+            return Ok(());
+        }
+        self.db.run(move |conn| write_batch(conn, batch)).await?;
+        Ok(())
+    }
+
+    /// What a device would receive on its next contact and why, from the
+    /// state it last reported.
+    pub async fn plan(&self, actor: &Actor, device_id: i64) -> Result<DevicePlanView, ApiError> {
+        actor.require_operator(deployments::READERS)?;
+        let (device, inventory) = self
+            .db
+            .run(move |conn| {
+                let row = crate::devices::find(conn, device_id)?.ok_or_else(|| ApiError::not_found("device"))?;
+                let inventory: Option<(String, i32, NaiveDateTime)> = device_inventory::table
+                    .find(device_id)
+                    .select((
+                        device_inventory::state_json,
+                        device_inventory::utc_offset_minutes,
+                        device_inventory::reported_at,
+                    ))
+                    .first(conn)
+                    .optional()?;
+                Ok::<_, ApiError>((row, inventory))
+            })
+            .await?;
+        let state: Option<(TerminalState, i32, NaiveDateTime)> = inventory
+            .and_then(|(json, offset, at)| serde_json::from_str(&json).ok().map(|s| (s, offset, at)));
+        let reported_at = state.as_ref().map(|(_, _, at)| rfc3339(*at));
+        let (state, offset) = match state {
+            Some((s, offset, _)) => (s, offset),
+            None => (
+                TerminalState {
+                    model: device.model.clone(),
+                    firmware: "unknown".into(),
+                    apps: Vec::new(),
+                    parameters: Default::default(),
+                    acquirers: Default::default(),
+                },
+                0,
+            ),
+        };
+        let device = Device {
+            calling: CallingDevice {
+                id: device.id,
+                merchant_id: device.merchant_id,
+                location_id: device.location_id,
+                name: device.name.clone(),
+                hardware_id: device.hardware_id.clone(),
+            },
+            model: device.model.clone(),
+        };
+        let snapshot = self.snapshot.read().expect("not poisoned").clone();
+        let computed =
+            target::compute(&self.db, &self.blobs, &self.sets, &snapshot, &device, &state, offset, unix_now())
+                .await?;
+        Ok(plan_view(&snapshot, &device, &state, reported_at, &computed))
+    }
+}
+
+fn clone_entry(e: &Entry) -> Entry {
+    Entry {
+        device: e.device.clone(),
+        computed_at: e.computed_at,
+        valid_until: e.valid_until,
+        utc_offset_minutes: e.utc_offset_minutes,
+        state_digest: e.state_digest.clone(),
+        target_digest: e.target_digest.clone(),
+        body: e.body.clone(),
+        interval_secs: e.interval_secs,
+        window_opens_in: e.window_opens_in,
+    }
+}
+
+fn plan_view(
+    snapshot: &Snapshot,
+    device: &Device,
+    state: &TerminalState,
+    reported_at: Option<String>,
+    computed: &Computed,
+) -> DevicePlanView {
+    let precedence = |id: i64| {
+        snapshot
+            .deployments
+            .iter()
+            .find(|d| d.id == id)
+            .map_or("unknown", |d| d.target.precedence_name())
+            .to_owned()
+    };
+    let apps = computed
+        .plans
+        .iter()
+        .map(|p| {
+            let release = p.deployment_id.and_then(|id| snapshot.deliveries.get(&id)).and_then(|d| d.offer.clone());
+            let mut considered: Vec<ConsideredDeployment> = Vec::new();
+            if let Some(id) = p.deployment_id {
+                considered.push(ConsideredDeployment {
+                    deployment_id: id,
+                    precedence: precedence(id),
+                    outcome: "decides".into(),
+                    detail: serde_json::json!({}),
+                });
+            }
+            considered.extend(p.skipped.iter().map(|(id, skip): &(i64, Skip)| ConsideredDeployment {
+                deployment_id: *id,
+                precedence: precedence(*id),
+                outcome: skip.to_string(),
+                detail: serde_json::to_value(skip).unwrap_or_default(),
+            }));
+            considered.sort_by_key(|c| c.deployment_id);
+            AppPlanView {
+                app_id: p.app_id.clone(),
+                installed: state
+                    .apps
+                    .iter()
+                    .find(|a| a.app_id == p.app_id)
+                    .map(|a| format!("{} ({})", a.version, a.version_code)),
+                deployment_id: p.deployment_id,
+                change: p.change.as_ref().map(|c| c.kind().to_owned()),
+                release: p.change.as_ref().and(release).map(|o| o.version),
+                deferred_secs: p.deferred_secs,
+                considered,
+            }
+        })
+        .collect();
+    DevicePlanView {
+        device_id: device.calling.id,
+        model: device.model.clone(),
+        firmware: state.firmware.clone(),
+        reported_at,
+        apps,
+        parameters: computed
+            .parameter_versions
+            .iter()
+            .map(|(app_id, holds, current)| ParameterPlanView {
+                app_id: app_id.clone(),
+                holds: holds.clone(),
+                current: current.clone(),
+            })
+            .collect(),
+        acquirer_sessions: computed.acquirers_due.clone(),
+        in_sync: computed.in_sync,
+    }
+}
+
+/// The active device behind a token hash, with its model.
+fn device_by_token_hash(conn: &mut DbConnection, hash: &str) -> Result<Device, ApiError> {
+    type Row = (i64, i64, i64, String, String, String, String);
+    let found: Option<Row> = devices::table
+        .filter(devices::token_hash.eq(hash))
+        .select((
+            devices::id,
+            devices::merchant_id,
+            devices::location_id,
+            devices::name,
+            devices::hardware_id,
+            devices::model,
+            devices::status,
+        ))
+        .first(conn)
+        .optional()?;
+    match found {
+        Some((id, merchant_id, location_id, name, hardware_id, model, status)) if status == "active" => Ok(Device {
+            calling: CallingDevice { id, merchant_id, location_id, name, hardware_id },
+            model,
+        }),
+        Some(_) => Err(ApiError::new(
+            ErrorCode::DeviceDeactivated,
+            "this device was deactivated: activate the app again",
+        )),
+        None => Err(ApiError::new(ErrorCode::InvalidDeviceToken, "unknown or revoked device token")),
+    }
+}
+
+fn write_batch(conn: &mut DbConnection, batch: Pending) -> Result<(), DbError> {
+    crate::db::write_tx(conn, |conn| {
+        // One statement per moment and chunk of devices; the batch's latest
+        // moment stands for all (at most one flush interval off).
+        let at = batch.contacts.values().max().copied().unwrap_or_else(now);
+        let ids: Vec<i64> = batch.contacts.keys().copied().collect();
+        for chunk in ids.chunks(500) {
+            diesel::update(devices::table.filter(devices::id.eq_any(chunk)))
+                .set(devices::last_contact_at.eq(at))
+                .execute(conn)?;
+        }
+        for (device_id, r) in batch.reports {
+            let state_json = serde_json::to_string(&r.state).expect("states serialise");
+            let values = (
+                device_inventory::firmware.eq(&r.state.firmware),
+                device_inventory::state_json.eq(&state_json),
+                device_inventory::digest.eq(&r.digest),
+                device_inventory::wifi.eq(r.wifi),
+                device_inventory::time_zone.eq(&r.time_zone),
+                device_inventory::utc_offset_minutes.eq(r.utc_offset_minutes),
+                device_inventory::free_storage_bytes.eq(r.free_storage_bytes.min(i64::MAX as u64) as i64),
+                device_inventory::reported_at.eq(r.at),
+            );
+            let updated =
+                diesel::update(device_inventory::table.find(device_id)).set(values.clone()).execute(conn)?;
+            if updated == 0 {
+                diesel::insert_into(device_inventory::table)
+                    .values((device_inventory::device_id.eq(device_id), values))
+                    .execute(conn)?;
+            }
+        }
+        Ok(())
+    })
+}

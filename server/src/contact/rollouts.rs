@@ -1,0 +1,589 @@
+//! Rollouts: a deployment moved through stages (1 % → 10 % → …). A device's
+//! stage follows from a hash of (rollout, device), so a stage is one number:
+//! raising it is one write whatever the fleet's size. The supervisor (every
+//! server process runs one; conditional updates make them agree) advances a
+//! stage that succeeded and pauses a rollout whose failures pass its limit.
+
+use std::collections::HashMap;
+
+use chrono::NaiveDateTime;
+use diesel::prelude::*;
+use serde_json::json;
+use tms_packages::contact::{ALL_BP, DeviceFacts, Target, bucket, compare_firmware};
+use tms_packages::wire::contact::TerminalState;
+use tms_packages::wire::deployments::{RolloutView, StageStats, StartRolloutRequest};
+
+use crate::accounts::access::Actor;
+use crate::accounts::{now, rfc3339};
+use crate::contact::changes;
+use crate::contact::deployments::{self, DeploymentRow, NewDeployment, SHIPPERS};
+use crate::db::schema::deployments as deployment_rows;
+use crate::db::schema::{deployment_actions, device_inventory, devices, releases, rollouts};
+use crate::db::{DbConnection, DbError, audit};
+use crate::http::error::{ApiError, ErrorCode};
+
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = rollouts)]
+pub struct RolloutRow {
+    pub id: i64,
+    pub deployment_id: i64,
+    pub stages: String,
+    pub current_stage: i32,
+    pub success_bp: i32,
+    pub max_failures: i32,
+    pub max_failures_is_bp: bool,
+    pub auto_advance: bool,
+    pub status: String,
+    pub status_reason: Option<String>,
+    pub rollback_deployment_id: Option<i64>,
+    pub created_at: NaiveDateTime,
+    pub updated_at: NaiveDateTime,
+}
+
+impl RolloutRow {
+    pub fn stages_bp(&self) -> Vec<u32> {
+        self.stages.split(',').filter_map(|s| s.parse().ok()).collect()
+    }
+
+    pub fn current_bp(&self) -> u32 {
+        self.stages_bp().get(self.current_stage as usize).copied().unwrap_or(0)
+    }
+
+    /// Whether its deployment delivers: a paused, halted or rolled-back
+    /// rollout offers its release to no one.
+    pub fn delivers(&self) -> bool {
+        matches!(self.status.as_str(), "running" | "waiting_approval" | "completed")
+    }
+
+    fn max_failures_text(&self) -> String {
+        if self.max_failures_is_bp {
+            format!("{}%", f64::from(self.max_failures) / 100.0)
+        } else {
+            self.max_failures.to_string()
+        }
+    }
+}
+
+pub fn for_deployment(conn: &mut DbConnection, deployment_id: i64) -> Result<Option<RolloutRow>, DbError> {
+    Ok(rollouts::table
+        .filter(rollouts::deployment_id.eq(deployment_id))
+        .select(RolloutRow::as_select())
+        .first(conn)
+        .optional()?)
+}
+
+pub fn for_deployments(conn: &mut DbConnection, ids: &[i64]) -> Result<Vec<RolloutRow>, DbError> {
+    Ok(rollouts::table.filter(rollouts::deployment_id.eq_any(ids)).select(RolloutRow::as_select()).load(conn)?)
+}
+
+fn percent_to_bp(field: &str, p: f64) -> Result<u32, ApiError> {
+    if !(p.is_finite() && p > 0.0 && p <= 100.0) {
+        return Err(ApiError::invalid(field, format!("{p}: a percentage is above 0 and at most 100")));
+    }
+    Ok((p * 100.0).round() as u32)
+}
+
+/// `3` (a count) or `2%` (of the devices in the stages reached).
+fn parse_max_failures(text: &str) -> Result<(i32, bool), ApiError> {
+    let text = text.trim();
+    match text.strip_suffix('%') {
+        Some(p) => {
+            let p: f64 = p.trim().parse().map_err(|_| ApiError::invalid("max_failures", "write 3 or 2%"))?;
+            if !(0.0..=100.0).contains(&p) {
+                return Err(ApiError::invalid("max_failures", "a percentage is between 0 and 100"));
+            }
+            Ok(((p * 100.0).round() as i32, true))
+        }
+        None => {
+            let n: i32 = text.parse().map_err(|_| ApiError::invalid("max_failures", "write 3 or 2%"))?;
+            if n < 0 {
+                return Err(ApiError::invalid("max_failures", "a count is 0 or more"));
+            }
+            Ok((n, false))
+        }
+    }
+}
+
+pub fn start(
+    conn: &mut DbConnection,
+    actor: &Actor,
+    deployment_id: i64,
+    request: &StartRolloutRequest,
+) -> Result<RolloutView, ApiError> {
+    actor.require_operator(SHIPPERS)?;
+    let stages: Vec<u32> =
+        request.stages.iter().map(|p| percent_to_bp("stages", *p)).collect::<Result<_, _>>()?;
+    if stages.is_empty() || stages.windows(2).any(|w| w[0] >= w[1]) || stages.last() != Some(&ALL_BP) {
+        return Err(ApiError::invalid("stages", "stages rise and end at 100, e.g. 1,10,50,100"));
+    }
+    let success_bp = percent_to_bp("success_percent", request.success_percent)?;
+    let (max_failures, is_bp) = parse_max_failures(&request.max_failures)?;
+    crate::db::write_tx(conn, |conn| {
+        let deployment = deployments::find(conn, deployment_id)?;
+        if deployment.status == "cancelled" || deployment.rollback_of.is_some() {
+            return Err(ApiError::new(ErrorCode::RolloutState, "this deployment cannot be rolled out"));
+        }
+        if for_deployment(conn, deployment_id)?.is_some() {
+            return Err(ApiError::new(ErrorCode::RolloutState, "this deployment already has a rollout"));
+        }
+        let at = now();
+        diesel::insert_into(rollouts::table)
+            .values((
+                rollouts::deployment_id.eq(deployment_id),
+                rollouts::stages.eq(stages.iter().map(u32::to_string).collect::<Vec<_>>().join(",")),
+                rollouts::current_stage.eq(0),
+                rollouts::success_bp.eq(success_bp as i32),
+                rollouts::max_failures.eq(max_failures),
+                rollouts::max_failures_is_bp.eq(is_bp),
+                rollouts::auto_advance.eq(request.auto_advance),
+                rollouts::status.eq("running"),
+                rollouts::created_at.eq(at),
+                rollouts::updated_at.eq(at),
+            ))
+            .execute(conn)?;
+        if deployment.status == "held" {
+            diesel::update(deployment_rows::table.find(deployment_id))
+                .set(deployment_rows::status.eq("active"))
+                .execute(conn)?;
+        }
+        audit::record(
+            conn,
+            &actor.audit(
+                "rollout.start",
+                &format!("deployment:{deployment_id}"),
+                None,
+                &json!({"stages": request.stages, "success_percent": request.success_percent,
+                        "max_failures": request.max_failures, "auto_advance": request.auto_advance}),
+            ),
+        )?;
+        let scopes = deployment.scopes(conn)?;
+        changes::record(conn, &scopes)?;
+        let rollout = for_deployment(conn, deployment_id)?.expect("just inserted");
+        view(conn, &deployment, &rollout, false)
+    })
+}
+
+/// What a person asks of a rollout.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Command {
+    Pause,
+    Resume,
+    Halt,
+    Approve,
+    Rollback,
+}
+
+impl Command {
+    pub fn parse(s: &str) -> Option<Command> {
+        Some(match s {
+            "pause" => Command::Pause,
+            "resume" => Command::Resume,
+            "halt" => Command::Halt,
+            "approve" => Command::Approve,
+            "rollback" => Command::Rollback,
+            _ => return None,
+        })
+    }
+}
+
+pub fn command(
+    conn: &mut DbConnection,
+    actor: &Actor,
+    deployment_id: i64,
+    command: Command,
+) -> Result<RolloutView, ApiError> {
+    actor.require_operator(SHIPPERS)?;
+    crate::db::write_tx(conn, |conn| {
+        let deployment = deployments::find(conn, deployment_id)?;
+        let rollout = for_deployment(conn, deployment_id)?.ok_or_else(|| ApiError::not_found("rollout"))?;
+        let refuse = |what: &str| {
+            Err(ApiError::new(
+                ErrorCode::RolloutState,
+                format!("a {} rollout cannot be {what}", rollout.status.replace('_', " ")),
+            ))
+        };
+        let stages = rollout.stages_bp();
+        let (status, stage, reason, rollback) = match (command, rollout.status.as_str()) {
+            (Command::Pause, "running" | "waiting_approval") => {
+                ("paused", rollout.current_stage, Some(format!("paused by {}", actor.email)), None)
+            }
+            (Command::Resume, "paused") => ("running", rollout.current_stage, None, None),
+            (Command::Halt, "running" | "waiting_approval" | "paused") => {
+                ("halted", rollout.current_stage, Some(format!("halted by {}", actor.email)), None)
+            }
+            (Command::Approve, "waiting_approval") => {
+                let next = rollout.current_stage + 1;
+                if next as usize >= stages.len() {
+                    ("completed", rollout.current_stage, None, None)
+                } else {
+                    ("running", next, None, None)
+                }
+            }
+            (Command::Rollback, "running" | "waiting_approval" | "paused" | "halted" | "completed") => {
+                let id = create_rollback(conn, actor, &deployment, &rollout)?;
+                ("rolled_back", rollout.current_stage, Some(format!("rolled back by {}", actor.email)), Some(id))
+            }
+            (Command::Pause, _) => return refuse("paused"),
+            (Command::Resume, _) => return refuse("resumed"),
+            (Command::Halt, _) => return refuse("halted"),
+            (Command::Approve, _) => return refuse("approved"),
+            (Command::Rollback, _) => return refuse("rolled back"),
+        };
+        diesel::update(rollouts::table.find(rollout.id))
+            .set((
+                rollouts::status.eq(status),
+                rollouts::current_stage.eq(stage),
+                rollouts::status_reason.eq(reason),
+                rollouts::rollback_deployment_id.eq(rollback.or(rollout.rollback_deployment_id)),
+                rollouts::updated_at.eq(now()),
+            ))
+            .execute(conn)?;
+        audit::record(
+            conn,
+            &actor.audit(
+                &format!("rollout.{}", format!("{command:?}").to_lowercase()),
+                &format!("deployment:{deployment_id}"),
+                None,
+                &json!({"from": rollout.status, "to": status, "stage": stage, "rollback_deployment": rollback}),
+            ),
+        )?;
+        let scopes = deployment.scopes(conn)?;
+        changes::record(conn, &scopes)?;
+        let rollout = for_deployment(conn, deployment_id)?.expect("exists");
+        view(conn, &deployment, &rollout, false)
+    })
+}
+
+/// A deployment pinning the release before this one, for the devices the
+/// rollout reached (same target, same buckets, same stage).
+fn create_rollback(
+    conn: &mut DbConnection,
+    actor: &Actor,
+    deployment: &DeploymentRow,
+    rollout: &RolloutRow,
+) -> Result<i64, ApiError> {
+    let Some(release_id) = deployment.release_id else {
+        return Err(ApiError::new(ErrorCode::RolloutState, "an app removal cannot be rolled back"));
+    };
+    let code: i64 = releases::table.find(release_id).select(releases::version_code).first(conn)?;
+    let previous: Option<i64> = releases::table
+        .filter(releases::app_id.eq(&deployment.app_id))
+        .filter(releases::version_code.lt(code))
+        .filter(releases::withdrawn_at.is_null())
+        .order(releases::version_code.desc())
+        .select(releases::id)
+        .first(conn)
+        .optional()?;
+    let previous = previous.ok_or_else(|| {
+        ApiError::new(ErrorCode::NoPreviousRelease, "no earlier release of this app to roll back to")
+    })?;
+    let devices: Vec<i64> = if deployment.target_kind == "devices" {
+        crate::db::schema::deployment_devices::table
+            .filter(crate::db::schema::deployment_devices::deployment_id.eq(deployment.id))
+            .select(crate::db::schema::deployment_devices::device_id)
+            .load(conn)?
+    } else {
+        Vec::new()
+    };
+    diesel::update(deployment_rows::table.find(deployment.id))
+        .set(deployment_rows::status.eq("cancelled"))
+        .execute(conn)?;
+    deployments::insert(
+        conn,
+        actor,
+        NewDeployment {
+            app_id: &deployment.app_id,
+            release_id: Some(previous),
+            target_kind: &deployment.target_kind,
+            target_id: deployment.target_id,
+            devices: &devices,
+            action: deployment.action(),
+            pinned: true,
+            starts_at: now(),
+            expires_at: None,
+            window: None,
+            wifi_only: false,
+            status: "active",
+            rollback_of: Some(deployment.id),
+            scope: Some((rollout.id, rollout.current_bp())),
+        },
+    )
+}
+
+/// The devices a deployment targets, with what the rollout needs of each.
+struct Targeted {
+    device_id: i64,
+    model: String,
+    firmware: Option<String>,
+}
+
+fn targeted(conn: &mut DbConnection, deployment: &DeploymentRow) -> Result<Vec<Targeted>, DbError> {
+    let mut query = devices::table
+        .left_join(device_inventory::table)
+        .filter(devices::status.eq("active"))
+        .select((devices::id, devices::merchant_id, devices::location_id, devices::model, device_inventory::state_json.nullable()))
+        .into_boxed();
+    let mut group: Option<Target> = None;
+    match (deployment.target_kind.as_str(), deployment.target_id) {
+        ("merchant", Some(id)) => query = query.filter(devices::merchant_id.eq(id)),
+        ("location", Some(id)) => query = query.filter(devices::location_id.eq(id)),
+        ("devices", _) => {
+            let ids: Vec<i64> = crate::db::schema::deployment_devices::table
+                .filter(crate::db::schema::deployment_devices::deployment_id.eq(deployment.id))
+                .select(crate::db::schema::deployment_devices::device_id)
+                .load(conn)?;
+            query = query.filter(devices::id.eq_any(ids));
+        }
+        ("group", Some(_)) => {
+            let snapshot_target = deployments::load_snapshot_target(conn, deployment)?;
+            group = Some(snapshot_target);
+        }
+        _ => {}
+    }
+    let rows: Vec<(i64, i64, i64, String, Option<String>)> = query.load(conn)?;
+    Ok(rows
+        .into_iter()
+        .filter_map(|(id, merchant, location, model, state)| {
+            let state: Option<TerminalState> = state.and_then(|s| serde_json::from_str(&s).ok());
+            if let Some(target) = &group {
+                let facts = DeviceFacts {
+                    device_id: id,
+                    merchant_id: merchant,
+                    location_id: location,
+                    model: state.as_ref().map_or(model.clone(), |s| s.model.clone()),
+                    firmware: state.as_ref().map_or(String::new(), |s| s.firmware.clone()),
+                    installed: state
+                        .as_ref()
+                        .map(|s| {
+                            s.apps.iter().map(|a| (a.app_id.clone(), (a.version.clone(), a.version_code))).collect()
+                        })
+                        .unwrap_or_default(),
+                };
+                if !target.matches(&facts) {
+                    return None;
+                }
+            }
+            Some(Targeted { device_id: id, model, firmware: state.map(|s| s.firmware) })
+        })
+        .collect())
+}
+
+/// Counts per stage, plus what the supervisor decides on.
+struct Tally {
+    stages: Vec<StageStats>,
+    /// In the stages reached: devices the release fits, installed, failed.
+    compatible: u64,
+    installed: u64,
+    failed: u64,
+    devices: u64,
+}
+
+fn tally(conn: &mut DbConnection, deployment: &DeploymentRow, rollout: &RolloutRow) -> Result<Tally, DbError> {
+    let stages = rollout.stages_bp();
+    let reached = rollout.current_stage.max(0) as usize;
+    let (models, min_firmware): (Vec<String>, Option<String>) = match deployment.release_id {
+        Some(id) => {
+            let (models, min): (String, Option<String>) =
+                releases::table.find(id).select((releases::models, releases::min_firmware)).first(conn)?;
+            (models.split(',').filter(|m| !m.is_empty()).map(str::to_owned).collect(), min)
+        }
+        None => (Vec::new(), None),
+    };
+    let statuses: HashMap<i64, String> = deployment_actions::table
+        .filter(deployment_actions::deployment_id.eq(deployment.id))
+        .select((deployment_actions::device_id, deployment_actions::status))
+        .load::<(i64, String)>(conn)?
+        .into_iter()
+        .collect();
+    let mut out = Tally {
+        stages: stages
+            .iter()
+            .take(reached + 1)
+            .enumerate()
+            .map(|(i, bp)| StageStats {
+                stage: i as u32,
+                percent: f64::from(*bp) / 100.0,
+                devices: 0,
+                pending: 0,
+                in_progress: 0,
+                installed: 0,
+                failed: 0,
+                postponed: 0,
+            })
+            .collect(),
+        compatible: 0,
+        installed: 0,
+        failed: 0,
+        devices: 0,
+    };
+    for device in targeted(conn, deployment)? {
+        let b = bucket(rollout.id, device.device_id);
+        let Some(stage) = stages.iter().position(|bp| b < *bp) else { continue };
+        if stage > reached {
+            continue;
+        }
+        let s = &mut out.stages[stage];
+        s.devices += 1;
+        out.devices += 1;
+        let fits = deployment.release_id.is_none()
+            || (models.iter().any(|m| m.eq_ignore_ascii_case(&device.model))
+                && match (&min_firmware, &device.firmware) {
+                    (Some(min), Some(has)) => compare_firmware(has, min) != std::cmp::Ordering::Less,
+                    _ => true,
+                });
+        if fits {
+            out.compatible += 1;
+        }
+        match statuses.get(&device.device_id).map(String::as_str) {
+            None => s.pending += 1,
+            Some("installed") => {
+                s.installed += 1;
+                out.installed += 1;
+            }
+            Some("failed") => {
+                s.failed += 1;
+                out.failed += 1;
+            }
+            Some("postponed") => s.postponed += 1,
+            Some(_) => s.in_progress += 1,
+        }
+    }
+    Ok(out)
+}
+
+pub fn view(
+    conn: &mut DbConnection,
+    deployment: &DeploymentRow,
+    rollout: &RolloutRow,
+    with_stats: bool,
+) -> Result<RolloutView, ApiError> {
+    let stages = rollout.stages_bp();
+    Ok(RolloutView {
+        id: rollout.id,
+        deployment_id: rollout.deployment_id,
+        status: rollout.status.clone(),
+        status_reason: rollout.status_reason.clone(),
+        stages: stages.iter().map(|bp| f64::from(*bp) / 100.0).collect(),
+        current_stage: rollout.current_stage as u32,
+        current_percent: f64::from(rollout.current_bp()) / 100.0,
+        success_percent: f64::from(rollout.success_bp) / 100.0,
+        max_failures: rollout.max_failures_text(),
+        auto_advance: rollout.auto_advance,
+        stage_stats: if with_stats { tally(conn, deployment, rollout)?.stages } else { Vec::new() },
+        rollback_deployment_id: rollout.rollback_deployment_id,
+        updated_at: rfc3339(rollout.updated_at),
+    })
+}
+
+/// The rollout with fresh statistics (evaluated first, so what it shows is
+/// what the supervisor would do).
+pub fn status(
+    conn: &mut DbConnection,
+    actor: &Actor,
+    deployment_id: i64,
+    action_timeout: chrono::Duration,
+) -> Result<RolloutView, ApiError> {
+    actor.require_operator(deployments::READERS)?;
+    let deployment = deployments::find(conn, deployment_id)?;
+    let rollout = for_deployment(conn, deployment_id)?.ok_or_else(|| ApiError::not_found("rollout"))?;
+    evaluate(conn, rollout.id, action_timeout)?;
+    let rollout = for_deployment(conn, deployment_id)?.expect("exists");
+    view(conn, &deployment, &rollout, true)
+}
+
+/// Actions stuck in a non-final state past the timeout count as failed.
+fn expire_stuck(conn: &mut DbConnection, deployment_id: i64, timeout: chrono::Duration) -> Result<usize, DbError> {
+    let before = now() - timeout;
+    let finals: Vec<&str> = ["installed", "failed"].to_vec();
+    Ok(diesel::update(
+        deployment_actions::table
+            .filter(deployment_actions::deployment_id.eq(deployment_id))
+            .filter(deployment_actions::status.ne_all(finals))
+            .filter(deployment_actions::updated_at.lt(before)),
+    )
+    .set((
+        deployment_actions::status.eq("failed"),
+        deployment_actions::error_code.eq("timeout"),
+        deployment_actions::message.eq("no final report within the action timeout"),
+    ))
+    .execute(conn)?)
+}
+
+/// Applies the rollout's rules once: failures past the limit pause it; a
+/// stage that reached its success threshold advances (or waits for approval).
+pub fn evaluate(conn: &mut DbConnection, rollout_id: i64, action_timeout: chrono::Duration) -> Result<(), ApiError> {
+    let rollout: RolloutRow = rollouts::table.find(rollout_id).select(RolloutRow::as_select()).first(conn)?;
+    if rollout.status != "running" {
+        return Ok(());
+    }
+    let deployment = deployments::find(conn, rollout.deployment_id)?;
+    crate::db::write_tx(conn, |conn| expire_stuck(conn, deployment.id, action_timeout))?;
+    let t = tally(conn, &deployment, &rollout)?;
+    let limit = if rollout.max_failures_is_bp {
+        t.devices as f64 * f64::from(rollout.max_failures) / 10_000.0
+    } else {
+        f64::from(rollout.max_failures)
+    };
+    let stages = rollout.stages_bp();
+    let (status, stage, reason) = if t.failed as f64 > limit {
+        (
+            "paused",
+            rollout.current_stage,
+            Some(format!("{} failures exceed the limit of {}", t.failed, rollout.max_failures_text())),
+        )
+    } else if t.compatible == 0
+        || t.installed as f64 >= t.compatible as f64 * f64::from(rollout.success_bp) / 10_000.0
+    {
+        let next = rollout.current_stage + 1;
+        if next as usize >= stages.len() {
+            ("completed", rollout.current_stage, None)
+        } else if rollout.auto_advance {
+            ("running", next, None)
+        } else {
+            ("waiting_approval", rollout.current_stage, Some("the stage succeeded: approve the next".to_owned()))
+        }
+    } else {
+        return Ok(());
+    };
+    crate::db::write_tx(conn, |conn| {
+        // Conditional: of several processes evaluating at once, one moves it.
+        let moved = diesel::update(
+            rollouts::table
+                .find(rollout.id)
+                .filter(rollouts::status.eq("running"))
+                .filter(rollouts::current_stage.eq(rollout.current_stage)),
+        )
+        .set((
+            rollouts::status.eq(status),
+            rollouts::current_stage.eq(stage),
+            rollouts::status_reason.eq(&reason),
+            rollouts::updated_at.eq(now()),
+        ))
+        .execute(conn)?;
+        if moved == 1 {
+            audit::record(
+                conn,
+                &crate::db::audit::NewAuditEvent::now(
+                    "system",
+                    "rollout.evaluate",
+                    &format!("deployment:{}", deployment.id),
+                    &json!({"to": status, "stage": stage, "reason": reason,
+                            "installed": t.installed, "failed": t.failed, "compatible": t.compatible}),
+                ),
+            )?;
+            let scopes = deployment.scopes(conn)?;
+            changes::record(conn, &scopes)?;
+        }
+        Ok::<_, ApiError>(())
+    })
+}
+
+/// One pass over every running rollout.
+pub fn supervise(conn: &mut DbConnection, action_timeout: chrono::Duration) -> Result<(), ApiError> {
+    let running: Vec<i64> =
+        rollouts::table.filter(rollouts::status.eq("running")).select(rollouts::id).load(conn)?;
+    for id in running {
+        evaluate(conn, id, action_timeout)?;
+    }
+    Ok(())
+}

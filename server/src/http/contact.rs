@@ -1,0 +1,249 @@
+//! The TMS contact and feedback (terminal API), and deployments, rollouts,
+//! device groups and device plans (management API).
+
+use actix_web::{HttpRequest, HttpResponse, web};
+use serde::Deserialize;
+use tms_packages::wire::ErrorEnvelope;
+use tms_packages::wire::contact::*;
+use tms_packages::wire::deployments::*;
+use utoipa::IntoParams;
+
+use crate::accounts::access::Actor;
+use crate::contact::rollouts::{self, Command};
+use crate::contact::{deployments, feedback};
+use crate::devices::CallingDevice;
+use crate::http::error::{ApiError, ErrorCode};
+use crate::http::{AppState, bearer_token};
+
+/// The TMS contact: the terminal reports what it has and gets what to
+/// change, signed. A terminal in sync gets a short answer.
+#[utoipa::path(post, path = "/api/v1/terminal/contact", tag = "terminal", security(("device" = [])),
+    request_body = ContactRequest,
+    responses((status = 200, body = ContactAnswer),
+        (status = 400, description = "`state_digest_mismatch` or `invalid_json`", body = ErrorEnvelope),
+        (status = 401, description = "`invalid_device_token` or `device_deactivated`", body = ErrorEnvelope)))]
+pub async fn contact(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    body: web::Json<ContactRequest>,
+) -> Result<web::Json<ContactAnswer>, ApiError> {
+    let Some(token) = bearer_token(&req) else {
+        return Err(ApiError::new(
+            ErrorCode::InvalidDeviceToken,
+            "send the device token: Authorization: Bearer <token>",
+        ));
+    };
+    Ok(web::Json(state.contact.contact(&token, body.into_inner()).await?))
+}
+
+/// How one change is going on this terminal.
+#[utoipa::path(post, path = "/api/v1/terminal/feedback", tag = "terminal", security(("device" = [])),
+    request_body = FeedbackRequest,
+    responses((status = 204), (status = 400, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope)))]
+pub async fn report(
+    state: web::Data<AppState>,
+    device: CallingDevice,
+    body: web::Json<FeedbackRequest>,
+) -> Result<HttpResponse, ApiError> {
+    state.db.run(move |conn| feedback::record(conn, &device, &body)).await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+/// Deliver a release (or remove an app) to a target.
+#[utoipa::path(post, path = "/api/v1/deployments", tag = "deployments", security(("bearer" = [])),
+    request_body = CreateDeploymentRequest,
+    responses((status = 201, body = DeploymentView),
+        (status = 400, description = "`invalid_target` or `invalid_request`", body = ErrorEnvelope),
+        (status = 403, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope),
+        (status = 409, description = "the release was withdrawn", body = ErrorEnvelope)))]
+pub async fn create(
+    state: web::Data<AppState>,
+    actor: Actor,
+    body: web::Json<CreateDeploymentRequest>,
+) -> Result<HttpResponse, ApiError> {
+    let view = state.db.run(move |conn| deployments::create(conn, &actor, &body)).await?;
+    state.contact.caught_up().await;
+    Ok(HttpResponse::Created().json(view))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+pub struct DeploymentQuery {
+    /// Only this app's deployments.
+    pub app_id: Option<String>,
+}
+
+/// Deployments, newest first (at most 500).
+#[utoipa::path(get, path = "/api/v1/deployments", tag = "deployments", security(("bearer" = [])),
+    params(DeploymentQuery), responses((status = 200, body = [DeploymentView])))]
+pub async fn list(
+    state: web::Data<AppState>,
+    actor: Actor,
+    query: web::Query<DeploymentQuery>,
+) -> Result<web::Json<Vec<DeploymentView>>, ApiError> {
+    Ok(web::Json(state.db.run(move |conn| deployments::list(conn, &actor, query.app_id.as_deref())).await?))
+}
+
+#[utoipa::path(get, path = "/api/v1/deployments/{id}", tag = "deployments", security(("bearer" = [])),
+    params(("id" = i64, Path)), responses((status = 200, body = DeploymentView), (status = 404, body = ErrorEnvelope)))]
+pub async fn show(
+    state: web::Data<AppState>,
+    actor: Actor,
+    id: web::Path<i64>,
+) -> Result<web::Json<DeploymentView>, ApiError> {
+    let id = id.into_inner();
+    Ok(web::Json(state.db.run(move |conn| deployments::show(conn, &actor, id)).await?))
+}
+
+/// Stop delivering; terminals keep what they installed.
+#[utoipa::path(post, path = "/api/v1/deployments/{id}/cancel", tag = "deployments", security(("bearer" = [])),
+    params(("id" = i64, Path)), responses((status = 200, body = DeploymentView), (status = 409, body = ErrorEnvelope)))]
+pub async fn cancel(
+    state: web::Data<AppState>,
+    actor: Actor,
+    id: web::Path<i64>,
+) -> Result<web::Json<DeploymentView>, ApiError> {
+    let id = id.into_inner();
+    let view = state.db.run(move |conn| deployments::cancel(conn, &actor, id)).await?;
+    state.contact.caught_up().await;
+    Ok(web::Json(view))
+}
+
+/// Move the deployment through stages.
+#[utoipa::path(post, path = "/api/v1/deployments/{id}/rollout", tag = "deployments", security(("bearer" = [])),
+    params(("id" = i64, Path)), request_body = StartRolloutRequest,
+    responses((status = 201, body = RolloutView), (status = 400, body = ErrorEnvelope),
+        (status = 409, description = "`rollout_state`", body = ErrorEnvelope)))]
+pub async fn start_rollout(
+    state: web::Data<AppState>,
+    actor: Actor,
+    id: web::Path<i64>,
+    body: web::Json<StartRolloutRequest>,
+) -> Result<HttpResponse, ApiError> {
+    let id = id.into_inner();
+    let view = state.db.run(move |conn| rollouts::start(conn, &actor, id, &body)).await?;
+    state.contact.caught_up().await;
+    Ok(HttpResponse::Created().json(view))
+}
+
+/// The rollout with statistics per stage (its rules are applied first).
+#[utoipa::path(get, path = "/api/v1/deployments/{id}/rollout", tag = "deployments", security(("bearer" = [])),
+    params(("id" = i64, Path)), responses((status = 200, body = RolloutView), (status = 404, body = ErrorEnvelope)))]
+pub async fn rollout_status(
+    state: web::Data<AppState>,
+    actor: Actor,
+    id: web::Path<i64>,
+) -> Result<web::Json<RolloutView>, ApiError> {
+    let id = id.into_inner();
+    let timeout = chrono::Duration::seconds(state.config.action_timeout_secs.max(1) as i64);
+    let view = state.db.run(move |conn| rollouts::status(conn, &actor, id, timeout)).await?;
+    state.contact.caught_up().await;
+    Ok(web::Json(view))
+}
+
+/// `pause`, `resume`, `halt`, `approve` (the next stage, when waiting for
+/// approval) or `rollback` (a deployment pinning the previous release for the
+/// devices the rollout reached).
+#[utoipa::path(post, path = "/api/v1/deployments/{id}/rollout/{command}", tag = "deployments", security(("bearer" = [])),
+    params(("id" = i64, Path), ("command" = String, Path)),
+    responses((status = 200, body = RolloutView), (status = 404, body = ErrorEnvelope),
+        (status = 409, description = "`rollout_state` or `no_previous_release`", body = ErrorEnvelope)))]
+pub async fn rollout_command(
+    state: web::Data<AppState>,
+    actor: Actor,
+    path: web::Path<(i64, String)>,
+) -> Result<web::Json<RolloutView>, ApiError> {
+    let (id, command) = path.into_inner();
+    let command = Command::parse(&command).ok_or_else(|| ApiError::not_found("rollout command"))?;
+    let view = state.db.run(move |conn| rollouts::command(conn, &actor, id, command)).await?;
+    state.contact.caught_up().await;
+    Ok(web::Json(view))
+}
+
+/// A device group: a list of devices, or a filter (a dynamic group).
+#[utoipa::path(post, path = "/api/v1/device-groups", tag = "deployments", security(("bearer" = [])),
+    request_body = CreateDeviceGroupRequest,
+    responses((status = 201, body = DeviceGroupView), (status = 400, body = ErrorEnvelope), (status = 409, body = ErrorEnvelope)))]
+pub async fn create_group(
+    state: web::Data<AppState>,
+    actor: Actor,
+    body: web::Json<CreateDeviceGroupRequest>,
+) -> Result<HttpResponse, ApiError> {
+    let view = state.db.run(move |conn| deployments::create_group(conn, &actor, &body)).await?;
+    Ok(HttpResponse::Created().json(view))
+}
+
+#[utoipa::path(get, path = "/api/v1/device-groups", tag = "deployments", security(("bearer" = [])),
+    responses((status = 200, body = [DeviceGroupView])))]
+pub async fn list_groups(
+    state: web::Data<AppState>,
+    actor: Actor,
+) -> Result<web::Json<Vec<DeviceGroupView>>, ApiError> {
+    Ok(web::Json(state.db.run(move |conn| deployments::list_groups(conn, &actor)).await?))
+}
+
+#[utoipa::path(get, path = "/api/v1/device-groups/{id}", tag = "deployments", security(("bearer" = [])),
+    params(("id" = i64, Path)), responses((status = 200, body = DeviceGroupView), (status = 404, body = ErrorEnvelope)))]
+pub async fn show_group(
+    state: web::Data<AppState>,
+    actor: Actor,
+    id: web::Path<i64>,
+) -> Result<web::Json<DeviceGroupView>, ApiError> {
+    let id = id.into_inner();
+    Ok(web::Json(state.db.run(move |conn| deployments::show_group(conn, &actor, id)).await?))
+}
+
+/// Refused (409) while a deployment targets the group.
+#[utoipa::path(delete, path = "/api/v1/device-groups/{id}", tag = "deployments", security(("bearer" = [])),
+    params(("id" = i64, Path)), responses((status = 204), (status = 404, body = ErrorEnvelope), (status = 409, body = ErrorEnvelope)))]
+pub async fn delete_group(
+    state: web::Data<AppState>,
+    actor: Actor,
+    id: web::Path<i64>,
+) -> Result<HttpResponse, ApiError> {
+    let id = id.into_inner();
+    state.db.run(move |conn| deployments::delete_group(conn, &actor, id)).await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+/// What this terminal would receive on its next contact, and why: which
+/// deployment decides each app, the stage, precedence and compatibility.
+#[utoipa::path(get, path = "/api/v1/devices/{id}/plan", tag = "deployments", security(("bearer" = [])),
+    params(("id" = i64, Path)), responses((status = 200, body = DevicePlanView), (status = 404, body = ErrorEnvelope)))]
+pub async fn device_plan(
+    state: web::Data<AppState>,
+    actor: Actor,
+    id: web::Path<i64>,
+) -> Result<web::Json<DevicePlanView>, ApiError> {
+    Ok(web::Json(state.contact.plan(&actor, id.into_inner()).await?))
+}
+
+/// The device's push history: every step it reported, newest first.
+#[utoipa::path(get, path = "/api/v1/devices/{id}/actions", tag = "deployments", security(("bearer" = [])),
+    params(("id" = i64, Path)), responses((status = 200, body = [ActionEventView]), (status = 404, body = ErrorEnvelope)))]
+pub async fn device_actions(
+    state: web::Data<AppState>,
+    actor: Actor,
+    id: web::Path<i64>,
+) -> Result<web::Json<Vec<ActionEventView>>, ApiError> {
+    let id = id.into_inner();
+    Ok(web::Json(state.db.run(move |conn| feedback::history(conn, &actor, id)).await?))
+}
+
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    use web::{delete, get, post, resource};
+    cfg.service(resource("/api/v1/terminal/contact").route(post().to(contact)))
+        .service(resource("/api/v1/terminal/feedback").route(post().to(report)))
+        .service(resource("/api/v1/deployments").route(post().to(create)).route(get().to(list)))
+        .service(resource("/api/v1/deployments/{id}").route(get().to(show)))
+        .service(resource("/api/v1/deployments/{id}/cancel").route(post().to(cancel)))
+        .service(
+            resource("/api/v1/deployments/{id}/rollout")
+                .route(post().to(start_rollout))
+                .route(get().to(rollout_status)),
+        )
+        .service(resource("/api/v1/deployments/{id}/rollout/{command}").route(post().to(rollout_command)))
+        .service(resource("/api/v1/device-groups").route(post().to(create_group)).route(get().to(list_groups)))
+        .service(resource("/api/v1/device-groups/{id}").route(get().to(show_group)).route(delete().to(delete_group)))
+        .service(resource("/api/v1/devices/{id}/plan").route(get().to(device_plan)))
+        .service(resource("/api/v1/devices/{id}/actions").route(get().to(device_actions)));
+}

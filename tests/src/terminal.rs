@@ -1,0 +1,167 @@
+//! A simulated payment terminal: it reports its state, applies the answer
+//! (installs, parameters, acquirer sessions) and reports feedback, as the
+//! payment app would. Tests and the fleet benchmark drive these.
+
+use std::path::Path;
+
+use serde_json::{Value, json};
+use tms_packages::contact::{AnswerError, verify_answer};
+use tms_packages::wire::contact::{ContactAnswer, ContactBody, ContactRequest, InstalledApp, TerminalState};
+use tms_signing::PublicKey;
+
+#[derive(Debug, Clone)]
+pub struct SimTerminal {
+    pub device_id: i64,
+    pub token: String,
+    pub merchant_id: i64,
+    pub location_id: i64,
+    pub state: TerminalState,
+    pub utc_offset_minutes: i32,
+    /// The issue time of the last answer accepted (answers never go back).
+    pub last_issued_at: Option<i64>,
+}
+
+/// Reads the tokens file `tms-server fleet seed` writes.
+pub fn load_fleet(path: &Path) -> Vec<SimTerminal> {
+    std::fs::read_to_string(path)
+        .expect("tokens file")
+        .lines()
+        .filter(|l| !l.is_empty())
+        .map(|line| {
+            let parts: Vec<&str> = line.split(',').collect();
+            SimTerminal {
+                device_id: parts[0].parse().expect("device id"),
+                token: parts[1].to_owned(),
+                merchant_id: parts[3].parse().expect("merchant id"),
+                location_id: parts[4].parse().expect("location id"),
+                state: TerminalState {
+                    model: parts[2].to_owned(),
+                    firmware: "9.0.0".into(),
+                    apps: Vec::new(),
+                    parameters: Default::default(),
+                    acquirers: Default::default(),
+                },
+                utc_offset_minutes: 60,
+                last_issued_at: None,
+            }
+        })
+        .collect()
+}
+
+/// What a contact returned.
+#[derive(Debug)]
+pub enum Outcome {
+    Answer(ContactAnswer, ContactBody),
+    Refused(u16, Value),
+}
+
+impl SimTerminal {
+    pub fn with_app(mut self, app_id: &str, version: &str, code: u64, sha256: &str) -> SimTerminal {
+        self.install(app_id, version, code, sha256);
+        self
+    }
+
+    pub fn install(&mut self, app_id: &str, version: &str, code: u64, sha256: &str) {
+        self.state.apps.retain(|a| a.app_id != app_id);
+        self.state.apps.push(InstalledApp {
+            app_id: app_id.into(),
+            version: version.into(),
+            version_code: code,
+            sha256: sha256.into(),
+        });
+    }
+
+    pub fn request(&self) -> ContactRequest {
+        ContactRequest {
+            digest: self.state.digest(),
+            state: self.state.clone(),
+            wifi: true,
+            time_zone: "Europe/Amsterdam".into(),
+            utc_offset_minutes: self.utc_offset_minutes,
+            free_storage_bytes: 1 << 30,
+        }
+    }
+
+    pub async fn contact(&self, http: &reqwest::Client, base_url: &str) -> Outcome {
+        let res = http
+            .post(format!("{base_url}/api/v1/terminal/contact"))
+            .bearer_auth(&self.token)
+            .json(&self.request())
+            .send()
+            .await
+            .expect("contact");
+        let status = res.status().as_u16();
+        let value: Value = res.json().await.unwrap_or(Value::Null);
+        if status != 200 {
+            return Outcome::Refused(status, value);
+        }
+        let answer: ContactAnswer = serde_json::from_value(value).expect("a contact answer");
+        let body: ContactBody = serde_json::from_value(answer.answer.body.clone()).expect("a contact body");
+        Outcome::Answer(answer, body)
+    }
+
+    /// The reference verification, then remembers the answer's issue time.
+    pub fn accept(&mut self, answer: &ContactAnswer, trusted: &[PublicKey]) -> Result<(), AnswerError> {
+        let now = chrono::Utc::now().timestamp();
+        verify_answer(&answer.answer, trusted, now, self.last_issued_at, 60)?;
+        self.last_issued_at = Some(answer.answer.issued_at);
+        Ok(())
+    }
+
+    /// Applies every change of an answer as the payment app would, reporting
+    /// `installed` for each app change; acquirer sessions are run.
+    pub async fn apply(&mut self, http: &reqwest::Client, base_url: &str, body: &ContactBody) {
+        for change in body.apps.iter().chain(body.firmware.iter()) {
+            match (&change.release, change.change.as_str()) {
+                (_, "remove") => self.state.apps.retain(|a| a.app_id != change.app_id),
+                (Some(r), _) if r.manifest.kind == "firmware" => self.state.firmware = r.version.clone(),
+                (Some(r), _) => {
+                    let (app, version, code, sha) =
+                        (change.app_id.clone(), r.version.clone(), r.version_code, r.sha256.clone());
+                    self.install(&app, &version, code, &sha);
+                }
+                (None, _) => continue,
+            }
+            self.feedback(http, base_url, change.deployment_id, &change.app_id, "installed", None).await;
+        }
+        for p in &body.parameters {
+            self.state.parameters.insert(p.app_id.clone(), p.version.clone());
+        }
+        for acquirer in &body.acquirer_sessions {
+            let res = http
+                .post(format!("{base_url}/api/v1/terminal/acquirer-sessions/{acquirer}"))
+                .bearer_auth(&self.token)
+                .send()
+                .await
+                .expect("acquirer session");
+            let v: Value = res.json().await.unwrap_or(Value::Null);
+            if let Some(version) = v["parameter_version"].as_u64() {
+                self.state.acquirers.insert(acquirer.clone(), version);
+            }
+        }
+    }
+
+    pub async fn feedback(
+        &self,
+        http: &reqwest::Client,
+        base_url: &str,
+        deployment_id: i64,
+        app_id: &str,
+        status: &str,
+        error_code: Option<&str>,
+    ) -> u16 {
+        let mut body = json!({"deployment_id": deployment_id, "app_id": app_id, "status": status});
+        if let Some(code) = error_code {
+            body["error_code"] = json!(code);
+            body["message"] = json!("simulated failure");
+        }
+        http.post(format!("{base_url}/api/v1/terminal/feedback"))
+            .bearer_auth(&self.token)
+            .json(&body)
+            .send()
+            .await
+            .expect("feedback")
+            .status()
+            .as_u16()
+    }
+}
