@@ -88,7 +88,11 @@ pub enum Target {
     Merchant(i64),
     Location(i64),
     /// A device group: its static members, or its filter (a dynamic group).
-    Group { id: i64, members: BTreeSet<i64>, filter: Option<DeviceFilter> },
+    Group {
+        id: i64,
+        members: BTreeSet<i64>,
+        filter: Option<DeviceFilter>,
+    },
     Devices(BTreeSet<i64>),
 }
 
@@ -188,10 +192,11 @@ impl std::str::FromStr for DeviceFilter {
                 .find(['=', '!', '<', '>'])
                 .ok_or_else(|| format!("{raw:?}: no operator (one of = != < <= > >=)"))?;
             let (name, rest) = raw.split_at(at);
-            let (op, value) = [("!=", Op::Ne), ("<=", Op::Le), (">=", Op::Ge), ("=", Op::Eq), ("<", Op::Lt), (">", Op::Gt)]
-                .iter()
-                .find_map(|(text, op)| rest.strip_prefix(text).map(|v| (*op, v.trim())))
-                .ok_or_else(|| format!("{raw:?}: unknown operator"))?;
+            let (op, value) =
+                [("!=", Op::Ne), ("<=", Op::Le), (">=", Op::Ge), ("=", Op::Eq), ("<", Op::Lt), (">", Op::Gt)]
+                    .iter()
+                    .find_map(|(text, op)| rest.strip_prefix(text).map(|v| (*op, v.trim())))
+                    .ok_or_else(|| format!("{raw:?}: unknown operator"))?;
             let name = name.trim();
             let field = match name {
                 "model" => Field::Model,
@@ -436,7 +441,9 @@ impl std::fmt::Display for Skip {
             ),
             Skip::Outranked { by_deployment } => write!(f, "outranked by deployment {by_deployment}"),
             Skip::ModelIncompatible { model } => write!(f, "the release does not support model {model}"),
-            Skip::FirmwareTooOld { needs, has } => write!(f, "needs firmware {needs}, the terminal has {has}"),
+            Skip::FirmwareTooOld { needs, has } => {
+                write!(f, "needs firmware {needs}, the terminal has {has}")
+            }
             Skip::Withdrawn => write!(f, "the release was withdrawn"),
             Skip::NotHigher { installed } => {
                 write!(f, "the terminal already runs a higher version ({installed})")
@@ -651,10 +658,7 @@ mod tests {
             location_id: 10,
             model: "A920".into(),
             firmware: "PayDroid_8.1.10".into(),
-            installed: BTreeMap::from([(
-                "eu.ccv.salespoint".to_owned(),
-                ("4.1.0".to_owned(), 410),
-            )]),
+            installed: BTreeMap::from([("eu.ccv.salespoint".to_owned(), ("4.1.0".to_owned(), 410))]),
         }
     }
 
@@ -760,9 +764,8 @@ mod tests {
     fn stages_and_targets_filter_devices() {
         let mut staged = deployment(1, release(100, (4, 2, 0), 420), Target::Merchant(1), 1);
         staged.rollout = Some((9, 1_000));
-        let reached: usize = (0..10_000)
-            .filter(|d| plan(&device(*d), &[&staged], 0)[0].change.is_some())
-            .count();
+        let reached: usize =
+            (0..10_000).filter(|d| plan(&device(*d), &[&staged], 0)[0].change.is_some()).count();
         assert!((900..=1_100).contains(&reached), "{reached}");
         let elsewhere = deployment(2, release(100, (4, 2, 0), 420), Target::Merchant(2), 1);
         assert_eq!(plan(&device(1), &[&elsewhere], 0)[0].skipped, vec![(2, Skip::NotTargeted)]);
@@ -773,7 +776,8 @@ mod tests {
 
     #[test]
     fn filters_select_devices() {
-        let f: DeviceFilter = "model=A920 and firmware<PayDroid_9 and app:eu.ccv.salespoint>=400".parse().unwrap();
+        let f: DeviceFilter =
+            "model=A920 and firmware<PayDroid_9 and app:eu.ccv.salespoint>=400".parse().unwrap();
         assert!(f.matches(&device(1)));
         assert_eq!(f.to_string(), "model=A920 and firmware<PayDroid_9 and app:eu.ccv.salespoint>=400");
         let mut other = device(1);
@@ -811,7 +815,10 @@ mod tests {
         let mut dev = device(1);
         dev.firmware = "8.1.10".into();
         let d = deployment(1, fw, Target::Everyone, 1);
-        assert_eq!(plan(&dev, &[&d], 0)[0].change, Some(Change::Update { release_id: 200, action: ActionType::Soft }));
+        assert_eq!(
+            plan(&dev, &[&d], 0)[0].change,
+            Some(Change::Update { release_id: 200, action: ActionType::Soft })
+        );
         dev.firmware = "9.0.0".into();
         assert_eq!(plan(&dev, &[&d], 0)[0].change, None);
     }

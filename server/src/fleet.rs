@@ -52,7 +52,8 @@ pub fn seed(conn: &mut DbConnection, spec: &FleetSpec, out: &mut dyn Write) -> R
                 merchants::status.eq("active"),
                 merchants::created_at.eq(at),
             ));
-            let merchant = id_of(conn, |c| crate::per_backend!(c, |c| insert.returning(merchants::id).get_result(c)))?;
+            let merchant =
+                id_of(conn, |c| crate::per_backend!(c, |c| insert.returning(merchants::id).get_result(c)))?;
             let insert = diesel::insert_into(users::table).values((
                 users::email.eq(format!("fleet-{run}-{m}@example.invalid")),
                 users::kind.eq("merchant"),
@@ -62,7 +63,8 @@ pub fn seed(conn: &mut DbConnection, spec: &FleetSpec, out: &mut dyn Write) -> R
                 users::created_at.eq(at),
                 users::updated_at.eq(at),
             ));
-            let admin = id_of(conn, |c| crate::per_backend!(c, |c| insert.returning(users::id).get_result(c)))?;
+            let admin =
+                id_of(conn, |c| crate::per_backend!(c, |c| insert.returning(users::id).get_result(c)))?;
             for l in 0..spec.locations_per_merchant.max(1) {
                 let street = format!("Fleetstraat {l}");
                 let insert = diesel::insert_into(locations::table).values((
@@ -76,15 +78,17 @@ pub fn seed(conn: &mut DbConnection, spec: &FleetSpec, out: &mut dyn Write) -> R
                     locations::address_key.eq(address_key(&street, "", "1000 AA", "Amsterdam", "NL")),
                     locations::created_at.eq(at),
                 ));
-                let location =
-                    id_of(conn, |c| crate::per_backend!(c, |c| insert.returning(locations::id).get_result(c)))?;
+                let location = id_of(conn, |c| {
+                    crate::per_backend!(c, |c| insert.returning(locations::id).get_result(c))
+                })?;
                 let insert = diesel::insert_into(orders::table).values((
                     orders::merchant_id.eq(merchant),
                     orders::location_id.eq(location),
                     orders::created_by.eq(admin),
                     orders::created_at.eq(at),
                 ));
-                let order = id_of(conn, |c| crate::per_backend!(c, |c| insert.returning(orders::id).get_result(c)))?;
+                let order =
+                    id_of(conn, |c| crate::per_backend!(c, |c| insert.returning(orders::id).get_result(c)))?;
                 places.push((merchant, location, order, admin));
             }
         }
@@ -108,8 +112,9 @@ pub fn seed(conn: &mut DbConnection, spec: &FleetSpec, out: &mut dyn Write) -> R
                     terminals::model.eq(model),
                     terminals::registered_at.eq(at),
                 ));
-                let terminal =
-                    id_of(conn, |c| crate::per_backend!(c, |c| insert.returning(terminals::id).get_result(c)))?;
+                let terminal = id_of(conn, |c| {
+                    crate::per_backend!(c, |c| insert.returning(terminals::id).get_result(c))
+                })?;
                 let token = seeded_token(&spec.token_seed, i);
                 let insert = diesel::insert_into(devices::table).values((
                     devices::merchant_id.eq(merchant),

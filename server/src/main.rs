@@ -10,8 +10,8 @@ use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 use tms_packages::accounts::OperatorRole;
 use tms_server::accounts::users::AccountSettings;
 use tms_server::config::{Config, LogFormat, SettingsArgs};
-use tms_server::db::Db;
 use tms_server::contact::{ContactService, ContactSettings};
+use tms_server::db::Db;
 use tms_server::http::{self, AppState};
 use tms_server::mail::Mailer;
 use tms_server::metrics::Metrics;
@@ -194,8 +194,8 @@ fn run(cli: Cli, matches: &clap::ArgMatches) -> anyhow::Result<()> {
             let db = open_db(&config)?;
             db.migrate().context("migrating the database")?;
             let mut conn = db.get()?;
-            let file = std::fs::File::create(&tokens)
-                .with_context(|| format!("creating {}", tokens.display()))?;
+            let file =
+                std::fs::File::create(&tokens).with_context(|| format!("creating {}", tokens.display()))?;
             let mut out = std::io::BufWriter::new(file);
             let spec = tms_server::fleet::FleetSpec {
                 merchants,
@@ -207,7 +207,11 @@ fn run(cli: Cli, matches: &clap::ArgMatches) -> anyhow::Result<()> {
             let started = std::time::Instant::now();
             let n = tms_server::fleet::seed(&mut conn, &spec, &mut out)?;
             std::io::Write::flush(&mut out)?;
-            println!("seeded {n} devices in {:.1} s; tokens in {}", started.elapsed().as_secs_f64(), tokens.display());
+            println!(
+                "seeded {n} devices in {:.1} s; tokens in {}",
+                started.elapsed().as_secs_f64(),
+                tokens.display()
+            );
             Ok(())
         }
         Command::Serve => {

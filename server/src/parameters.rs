@@ -677,8 +677,8 @@ pub fn all_schemas(conn: &mut DbConnection) -> Result<BTreeMap<String, Schema>, 
         .load(conn)?;
     let mut out = BTreeMap::new();
     for (app, _, json) in rows {
-        let schema: Schema =
-            serde_json::from_str(&json).map_err(|e| DbError::Migration(format!("stored schema unreadable: {e}")))?;
+        let schema: Schema = serde_json::from_str(&json)
+            .map_err(|e| DbError::Migration(format!("stored schema unreadable: {e}")))?;
         out.insert(app, schema);
     }
     out.insert(TERMINAL_APP.to_owned(), Schema::terminal());

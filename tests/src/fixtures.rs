@@ -215,7 +215,12 @@ pub async fn answer_keys(server: &TestServer) -> Vec<tms_signing::PublicKey> {
 }
 
 /// Registers an app with a fresh publisher key.
-pub async fn app_with_key(server: &TestServer, op: &str, app_id: &str, kind: &str) -> tms_signing::PrivateKey {
+pub async fn app_with_key(
+    server: &TestServer,
+    op: &str,
+    app_id: &str,
+    kind: &str,
+) -> tms_signing::PrivateKey {
     let (status, body) = post(
         server,
         op,
@@ -237,6 +242,7 @@ pub async fn app_with_key(server: &TestServer, op: &str, app_id: &str, kind: &st
 }
 
 /// Signs and publishes a small release; returns its view.
+#[allow(clippy::too_many_arguments)]
 pub async fn publish_release(
     server: &TestServer,
     op: &str,

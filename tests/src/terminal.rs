@@ -48,8 +48,9 @@ pub fn load_fleet(path: &Path) -> Vec<SimTerminal> {
         .collect()
 }
 
-/// What a contact returned.
+/// What a contact returned (short-lived: its size does not matter).
 #[derive(Debug)]
+#[allow(clippy::large_enum_variant)]
 pub enum Outcome {
     Answer(ContactAnswer, ContactBody),
     Refused(u16, Value),

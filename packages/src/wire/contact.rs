@@ -184,7 +184,12 @@ mod tests {
     use super::*;
 
     fn app(id: &str, code: u64) -> InstalledApp {
-        InstalledApp { app_id: id.into(), version: format!("1.{code}"), version_code: code, sha256: "ab".into() }
+        InstalledApp {
+            app_id: id.into(),
+            version: format!("1.{code}"),
+            version_code: code,
+            sha256: "ab".into(),
+        }
     }
 
     #[test]

@@ -17,8 +17,8 @@ macro_rules! wire {
 }
 
 pub mod accounts;
-pub mod contact;
 pub mod acquirers;
+pub mod contact;
 pub mod deployments;
 pub mod devices;
 pub mod parameters;

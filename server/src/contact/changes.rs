@@ -91,7 +91,10 @@ pub fn since(conn: &mut DbConnection, after: i64, limit: i64) -> Result<Vec<(i64
         .limit(limit)
         .select((contact_changes::seq, contact_changes::scope, contact_changes::scope_id))
         .load(conn)?;
-    Ok(rows.into_iter().filter_map(|(seq, s, id)| Scope::from_parts(&s, id).map(|scope| (seq, scope))).collect())
+    Ok(rows
+        .into_iter()
+        .filter_map(|(seq, s, id)| Scope::from_parts(&s, id).map(|scope| (seq, scope)))
+        .collect())
 }
 
 /// Forgets changes every process has long seen.

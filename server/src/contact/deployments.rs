@@ -17,8 +17,8 @@ use crate::accounts::{now, rfc3339};
 use crate::contact::changes::{self, Scope};
 use crate::contact::rollouts::{self, RolloutRow};
 use crate::db::schema::{
-    apps, deployment_devices, deployments, device_group_members, device_groups, devices, locations, merchants,
-    releases,
+    apps, deployment_devices, deployments, device_group_members, device_groups, devices, locations,
+    merchants, releases,
 };
 use crate::db::{DbConnection, DbError, audit};
 use crate::devices::transactions::parse_time;
@@ -128,7 +128,8 @@ fn parse_target(conn: &mut DbConnection, text: &str) -> Result<ParsedTarget, Api
         }
         "group" => {
             let id = number(rest)?;
-            let found: i64 = device_groups::table.filter(device_groups::id.eq(id)).count().get_result(conn)?;
+            let found: i64 =
+                device_groups::table.filter(device_groups::id.eq(id)).count().get_result(conn)?;
             if found == 0 {
                 return Err(bad(format!("no device group {id}")));
             }
@@ -140,16 +141,16 @@ fn parse_target(conn: &mut DbConnection, text: &str) -> Result<ParsedTarget, Api
                 return Err(bad("name at least one device".into()));
             }
             let list: Vec<i64> = ids.into_iter().collect();
-            let found: Vec<i64> = devices::table
-                .filter(devices::id.eq_any(&list))
-                .select(devices::id)
-                .load(conn)?;
+            let found: Vec<i64> =
+                devices::table.filter(devices::id.eq_any(&list)).select(devices::id).load(conn)?;
             if let Some(missing) = list.iter().find(|d| !found.contains(d)) {
                 return Err(bad(format!("no device {missing}")));
             }
             Ok(ParsedTarget { kind: "devices", id: None, devices: list })
         }
-        _ => Err(bad(format!("{kind:?}: a target is everyone, merchant:M, location:L, group:G or devices:…"))),
+        _ => {
+            Err(bad(format!("{kind:?}: a target is everyone, merchant:M, location:L, group:G or devices:…")))
+        }
     }
 }
 
@@ -184,7 +185,10 @@ pub fn create(
                 return Err(ApiError::invalid("version", "a removal names no version"));
             }
             (None, false) => {
-                return Err(ApiError::invalid("version", "name the release to deliver, or ask for a removal"));
+                return Err(ApiError::invalid(
+                    "version",
+                    "name the release to deliver, or ask for a removal",
+                ));
             }
             (Some(v), false) => {
                 let r = find_release(conn, &request.app_id, v)?;
@@ -302,7 +306,11 @@ fn target_text(conn: &mut DbConnection, row: &DeploymentRow) -> Result<String, D
     })
 }
 
-pub fn view(conn: &mut DbConnection, row: &DeploymentRow, with_stats: bool) -> Result<DeploymentView, ApiError> {
+pub fn view(
+    conn: &mut DbConnection,
+    row: &DeploymentRow,
+    with_stats: bool,
+) -> Result<DeploymentView, ApiError> {
     let version: Option<String> = match row.release_id {
         Some(id) => Some(releases::table.find(id).select(releases::version).first(conn)?),
         None => None,
@@ -338,9 +346,14 @@ pub fn show(conn: &mut DbConnection, actor: &Actor, id: i64) -> Result<Deploymen
     view(conn, &row, false)
 }
 
-pub fn list(conn: &mut DbConnection, actor: &Actor, app_id: Option<&str>) -> Result<Vec<DeploymentView>, ApiError> {
+pub fn list(
+    conn: &mut DbConnection,
+    actor: &Actor,
+    app_id: Option<&str>,
+) -> Result<Vec<DeploymentView>, ApiError> {
     actor.require_operator(READERS)?;
-    let mut query = deployments::table.select(DeploymentRow::as_select()).order(deployments::id.desc()).into_boxed();
+    let mut query =
+        deployments::table.select(DeploymentRow::as_select()).order(deployments::id.desc()).into_boxed();
     if let Some(app) = app_id {
         query = query.filter(deployments::app_id.eq(app.to_owned()));
     }
@@ -357,7 +370,10 @@ pub fn cancel(conn: &mut DbConnection, actor: &Actor, id: i64) -> Result<Deploym
             return Err(ApiError::new(ErrorCode::Conflict, "this deployment is already cancelled"));
         }
         diesel::update(deployments::table.find(id)).set(deployments::status.eq("cancelled")).execute(conn)?;
-        audit::record(conn, &actor.audit("deployment.cancel", &format!("deployment:{id}"), None, &json!({})))?;
+        audit::record(
+            conn,
+            &actor.audit("deployment.cancel", &format!("deployment:{id}"), None, &json!({})),
+        )?;
         let scopes = row.scopes(conn)?;
         changes::record(conn, &scopes)?;
         let row = find(conn, id)?;
@@ -367,7 +383,10 @@ pub fn cancel(conn: &mut DbConnection, actor: &Actor, id: i64) -> Result<Deploym
 
 // ---- device groups ----
 
-fn group_view(conn: &mut DbConnection, row: (i64, String, Option<String>, NaiveDateTime)) -> Result<DeviceGroupView, DbError> {
+fn group_view(
+    conn: &mut DbConnection,
+    row: (i64, String, Option<String>, NaiveDateTime),
+) -> Result<DeviceGroupView, DbError> {
     let (id, name, filter, created_at) = row;
     let members = if filter.is_none() {
         device_group_members::table
@@ -381,7 +400,10 @@ fn group_view(conn: &mut DbConnection, row: (i64, String, Option<String>, NaiveD
     Ok(DeviceGroupView { id, name, filter, devices: members, created_at: rfc3339(created_at) })
 }
 
-fn group_row(conn: &mut DbConnection, id: i64) -> Result<(i64, String, Option<String>, NaiveDateTime), ApiError> {
+fn group_row(
+    conn: &mut DbConnection,
+    id: i64,
+) -> Result<(i64, String, Option<String>, NaiveDateTime), ApiError> {
     device_groups::table
         .find(id)
         .select((device_groups::id, device_groups::name, device_groups::filter, device_groups::created_at))
@@ -401,14 +423,15 @@ pub fn create_group(
         return Err(ApiError::invalid("name", "a group's name is 1 to 100 characters"));
     }
     let filter = match (&request.filter, request.devices.is_empty()) {
-        (Some(f), true) => Some(
-            f.parse::<DeviceFilter>().map_err(|m| ApiError::invalid("filter", m))?.to_string(),
-        ),
+        (Some(f), true) => {
+            Some(f.parse::<DeviceFilter>().map_err(|m| ApiError::invalid("filter", m))?.to_string())
+        }
         (None, false) => None,
         _ => return Err(ApiError::invalid("filter", "a group has either a filter or a list of devices")),
     };
     crate::db::write_tx(conn, |conn| {
-        let taken: i64 = device_groups::table.filter(device_groups::name.eq(name)).count().get_result(conn)?;
+        let taken: i64 =
+            device_groups::table.filter(device_groups::name.eq(name)).count().get_result(conn)?;
         if taken > 0 {
             return Err(ApiError::new(ErrorCode::Conflict, format!("a device group named {name:?} exists")));
         }
@@ -421,7 +444,8 @@ pub fn create_group(
         let id: i64 = crate::per_backend!(conn, |c| insert.returning(device_groups::id).get_result(c))?;
         let wanted: BTreeSet<i64> = request.devices.iter().copied().collect();
         let list: Vec<i64> = wanted.into_iter().collect();
-        let found: Vec<i64> = devices::table.filter(devices::id.eq_any(&list)).select(devices::id).load(conn)?;
+        let found: Vec<i64> =
+            devices::table.filter(devices::id.eq_any(&list)).select(devices::id).load(conn)?;
         if let Some(missing) = list.iter().find(|d| !found.contains(d)) {
             return Err(ApiError::invalid("devices", format!("no device {missing}")));
         }
@@ -432,7 +456,12 @@ pub fn create_group(
         }
         audit::record(
             conn,
-            &actor.audit("device_group.create", &format!("device_group:{id}"), None, &json!({"name": name, "filter": filter, "devices": list.len()})),
+            &actor.audit(
+                "device_group.create",
+                &format!("device_group:{id}"),
+                None,
+                &json!({"name": name, "filter": filter, "devices": list.len()}),
+            ),
         )?;
         let row = group_row(conn, id)?;
         Ok(group_view(conn, row)?)
@@ -471,9 +500,13 @@ pub fn delete_group(conn: &mut DbConnection, actor: &Actor, id: i64) -> Result<(
                 format!("deployment {d} targets this group: cancel it first"),
             ));
         }
-        diesel::delete(device_group_members::table.filter(device_group_members::group_id.eq(id))).execute(conn)?;
+        diesel::delete(device_group_members::table.filter(device_group_members::group_id.eq(id)))
+            .execute(conn)?;
         diesel::delete(device_groups::table.find(id)).execute(conn)?;
-        audit::record(conn, &actor.audit("device_group.delete", &format!("device_group:{id}"), None, &json!({})))?;
+        audit::record(
+            conn,
+            &actor.audit("device_group.delete", &format!("device_group:{id}"), None, &json!({})),
+        )?;
         Ok(())
     })
 }

@@ -15,7 +15,11 @@ fn clip(s: &Option<String>, max: usize) -> Option<String> {
     s.as_ref().map(|s| s.chars().take(max).collect())
 }
 
-pub fn record(conn: &mut DbConnection, device: &CallingDevice, report: &FeedbackRequest) -> Result<(), ApiError> {
+pub fn record(
+    conn: &mut DbConnection,
+    device: &CallingDevice,
+    report: &FeedbackRequest,
+) -> Result<(), ApiError> {
     if !ACTION_STATUSES.contains(&report.status.as_str()) {
         return Err(ApiError::invalid("status", format!("one of {}", ACTION_STATUSES.join(", "))));
     }
@@ -80,7 +84,11 @@ pub fn record(conn: &mut DbConnection, device: &CallingDevice, report: &Feedback
 }
 
 /// A device's push history, newest first.
-pub fn history(conn: &mut DbConnection, actor: &Actor, device_id: i64) -> Result<Vec<ActionEventView>, ApiError> {
+pub fn history(
+    conn: &mut DbConnection,
+    actor: &Actor,
+    device_id: i64,
+) -> Result<Vec<ActionEventView>, ApiError> {
     let device = crate::devices::find(conn, device_id)?.ok_or_else(|| ApiError::not_found("device"))?;
     if !actor.sees_location(device.merchant_id, device.location_id) {
         return Err(ApiError::not_found("device"));
@@ -103,15 +111,17 @@ pub fn history(conn: &mut DbConnection, actor: &Actor, device_id: i64) -> Result
         .load(conn)?;
     Ok(rows
         .into_iter()
-        .map(|(device_id, deployment_id, app_id, status, progress, error_code, message, at)| ActionEventView {
-            device_id,
-            deployment_id,
-            app_id,
-            status,
-            progress_percent: progress.map(|p| p as u8),
-            error_code,
-            message,
-            at: rfc3339(at),
+        .map(|(device_id, deployment_id, app_id, status, progress, error_code, message, at)| {
+            ActionEventView {
+                device_id,
+                deployment_id,
+                app_id,
+                status,
+                progress_percent: progress.map(|p| p as u8),
+                error_code,
+                message,
+                at: rfc3339(at),
+            }
         })
         .collect())
 }

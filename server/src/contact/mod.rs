@@ -259,7 +259,8 @@ impl ContactService {
             if digest == entry.target_digest {
                 if digest != entry.state_digest {
                     // It applied what it was told: remember its new state.
-                    let mut updated = Entry { state_digest: digest.clone(), body: None, ..clone_entry(&entry) };
+                    let mut updated =
+                        Entry { state_digest: digest.clone(), body: None, ..clone_entry(&entry) };
                     updated.target_digest = digest.clone();
                     self.entries.write().expect("not poisoned").insert(key, Arc::new(updated));
                     self.note(entry.device.id, Some((&request, &digest)));
@@ -351,12 +352,20 @@ impl ContactService {
                 signed
             }
         };
-        Ok(ContactAnswer { status: "in_sync".into(), next_contact_secs: self.next_contact(entry, now), answer })
+        Ok(ContactAnswer {
+            status: "in_sync".into(),
+            next_contact_secs: self.next_contact(entry, now),
+            answer,
+        })
     }
 
     fn with_changes(&self, body: &ContactBody, now: i64, entry: &Entry) -> Result<ContactAnswer, ApiError> {
         let answer = self.sign(body, self.issued_at(now))?;
-        Ok(ContactAnswer { status: "changes".into(), next_contact_secs: self.next_contact(entry, now), answer })
+        Ok(ContactAnswer {
+            status: "changes".into(),
+            next_contact_secs: self.next_contact(entry, now),
+            answer,
+        })
     }
 
     fn sign(&self, body: &ContactBody, issued_at: i64) -> Result<SignedAnswer, ApiError> {
@@ -419,7 +428,8 @@ impl ContactService {
         let (device, inventory) = self
             .db
             .run(move |conn| {
-                let row = crate::devices::find(conn, device_id)?.ok_or_else(|| ApiError::not_found("device"))?;
+                let row =
+                    crate::devices::find(conn, device_id)?.ok_or_else(|| ApiError::not_found("device"))?;
                 let inventory: Option<(String, i32, NaiveDateTime)> = device_inventory::table
                     .find(device_id)
                     .select((
@@ -459,9 +469,17 @@ impl ContactService {
             model: device.model.clone(),
         };
         let snapshot = self.snapshot.read().expect("not poisoned").clone();
-        let computed =
-            target::compute(&self.db, &self.blobs, &self.sets, &snapshot, &device, &state, offset, unix_now())
-                .await?;
+        let computed = target::compute(
+            &self.db,
+            &self.blobs,
+            &self.sets,
+            &snapshot,
+            &device,
+            &state,
+            offset,
+            unix_now(),
+        )
+        .await?;
         Ok(plan_view(&snapshot, &device, &state, reported_at, &computed))
     }
 }
@@ -499,7 +517,8 @@ fn plan_view(
         .plans
         .iter()
         .map(|p| {
-            let release = p.deployment_id.and_then(|id| snapshot.deliveries.get(&id)).and_then(|d| d.offer.clone());
+            let release =
+                p.deployment_id.and_then(|id| snapshot.deliveries.get(&id)).and_then(|d| d.offer.clone());
             let mut considered: Vec<ConsideredDeployment> = Vec::new();
             if let Some(id) = p.deployment_id {
                 considered.push(ConsideredDeployment {
@@ -568,10 +587,9 @@ fn device_by_token_hash(conn: &mut DbConnection, hash: &str) -> Result<Device, A
         .first(conn)
         .optional()?;
     match found {
-        Some((id, merchant_id, location_id, name, hardware_id, model, status)) if status == "active" => Ok(Device {
-            calling: CallingDevice { id, merchant_id, location_id, name, hardware_id },
-            model,
-        }),
+        Some((id, merchant_id, location_id, name, hardware_id, model, status)) if status == "active" => {
+            Ok(Device { calling: CallingDevice { id, merchant_id, location_id, name, hardware_id }, model })
+        }
         Some(_) => Err(ApiError::new(
             ErrorCode::DeviceDeactivated,
             "this device was deactivated: activate the app again",
@@ -604,7 +622,7 @@ fn write_batch(conn: &mut DbConnection, batch: Pending) -> Result<(), DbError> {
                 device_inventory::reported_at.eq(r.at),
             );
             let updated =
-                diesel::update(device_inventory::table.find(device_id)).set(values.clone()).execute(conn)?;
+                diesel::update(device_inventory::table.find(device_id)).set(values).execute(conn)?;
             if updated == 0 {
                 diesel::insert_into(device_inventory::table)
                     .values((device_inventory::device_id.eq(device_id), values))

@@ -73,7 +73,10 @@ pub fn for_deployment(conn: &mut DbConnection, deployment_id: i64) -> Result<Opt
 }
 
 pub fn for_deployments(conn: &mut DbConnection, ids: &[i64]) -> Result<Vec<RolloutRow>, DbError> {
-    Ok(rollouts::table.filter(rollouts::deployment_id.eq_any(ids)).select(RolloutRow::as_select()).load(conn)?)
+    Ok(rollouts::table
+        .filter(rollouts::deployment_id.eq_any(ids))
+        .select(RolloutRow::as_select())
+        .load(conn)?)
 }
 
 fn percent_to_bp(field: &str, p: f64) -> Result<u32, ApiError> {
@@ -221,7 +224,12 @@ pub fn command(
             }
             (Command::Rollback, "running" | "waiting_approval" | "paused" | "halted" | "completed") => {
                 let id = create_rollback(conn, actor, &deployment, &rollout)?;
-                ("rolled_back", rollout.current_stage, Some(format!("rolled back by {}", actor.email)), Some(id))
+                (
+                    "rolled_back",
+                    rollout.current_stage,
+                    Some(format!("rolled back by {}", actor.email)),
+                    Some(id),
+                )
             }
             (Command::Pause, _) => return refuse("paused"),
             (Command::Resume, _) => return refuse("resumed"),
@@ -321,7 +329,13 @@ fn targeted(conn: &mut DbConnection, deployment: &DeploymentRow) -> Result<Vec<T
     let mut query = devices::table
         .left_join(device_inventory::table)
         .filter(devices::status.eq("active"))
-        .select((devices::id, devices::merchant_id, devices::location_id, devices::model, device_inventory::state_json.nullable()))
+        .select((
+            devices::id,
+            devices::merchant_id,
+            devices::location_id,
+            devices::model,
+            device_inventory::state_json.nullable(),
+        ))
         .into_boxed();
     let mut group: Option<Target> = None;
     match (deployment.target_kind.as_str(), deployment.target_id) {
@@ -355,7 +369,10 @@ fn targeted(conn: &mut DbConnection, deployment: &DeploymentRow) -> Result<Vec<T
                     installed: state
                         .as_ref()
                         .map(|s| {
-                            s.apps.iter().map(|a| (a.app_id.clone(), (a.version.clone(), a.version_code))).collect()
+                            s.apps
+                                .iter()
+                                .map(|a| (a.app_id.clone(), (a.version.clone(), a.version_code)))
+                                .collect()
                         })
                         .unwrap_or_default(),
                 };
@@ -378,7 +395,11 @@ struct Tally {
     devices: u64,
 }
 
-fn tally(conn: &mut DbConnection, deployment: &DeploymentRow, rollout: &RolloutRow) -> Result<Tally, DbError> {
+fn tally(
+    conn: &mut DbConnection,
+    deployment: &DeploymentRow,
+    rollout: &RolloutRow,
+) -> Result<Tally, DbError> {
     let stages = rollout.stages_bp();
     let reached = rollout.current_stage.max(0) as usize;
     let (models, min_firmware): (Vec<String>, Option<String>) = match deployment.release_id {
@@ -492,7 +513,11 @@ pub fn status(
 }
 
 /// Actions stuck in a non-final state past the timeout count as failed.
-fn expire_stuck(conn: &mut DbConnection, deployment_id: i64, timeout: chrono::Duration) -> Result<usize, DbError> {
+fn expire_stuck(
+    conn: &mut DbConnection,
+    deployment_id: i64,
+    timeout: chrono::Duration,
+) -> Result<usize, DbError> {
     let before = now() - timeout;
     let finals: Vec<&str> = ["installed", "failed"].to_vec();
     Ok(diesel::update(
@@ -511,7 +536,11 @@ fn expire_stuck(conn: &mut DbConnection, deployment_id: i64, timeout: chrono::Du
 
 /// Applies the rollout's rules once: failures past the limit pause it; a
 /// stage that reached its success threshold advances (or waits for approval).
-pub fn evaluate(conn: &mut DbConnection, rollout_id: i64, action_timeout: chrono::Duration) -> Result<(), ApiError> {
+pub fn evaluate(
+    conn: &mut DbConnection,
+    rollout_id: i64,
+    action_timeout: chrono::Duration,
+) -> Result<(), ApiError> {
     let rollout: RolloutRow = rollouts::table.find(rollout_id).select(RolloutRow::as_select()).first(conn)?;
     if rollout.status != "running" {
         return Ok(());
@@ -540,7 +569,11 @@ pub fn evaluate(conn: &mut DbConnection, rollout_id: i64, action_timeout: chrono
         } else if rollout.auto_advance {
             ("running", next, None)
         } else {
-            ("waiting_approval", rollout.current_stage, Some("the stage succeeded: approve the next".to_owned()))
+            (
+                "waiting_approval",
+                rollout.current_stage,
+                Some("the stage succeeded: approve the next".to_owned()),
+            )
         }
     } else {
         return Ok(());

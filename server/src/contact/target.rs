@@ -9,7 +9,9 @@ use tms_packages::contact::{AppPlan, Change, DeviceFacts, local_secs_of_day, pla
 use tms_packages::parameters::{
     CONTACT_INTERVAL_KEY, EffectiveVersion, Level, LevelSet, Schema, TERMINAL_APP, diff, effective,
 };
-use tms_packages::wire::contact::{AppInstruction, ContactBody, InstalledApp, ParameterUpdate, TerminalState};
+use tms_packages::wire::contact::{
+    AppInstruction, ContactBody, InstalledApp, ParameterUpdate, TerminalState,
+};
 
 use crate::contact::deployments::Snapshot;
 use crate::db::Db;
@@ -77,7 +79,11 @@ pub async fn compute(
         location_id: device.calling.location_id,
         model: device.model.clone(),
         firmware: state.firmware.clone(),
-        installed: state.apps.iter().map(|a| (a.app_id.clone(), (a.version.clone(), a.version_code))).collect(),
+        installed: state
+            .apps
+            .iter()
+            .map(|a| (a.app_id.clone(), (a.version.clone(), a.version_code)))
+            .collect(),
     };
     let local = local_secs_of_day(now, utc_offset_minutes);
     let (in_force, next_edge) = snapshot.in_force(now);
@@ -130,10 +136,7 @@ pub async fn compute(
             }
             (None, _) => continue,
         }
-        let is_firmware = instruction
-            .release
-            .as_ref()
-            .is_some_and(|o| o.manifest.kind == "firmware");
+        let is_firmware = instruction.release.as_ref().is_some_and(|o| o.manifest.kind == "firmware");
         if is_firmware {
             body.firmware.get_or_insert(instruction);
         } else {
@@ -146,10 +149,19 @@ pub async fn compute(
     // sets themselves from the content-addressed cache.
     let mut apps: Vec<String> = vec![TERMINAL_APP.to_owned()];
     apps.extend(
-        target.apps.iter().map(|a| a.app_id.clone()).filter(|a| a != TERMINAL_APP && snapshot.schemas.contains_key(a)),
+        target
+            .apps
+            .iter()
+            .map(|a| a.app_id.clone())
+            .filter(|a| a != TERMINAL_APP && snapshot.schemas.contains_key(a)),
     );
     let c = &device.calling;
-    let scopes = [(Level::Global, 0), (Level::Merchant, c.merchant_id), (Level::Location, c.location_id), (Level::Device, c.id)];
+    let scopes = [
+        (Level::Global, 0),
+        (Level::Merchant, c.merchant_id),
+        (Level::Location, c.location_id),
+        (Level::Device, c.id),
+    ];
     let rows = {
         let apps = apps.clone();
         db.run(move |conn| crate::parameters::versions_at_scopes(conn, &apps, &scopes)).await?

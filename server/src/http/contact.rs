@@ -242,8 +242,14 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
                 .route(get().to(rollout_status)),
         )
         .service(resource("/api/v1/deployments/{id}/rollout/{command}").route(post().to(rollout_command)))
-        .service(resource("/api/v1/device-groups").route(post().to(create_group)).route(get().to(list_groups)))
-        .service(resource("/api/v1/device-groups/{id}").route(get().to(show_group)).route(delete().to(delete_group)))
+        .service(
+            resource("/api/v1/device-groups").route(post().to(create_group)).route(get().to(list_groups)),
+        )
+        .service(
+            resource("/api/v1/device-groups/{id}")
+                .route(get().to(show_group))
+                .route(delete().to(delete_group)),
+        )
         .service(resource("/api/v1/devices/{id}/plan").route(get().to(device_plan)))
         .service(resource("/api/v1/devices/{id}/actions").route(get().to(device_actions)));
 }

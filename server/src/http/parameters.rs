@@ -85,7 +85,8 @@ pub async fn change(
 ) -> Result<web::Json<ParameterSetView>, ApiError> {
     let (app_id, lvl, scope) = path.into_inner();
     let view =
-        parameters::change(&state.db, &state.blobs, actor, app_id, level(&lvl)?, scope, body.into_inner()).await?;
+        parameters::change(&state.db, &state.blobs, actor, app_id, level(&lvl)?, scope, body.into_inner())
+            .await?;
     state.contact.caught_up().await;
     Ok(web::Json(view))
 }

@@ -105,15 +105,23 @@ backend_test!(a_terminal_in_sync_gets_the_short_shared_answer, |db| {
     let Outcome::Answer(answer, body) = &first else { panic!("{first:?}") };
     assert_eq!(answer.status, "changes");
     assert_eq!(body.device_id, Some(fleet[0].device_id));
-    let terminal_params = body.parameters.iter().find(|p| p.app_id == "tms.terminal").expect("terminal parameters");
+    let terminal_params =
+        body.parameters.iter().find(|p| p.app_id == "tms.terminal").expect("terminal parameters");
     assert!(terminal_params.full);
-    assert_eq!(terminal_params.changed["merchant_menu.password"], json!("99999"), "terminals get secrets in clear");
+    assert_eq!(
+        terminal_params.changed["merchant_menu.password"],
+        json!("99999"),
+        "terminals get secrets in clear"
+    );
     fleet[0].accept(answer, &trusted).unwrap();
 
     // A tampered or expired answer is refused by the reference verification.
     let mut tampered = answer.answer.clone();
     tampered.body["parameters"][0]["changed"]["merchant_menu.password"] = json!("12345");
-    assert_eq!(verify_answer(&tampered, &trusted, answer.answer.issued_at, None, 60), Err(AnswerError::BadSignature));
+    assert_eq!(
+        verify_answer(&tampered, &trusted, answer.answer.issued_at, None, 60),
+        Err(AnswerError::BadSignature)
+    );
     assert_eq!(
         verify_answer(&answer.answer, &trusted, answer.answer.expires_at, None, 60),
         Err(AnswerError::Expired)
@@ -147,7 +155,8 @@ backend_test!(a_terminal_in_sync_gets_the_short_shared_answer, |db| {
         .unwrap();
     assert_eq!(res.status(), 400);
     assert_eq!(res.json::<Value>().await.unwrap()["error"]["code"], "state_digest_mismatch");
-    let (status, body) = post(&server, &op, &format!("/api/v1/devices/{}/deactivate", fleet[1].device_id), json!({})).await;
+    let (status, body) =
+        post(&server, &op, &format!("/api/v1/devices/{}/deactivate", fleet[1].device_id), json!({})).await;
     assert_eq!(status, 200, "{body}");
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
@@ -216,7 +225,12 @@ backend_test!(a_staged_release_reaches_exactly_its_stage_of_compatible_terminals
         compatible += usize::from(fits);
         match body.apps.first() {
             Some(change) => {
-                assert!(in_stage && fits, "terminal {} ({}) is outside the stage or incompatible", t.device_id, t.state.model);
+                assert!(
+                    in_stage && fits,
+                    "terminal {} ({}) is outside the stage or incompatible",
+                    t.device_id,
+                    t.state.model
+                );
                 assert_eq!((change.change.as_str(), change.deployment_id), ("update", id));
                 let release = change.release.as_ref().unwrap();
                 assert_eq!(release.release_id, v2["id"].as_i64().unwrap());
@@ -228,16 +242,24 @@ backend_test!(a_staged_release_reaches_exactly_its_stage_of_compatible_terminals
         }
     }
     let fraction = offered as f64 * 100.0 / compatible as f64;
-    assert!((fraction - 10.0).abs() <= 1.0, "{offered} of {compatible} compatible terminals: {fraction:.2} %");
+    assert!(
+        (fraction - 10.0).abs() <= 1.0,
+        "{offered} of {compatible} compatible terminals: {fraction:.2} %"
+    );
 
     // Raising the stage only adds terminals.
-    let (status, view) = post(&server, &op, &format!("/api/v1/deployments/{id}/rollout/approve"), json!({})).await;
+    let (status, view) =
+        post(&server, &op, &format!("/api/v1/deployments/{id}/rollout/approve"), json!({})).await;
     assert_eq!(status, 409, "not waiting for approval yet: {view}");
     assert_eq!(view["error"]["code"], "rollout_state");
     let view = wait_for_rollout_status(&server, &op, id).await;
-    assert_eq!(view["stage_stats"][0]["pending"].as_u64().unwrap() as usize, view["stage_stats"][0]["devices"].as_u64().unwrap() as usize);
+    assert_eq!(
+        view["stage_stats"][0]["pending"].as_u64().unwrap() as usize,
+        view["stage_stats"][0]["devices"].as_u64().unwrap() as usize
+    );
     // The support tool explains a terminal outside the stage and an incompatible one.
-    let outside = fleet.iter().find(|t| t.state.model == "A920" && !in_stage(rollout_id, t.device_id, 1_000)).unwrap();
+    let outside =
+        fleet.iter().find(|t| t.state.model == "A920" && !in_stage(rollout_id, t.device_id, 1_000)).unwrap();
     let (_, plan) = get(&server, &op, &format!("/api/v1/devices/{}/plan", outside.device_id)).await;
     let considered = &plan["apps"][0]["considered"][0];
     assert_eq!(considered["detail"]["reason"], "not_in_stage", "{plan}");
@@ -260,8 +282,10 @@ backend_test!(failures_in_the_first_stage_pause_it_and_rollback_delivers_the_pre
     let v1 = publish_release(&server, &op, &key, APP, "app", "1.0.0", 100, &["A920"]).await;
     publish_release(&server, &op, &key, APP, "app", "2.0.0", 200, &["A920"]).await;
     let sha1 = v1["artifact_sha256"].as_str().unwrap().to_owned();
-    let mut fleet: Vec<SimTerminal> =
-        seed_fleet(&server, 60, 2, 2, "A920").into_iter().map(|t| t.with_app(APP, "1.0.0", 100, &sha1)).collect();
+    let mut fleet: Vec<SimTerminal> = seed_fleet(&server, 60, 2, 2, "A920")
+        .into_iter()
+        .map(|t| t.with_app(APP, "1.0.0", 100, &sha1))
+        .collect();
     for t in fleet.iter_mut() {
         sync(&server, t, &trusted).await;
     }
@@ -269,12 +293,28 @@ backend_test!(failures_in_the_first_stage_pause_it_and_rollback_delivers_the_pre
     // Through the CLI, as a release engineer would.
     let creds = tempfile::tempdir().unwrap();
     let creds = creds.path().join("credentials.json");
-    let (code, _, err) = run_tms(&server, &creds, &["login", "--email", OPERATOR, "--password-stdin"], Some(OPERATOR_PASSWORD));
+    let (code, _, err) = run_tms(
+        &server,
+        &creds,
+        &["login", "--email", OPERATOR, "--password-stdin"],
+        Some(OPERATOR_PASSWORD),
+    );
     assert_eq!(code, 0, "{err}");
     let (code, out, err) = run_tms(
         &server,
         &creds,
-        &["--json", "deploy", "create", "--release", &format!("{APP}@2.0.0"), "--to", "everyone", "--action", "forced", "--hold"],
+        &[
+            "--json",
+            "deploy",
+            "create",
+            "--release",
+            &format!("{APP}@2.0.0"),
+            "--to",
+            "everyone",
+            "--action",
+            "forced",
+            "--hold",
+        ],
         None,
     );
     assert_eq!(code, 0, "{err}");
@@ -282,7 +322,17 @@ backend_test!(failures_in_the_first_stage_pause_it_and_rollback_delivers_the_pre
     let (code, _, err) = run_tms(
         &server,
         &creds,
-        &["rollout", "start", &id.to_string(), "--stages", "20,100", "--success", "100", "--max-failures", "1"],
+        &[
+            "rollout",
+            "start",
+            &id.to_string(),
+            "--stages",
+            "20,100",
+            "--success",
+            "100",
+            "--max-failures",
+            "1",
+        ],
         None,
     );
     assert_eq!(code, 0, "{err}");
@@ -301,7 +351,10 @@ backend_test!(failures_in_the_first_stage_pause_it_and_rollback_delivers_the_pre
     for i in &reached[..2] {
         let t = &fleet[*i];
         assert_eq!(t.feedback(&server.http, &server.base_url, id, APP, "downloading", None).await, 204);
-        assert_eq!(t.feedback(&server.http, &server.base_url, id, APP, "failed", Some("install_failed")).await, 204);
+        assert_eq!(
+            t.feedback(&server.http, &server.base_url, id, APP, "failed", Some("install_failed")).await,
+            204
+        );
     }
     let view = wait_for_rollout(&server, &op, id, "paused").await;
     assert_eq!(view["current_stage"], 0, "paused before stage 2: {view}");
@@ -314,11 +367,15 @@ backend_test!(failures_in_the_first_stage_pause_it_and_rollback_delivers_the_pre
     tokio::time::sleep(Duration::from_millis(1_500)).await;
     for (i, t) in fleet.iter().enumerate() {
         if !reached.contains(&i) {
-            assert!(changes(&contact(&server, t).await).apps.is_empty(), "terminal {i} offered a paused release");
+            assert!(
+                changes(&contact(&server, t).await).apps.is_empty(),
+                "terminal {i} offered a paused release"
+            );
         }
     }
     // The push history shows the failure.
-    let (_, history) = get(&server, &op, &format!("/api/v1/devices/{}/actions", fleet[reached[0]].device_id)).await;
+    let (_, history) =
+        get(&server, &op, &format!("/api/v1/devices/{}/actions", fleet[reached[0]].device_id)).await;
     assert_eq!(history[0]["status"], "failed", "{history}");
     assert_eq!(history[0]["error_code"], "install_failed");
 
@@ -333,7 +390,8 @@ backend_test!(failures_in_the_first_stage_pause_it_and_rollback_delivers_the_pre
         other => panic!("{other:?}"),
     };
     fleet[installed].install(APP, "2.0.0", 200, &v2_sha);
-    let (code, out, err) = run_tms(&server, &creds, &["--json", "rollout", "rollback", &id.to_string()], None);
+    let (code, out, err) =
+        run_tms(&server, &creds, &["--json", "rollout", "rollback", &id.to_string()], None);
     assert_eq!(code, 0, "{err}");
     let rollback = serde_json::from_str::<Value>(&out).unwrap()["rollback_deployment_id"].as_i64().unwrap();
     let deadline = Instant::now() + Duration::from_secs(5);
@@ -349,7 +407,8 @@ backend_test!(failures_in_the_first_stage_pause_it_and_rollback_delivers_the_pre
     }
     let untouched = (0..fleet.len()).find(|i| !reached.contains(i)).unwrap();
     assert!(changes(&contact(&server, &fleet[untouched]).await).apps.is_empty());
-    let (code, out, err) = run_tms(&server, &creds, &["device", "plan", &fleet[installed].device_id.to_string()], None);
+    let (code, out, err) =
+        run_tms(&server, &creds, &["device", "plan", &fleet[installed].device_id.to_string()], None);
     assert_eq!(code, 0, "{err}");
     assert!(out.contains(&rollback.to_string()), "{out}");
 });
@@ -422,7 +481,8 @@ backend_test!(a_change_through_one_process_reaches_the_others_within_the_sync_de
     assert!(delay < Duration::from_millis(1_500), "{delay:?}");
     // A deactivation through A is refused by B as quickly.
     let started = Instant::now();
-    let (status, _) = post(&a, &op, &format!("/api/v1/devices/{}/deactivate", fleet[1].device_id), json!({})).await;
+    let (status, _) =
+        post(&a, &op, &format!("/api/v1/devices/{}/deactivate", fleet[1].device_id), json!({})).await;
     assert_eq!(status, 200);
     loop {
         if let Outcome::Refused(401, _) = contact(&b, &fleet[1]).await {
