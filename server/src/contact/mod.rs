@@ -425,6 +425,8 @@ impl ContactService {
     /// state it last reported.
     pub async fn plan(&self, actor: &Actor, device_id: i64) -> Result<DevicePlanView, ApiError> {
         actor.require_operator(deployments::READERS)?;
+        // What this process heard from terminals and has not written yet.
+        self.flush().await?;
         let (device, inventory) = self
             .db
             .run(move |conn| {

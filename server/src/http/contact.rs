@@ -22,7 +22,7 @@ use crate::http::{AppState, bearer_token};
     responses((status = 200, body = ContactAnswer),
         (status = 400, description = "`state_digest_mismatch` or `invalid_json`", body = ErrorEnvelope),
         (status = 401, description = "`invalid_device_token` or `device_deactivated`", body = ErrorEnvelope)))]
-pub async fn contact(
+pub async fn terminal_contact(
     state: web::Data<AppState>,
     req: HttpRequest,
     body: web::Json<ContactRequest>,
@@ -40,7 +40,7 @@ pub async fn contact(
 #[utoipa::path(post, path = "/api/v1/terminal/feedback", tag = "terminal", security(("device" = [])),
     request_body = FeedbackRequest,
     responses((status = 204), (status = 400, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope)))]
-pub async fn report(
+pub async fn terminal_feedback(
     state: web::Data<AppState>,
     device: CallingDevice,
     body: web::Json<FeedbackRequest>,
@@ -56,7 +56,7 @@ pub async fn report(
         (status = 400, description = "`invalid_target` or `invalid_request`", body = ErrorEnvelope),
         (status = 403, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope),
         (status = 409, description = "the release was withdrawn", body = ErrorEnvelope)))]
-pub async fn create(
+pub async fn create_deployment(
     state: web::Data<AppState>,
     actor: Actor,
     body: web::Json<CreateDeploymentRequest>,
@@ -75,7 +75,7 @@ pub struct DeploymentQuery {
 /// Deployments, newest first (at most 500).
 #[utoipa::path(get, path = "/api/v1/deployments", tag = "deployments", security(("bearer" = [])),
     params(DeploymentQuery), responses((status = 200, body = [DeploymentView])))]
-pub async fn list(
+pub async fn list_deployments(
     state: web::Data<AppState>,
     actor: Actor,
     query: web::Query<DeploymentQuery>,
@@ -85,7 +85,7 @@ pub async fn list(
 
 #[utoipa::path(get, path = "/api/v1/deployments/{id}", tag = "deployments", security(("bearer" = [])),
     params(("id" = i64, Path)), responses((status = 200, body = DeploymentView), (status = 404, body = ErrorEnvelope)))]
-pub async fn show(
+pub async fn show_deployment(
     state: web::Data<AppState>,
     actor: Actor,
     id: web::Path<i64>,
@@ -97,7 +97,7 @@ pub async fn show(
 /// Stop delivering; terminals keep what they installed.
 #[utoipa::path(post, path = "/api/v1/deployments/{id}/cancel", tag = "deployments", security(("bearer" = [])),
     params(("id" = i64, Path)), responses((status = 200, body = DeploymentView), (status = 409, body = ErrorEnvelope)))]
-pub async fn cancel(
+pub async fn cancel_deployment(
     state: web::Data<AppState>,
     actor: Actor,
     id: web::Path<i64>,
@@ -163,7 +163,7 @@ pub async fn rollout_command(
 #[utoipa::path(post, path = "/api/v1/device-groups", tag = "deployments", security(("bearer" = [])),
     request_body = CreateDeviceGroupRequest,
     responses((status = 201, body = DeviceGroupView), (status = 400, body = ErrorEnvelope), (status = 409, body = ErrorEnvelope)))]
-pub async fn create_group(
+pub async fn create_device_group(
     state: web::Data<AppState>,
     actor: Actor,
     body: web::Json<CreateDeviceGroupRequest>,
@@ -174,7 +174,7 @@ pub async fn create_group(
 
 #[utoipa::path(get, path = "/api/v1/device-groups", tag = "deployments", security(("bearer" = [])),
     responses((status = 200, body = [DeviceGroupView])))]
-pub async fn list_groups(
+pub async fn list_device_groups(
     state: web::Data<AppState>,
     actor: Actor,
 ) -> Result<web::Json<Vec<DeviceGroupView>>, ApiError> {
@@ -183,7 +183,7 @@ pub async fn list_groups(
 
 #[utoipa::path(get, path = "/api/v1/device-groups/{id}", tag = "deployments", security(("bearer" = [])),
     params(("id" = i64, Path)), responses((status = 200, body = DeviceGroupView), (status = 404, body = ErrorEnvelope)))]
-pub async fn show_group(
+pub async fn show_device_group(
     state: web::Data<AppState>,
     actor: Actor,
     id: web::Path<i64>,
@@ -195,7 +195,7 @@ pub async fn show_group(
 /// Refused (409) while a deployment targets the group.
 #[utoipa::path(delete, path = "/api/v1/device-groups/{id}", tag = "deployments", security(("bearer" = [])),
     params(("id" = i64, Path)), responses((status = 204), (status = 404, body = ErrorEnvelope), (status = 409, body = ErrorEnvelope)))]
-pub async fn delete_group(
+pub async fn delete_device_group(
     state: web::Data<AppState>,
     actor: Actor,
     id: web::Path<i64>,
@@ -231,11 +231,15 @@ pub async fn device_actions(
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
     use web::{delete, get, post, resource};
-    cfg.service(resource("/api/v1/terminal/contact").route(post().to(contact)))
-        .service(resource("/api/v1/terminal/feedback").route(post().to(report)))
-        .service(resource("/api/v1/deployments").route(post().to(create)).route(get().to(list)))
-        .service(resource("/api/v1/deployments/{id}").route(get().to(show)))
-        .service(resource("/api/v1/deployments/{id}/cancel").route(post().to(cancel)))
+    cfg.service(resource("/api/v1/terminal/contact").route(post().to(terminal_contact)))
+        .service(resource("/api/v1/terminal/feedback").route(post().to(terminal_feedback)))
+        .service(
+            resource("/api/v1/deployments")
+                .route(post().to(create_deployment))
+                .route(get().to(list_deployments)),
+        )
+        .service(resource("/api/v1/deployments/{id}").route(get().to(show_deployment)))
+        .service(resource("/api/v1/deployments/{id}/cancel").route(post().to(cancel_deployment)))
         .service(
             resource("/api/v1/deployments/{id}/rollout")
                 .route(post().to(start_rollout))
@@ -243,12 +247,14 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         )
         .service(resource("/api/v1/deployments/{id}/rollout/{command}").route(post().to(rollout_command)))
         .service(
-            resource("/api/v1/device-groups").route(post().to(create_group)).route(get().to(list_groups)),
+            resource("/api/v1/device-groups")
+                .route(post().to(create_device_group))
+                .route(get().to(list_device_groups)),
         )
         .service(
             resource("/api/v1/device-groups/{id}")
-                .route(get().to(show_group))
-                .route(delete().to(delete_group)),
+                .route(get().to(show_device_group))
+                .route(delete().to(delete_device_group)),
         )
         .service(resource("/api/v1/devices/{id}/plan").route(get().to(device_plan)))
         .service(resource("/api/v1/devices/{id}/actions").route(get().to(device_actions)));

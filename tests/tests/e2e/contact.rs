@@ -492,3 +492,134 @@ backend_test!(a_change_through_one_process_reaches_the_others_within_the_sync_de
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 });
+
+backend_test!(groups_windows_removals_and_a_stage_that_succeeds_advances_by_itself, |db| {
+    let (server, op) = server_with_operator_and(&db, &[("TMS_ROLLOUT_CHECK_SECS", "1")]).await;
+    let trusted = answer_keys(&server).await;
+    let key = app_with_key(&server, &op, APP, "app").await;
+    let v1 = publish_release(&server, &op, &key, APP, "app", "1.0.0", 100, &["A920", "A80"]).await;
+    publish_release(&server, &op, &key, APP, "app", "1.1.0", 110, &["A920", "A80"]).await;
+    let sha1 = v1["artifact_sha256"].as_str().unwrap().to_owned();
+    let mut fleet: Vec<SimTerminal> = seed_fleet(&server, 8, 1, 1, "A920,A80")
+        .into_iter()
+        .map(|t| t.with_app(APP, "1.0.0", 100, &sha1))
+        .collect();
+    for t in fleet.iter_mut() {
+        sync(&server, t, &trusted).await;
+    }
+
+    // A dynamic group of the A80s, made with the CLI.
+    let creds = tempfile::tempdir().unwrap();
+    let creds = creds.path().join("credentials.json");
+    let (code, _, err) = run_tms(
+        &server,
+        &creds,
+        &["login", "--email", OPERATOR, "--password-stdin"],
+        Some(OPERATOR_PASSWORD),
+    );
+    assert_eq!(code, 0, "{err}");
+    let (code, out, err) = run_tms(
+        &server,
+        &creds,
+        &[
+            "--json",
+            "device",
+            "group",
+            "create",
+            "a80s",
+            "--filter",
+            "model=A80 and app:eu.ccv.salespoint<110",
+        ],
+        None,
+    );
+    assert_eq!(code, 0, "{err}");
+    let group = serde_json::from_str::<Value>(&out).unwrap()["id"].as_i64().unwrap();
+    let (code, _, err) =
+        run_tms(&server, &creds, &["device", "group", "create", "bad", "--filter", "colour=red"], None);
+    assert_ne!(code, 0);
+    assert!(err.contains("unknown field"), "{err}");
+
+    // A maintenance window that opens in two to three minutes, the terminals' local time.
+    let local_min = ((chrono::Utc::now().timestamp() + 3_600).rem_euclid(86_400) / 60 + 3) % 1_440;
+    let end_min = (local_min + 60) % 1_440;
+    let window =
+        format!("{:02}:{:02}-{:02}:{:02}", local_min / 60, local_min % 60, end_min / 60, end_min % 60);
+    let (status, windowed) = post(
+        &server,
+        &op,
+        "/api/v1/deployments",
+        json!({"app_id": APP, "version": "1.1.0", "target": format!("group:{group}"), "window": window, "wifi_only": true}),
+    )
+    .await;
+    assert_eq!(status, 201, "{windowed}");
+    for t in &fleet {
+        let Outcome::Answer(answer, body) = contact(&server, t).await else { panic!() };
+        assert!(body.apps.is_empty(), "nothing before the window opens");
+        if t.state.model == "A80" {
+            // Sooner than the interval: when the window opens (plus up to a minute of jitter).
+            assert!(answer.next_contact_secs <= 180 + 61, "{}", answer.next_contact_secs);
+        }
+    }
+    let a80 = fleet.iter().position(|t| t.state.model == "A80").unwrap();
+    let (_, plan) = get(&server, &op, &format!("/api/v1/devices/{}/plan", fleet[a80].device_id)).await;
+    assert_eq!(plan["apps"][0]["change"], "update", "{plan}");
+    let deferred = plan["apps"][0]["deferred_secs"].as_u64().unwrap();
+    assert!((60..=180).contains(&deferred), "{plan}");
+    let (status, _) =
+        post(&server, &op, &format!("/api/v1/deployments/{}/cancel", windowed["id"]), json!({})).await;
+    assert_eq!(status, 200);
+
+    // A removal for a list of devices outranks everything else for them.
+    let (status, removal) = post(
+        &server,
+        &op,
+        "/api/v1/deployments",
+        json!({"app_id": APP, "remove": true, "target": format!("devices:{}", fleet[0].device_id)}),
+    )
+    .await;
+    assert_eq!(status, 201, "{removal}");
+    let body = changes(&contact(&server, &fleet[0]).await).clone();
+    assert_eq!(body.apps[0].change, "remove");
+    assert!(body.apps[0].release.is_none());
+    let (status, _) =
+        post(&server, &op, &format!("/api/v1/deployments/{}/cancel", removal["id"]), json!({})).await;
+    assert_eq!(status, 200);
+
+    // A stage whose terminals all install advances by itself.
+    let (status, deployment) = post(
+        &server,
+        &op,
+        "/api/v1/deployments",
+        json!({"app_id": APP, "version": "1.1.0", "target": "everyone", "hold": true}),
+    )
+    .await;
+    assert_eq!(status, 201, "{deployment}");
+    let id = deployment["id"].as_i64().unwrap();
+    let (status, rollout) = post(
+        &server,
+        &op,
+        &format!("/api/v1/deployments/{id}/rollout"),
+        json!({"stages": [50, 100], "success_percent": 100, "max_failures": "0"}),
+    )
+    .await;
+    assert_eq!(status, 201, "{rollout}");
+    let mut advanced = false;
+    for _ in 0..3 {
+        for t in fleet.iter_mut() {
+            let body = changes(&contact(&server, t).await).clone();
+            t.apply(&server.http, &server.base_url, &body).await;
+        }
+        let (_, view) = get(&server, &op, &format!("/api/v1/deployments/{id}/rollout")).await;
+        if view["current_stage"] == 1 || view["status"] == "completed" {
+            advanced = true;
+            break;
+        }
+    }
+    assert!(advanced, "the rollout never advanced");
+    for t in fleet.iter_mut() {
+        sync(&server, t, &trusted).await;
+    }
+    let view = wait_for_rollout(&server, &op, id, "completed").await;
+    assert_eq!(view["stage_stats"][0]["installed"], view["stage_stats"][0]["devices"], "{view}");
+    assert!(fleet.iter().all(|t| t.state.apps[0].version == "1.1.0"));
+});
