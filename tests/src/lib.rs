@@ -10,6 +10,7 @@ pub mod fixtures;
 mod s3;
 mod server;
 pub mod terminal;
+pub mod fleet_bench;
 
 pub use database::{Backend, TestDatabase};
 pub use s3::MotoServer;

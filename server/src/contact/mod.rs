@@ -62,20 +62,32 @@ impl ContactSettings {
     }
 }
 
-/// What this process remembers of one terminal.
+/// What this process remembers of one terminal: kept small, for a fleet of
+/// a million is a million of these.
+#[derive(Clone)]
 struct Entry {
-    device: CallingDevice,
+    device_id: i64,
+    merchant_id: i64,
+    location_id: i64,
     /// The change-log position when its target was computed.
     computed_at: i64,
     valid_until: i64,
     utc_offset_minutes: i32,
+    interval_secs: u32,
     /// The state it reported, and the state it has once it applied the answer.
-    state_digest: String,
-    target_digest: String,
+    state_digest: [u8; 32],
+    target_digest: [u8; 32],
     /// The answer's body when the terminal has something to do.
     body: Option<Arc<ContactBody>>,
-    interval_secs: u64,
+    /// (when computed, seconds until a window with waiting work opens).
     window_opens_in: Option<(i64, u32)>,
+}
+
+fn raw_digest(hex_digest: &str) -> [u8; 32] {
+    let mut out = [0u8; 32];
+    // Digests here come from TerminalState::digest: always 64 hex digits.
+    let _ = hex::decode_to_slice(hex_digest, &mut out);
+    out
 }
 
 /// Reported state waiting to be written.
@@ -245,34 +257,33 @@ impl ContactService {
         }
         let now = unix_now();
         let key = token_key(token);
+        let reported = raw_digest(&digest);
         let cached = self.entries.read().expect("not poisoned").get(&key).cloned();
         if let Some(entry) = cached
             && now < entry.valid_until
             && entry.utc_offset_minutes == request.utc_offset_minutes
             && self.seen.read().expect("not poisoned").still_holds(
                 entry.computed_at,
-                entry.device.merchant_id,
-                entry.device.location_id,
-                entry.device.id,
+                entry.merchant_id,
+                entry.location_id,
+                entry.device_id,
             )
         {
-            if digest == entry.target_digest {
-                if digest != entry.state_digest {
+            if reported == entry.target_digest {
+                if reported != entry.state_digest {
                     // It applied what it was told: remember its new state.
-                    let mut updated =
-                        Entry { state_digest: digest.clone(), body: None, ..clone_entry(&entry) };
-                    updated.target_digest = digest.clone();
+                    let updated = Entry { state_digest: reported, body: None, ..(*entry).clone() };
                     self.entries.write().expect("not poisoned").insert(key, Arc::new(updated));
-                    self.note(entry.device.id, Some((&request, &digest)));
+                    self.note(entry.device_id, Some((&request, &digest)));
                 } else {
-                    self.note(entry.device.id, None);
+                    self.note(entry.device_id, None);
                 }
                 return self.in_sync(&digest, now, &entry);
             }
-            if digest == entry.state_digest
+            if reported == entry.state_digest
                 && let Some(body) = &entry.body
             {
-                self.note(entry.device.id, None);
+                self.note(entry.device_id, None);
                 return self.with_changes(body, now, &entry);
             }
         }
@@ -310,19 +321,21 @@ impl ContactService {
         )
         .await?;
         let entry = Entry {
-            device: device.calling.clone(),
+            device_id: device.calling.id,
+            merchant_id: device.calling.merchant_id,
+            location_id: device.calling.location_id,
             computed_at,
             valid_until: computed.valid_until,
             utc_offset_minutes: request.utc_offset_minutes,
-            state_digest: digest.clone(),
-            target_digest: computed.body.target_digest.clone(),
+            interval_secs: computed.interval_secs.min(u64::from(u32::MAX)) as u32,
+            state_digest: raw_digest(&digest),
+            target_digest: raw_digest(&computed.body.target_digest),
             body: if computed.in_sync { None } else { Some(Arc::new(computed.body.clone())) },
-            interval_secs: computed.interval_secs,
             window_opens_in: computed.window_opens_in.map(|s| (now, s)),
         };
         self.note(device.calling.id, Some((&request, &digest)));
         let answer = match &entry.body {
-            None => self.in_sync(&entry.target_digest, now, &entry),
+            None => self.in_sync(&computed.body.target_digest, now, &entry),
             Some(body) => self.with_changes(body, now, &entry),
         };
         self.entries.write().expect("not poisoned").insert(key, Arc::new(entry));
@@ -378,9 +391,9 @@ impl ContactService {
     /// The configured interval with ±10 % jitter (so a fleet started at once
     /// spreads out), sooner when a maintenance window with work opens first.
     fn next_contact(&self, entry: &Entry, now: i64) -> u64 {
-        let interval = entry.interval_secs.max(30);
+        let interval = u64::from(entry.interval_secs.max(30));
         let spread = interval / 5;
-        let mix = Sha256Digest::of(&[entry.device.id.to_be_bytes(), now.to_be_bytes()].concat());
+        let mix = Sha256Digest::of(&[entry.device_id.to_be_bytes(), now.to_be_bytes()].concat());
         let r = u64::from_be_bytes(mix.as_bytes()[..8].try_into().expect("8 bytes"));
         let mut next = interval - interval / 10 + if spread > 0 { r % spread } else { 0 };
         if let Some((at, opens_in)) = entry.window_opens_in {
@@ -483,20 +496,6 @@ impl ContactService {
         )
         .await?;
         Ok(plan_view(&snapshot, &device, &state, reported_at, &computed))
-    }
-}
-
-fn clone_entry(e: &Entry) -> Entry {
-    Entry {
-        device: e.device.clone(),
-        computed_at: e.computed_at,
-        valid_until: e.valid_until,
-        utc_offset_minutes: e.utc_offset_minutes,
-        state_digest: e.state_digest.clone(),
-        target_digest: e.target_digest.clone(),
-        body: e.body.clone(),
-        interval_secs: e.interval_secs,
-        window_opens_in: e.window_opens_in,
     }
 }
 

@@ -11,6 +11,11 @@
 //! machine's single-core sha256 speed measured in the same run, and the
 //! server's memory growth (targets: publishing at 60 % or more of the sha256
 //! speed; under 64 MiB of growth).
+//!
+//! `tms-bench fleet --terminals 1000000 [--concurrency 64] [--storm-concurrency 256]
+//! [--seconds 30] [--merchants 1000 --locations-per-merchant 10] [--backend …]`
+//! seeds a fleet and drives it through the scenarios of the contact (see
+//! `tms_e2e::fleet_bench`), with `/healthz` under the same load as the ceiling.
 #![forbid(unsafe_code)]
 
 use std::sync::Arc;
@@ -30,7 +35,42 @@ struct Args {
     postgres: bool,
 }
 
-const USAGE: &str = "usage: tms-bench export [--rows N] [--backend sqlite|postgres]\n       tms-bench artifact [--mib N] [--backend sqlite|postgres]";
+const USAGE: &str = "usage: tms-bench export [--rows N] [--backend sqlite|postgres]\n       tms-bench artifact [--mib N] [--backend sqlite|postgres]\n       tms-bench fleet [--terminals N] [--concurrency K] [--storm-concurrency K] [--seconds S]\n                       [--merchants M] [--locations-per-merchant L] [--backend sqlite|postgres]";
+
+fn number<T: std::str::FromStr>(flag: &str, value: Option<String>) -> Result<T, String> {
+    value.and_then(|v| v.parse().ok()).ok_or_else(|| format!("{flag} takes a number"))
+}
+
+fn parse_fleet_args(mut args: impl Iterator<Item = String>) -> Result<tms_e2e::fleet_bench::FleetArgs, String> {
+    let mut parsed = tms_e2e::fleet_bench::FleetArgs {
+        terminals: 1_000_000,
+        merchants: 1_000,
+        locations_per_merchant: 10,
+        concurrency: 64,
+        storm_concurrency: 256,
+        seconds: 30,
+        postgres: false,
+    };
+    while let Some(flag) = args.next() {
+        match flag.as_str() {
+            "--terminals" => parsed.terminals = number(&flag, args.next())?,
+            "--merchants" => parsed.merchants = number(&flag, args.next())?,
+            "--locations-per-merchant" => parsed.locations_per_merchant = number(&flag, args.next())?,
+            "--concurrency" => parsed.concurrency = number(&flag, args.next())?,
+            "--storm-concurrency" => parsed.storm_concurrency = number(&flag, args.next())?,
+            "--seconds" => parsed.seconds = number(&flag, args.next())?,
+            "--backend" => {
+                parsed.postgres = match args.next().as_deref() {
+                    Some("sqlite") => false,
+                    Some("postgres") => true,
+                    _ => return Err("--backend takes sqlite or postgres".into()),
+                }
+            }
+            other => return Err(format!("unknown argument {other}\n{USAGE}")),
+        }
+    }
+    Ok(parsed)
+}
 
 fn parse_args() -> Result<Args, String> {
     let mut args = std::env::args().skip(1);
@@ -65,6 +105,15 @@ fn mib(bytes: u64) -> f64 {
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
+    if std::env::args().nth(1).as_deref() == Some("fleet") {
+        match parse_fleet_args(std::env::args().skip(2)) {
+            Ok(args) => return tms_e2e::fleet_bench::run(args).await,
+            Err(e) => {
+                eprintln!("{e}");
+                std::process::exit(2);
+            }
+        }
+    }
     let args = match parse_args() {
         Ok(a) => a,
         Err(e) => {

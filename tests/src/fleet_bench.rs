@@ -1,0 +1,422 @@
+//! `tms-bench fleet`: a simulated fleet against the real server, and the
+//! ceiling of the stack (`/healthz` under the same load generator) measured
+//! in the same run. Scenarios: (d) a morning storm from cold — every terminal
+//! calls once, many at a time; (a) steady state, nothing to do; (b) a release
+//! rolled out to 10 % then 100 % while the fleet calls; (c) a parameter change
+//! on 1,000 locations.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use tms_packages::contact::in_stage;
+use tms_signing::PublicKey;
+
+use crate::fixtures::*;
+use crate::terminal::{Outcome, SimTerminal};
+use crate::{ServerBuilder, TestDatabase};
+
+const APP: &str = "eu.ccv.salespoint";
+
+#[derive(Debug, Clone)]
+pub struct FleetArgs {
+    pub terminals: u64,
+    pub merchants: u32,
+    pub locations_per_merchant: u32,
+    /// Concurrent simulated terminals (and /healthz callers).
+    pub concurrency: usize,
+    /// Concurrency of the morning storm.
+    pub storm_concurrency: usize,
+    /// Length of the timed phases (healthz and steady state).
+    pub seconds: u64,
+    pub postgres: bool,
+}
+
+/// Latencies and outcomes of one phase.
+#[derive(Debug, Default)]
+struct Phase {
+    latencies_us: Vec<u64>,
+    errors: BTreeMap<String, u64>,
+    elapsed: f64,
+    offered: u64,
+    outside_stage: u64,
+    parameter_updates: u64,
+}
+
+impl Phase {
+    fn merge(&mut self, other: Phase) {
+        self.latencies_us.extend(other.latencies_us);
+        for (k, v) in other.errors {
+            *self.errors.entry(k).or_default() += v;
+        }
+        self.offered += other.offered;
+        self.outside_stage += other.outside_stage;
+        self.parameter_updates += other.parameter_updates;
+    }
+
+    fn percentile(&self, p: f64) -> f64 {
+        if self.latencies_us.is_empty() {
+            return 0.0;
+        }
+        let i = ((self.latencies_us.len() as f64 - 1.0) * p).round() as usize;
+        self.latencies_us[i] as f64 / 1000.0
+    }
+
+    fn rate(&self) -> f64 {
+        self.latencies_us.len() as f64 / self.elapsed.max(1e-9)
+    }
+
+    fn report(&mut self, name: &str, ceiling: Option<f64>, rss: Option<u64>) -> Value {
+        self.latencies_us.sort_unstable();
+        json!({
+            "phase": name,
+            "requests": self.latencies_us.len(),
+            "seconds": self.elapsed,
+            "requests_per_second": self.rate(),
+            "ratio_to_healthz": ceiling.map(|c| self.rate() / c),
+            "p50_ms": self.percentile(0.50),
+            "p90_ms": self.percentile(0.90),
+            "p99_ms": self.percentile(0.99),
+            "errors": self.errors,
+            "offered_release": self.offered,
+            "offered_outside_stage": self.outside_stage,
+            "parameter_updates": self.parameter_updates,
+            "server_rss_mib": rss.map(|r| r as f64 / 1048576.0),
+        })
+    }
+}
+
+/// What a simulated terminal checks in every answer of a rollout phase.
+#[derive(Debug, Clone, Copy)]
+struct StageCheck {
+    deployment: i64,
+    rollout: i64,
+    stage_bp: u32,
+}
+
+fn http_client(concurrency: usize) -> reqwest::Client {
+    reqwest::Client::builder()
+        .pool_max_idle_per_host(concurrency)
+        .timeout(Duration::from_secs(30))
+        .build()
+        .expect("HTTP client")
+}
+
+/// /healthz as fast as `concurrency` callers can, for `seconds`.
+async fn healthz(base: &str, http: &reqwest::Client, concurrency: usize, seconds: u64) -> Phase {
+    let deadline = Instant::now() + Duration::from_secs(seconds);
+    let started = Instant::now();
+    let tasks: Vec<_> = (0..concurrency)
+        .map(|_| {
+            let (http, url) = (http.clone(), format!("{base}/healthz"));
+            tokio::spawn(async move {
+                let mut phase = Phase::default();
+                while Instant::now() < deadline {
+                    let t = Instant::now();
+                    match http.get(&url).send().await {
+                        Ok(r) if r.status() == 200 => {
+                            let _ = r.bytes().await;
+                            phase.latencies_us.push(t.elapsed().as_micros() as u64);
+                        }
+                        Ok(r) => *phase.errors.entry(r.status().as_str().to_owned()).or_default() += 1,
+                        Err(e) => *phase.errors.entry(error_kind(&e)).or_default() += 1,
+                    }
+                }
+                phase
+            })
+        })
+        .collect();
+    let mut total = Phase::default();
+    for t in tasks {
+        total.merge(t.await.expect("healthz task"));
+    }
+    total.elapsed = started.elapsed().as_secs_f64();
+    total
+}
+
+fn error_kind(e: &reqwest::Error) -> String {
+    if e.is_timeout() {
+        "timeout".into()
+    } else if e.is_connect() {
+        "connect".into()
+    } else {
+        "transport".into()
+    }
+}
+
+/// Contacts by `concurrency` workers, each owning a slice of the fleet: every
+/// terminal once (`seconds` = None) or round after round until the time is up.
+/// Each applies what it gets and reports feedback, as a terminal would.
+async fn contacts(
+    base: &str,
+    http: &reqwest::Client,
+    fleet: Vec<SimTerminal>,
+    concurrency: usize,
+    seconds: Option<u64>,
+    check: Option<StageCheck>,
+    trusted: Arc<Vec<PublicKey>>,
+) -> (Vec<SimTerminal>, Phase) {
+    let deadline = seconds.map(|s| Instant::now() + Duration::from_secs(s));
+    let per = fleet.len().div_ceil(concurrency.max(1)).max(1);
+    let mut slices: Vec<Vec<SimTerminal>> = Vec::new();
+    let mut rest = fleet;
+    while !rest.is_empty() {
+        let tail = rest.split_off(per.min(rest.len()));
+        slices.push(rest);
+        rest = tail;
+    }
+    let verified = Arc::new(AtomicU64::new(0));
+    let started = Instant::now();
+    let tasks: Vec<_> = slices
+        .into_iter()
+        .map(|mut slice| {
+            let (http, base, trusted, verified) = (http.clone(), base.to_owned(), trusted.clone(), verified.clone());
+            tokio::spawn(async move {
+                let mut phase = Phase::default();
+                'rounds: loop {
+                    for t in slice.iter_mut() {
+                        if deadline.is_some_and(|d| Instant::now() >= d) {
+                            break 'rounds;
+                        }
+                        let at = Instant::now();
+                        let outcome = t.contact(&http, &base).await;
+                        let us = at.elapsed().as_micros() as u64;
+                        match outcome {
+                            Outcome::Answer(answer, body) => {
+                                phase.latencies_us.push(us);
+                                // The reference verification on a sample (it costs the
+                                // client CPU the server shares).
+                                if verified.fetch_add(1, Ordering::Relaxed) % 100 == 0 {
+                                    if let Err(e) = t.accept(&answer, &trusted) {
+                                        *phase.errors.entry(format!("answer_{e:?}")).or_default() += 1;
+                                    }
+                                }
+                                for change in &body.apps {
+                                    if let Some(c) = check
+                                        && change.deployment_id == c.deployment
+                                    {
+                                        phase.offered += 1;
+                                        if !in_stage(c.rollout, t.device_id, c.stage_bp) {
+                                            phase.outside_stage += 1;
+                                        }
+                                    }
+                                }
+                                phase.parameter_updates += body.parameters.len() as u64;
+                                if answer.status == "changes" {
+                                    t.apply(&http, &base, &body).await;
+                                }
+                            }
+                            Outcome::Refused(status, body) => {
+                                let code = body["error"]["code"].as_str().unwrap_or("unknown").to_owned();
+                                *phase.errors.entry(format!("{status} {code}")).or_default() += 1;
+                            }
+                        }
+                    }
+                    if deadline.is_none() {
+                        break;
+                    }
+                }
+                (slice, phase)
+            })
+        })
+        .collect();
+    let mut fleet = Vec::new();
+    let mut total = Phase::default();
+    for t in tasks {
+        let (slice, phase) = t.await.expect("contact task");
+        fleet.extend(slice);
+        total.merge(phase);
+    }
+    total.elapsed = started.elapsed().as_secs_f64();
+    (fleet, total)
+}
+
+fn database_mib(db: &TestDatabase) -> Option<f64> {
+    use diesel::RunQueryDsl;
+    if db.url.starts_with("postgres") {
+        #[derive(diesel::QueryableByName)]
+        struct Size {
+            #[diesel(sql_type = diesel::sql_types::BigInt)]
+            bytes: i64,
+        }
+        let pool = db.pool();
+        let mut conn = pool.get().ok()?;
+        let size: Size = diesel::sql_query("SELECT pg_database_size(current_database()) AS bytes")
+            .get_result(&mut *conn)
+            .ok()?;
+        Some(size.bytes as f64 / 1048576.0)
+    } else {
+        let path = db.url.trim_start_matches("sqlite://");
+        let size = |p: String| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0);
+        Some((size(path.to_owned()) + size(format!("{path}-wal"))) as f64 / 1048576.0)
+    }
+}
+
+pub async fn run(args: FleetArgs) {
+    let backend = if args.postgres { "postgres" } else { "sqlite" };
+    let db = if args.postgres {
+        TestDatabase::postgres().expect("PostgreSQL at TMS_TEST_POSTGRES_URL")
+    } else {
+        TestDatabase::sqlite()
+    };
+    let server = ServerBuilder::new()
+        .database(&db)
+        .env("TMS_LOG_LEVEL", "warn,tms_server::http=info,tms_server::http::observe=warn")
+        .env("TMS_ROLLOUT_CHECK_SECS", "5")
+        .env("TMS_DB_POOL_SIZE", "16")
+        .start()
+        .await;
+    server.create_operator(OPERATOR, "operator_admin", OPERATOR_PASSWORD);
+    let op = server.login(OPERATOR, OPERATOR_PASSWORD).await;
+    let trusted = Arc::new(answer_keys(&server).await);
+    let key = app_with_key(&server, &op, APP, "app").await;
+    let v1 = publish_release(&server, &op, &key, APP, "app", "1.0.0", 100, &["A920", "A80"]).await;
+    let sha1 = v1["artifact_sha256"].as_str().expect("sha").to_owned();
+
+    eprintln!("seeding {} terminals…", args.terminals);
+    let seeding = Instant::now();
+    let fleet: Vec<SimTerminal> =
+        seed_fleet(&server, args.terminals, args.merchants, args.locations_per_merchant, "A920,A80")
+            .into_iter()
+            .map(|t| t.with_app(APP, "1.0.0", 100, &sha1))
+            .collect();
+    let seed_secs = seeding.elapsed().as_secs_f64();
+    let rss = || server.rss_bytes();
+    let http = http_client(args.storm_concurrency.max(args.concurrency));
+    let base = server.base_url.clone();
+    let mut phases = Vec::new();
+
+    eprintln!("ceiling: /healthz for {} s…", args.seconds);
+    let mut ceiling = healthz(&base, &http, args.concurrency, args.seconds).await;
+    let ceiling_rate = ceiling.rate();
+    phases.push(ceiling.report("healthz", None, rss()));
+
+    eprintln!("(d) morning storm: every terminal once, {} at a time, from cold…", args.storm_concurrency);
+    let (fleet, mut storm) =
+        contacts(&base, &http, fleet, args.storm_concurrency, None, None, trusted.clone()).await;
+    phases.push(storm.report("d_morning_storm", Some(ceiling_rate), rss()));
+
+    eprintln!("settling: one more round so every terminal is in sync…");
+    let (fleet, _) = contacts(&base, &http, fleet, args.concurrency, None, None, trusted.clone()).await;
+
+    eprintln!("(a) steady state for {} s…", args.seconds);
+    let (fleet, mut steady) =
+        contacts(&base, &http, fleet, args.concurrency, Some(args.seconds), None, trusted.clone()).await;
+    phases.push(steady.report("a_steady_state", Some(ceiling_rate), rss()));
+
+    eprintln!("(b) a release rolled out to 10 %, then 100 %…");
+    publish_release(&server, &op, &key, APP, "app", "2.0.0", 200, &["A920", "A80"]).await;
+    let (status, deployment) = post(
+        &server,
+        &op,
+        "/api/v1/deployments",
+        json!({"app_id": APP, "version": "2.0.0", "target": "everyone", "hold": true}),
+    )
+    .await;
+    assert_eq!(status, 201, "{deployment}");
+    let deployment = deployment["id"].as_i64().expect("id");
+    let (status, rollout) = post(
+        &server,
+        &op,
+        &format!("/api/v1/deployments/{deployment}/rollout"),
+        json!({"stages": [10, 100], "success_percent": 90, "max_failures": "5%", "auto_advance": false}),
+    )
+    .await;
+    assert_eq!(status, 201, "{rollout}");
+    let rollout = rollout["id"].as_i64().expect("id");
+    let check = StageCheck { deployment, rollout, stage_bp: 1_000 };
+    let (fleet, mut stage1) =
+        contacts(&base, &http, fleet, args.concurrency, None, Some(check), trusted.clone()).await;
+    phases.push(stage1.report("b_rollout_10_percent", Some(ceiling_rate), rss()));
+    let approved = Instant::now();
+    loop {
+        let (status, view) =
+            post(&server, &op, &format!("/api/v1/deployments/{deployment}/rollout/approve"), json!({})).await;
+        if status == 200 {
+            break;
+        }
+        assert!(approved.elapsed() < Duration::from_secs(300), "stage 1 never succeeded: {view}");
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    }
+    let check = StageCheck { stage_bp: 10_000, ..check };
+    let (fleet, mut stage2) =
+        contacts(&base, &http, fleet, args.concurrency, None, Some(check), trusted.clone()).await;
+    phases.push(stage2.report("b_rollout_100_percent", Some(ceiling_rate), rss()));
+
+    eprintln!("(c) a parameter change on 1,000 locations…");
+    let mut locations: Vec<i64> = fleet.iter().map(|t| t.location_id).collect();
+    locations.sort_unstable();
+    locations.dedup();
+    locations.truncate(1_000);
+    let changing = Instant::now();
+    for (i, location) in locations.iter().enumerate() {
+        let (status, body) = post(
+            &server,
+            &op,
+            &format!("/api/v1/parameters/tms.terminal/location/{location}"),
+            json!({"set": {"receipt.footer": format!("Merci ! #{i}")}, "reason": "benchmark"}),
+        )
+        .await;
+        assert_eq!(status, 200, "{body}");
+    }
+    let change_secs = changing.elapsed().as_secs_f64();
+    let (_fleet, mut params) = contacts(&base, &http, fleet, args.concurrency, None, None, trusted.clone()).await;
+    phases.push(params.report("c_parameters_1000_locations", Some(ceiling_rate), rss()));
+
+    let db_mib = database_mib(&db);
+    let report = json!({
+        "benchmark": "fleet",
+        "backend": backend,
+        "terminals": args.terminals,
+        "merchants": args.merchants,
+        "locations": args.merchants * args.locations_per_merchant,
+        "concurrency": args.concurrency,
+        "storm_concurrency": args.storm_concurrency,
+        "seed_seconds": seed_secs,
+        "parameter_change_seconds": change_secs,
+        "database_mib": db_mib,
+        "server_rss_mib": rss().map(|r| r as f64 / 1048576.0),
+        "phases": phases,
+    });
+    println!("{report}");
+    eprintln!();
+    eprintln!(
+        "fleet, {backend}, {} terminals, {} locations, {} concurrent terminals (storm: {})",
+        args.terminals,
+        args.merchants * args.locations_per_merchant,
+        args.concurrency,
+        args.storm_concurrency
+    );
+    eprintln!(
+        "  {:<28} {:>9} {:>9} {:>7} {:>8} {:>8} {:>8}  errors",
+        "phase", "requests", "req/s", "ratio", "p50 ms", "p90 ms", "p99 ms"
+    );
+    for p in report["phases"].as_array().expect("phases") {
+        eprintln!(
+            "  {:<28} {:>9} {:>9.0} {:>7} {:>8.2} {:>8.2} {:>8.2}  {}",
+            p["phase"].as_str().unwrap_or(""),
+            p["requests"],
+            p["requests_per_second"].as_f64().unwrap_or(0.0),
+            p["ratio_to_healthz"].as_f64().map_or("—".to_owned(), |r| format!("{:.0} %", r * 100.0)),
+            p["p50_ms"].as_f64().unwrap_or(0.0),
+            p["p90_ms"].as_f64().unwrap_or(0.0),
+            p["p99_ms"].as_f64().unwrap_or(0.0),
+            p["errors"],
+        );
+    }
+    for (name, p) in [("b 10 %", &report["phases"][3]), ("b 100 %", &report["phases"][4])] {
+        eprintln!(
+            "  rollout {name}: offered to {} terminals, {} outside the stage",
+            p["offered_release"], p["offered_outside_stage"]
+        );
+    }
+    eprintln!("  parameter updates received after the change: {}", report["phases"][5]["parameter_updates"]);
+    eprintln!(
+        "  server RSS {:.0} MiB; database {:.0} MiB; seeding {:.1} s",
+        report["server_rss_mib"].as_f64().unwrap_or(0.0),
+        db_mib.unwrap_or(0.0),
+        seed_secs
+    );
+}
