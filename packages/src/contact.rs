@@ -38,6 +38,17 @@ pub fn in_stage(rollout_id: i64, device_id: i64, percent_bp: u32) -> bool {
 /// dash-separated parts, numbers numerically, other parts as text
 /// (`PayDroid_8.1.10` > `PayDroid_8.1.9`).
 pub fn compare_firmware(a: &str, b: &str) -> Ordering {
+    // The numbers decide (a vendor prefix such as `PayDroid_` aside), then the text.
+    let numbers = |s: &str| -> Vec<u64> {
+        s.split(|c: char| !c.is_ascii_digit())
+            .filter(|p| !p.is_empty())
+            .filter_map(|p| p.parse().ok())
+            .collect()
+    };
+    match numbers(a).cmp(&numbers(b)) {
+        Ordering::Equal => {}
+        other => return other,
+    }
     let parts = |s: &str| -> Vec<String> { s.split(['.', '-', '_']).map(str::to_owned).collect() };
     let (pa, pb) = (parts(a), parts(b));
     for (x, y) in pa.iter().zip(&pb) {
@@ -414,6 +425,9 @@ pub struct Deployment {
     pub rollout: Option<(i64, u32)>,
     pub window: Option<Window>,
     pub wifi_only: bool,
+    /// A rollback: only terminals running this version code of the app are
+    /// taken back; the others follow the other deployments.
+    pub rollback_from: Option<u64>,
 }
 
 /// Why a deployment did not decide an app for a device.
@@ -427,6 +441,7 @@ pub enum Skip {
     FirmwareTooOld { needs: String, has: String },
     Withdrawn,
     NotHigher { installed: String },
+    NotOnRolledBackRelease,
 }
 
 impl std::fmt::Display for Skip {
@@ -447,6 +462,9 @@ impl std::fmt::Display for Skip {
             Skip::Withdrawn => write!(f, "the release was withdrawn"),
             Skip::NotHigher { installed } => {
                 write!(f, "the terminal already runs a higher version ({installed})")
+            }
+            Skip::NotOnRolledBackRelease => {
+                write!(f, "a rollback, and the terminal does not run the rolled-back release")
             }
         }
     }
@@ -549,6 +567,12 @@ pub fn plan(device: &DeviceFacts, deployments: &[&Deployment], local_secs: u32) 
                     plan.change = device.installed.get(app_id).map(|_| Change::Remove);
                 }
                 Payload::Release(c) => {
+                    if let Some(from) = d.rollback_from
+                        && device.installed.get(app_id).is_none_or(|(_, code)| *code != from)
+                    {
+                        plan.skipped.push((d.id, Skip::NotOnRolledBackRelease));
+                        continue;
+                    }
                     if let Some(skip) = compatibility(device, c) {
                         plan.skipped.push((d.id, skip));
                         continue;
@@ -598,6 +622,8 @@ pub enum AnswerError {
     Stale,
     /// Issued in the future beyond the tolerated clock skew.
     FromTheFuture,
+    /// A valid answer, but for another terminal or another state.
+    NotForThisTerminal,
 }
 
 fn answer_bytes(body: &Value, issued_at: i64, expires_at: i64, key_id: &str) -> Result<Vec<u8>, AnswerError> {
@@ -645,6 +671,34 @@ pub fn verify_answer(
     Ok(())
 }
 
+/// The reference verification of a contact answer: [`verify_answer`], then
+/// that it is meant for this terminal in its current state. An answer with
+/// changes names the device and the state digest it answers; an answer
+/// without (shared by terminals with the same target) carries the
+/// terminal's own state digest as its target.
+pub fn verify_contact_answer(
+    answer: &SignedAnswer,
+    trusted: &[PublicKey],
+    now: i64,
+    last_accepted_issued_at: Option<i64>,
+    max_skew_secs: i64,
+    device_id: i64,
+    own_digest: &str,
+) -> Result<crate::wire::contact::ContactBody, AnswerError> {
+    verify_answer(answer, trusted, now, last_accepted_issued_at, max_skew_secs)?;
+    let body: crate::wire::contact::ContactBody =
+        serde_json::from_value(answer.body.clone()).map_err(|_| AnswerError::NotCanonical)?;
+    let has_changes = !body.apps.is_empty()
+        || body.firmware.is_some()
+        || !body.parameters.is_empty()
+        || !body.acquirer_sessions.is_empty();
+    let meant = match body.device_id {
+        Some(id) => id == device_id && body.state_digest.as_deref() == Some(own_digest),
+        None => !has_changes && body.target_digest == own_digest,
+    };
+    if meant { Ok(body) } else { Err(AnswerError::NotForThisTerminal) }
+}
+
 #[cfg(test)]
 mod tests {
     use serde_json::json;
@@ -686,6 +740,7 @@ mod tests {
             rollout: None,
             window: None,
             wifi_only: false,
+            rollback_from: None,
         }
     }
 
@@ -714,6 +769,8 @@ mod tests {
         assert_eq!(compare_firmware("12.0", "9.9"), Ordering::Greater);
         assert_eq!(compare_firmware("1.0", "1.0.1"), Ordering::Less);
         assert_eq!(compare_firmware("A", "A"), Ordering::Equal);
+        assert_eq!(compare_firmware("PayDroid_8.1.10", "9.0.0"), Ordering::Less, "the vendor prefix aside");
+        assert_eq!(compare_firmware("PayDroid_9.0.0", "9.0.0"), Ordering::Greater, "equal numbers: the text");
     }
 
     #[test]
@@ -754,6 +811,7 @@ mod tests {
         // A pinned deployment (a rollback) may go lower.
         let mut rollback = deployment(2, lower, Target::Everyone, 2);
         rollback.pinned = true;
+        rollback.rollback_from = Some(410);
         assert_eq!(
             plan(&dev, &[&rollback], 0)[0].change,
             Some(Change::Update { release_id: 103, action: ActionType::Soft })

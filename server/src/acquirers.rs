@@ -413,6 +413,34 @@ pub fn due_sessions(
     Ok(due)
 }
 
+/// The next time a contract of the merchant or the parameters of one of its
+/// acquirers expire: what is due changes then, with no write to say so.
+pub fn next_expiry(
+    conn: &mut DbConnection,
+    merchant_id: i64,
+) -> Result<Option<NaiveDateTime>, crate::db::DbError> {
+    let at = now();
+    let acquirers: Vec<String> = acquirer_contracts::table
+        .filter(acquirer_contracts::merchant_id.eq(merchant_id))
+        .select(acquirer_contracts::acquirer_id)
+        .distinct()
+        .load(conn)?;
+    if acquirers.is_empty() {
+        return Ok(None);
+    }
+    let contract: Option<NaiveDateTime> = acquirer_contracts::table
+        .filter(acquirer_contracts::merchant_id.eq(merchant_id))
+        .filter(acquirer_contracts::valid_until.gt(at))
+        .select(diesel::dsl::min(acquirer_contracts::valid_until))
+        .first(conn)?;
+    let parameters: Option<NaiveDateTime> = acquirer_parameter_sets::table
+        .filter(acquirer_parameter_sets::acquirer_id.eq_any(&acquirers))
+        .filter(acquirer_parameter_sets::valid_until.gt(at))
+        .select(diesel::dsl::min(acquirer_parameter_sets::valid_until))
+        .first(conn)?;
+    Ok(contract.into_iter().chain(parameters).min())
+}
+
 /// The last session per acquirer of a device, for its detail.
 pub fn last_sessions(conn: &mut DbConnection, device_id: i64) -> Result<Vec<AcquirerSessionView>, ApiError> {
     let found: Vec<(String, String, Option<i64>, NaiveDateTime)> = acquirer_sessions::table

@@ -172,7 +172,8 @@ async fn contacts(
     let tasks: Vec<_> = slices
         .into_iter()
         .map(|mut slice| {
-            let (http, base, trusted, verified) = (http.clone(), base.to_owned(), trusted.clone(), verified.clone());
+            let (http, base, trusted, verified) =
+                (http.clone(), base.to_owned(), trusted.clone(), verified.clone());
             tokio::spawn(async move {
                 let mut phase = Phase::default();
                 'rounds: loop {
@@ -188,10 +189,10 @@ async fn contacts(
                                 phase.latencies_us.push(us);
                                 // The reference verification on a sample (it costs the
                                 // client CPU the server shares).
-                                if verified.fetch_add(1, Ordering::Relaxed) % 100 == 0 {
-                                    if let Err(e) = t.accept(&answer, &trusted) {
-                                        *phase.errors.entry(format!("answer_{e:?}")).or_default() += 1;
-                                    }
+                                if verified.fetch_add(1, Ordering::Relaxed) % 100 == 0
+                                    && let Err(e) = t.accept(&answer, &trusted)
+                                {
+                                    *phase.errors.entry(format!("answer_{e:?}")).or_default() += 1;
                                 }
                                 for change in &body.apps {
                                     if let Some(c) = check
@@ -362,7 +363,8 @@ pub async fn run(args: FleetArgs) {
         assert_eq!(status, 200, "{body}");
     }
     let change_secs = changing.elapsed().as_secs_f64();
-    let (_fleet, mut params) = contacts(&base, &http, fleet, args.concurrency, None, None, trusted.clone()).await;
+    let (_fleet, mut params) =
+        contacts(&base, &http, fleet, args.concurrency, None, None, trusted.clone()).await;
     phases.push(params.report("c_parameters_1000_locations", Some(ceiling_rate), rss()));
 
     let db_mib = database_mib(&db);

@@ -7,10 +7,10 @@
 
 mod database;
 pub mod fixtures;
+pub mod fleet_bench;
 mod s3;
 mod server;
 pub mod terminal;
-pub mod fleet_bench;
 
 pub use database::{Backend, TestDatabase};
 pub use s3::MotoServer;

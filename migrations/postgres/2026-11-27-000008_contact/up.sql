@@ -17,6 +17,9 @@ CREATE TABLE device_inventory (
 );
 
 -- Static groups list their devices; dynamic groups have a filter.
+-- Deployments to a location find its devices without scanning the fleet.
+CREATE INDEX devices_location ON devices (location_id);
+
 CREATE TABLE device_groups (
     id BIGSERIAL PRIMARY KEY,
     name TEXT NOT NULL UNIQUE,
@@ -77,6 +80,9 @@ CREATE TABLE rollouts (
     -- A count of failures, or basis points of the stage's devices.
     max_failures INTEGER NOT NULL,
     max_failures_is_bp BOOLEAN NOT NULL,
+    -- Failures counted before the last resume: a resumed rollout is judged
+    -- on failures after it.
+    failures_forgiven INTEGER NOT NULL DEFAULT 0,
     auto_advance BOOLEAN NOT NULL,
     -- 'running', 'waiting_approval', 'paused', 'halted', 'completed', 'rolled_back'
     status TEXT NOT NULL,
@@ -128,3 +134,4 @@ CREATE TABLE contact_changes (
     scope_id BIGINT NOT NULL,
     created_at TIMESTAMP NOT NULL
 );
+CREATE INDEX contact_changes_created ON contact_changes (created_at);

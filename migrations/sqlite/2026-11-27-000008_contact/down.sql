@@ -7,4 +7,5 @@ DROP TABLE deployment_devices;
 DROP TABLE deployments;
 DROP TABLE device_group_members;
 DROP TABLE device_groups;
+DROP INDEX devices_location;
 DROP TABLE device_inventory;

@@ -87,8 +87,13 @@ wire! {
         /// The digest the terminal's state has once it applied every change
         /// in this answer.
         pub target_digest: String,
+        /// The terminal and the state (its digest) the changes were computed
+        /// for: a terminal refuses an answer meant for another, or for a
+        /// state it no longer has (a replay of an older answer).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub device_id: Option<i64>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub state_digest: Option<String>,
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         pub apps: Vec<AppInstruction>,
         #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -370,6 +370,21 @@ pub fn cancel(conn: &mut DbConnection, actor: &Actor, id: i64) -> Result<Deploym
             return Err(ApiError::new(ErrorCode::Conflict, "this deployment is already cancelled"));
         }
         diesel::update(deployments::table.find(id)).set(deployments::status.eq("cancelled")).execute(conn)?;
+        diesel::update(
+            crate::db::schema::rollouts::table
+                .filter(crate::db::schema::rollouts::deployment_id.eq(id))
+                .filter(crate::db::schema::rollouts::status.eq_any([
+                    "running",
+                    "waiting_approval",
+                    "paused",
+                ])),
+        )
+        .set((
+            crate::db::schema::rollouts::status.eq("halted"),
+            crate::db::schema::rollouts::status_reason.eq("its deployment was cancelled"),
+            crate::db::schema::rollouts::updated_at.eq(now()),
+        ))
+        .execute(conn)?;
         audit::record(
             conn,
             &actor.audit("deployment.cancel", &format!("deployment:{id}"), None, &json!({})),
@@ -441,7 +456,13 @@ pub fn create_group(
             device_groups::created_at.eq(now()),
             device_groups::created_by.eq(actor.user_id),
         ));
-        let id: i64 = crate::per_backend!(conn, |c| insert.returning(device_groups::id).get_result(c))?;
+        let id: i64 = crate::per_backend!(conn, |c| insert.returning(device_groups::id).get_result(c))
+            .map_err(|e| match DbError::from(e) {
+                e if e.is_unique_violation() => {
+                    ApiError::new(ErrorCode::Conflict, format!("a device group named {name:?} exists"))
+                }
+                e => e.into(),
+            })?;
         let wanted: BTreeSet<i64> = request.devices.iter().copied().collect();
         let list: Vec<i64> = wanted.into_iter().collect();
         let found: Vec<i64> =
@@ -656,9 +677,24 @@ pub fn load_snapshot(conn: &mut DbConnection) -> Result<Snapshot, DbError> {
             rollout: stage,
             window: row.window(),
             wifi_only: row.wifi_only,
+            rollback_from: match row.rollback_of {
+                Some(original) => rolled_back_code(conn, original)?,
+                None => None,
+            },
         });
     }
     Ok(snapshot)
+}
+
+/// The version code of the release a deployment delivered.
+fn rolled_back_code(conn: &mut DbConnection, deployment_id: i64) -> Result<Option<u64>, DbError> {
+    let code: Option<i64> = deployments::table
+        .inner_join(releases::table.on(deployments::release_id.eq(releases::id.nullable())))
+        .filter(deployments::id.eq(deployment_id))
+        .select(releases::version_code)
+        .first(conn)
+        .optional()?;
+    Ok(code.map(|c| c as u64))
 }
 
 /// The group a deployment targets, as the planner sees it.

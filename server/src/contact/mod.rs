@@ -210,7 +210,18 @@ impl ContactService {
         let (found, snapshot, key) = self
             .db
             .run(move |conn| {
-                let found = changes::since(conn, after, 10_000)?;
+                let mut found = changes::since(conn, after, 10_000)?;
+                // Changes this process never saw were pruned (it was away for
+                // longer than the log keeps them): forget everything.
+                if let Some((first, _)) = found.first()
+                    && *first > after + 1
+                {
+                    let seq = *first;
+                    found.splice(
+                        0..0,
+                        [(seq, Scope::Everyone), (seq, Scope::Deployments), (seq, Scope::Keys)],
+                    );
+                }
                 let snapshot = if found.iter().any(|(_, s)| *s == Scope::Deployments) {
                     Some(deployments::load_snapshot(conn)?)
                 } else {
@@ -269,15 +280,11 @@ impl ContactService {
                 entry.device_id,
             )
         {
-            if reported == entry.target_digest {
-                if reported != entry.state_digest {
-                    // It applied what it was told: remember its new state.
-                    let updated = Entry { state_digest: reported, body: None, ..(*entry).clone() };
-                    self.entries.write().expect("not poisoned").insert(key, Arc::new(updated));
-                    self.note(entry.device_id, Some((&request, &digest)));
-                } else {
-                    self.note(entry.device_id, None);
-                }
+            // In sync with the target computed from this very state. (A terminal
+            // that just applied an answer takes the slow path once: its new
+            // firmware or apps may open further changes.)
+            if reported == entry.target_digest && reported == entry.state_digest {
+                self.note(entry.device_id, None);
                 return self.in_sync(&digest, now, &entry);
             }
             if reported == entry.state_digest
@@ -342,15 +349,18 @@ impl ContactService {
         answer
     }
 
-    /// Answers are issued on a grid, so that of two answers a terminal gets,
-    /// the later is never issued before the earlier, even when one was
-    /// shared and signed a while ago.
-    fn issued_at(&self, now: i64) -> i64 {
-        now - now.rem_euclid(self.settings.answer_step_secs)
+    /// Answers are dated at the end of the current step of a grid: one
+    /// shared signature serves a whole step, and no answer is dated before
+    /// one the terminal got earlier. (Two answers of one step carry the same
+    /// date; an older one cannot be replayed after a newer one all the same,
+    /// for each names the state it answers.)
+    fn shared_issued_at(&self, now: i64) -> i64 {
+        let step = self.settings.answer_step_secs;
+        now - now.rem_euclid(step) + step - 1
     }
 
     fn in_sync(&self, target_digest: &str, now: i64, entry: &Entry) -> Result<ContactAnswer, ApiError> {
-        let issued = self.issued_at(now);
+        let issued = self.shared_issued_at(now);
         let cached = self.shared.lock().expect("not poisoned").get(target_digest).cloned();
         let answer = match cached {
             Some(a) if a.issued_at == issued => a,
@@ -373,7 +383,7 @@ impl ContactService {
     }
 
     fn with_changes(&self, body: &ContactBody, now: i64, entry: &Entry) -> Result<ContactAnswer, ApiError> {
-        let answer = self.sign(body, self.issued_at(now))?;
+        let answer = self.sign(body, self.shared_issued_at(now))?;
         Ok(ContactAnswer {
             status: "changes".into(),
             next_contact_secs: self.next_contact(entry, now),
@@ -426,11 +436,29 @@ impl ContactService {
 
     /// Writes the contacts and reports gathered since the last flush.
     pub async fn flush(&self) -> Result<(), ApiError> {
-        let batch = std::mem::take(&mut *self.pending.lock().expect("not poisoned"));
+        let batch = Arc::new(std::mem::take(&mut *self.pending.lock().expect("not poisoned")));
         if batch.contacts.is_empty() && batch.reports.is_empty() {
             return Ok(());
         }
-        self.db.run(move |conn| write_batch(conn, batch)).await?;
+        let written = {
+            let batch = batch.clone();
+            self.db.run(move |conn| write_batch(conn, &batch)).await
+        };
+        if let Err(e) = written {
+            // Keep what was not written for the next flush; newer news wins.
+            let batch = Arc::try_unwrap(batch).unwrap_or_else(|shared| Pending {
+                contacts: shared.contacts.clone(),
+                reports: HashMap::new(),
+            });
+            let mut pending = self.pending.lock().expect("not poisoned");
+            for (id, at) in batch.contacts {
+                pending.contacts.entry(id).or_insert(at);
+            }
+            for (id, report) in batch.reports {
+                pending.reports.entry(id).or_insert(report);
+            }
+            return Err(e.into());
+        }
         Ok(())
     }
 
@@ -599,7 +627,7 @@ fn device_by_token_hash(conn: &mut DbConnection, hash: &str) -> Result<Device, A
     }
 }
 
-fn write_batch(conn: &mut DbConnection, batch: Pending) -> Result<(), DbError> {
+fn write_batch(conn: &mut DbConnection, batch: &Pending) -> Result<(), DbError> {
     crate::db::write_tx(conn, |conn| {
         // One statement per moment and chunk of devices; the batch's latest
         // moment stands for all (at most one flush interval off).
@@ -610,7 +638,7 @@ fn write_batch(conn: &mut DbConnection, batch: Pending) -> Result<(), DbError> {
                 .set(devices::last_contact_at.eq(at))
                 .execute(conn)?;
         }
-        for (device_id, r) in batch.reports {
+        for (device_id, r) in &batch.reports {
             let state_json = serde_json::to_string(&r.state).expect("states serialise");
             let values = (
                 device_inventory::firmware.eq(&r.state.firmware),
@@ -622,13 +650,13 @@ fn write_batch(conn: &mut DbConnection, batch: Pending) -> Result<(), DbError> {
                 device_inventory::free_storage_bytes.eq(r.free_storage_bytes.min(i64::MAX as u64) as i64),
                 device_inventory::reported_at.eq(r.at),
             );
-            let updated =
-                diesel::update(device_inventory::table.find(device_id)).set(values).execute(conn)?;
-            if updated == 0 {
-                diesel::insert_into(device_inventory::table)
-                    .values((device_inventory::device_id.eq(device_id), values))
-                    .execute(conn)?;
-            }
+            // Another process may write the same device's first report at once.
+            let insert = diesel::insert_into(device_inventory::table)
+                .values((device_inventory::device_id.eq(device_id), values))
+                .on_conflict(device_inventory::device_id)
+                .do_update()
+                .set(values);
+            crate::per_backend!(conn, |c| insert.execute(c))?;
         }
         Ok(())
     })

@@ -32,6 +32,7 @@ pub struct RolloutRow {
     pub success_bp: i32,
     pub max_failures: i32,
     pub max_failures_is_bp: bool,
+    pub failures_forgiven: i32,
     pub auto_advance: bool,
     pub status: String,
     pub status_reason: Option<String>,
@@ -143,7 +144,13 @@ pub fn start(
                 rollouts::created_at.eq(at),
                 rollouts::updated_at.eq(at),
             ))
-            .execute(conn)?;
+            .execute(conn)
+            .map_err(|e| match DbError::from(e) {
+                e if e.is_unique_violation() => {
+                    ApiError::new(ErrorCode::RolloutState, "this deployment already has a rollout")
+                }
+                e => e.into(),
+            })?;
         if deployment.status == "held" {
             diesel::update(deployment_rows::table.find(deployment_id))
                 .set(deployment_rows::status.eq("active"))
@@ -210,7 +217,14 @@ pub fn command(
             (Command::Pause, "running" | "waiting_approval") => {
                 ("paused", rollout.current_stage, Some(format!("paused by {}", actor.email)), None)
             }
-            (Command::Resume, "paused") => ("running", rollout.current_stage, None, None),
+            (Command::Resume, "paused") => {
+                // Judged on failures from now on: those that paused it were seen.
+                let failed = tally(conn, &deployment, &rollout)?.failed as i32;
+                diesel::update(rollouts::table.find(rollout.id))
+                    .set(rollouts::failures_forgiven.eq(failed))
+                    .execute(conn)?;
+                ("running", rollout.current_stage, None, None)
+            }
             (Command::Halt, "running" | "waiting_approval" | "paused") => {
                 ("halted", rollout.current_stage, Some(format!("halted by {}", actor.email)), None)
             }
@@ -237,15 +251,28 @@ pub fn command(
             (Command::Approve, _) => return refuse("approved"),
             (Command::Rollback, _) => return refuse("rolled back"),
         };
-        diesel::update(rollouts::table.find(rollout.id))
-            .set((
-                rollouts::status.eq(status),
-                rollouts::current_stage.eq(stage),
-                rollouts::status_reason.eq(reason),
-                rollouts::rollback_deployment_id.eq(rollback.or(rollout.rollback_deployment_id)),
-                rollouts::updated_at.eq(now()),
-            ))
-            .execute(conn)?;
+        // Conditional: the supervisor of another process may have moved it
+        // since it was read (PostgreSQL runs at read committed).
+        let moved = diesel::update(
+            rollouts::table
+                .find(rollout.id)
+                .filter(rollouts::status.eq(&rollout.status))
+                .filter(rollouts::current_stage.eq(rollout.current_stage)),
+        )
+        .set((
+            rollouts::status.eq(status),
+            rollouts::current_stage.eq(stage),
+            rollouts::status_reason.eq(reason),
+            rollouts::rollback_deployment_id.eq(rollback.or(rollout.rollback_deployment_id)),
+            rollouts::updated_at.eq(now()),
+        ))
+        .execute(conn)?;
+        if moved == 0 {
+            return Err(ApiError::new(
+                ErrorCode::RolloutState,
+                "the rollout changed while this was asked: look at its status and ask again",
+            ));
+        }
         audit::record(
             conn,
             &actor.audit(
@@ -323,6 +350,8 @@ struct Targeted {
     device_id: i64,
     model: String,
     firmware: Option<String>,
+    /// The version code of the deployment's app it last reported.
+    installed_code: Option<u64>,
 }
 
 fn targeted(conn: &mut DbConnection, deployment: &DeploymentRow) -> Result<Vec<Targeted>, DbError> {
@@ -380,7 +409,10 @@ fn targeted(conn: &mut DbConnection, deployment: &DeploymentRow) -> Result<Vec<T
                     return None;
                 }
             }
-            Some(Targeted { device_id: id, model, firmware: state.map(|s| s.firmware) })
+            let installed_code = state
+                .as_ref()
+                .and_then(|s| s.apps.iter().find(|a| a.app_id == deployment.app_id).map(|a| a.version_code));
+            Some(Targeted { device_id: id, model, firmware: state.map(|s| s.firmware), installed_code })
         })
         .collect())
 }
@@ -437,6 +469,10 @@ fn tally(
         failed: 0,
         devices: 0,
     };
+    let release_code: Option<u64> = match deployment.release_id {
+        Some(id) => Some(releases::table.find(id).select(releases::version_code).first::<i64>(conn)? as u64),
+        None => None,
+    };
     for device in targeted(conn, deployment)? {
         let b = bucket(rollout.id, device.device_id);
         let Some(stage) = stages.iter().position(|bp| b < *bp) else { continue };
@@ -455,7 +491,15 @@ fn tally(
         if fits {
             out.compatible += 1;
         }
+        let already = match (&release_code, &device.installed_code) {
+            (Some(code), Some(has)) => has >= code,
+            _ => false,
+        };
         match statuses.get(&device.device_id).map(String::as_str) {
+            None if already => {
+                s.installed += 1;
+                out.installed += 1;
+            }
             None => s.pending += 1,
             Some("installed") => {
                 s.installed += 1;
@@ -554,11 +598,12 @@ pub fn evaluate(
         f64::from(rollout.max_failures)
     };
     let stages = rollout.stages_bp();
-    let (status, stage, reason) = if t.failed as f64 > limit {
+    let failed = t.failed.saturating_sub(rollout.failures_forgiven.max(0) as u64);
+    let (status, stage, reason) = if failed as f64 > limit {
         (
             "paused",
             rollout.current_stage,
-            Some(format!("{} failures exceed the limit of {}", t.failed, rollout.max_failures_text())),
+            Some(format!("{failed} failures exceed the limit of {}", rollout.max_failures_text())),
         )
     } else if t.compatible == 0
         || t.installed as f64 >= t.compatible as f64 * f64::from(rollout.success_bp) / 10_000.0

@@ -228,7 +228,15 @@ pub async fn compute(
 
     let calling = device.calling.clone();
     let held = state.acquirers.clone();
-    let due = db.run(move |conn| crate::acquirers::due_sessions(conn, &calling, &held)).await?;
+    let (due, expiry) = db
+        .run(move |conn| {
+            let due = crate::acquirers::due_sessions(conn, &calling, &held)?;
+            Ok::<_, ApiError>((due, crate::acquirers::next_expiry(conn, calling.merchant_id)?))
+        })
+        .await?;
+    if let Some(at) = expiry {
+        valid_until = valid_until.min(at.and_utc().timestamp() + 1);
+    }
     for (acquirer, version) in &due {
         target.acquirers.insert(acquirer.clone(), *version);
         body.acquirer_sessions.push(acquirer.clone());
@@ -241,6 +249,7 @@ pub async fn compute(
     body.target_digest = target.digest();
     if !in_sync {
         body.device_id = Some(device.calling.id);
+        body.state_digest = Some(state.digest());
     }
     Ok(Computed {
         plans,

@@ -426,6 +426,7 @@ diesel::table! {
         success_bp -> Integer,
         max_failures -> Integer,
         max_failures_is_bp -> Bool,
+        failures_forgiven -> Integer,
         auto_advance -> Bool,
         status -> Text,
         status_reason -> Nullable<Text>,

@@ -153,7 +153,8 @@ pub async fn rollout_command(
     path: web::Path<(i64, String)>,
 ) -> Result<web::Json<RolloutView>, ApiError> {
     let (id, command) = path.into_inner();
-    let command = Command::parse(&command).ok_or_else(|| ApiError::not_found("rollout command"))?;
+    let command = Command::parse(&command)
+        .ok_or_else(|| ApiError::invalid("command", "one of pause, resume, halt, approve, rollback"))?;
     let view = state.db.run(move |conn| rollouts::command(conn, &actor, id, command)).await?;
     state.contact.caught_up().await;
     Ok(web::Json(view))

@@ -41,7 +41,9 @@ fn number<T: std::str::FromStr>(flag: &str, value: Option<String>) -> Result<T, 
     value.and_then(|v| v.parse().ok()).ok_or_else(|| format!("{flag} takes a number"))
 }
 
-fn parse_fleet_args(mut args: impl Iterator<Item = String>) -> Result<tms_e2e::fleet_bench::FleetArgs, String> {
+fn parse_fleet_args(
+    mut args: impl Iterator<Item = String>,
+) -> Result<tms_e2e::fleet_bench::FleetArgs, String> {
     let mut parsed = tms_e2e::fleet_bench::FleetArgs {
         terminals: 1_000_000,
         merchants: 1_000,

@@ -114,6 +114,9 @@ backend_test!(a_terminal_in_sync_gets_the_short_shared_answer, |db| {
         "terminals get secrets in clear"
     );
     fleet[0].accept(answer, &trusted).unwrap();
+    // Another terminal refuses it: it names fleet[0].
+    let mut other = fleet[1].clone();
+    assert_eq!(other.accept(answer, &trusted), Err(AnswerError::NotForThisTerminal));
 
     // A tampered or expired answer is refused by the reference verification.
     let mut tampered = answer.answer.clone();
