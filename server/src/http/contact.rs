@@ -145,7 +145,8 @@ pub async fn rollout_status(
 /// devices the rollout reached).
 #[utoipa::path(post, path = "/api/v1/deployments/{id}/rollout/{command}", tag = "deployments", security(("bearer" = [])),
     params(("id" = i64, Path), ("command" = String, Path)),
-    responses((status = 200, body = RolloutView), (status = 404, body = ErrorEnvelope),
+    responses((status = 200, body = RolloutView), (status = 400, description = "an unknown command", body = ErrorEnvelope),
+        (status = 404, body = ErrorEnvelope),
         (status = 409, description = "`rollout_state` or `no_previous_release`", body = ErrorEnvelope)))]
 pub async fn rollout_command(
     state: web::Data<AppState>,
