@@ -19,7 +19,13 @@ pub struct SimTerminal {
     pub utc_offset_minutes: i32,
     /// The issue time of the last answer accepted (answers never go back).
     pub last_issued_at: Option<i64>,
+    /// The last request body and the state it was made from: a load
+    /// generator should not spend the CPU it shares with the server on
+    /// serialising the same request again.
+    request_cache: RequestCache,
 }
+
+type RequestCache = std::sync::Arc<std::sync::Mutex<Option<(TerminalState, Vec<u8>)>>>;
 
 /// Reads the tokens file `tms-server fleet seed` writes.
 pub fn load_fleet(path: &Path) -> Vec<SimTerminal> {
@@ -43,6 +49,7 @@ pub fn load_fleet(path: &Path) -> Vec<SimTerminal> {
                 },
                 utc_offset_minutes: 60,
                 last_issued_at: None,
+                request_cache: Default::default(),
             }
         })
         .collect()
@@ -84,10 +91,22 @@ impl SimTerminal {
     }
 
     pub async fn contact(&self, http: &reqwest::Client, base_url: &str) -> Outcome {
+        let body = {
+            let mut cache = self.request_cache.lock().expect("not poisoned");
+            match &*cache {
+                Some((state, bytes)) if *state == self.state => bytes.clone(),
+                _ => {
+                    let bytes = serde_json::to_vec(&self.request()).expect("requests serialise");
+                    *cache = Some((self.state.clone(), bytes.clone()));
+                    bytes
+                }
+            }
+        };
         let res = http
             .post(format!("{base_url}/api/v1/terminal/contact"))
             .bearer_auth(&self.token)
-            .json(&self.request())
+            .header("content-type", "application/json")
+            .body(body)
             .send()
             .await
             .expect("contact");

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use serde_json::Value;
-use tms_signing::{Sha256Digest, to_canonical_json};
+use tms_signing::Sha256Digest;
 
 use crate::contact::ActionType;
 use crate::releases::ReleaseManifest;
@@ -173,19 +173,56 @@ pub fn is_final_status(status: &str) -> bool {
     matches!(status, "installed" | "failed")
 }
 
+/// The state with its fields in canonical order (sorted by name, as are
+/// the maps' keys): serde_json writes it as its canonical JSON directly,
+/// without building a `Value` — every contact computes this.
+#[derive(serde::Serialize)]
+struct CanonicalState<'a> {
+    acquirers: &'a BTreeMap<String, u64>,
+    apps: Vec<CanonicalApp<'a>>,
+    firmware: &'a str,
+    model: &'a str,
+    parameters: &'a BTreeMap<String, String>,
+}
+
+#[derive(serde::Serialize)]
+struct CanonicalApp<'a> {
+    app_id: &'a str,
+    sha256: &'a str,
+    version: &'a str,
+    version_code: u64,
+}
+
 impl TerminalState {
     /// The state's digest: sha256 over its canonical JSON, apps sorted by id.
     pub fn digest(&self) -> String {
-        let mut sorted = self.clone();
-        sorted.apps.sort_by(|a, b| a.app_id.cmp(&b.app_id));
-        let value = serde_json::to_value(&sorted).expect("a terminal state is plain data");
-        let bytes = to_canonical_json(&value).expect("a terminal state has no floats");
+        let mut apps: Vec<CanonicalApp<'_>> = self
+            .apps
+            .iter()
+            .map(|a| CanonicalApp {
+                app_id: &a.app_id,
+                sha256: &a.sha256,
+                version: &a.version,
+                version_code: a.version_code,
+            })
+            .collect();
+        apps.sort_by(|a, b| a.app_id.cmp(b.app_id));
+        let canonical = CanonicalState {
+            acquirers: &self.acquirers,
+            apps,
+            firmware: &self.firmware,
+            model: &self.model,
+            parameters: &self.parameters,
+        };
+        let bytes = serde_json::to_vec(&canonical).expect("a terminal state is plain data");
         Sha256Digest::of(&bytes).to_hex()
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use tms_signing::to_canonical_json;
+
     use super::*;
 
     fn app(id: &str, code: u64) -> InstalledApp {
@@ -195,6 +232,24 @@ mod tests {
             version_code: code,
             sha256: "ab".into(),
         }
+    }
+
+    #[test]
+    fn the_digest_is_that_of_the_canonical_json() {
+        let state = TerminalState {
+            model: "A920 \"pro\" é".into(),
+            firmware: "PayDroid_9.0\n".into(),
+            apps: vec![app("z.app", 7), app("a.app", 1)],
+            parameters: BTreeMap::from([
+                ("tms.terminal".into(), "1.2.3.4".into()),
+                ("b".into(), "0.0.0.1".into()),
+            ]),
+            acquirers: BTreeMap::from([("ccv".into(), 12), ("adyen".into(), 3)]),
+        };
+        let mut sorted = state.clone();
+        sorted.apps.sort_by(|a, b| a.app_id.cmp(&b.app_id));
+        let canonical = to_canonical_json(&serde_json::to_value(&sorted).unwrap()).unwrap();
+        assert_eq!(state.digest(), Sha256Digest::of(&canonical).to_hex());
     }
 
     #[test]

@@ -114,7 +114,8 @@ pub struct ContactService {
     seen: RwLock<Seen>,
     snapshot: RwLock<Arc<Snapshot>>,
     entries: RwLock<HashMap<[u8; 32], Arc<Entry>>>,
-    shared: Mutex<HashMap<String, SignedAnswer>>,
+    /// In-sync answers by target digest: (issue time, the signed answer as JSON).
+    shared: Mutex<HashMap<String, (i64, Arc<str>)>>,
     key: RwLock<Arc<PrivateKey>>,
     pending: Mutex<Pending>,
     sets: SetCache,
@@ -257,8 +258,8 @@ impl ContactService {
         Ok(())
     }
 
-    /// Answers a contact.
-    pub async fn contact(&self, token: &str, request: ContactRequest) -> Result<ContactAnswer, ApiError> {
+    /// Answers a contact, with the `ContactAnswer` as JSON.
+    pub async fn contact(&self, token: &str, request: ContactRequest) -> Result<String, ApiError> {
         let digest = request.state.digest();
         if !digest.eq_ignore_ascii_case(request.digest.trim()) {
             return Err(ApiError::new(
@@ -304,7 +305,7 @@ impl ContactService {
         request: ContactRequest,
         digest: String,
         now: i64,
-    ) -> Result<ContactAnswer, ApiError> {
+    ) -> Result<String, ApiError> {
         let computed_at = self.seen.read().expect("not poisoned").last;
         let snapshot = self.snapshot.read().expect("not poisoned").clone();
         let token_hash = crate::auth::tokens::hash(token);
@@ -359,36 +360,39 @@ impl ContactService {
         now - now.rem_euclid(step) + step - 1
     }
 
-    fn in_sync(&self, target_digest: &str, now: i64, entry: &Entry) -> Result<ContactAnswer, ApiError> {
+    /// The in-sync answer: the shared signed part is kept serialised, so a
+    /// terminal in sync costs a lookup and one small `format!`.
+    fn in_sync(&self, target_digest: &str, now: i64, entry: &Entry) -> Result<String, ApiError> {
         let issued = self.shared_issued_at(now);
         let cached = self.shared.lock().expect("not poisoned").get(target_digest).cloned();
         let answer = match cached {
-            Some(a) if a.issued_at == issued => a,
+            Some((at, json)) if at == issued => json,
             _ => {
                 let body = ContactBody { target_digest: target_digest.to_owned(), ..ContactBody::default() };
                 let signed = self.sign(&body, issued)?;
+                let json: Arc<str> = serde_json::to_string(&signed).expect("answers serialise").into();
                 let mut shared = self.shared.lock().expect("not poisoned");
                 if shared.len() >= 100_000 {
                     shared.clear();
                 }
-                shared.insert(target_digest.to_owned(), signed.clone());
-                signed
+                shared.insert(target_digest.to_owned(), (issued, json.clone()));
+                json
             }
         };
-        Ok(ContactAnswer {
-            status: "in_sync".into(),
-            next_contact_secs: self.next_contact(entry, now),
-            answer,
-        })
+        Ok(format!(
+            r#"{{"status":"in_sync","next_contact_secs":{},"answer":{answer}}}"#,
+            self.next_contact(entry, now)
+        ))
     }
 
-    fn with_changes(&self, body: &ContactBody, now: i64, entry: &Entry) -> Result<ContactAnswer, ApiError> {
+    fn with_changes(&self, body: &ContactBody, now: i64, entry: &Entry) -> Result<String, ApiError> {
         let answer = self.sign(body, self.shared_issued_at(now))?;
-        Ok(ContactAnswer {
+        let reply = ContactAnswer {
             status: "changes".into(),
             next_contact_secs: self.next_contact(entry, now),
             answer,
-        })
+        };
+        Ok(serde_json::to_string(&reply).expect("answers serialise"))
     }
 
     fn sign(&self, body: &ContactBody, issued_at: i64) -> Result<SignedAnswer, ApiError> {

@@ -26,14 +26,15 @@ pub async fn terminal_contact(
     state: web::Data<AppState>,
     req: HttpRequest,
     body: web::Json<ContactRequest>,
-) -> Result<web::Json<ContactAnswer>, ApiError> {
+) -> Result<HttpResponse, ApiError> {
     let Some(token) = bearer_token(&req) else {
         return Err(ApiError::new(
             ErrorCode::InvalidDeviceToken,
             "send the device token: Authorization: Bearer <token>",
         ));
     };
-    Ok(web::Json(state.contact.contact(&token, body.into_inner()).await?))
+    let answer = state.contact.contact(&token, body.into_inner()).await?;
+    Ok(HttpResponse::Ok().content_type(actix_web::http::header::ContentType::json()).body(answer))
 }
 
 /// How one change is going on this terminal.
