@@ -163,12 +163,14 @@ async fn contacts(
 ) -> (Vec<SimTerminal>, Phase) {
     let deadline = seconds.map(|s| Instant::now() + Duration::from_secs(s));
     let per = fleet.len().div_ceil(concurrency.max(1)).max(1);
+    // Moved into slices of their own (split_off would leave every slice the
+    // capacity of the whole fleet).
     let mut slices: Vec<Vec<SimTerminal>> = Vec::new();
-    let mut rest = fleet;
-    while !rest.is_empty() {
-        let tail = rest.split_off(per.min(rest.len()));
-        slices.push(rest);
-        rest = tail;
+    for (i, t) in fleet.into_iter().enumerate() {
+        if i % per == 0 {
+            slices.push(Vec::with_capacity(per));
+        }
+        slices.last_mut().expect("a slice").push(t);
     }
     let verified = Arc::new(AtomicU64::new(0));
     let started = Instant::now();
