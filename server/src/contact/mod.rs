@@ -77,8 +77,6 @@ struct Entry {
     /// The state it reported, and the state it has once it applied the answer.
     state_digest: [u8; 32],
     target_digest: [u8; 32],
-    /// The answer's body when the terminal has something to do.
-    body: Option<Arc<ContactBody>>,
     /// (when computed, seconds until a window with waiting work opens).
     window_opens_in: Option<(i64, u32)>,
 }
@@ -288,12 +286,6 @@ impl ContactService {
                 self.note(entry.device_id, None);
                 return self.in_sync(&digest, now, &entry);
             }
-            if reported == entry.state_digest
-                && let Some(body) = &entry.body
-            {
-                self.note(entry.device_id, None);
-                return self.with_changes(body, now, &entry);
-            }
         }
         self.slow_path(key, token, request, digest, now).await
     }
@@ -338,13 +330,15 @@ impl ContactService {
             interval_secs: computed.interval_secs.min(u64::from(u32::MAX)) as u32,
             state_digest: raw_digest(&digest),
             target_digest: raw_digest(&computed.body.target_digest),
-            body: if computed.in_sync { None } else { Some(Arc::new(computed.body.clone())) },
             window_opens_in: computed.window_opens_in.map(|s| (now, s)),
         };
         self.note(device.calling.id, Some((&request, &digest)));
-        let answer = match &entry.body {
-            None => self.in_sync(&computed.body.target_digest, now, &entry),
-            Some(body) => self.with_changes(body, now, &entry),
+        // A terminal with something to do calls again once it did it; its
+        // answer is not kept (a million of them would not fit in memory).
+        let answer = if computed.in_sync {
+            self.in_sync(&computed.body.target_digest, now, &entry)
+        } else {
+            self.with_changes(&computed.body, now, &entry)
         };
         self.entries.write().expect("not poisoned").insert(key, Arc::new(entry));
         answer
