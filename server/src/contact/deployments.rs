@@ -84,7 +84,8 @@ impl DeploymentRow {
     }
 }
 
-fn device_list(conn: &mut DbConnection, deployment_id: i64) -> Result<Vec<i64>, DbError> {
+/// The devices of a `devices:` target.
+pub fn device_list(conn: &mut DbConnection, deployment_id: i64) -> Result<Vec<i64>, DbError> {
     Ok(deployment_devices::table
         .filter(deployment_devices::deployment_id.eq(deployment_id))
         .order(deployment_devices::device_id)

@@ -313,10 +313,7 @@ fn create_rollback(
         ApiError::new(ErrorCode::NoPreviousRelease, "no earlier release of this app to roll back to")
     })?;
     let devices: Vec<i64> = if deployment.target_kind == "devices" {
-        crate::db::schema::deployment_devices::table
-            .filter(crate::db::schema::deployment_devices::deployment_id.eq(deployment.id))
-            .select(crate::db::schema::deployment_devices::device_id)
-            .load(conn)?
+        deployments::device_list(conn, deployment.id)?
     } else {
         Vec::new()
     };
@@ -371,10 +368,7 @@ fn targeted(conn: &mut DbConnection, deployment: &DeploymentRow) -> Result<Vec<T
         ("merchant", Some(id)) => query = query.filter(devices::merchant_id.eq(id)),
         ("location", Some(id)) => query = query.filter(devices::location_id.eq(id)),
         ("devices", _) => {
-            let ids: Vec<i64> = crate::db::schema::deployment_devices::table
-                .filter(crate::db::schema::deployment_devices::deployment_id.eq(deployment.id))
-                .select(crate::db::schema::deployment_devices::device_id)
-                .load(conn)?;
+            let ids = deployments::device_list(conn, deployment.id)?;
             query = query.filter(devices::id.eq_any(ids));
         }
         ("group", Some(_)) => {

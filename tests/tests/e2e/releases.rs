@@ -54,28 +54,6 @@ async fn publish(
     (status, res.json().await.unwrap_or(Value::Null))
 }
 
-/// An app with one registered publisher key.
-async fn app_with_key(server: &TestServer, op: &str) -> PrivateKey {
-    let (status, body) = post(
-        server,
-        op,
-        "/api/v1/apps",
-        json!({"id": APP, "name": "Salespoint", "kind": "app", "visibility": "system"}),
-    )
-    .await;
-    assert_eq!(status, 201, "{body}");
-    let key = PrivateKey::generate();
-    let (status, body) = post(
-        server,
-        op,
-        &format!("/api/v1/apps/{APP}/keys"),
-        json!({"name": "ci", "public_key": key.public_key().to_hex()}),
-    )
-    .await;
-    assert_eq!(status, 200, "{body}");
-    key
-}
-
 /// keygen → sign → publish → download, all with the CLI; the download is byte-identical.
 async fn cli_round_trip(server: &TestServer) {
     server.create_operator("re@psp.example", "release_engineer", OPERATOR_PASSWORD);
@@ -163,7 +141,7 @@ backend_test!(cli_round_trip_on_s3, |db| {
 
 backend_test!(every_publishing_error_leaves_nothing_behind, |db| {
     let (server, op) = server_with_operator_and(&db, &[("TMS_MAX_ARTIFACT_BYTES", "1000000")]).await;
-    let key = app_with_key(&server, &op).await;
+    let key = app_with_key(&server, &op, APP, "app").await;
     let bytes = artifact(200_000, 1);
     let code_of = |v: &Value| v["error"]["code"].as_str().unwrap_or("").to_owned();
 
@@ -260,7 +238,7 @@ fn walk(dir: &std::path::Path) -> Vec<String> {
 
 backend_test!(a_dropped_upload_leaves_nothing_visible, |db| {
     let (server, op) = server_with_operator(&db).await;
-    let key = app_with_key(&server, &op).await;
+    let key = app_with_key(&server, &op, APP, "app").await;
     let bytes = artifact(3_000_000, 4);
     let manifest = signed(&key, "1.0.0", 100, &bytes);
     let header = base64::engine::general_purpose::STANDARD.encode(serde_json::to_vec(&manifest).unwrap());
@@ -289,7 +267,7 @@ backend_test!(a_dropped_upload_leaves_nothing_visible, |db| {
 
 backend_test!(downloads_support_ranges_etags_and_devices, |db| {
     let (server, op) = server_with_operator(&db).await;
-    let key = app_with_key(&server, &op).await;
+    let key = app_with_key(&server, &op, APP, "app").await;
     let bytes = artifact(1_000_000, 5);
     let (status, release) = publish(&server, &op, &signed(&key, "2.0.0", 200, &bytes), bytes.clone()).await;
     assert_eq!(status, 201, "{release}");
@@ -376,7 +354,7 @@ backend_test!(downloads_support_ranges_etags_and_devices, |db| {
 async fn weak_and_malformed_publisher_keys_are_refused() {
     let db = tms_e2e::TestDatabase::sqlite();
     let (server, op) = server_with_operator(&db).await;
-    let _ = app_with_key(&server, &op).await;
+    let _ = app_with_key(&server, &op, APP, "app").await;
     let mut identity = [0u8; 32];
     identity[0] = 1;
     for (key, why) in [(hex::encode(identity), "weak"), ("abcd".to_owned(), "malformed")] {
@@ -390,7 +368,7 @@ async fn weak_and_malformed_publisher_keys_are_refused() {
 
 backend_test!(withdrawn_artifacts_and_damaged_downloads, |db| {
     let (server, op) = server_with_operator(&db).await;
-    let key = app_with_key(&server, &op).await;
+    let key = app_with_key(&server, &op, APP, "app").await;
     let bytes = artifact(500_000, 9);
     let manifest = signed(&key, "3.0.0", 300, &bytes);
     // The check before an upload says the same as the upload would.
