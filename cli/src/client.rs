@@ -168,6 +168,31 @@ impl Client {
         Self::decode(response).await
     }
 
+    /// Sends a small raw body (an image) with its content type; the answer is
+    /// decoded as `T`.
+    pub async fn send_bytes<T: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        content_type: &str,
+        body: Vec<u8>,
+    ) -> Result<T, ClientError> {
+        let url = self.url(path);
+        let mut request = self
+            .http
+            .request(method, url.clone())
+            .header(reqwest::header::CONTENT_TYPE, content_type)
+            .body(body);
+        if let Some(token) = &self.token {
+            request = request.bearer_auth(token);
+        }
+        let response = request
+            .send()
+            .await
+            .map_err(|source| ClientError::Unreachable { url: url.to_string(), source })?;
+        Self::decode(response).await
+    }
+
     /// A GET with extra headers whose answer is streamed by the caller
     /// (resumable downloads); error answers are decoded as usual.
     pub async fn get_stream(

@@ -25,7 +25,7 @@ fn parse_release(s: &str) -> Result<ReleaseRef, String> {
     }
 }
 
-fn parse_action(s: &str) -> Result<ActionType, String> {
+pub fn parse_action(s: &str) -> Result<ActionType, String> {
     ActionType::parse(s).ok_or_else(|| format!("{s:?}: expected soft, forced or download_only"))
 }
 

@@ -9,6 +9,7 @@ mod devices;
 mod output;
 mod parameters;
 mod releases;
+mod store;
 
 use std::process::ExitCode;
 
@@ -103,7 +104,7 @@ enum Command {
     },
     /// Publish a signed release (upload with progress)
     Publish(releases::PublishArgs),
-    /// Apps and their publisher keys
+    /// Apps: registration, store listing and publisher keys
     #[command(subcommand)]
     App(releases::AppCommand),
     /// Releases of an app
@@ -117,6 +118,9 @@ enum Command {
     /// Staged rollouts of a deployment: start, watch, pause, approve, roll back
     #[command(subcommand)]
     Rollout(deployments::RolloutCommand),
+    /// The merchant app store: browse, install and uninstall store apps
+    #[command(subcommand)]
+    Store(store::StoreCommand),
     /// Parameters: values per level, what a device sees, history and diffs
     #[command(subcommand)]
     Params(parameters::ParamsCommand),
@@ -180,6 +184,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Download(args) => releases::download(&client, args, out).await?,
         Command::Deploy(c) => deployments::deploy(&client, c, out).await?,
         Command::Rollout(c) => deployments::rollout(&client, c, out).await?,
+        Command::Store(c) => store::store(&client, c, out).await?,
         Command::Params(c) => parameters::params(&client, c, out).await?,
     }
     Ok(ExitCode::SUCCESS)

@@ -12,6 +12,7 @@ use clap::{Args, Subcommand};
 use reqwest::Method;
 use tms_packages::releases::{ReleaseManifest, SignedManifest};
 use tms_packages::wire::releases::*;
+use tms_packages::wire::store::UpdateAppRequest;
 use tms_signing::{PrivateKey, PublicKey, Sha256Reader};
 
 use crate::client::Client;
@@ -161,7 +162,7 @@ struct Progress {
     started: Instant,
 }
 
-fn human(bytes: f64) -> String {
+pub fn human(bytes: f64) -> String {
     const UNITS: [&str; 4] = ["B", "KiB", "MiB", "GiB"];
     let mut value = bytes;
     let mut unit = 0;
@@ -435,6 +436,77 @@ pub enum AppCommand {
     /// Publisher keys allowed to sign the app's releases
     #[command(subcommand)]
     Key(AppKeyCommand),
+    /// Change an app's name, visibility or store listing
+    Update {
+        /// The app's id
+        app: String,
+        #[command(flatten)]
+        changes: AppChanges,
+    },
+    /// Set the app's store icon (a PNG, JPEG or WebP file)
+    Icon {
+        /// The app's id
+        app: String,
+        /// The image file
+        file: PathBuf,
+    },
+    /// The app's store screenshots
+    #[command(subcommand)]
+    Screenshot(AppScreenshotCommand),
+    /// Offer a private app to a merchant
+    Grant {
+        /// The app's id
+        app: String,
+        merchant_id: i64,
+    },
+    /// Stop offering a private app to a merchant
+    Ungrant {
+        /// The app's id
+        app: String,
+        merchant_id: i64,
+    },
+}
+
+/// What `tms app update` changes (at least one); the rest keeps its value.
+#[derive(Args, Debug)]
+#[group(required = true, multiple = true)]
+pub struct AppChanges {
+    #[arg(long)]
+    name: Option<String>,
+    /// system (pushed by the operator, merchants cannot remove it), store (in the
+    /// catalogue) or private (offered only to the merchants granted it)
+    #[arg(long, value_parser = ["system", "store", "private"])]
+    visibility: Option<String>,
+    /// The store's one-line summary (up to 200 characters)
+    #[arg(long)]
+    summary: Option<String>,
+    /// The store's description (up to 10,000 characters)
+    #[arg(long, conflicts_with = "description_file")]
+    description: Option<String>,
+    /// Read the description from this file
+    #[arg(long, value_name = "FILE")]
+    description_file: Option<PathBuf>,
+    /// The store category, e.g. tipping, loyalty or parking
+    #[arg(long)]
+    category: Option<String>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum AppScreenshotCommand {
+    /// Add a screenshot (a PNG, JPEG or WebP file) after the others
+    Add {
+        /// The app's id
+        app: String,
+        /// The image file
+        file: PathBuf,
+    },
+    /// Remove a screenshot
+    Remove {
+        /// The app's id
+        app: String,
+        /// The screenshot's id (`tms app show` lists them)
+        id: i64,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -451,11 +523,44 @@ pub enum AppKeyCommand {
     Revoke { app: String, key_id: String },
 }
 
+/// An image for the store, with its content type told by its first bytes.
+fn read_image(file: &Path) -> anyhow::Result<(Vec<u8>, &'static str)> {
+    let bytes = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
+    match tms_packages::store::image_type(&bytes) {
+        Some(content_type) => Ok((bytes, content_type)),
+        None => bail!("{} is not a PNG, JPEG or WebP image", file.display()),
+    }
+}
+
 fn print_app(a: &AppView) {
     println!("id          {}", a.id);
     println!("name        {}", a.name);
     println!("kind        {}", a.kind);
     println!("visibility  {}", a.visibility);
+    if !a.category.is_empty() {
+        println!("category    {}", a.category);
+    }
+    if !a.summary.is_empty() {
+        println!("summary     {}", a.summary);
+    }
+    if !a.description.is_empty() {
+        println!("description");
+        for line in a.description.lines() {
+            println!("  {line}");
+        }
+    }
+    if let Some(icon) = &a.icon_path {
+        println!("icon        {icon}");
+    }
+    for path in &a.screenshot_paths {
+        // The id `tms app screenshot remove` takes ends the path.
+        let id = path.rsplit('/').next().unwrap_or_default();
+        println!("screenshot  {id}  {path}");
+    }
+    if a.visibility == "private" || !a.merchants.is_empty() {
+        let merchants: Vec<String> = a.merchants.iter().map(|m| m.to_string()).collect();
+        println!("merchants   {}", if merchants.is_empty() { "none".into() } else { merchants.join(",") });
+    }
     for k in &a.keys {
         println!(
             "key         {} {:?}{}",
@@ -500,6 +605,46 @@ pub async fn app(client: &Client, command: AppCommand, out: Output) -> anyhow::R
         AppCommand::Key(AppKeyCommand::Revoke { app, key_id }) => {
             client
                 .call(Method::POST, &format!("/api/v1/apps/{app}/keys/{key_id}/revoke"), None::<&()>)
+                .await?
+        }
+        AppCommand::Update { app, changes } => {
+            let description = match (changes.description, changes.description_file) {
+                (Some(text), _) => Some(text),
+                (None, Some(file)) => Some(
+                    std::fs::read_to_string(&file).with_context(|| format!("reading {}", file.display()))?,
+                ),
+                (None, None) => None,
+            };
+            let body = UpdateAppRequest {
+                name: changes.name,
+                visibility: changes.visibility,
+                summary: changes.summary,
+                description,
+                category: changes.category,
+            };
+            client.call(Method::PATCH, &format!("/api/v1/apps/{app}"), Some(&body)).await?
+        }
+        AppCommand::Icon { app, file } => {
+            let (bytes, content_type) = read_image(&file)?;
+            client.send_bytes(Method::PUT, &format!("/api/v1/apps/{app}/icon"), content_type, bytes).await?
+        }
+        AppCommand::Screenshot(AppScreenshotCommand::Add { app, file }) => {
+            let (bytes, content_type) = read_image(&file)?;
+            client
+                .send_bytes(Method::POST, &format!("/api/v1/apps/{app}/screenshots"), content_type, bytes)
+                .await?
+        }
+        AppCommand::Screenshot(AppScreenshotCommand::Remove { app, id }) => {
+            client.call(Method::DELETE, &format!("/api/v1/apps/{app}/screenshots/{id}"), None::<&()>).await?
+        }
+        AppCommand::Grant { app, merchant_id } => {
+            client
+                .call(Method::PUT, &format!("/api/v1/apps/{app}/merchants/{merchant_id}"), None::<&()>)
+                .await?
+        }
+        AppCommand::Ungrant { app, merchant_id } => {
+            client
+                .call(Method::DELETE, &format!("/api/v1/apps/{app}/merchants/{merchant_id}"), None::<&()>)
                 .await?
         }
     };

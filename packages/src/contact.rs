@@ -428,6 +428,23 @@ pub struct Deployment {
     /// A rollback: only terminals running this version code of the app are
     /// taken back; the others follow the other deployments.
     pub rollback_from: Option<u64>,
+    pub mode: DeliveryMode,
+}
+
+/// How a release deployment relates to what the terminal has installed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum DeliveryMode {
+    /// Installs where the app is absent, updates where it is older.
+    #[default]
+    InstallOrUpdate,
+    /// The operator's deployment of a store or private app: merchants choose
+    /// where those apps go, so it updates them where installed and never
+    /// installs them anywhere.
+    UpdateOnly,
+    /// A merchant's install from the store: brings the app where it is
+    /// absent, then steps aside so that later releases come through the
+    /// operator's rollouts of the app.
+    InstallOnly,
 }
 
 /// Why a deployment did not decide an app for a device.
@@ -442,6 +459,8 @@ pub enum Skip {
     Withdrawn,
     NotHigher { installed: String },
     NotOnRolledBackRelease,
+    NotInstalled,
+    AlreadyInstalled,
 }
 
 impl std::fmt::Display for Skip {
@@ -465,6 +484,15 @@ impl std::fmt::Display for Skip {
             }
             Skip::NotOnRolledBackRelease => {
                 write!(f, "a rollback, and the terminal does not run the rolled-back release")
+            }
+            Skip::NotInstalled => {
+                write!(
+                    f,
+                    "a store app the merchant has not installed (merchants add store apps from the store)"
+                )
+            }
+            Skip::AlreadyInstalled => {
+                write!(f, "a store install, and the app is installed: its updates come from the operator")
             }
         }
     }
@@ -503,7 +531,7 @@ pub struct AppPlan {
     pub skipped: Vec<(i64, Skip)>,
 }
 
-fn compatibility(device: &DeviceFacts, c: &Candidate) -> Option<Skip> {
+pub fn compatibility(device: &DeviceFacts, c: &Candidate) -> Option<Skip> {
     if c.withdrawn {
         return Some(Skip::Withdrawn);
     }
@@ -572,6 +600,18 @@ pub fn plan(device: &DeviceFacts, deployments: &[&Deployment], local_secs: u32) 
                     {
                         plan.skipped.push((d.id, Skip::NotOnRolledBackRelease));
                         continue;
+                    }
+                    let present = device.installed.contains_key(app_id);
+                    match d.mode {
+                        DeliveryMode::UpdateOnly if !present && !c.firmware => {
+                            plan.skipped.push((d.id, Skip::NotInstalled));
+                            continue;
+                        }
+                        DeliveryMode::InstallOnly if present => {
+                            plan.skipped.push((d.id, Skip::AlreadyInstalled));
+                            continue;
+                        }
+                        _ => {}
                     }
                     if let Some(skip) = compatibility(device, c) {
                         plan.skipped.push((d.id, skip));
@@ -741,6 +781,7 @@ mod tests {
             window: None,
             wifi_only: false,
             rollback_from: None,
+            mode: DeliveryMode::InstallOrUpdate,
         }
     }
 
@@ -879,6 +920,26 @@ mod tests {
         );
         dev.firmware = "9.0.0".into();
         assert_eq!(plan(&dev, &[&d], 0)[0].change, None);
+    }
+
+    #[test]
+    fn store_installs_bring_the_app_and_operator_updates_never_install_a_store_app() {
+        let mut dev = device(5);
+        dev.installed.clear();
+        let mut store = deployment(1, release(100, (1, 0, 0), 100), Target::Devices(BTreeSet::from([5])), 1);
+        store.mode = DeliveryMode::InstallOnly;
+        let mut rollout = deployment(2, release(200, (2, 0, 0), 200), Target::Everyone, 2);
+        rollout.mode = DeliveryMode::UpdateOnly;
+        // Absent: the store install decides, the operator's update does not install.
+        let p = &plan(&dev, &[&store, &rollout], 0)[0];
+        assert_eq!(p.change, Some(Change::Install { release_id: 100, action: ActionType::Soft }));
+        let p = &plan(&dev, &[&rollout], 0)[0];
+        assert_eq!((p.change.clone(), p.skipped.clone()), (None, vec![(2, Skip::NotInstalled)]));
+        // Installed: the store install steps aside and the operator's rollout updates it.
+        dev.installed.insert("eu.ccv.salespoint".into(), ("1.0.0".into(), 100));
+        let p = &plan(&dev, &[&store, &rollout], 0)[0];
+        assert_eq!(p.change, Some(Change::Update { release_id: 200, action: ActionType::Soft }));
+        assert_eq!(p.skipped, vec![(1, Skip::AlreadyInstalled)]);
     }
 
     #[test]

@@ -9,4 +9,5 @@ pub mod contact;
 pub mod devices;
 pub mod parameters;
 pub mod releases;
+pub mod store;
 pub mod wire;

@@ -17,3 +17,4 @@ pub mod parameters;
 pub mod releases;
 pub mod server_keys;
 pub mod storage;
+pub mod store;

@@ -3,7 +3,7 @@
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use crate::http::{accounts, acquirers, contact, devices, health, parameters, releases, terminal};
+use crate::http::{accounts, acquirers, contact, devices, health, parameters, releases, store, terminal};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -106,6 +106,18 @@ use crate::http::{accounts, acquirers, contact, devices, health, parameters, rel
         contact::delete_device_group,
         contact::device_plan,
         contact::device_actions,
+        store::update_app,
+        store::set_icon,
+        store::add_screenshot,
+        store::remove_screenshot,
+        store::grant_app,
+        store::ungrant_app,
+        store::catalogue,
+        store::show_store_app,
+        store::install,
+        store::uninstall,
+        store::icon,
+        store::screenshot,
     ),
     components(schemas(
         tms_packages::releases::SignedManifest,
@@ -126,6 +138,7 @@ use crate::http::{accounts, acquirers, contact, devices, health, parameters, rel
         (name = "parameters", description = "Parameter schemas, values per level, versions and reports"),
         (name = "acquirers", description = "Acquirers, contracts and their parameter sets"),
         (name = "deployments", description = "Deployments, rollouts, device groups and what a terminal will get"),
+        (name = "store", description = "The merchant app store: listings, catalogue, installs and uninstalls"),
     )
 )]
 pub struct ApiDoc;

@@ -107,12 +107,26 @@ pub async fn activate_device(
     location_id: i64,
     name: &str,
 ) -> (reqwest::StatusCode, Value) {
+    activate_device_of_model(server, email, password, app, hardware_id, location_id, name, "A920").await
+}
+
+#[allow(clippy::too_many_arguments)]
+pub async fn activate_device_of_model(
+    server: &TestServer,
+    email: &str,
+    password: &str,
+    app: &str,
+    hardware_id: &str,
+    location_id: i64,
+    name: &str,
+    model: &str,
+) -> (reqwest::StatusCode, Value) {
     let (status, ticket) = server
         .call(
             Method::POST,
             "/api/v1/terminal/activation/start",
             None,
-            Some(json!({"email": email, "password": password, "app": app, "hardware_id": hardware_id, "model": "A920"})),
+            Some(json!({"email": email, "password": password, "app": app, "hardware_id": hardware_id, "model": model})),
         )
         .await;
     if status != 200 {
@@ -126,6 +140,35 @@ pub async fn activate_device(
             Some(json!({"ticket": ticket["ticket"], "location_id": location_id, "device_name": name})),
         )
         .await
+}
+
+/// A payment terminal of `model` activated by a merchant admin at a
+/// location, as a simulated terminal with no apps yet.
+pub async fn activated_terminal(
+    server: &TestServer,
+    admin_email: &str,
+    (merchant_id, location_id): (i64, i64),
+    serial: &str,
+    model: &str,
+) -> crate::terminal::SimTerminal {
+    let (status, device) = activate_device_of_model(
+        server,
+        admin_email,
+        MERCHANT_PASSWORD,
+        "salespoint",
+        serial,
+        location_id,
+        serial,
+        model,
+    )
+    .await;
+    assert_eq!(status, 201, "{device}");
+    crate::terminal::SimTerminal::new(
+        device["device_id"].as_i64().expect("device id"),
+        device["device_token"].as_str().expect("device token"),
+        (merchant_id, location_id),
+        model,
+    )
 }
 
 /// A transaction as a terminal uploads it.

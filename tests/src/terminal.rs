@@ -35,22 +35,12 @@ pub fn load_fleet(path: &Path) -> Vec<SimTerminal> {
         .filter(|l| !l.is_empty())
         .map(|line| {
             let parts: Vec<&str> = line.split(',').collect();
-            SimTerminal {
-                device_id: parts[0].parse().expect("device id"),
-                token: parts[1].to_owned(),
-                merchant_id: parts[3].parse().expect("merchant id"),
-                location_id: parts[4].parse().expect("location id"),
-                state: TerminalState {
-                    model: parts[2].to_owned(),
-                    firmware: "9.0.0".into(),
-                    apps: Vec::new(),
-                    parameters: Default::default(),
-                    acquirers: Default::default(),
-                },
-                utc_offset_minutes: 60,
-                last_issued_at: None,
-                request_cache: Default::default(),
-            }
+            SimTerminal::new(
+                parts[0].parse().expect("device id"),
+                parts[1],
+                (parts[3].parse().expect("merchant id"), parts[4].parse().expect("location id")),
+                parts[2],
+            )
         })
         .collect()
 }
@@ -64,6 +54,30 @@ pub enum Outcome {
 }
 
 impl SimTerminal {
+    pub fn new(
+        device_id: i64,
+        token: &str,
+        (merchant_id, location_id): (i64, i64),
+        model: &str,
+    ) -> SimTerminal {
+        SimTerminal {
+            device_id,
+            token: token.to_owned(),
+            merchant_id,
+            location_id,
+            state: TerminalState {
+                model: model.to_owned(),
+                firmware: "9.0.0".into(),
+                apps: Vec::new(),
+                parameters: Default::default(),
+                acquirers: Default::default(),
+            },
+            utc_offset_minutes: 60,
+            last_issued_at: None,
+            request_cache: Default::default(),
+        }
+    }
+
     pub fn with_app(mut self, app_id: &str, version: &str, code: u64, sha256: &str) -> SimTerminal {
         self.install(app_id, version, code, sha256);
         self

@@ -53,8 +53,15 @@ wire! {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub window: Option<String>,
         pub wifi_only: bool,
-        /// `held` (waits for its rollout), `active` or `cancelled`.
+        /// `held` (waits for its rollout), `active`, `cancelled` or
+        /// `superseded` (a store request replaced by a later one).
         pub status: String,
+        /// `operator`, or `store` for a merchant's install or uninstall.
+        #[serde(default = "operator_origin")]
+        pub origin: String,
+        /// The merchant that asked, for a store request.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub merchant_id: Option<i64>,
         pub created_at: String,
         pub created_by: String,
         /// The deployment this one rolls back.
@@ -200,4 +207,8 @@ wire! {
 
 fn yes() -> bool {
     true
+}
+
+fn operator_origin() -> String {
+    "operator".into()
 }

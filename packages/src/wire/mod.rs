@@ -24,6 +24,7 @@ pub mod devices;
 pub mod parameters;
 pub mod releases;
 pub mod server_keys;
+pub mod store;
 
 /// The body of every error response: `{"error": {...}}`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

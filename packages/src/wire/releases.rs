@@ -34,6 +34,20 @@ wire! {
         pub visibility: String,
         pub created_at: String,
         pub keys: Vec<PublisherKeyView>,
+        /// The store listing.
+        #[serde(default)]
+        pub summary: String,
+        #[serde(default)]
+        pub description: String,
+        #[serde(default)]
+        pub category: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub icon_path: Option<String>,
+        #[serde(default)]
+        pub screenshot_paths: Vec<String>,
+        /// The merchants a private app is offered to.
+        #[serde(default)]
+        pub merchants: Vec<i64>,
     }
 
     pub struct AddPublisherKeyRequest {

@@ -8,7 +8,9 @@ use chrono::NaiveDateTime;
 use diesel::prelude::*;
 use serde_json::json;
 use tms_packages::accounts::OperatorRole;
-use tms_packages::contact::{ActionType, Candidate, Deployment, DeviceFilter, Payload, Target, Window};
+use tms_packages::contact::{
+    ActionType, Candidate, DeliveryMode, Deployment, DeviceFilter, Payload, Target, Window,
+};
 use tms_packages::wire::contact::ReleaseOffer;
 use tms_packages::wire::deployments::*;
 
@@ -53,6 +55,8 @@ pub struct DeploymentRow {
     pub created_at: NaiveDateTime,
     pub created_by: i64,
     pub created_by_email: String,
+    pub origin: String,
+    pub merchant_id: Option<i64>,
 }
 
 impl DeploymentRow {
@@ -219,6 +223,8 @@ pub fn create(
                 status: if request.hold { "held" } else { "active" },
                 rollback_of: None,
                 scope: None,
+                origin: "operator",
+                merchant_id: None,
             },
         )?;
         let row = find(conn, id)?;
@@ -254,6 +260,9 @@ pub struct NewDeployment<'a> {
     pub rollback_of: Option<i64>,
     /// (bucket seed, basis points) of a rollback.
     pub scope: Option<(i64, u32)>,
+    /// `operator`, or `store` for a merchant's request.
+    pub origin: &'a str,
+    pub merchant_id: Option<i64>,
 }
 
 pub fn insert(conn: &mut DbConnection, actor: &Actor, d: NewDeployment<'_>) -> Result<i64, ApiError> {
@@ -276,6 +285,8 @@ pub fn insert(conn: &mut DbConnection, actor: &Actor, d: NewDeployment<'_>) -> R
         deployments::created_at.eq(now()),
         deployments::created_by.eq(actor.user_id),
         deployments::created_by_email.eq(&actor.email),
+        deployments::origin.eq(d.origin),
+        deployments::merchant_id.eq(d.merchant_id),
     );
     let insert = diesel::insert_into(deployments::table).values(values);
     let id: i64 = crate::per_backend!(conn, |c| insert.returning(deployments::id).get_result(c))?;
@@ -337,6 +348,8 @@ pub fn view(
         created_at: rfc3339(row.created_at),
         created_by: row.created_by_email.clone(),
         rollback_of: row.rollback_of,
+        origin: row.origin.clone(),
+        merchant_id: row.merchant_id,
         rollout,
     })
 }
@@ -630,6 +643,15 @@ pub fn load_snapshot(conn: &mut DbConnection) -> Result<Snapshot, DbError> {
         .into_iter()
         .map(|r| (r.id, r))
         .collect();
+    // The operator's deployments of store and private apps only update them.
+    let app_ids: BTreeSet<&str> = rows.iter().map(|r| r.app_id.as_str()).collect();
+    let merchant_chosen: BTreeSet<String> = apps::table
+        .filter(apps::id.eq_any(&app_ids))
+        .filter(apps::visibility.ne("system"))
+        .select(apps::id)
+        .load(conn)?
+        .into_iter()
+        .collect();
     let mut groups: HashMap<i64, Target> = HashMap::new();
     let mut snapshot = Snapshot { schemas: crate::parameters::all_schemas(conn)?, ..Snapshot::default() };
     for row in rows {
@@ -681,6 +703,13 @@ pub fn load_snapshot(conn: &mut DbConnection) -> Result<Snapshot, DbError> {
             rollback_from: match row.rollback_of {
                 Some(original) => rolled_back_code(conn, original)?,
                 None => None,
+            },
+            mode: if row.origin == "store" {
+                DeliveryMode::InstallOnly
+            } else if merchant_chosen.contains(&row.app_id) {
+                DeliveryMode::UpdateOnly
+            } else {
+                DeliveryMode::InstallOrUpdate
             },
         });
     }

@@ -338,6 +338,8 @@ fn create_rollback(
             status: "active",
             rollback_of: Some(deployment.id),
             scope: Some((rollout.id, rollout.current_bp())),
+            origin: "operator",
+            merchant_id: None,
         },
     )
 }

@@ -224,6 +224,30 @@ diesel::table! {
         visibility -> Text,
         created_at -> Timestamp,
         created_by -> BigInt,
+        summary -> Text,
+        description -> Text,
+        category -> Text,
+        icon_sha256 -> Nullable<Text>,
+        icon_content_type -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
+    app_screenshots (id) {
+        id -> BigInt,
+        app_id -> Text,
+        sha256 -> Text,
+        content_type -> Text,
+        added_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    app_merchants (app_id, merchant_id) {
+        app_id -> Text,
+        merchant_id -> BigInt,
+        granted_at -> Timestamp,
+        granted_by -> BigInt,
     }
 }
 
@@ -407,6 +431,8 @@ diesel::table! {
         created_at -> Timestamp,
         created_by -> BigInt,
         created_by_email -> Text,
+        origin -> Text,
+        merchant_id -> Nullable<BigInt>,
     }
 }
 
@@ -516,4 +542,6 @@ diesel::allow_tables_to_appear_in_same_query!(
     action_events,
     contact_sequence,
     contact_changes,
+    app_screenshots,
+    app_merchants,
 );

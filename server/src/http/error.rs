@@ -71,6 +71,8 @@ pub enum ErrorCode {
     StateDigestMismatch,
     RolloutState,
     NoPreviousRelease,
+    AppNotRemovable,
+    AppIncompatible,
     Internal,
 }
 
@@ -130,6 +132,8 @@ impl ErrorCode {
         ErrorCode::StateDigestMismatch,
         ErrorCode::RolloutState,
         ErrorCode::NoPreviousRelease,
+        ErrorCode::AppNotRemovable,
+        ErrorCode::AppIncompatible,
         ErrorCode::Internal,
     ];
 
@@ -137,6 +141,8 @@ impl ErrorCode {
         match self {
             ErrorCode::BadRequest => "bad_request",
             ErrorCode::NoPreviousRelease => "no_previous_release",
+            ErrorCode::AppNotRemovable => "app_not_removable",
+            ErrorCode::AppIncompatible => "app_incompatible",
             ErrorCode::RolloutState => "rollout_state",
             ErrorCode::StateDigestMismatch => "state_digest_mismatch",
             ErrorCode::InvalidTarget => "invalid_target",
@@ -238,7 +244,9 @@ impl ErrorCode {
             | ErrorCode::TwoFactorAlreadyEnabled
             | ErrorCode::TwoFactorNotEnabled
             | ErrorCode::RolloutState
-            | ErrorCode::NoPreviousRelease => StatusCode::CONFLICT,
+            | ErrorCode::NoPreviousRelease
+            | ErrorCode::AppNotRemovable
+            | ErrorCode::AppIncompatible => StatusCode::CONFLICT,
             ErrorCode::PayloadTooLarge | ErrorCode::ArtifactTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ErrorCode::RangeNotSatisfiable => StatusCode::RANGE_NOT_SATISFIABLE,
             ErrorCode::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,

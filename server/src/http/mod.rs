@@ -11,6 +11,7 @@ pub mod health;
 pub mod observe;
 pub mod parameters;
 pub mod releases;
+pub mod store;
 pub mod terminal;
 
 use std::sync::Arc;
@@ -86,6 +87,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     .configure(parameters::routes)
     .configure(acquirers::routes)
     .configure(contact::routes)
+    .configure(store::routes)
     .default_service(web::to(|| async {
         Err::<actix_web::HttpResponse, _>(ApiError::new(ErrorCode::NotFound, "no such endpoint"))
     }));

@@ -286,9 +286,13 @@ pub async fn device_download(
 }
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
-    use web::{get, head, post, resource};
+    use web::{get, head, patch, post, resource};
     cfg.service(resource("/api/v1/apps").route(post().to(create_app)).route(get().to(list_apps)))
-        .service(resource("/api/v1/apps/{app_id}").route(get().to(show_app)))
+        .service(
+            resource("/api/v1/apps/{app_id}")
+                .route(get().to(show_app))
+                .route(patch().to(crate::http::store::update_app)),
+        )
         .service(resource("/api/v1/apps/{app_id}/keys").route(post().to(add_key)))
         .service(resource("/api/v1/apps/{app_id}/keys/{key_id}/revoke").route(post().to(revoke_key)))
         .service(

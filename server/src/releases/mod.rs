@@ -17,13 +17,13 @@ use tms_signing::PublicKey;
 
 use crate::accounts::access::Actor;
 use crate::accounts::{now, rfc3339};
-use crate::db::schema::{apps, publisher_keys, releases};
+use crate::db::schema::{app_merchants, app_screenshots, apps, publisher_keys, releases};
 use crate::db::{DbConnection, DbError, audit};
 use crate::http::error::{ApiError, ErrorCode};
 use crate::per_backend;
 
 /// Who publishes: release engineers and operator admins.
-const PUBLISHERS: &[OperatorRole] = &[OperatorRole::OperatorAdmin, OperatorRole::ReleaseEngineer];
+pub const PUBLISHERS: &[OperatorRole] = &[OperatorRole::OperatorAdmin, OperatorRole::ReleaseEngineer];
 pub const VISIBILITIES: [&str; 3] = ["system", "store", "private"];
 
 #[derive(Debug, Clone, Queryable, Selectable)]
@@ -35,6 +35,22 @@ pub struct AppRow {
     pub visibility: String,
     pub created_at: NaiveDateTime,
     pub created_by: i64,
+    pub summary: String,
+    pub description: String,
+    pub category: String,
+    pub icon_sha256: Option<String>,
+    pub icon_content_type: Option<String>,
+}
+
+impl AppRow {
+    pub fn icon_path(&self) -> Option<String> {
+        self.icon_sha256.as_ref().map(|_| format!("/api/v1/store/apps/{}/icon", self.id))
+    }
+}
+
+/// Where the store serves a screenshot.
+pub fn screenshot_path(app_id: &str, screenshot_id: i64) -> String {
+    format!("/api/v1/store/apps/{app_id}/screenshots/{screenshot_id}")
 }
 
 #[derive(Debug, Clone, Queryable, Selectable)]
@@ -107,11 +123,21 @@ fn key_view(k: &KeyRow) -> PublisherKeyView {
     }
 }
 
-fn app_view(conn: &mut DbConnection, app: &AppRow) -> Result<AppView, DbError> {
+pub fn app_view(conn: &mut DbConnection, app: &AppRow) -> Result<AppView, DbError> {
     let keys: Vec<KeyRow> = publisher_keys::table
         .filter(publisher_keys::app_id.eq(&app.id))
         .order(publisher_keys::id)
         .select(KeyRow::as_select())
+        .load(conn)?;
+    let screenshots: Vec<i64> = app_screenshots::table
+        .filter(app_screenshots::app_id.eq(&app.id))
+        .order(app_screenshots::id)
+        .select(app_screenshots::id)
+        .load(conn)?;
+    let merchants: Vec<i64> = app_merchants::table
+        .filter(app_merchants::app_id.eq(&app.id))
+        .order(app_merchants::merchant_id)
+        .select(app_merchants::merchant_id)
         .load(conn)?;
     Ok(AppView {
         id: app.id.clone(),
@@ -120,10 +146,16 @@ fn app_view(conn: &mut DbConnection, app: &AppRow) -> Result<AppView, DbError> {
         visibility: app.visibility.clone(),
         created_at: rfc3339(app.created_at),
         keys: keys.iter().map(key_view).collect(),
+        summary: app.summary.clone(),
+        description: app.description.clone(),
+        category: app.category.clone(),
+        icon_path: app.icon_path(),
+        screenshot_paths: screenshots.iter().map(|s| screenshot_path(&app.id, *s)).collect(),
+        merchants,
     })
 }
 
-fn find_app(conn: &mut DbConnection, id: &str) -> Result<AppRow, ApiError> {
+pub fn find_app(conn: &mut DbConnection, id: &str) -> Result<AppRow, ApiError> {
     apps::table
         .find(id)
         .select(AppRow::as_select())

@@ -10,3 +10,4 @@ mod operations;
 mod parameters;
 mod releases;
 mod storage;
+mod store;

@@ -1,0 +1,11 @@
+DROP INDEX deployments_store;
+ALTER TABLE deployments DROP COLUMN merchant_id;
+ALTER TABLE deployments DROP COLUMN origin;
+DROP TABLE app_merchants;
+DROP INDEX app_screenshots_app;
+DROP TABLE app_screenshots;
+ALTER TABLE apps DROP COLUMN icon_content_type;
+ALTER TABLE apps DROP COLUMN icon_sha256;
+ALTER TABLE apps DROP COLUMN category;
+ALTER TABLE apps DROP COLUMN description;
+ALTER TABLE apps DROP COLUMN summary;

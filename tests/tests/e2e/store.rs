@@ -1,0 +1,350 @@
+//! The merchant app store: what a merchant's catalogue offers, installs and
+//! uninstalls delivered by the contact, and the status terminals report.
+
+use reqwest::Method;
+use serde_json::{Value, json};
+use tms_e2e::fixtures::*;
+use tms_e2e::terminal::{Outcome, SimTerminal};
+use tms_e2e::{TestServer, backend_test, run_tms};
+use tms_packages::wire::contact::{AppInstruction, ContactBody};
+use tms_signing::PublicKey;
+
+const SALESPOINT: &str = "eu.ccv.salespoint";
+const TIPS: &str = "com.example.tips";
+const PARKING: &str = "com.example.parking";
+const LOYALTY: &str = "com.example.loyalty";
+const PNG: &[u8] = b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR not really a picture";
+
+async fn contact(server: &TestServer, t: &mut SimTerminal, trusted: &[PublicKey]) -> ContactBody {
+    match t.contact(&server.http, &server.base_url).await {
+        Outcome::Answer(answer, body) => {
+            t.accept(&answer, trusted).expect("a valid answer");
+            body
+        }
+        Outcome::Refused(status, body) => panic!("contact refused: {status} {body}"),
+    }
+}
+
+fn only_change<'a>(body: &'a ContactBody, app_id: &str) -> &'a AppInstruction {
+    assert_eq!(body.apps.len(), 1, "{:?}", body.apps);
+    assert_eq!(body.apps[0].app_id, app_id);
+    &body.apps[0]
+}
+
+fn app_ids(catalogue: &Value) -> Vec<&str> {
+    catalogue.as_array().expect("a list").iter().map(|a| a["app_id"].as_str().unwrap()).collect()
+}
+
+fn terminal(view: &Value, device_id: i64) -> &Value {
+    view["terminals"].as_array().unwrap().iter().find(|t| t["device_id"] == device_id).expect("listed")
+}
+
+/// The store's view of the app once the terminal shows `status` (inventories
+/// reach the database at the next contact flush).
+async fn store_status(server: &TestServer, token: &str, app_id: &str, device_id: i64, status: &str) -> Value {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let (code, view) = get(server, token, &format!("/api/v1/store/apps/{app_id}")).await;
+        assert_eq!(code, 200, "{view}");
+        if terminal(&view, device_id)["status"] == status {
+            return view;
+        }
+        assert!(std::time::Instant::now() < deadline, "terminal {device_id} never became {status}: {view}");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
+
+/// Registers a store (or private) app with a listing and publishes releases.
+async fn store_app(
+    server: &TestServer,
+    op: &str,
+    app_id: &str,
+    visibility: &str,
+    category: &str,
+    releases: &[(&str, u64, &[&str])],
+) -> tms_signing::PrivateKey {
+    let key = app_with_key(server, op, app_id, "app").await;
+    let (status, app) = server
+        .call(
+            Method::PATCH,
+            &format!("/api/v1/apps/{app_id}"),
+            Some(op),
+            Some(json!({"visibility": visibility, "summary": format!("{app_id} for your shop"),
+                        "description": "Long text", "category": category})),
+        )
+        .await;
+    assert_eq!(status, 200, "{app}");
+    for (version, code, models) in releases {
+        publish_release(server, op, &key, app_id, "app", version, *code, models).await;
+    }
+    key
+}
+
+backend_test!(merchants_install_compatible_store_apps_and_see_what_their_terminals_report, |db| {
+    let (server, op) = server_with_operator_and(&db, &[("TMS_CONTACT_FLUSH_MS", "200")]).await;
+    let trusted = answer_keys(&server).await;
+    let system_key = app_with_key(&server, &op, SALESPOINT, "app").await;
+    publish_release(&server, &op, &system_key, SALESPOINT, "app", "4.0.0", 400, &["A920", "A80"]).await;
+    let tips_key = store_app(
+        &server,
+        &op,
+        TIPS,
+        "store",
+        "tipping",
+        &[("1.0.0", 100, &["A920"]), ("1.1.0", 110, &["A920"])],
+    )
+    .await;
+    store_app(&server, &op, PARKING, "store", "parking", &[("1.0.0", 100, &["X990"])]).await;
+    store_app(&server, &op, LOYALTY, "private", "loyalty", &[("2.0.0", 200, &["A920", "A80"])]).await;
+
+    let (a_id, a_location, a_admin) =
+        merchant(&server, &op, "Boulangerie", "admin@boul.example", &["SA-0001", "SA-0002", "SA-0003"]).await;
+    let (b_id, b_location, b_admin) =
+        merchant(&server, &op, "Garage", "admin@garage.example", &["SB-0001"]).await;
+    let mut t1 =
+        activated_terminal(&server, "admin@boul.example", (a_id, a_location), "SA-0001", "A920").await;
+    let mut t2 =
+        activated_terminal(&server, "admin@boul.example", (a_id, a_location), "SA-0002", "A920").await;
+    let mut t3 =
+        activated_terminal(&server, "admin@boul.example", (a_id, a_location), "SA-0003", "A80").await;
+    let mut t4 =
+        activated_terminal(&server, "admin@garage.example", (b_id, b_location), "SB-0001", "A920").await;
+
+    // The private app is offered to the garage only.
+    let (status, app) =
+        server.call(Method::PUT, &format!("/api/v1/apps/{LOYALTY}/merchants/{b_id}"), Some(&op), None).await;
+    assert_eq!(status, 200, "{app}");
+    assert_eq!(app["merchants"], json!([b_id]));
+
+    // The bakery sees the store app that fits its terminals: not the system
+    // app, not the app for another model, not the garage's private app.
+    let (status, catalogue) = get(&server, &a_admin, "/api/v1/store/apps").await;
+    assert_eq!(status, 200, "{catalogue}");
+    assert_eq!(app_ids(&catalogue), [TIPS]);
+    assert_eq!(catalogue[0]["current_version"], "1.1.0");
+    assert_eq!(catalogue[0]["category"], "tipping");
+    let (_, found) = get(&server, &a_admin, "/api/v1/store/apps?search=TIP%20shop").await;
+    assert_eq!(app_ids(&found), [TIPS]);
+    let (_, found) = get(&server, &a_admin, "/api/v1/store/apps?search=parking").await;
+    assert!(app_ids(&found).is_empty(), "{found}");
+    let (_, found) = get(&server, &a_admin, "/api/v1/store/apps?category=loyalty").await;
+    assert!(app_ids(&found).is_empty(), "{found}");
+    let (status, _) = get(&server, &a_admin, &format!("/api/v1/store/apps/{LOYALTY}")).await;
+    assert_eq!(status, 404, "another merchant's private app does not exist for the bakery");
+    let (status, body) = post(
+        &server,
+        &a_admin,
+        &format!("/api/v1/store/apps/{LOYALTY}/install"),
+        json!({"devices": [t1.device_id]}),
+    )
+    .await;
+    assert_eq!(status, 404, "{body}");
+    let (_, catalogue) = get(&server, &b_admin, "/api/v1/store/apps").await;
+    assert_eq!(app_ids(&catalogue), [LOYALTY, TIPS]);
+
+    // A user without install_apps has no store.
+    let (_, clerk) =
+        invite(&server, &a_admin, a_id, "clerk@boul.example", json!({"permissions": ["view_transactions"]}))
+            .await;
+    let (status, body) = get(&server, &clerk, "/api/v1/store/apps").await;
+    assert_eq!((status.as_u16(), body["error"]["code"].as_str()), (403, Some("forbidden")), "{body}");
+
+    // The listing's icon, served to merchants whose store offers the app.
+    let res = server
+        .http
+        .put(server.url(&format!("/api/v1/apps/{TIPS}/icon")))
+        .bearer_auth(&op)
+        .body(PNG.to_vec())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let res = server
+        .http
+        .put(server.url(&format!("/api/v1/apps/{TIPS}/icon")))
+        .bearer_auth(&op)
+        .body("<svg/>")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 415, "only PNG, JPEG and WebP");
+    let (_, view) = get(&server, &a_admin, &format!("/api/v1/store/apps/{TIPS}")).await;
+    let res = server
+        .http
+        .get(server.url(view["icon_path"].as_str().unwrap()))
+        .bearer_auth(&a_admin)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.headers()["content-type"], "image/png");
+    assert_eq!(res.bytes().await.unwrap().as_ref(), PNG);
+
+    // The store view: which terminals could get which release.
+    assert_eq!(view["removable"], true);
+    assert_eq!(view["compatible_models"], json!(["A920"]));
+    assert_eq!(terminal(&view, t1.device_id)["installable_version"], "1.1.0");
+    assert_eq!(terminal(&view, t1.device_id)["status"], "not_installed");
+    assert!(terminal(&view, t3.device_id).get("installable_version").is_none(), "{view}");
+
+    // An incompatible terminal is refused, naming its model; nothing is created.
+    let (status, body) = post(
+        &server,
+        &a_admin,
+        &format!("/api/v1/store/apps/{TIPS}/install"),
+        json!({"devices": [t1.device_id, t3.device_id]}),
+    )
+    .await;
+    assert_eq!((status.as_u16(), body["error"]["code"].as_str()), (409, Some("app_incompatible")), "{body}");
+    assert!(body["error"]["message"].as_str().unwrap().contains("A80"), "{body}");
+    assert!(contact(&server, &mut t1, &trusted).await.apps.is_empty(), "a refused request delivers nothing");
+
+    // Install on t1: exactly t1 gets the newest compatible release at its next contact.
+    let (status, request) = post(
+        &server,
+        &a_admin,
+        &format!("/api/v1/store/apps/{TIPS}/install"),
+        json!({"devices": [t1.device_id]}),
+    )
+    .await;
+    assert_eq!(status, 201, "{request}");
+    assert_eq!(request["terminals"], json!([{"device_id": t1.device_id, "version": "1.1.0"}]));
+    let body = contact(&server, &mut t1, &trusted).await;
+    let change = only_change(&body, TIPS);
+    assert_eq!(
+        (change.change.as_str(), change.release.as_ref().unwrap().version.as_str()),
+        ("install", "1.1.0")
+    );
+    assert_eq!(change.action, tms_packages::contact::ActionType::Soft);
+    for t in [&mut t2, &mut t3, &mut t4] {
+        assert!(
+            contact(&server, t, &trusted).await.apps.is_empty(),
+            "terminal {} was not chosen",
+            t.device_id
+        );
+    }
+    let (_, view) = get(&server, &a_admin, &format!("/api/v1/store/apps/{TIPS}")).await;
+    assert_eq!(terminal(&view, t1.device_id)["status"], "requested");
+    t1.apply(&server.http, &server.base_url, &body).await;
+    let (_, view) = get(&server, &a_admin, &format!("/api/v1/store/apps/{TIPS}")).await;
+    assert_eq!(terminal(&view, t1.device_id)["status"], "installed", "{view}");
+    assert!(contact(&server, &mut t1, &trusted).await.apps.is_empty(), "installed: in sync");
+
+    // Install on t2, which fails: the store shows the terminal's error.
+    let (status, _) = post(
+        &server,
+        &a_admin,
+        &format!("/api/v1/store/apps/{TIPS}/install"),
+        json!({"devices": [t2.device_id]}),
+    )
+    .await;
+    assert_eq!(status, 201);
+    let body = contact(&server, &mut t2, &trusted).await;
+    let deployment = only_change(&body, TIPS).deployment_id;
+    assert_eq!(t2.feedback(&server.http, &server.base_url, deployment, TIPS, "downloading", None).await, 204);
+    let (_, view) = get(&server, &a_admin, &format!("/api/v1/store/apps/{TIPS}")).await;
+    assert_eq!(
+        (terminal(&view, t2.device_id)["status"].as_str(), terminal(&view, t2.device_id)["report"].as_str()),
+        (Some("requested"), Some("downloading"))
+    );
+    assert_eq!(
+        t2.feedback(&server.http, &server.base_url, deployment, TIPS, "failed", Some("insufficient_storage"))
+            .await,
+        204
+    );
+    let (_, view) = get(&server, &a_admin, &format!("/api/v1/store/apps/{TIPS}")).await;
+    assert_eq!(terminal(&view, t2.device_id)["status"], "failed", "{view}");
+    assert!(
+        terminal(&view, t2.device_id)["error"].as_str().unwrap().contains("insufficient_storage"),
+        "{view}"
+    );
+    let (_, catalogue) = get(&server, &a_admin, "/api/v1/store/apps").await;
+    assert_eq!(
+        (catalogue[0]["installed_on"].as_u64(), catalogue[0]["failed_on"].as_u64()),
+        (Some(1), Some(1))
+    );
+
+    // A system app cannot be uninstalled.
+    let (status, body) = post(
+        &server,
+        &a_admin,
+        &format!("/api/v1/store/apps/{SALESPOINT}/uninstall"),
+        json!({"devices": [t1.device_id]}),
+    )
+    .await;
+    assert_eq!((status.as_u16(), body["error"]["code"].as_str()), (409, Some("app_not_removable")), "{body}");
+
+    // The operator's later release reaches the terminals that have the app,
+    // and installs it nowhere else.
+    publish_release(&server, &op, &tips_key, TIPS, "app", "1.2.0", 120, &["A920"]).await;
+    let (status, d) = post(
+        &server,
+        &op,
+        "/api/v1/deployments",
+        json!({"app_id": TIPS, "version": "1.2.0", "target": "everyone"}),
+    )
+    .await;
+    assert_eq!(status, 201, "{d}");
+    let body = contact(&server, &mut t1, &trusted).await;
+    let change = only_change(&body, TIPS);
+    assert_eq!(
+        (change.change.as_str(), change.release.as_ref().unwrap().version.as_str()),
+        ("update", "1.2.0")
+    );
+    t1.apply(&server.http, &server.base_url, &body).await;
+    for t in [&mut t3, &mut t4] {
+        assert!(
+            contact(&server, t, &trusted).await.apps.is_empty(),
+            "terminal {} never chose the app",
+            t.device_id
+        );
+    }
+
+    // Uninstall: removed at the next contact, and the operator's deployment
+    // does not bring it back.
+    let (status, request) = post(
+        &server,
+        &a_admin,
+        &format!("/api/v1/store/apps/{TIPS}/uninstall"),
+        json!({"devices": [t1.device_id]}),
+    )
+    .await;
+    assert_eq!(status, 201, "{request}");
+    let body = contact(&server, &mut t1, &trusted).await;
+    assert_eq!(only_change(&body, TIPS).change, "remove");
+    store_status(&server, &a_admin, TIPS, t1.device_id, "removal_requested").await;
+    t1.apply(&server.http, &server.base_url, &body).await;
+    assert!(contact(&server, &mut t1, &trusted).await.apps.is_empty(), "removed and left alone");
+    store_status(&server, &a_admin, TIPS, t1.device_id, "not_installed").await;
+
+    // The garage installs its private app on a whole location through the CLI.
+    let creds = tempfile::tempdir().unwrap();
+    let creds = creds.path().join("credentials.json");
+    let (code, _, err) = run_tms(
+        &server,
+        &creds,
+        &["login", "--email", "admin@garage.example", "--password-stdin"],
+        Some(MERCHANT_PASSWORD),
+    );
+    assert_eq!(code, 0, "{err}");
+    let (code, out, err) = run_tms(&server, &creds, &["store", "list"], None);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains(LOYALTY) && out.contains(TIPS), "{out}");
+    let (code, out, err) =
+        run_tms(&server, &creds, &["store", "install", LOYALTY, "--location", &b_location.to_string()], None);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("2.0.0"), "{out}");
+    let body = contact(&server, &mut t4, &trusted).await;
+    assert_eq!(only_change(&body, LOYALTY).change, "install");
+    t4.apply(&server.http, &server.base_url, &body).await;
+    let (code, out, err) = run_tms(&server, &creds, &["store", "show", LOYALTY], None);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("installed"), "{out}");
+    let (code, _, err) = run_tms(
+        &server,
+        &creds,
+        &["store", "uninstall", SALESPOINT, "--devices", &t4.device_id.to_string()],
+        None,
+    );
+    assert_ne!(code, 0);
+    assert!(err.contains("system app"), "{err}");
+});
