@@ -348,3 +348,112 @@ backend_test!(merchants_install_compatible_store_apps_and_see_what_their_termina
     assert_ne!(code, 0);
     assert!(err.contains("system app"), "{err}");
 });
+
+async fn put_image(
+    server: &TestServer,
+    token: &str,
+    path: &str,
+    method: Method,
+    bytes: Vec<u8>,
+) -> (u16, Value) {
+    let res =
+        server.http.request(method, server.url(path)).bearer_auth(token).body(bytes).send().await.unwrap();
+    let status = res.status().as_u16();
+    (status, res.json().await.unwrap_or(Value::Null))
+}
+
+backend_test!(store_access_follows_permissions_locations_and_operator_roles, |db| {
+    let (server, op) = server_with_operator(&db).await;
+    store_app(&server, &op, TIPS, "store", "tipping", &[("1.0.0", 100, &["A920"])]).await;
+    store_app(&server, &op, LOYALTY, "private", "loyalty", &[("1.0.0", 100, &["A920"])]).await;
+    let (m, shop, admin) = merchant(&server, &op, "Boulangerie", "admin@boul.example", &["SA-0001"]).await;
+    let (status, order) = post(
+        &server,
+        &op,
+        "/api/v1/orders",
+        json!({"merchant_id": m, "delivery_address": address("8 quai de Seine"),
+               "terminals": [{"serial": "SA-0002", "model": "A920"}]}),
+    )
+    .await;
+    assert_eq!(status, 201, "{order}");
+    let quay = order["location"]["id"].as_i64().unwrap();
+    let t1 = activated_terminal(&server, "admin@boul.example", (m, shop), "SA-0001", "A920").await;
+    let t2 = activated_terminal(&server, "admin@boul.example", (m, quay), "SA-0002", "A920").await;
+
+    // A user with install_apps at the shop only sees and installs there.
+    let (user_id, user) = invite(&server, &admin, m, "shop@boul.example", json!({})).await;
+    group_granting(&server, &admin, m, "Shop", shop, json!(["install_apps"]), &[user_id]).await;
+    let (status, catalogue) = get(&server, &user, "/api/v1/store/apps").await;
+    assert_eq!(status, 200, "{catalogue}");
+    assert_eq!(app_ids(&catalogue), [TIPS]);
+    let (_, view) = get(&server, &user, &format!("/api/v1/store/apps/{TIPS}")).await;
+    let seen: Vec<i64> =
+        view["terminals"].as_array().unwrap().iter().map(|t| t["device_id"].as_i64().unwrap()).collect();
+    assert_eq!(seen, [t1.device_id]);
+    let install = format!("/api/v1/store/apps/{TIPS}/install");
+    let (status, _) = post(&server, &user, &install, json!({"devices": [t2.device_id]})).await;
+    assert_eq!(status, 404, "a terminal the user does not see");
+    let (status, _) = post(&server, &user, &install, json!({"locations": [quay]})).await;
+    assert_eq!(status, 404, "a location the user does not see");
+    let (status, body) = post(&server, &user, &install, json!({})).await;
+    assert_eq!((status.as_u16(), body["error"]["code"].as_str()), (400, Some("invalid_request")), "{body}");
+    let (status, body) = post(&server, &user, &install, json!({"locations": [shop]})).await;
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(body["terminals"], json!([{"device_id": t1.device_id, "version": "1.0.0"}]));
+
+    // Operators act for a merchant they name; release engineers do not act for merchants.
+    let (status, body) = get(&server, &op, "/api/v1/store/apps").await;
+    assert_eq!((status.as_u16(), body["error"]["code"].as_str()), (400, Some("invalid_request")), "{body}");
+    let (status, catalogue) = get(&server, &op, &format!("/api/v1/store/apps?merchant_id={m}")).await;
+    assert_eq!((status.as_u16(), app_ids(&catalogue)), (200, vec![TIPS]));
+    assert_eq!(catalogue[0]["requested_on"], 1, "{catalogue}");
+    server.create_operator("re@psp.example", "release_engineer", OPERATOR_PASSWORD);
+    let re = server.login("re@psp.example", OPERATOR_PASSWORD).await;
+    let (status, _) = get(&server, &re, &format!("/api/v1/store/apps?merchant_id={m}")).await;
+    assert_eq!(status, 403);
+    let (status, _) = get(&server, &admin, &format!("/api/v1/store/apps?merchant_id={}", m + 1000)).await;
+    assert_eq!(status, 404, "a merchant user names only its own merchant");
+
+    // Granting and withdrawing a private app.
+    let grant = format!("/api/v1/apps/{LOYALTY}/merchants/{m}");
+    assert_eq!(server.call(Method::PUT, &grant, Some(&op), None).await.0, 200);
+    let (_, catalogue) = get(&server, &admin, "/api/v1/store/apps").await;
+    assert_eq!(app_ids(&catalogue), [LOYALTY, TIPS]);
+    let (status, app) = server.call(Method::DELETE, &grant, Some(&op), None).await;
+    assert_eq!((status.as_u16(), &app["merchants"]), (200, &json!([])));
+    let (_, catalogue) = get(&server, &admin, "/api/v1/store/apps").await;
+    assert_eq!(app_ids(&catalogue), [TIPS]);
+
+    // Listing changes: validated, and only for release engineers and operator admins.
+    let app_path = format!("/api/v1/apps/{TIPS}");
+    for bad in [json!({"visibility": "public"}), json!({"summary": "x".repeat(201)}), json!({"name": " "})] {
+        let (status, body) = server.call(Method::PATCH, &app_path, Some(&op), Some(bad)).await;
+        assert_eq!(
+            (status.as_u16(), body["error"]["code"].as_str()),
+            (400, Some("invalid_request")),
+            "{body}"
+        );
+    }
+    let (status, _) =
+        server.call(Method::PATCH, &app_path, Some(&admin), Some(json!({"summary": "mine"}))).await;
+    assert_eq!(status, 403);
+
+    // Screenshots: added, served to merchants the store offers the app to, removed.
+    let (status, app) =
+        put_image(&server, &op, &format!("{app_path}/screenshots"), Method::POST, PNG.to_vec()).await;
+    assert_eq!(status, 200, "{app}");
+    let shot = app["screenshot_paths"][0].as_str().unwrap().to_owned();
+    let res = server.http.get(server.url(&shot)).bearer_auth(&admin).send().await.unwrap();
+    assert_eq!((res.status().as_u16(), res.bytes().await.unwrap().as_ref()), (200, PNG));
+    let id = shot.rsplit('/').next().unwrap();
+    let (status, app) =
+        server.call(Method::DELETE, &format!("{app_path}/screenshots/{id}"), Some(&op), None).await;
+    assert_eq!((status.as_u16(), &app["screenshot_paths"]), (200, &json!([])));
+    assert_eq!(server.get(&shot).await.status(), 401, "images are for signed-in callers");
+    let (status, _) = get(&server, &admin, &shot).await;
+    assert_eq!(status, 404);
+    let mut big = PNG.to_vec();
+    big.resize(2 * 1024 * 1024 + 1, 0);
+    let (status, body) = put_image(&server, &op, &format!("{app_path}/icon"), Method::PUT, big).await;
+    assert_eq!((status, body["error"]["code"].as_str()), (413, Some("payload_too_large")), "{body}");
+});
