@@ -113,12 +113,13 @@ async fn healthz(base: &str, http: &reqwest::Client, concurrency: usize, seconds
     let started = Instant::now();
     let tasks: Vec<_> = (0..concurrency)
         .map(|_| {
-            let (http, url) = (http.clone(), format!("{base}/healthz"));
+            let http = http.clone();
+            let url = reqwest::Url::parse(&format!("{base}/healthz")).expect("a server URL");
             tokio::spawn(async move {
                 let mut phase = Phase::default();
                 while Instant::now() < deadline {
                     let t = Instant::now();
-                    match http.get(&url).send().await {
+                    match http.get(url.clone()).send().await {
                         Ok(r) if r.status() == 200 => {
                             let _ = r.bytes().await;
                             phase.latencies_us.push(t.elapsed().as_micros() as u64);
@@ -179,6 +180,8 @@ async fn contacts(
         .map(|mut slice| {
             let (http, base, trusted, verified) =
                 (http.clone(), base.to_owned(), trusted.clone(), verified.clone());
+            let contact_url =
+                reqwest::Url::parse(&format!("{base}/api/v1/terminal/contact")).expect("a server URL");
             tokio::spawn(async move {
                 let mut phase = Phase::default();
                 'rounds: loop {
@@ -187,7 +190,7 @@ async fn contacts(
                             break 'rounds;
                         }
                         let at = Instant::now();
-                        let outcome = t.contact(&http, &base).await;
+                        let outcome = t.contact_at(&http, &contact_url).await;
                         let us = at.elapsed().as_micros() as u64;
                         match outcome {
                             Outcome::Answer(answer, body) => {

@@ -232,33 +232,36 @@ pub async fn device_actions(
     Ok(web::Json(state.db.run(move |conn| feedback::history(conn, &actor, id)).await?))
 }
 
+/// The routes every terminal calls every few minutes.
+pub fn terminal_routes(cfg: &mut web::ServiceConfig) {
+    use web::{post, resource};
+    cfg.service(resource("/api/v1/terminal/contact").route(post().to(terminal_contact)))
+        .service(resource("/api/v1/terminal/feedback").route(post().to(terminal_feedback)));
+}
+
 pub fn routes(cfg: &mut web::ServiceConfig) {
     use web::{delete, get, post, resource};
-    cfg.service(resource("/api/v1/terminal/contact").route(post().to(terminal_contact)))
-        .service(resource("/api/v1/terminal/feedback").route(post().to(terminal_feedback)))
-        .service(
-            resource("/api/v1/deployments")
-                .route(post().to(create_deployment))
-                .route(get().to(list_deployments)),
-        )
-        .service(resource("/api/v1/deployments/{id}").route(get().to(show_deployment)))
-        .service(resource("/api/v1/deployments/{id}/cancel").route(post().to(cancel_deployment)))
-        .service(
-            resource("/api/v1/deployments/{id}/rollout")
-                .route(post().to(start_rollout))
-                .route(get().to(rollout_status)),
-        )
-        .service(resource("/api/v1/deployments/{id}/rollout/{command}").route(post().to(rollout_command)))
-        .service(
-            resource("/api/v1/device-groups")
-                .route(post().to(create_device_group))
-                .route(get().to(list_device_groups)),
-        )
-        .service(
-            resource("/api/v1/device-groups/{id}")
-                .route(get().to(show_device_group))
-                .route(delete().to(delete_device_group)),
-        )
-        .service(resource("/api/v1/devices/{id}/plan").route(get().to(device_plan)))
-        .service(resource("/api/v1/devices/{id}/actions").route(get().to(device_actions)));
+    cfg.service(
+        resource("/api/v1/deployments").route(post().to(create_deployment)).route(get().to(list_deployments)),
+    )
+    .service(resource("/api/v1/deployments/{id}").route(get().to(show_deployment)))
+    .service(resource("/api/v1/deployments/{id}/cancel").route(post().to(cancel_deployment)))
+    .service(
+        resource("/api/v1/deployments/{id}/rollout")
+            .route(post().to(start_rollout))
+            .route(get().to(rollout_status)),
+    )
+    .service(resource("/api/v1/deployments/{id}/rollout/{command}").route(post().to(rollout_command)))
+    .service(
+        resource("/api/v1/device-groups")
+            .route(post().to(create_device_group))
+            .route(get().to(list_device_groups)),
+    )
+    .service(
+        resource("/api/v1/device-groups/{id}")
+            .route(get().to(show_device_group))
+            .route(delete().to(delete_device_group)),
+    )
+    .service(resource("/api/v1/devices/{id}/plan").route(get().to(device_plan)))
+    .service(resource("/api/v1/devices/{id}/actions").route(get().to(device_actions)));
 }
