@@ -461,6 +461,7 @@ pub enum Skip {
     NotOnRolledBackRelease,
     NotInstalled,
     AlreadyInstalled,
+    RemovalApplies { by_deployment: i64 },
 }
 
 impl std::fmt::Display for Skip {
@@ -493,6 +494,12 @@ impl std::fmt::Display for Skip {
             }
             Skip::AlreadyInstalled => {
                 write!(f, "a store install, and the app is installed: its updates come from the operator")
+            }
+            Skip::RemovalApplies { by_deployment } => {
+                write!(
+                    f,
+                    "a store install, and deployment {by_deployment} removes the app from this terminal"
+                )
             }
         }
     }
@@ -564,6 +571,17 @@ pub fn plan(device: &DeviceFacts, deployments: &[&Deployment], local_secs: u32) 
         ds.sort_by(|a, b| {
             b.target.precedence().cmp(&a.target.precedence()).then(b.sequence.cmp(&a.sequence))
         });
+        // The operator's removal of an app outranks a merchant's store
+        // install of it, whatever their targets (else they would take turns).
+        let removal = ds
+            .iter()
+            .find(|d| {
+                matches!(d.payload, Payload::Removal { .. })
+                    && d.mode != DeliveryMode::InstallOnly
+                    && d.target.matches(device)
+                    && d.rollout.is_none_or(|(r, stage)| in_stage(r, device.device_id, stage))
+            })
+            .map(|d| d.id);
         let mut plan = AppPlan {
             app_id: app_id.to_owned(),
             deployment_id: None,
@@ -609,6 +627,11 @@ pub fn plan(device: &DeviceFacts, deployments: &[&Deployment], local_secs: u32) 
                         }
                         DeliveryMode::InstallOnly if present => {
                             plan.skipped.push((d.id, Skip::AlreadyInstalled));
+                            continue;
+                        }
+                        DeliveryMode::InstallOnly if removal.is_some() => {
+                            let by = removal.unwrap_or_default();
+                            plan.skipped.push((d.id, Skip::RemovalApplies { by_deployment: by }));
                             continue;
                         }
                         _ => {}
@@ -940,6 +963,16 @@ mod tests {
         let p = &plan(&dev, &[&store, &rollout], 0)[0];
         assert_eq!(p.change, Some(Change::Update { release_id: 200, action: ActionType::Soft }));
         assert_eq!(p.skipped, vec![(1, Skip::AlreadyInstalled)]);
+        // The operator removes the app from everyone: removed, and not brought back.
+        let removal = Deployment {
+            payload: Payload::Removal { app_id: "eu.ccv.salespoint".into() },
+            ..deployment(3, release(100, (1, 0, 0), 100), Target::Everyone, 3)
+        };
+        assert_eq!(plan(&dev, &[&store, &rollout, &removal], 0)[0].change, Some(Change::Remove));
+        dev.installed.clear();
+        let p = &plan(&dev, &[&store, &rollout, &removal], 0)[0];
+        assert_eq!(p.change, None);
+        assert_eq!(p.skipped[0], (1, Skip::RemovalApplies { by_deployment: 3 }));
     }
 
     #[test]

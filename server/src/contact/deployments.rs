@@ -383,6 +383,12 @@ pub fn cancel(conn: &mut DbConnection, actor: &Actor, id: i64) -> Result<Deploym
         if row.status == "cancelled" {
             return Err(ApiError::new(ErrorCode::Conflict, "this deployment is already cancelled"));
         }
+        if matches!(row.status.as_str(), "superseded" | "completed") {
+            return Err(ApiError::new(
+                ErrorCode::Conflict,
+                format!("this store request is {}: nothing is left to deliver", row.status),
+            ));
+        }
         diesel::update(deployments::table.find(id)).set(deployments::status.eq("cancelled")).execute(conn)?;
         diesel::update(
             crate::db::schema::rollouts::table

@@ -7,7 +7,7 @@ use tms_packages::wire::deployments::ActionEventView;
 use crate::accounts::access::Actor;
 use crate::accounts::{now, rfc3339};
 use crate::db::DbConnection;
-use crate::db::schema::{action_events, deployment_actions, deployments};
+use crate::db::schema::{action_events, deployment_actions, deployment_devices, deployments};
 use crate::devices::CallingDevice;
 use crate::http::error::ApiError;
 
@@ -32,14 +32,14 @@ pub fn record(
     let (error_code, message) = (clip(&report.error_code, 80), clip(&report.message, 1_000));
     let progress = report.progress_percent.map(i32::from);
     crate::db::write_tx(conn, |conn| {
-        let app: Option<String> = deployments::table
+        let found: Option<(String, String)> = deployments::table
             .find(report.deployment_id)
-            .select(deployments::app_id)
+            .select((deployments::app_id, deployments::origin))
             .first(conn)
             .optional()?;
-        if app.as_deref() != Some(report.app_id.as_str()) {
+        let Some((app, origin)) = found.filter(|(app, _)| *app == report.app_id) else {
             return Err(ApiError::not_found("deployment"));
-        }
+        };
         let at = now();
         let updated = diesel::update(
             deployment_actions::table
@@ -79,8 +79,41 @@ pub fn record(
                 action_events::occurred_at.eq(at),
             ))
             .execute(conn)?;
+        if origin == "store" && report.status == "installed" {
+            finish_store_request(conn, report.deployment_id, device.id, &app)?;
+        }
         Ok(())
     })
+}
+
+/// A merchant's store request is done once per terminal: the terminal
+/// leaves it, so finished requests do not pile up in what every contact
+/// plans with, and later the operator's deployments alone decide the app.
+/// (Processes notice at their next reload; until then the request only
+/// steps aside, the app being there, or has nothing to remove.)
+fn finish_store_request(
+    conn: &mut crate::db::DbConnection,
+    deployment_id: i64,
+    device_id: i64,
+    app_id: &str,
+) -> Result<(), ApiError> {
+    diesel::delete(
+        deployment_devices::table
+            .filter(deployment_devices::deployment_id.eq(deployment_id))
+            .filter(deployment_devices::device_id.eq(device_id)),
+    )
+    .execute(conn)?;
+    let left: i64 = deployment_devices::table
+        .filter(deployment_devices::deployment_id.eq(deployment_id))
+        .count()
+        .get_result(conn)?;
+    if left == 0 {
+        diesel::update(deployments::table.find(deployment_id).filter(deployments::status.eq("active")))
+            .set(deployments::status.eq("completed"))
+            .execute(conn)?;
+        tracing::debug!(deployment_id, app_id, "store request completed");
+    }
+    Ok(())
 }
 
 /// A device's push history, newest first.

@@ -18,7 +18,7 @@ use crate::accounts::{now, rfc3339};
 use crate::contact::changes;
 use crate::contact::deployments::{self, DeploymentRow, NewDeployment, SHIPPERS};
 use crate::db::schema::deployments as deployment_rows;
-use crate::db::schema::{deployment_actions, device_inventory, devices, releases, rollouts};
+use crate::db::schema::{apps, deployment_actions, device_inventory, devices, releases, rollouts};
 use crate::db::{DbConnection, DbError, audit};
 use crate::http::error::{ApiError, ErrorCode};
 
@@ -124,7 +124,13 @@ pub fn start(
     let (max_failures, is_bp) = parse_max_failures(&request.max_failures)?;
     crate::db::write_tx(conn, |conn| {
         let deployment = deployments::find(conn, deployment_id)?;
-        if deployment.status == "cancelled" || deployment.rollback_of.is_some() {
+        if deployment.origin == "store" {
+            return Err(ApiError::new(
+                ErrorCode::RolloutState,
+                "a merchant's store request is not rolled out: it goes to the terminals the merchant chose",
+            ));
+        }
+        if !matches!(deployment.status.as_str(), "active" | "held") || deployment.rollback_of.is_some() {
             return Err(ApiError::new(ErrorCode::RolloutState, "this deployment cannot be rolled out"));
         }
         if for_deployment(conn, deployment_id)?.is_some() {
@@ -430,14 +436,20 @@ fn tally(
 ) -> Result<Tally, DbError> {
     let stages = rollout.stages_bp();
     let reached = rollout.current_stage.max(0) as usize;
-    let (models, min_firmware): (Vec<String>, Option<String>) = match deployment.release_id {
+    let (models, min_firmware, kind): (Vec<String>, Option<String>, String) = match deployment.release_id {
         Some(id) => {
-            let (models, min): (String, Option<String>) =
-                releases::table.find(id).select((releases::models, releases::min_firmware)).first(conn)?;
-            (models.split(',').filter(|m| !m.is_empty()).map(str::to_owned).collect(), min)
+            let (models, min, kind): (String, Option<String>, String) = releases::table
+                .find(id)
+                .select((releases::models, releases::min_firmware, releases::kind))
+                .first(conn)?;
+            (models.split(',').filter(|m| !m.is_empty()).map(str::to_owned).collect(), min, kind)
         }
-        None => (Vec::new(), None),
+        None => (Vec::new(), None, String::new()),
     };
+    // The operator's releases of store and private apps only update them:
+    // terminals without the app are never offered it, so they do not count.
+    let visibility: String = apps::table.find(&deployment.app_id).select(apps::visibility).first(conn)?;
+    let update_only = kind == "app" && visibility != "system";
     let statuses: HashMap<i64, String> = deployment_actions::table
         .filter(deployment_actions::deployment_id.eq(deployment.id))
         .select((deployment_actions::device_id, deployment_actions::status))
@@ -470,6 +482,9 @@ fn tally(
         None => None,
     };
     for device in targeted(conn, deployment)? {
+        if update_only && device.installed_code.is_none() && !statuses.contains_key(&device.device_id) {
+            continue;
+        }
         let b = bucket(rollout.id, device.device_id);
         let Some(stage) = stages.iter().position(|bp| b < *bp) else { continue };
         if stage > reached {

@@ -10,7 +10,7 @@ use tms_packages::wire::store::UpdateAppRequest;
 use crate::accounts::access::Actor;
 use crate::accounts::now;
 use crate::contact::changes::{self, Scope};
-use crate::db::schema::{app_merchants, app_screenshots, apps, merchants};
+use crate::db::schema::{app_merchants, app_screenshots, apps, deployments, merchants};
 use crate::db::{DbConnection, audit};
 use crate::http::error::{ApiError, ErrorCode};
 use crate::releases::{AppRow, PUBLISHERS, VISIBILITIES, app_view, find_app};
@@ -64,6 +64,11 @@ pub fn update_app(
         // Visibility decides whether the operator's deployments of the app
         // install it or only update it.
         if request.visibility.as_ref().is_some_and(|v| *v != before.visibility) {
+            if request.visibility.as_deref() == Some("system") {
+                // A system app is the operator's alone: merchants' pending
+                // installs and removals of it end.
+                end_store_requests(conn, app_id, None, false)?;
+            }
             changes::record(conn, &[Scope::Deployments, Scope::Everyone])?;
         }
         let app = find_app(conn, app_id)?;
@@ -199,6 +204,9 @@ pub fn grant(
             }
             (false, true) => {
                 diesel::delete(row).execute(conn)?;
+                // Installs not delivered yet end with the offer.
+                end_store_requests(conn, app_id, Some(merchant_id), true)?;
+                changes::record(conn, &[Scope::Deployments, Scope::Merchant(merchant_id)])?;
             }
             _ => {}
         }
@@ -214,6 +222,29 @@ pub fn grant(
         let app = find_app(conn, app_id)?;
         Ok(app_view(conn, &app)?)
     })
+}
+
+/// Marks the app's active store requests superseded: every merchant's, or
+/// one merchant's; installs only, or removals too.
+fn end_store_requests(
+    conn: &mut DbConnection,
+    app_id: &str,
+    merchant_id: Option<i64>,
+    installs_only: bool,
+) -> Result<(), ApiError> {
+    let mut query = diesel::update(deployments::table)
+        .filter(deployments::origin.eq("store"))
+        .filter(deployments::app_id.eq(app_id))
+        .filter(deployments::status.eq("active"))
+        .into_boxed();
+    if let Some(m) = merchant_id {
+        query = query.filter(deployments::merchant_id.eq(m));
+    }
+    if installs_only {
+        query = query.filter(deployments::release_id.is_not_null());
+    }
+    query.set(deployments::status.eq("superseded")).execute(conn)?;
+    Ok(())
 }
 
 /// Whether a merchant's store offers the app: store apps, and private apps

@@ -28,7 +28,7 @@ use crate::contact::changes::{self, Scope};
 use crate::contact::deployments::{self as deploys, NewDeployment, candidate};
 use crate::db::schema::{
     app_merchants, app_screenshots, apps, deployment_actions, deployment_devices, deployments,
-    device_inventory, devices, locations, merchants, releases,
+    device_inventory, devices, locations, merchants, releases, rollouts,
 };
 use crate::db::{DbConnection, DbError, audit};
 use crate::devices::ACTIVE;
@@ -61,7 +61,8 @@ fn store_merchant(conn: &mut DbConnection, actor: &Actor, named: Option<i64>) ->
 }
 
 /// The store is for users holding `install_apps`, merchant-wide or at some
-/// location (they then see and act on those locations' terminals only).
+/// location. They see the terminals of every location they see, and act
+/// only where they hold `install_apps`.
 fn may_use_store(actor: &Actor, merchant_id: i64) -> bool {
     match &actor.role {
         Role::Merchant(m) => {
@@ -76,6 +77,8 @@ fn may_use_store(actor: &Actor, merchant_id: i64) -> bool {
 struct StoreTerminal {
     facts: DeviceFacts,
     name: String,
+    /// When its inventory was last reported.
+    reported_at: Option<NaiveDateTime>,
 }
 
 /// The merchant's active terminals the caller sees (and, with
@@ -85,7 +88,8 @@ fn visible_terminals(
     actor: &Actor,
     merchant_id: i64,
 ) -> Result<Vec<StoreTerminal>, DbError> {
-    let rows: Vec<(i64, i64, String, String, Option<String>)> = devices::table
+    type Row = (i64, i64, String, String, Option<String>, Option<NaiveDateTime>);
+    let rows: Vec<Row> = devices::table
         .left_join(device_inventory::table)
         .filter(devices::merchant_id.eq(merchant_id))
         .filter(devices::status.eq(ACTIVE))
@@ -96,12 +100,13 @@ fn visible_terminals(
             devices::name,
             devices::model,
             device_inventory::state_json.nullable(),
+            device_inventory::reported_at.nullable(),
         ))
         .load(conn)?;
     Ok(rows
         .into_iter()
         .filter(|(_, location, ..)| actor.sees_location(merchant_id, *location))
-        .map(|(id, location_id, name, model, state)| {
+        .map(|(id, location_id, name, model, state, reported_at)| {
             let state: Option<TerminalState> = state.and_then(|s| serde_json::from_str(&s).ok());
             let (firmware, installed) = match state {
                 Some(s) => (
@@ -113,6 +118,7 @@ fn visible_terminals(
             StoreTerminal {
                 facts: DeviceFacts { device_id: id, merchant_id, location_id, model, firmware, installed },
                 name,
+                reported_at,
             }
         })
         .collect())
@@ -132,16 +138,33 @@ fn offered_apps(conn: &mut DbConnection, merchant_id: i64) -> Result<Vec<AppRow>
         .load(conn)?)
 }
 
-/// The releases the store may install, per app.
+/// The releases the store may install, per app: not withdrawn, and not
+/// held back by the operator: a release still held, or whose staged rollout
+/// has not completed (or was halted or rolled back), is not given to new
+/// installs ahead of the fleet.
 fn installable_releases(
     conn: &mut DbConnection,
     app_ids: &[&str],
 ) -> Result<HashMap<String, Vec<(Candidate, ReleaseRow)>>, DbError> {
+    let held_back: BTreeSet<i64> = deployments::table
+        .left_join(rollouts::table.on(rollouts::deployment_id.eq(deployments::id)))
+        .filter(deployments::origin.eq("operator"))
+        .filter(deployments::app_id.eq_any(app_ids))
+        .filter(deployments::rollback_of.is_null())
+        .filter(deployments::status.eq("held").or(rollouts::status.nullable().ne("completed")))
+        .select(deployments::release_id)
+        .load::<Option<i64>>(conn)?
+        .into_iter()
+        .flatten()
+        .collect();
     let rows: Vec<ReleaseRow> = releases::table
         .filter(releases::app_id.eq_any(app_ids))
         .filter(releases::withdrawn_at.is_null())
         .select(ReleaseRow::as_select())
-        .load(conn)?;
+        .load::<ReleaseRow>(conn)?
+        .into_iter()
+        .filter(|r| !held_back.contains(&r.id))
+        .collect();
     let mut out: HashMap<String, Vec<(Candidate, ReleaseRow)>> = HashMap::new();
     for row in rows {
         out.entry(row.app_id.clone()).or_default().push((candidate(&row)?, row));
@@ -157,6 +180,9 @@ struct StandingRequest {
     requested_at: NaiveDateTime,
     report: Option<String>,
     error: Option<String>,
+    /// A request the terminal finished (and left) at this time: it speaks
+    /// for the terminal until an inventory newer than that arrives.
+    finished_at: Option<NaiveDateTime>,
 }
 
 /// A terminal's last report on a deployment: status, error code, message.
@@ -198,7 +224,43 @@ fn standing_requests(
         .into_iter()
         .map(|(d, device, status, code, message)| ((d, device), (status, code, message)))
         .collect();
-    let mut out = HashMap::new();
+    let mut out: HashMap<(String, i64), StandingRequest> = HashMap::new();
+    // Requests terminals finished lately, which they have left.
+    let mut finished = deployment_actions::table
+        .inner_join(deployments::table.on(deployments::id.eq(deployment_actions::deployment_id)))
+        .filter(deployments::origin.eq("store"))
+        .filter(deployments::merchant_id.eq(merchant_id))
+        .filter(deployment_actions::status.eq("installed"))
+        .filter(deployment_actions::updated_at.gt(now() - chrono::Duration::days(1)))
+        .select((
+            deployments::id,
+            deployments::app_id,
+            deployment_actions::device_id,
+            deployments::release_id,
+            deployments::created_at,
+            deployment_actions::updated_at,
+        ))
+        .into_boxed();
+    if let Some(app) = app_id {
+        finished = finished.filter(deployments::app_id.eq(app.to_owned()));
+    }
+    type Finished = (i64, String, i64, Option<i64>, NaiveDateTime, NaiveDateTime);
+    for (deployment_id, app, device, release, requested_at, at) in finished.load::<Finished>(conn)? {
+        let request = StandingRequest {
+            deployment_id,
+            uninstall: release.is_none(),
+            requested_at,
+            report: Some("installed".into()),
+            error: None,
+            finished_at: Some(at),
+        };
+        match out.get(&(app.clone(), device)) {
+            Some(StandingRequest { deployment_id: newer, .. }) if *newer > deployment_id => {}
+            _ => {
+                out.insert((app, device), request);
+            }
+        }
+    }
     for (deployment_id, app, device, release, requested_at) in rows {
         let report = reports.get(&(deployment_id, device));
         let error = report.filter(|r| r.0 == "failed").map(|(_, code, message)| match (code, message) {
@@ -212,6 +274,7 @@ fn standing_requests(
             requested_at,
             report: report.map(|r| r.0.clone()),
             error,
+            finished_at: None,
         };
         // Requests supersede earlier ones; keep the newest should two overlap.
         match out.get(&(app.clone(), device)) {
@@ -232,6 +295,10 @@ fn terminal_view(
 ) -> StoreTerminalView {
     let candidates: Vec<Candidate> = releases.iter().map(|(c, _)| c.clone()).collect();
     let installed = t.facts.installed.get(app_id);
+    let request = request.filter(|r| match (r.finished_at, t.reported_at) {
+        (Some(finished), Some(reported)) => reported < finished,
+        _ => true,
+    });
     let state = request.map(|r| StoreRequestState { uninstall: r.uninstall, report: r.report.as_deref() });
     StoreTerminalView {
         device_id: t.facts.device_id,
@@ -607,7 +674,13 @@ pub fn uninstall(
     crate::db::write_tx(conn, |conn| {
         let merchant_id = store_merchant(conn, actor, request.merchant_id)?;
         let app = find_app(conn, app_id)?;
-        if app.kind != "app" {
+        let chosen = chosen_terminals(conn, actor, merchant_id, request)?;
+        // An app the store does not offer the merchant exists for it only
+        // where its terminals run it (a private app withdrawn from its offer).
+        let runs_it = chosen.iter().any(|t| t.facts.installed.contains_key(app_id));
+        if app.kind != "app"
+            || (app.visibility != "system" && !runs_it && !listing::offered_to(conn, &app, merchant_id)?)
+        {
             return Err(ApiError::not_found("app"));
         }
         if app.visibility == "system" {
@@ -616,7 +689,6 @@ pub fn uninstall(
                 format!("{app_id} is a system app: the payment provider keeps it on every terminal"),
             ));
         }
-        let chosen = chosen_terminals(conn, actor, merchant_id, request)?;
         let all: Vec<i64> = chosen.iter().map(|t| t.facts.device_id).collect();
         supersede(conn, merchant_id, app_id, &all)?;
         let action = request.action.unwrap_or(ActionType::Soft);

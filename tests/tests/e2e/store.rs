@@ -196,6 +196,7 @@ backend_test!(merchants_install_compatible_store_apps_and_see_what_their_termina
     .await;
     assert_eq!((status.as_u16(), body["error"]["code"].as_str()), (409, Some("app_incompatible")), "{body}");
     assert!(body["error"]["message"].as_str().unwrap().contains("A80"), "{body}");
+    assert_eq!(body["error"]["details"]["model"], "A80");
     assert!(contact(&server, &mut t1, &trusted).await.apps.is_empty(), "a refused request delivers nothing");
 
     // Install on t1: exactly t1 gets the newest compatible release at its next contact.
@@ -419,10 +420,71 @@ backend_test!(store_access_follows_permissions_locations_and_operator_roles, |db
     assert_eq!(server.call(Method::PUT, &grant, Some(&op), None).await.0, 200);
     let (_, catalogue) = get(&server, &admin, "/api/v1/store/apps").await;
     assert_eq!(app_ids(&catalogue), [LOYALTY, TIPS]);
+    let (status, _) = post(
+        &server,
+        &admin,
+        &format!("/api/v1/store/apps/{LOYALTY}/install"),
+        json!({"devices": [t2.device_id]}),
+    )
+    .await;
+    assert_eq!(status, 201);
     let (status, app) = server.call(Method::DELETE, &grant, Some(&op), None).await;
     assert_eq!((status.as_u16(), &app["merchants"]), (200, &json!([])));
     let (_, catalogue) = get(&server, &admin, "/api/v1/store/apps").await;
     assert_eq!(app_ids(&catalogue), [TIPS]);
+    let (_, pending) = get(&server, &op, &format!("/api/v1/deployments?app_id={LOYALTY}")).await;
+    assert_eq!(pending[0]["status"], "superseded", "an install not delivered ends with the offer: {pending}");
+    let (status, _) = post(
+        &server,
+        &admin,
+        &format!("/api/v1/store/apps/{LOYALTY}/uninstall"),
+        json!({"devices": [t2.device_id]}),
+    )
+    .await;
+    assert_eq!(status, 404, "an app neither offered nor on the terminal does not exist for the merchant");
+
+    // A later request replaces an earlier one for the same terminal.
+    let (status, removal) = post(
+        &server,
+        &user,
+        &format!("/api/v1/store/apps/{TIPS}/uninstall"),
+        json!({"devices": [t1.device_id]}),
+    )
+    .await;
+    assert_eq!(status, 201, "{removal}");
+    let (_, deployments) = get(&server, &op, &format!("/api/v1/deployments?app_id={TIPS}")).await;
+    let statuses: Vec<(&str, &str)> = deployments
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| (d["kind"].as_str().unwrap(), d["status"].as_str().unwrap()))
+        .collect();
+    assert_eq!(statuses, [("removal", "active"), ("release", "superseded")]);
+    assert_eq!(deployments[0]["origin"], "store");
+    let (status, body) = post(
+        &server,
+        &op,
+        &format!("/api/v1/deployments/{}/rollout", deployments[0]["id"]),
+        json!({"stages": [10, 100], "success_percent": 90, "max_failures": "1"}),
+    )
+    .await;
+    assert_eq!((status.as_u16(), body["error"]["code"].as_str()), (409, Some("rollout_state")), "{body}");
+
+    // An app made `system` is the operator's alone: merchants' requests end.
+    let (status, _) = server
+        .call(
+            Method::PATCH,
+            &format!("/api/v1/apps/{TIPS}"),
+            Some(&op),
+            Some(json!({"visibility": "system"})),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let (_, deployments) = get(&server, &op, &format!("/api/v1/deployments?app_id={TIPS}")).await;
+    assert_eq!(deployments[0]["status"], "superseded", "{deployments}");
+    server
+        .call(Method::PATCH, &format!("/api/v1/apps/{TIPS}"), Some(&op), Some(json!({"visibility": "store"})))
+        .await;
 
     // Listing changes: validated, and only for release engineers and operator admins.
     let app_path = format!("/api/v1/apps/{TIPS}");
