@@ -632,11 +632,19 @@ pub fn versions_at_scopes(
 ) -> Result<Vec<(String, Level, u64, String)>, DbError> {
     use parameter_set_versions as p;
     let at = |i: usize| p::level.eq(scopes[i].0.as_str()).and(p::scope_id.eq(scopes[i].1));
-    let rows: Vec<(String, String, i64, String)> = p::table
-        .filter(p::app_id.eq_any(apps))
-        .filter(at(0).or(at(1)).or(at(2)).or(at(3)))
-        .select((p::app_id, p::level, p::version, p::sha256))
-        .load(conn)?;
+    // One query per app (a terminal has a few with parameters): a statement
+    // of fixed shape is prepared once per connection, where an `IN (…)` list
+    // on SQLite would be parsed and planned again at every contact.
+    let mut rows: Vec<(String, String, i64, String)> = Vec::new();
+    for app in apps {
+        rows.extend(
+            p::table
+                .filter(p::app_id.eq(app))
+                .filter(at(0).or(at(1)).or(at(2)).or(at(3)))
+                .select((p::app_id, p::level, p::version, p::sha256))
+                .load::<(String, String, i64, String)>(conn)?,
+        );
+    }
     Ok(rows
         .into_iter()
         .filter_map(|(app, level, version, sha)| {
