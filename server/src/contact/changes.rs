@@ -116,6 +116,8 @@ pub fn prune(conn: &mut DbConnection, older_than: chrono::Duration) -> Result<us
 pub struct Seen {
     pub last: i64,
     everyone: i64,
+    /// The last change to the set of deployments and rollouts.
+    deployments: i64,
     merchants: HashMap<i64, i64>,
     locations: HashMap<i64, i64>,
     devices: HashMap<i64, i64>,
@@ -138,12 +140,21 @@ impl Seen {
             Scope::Device(id) => {
                 self.devices.insert(id, seq);
             }
-            Scope::Deployments | Scope::Keys => {}
+            Scope::Deployments => self.deployments = seq,
+            Scope::Keys => {}
         }
         self.last = self.last.max(seq);
     }
 
-    /// Whether a target computed at `computed_at` for this device still holds.
+    /// Whether the deployments a target was planned with are still those in
+    /// force. When they are not (and nothing else changed), the target is
+    /// planned again in memory from the reported state.
+    pub fn deployments_hold(&self, computed_at: i64) -> bool {
+        computed_at >= self.deployments
+    }
+
+    /// Whether a target computed at `computed_at` for this device still
+    /// holds, apart from deployments (see `deployments_hold`).
     pub fn still_holds(&self, computed_at: i64, merchant: i64, location: i64, device: i64) -> bool {
         let changed = |m: &HashMap<i64, i64>, id: i64| m.get(&id).copied().unwrap_or(0);
         computed_at >= self.everyone
@@ -168,5 +179,8 @@ mod tests {
         seen.apply(12, Scope::Everyone);
         assert!(!seen.still_holds(11, 1, 5, 4));
         assert_eq!(seen.last, 12);
+        seen.apply(13, Scope::Deployments);
+        assert!(seen.still_holds(12, 1, 5, 4) && !seen.deployments_hold(12), "deployments apart");
+        assert!(seen.deployments_hold(13));
     }
 }

@@ -68,23 +68,12 @@ impl DeploymentRow {
         ActionType::parse(&self.action).unwrap_or(ActionType::Soft)
     }
 
-    /// The scopes whose terminals a change to this deployment touches.
-    pub fn scopes(&self, conn: &mut DbConnection) -> Result<Vec<Scope>, DbError> {
-        let mut out = vec![Scope::Deployments];
-        match (self.target_kind.as_str(), self.target_id) {
-            ("merchant", Some(id)) => out.push(Scope::Merchant(id)),
-            ("location", Some(id)) => out.push(Scope::Location(id)),
-            ("devices", _) => {
-                let ids = device_list(conn, self.id)?;
-                if ids.len() > 1_000 {
-                    out.push(Scope::Everyone);
-                } else {
-                    out.extend(ids.into_iter().map(Scope::Device));
-                }
-            }
-            _ => out.push(Scope::Everyone),
-        }
-        Ok(out)
+    /// The scopes a change to this deployment touches: the set of
+    /// deployments. Every process reloads it, and re-plans each terminal's
+    /// target in memory from the state it reports at its next contact, so a
+    /// terminal the change does not reach stays on the fast path.
+    pub fn scopes(&self, _conn: &mut DbConnection) -> Result<Vec<Scope>, DbError> {
+        Ok(vec![Scope::Deployments])
     }
 }
 

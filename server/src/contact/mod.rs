@@ -79,6 +79,9 @@ struct Entry {
     target_digest: [u8; 32],
     /// (when computed, seconds until a window with waiting work opens).
     window_opens_in: Option<(i64, u32)>,
+    /// The registered model (shared: a fleet has a handful), to plan again
+    /// in memory when only deployments changed.
+    model: Arc<str>,
 }
 
 fn raw_digest(hex_digest: &str) -> [u8; 32] {
@@ -121,6 +124,7 @@ pub struct ContactService {
     sync_lock: tokio::sync::Mutex<()>,
     wake: tokio::sync::Notify,
     last_prune: AtomicI64,
+    models: Mutex<std::collections::HashSet<Arc<str>>>,
 }
 
 fn unix_now() -> i64 {
@@ -153,6 +157,7 @@ impl ContactService {
             sync_lock: tokio::sync::Mutex::new(()),
             wake: tokio::sync::Notify::new(),
             last_prune: AtomicI64::new(0),
+            models: Mutex::new(std::collections::HashSet::new()),
         })
     }
 
@@ -272,19 +277,33 @@ impl ContactService {
         if let Some(entry) = cached
             && now < entry.valid_until
             && entry.utc_offset_minutes == request.utc_offset_minutes
-            && self.seen.read().expect("not poisoned").still_holds(
-                entry.computed_at,
-                entry.merchant_id,
-                entry.location_id,
-                entry.device_id,
-            )
+            && reported == entry.target_digest
+            && reported == entry.state_digest
         {
             // In sync with the target computed from this very state. (A terminal
             // that just applied an answer takes the slow path once: its new
             // firmware or apps may open further changes.)
-            if reported == entry.target_digest && reported == entry.state_digest {
+            let (others_hold, deployments_hold) = {
+                let seen = self.seen.read().expect("not poisoned");
+                (
+                    seen.still_holds(
+                        entry.computed_at,
+                        entry.merchant_id,
+                        entry.location_id,
+                        entry.device_id,
+                    ),
+                    seen.deployments_hold(entry.computed_at),
+                )
+            };
+            if others_hold && deployments_hold {
                 self.note(entry.device_id, None);
                 return self.in_sync(&digest, now, &entry);
+            }
+            if others_hold && let Some(fresh) = self.replan(&entry, &request.state, now) {
+                self.note(entry.device_id, None);
+                let answer = self.in_sync(&digest, now, &fresh);
+                self.entries.write().expect("not poisoned").insert(key, Arc::new(fresh));
+                return answer;
             }
         }
         self.slow_path(key, token, request, digest, now).await
@@ -331,6 +350,7 @@ impl ContactService {
             state_digest: raw_digest(&digest),
             target_digest: raw_digest(&computed.body.target_digest),
             window_opens_in: computed.window_opens_in.map(|s| (now, s)),
+            model: self.intern_model(&device.model),
         };
         self.note(device.calling.id, Some((&request, &digest)));
         // A terminal with something to do calls again once it did it; its
@@ -342,6 +362,62 @@ impl ContactService {
         };
         self.entries.write().expect("not poisoned").insert(key, Arc::new(entry));
         answer
+    }
+
+    /// Plans a terminal in sync again, in memory, after deployments changed
+    /// (and nothing else it depends on): when no deployment has anything for
+    /// it, its target is unchanged and it stays on the fast path. Anything
+    /// to do, or waiting for a window, goes to the slow path.
+    fn replan(&self, entry: &Entry, state: &TerminalState, now: i64) -> Option<Entry> {
+        let computed_at = {
+            // Checked again under the lock that gives the position: a change
+            // to its other scopes may have arrived since.
+            let seen = self.seen.read().expect("not poisoned");
+            if !seen.still_holds(entry.computed_at, entry.merchant_id, entry.location_id, entry.device_id) {
+                return None;
+            }
+            seen.last
+        };
+        // Published before the position: at least as new as `computed_at`.
+        let snapshot = self.snapshot.read().expect("not poisoned").clone();
+        let facts = tms_packages::contact::DeviceFacts {
+            device_id: entry.device_id,
+            merchant_id: entry.merchant_id,
+            location_id: entry.location_id,
+            model: entry.model.to_string(),
+            firmware: state.firmware.clone(),
+            installed: state
+                .apps
+                .iter()
+                .map(|a| (a.app_id.clone(), (a.version.clone(), a.version_code)))
+                .collect(),
+        };
+        let local = tms_packages::contact::local_secs_of_day(now, entry.utc_offset_minutes);
+        let (in_force, next_edge) = snapshot.in_force(now);
+        let plans = tms_packages::contact::plan(&facts, &in_force, local);
+        if plans.iter().any(|p| p.change.is_some() || p.deferred_secs.is_some()) {
+            return None;
+        }
+        let mut valid_until = entry.valid_until;
+        if let Some(edge) = next_edge {
+            valid_until = valid_until.min(edge);
+        }
+        for decided in plans.iter().filter_map(|p| p.deployment_id) {
+            if let Some(w) = in_force.iter().find(|d| d.id == decided).and_then(|d| d.window) {
+                valid_until = valid_until.min(now + i64::from(w.secs_to_next_edge(local)));
+            }
+        }
+        Some(Entry { computed_at, valid_until, window_opens_in: None, ..entry.clone() })
+    }
+
+    fn intern_model(&self, model: &str) -> Arc<str> {
+        let mut models = self.models.lock().expect("not poisoned");
+        if let Some(m) = models.get(model) {
+            return m.clone();
+        }
+        let m: Arc<str> = Arc::from(model);
+        models.insert(m.clone());
+        m
     }
 
     /// Answers are dated at the end of the current step of a grid: one
