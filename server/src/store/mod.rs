@@ -145,7 +145,7 @@ fn offered_apps(conn: &mut DbConnection, merchant_id: i64) -> Result<Vec<AppRow>
 fn installable_releases(
     conn: &mut DbConnection,
     app_ids: &[&str],
-) -> Result<HashMap<String, Vec<(Candidate, ReleaseRow)>>, DbError> {
+) -> Result<HashMap<String, Installable>, DbError> {
     let held_back: BTreeSet<i64> = deployments::table
         .left_join(rollouts::table.on(rollouts::deployment_id.eq(deployments::id)))
         .filter(deployments::origin.eq("operator"))
@@ -165,11 +165,27 @@ fn installable_releases(
         .into_iter()
         .filter(|r| !held_back.contains(&r.id))
         .collect();
-    let mut out: HashMap<String, Vec<(Candidate, ReleaseRow)>> = HashMap::new();
+    let mut out: HashMap<String, Installable> = HashMap::new();
     for row in rows {
-        out.entry(row.app_id.clone()).or_default().push((candidate(&row)?, row));
+        let app = out.entry(row.app_id.clone()).or_default();
+        app.candidates.push(candidate(&row)?);
+        app.rows.push(row);
     }
     Ok(out)
+}
+
+/// An app's installable releases, as the planner sees them and as stored
+/// (same order).
+#[derive(Default)]
+struct Installable {
+    candidates: Vec<Candidate>,
+    rows: Vec<ReleaseRow>,
+}
+
+impl Installable {
+    fn row(&self, release_id: i64) -> Option<&ReleaseRow> {
+        self.rows.iter().find(|r| r.id == release_id)
+    }
 }
 
 /// The merchant's standing store request for a terminal: which deployment,
@@ -254,12 +270,7 @@ fn standing_requests(
             error: None,
             finished_at: Some(at),
         };
-        match out.get(&(app.clone(), device)) {
-            Some(StandingRequest { deployment_id: newer, .. }) if *newer > deployment_id => {}
-            _ => {
-                out.insert((app, device), request);
-            }
-        }
+        keep_newest(&mut out, (app, device), request);
     }
     for (deployment_id, app, device, release, requested_at) in rows {
         let report = reports.get(&(deployment_id, device));
@@ -276,24 +287,28 @@ fn standing_requests(
             error,
             finished_at: None,
         };
-        // Requests supersede earlier ones; keep the newest should two overlap.
-        match out.get(&(app.clone(), device)) {
-            Some(StandingRequest { deployment_id: newer, .. }) if *newer > deployment_id => {}
-            _ => {
-                out.insert((app, device), request);
-            }
-        }
+        keep_newest(&mut out, (app, device), request);
     }
     Ok(out)
+}
+
+/// Requests supersede earlier ones: keeps the newest should two overlap.
+fn keep_newest(
+    out: &mut HashMap<(String, i64), StandingRequest>,
+    key: (String, i64),
+    request: StandingRequest,
+) {
+    if out.get(&key).is_none_or(|kept| kept.deployment_id < request.deployment_id) {
+        out.insert(key, request);
+    }
 }
 
 fn terminal_view(
     t: &StoreTerminal,
     app_id: &str,
-    releases: &[(Candidate, ReleaseRow)],
+    releases: &Installable,
     request: Option<&StandingRequest>,
 ) -> StoreTerminalView {
-    let candidates: Vec<Candidate> = releases.iter().map(|(c, _)| c.clone()).collect();
     let installed = t.facts.installed.get(app_id);
     let request = request.filter(|r| match (r.finished_at, t.reported_at) {
         (Some(finished), Some(reported)) => reported < finished,
@@ -305,7 +320,9 @@ fn terminal_view(
         name: t.name.clone(),
         location_id: t.facts.location_id,
         model: t.facts.model.clone(),
-        installable_version: newest_compatible(&t.facts, &candidates).ok().map(|c| c.version.to_string()),
+        installable_version: newest_compatible(&t.facts, &releases.candidates)
+            .ok()
+            .map(|c| c.version.to_string()),
         installed_version: installed.map(|(v, _)| v.clone()),
         status: terminal_status(installed.is_some(), state).to_owned(),
         report: request.and_then(|r| r.report.clone()),
@@ -315,16 +332,12 @@ fn terminal_view(
 }
 
 /// The newest release that fits at least one of the terminals.
-fn current_release<'a>(
-    terminals: &[StoreTerminal],
-    releases: &'a [(Candidate, ReleaseRow)],
-) -> Option<&'a ReleaseRow> {
-    let candidates: Vec<Candidate> = releases.iter().map(|(c, _)| c.clone()).collect();
+fn current_release<'a>(terminals: &[StoreTerminal], releases: &'a Installable) -> Option<&'a ReleaseRow> {
     let best = terminals
         .iter()
-        .filter_map(|t| newest_compatible(&t.facts, &candidates).ok())
+        .filter_map(|t| newest_compatible(&t.facts, &releases.candidates).ok())
         .max_by_key(|c| c.version_code)?;
-    releases.iter().find(|(c, _)| c.release_id == best.release_id).map(|(_, r)| r)
+    releases.row(best.release_id)
 }
 
 pub struct CatalogueQuery {
@@ -352,10 +365,11 @@ pub fn catalogue(
         .collect();
     let ids: Vec<&str> = offered.iter().map(|a| a.id.as_str()).collect();
     let releases = installable_releases(conn, &ids)?;
+    let none = Installable::default();
     let requests = standing_requests(conn, merchant_id, None)?;
     let mut out = Vec::new();
     for app in &offered {
-        let app_releases = releases.get(&app.id).map(Vec::as_slice).unwrap_or_default();
+        let app_releases = releases.get(&app.id).unwrap_or(&none);
         let Some(current) = current_release(&terminals, app_releases) else { continue };
         let (mut installed_on, mut requested_on, mut failed_on) = (0, 0, 0);
         for t in &terminals {
@@ -402,11 +416,9 @@ pub fn show(
     let current = match current_release(&terminals, &releases) {
         Some(r) => r,
         // None fits: show the newest, so the merchant sees which models it needs.
-        None => releases
-            .iter()
-            .map(|(_, r)| r)
-            .max_by_key(|r| r.version_code)
-            .ok_or_else(|| ApiError::not_found("app"))?,
+        None => {
+            releases.rows.iter().max_by_key(|r| r.version_code).ok_or_else(|| ApiError::not_found("app"))?
+        }
     };
     let requests = standing_requests(conn, merchant_id, Some(app_id))?;
     let screenshots: Vec<i64> = app_screenshots::table
@@ -576,13 +588,12 @@ pub fn install(
         }
         let chosen = chosen_terminals(conn, actor, merchant_id, request)?;
         let releases = installable_releases(conn, &[app_id])?.remove(app_id).unwrap_or_default();
-        let candidates: Vec<Candidate> = releases.iter().map(|(c, _)| c.clone()).collect();
         let named: BTreeSet<i64> = request.devices.iter().copied().collect();
         let mut by_release: BTreeMap<i64, Vec<i64>> = BTreeMap::new();
         let mut refused = Vec::new();
         let mut skipped = Vec::new();
         for t in &chosen {
-            match newest_compatible(&t.facts, &candidates) {
+            match newest_compatible(&t.facts, &releases.candidates) {
                 Ok(c) => by_release.entry(c.release_id).or_default().push(t.facts.device_id),
                 Err(reason) if named.contains(&t.facts.device_id) => refused.push((t, reason)),
                 Err(reason) => skipped.push(StoreSkippedTerminal {
@@ -635,7 +646,7 @@ pub fn install(
                 new_store_deployment(app_id, Some(*release_id), device_ids, action, merchant_id),
             )?;
             deployment_ids.push(id);
-            let version = releases.iter().find(|(c, _)| c.release_id == *release_id).map(|(_, r)| &r.version);
+            let version = releases.row(*release_id).map(|r| &r.version);
             terminals.extend(
                 device_ids
                     .iter()
