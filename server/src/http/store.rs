@@ -31,9 +31,19 @@ pub async fn update_app(
     Ok(web::Json(view))
 }
 
-/// Reads a PNG, JPEG or WebP image (told by its bytes) of at most 2 MiB and
-/// stores it as a blob; returns its sha256 and content type.
-async fn store_image(state: &AppState, mut payload: web::Payload) -> Result<(String, String), ApiError> {
+/// Once the caller may edit the app's listing, reads a PNG, JPEG or WebP
+/// image (told by its bytes) of at most 2 MiB and stores it as a blob;
+/// returns its sha256 and content type.
+async fn store_image(
+    state: &AppState,
+    actor: &Actor,
+    app_id: &str,
+    mut payload: web::Payload,
+) -> Result<(String, String), ApiError> {
+    {
+        let (actor, app_id) = (actor.clone(), app_id.to_owned());
+        state.db.run(move |conn| listing::check_listing_editable(conn, &actor, &app_id)).await?;
+    }
     let mut bytes = Vec::new();
     while let Some(chunk) = payload.next().await {
         let chunk = chunk.map_err(|e| ApiError::new(ErrorCode::UploadInterrupted, e.to_string()))?;
@@ -64,11 +74,7 @@ pub async fn set_icon(
     payload: web::Payload,
 ) -> Result<web::Json<AppView>, ApiError> {
     let app_id = app_id.into_inner();
-    {
-        let (actor, app_id) = (actor.clone(), app_id.clone());
-        state.db.run(move |conn| listing::check_listing_editable(conn, &actor, &app_id)).await?;
-    }
-    let (sha, content_type) = store_image(&state, payload).await?;
+    let (sha, content_type) = store_image(&state, &actor, &app_id, payload).await?;
     Ok(web::Json(
         state.db.run(move |conn| listing::set_icon(conn, &actor, &app_id, &sha, &content_type)).await?,
     ))
@@ -87,11 +93,7 @@ pub async fn add_screenshot(
     payload: web::Payload,
 ) -> Result<web::Json<AppView>, ApiError> {
     let app_id = app_id.into_inner();
-    {
-        let (actor, app_id) = (actor.clone(), app_id.clone());
-        state.db.run(move |conn| listing::check_listing_editable(conn, &actor, &app_id)).await?;
-    }
-    let (sha, content_type) = store_image(&state, payload).await?;
+    let (sha, content_type) = store_image(&state, &actor, &app_id, payload).await?;
     Ok(web::Json(
         state.db.run(move |conn| listing::add_screenshot(conn, &actor, &app_id, &sha, &content_type)).await?,
     ))
