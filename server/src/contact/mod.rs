@@ -278,11 +278,17 @@ impl ContactService {
             && now < entry.valid_until
             && entry.utc_offset_minutes == request.utc_offset_minutes
             && reported == entry.target_digest
-            && reported == entry.state_digest
         {
-            // In sync with the target computed from this very state. (A terminal
-            // that just applied an answer takes the slow path once: its new
-            // firmware or apps may open further changes.)
+            if reported != entry.state_digest {
+                // It applied the answer it got: its new firmware or apps may
+                // open further changes, which a plan in memory finds.
+                if let Some(answer) = self.replan(key, &entry, &request, &digest, now) {
+                    self.note(entry.device_id, Some((&request, &digest)));
+                    return answer;
+                }
+                return self.slow_path(key, token, request, digest, now).await;
+            }
+            // In sync with the target computed from this very state.
             let (others_hold, deployments_hold) = {
                 let seen = self.seen.read().expect("not poisoned");
                 (
@@ -299,10 +305,8 @@ impl ContactService {
                 self.note(entry.device_id, None);
                 return self.in_sync(&digest, now, &entry);
             }
-            if others_hold && let Some(fresh) = self.replan(&entry, &request.state, now) {
+            if others_hold && let Some(answer) = self.replan(key, &entry, &request, &digest, now) {
                 self.note(entry.device_id, None);
-                let answer = self.in_sync(&digest, now, &fresh);
-                self.entries.write().expect("not poisoned").insert(key, Arc::new(fresh));
                 return answer;
             }
         }
@@ -364,11 +368,19 @@ impl ContactService {
         answer
     }
 
-    /// Plans a terminal in sync again, in memory, after deployments changed
-    /// (and nothing else it depends on): when no deployment has anything for
-    /// it, its target is unchanged and it stays on the fast path. Anything
-    /// to do, or waiting for a window, goes to the slow path.
-    fn replan(&self, entry: &Entry, state: &TerminalState, now: i64) -> Option<Entry> {
+    /// Plans a terminal again in memory, when only deployments changed since
+    /// its target was computed (or it applied that target): its parameters
+    /// and acquirer sessions are then as the target left them, so only the
+    /// apps and firmware can differ. None when the database is needed: a
+    /// change to its other scopes, or an app with parameters to install.
+    fn replan(
+        &self,
+        key: [u8; 32],
+        entry: &Entry,
+        request: &ContactRequest,
+        digest: &str,
+        now: i64,
+    ) -> Option<Result<String, ApiError>> {
         let computed_at = {
             // Checked again under the lock that gives the position: a change
             // to its other scopes may have arrived since.
@@ -380,6 +392,7 @@ impl ContactService {
         };
         // Published before the position: at least as new as `computed_at`.
         let snapshot = self.snapshot.read().expect("not poisoned").clone();
+        let state = &request.state;
         let facts = tms_packages::contact::DeviceFacts {
             device_id: entry.device_id,
             merchant_id: entry.merchant_id,
@@ -395,19 +408,36 @@ impl ContactService {
         let local = tms_packages::contact::local_secs_of_day(now, entry.utc_offset_minutes);
         let (in_force, next_edge) = snapshot.in_force(now);
         let plans = tms_packages::contact::plan(&facts, &in_force, local);
-        if plans.iter().any(|p| p.change.is_some() || p.deferred_secs.is_some()) {
+        let found =
+            target::deliveries(&snapshot, &in_force, next_edge, &plans, state, local, now, entry.valid_until);
+        if found.installs_app_with_parameters(&snapshot, state) {
             return None;
         }
-        let mut valid_until = entry.valid_until;
-        if let Some(edge) = next_edge {
-            valid_until = valid_until.min(edge);
-        }
-        for decided in plans.iter().filter_map(|p| p.deployment_id) {
-            if let Some(w) = in_force.iter().find(|d| d.id == decided).and_then(|d| d.window) {
-                valid_until = valid_until.min(now + i64::from(w.secs_to_next_edge(local)));
-            }
-        }
-        Some(Entry { computed_at, valid_until, window_opens_in: None, ..entry.clone() })
+        let in_sync = found.apps.is_empty() && found.firmware.is_none();
+        let target_digest = if in_sync { digest.to_owned() } else { found.target.digest() };
+        let fresh = Entry {
+            computed_at,
+            valid_until: found.valid_until,
+            state_digest: raw_digest(digest),
+            target_digest: raw_digest(&target_digest),
+            window_opens_in: found.window_opens_in.map(|s| (now, s)),
+            ..entry.clone()
+        };
+        let answer = if in_sync {
+            self.in_sync(&target_digest, now, &fresh)
+        } else {
+            let body = ContactBody {
+                target_digest,
+                device_id: Some(entry.device_id),
+                state_digest: Some(digest.to_owned()),
+                apps: found.apps,
+                firmware: found.firmware,
+                ..ContactBody::default()
+            };
+            self.with_changes(&body, now, &fresh)
+        };
+        self.entries.write().expect("not poisoned").insert(key, Arc::new(fresh));
+        Some(answer)
     }
 
     fn intern_model(&self, model: &str) -> Arc<str> {

@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 
 use serde_json::Value;
-use tms_packages::contact::{AppPlan, Change, DeviceFacts, local_secs_of_day, plan};
+use tms_packages::contact::{AppPlan, Change, Deployment, DeviceFacts, local_secs_of_day, plan};
 use tms_packages::parameters::{
     CONTACT_INTERVAL_KEY, EffectiveVersion, Level, LevelSet, Schema, TERMINAL_APP, diff, effective,
 };
@@ -62,6 +62,100 @@ async fn values_of(
     Ok(effective(schema, &refs).into_iter().map(|(k, (v, _))| (k, v)).collect())
 }
 
+/// What the deployments in force change on a terminal, before parameters
+/// and acquirer sessions: the instructions and the state it has once it
+/// applied them.
+pub struct Deliveries {
+    pub apps: Vec<AppInstruction>,
+    pub firmware: Option<AppInstruction>,
+    pub target: TerminalState,
+    /// `valid_until` as given, or earlier when a window or a deployment's
+    /// start or expiry changes the plan first.
+    pub valid_until: i64,
+    /// A maintenance window with a waiting change opens in this many seconds.
+    pub window_opens_in: Option<u32>,
+}
+
+impl Deliveries {
+    /// Whether the target has an app with a parameter schema that the
+    /// reported state lacks: its parameters need the database.
+    pub fn installs_app_with_parameters(&self, snapshot: &Snapshot, state: &TerminalState) -> bool {
+        self.target.apps.iter().any(|a| {
+            snapshot.schemas.contains_key(&a.app_id) && !state.apps.iter().any(|s| s.app_id == a.app_id)
+        })
+    }
+}
+
+/// Turns the planner's decisions into instructions (shared by the slow path
+/// and the in-memory re-plan, so both answer alike).
+pub fn deliveries(
+    snapshot: &Snapshot,
+    in_force: &[&Deployment],
+    next_edge: Option<i64>,
+    plans: &[AppPlan],
+    state: &TerminalState,
+    local_secs: u32,
+    now: i64,
+    valid_until: i64,
+) -> Deliveries {
+    let mut out = Deliveries {
+        apps: Vec::new(),
+        firmware: None,
+        target: state.clone(),
+        valid_until: next_edge.map_or(valid_until, |edge| valid_until.min(edge)),
+        window_opens_in: None,
+    };
+    for p in plans {
+        let Some(decided) = p.deployment_id else { continue };
+        let deployment = in_force.iter().find(|d| d.id == decided).expect("plans name deployments in force");
+        if let Some(w) = deployment.window {
+            out.valid_until = out.valid_until.min(now + i64::from(w.secs_to_next_edge(local_secs)));
+        }
+        let Some(change) = &p.change else { continue };
+        if let Some(secs) = p.deferred_secs {
+            out.window_opens_in = Some(out.window_opens_in.map_or(secs, |s| s.min(secs)));
+            continue;
+        }
+        let delivery = snapshot.deliveries.get(&decided).expect("deliveries follow deployments");
+        let action = match change {
+            Change::Install { action, .. } | Change::Update { action, .. } => *action,
+            Change::Remove => deployment.action,
+        };
+        let instruction = AppInstruction {
+            app_id: p.app_id.clone(),
+            change: change.kind().to_owned(),
+            deployment_id: decided,
+            action,
+            wifi_only: delivery.wifi_only,
+            release: if matches!(change, Change::Remove) { None } else { delivery.offer.clone() },
+        };
+        let target = &mut out.target;
+        match (&instruction.release, change) {
+            (_, Change::Remove) => target.apps.retain(|a| a.app_id != p.app_id),
+            (Some(offer), _) if offer.manifest.kind == "firmware" => {
+                target.firmware = offer.version.clone();
+            }
+            (Some(offer), _) => {
+                target.apps.retain(|a| a.app_id != p.app_id);
+                target.apps.push(InstalledApp {
+                    app_id: p.app_id.clone(),
+                    version: offer.version.clone(),
+                    version_code: offer.version_code,
+                    sha256: offer.sha256.clone(),
+                });
+            }
+            (None, _) => continue,
+        }
+        let is_firmware = instruction.release.as_ref().is_some_and(|o| o.manifest.kind == "firmware");
+        if is_firmware {
+            out.firmware.get_or_insert(instruction);
+        } else {
+            out.apps.push(instruction);
+        }
+    }
+    out
+}
+
 #[allow(clippy::too_many_arguments)]
 pub async fn compute(
     db: &Db,
@@ -88,61 +182,9 @@ pub async fn compute(
     let local = local_secs_of_day(now, utc_offset_minutes);
     let (in_force, next_edge) = snapshot.in_force(now);
     let plans = plan(&facts, &in_force, local);
-
-    let mut valid_until = now + MAX_VALIDITY_SECS;
-    if let Some(edge) = next_edge {
-        valid_until = valid_until.min(edge);
-    }
-    let mut body = ContactBody::default();
-    let mut target = state.clone();
-    let mut window_opens_in: Option<u32> = None;
-    for p in &plans {
-        let Some(decided) = p.deployment_id else { continue };
-        let deployment = in_force.iter().find(|d| d.id == decided).expect("plans name deployments in force");
-        if let Some(w) = deployment.window {
-            valid_until = valid_until.min(now + i64::from(w.secs_to_next_edge(local)));
-        }
-        let Some(change) = &p.change else { continue };
-        if let Some(secs) = p.deferred_secs {
-            window_opens_in = Some(window_opens_in.map_or(secs, |s| s.min(secs)));
-            continue;
-        }
-        let delivery = snapshot.deliveries.get(&decided).expect("deliveries follow deployments");
-        let action = match change {
-            Change::Install { action, .. } | Change::Update { action, .. } => *action,
-            Change::Remove => deployment.action,
-        };
-        let instruction = AppInstruction {
-            app_id: p.app_id.clone(),
-            change: change.kind().to_owned(),
-            deployment_id: decided,
-            action,
-            wifi_only: delivery.wifi_only,
-            release: if matches!(change, Change::Remove) { None } else { delivery.offer.clone() },
-        };
-        match (&instruction.release, change) {
-            (_, Change::Remove) => target.apps.retain(|a| a.app_id != p.app_id),
-            (Some(offer), _) if offer.manifest.kind == "firmware" => {
-                target.firmware = offer.version.clone();
-            }
-            (Some(offer), _) => {
-                target.apps.retain(|a| a.app_id != p.app_id);
-                target.apps.push(InstalledApp {
-                    app_id: p.app_id.clone(),
-                    version: offer.version.clone(),
-                    version_code: offer.version_code,
-                    sha256: offer.sha256.clone(),
-                });
-            }
-            (None, _) => continue,
-        }
-        let is_firmware = instruction.release.as_ref().is_some_and(|o| o.manifest.kind == "firmware");
-        if is_firmware {
-            body.firmware.get_or_insert(instruction);
-        } else {
-            body.apps.push(instruction);
-        }
-    }
+    let Deliveries { apps, firmware, mut target, mut valid_until, window_opens_in } =
+        deliveries(snapshot, &in_force, next_edge, &plans, state, local, now, now + MAX_VALIDITY_SECS);
+    let mut body = ContactBody { apps, firmware, ..ContactBody::default() };
 
     // Parameters: the terminal's own, and those of every app it will have
     // that has a schema; every version at its four scopes in one query, the

@@ -626,3 +626,68 @@ backend_test!(groups_windows_removals_and_a_stage_that_succeeds_advances_by_itse
     assert_eq!(view["stage_stats"][0]["installed"], view["stage_stats"][0]["devices"], "{view}");
     assert!(fleet.iter().all(|t| t.state.apps[0].version == "1.1.0"));
 });
+
+backend_test!(answers_planned_in_memory_equal_those_computed_from_the_database, |db| {
+    // Process A keeps its terminals' targets and plans the new deployments in
+    // memory; process B has never seen them and computes from the database.
+    let Some(s3) = tms_e2e::MotoServer::start().await else { return };
+    let a = ServerBuilder::new().database(&db).s3(&s3).env("TMS_CONTACT_SYNC_MS", "100").start().await;
+    let b = ServerBuilder::new().database(&db).s3(&s3).env("TMS_CONTACT_SYNC_MS", "100").start().await;
+    a.create_operator(OPERATOR, "operator_admin", OPERATOR_PASSWORD);
+    let op = a.login(OPERATOR, OPERATOR_PASSWORD).await;
+    let trusted = answer_keys(&a).await;
+    let key = app_with_key(&a, &op, APP, "app").await;
+    let v1 = publish_release(&a, &op, &key, APP, "app", "1.0.0", 100, &["A920"]).await;
+    publish_release(&a, &op, &key, APP, "app", "1.1.0", 110, &["A920"]).await;
+    let tips_key = app_with_key(&a, &op, "eu.ccv.tips", "app").await;
+    publish_release(&a, &op, &tips_key, "eu.ccv.tips", "app", "3.0.0", 300, &["A920"]).await;
+    let sha1 = v1["artifact_sha256"].as_str().unwrap().to_owned();
+    let mut fleet: Vec<SimTerminal> =
+        seed_fleet(&a, 4, 1, 1, "A920").into_iter().map(|t| t.with_app(APP, "1.0.0", 100, &sha1)).collect();
+    for t in fleet.iter_mut() {
+        sync(&a, t, &trusted).await;
+    }
+
+    // An update for everyone, an install and a removal for one terminal each.
+    for request in [
+        json!({"app_id": APP, "version": "1.1.0", "target": "everyone"}),
+        json!({"app_id": "eu.ccv.tips", "version": "3.0.0", "target": format!("devices:{}", fleet[0].device_id)}),
+        json!({"app_id": APP, "remove": true, "target": format!("devices:{}", fleet[1].device_id)}),
+    ] {
+        let (status, body) = post(&a, &op, "/api/v1/deployments", request).await;
+        assert_eq!(status, 201, "{body}");
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    let mut offered = 0;
+    for t in fleet.iter_mut() {
+        for round in 0..2 {
+            let (Outcome::Answer(from_a, body_a), Outcome::Answer(from_b, body_b)) =
+                (contact(&a, t).await, contact(&b, t).await)
+            else {
+                panic!("a contact was refused");
+            };
+            assert_eq!(from_a.status, from_b.status, "terminal {} round {round}", t.device_id);
+            assert_eq!(
+                serde_json::to_value(&body_a).unwrap(),
+                serde_json::to_value(&body_b).unwrap(),
+                "terminal {} round {round}",
+                t.device_id
+            );
+            t.accept(&from_a, &trusted).expect("A's answer verifies");
+            if round == 1 {
+                // Applied: both see it in sync at the same target.
+                assert_eq!(from_a.status, "in_sync", "terminal {}: {body_a:?}", t.device_id);
+                break;
+            }
+            assert_eq!(from_a.status, "changes", "terminal {}", t.device_id);
+            offered += body_a.apps.len();
+            t.apply(&a.http, &a.base_url, &body_a).await;
+        }
+    }
+    // Four updates (one of which is a removal instead) and one install.
+    assert_eq!(offered, 5);
+    assert!(fleet[0].state.apps.iter().any(|x| x.app_id == "eu.ccv.tips" && x.version == "3.0.0"));
+    assert!(fleet[1].state.apps.is_empty());
+    assert!(fleet[2..].iter().all(|t| t.state.apps[0].version == "1.1.0"));
+});
