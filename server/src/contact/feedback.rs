@@ -1,13 +1,15 @@
 //! What terminals report about each change, and the push history per device.
 
+use std::sync::{Arc, Mutex};
+
 use diesel::prelude::*;
 use tms_packages::wire::contact::{ACTION_STATUSES, FeedbackRequest};
 use tms_packages::wire::deployments::ActionEventView;
 
 use crate::accounts::access::Actor;
 use crate::accounts::{now, rfc3339};
-use crate::db::DbConnection;
 use crate::db::schema::{action_events, deployment_actions, deployment_devices, deployments};
+use crate::db::{Db, DbConnection, DbError};
 use crate::devices::CallingDevice;
 use crate::http::error::ApiError;
 
@@ -15,11 +17,102 @@ fn clip(s: &Option<String>, max: usize) -> Option<String> {
     s.as_ref().map(|s| s.chars().take(max).collect())
 }
 
-pub fn record(
-    conn: &mut DbConnection,
-    device: &CallingDevice,
-    report: &FeedbackRequest,
-) -> Result<(), ApiError> {
+/// Reports written in one transaction at most.
+const MAX_BATCH: usize = 500;
+
+/// Feedback waiting for its transaction. A rollout makes thousands of
+/// terminals report within seconds; one transaction per report would make
+/// them queue for the database's single writer one commit at a time, so
+/// whoever finds no write under way writes every report waiting, in one
+/// transaction (each in a savepoint of its own, so one bad report fails
+/// alone), and goes on while more arrive. No report waits on a timer.
+#[derive(Default)]
+pub struct Queue {
+    state: Mutex<Waiting>,
+}
+
+#[derive(Default)]
+struct Waiting {
+    reports: Vec<Queued>,
+    writing: bool,
+}
+
+struct Queued {
+    device_id: i64,
+    report: FeedbackRequest,
+    done: tokio::sync::oneshot::Sender<Result<(), ApiError>>,
+}
+
+/// Ends the writer's turn even if writing panicked: the next report starts
+/// a new one, and those caught in the panic get an error.
+struct Turn<'a>(&'a Queue);
+
+impl Drop for Turn<'_> {
+    fn drop(&mut self) {
+        let mut state = self.0.state.lock().unwrap_or_else(|p| p.into_inner());
+        state.writing = false;
+    }
+}
+
+impl Queue {
+    /// Records a terminal's report; returns once it is committed.
+    pub async fn record(
+        self: &Arc<Self>,
+        db: &Db,
+        device: &CallingDevice,
+        report: FeedbackRequest,
+    ) -> Result<(), ApiError> {
+        validate(&report)?;
+        let (done, result) = tokio::sync::oneshot::channel();
+        let lead = {
+            let mut state = self.state.lock().expect("not poisoned");
+            state.reports.push(Queued { device_id: device.id, report, done });
+            !std::mem::replace(&mut state.writing, true)
+        };
+        if lead {
+            // A task of its own: it goes on when this request is dropped.
+            let (queue, db) = (self.clone(), db.clone());
+            tokio::task::spawn_blocking(move || queue.write_waiting(&db));
+        }
+        result.await.unwrap_or_else(|_| Err(DbError::Batch("the writer stopped".into()).into()))
+    }
+
+    fn write_waiting(&self, db: &Db) {
+        let _turn = Turn(self);
+        loop {
+            let batch: Vec<Queued> = {
+                let mut state = self.state.lock().expect("not poisoned");
+                if state.reports.is_empty() {
+                    // Under the lock that queues: a report queued later leads.
+                    state.writing = false;
+                    return;
+                }
+                let n = state.reports.len().min(MAX_BATCH);
+                state.reports.drain(..n).collect()
+            };
+            let mut results: Vec<Result<(), ApiError>> = Vec::with_capacity(batch.len());
+            let written = db.get().and_then(|mut conn| {
+                crate::db::write_tx(&mut conn, |conn| {
+                    for q in &batch {
+                        results.push(write(conn, q.device_id, &q.report));
+                    }
+                    Ok::<_, DbError>(())
+                })
+            });
+            if let Err(e) = written {
+                tracing::error!(error = %e, reports = batch.len(), "could not record terminal feedback");
+                let message = e.to_string();
+                results = batch.iter().map(|_| Err(DbError::Batch(message.clone()).into())).collect();
+            }
+            for (q, result) in batch.into_iter().zip(results) {
+                // The terminal may have hung up; its report is recorded all the same.
+                let _ = q.done.send(result);
+            }
+        }
+    }
+}
+
+fn validate(report: &FeedbackRequest) -> Result<(), ApiError> {
     if !ACTION_STATUSES.contains(&report.status.as_str()) {
         return Err(ApiError::invalid("status", format!("one of {}", ACTION_STATUSES.join(", "))));
     }
@@ -29,6 +122,11 @@ pub fn record(
     if report.status == "failed" && report.error_code.as_deref().is_none_or(str::is_empty) {
         return Err(ApiError::invalid("error_code", "a failure carries an error code"));
     }
+    Ok(())
+}
+
+/// One report, in a savepoint of the batch's transaction.
+fn write(conn: &mut DbConnection, device_id: i64, report: &FeedbackRequest) -> Result<(), ApiError> {
     let (error_code, message) = (clip(&report.error_code, 80), clip(&report.message, 1_000));
     let progress = report.progress_percent.map(i32::from);
     crate::db::write_tx(conn, |conn| {
@@ -44,7 +142,7 @@ pub fn record(
         let updated = diesel::update(
             deployment_actions::table
                 .filter(deployment_actions::deployment_id.eq(report.deployment_id))
-                .filter(deployment_actions::device_id.eq(device.id)),
+                .filter(deployment_actions::device_id.eq(device_id)),
         )
         .set((
             deployment_actions::status.eq(&report.status),
@@ -58,7 +156,7 @@ pub fn record(
             diesel::insert_into(deployment_actions::table)
                 .values((
                     deployment_actions::deployment_id.eq(report.deployment_id),
-                    deployment_actions::device_id.eq(device.id),
+                    deployment_actions::device_id.eq(device_id),
                     deployment_actions::status.eq(&report.status),
                     deployment_actions::progress_percent.eq(progress),
                     deployment_actions::error_code.eq(&error_code),
@@ -70,7 +168,7 @@ pub fn record(
         diesel::insert_into(action_events::table)
             .values((
                 action_events::deployment_id.eq(report.deployment_id),
-                action_events::device_id.eq(device.id),
+                action_events::device_id.eq(device_id),
                 action_events::app_id.eq(&report.app_id),
                 action_events::status.eq(&report.status),
                 action_events::progress_percent.eq(progress),
@@ -80,7 +178,7 @@ pub fn record(
             ))
             .execute(conn)?;
         if origin == "store" && report.status == "installed" {
-            finish_store_request(conn, report.deployment_id, device.id, &app)?;
+            finish_store_request(conn, report.deployment_id, device_id, &app)?;
         }
         Ok(())
     })

@@ -125,6 +125,7 @@ pub struct ContactService {
     wake: tokio::sync::Notify,
     last_prune: AtomicI64,
     models: Mutex<std::collections::HashSet<Arc<str>>>,
+    feedback: Arc<feedback::Queue>,
 }
 
 fn unix_now() -> i64 {
@@ -158,6 +159,7 @@ impl ContactService {
             wake: tokio::sync::Notify::new(),
             last_prune: AtomicI64::new(0),
             models: Mutex::new(std::collections::HashSet::new()),
+            feedback: Arc::default(),
         })
     }
 
@@ -323,10 +325,10 @@ impl ContactService {
     ) -> Result<String, ApiError> {
         let computed_at = self.seen.read().expect("not poisoned").last;
         let snapshot = self.snapshot.read().expect("not poisoned").clone();
-        let token_hash = crate::auth::tokens::hash(token);
-        let found = self.db.run(move |conn| device_by_token_hash(conn, &token_hash)).await;
+        let token = token.to_owned();
+        let found = self.db.run(move |conn| crate::devices::authenticate(conn, &token)).await;
         let device = match found {
-            Ok(d) => d,
+            Ok(d) => Device { model: d.model.clone(), calling: CallingDevice::from(d) },
             Err(e) => {
                 self.entries.write().expect("not poisoned").remove(&key);
                 return Err(e);
@@ -406,10 +408,9 @@ impl ContactService {
                 .collect(),
         };
         let local = tms_packages::contact::local_secs_of_day(now, entry.utc_offset_minutes);
-        let (in_force, next_edge) = snapshot.in_force(now);
-        let plans = tms_packages::contact::plan(&facts, &in_force, local);
-        let found =
-            target::deliveries(&snapshot, &in_force, next_edge, &plans, state, local, now, entry.valid_until);
+        let in_force = snapshot.in_force(now);
+        let plans = tms_packages::contact::plan(&facts, &in_force.0, local);
+        let found = target::deliveries(&snapshot, &in_force, &plans, state, local, now, entry.valid_until);
         if found.installs_app_with_parameters(&snapshot, state) {
             return None;
         }
@@ -515,6 +516,22 @@ impl ContactService {
             next = next.min(left + r % 60 + 1);
         }
         next.max(1)
+    }
+
+    /// Records what a terminal reports about a change (in a transaction
+    /// shared with other terminals' reports); returns once it is committed.
+    pub async fn feedback(
+        &self,
+        device: &CallingDevice,
+        report: tms_packages::wire::contact::FeedbackRequest,
+    ) -> Result<(), ApiError> {
+        self.feedback.record(&self.db, device, report).await
+    }
+
+    /// Remembers that a terminal called another terminal endpoint, for the
+    /// next batch of last-contact times.
+    pub fn heard_from(&self, device_id: i64) {
+        self.note(device_id, None);
     }
 
     /// Remembers a contact (and a reported state) for the next batch.
@@ -700,34 +717,6 @@ fn plan_view(
             .collect(),
         acquirer_sessions: computed.acquirers_due.clone(),
         in_sync: computed.in_sync,
-    }
-}
-
-/// The active device behind a token hash, with its model.
-fn device_by_token_hash(conn: &mut DbConnection, hash: &str) -> Result<Device, ApiError> {
-    type Row = (i64, i64, i64, String, String, String, String);
-    let found: Option<Row> = devices::table
-        .filter(devices::token_hash.eq(hash))
-        .select((
-            devices::id,
-            devices::merchant_id,
-            devices::location_id,
-            devices::name,
-            devices::hardware_id,
-            devices::model,
-            devices::status,
-        ))
-        .first(conn)
-        .optional()?;
-    match found {
-        Some((id, merchant_id, location_id, name, hardware_id, model, status)) if status == "active" => {
-            Ok(Device { calling: CallingDevice { id, merchant_id, location_id, name, hardware_id }, model })
-        }
-        Some(_) => Err(ApiError::new(
-            ErrorCode::DeviceDeactivated,
-            "this device was deactivated: activate the app again",
-        )),
-        None => Err(ApiError::new(ErrorCode::InvalidDeviceToken, "unknown or revoked device token")),
     }
 }
 

@@ -87,11 +87,11 @@ impl Deliveries {
 }
 
 /// Turns the planner's decisions into instructions (shared by the slow path
-/// and the in-memory re-plan, so both answer alike).
+/// and the in-memory re-plan, so both answer alike). `in_force` is as
+/// [`Snapshot::in_force`] gives it.
 pub fn deliveries(
     snapshot: &Snapshot,
-    in_force: &[&Deployment],
-    next_edge: Option<i64>,
+    (in_force, next_edge): &(Vec<&Deployment>, Option<i64>),
     plans: &[AppPlan],
     state: &TerminalState,
     local_secs: u32,
@@ -180,10 +180,10 @@ pub async fn compute(
             .collect(),
     };
     let local = local_secs_of_day(now, utc_offset_minutes);
-    let (in_force, next_edge) = snapshot.in_force(now);
-    let plans = plan(&facts, &in_force, local);
+    let in_force = snapshot.in_force(now);
+    let plans = plan(&facts, &in_force.0, local);
     let Deliveries { apps, firmware, mut target, mut valid_until, window_opens_in } =
-        deliveries(snapshot, &in_force, next_edge, &plans, state, local, now, now + MAX_VALIDITY_SECS);
+        deliveries(snapshot, &in_force, &plans, state, local, now, now + MAX_VALIDITY_SECS);
     let mut body = ContactBody { apps, firmware, ..ContactBody::default() };
 
     // Parameters: the terminal's own, and those of every app it will have

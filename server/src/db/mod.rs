@@ -53,6 +53,10 @@ pub enum DbError {
     Query(#[from] diesel::result::Error),
     #[error("running migrations: {0}")]
     Migration(String),
+    /// A transaction that carried several callers' writes failed: each
+    /// caller gets this (the cause is logged once).
+    #[error("a batched write failed: {0}")]
+    Batch(String),
     #[error("database task did not complete: {0}")]
     Task(#[from] tokio::task::JoinError),
 }

@@ -49,36 +49,33 @@ pub struct CallingDevice {
 }
 
 /// The device behind a device token, or 401: `device_deactivated` for a
-/// deactivated or replaced device, `invalid_device_token` otherwise.
-pub fn authenticate(conn: &mut DbConnection, token: &str) -> Result<CallingDevice, ApiError> {
+/// deactivated or replaced device, `invalid_device_token` otherwise. (The
+/// caller records the contact: the contact service writes them in batches.)
+pub fn authenticate(conn: &mut DbConnection, token: &str) -> Result<DeviceRow, ApiError> {
     let found: Option<DeviceRow> = devices::table
         .filter(devices::token_hash.eq(tokens::hash(token)))
         .select(DeviceRow::as_select())
         .first(conn)
         .optional()?;
     match found {
-        Some(d) if d.status == ACTIVE => {
-            // Last contact to the minute: bounded writes, yet a list of
-            // devices that went quiet stays true.
-            let at = crate::accounts::now();
-            if d.last_contact_at.is_none_or(|t| at - t > chrono::Duration::minutes(1)) {
-                diesel::update(devices::table.find(d.id))
-                    .set(devices::last_contact_at.eq(at))
-                    .execute(conn)?;
-            }
-            Ok(CallingDevice {
-                id: d.id,
-                merchant_id: d.merchant_id,
-                location_id: d.location_id,
-                name: d.name,
-                hardware_id: d.hardware_id,
-            })
-        }
+        Some(d) if d.status == ACTIVE => Ok(d),
         Some(_) => Err(ApiError::new(
             ErrorCode::DeviceDeactivated,
             "this device was deactivated: activate the app again",
         )),
         None => Err(ApiError::new(ErrorCode::InvalidDeviceToken, "unknown or revoked device token")),
+    }
+}
+
+impl From<DeviceRow> for CallingDevice {
+    fn from(d: DeviceRow) -> CallingDevice {
+        CallingDevice {
+            id: d.id,
+            merchant_id: d.merchant_id,
+            location_id: d.location_id,
+            name: d.name,
+            hardware_id: d.hardware_id,
+        }
     }
 }
 

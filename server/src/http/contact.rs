@@ -46,7 +46,7 @@ pub async fn terminal_feedback(
     device: CallingDevice,
     body: web::Json<FeedbackRequest>,
 ) -> Result<HttpResponse, ApiError> {
-    state.db.run(move |conn| feedback::record(conn, &device, &body)).await?;
+    state.contact.feedback(&device, body.into_inner()).await?;
     Ok(HttpResponse::NoContent().finish())
 }
 

@@ -30,7 +30,9 @@ impl FromRequest for CallingDevice {
                     "send the device token: Authorization: Bearer <token>",
                 ));
             };
-            state.db.run(move |conn| devices::authenticate(conn, &token)).await
+            let device = state.db.run(move |conn| devices::authenticate(conn, &token)).await?;
+            state.contact.heard_from(device.id);
+            Ok(CallingDevice::from(device))
         })
     }
 }

@@ -649,6 +649,7 @@ backend_test!(answers_planned_in_memory_equal_those_computed_from_the_database, 
     }
 
     // An update for everyone, an install and a removal for one terminal each.
+    let mut deployments = Vec::new();
     for request in [
         json!({"app_id": APP, "version": "1.1.0", "target": "everyone"}),
         json!({"app_id": "eu.ccv.tips", "version": "3.0.0", "target": format!("devices:{}", fleet[0].device_id)}),
@@ -656,6 +657,7 @@ backend_test!(answers_planned_in_memory_equal_those_computed_from_the_database, 
     ] {
         let (status, body) = post(&a, &op, "/api/v1/deployments", request).await;
         assert_eq!(status, 201, "{body}");
+        deployments.push(body["id"].as_i64().unwrap());
     }
     tokio::time::sleep(Duration::from_millis(500)).await;
 
@@ -690,4 +692,35 @@ backend_test!(answers_planned_in_memory_equal_those_computed_from_the_database, 
     assert!(fleet[0].state.apps.iter().any(|x| x.app_id == "eu.ccv.tips" && x.version == "3.0.0"));
     assert!(fleet[1].state.apps.is_empty());
     assert!(fleet[2..].iter().all(|t| t.state.apps[0].version == "1.1.0"));
+
+    // A burst of feedback, good and bad, written in shared transactions:
+    // each report gets its own answer and a bad one costs only itself.
+    let update = deployments[0];
+    let burst = fleet.iter().flat_map(|t| {
+        [
+            (t, update, APP, "downloading", None, 204),
+            (t, update + 1_000, APP, "installed", None, 404),
+            (t, update, "eu.ccv.tips", "installed", None, 404),
+            (t, update, APP, "failed", None, 400),
+            (t, update, APP, "failed", Some("install_failed"), 204),
+        ]
+    });
+    let server = &a;
+    let answers: Vec<(u16, u16)> =
+        futures_util::stream::iter(burst.map(|(t, d, app, status, code, want)| async move {
+            (t.feedback(&server.http, &server.base_url, d, app, status, code).await, want)
+        }))
+        .buffer_unordered(20)
+        .collect()
+        .await;
+    assert!(answers.iter().all(|(got, want)| got == want), "{answers:?}");
+    for (i, t) in fleet.iter().enumerate() {
+        let (_, history) = get(&b, &op, &format!("/api/v1/devices/{}/actions", t.device_id)).await;
+        let of_update: Vec<&Value> =
+            history.as_array().unwrap().iter().filter(|e| e["deployment_id"] == update).collect();
+        // installed when it applied the update (not the one that removed
+        // the app instead), downloading, failed: no trace of the refused ones.
+        assert_eq!(of_update.len(), if i == 1 { 2 } else { 3 }, "{history}");
+        assert!(of_update.iter().any(|e| e["error_code"] == "install_failed"), "{history}");
+    }
 });
