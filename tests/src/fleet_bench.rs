@@ -351,6 +351,7 @@ pub async fn run(args: FleetArgs) {
         tokio::time::sleep(Duration::from_secs(2)).await;
     }
     let check = StageCheck { stage_bp: 10_000, ..check };
+    eprintln!("(b) stage 2 approved: 100 %…");
     let (fleet, mut stage2) =
         contacts(&base, &http, fleet, args.concurrency, Some(args.seconds), Some(check), trusted.clone())
             .await;

@@ -105,6 +105,7 @@ impl ManageConnection for ConnectionManager {
                      PRAGMA foreign_keys = ON;",
                 )
                 .map_err(DbError::Query)?;
+                warn_once_without_stable_plans(&mut conn);
                 Ok(DbConnection::Sqlite(conn))
             }
             DatabaseBackend::Postgres => Ok(DbConnection::Postgres(PgConnection::establish(&self.url)?)),
@@ -121,6 +122,28 @@ impl ManageConnection for ConnectionManager {
     fn has_broken(&self, conn: &mut DbConnection) -> bool {
         std::thread::panicking() || diesel::r2d2::R2D2Connection::is_broken(conn)
     }
+}
+
+/// The bundled SQLite is built with `SQLITE_ENABLE_QPSG` (.cargo/config.toml).
+/// A build without it works, but re-prepares every statement with a bound
+/// `LIMIT` on each execution: worth a word in the log.
+fn warn_once_without_stable_plans(conn: &mut SqliteConnection) {
+    static CHECKED: std::sync::Once = std::sync::Once::new();
+    CHECKED.call_once(|| {
+        #[derive(diesel::QueryableByName)]
+        struct CompileOption {
+            #[diesel(sql_type = diesel::sql_types::Text)]
+            compile_options: String,
+        }
+        let options: Vec<CompileOption> =
+            diesel::RunQueryDsl::load(diesel::sql_query("PRAGMA compile_options"), conn).unwrap_or_default();
+        if !options.iter().any(|o| o.compile_options == "ENABLE_QPSG") {
+            tracing::warn!(
+                "SQLite was built without SQLITE_ENABLE_QPSG: statements are prepared again on \
+                 every call, which costs CPU (build with the repository's .cargo/config.toml)"
+            );
+        }
+    });
 }
 
 /// Pool usage, for metrics.
@@ -156,7 +179,8 @@ impl Db {
             .connection_timeout(Duration::from_secs(5))
             // A cheap `SELECT 1` on check-out weeds out connections a database
             // restart killed, so readiness recovers as soon as the database does.
-            .test_on_check_out(true)
+            // (A SQLite file has no server to restart.)
+            .test_on_check_out(backend == DatabaseBackend::Postgres)
             .build_unchecked(ConnectionManager { backend, url: url.to_owned() });
         Ok(Db { pool, backend })
     }
