@@ -75,8 +75,8 @@ struct Entry {
     utc_offset_minutes: i32,
     interval_secs: u32,
     /// The state it reported, and the state it has once it applied the answer.
-    state_digest: [u8; 32],
-    target_digest: [u8; 32],
+    state_digest: Digest128,
+    target_digest: Digest128,
     /// (when computed, seconds until a window with waiting work opens).
     window_opens_in: Option<(i64, u32)>,
     /// The registered model (shared: a fleet has a handful), to plan again
@@ -84,10 +84,15 @@ struct Entry {
     model: Arc<str>,
 }
 
-fn raw_digest(hex_digest: &str) -> [u8; 32] {
-    let mut out = [0u8; 32];
+/// The first half of a sha256 is plenty to tell states and tokens apart
+/// (finding another input with the same 128 bits is beyond reach), and a
+/// million entries keep 48 bytes less each.
+type Digest128 = [u8; 16];
+
+fn raw_digest(hex_digest: &str) -> Digest128 {
+    let mut out = [0u8; 16];
     // Digests here come from TerminalState::digest: always 64 hex digits.
-    let _ = hex::decode_to_slice(hex_digest, &mut out);
+    let _ = hex::decode_to_slice(hex_digest.get(..32).unwrap_or_default(), &mut out);
     out
 }
 
@@ -114,7 +119,7 @@ pub struct ContactService {
     blobs: BlobStore,
     seen: RwLock<Seen>,
     snapshot: RwLock<Arc<Snapshot>>,
-    entries: RwLock<HashMap<[u8; 32], Arc<Entry>>>,
+    entries: RwLock<HashMap<Digest128, Arc<Entry>>>,
     /// In-sync answers by target digest: (issue time, the signed answer as JSON).
     shared: Mutex<HashMap<String, (i64, Arc<str>)>>,
     key: RwLock<Arc<PrivateKey>>,
@@ -132,8 +137,10 @@ fn unix_now() -> i64 {
     chrono::Utc::now().timestamp()
 }
 
-fn token_key(token: &str) -> [u8; 32] {
-    *Sha256Digest::of(token.as_bytes()).as_bytes()
+fn token_key(token: &str) -> Digest128 {
+    let mut key = [0u8; 16];
+    key.copy_from_slice(&Sha256Digest::of(token.as_bytes()).as_bytes()[..16]);
+    key
 }
 
 impl ContactService {
@@ -317,7 +324,7 @@ impl ContactService {
 
     async fn slow_path(
         &self,
-        key: [u8; 32],
+        key: Digest128,
         token: &str,
         request: ContactRequest,
         digest: String,
@@ -377,7 +384,7 @@ impl ContactService {
     /// change to its other scopes, or an app with parameters to install.
     fn replan(
         &self,
-        key: [u8; 32],
+        key: Digest128,
         entry: &Entry,
         request: &ContactRequest,
         digest: &str,

@@ -4,6 +4,7 @@
 //! server process runs one; conditional updates make them agree) advances a
 //! stage that succeeded and pauses a rollout whose failures pass its limit.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 
 use chrono::NaiveDateTime;
@@ -350,23 +351,43 @@ fn create_rollback(
     )
 }
 
-/// The devices a deployment targets, with what the rollout needs of each.
-struct Targeted {
+/// A device a deployment targets, with what the rollout needs of it.
+struct Targeted<'a> {
     device_id: i64,
-    model: String,
-    firmware: Option<String>,
+    model: &'a str,
+    firmware: Option<&'a str>,
     /// The version code of the deployment's app it last reported.
     installed_code: Option<u64>,
 }
 
-/// Only devices `wanted` keeps (by id) have their reported state parsed: the
-/// supervisor counts the stages reached, and parsing a million states every
-/// pass for a 1 % stage would cost seconds.
-fn targeted(
+/// What the tally needs of a reported state; serde skips the rest unparsed
+/// (a rollout to everyone reads every terminal's state on each pass).
+#[derive(serde::Deserialize)]
+struct ReportedVersions<'a> {
+    #[serde(borrow)]
+    firmware: Cow<'a, str>,
+    #[serde(borrow)]
+    apps: Vec<ReportedApp<'a>>,
+}
+
+#[derive(serde::Deserialize)]
+struct ReportedApp<'a> {
+    #[serde(borrow)]
+    app_id: Cow<'a, str>,
+    version_code: u64,
+}
+
+/// Visits the devices a deployment targets, one row at a time (a million
+/// reported states are not held at once). Only devices `wanted` keeps (by
+/// id) have their reported state parsed: the supervisor counts the stages
+/// reached, and parsing a million states every pass for a 1 % stage would
+/// cost seconds.
+fn each_targeted(
     conn: &mut DbConnection,
     deployment: &DeploymentRow,
     wanted: impl Fn(i64) -> bool,
-) -> Result<Vec<Targeted>, DbError> {
+    mut visit: impl FnMut(Targeted<'_>),
+) -> Result<(), DbError> {
     let mut query = devices::table
         .left_join(device_inventory::table)
         .filter(devices::status.eq("active"))
@@ -392,13 +413,17 @@ fn targeted(
         }
         _ => {}
     }
-    let rows: Vec<(i64, i64, i64, String, Option<String>)> = query.load(conn)?;
-    Ok(rows
-        .into_iter()
-        .filter(|(id, ..)| wanted(*id))
-        .filter_map(|(id, merchant, location, model, state)| {
-            let state: Option<TerminalState> = state.and_then(|s| serde_json::from_str(&s).ok());
-            if let Some(target) = &group {
+    type Row = (i64, i64, i64, String, Option<String>);
+    for row in query.load_iter::<Row, diesel::connection::DefaultLoadingMode>(conn)? {
+        let (id, merchant, location, model, state) = row?;
+        if !wanted(id) {
+            continue;
+        }
+        let (firmware, installed_code): (Option<Cow<'_, str>>, Option<u64>) = match &group {
+            // A group's filter may look at anything the terminal reported.
+            Some(target) => {
+                let state: Option<TerminalState> =
+                    state.as_deref().and_then(|s| serde_json::from_str(s).ok());
                 let facts = DeviceFacts {
                     device_id: id,
                     merchant_id: merchant,
@@ -416,15 +441,25 @@ fn targeted(
                         .unwrap_or_default(),
                 };
                 if !target.matches(&facts) {
-                    return None;
+                    continue;
                 }
+                let code = state.as_ref().and_then(|s| {
+                    s.apps.iter().find(|a| a.app_id == deployment.app_id).map(|a| a.version_code)
+                });
+                (state.map(|s| Cow::Owned(s.firmware)), code)
             }
-            let installed_code = state
-                .as_ref()
-                .and_then(|s| s.apps.iter().find(|a| a.app_id == deployment.app_id).map(|a| a.version_code));
-            Some(Targeted { device_id: id, model, firmware: state.map(|s| s.firmware), installed_code })
-        })
-        .collect())
+            None => {
+                let versions: Option<ReportedVersions<'_>> =
+                    state.as_deref().and_then(|s| serde_json::from_str(s).ok());
+                let code = versions.as_ref().and_then(|v| {
+                    v.apps.iter().find(|a| a.app_id == deployment.app_id).map(|a| a.version_code)
+                });
+                (versions.map(|v| v.firmware), code)
+            }
+        };
+        visit(Targeted { device_id: id, model: &model, firmware: firmware.as_deref(), installed_code });
+    }
+    Ok(())
 }
 
 /// Counts per stage, plus what the supervisor decides on.
@@ -493,45 +528,50 @@ fn tally(
         let b = bucket(rollout.id, device_id);
         stages.iter().position(|bp| b < *bp).filter(|stage| *stage <= reached)
     };
-    for device in targeted(conn, deployment, |id| stage_of(id).is_some())? {
-        if update_only && device.installed_code.is_none() && !statuses.contains_key(&device.device_id) {
-            continue;
-        }
-        let Some(stage) = stage_of(device.device_id) else { continue };
-        let s = &mut out.stages[stage];
-        s.devices += 1;
-        out.devices += 1;
-        let fits = deployment.release_id.is_none()
-            || (models.iter().any(|m| m.eq_ignore_ascii_case(&device.model))
-                && match (&min_firmware, &device.firmware) {
-                    (Some(min), Some(has)) => compare_firmware(has, min) != std::cmp::Ordering::Less,
-                    _ => true,
-                });
-        if fits {
-            out.compatible += 1;
-        }
-        let already = match (&release_code, &device.installed_code) {
-            (Some(code), Some(has)) => has >= code,
-            _ => false,
-        };
-        match statuses.get(&device.device_id).map(String::as_str) {
-            None if already => {
-                s.installed += 1;
-                out.installed += 1;
+    each_targeted(
+        conn,
+        deployment,
+        |id| stage_of(id).is_some(),
+        |device| {
+            if update_only && device.installed_code.is_none() && !statuses.contains_key(&device.device_id) {
+                return;
             }
-            None => s.pending += 1,
-            Some("installed") => {
-                s.installed += 1;
-                out.installed += 1;
+            let Some(stage) = stage_of(device.device_id) else { return };
+            let s = &mut out.stages[stage];
+            s.devices += 1;
+            out.devices += 1;
+            let fits = deployment.release_id.is_none()
+                || (models.iter().any(|m| m.eq_ignore_ascii_case(device.model))
+                    && match (&min_firmware, device.firmware) {
+                        (Some(min), Some(has)) => compare_firmware(has, min) != std::cmp::Ordering::Less,
+                        _ => true,
+                    });
+            if fits {
+                out.compatible += 1;
             }
-            Some("failed") => {
-                s.failed += 1;
-                out.failed += 1;
+            let already = match (&release_code, &device.installed_code) {
+                (Some(code), Some(has)) => has >= code,
+                _ => false,
+            };
+            match statuses.get(&device.device_id).map(String::as_str) {
+                None if already => {
+                    s.installed += 1;
+                    out.installed += 1;
+                }
+                None => s.pending += 1,
+                Some("installed") => {
+                    s.installed += 1;
+                    out.installed += 1;
+                }
+                Some("failed") => {
+                    s.failed += 1;
+                    out.failed += 1;
+                }
+                Some("postponed") => s.postponed += 1,
+                Some(_) => s.in_progress += 1,
             }
-            Some("postponed") => s.postponed += 1,
-            Some(_) => s.in_progress += 1,
-        }
-    }
+        },
+    )?;
     Ok(out)
 }
 
