@@ -96,9 +96,12 @@ fn raw_digest(hex_digest: &str) -> Digest128 {
     out
 }
 
-/// Reported state waiting to be written.
+/// Reported state waiting to be written: kept as the JSON it is written
+/// as, for a round of a million terminals applying a change may queue a
+/// report from each before the next flush.
 struct Report {
-    state: TerminalState,
+    state_json: String,
+    firmware: String,
     digest: String,
     wifi: bool,
     time_zone: String,
@@ -106,6 +109,9 @@ struct Report {
     free_storage_bytes: u64,
     at: NaiveDateTime,
 }
+
+/// Reports waiting that wake the flush before its interval.
+const FLUSH_EARLY_REPORTS: usize = 20_000;
 
 #[derive(Default)]
 struct Pending {
@@ -131,6 +137,7 @@ pub struct ContactService {
     last_prune: AtomicI64,
     models: Mutex<std::collections::HashSet<Arc<str>>>,
     feedback: Arc<feedback::Queue>,
+    flush_now: tokio::sync::Notify,
 }
 
 fn unix_now() -> i64 {
@@ -167,6 +174,7 @@ impl ContactService {
             last_prune: AtomicI64::new(0),
             models: Mutex::new(std::collections::HashSet::new()),
             feedback: Arc::default(),
+            flush_now: tokio::sync::Notify::new(),
         })
     }
 
@@ -185,7 +193,7 @@ impl ContactService {
         let this = self.clone();
         actix_web::rt::spawn(async move {
             loop {
-                tokio::time::sleep(this.settings.flush_interval).await;
+                let _ = tokio::time::timeout(this.settings.flush_interval, this.flush_now.notified()).await;
                 if let Err(e) = this.flush().await {
                     tracing::warn!(error = %e, "could not record terminal contacts");
                 }
@@ -193,12 +201,18 @@ impl ContactService {
         });
         let this = self.clone();
         actix_web::rt::spawn(async move {
+            let mut pause = this.settings.rollout_check;
             loop {
-                tokio::time::sleep(this.settings.rollout_check).await;
+                tokio::time::sleep(pause).await;
                 let timeout = this.settings.action_timeout;
+                let started = std::time::Instant::now();
                 if let Err(e) = this.db.run(move |conn| rollouts::supervise(conn, timeout)).await {
                     tracing::warn!(error = %e, "could not evaluate rollouts");
                 }
+                // A pass reads every terminal a running rollout reached: over
+                // a large fleet it waits four times as long as it took, so the
+                // supervisor keeps to a fifth of a core.
+                pause = this.settings.rollout_check.max(started.elapsed() * 4);
                 this.wake.notify_one();
             }
         });
@@ -544,21 +558,23 @@ impl ContactService {
     /// Remembers a contact (and a reported state) for the next batch.
     fn note(&self, device_id: i64, report: Option<(&ContactRequest, &str)>) {
         let at = now();
+        let report = report.map(|(r, digest)| Report {
+            state_json: serde_json::to_string(&r.state).expect("states serialise"),
+            firmware: r.state.firmware.clone(),
+            digest: digest.to_owned(),
+            wifi: r.wifi,
+            time_zone: r.time_zone.chars().take(64).collect(),
+            utc_offset_minutes: r.utc_offset_minutes,
+            free_storage_bytes: r.free_storage_bytes,
+            at,
+        });
         let mut pending = self.pending.lock().expect("not poisoned");
         pending.contacts.insert(device_id, at);
-        if let Some((r, digest)) = report {
-            pending.reports.insert(
-                device_id,
-                Report {
-                    state: r.state.clone(),
-                    digest: digest.to_owned(),
-                    wifi: r.wifi,
-                    time_zone: r.time_zone.chars().take(64).collect(),
-                    utc_offset_minutes: r.utc_offset_minutes,
-                    free_storage_bytes: r.free_storage_bytes,
-                    at,
-                },
-            );
+        if let Some(report) = report {
+            pending.reports.insert(device_id, report);
+            if pending.reports.len() == FLUSH_EARLY_REPORTS {
+                self.flush_now.notify_one();
+            }
         }
     }
 
@@ -739,10 +755,9 @@ fn write_batch(conn: &mut DbConnection, batch: &Pending) -> Result<(), DbError> 
                 .execute(conn)?;
         }
         for (device_id, r) in &batch.reports {
-            let state_json = serde_json::to_string(&r.state).expect("states serialise");
             let values = (
-                device_inventory::firmware.eq(&r.state.firmware),
-                device_inventory::state_json.eq(&state_json),
+                device_inventory::firmware.eq(&r.firmware),
+                device_inventory::state_json.eq(&r.state_json),
                 device_inventory::digest.eq(&r.digest),
                 device_inventory::wifi.eq(r.wifi),
                 device_inventory::time_zone.eq(&r.time_zone),
