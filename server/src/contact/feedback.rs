@@ -43,14 +43,20 @@ struct Queued {
     done: tokio::sync::oneshot::Sender<Result<(), ApiError>>,
 }
 
-/// Ends the writer's turn even if writing panicked: the next report starts
-/// a new one, and those caught in the panic get an error.
-struct Turn<'a>(&'a Queue);
+/// Ends the writer's turn if writing panicked: the next report starts a new
+/// one, and those caught in the panic get an error. (A turn that ends
+/// normally ends under the lock that found nothing waiting.)
+struct Turn<'a> {
+    queue: &'a Queue,
+    ended: bool,
+}
 
 impl Drop for Turn<'_> {
     fn drop(&mut self) {
-        let mut state = self.0.state.lock().unwrap_or_else(|p| p.into_inner());
-        state.writing = false;
+        if !self.ended {
+            let mut state = self.queue.state.lock().unwrap_or_else(|p| p.into_inner());
+            state.writing = false;
+        }
     }
 }
 
@@ -78,13 +84,15 @@ impl Queue {
     }
 
     fn write_waiting(&self, db: &Db) {
-        let _turn = Turn(self);
+        let mut turn = Turn { queue: self, ended: false };
         loop {
             let batch: Vec<Queued> = {
                 let mut state = self.state.lock().expect("not poisoned");
                 if state.reports.is_empty() {
-                    // Under the lock that queues: a report queued later leads.
+                    // Under the lock that queues: a report queued later leads
+                    // a turn of its own, which this one must not end.
                     state.writing = false;
+                    turn.ended = true;
                     return;
                 }
                 let n = state.reports.len().min(MAX_BATCH);
