@@ -416,22 +416,20 @@ impl ContactService {
         // Published before the position: at least as new as `computed_at`.
         let snapshot = self.snapshot.read().expect("not poisoned").clone();
         let state = &request.state;
-        let facts = tms_packages::contact::DeviceFacts {
+        let registered = target::Registered {
             device_id: entry.device_id,
             merchant_id: entry.merchant_id,
             location_id: entry.location_id,
-            model: entry.model.to_string(),
-            firmware: state.firmware.clone(),
-            installed: state
-                .apps
-                .iter()
-                .map(|a| (a.app_id.clone(), (a.version.clone(), a.version_code)))
-                .collect(),
+            model: &entry.model,
         };
-        let local = tms_packages::contact::local_secs_of_day(now, entry.utc_offset_minutes);
-        let in_force = snapshot.in_force(now);
-        let plans = tms_packages::contact::plan(&facts, &in_force.0, local);
-        let found = target::deliveries(&snapshot, &in_force, &plans, state, local, now, entry.valid_until);
+        let (_, found) = target::plan_apps(
+            &snapshot,
+            &registered,
+            state,
+            entry.utc_offset_minutes,
+            now,
+            entry.valid_until,
+        );
         if found.installs_app_with_parameters(&snapshot, state) {
             return None;
         }

@@ -86,10 +86,47 @@ impl Deliveries {
     }
 }
 
-/// Turns the planner's decisions into instructions (shared by the slow path
-/// and the in-memory re-plan, so both answer alike). `in_force` is as
+/// A registered terminal, as the planner needs it besides what it reports.
+pub struct Registered<'a> {
+    pub device_id: i64,
+    pub merchant_id: i64,
+    pub location_id: i64,
+    pub model: &'a str,
+}
+
+/// Plans a terminal's apps from the state it reports and turns the plans
+/// into instructions: the part of its target the deployments decide. The
+/// slow path and the in-memory re-plan share it, so both answer alike.
+pub fn plan_apps(
+    snapshot: &Snapshot,
+    device: &Registered<'_>,
+    state: &TerminalState,
+    utc_offset_minutes: i32,
+    now: i64,
+    valid_until: i64,
+) -> (Vec<AppPlan>, Deliveries) {
+    let facts = DeviceFacts {
+        device_id: device.device_id,
+        merchant_id: device.merchant_id,
+        location_id: device.location_id,
+        model: device.model.to_owned(),
+        firmware: state.firmware.clone(),
+        installed: state
+            .apps
+            .iter()
+            .map(|a| (a.app_id.clone(), (a.version.clone(), a.version_code)))
+            .collect(),
+    };
+    let local = local_secs_of_day(now, utc_offset_minutes);
+    let in_force = snapshot.in_force(now);
+    let plans = plan(&facts, &in_force.0, local);
+    let found = deliveries(snapshot, &in_force, &plans, state, local, now, valid_until);
+    (plans, found)
+}
+
+/// Turns the planner's decisions into instructions. `in_force` is as
 /// [`Snapshot::in_force`] gives it.
-pub fn deliveries(
+fn deliveries(
     snapshot: &Snapshot,
     (in_force, next_edge): &(Vec<&Deployment>, Option<i64>),
     plans: &[AppPlan],
@@ -167,23 +204,14 @@ pub async fn compute(
     utc_offset_minutes: i32,
     now: i64,
 ) -> Result<Computed, ApiError> {
-    let facts = DeviceFacts {
+    let registered = Registered {
         device_id: device.calling.id,
         merchant_id: device.calling.merchant_id,
         location_id: device.calling.location_id,
-        model: device.model.clone(),
-        firmware: state.firmware.clone(),
-        installed: state
-            .apps
-            .iter()
-            .map(|a| (a.app_id.clone(), (a.version.clone(), a.version_code)))
-            .collect(),
+        model: &device.model,
     };
-    let local = local_secs_of_day(now, utc_offset_minutes);
-    let in_force = snapshot.in_force(now);
-    let plans = plan(&facts, &in_force.0, local);
-    let Deliveries { apps, firmware, mut target, mut valid_until, window_opens_in } =
-        deliveries(snapshot, &in_force, &plans, state, local, now, now + MAX_VALIDITY_SECS);
+    let (plans, Deliveries { apps, firmware, mut target, mut valid_until, window_opens_in }) =
+        plan_apps(snapshot, &registered, state, utc_offset_minutes, now, now + MAX_VALIDITY_SECS);
     let mut body = ContactBody { apps, firmware, ..ContactBody::default() };
 
     // Parameters: the terminal's own, and those of every app it will have
