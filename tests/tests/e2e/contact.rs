@@ -46,6 +46,22 @@ async fn contact_all(server: &TestServer, fleet: &[SimTerminal]) -> Vec<Outcome>
     futures_util::stream::iter(fleet.iter().map(|t| contact(server, t))).buffered(8).collect().await
 }
 
+/// Two processes on one database and one bucket, as behind a load balancer,
+/// following the change log every `sync_ms`; an operator signed in on the
+/// first, and the answer keys. None without an S3-compatible server.
+async fn two_processes(
+    db: &tms_e2e::TestDatabase,
+    sync_ms: &str,
+) -> Option<(tms_e2e::MotoServer, TestServer, TestServer, String, Vec<PublicKey>)> {
+    let s3 = tms_e2e::MotoServer::start().await?;
+    let a = ServerBuilder::new().database(db).s3(&s3).env("TMS_CONTACT_SYNC_MS", sync_ms).start().await;
+    let b = ServerBuilder::new().database(db).s3(&s3).env("TMS_CONTACT_SYNC_MS", sync_ms).start().await;
+    a.create_operator(OPERATOR, "operator_admin", OPERATOR_PASSWORD);
+    let op = a.login(OPERATOR, OPERATOR_PASSWORD).await;
+    let trusted = answer_keys(&a).await;
+    Some((s3, a, b, op, trusted))
+}
+
 async fn wait_for_rollout(server: &TestServer, op: &str, deployment: i64, status: &str) -> Value {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
@@ -451,13 +467,7 @@ backend_test!(a_parameter_change_at_a_location_sends_only_the_changed_keys, |db|
 });
 
 backend_test!(a_change_through_one_process_reaches_the_others_within_the_sync_delay, |db| {
-    // One database and one bucket behind two processes, as behind a load balancer.
-    let Some(s3) = tms_e2e::MotoServer::start().await else { return };
-    let a = ServerBuilder::new().database(&db).s3(&s3).env("TMS_CONTACT_SYNC_MS", "250").start().await;
-    let b = ServerBuilder::new().database(&db).s3(&s3).env("TMS_CONTACT_SYNC_MS", "250").start().await;
-    a.create_operator(OPERATOR, "operator_admin", OPERATOR_PASSWORD);
-    let op = a.login(OPERATOR, OPERATOR_PASSWORD).await;
-    let trusted = answer_keys(&a).await;
+    let Some((_s3, a, b, op, trusted)) = two_processes(&db, "250").await else { return };
     let mut fleet = seed_fleet(&a, 2, 1, 1, "A920");
     for t in fleet.iter_mut() {
         sync(&b, t, &trusted).await;
@@ -630,12 +640,7 @@ backend_test!(groups_windows_removals_and_a_stage_that_succeeds_advances_by_itse
 backend_test!(answers_planned_in_memory_equal_those_computed_from_the_database, |db| {
     // Process A keeps its terminals' targets and plans the new deployments in
     // memory; process B has never seen them and computes from the database.
-    let Some(s3) = tms_e2e::MotoServer::start().await else { return };
-    let a = ServerBuilder::new().database(&db).s3(&s3).env("TMS_CONTACT_SYNC_MS", "100").start().await;
-    let b = ServerBuilder::new().database(&db).s3(&s3).env("TMS_CONTACT_SYNC_MS", "100").start().await;
-    a.create_operator(OPERATOR, "operator_admin", OPERATOR_PASSWORD);
-    let op = a.login(OPERATOR, OPERATOR_PASSWORD).await;
-    let trusted = answer_keys(&a).await;
+    let Some((_s3, a, b, op, trusted)) = two_processes(&db, "100").await else { return };
     let key = app_with_key(&a, &op, APP, "app").await;
     let v1 = publish_release(&a, &op, &key, APP, "app", "1.0.0", 100, &["A920"]).await;
     publish_release(&a, &op, &key, APP, "app", "1.1.0", 110, &["A920"]).await;
