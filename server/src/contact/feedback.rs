@@ -147,32 +147,30 @@ fn write(conn: &mut DbConnection, device_id: i64, report: &FeedbackRequest) -> R
             return Err(ApiError::not_found("deployment"));
         };
         let at = now();
-        let updated = diesel::update(
-            deployment_actions::table
-                .filter(deployment_actions::deployment_id.eq(report.deployment_id))
-                .filter(deployment_actions::device_id.eq(device_id)),
-        )
-        .set((
+        let latest = (
             deployment_actions::status.eq(&report.status),
             deployment_actions::progress_percent.eq(progress),
             deployment_actions::error_code.eq(&error_code),
             deployment_actions::message.eq(&message),
             deployment_actions::updated_at.eq(at),
-        ))
-        .execute(conn)?;
-        if updated == 0 {
-            diesel::insert_into(deployment_actions::table)
-                .values((
-                    deployment_actions::deployment_id.eq(report.deployment_id),
-                    deployment_actions::device_id.eq(device_id),
-                    deployment_actions::status.eq(&report.status),
-                    deployment_actions::progress_percent.eq(progress),
-                    deployment_actions::error_code.eq(&error_code),
-                    deployment_actions::message.eq(&message),
-                    deployment_actions::updated_at.eq(at),
-                ))
-                .execute(conn)?;
-        }
+        );
+        let key = (
+            deployment_actions::deployment_id.eq(report.deployment_id),
+            deployment_actions::device_id.eq(device_id),
+        );
+        // A REPLACE on SQLite: diesel prepares an UPDATE or an upsert again
+        // on every call, and a rollout brings thousands of reports a second.
+        match conn {
+            DbConnection::Sqlite(c) => {
+                diesel::replace_into(deployment_actions::table).values((key, latest)).execute(c)?
+            }
+            DbConnection::Postgres(c) => diesel::insert_into(deployment_actions::table)
+                .values((key, latest))
+                .on_conflict((deployment_actions::deployment_id, deployment_actions::device_id))
+                .do_update()
+                .set(latest)
+                .execute(c)?,
+        };
         diesel::insert_into(action_events::table)
             .values((
                 action_events::deployment_id.eq(report.deployment_id),

@@ -32,7 +32,7 @@ use crate::config::Config;
 use crate::contact::changes::{Scope, Seen};
 use crate::contact::deployments::Snapshot;
 use crate::contact::target::{Computed, Device};
-use crate::db::schema::{device_inventory, devices};
+use crate::db::schema::{device_contacts, device_inventory};
 use crate::db::{Db, DbConnection, DbError};
 use crate::devices::CallingDevice;
 use crate::http::error::{ApiError, ErrorCode};
@@ -741,16 +741,43 @@ fn plan_view(
     }
 }
 
+/// Contact times per statement. SQLite's statements are all this size (the
+/// last repeats its last device), so each connection prepares it once: a
+/// large fleet's flush would otherwise spend more time parsing SQL than
+/// writing rows.
+const CONTACTS_PER_STATEMENT: usize = 100;
+
 fn write_batch(conn: &mut DbConnection, batch: &Pending) -> Result<(), DbError> {
     crate::db::write_tx(conn, |conn| {
-        // One statement per moment and chunk of devices; the batch's latest
-        // moment stands for all (at most one flush interval off).
+        // The batch's latest moment stands for all (at most one flush
+        // interval off).
         let at = batch.contacts.values().max().copied().unwrap_or_else(now);
         let ids: Vec<i64> = batch.contacts.keys().copied().collect();
-        for chunk in ids.chunks(500) {
-            diesel::update(devices::table.filter(devices::id.eq_any(chunk)))
-                .set(devices::last_contact_at.eq(at))
-                .execute(conn)?;
+        for chunk in ids.chunks(CONTACTS_PER_STATEMENT) {
+            match conn {
+                // REPLACE, for diesel prepares an upsert again on every call.
+                DbConnection::Sqlite(c) => {
+                    let rows: [_; CONTACTS_PER_STATEMENT] = std::array::from_fn(|i| {
+                        (
+                            device_contacts::device_id.eq(chunk[i.min(chunk.len() - 1)]),
+                            device_contacts::contacted_at.eq(at),
+                        )
+                    });
+                    diesel::replace_into(device_contacts::table).values(rows).execute(c)?;
+                }
+                DbConnection::Postgres(c) => {
+                    let rows: Vec<_> = chunk
+                        .iter()
+                        .map(|id| (device_contacts::device_id.eq(*id), device_contacts::contacted_at.eq(at)))
+                        .collect();
+                    diesel::insert_into(device_contacts::table)
+                        .values(rows)
+                        .on_conflict(device_contacts::device_id)
+                        .do_update()
+                        .set(device_contacts::contacted_at.eq(at))
+                        .execute(c)?;
+                }
+            }
         }
         for (device_id, r) in &batch.reports {
             let values = (
@@ -763,13 +790,19 @@ fn write_batch(conn: &mut DbConnection, batch: &Pending) -> Result<(), DbError> 
                 device_inventory::free_storage_bytes.eq(r.free_storage_bytes.min(i64::MAX as u64) as i64),
                 device_inventory::reported_at.eq(r.at),
             );
-            // Another process may write the same device's first report at once.
-            let insert = diesel::insert_into(device_inventory::table)
-                .values((device_inventory::device_id.eq(device_id), values))
-                .on_conflict(device_inventory::device_id)
-                .do_update()
-                .set(values);
-            crate::per_backend!(conn, |c| insert.execute(c))?;
+            // Another process may write the same device's first report at
+            // once: an upsert, or a REPLACE, which SQLite prepares only once.
+            match conn {
+                DbConnection::Sqlite(c) => diesel::replace_into(device_inventory::table)
+                    .values((device_inventory::device_id.eq(device_id), values))
+                    .execute(c)?,
+                DbConnection::Postgres(c) => diesel::insert_into(device_inventory::table)
+                    .values((device_inventory::device_id.eq(device_id), values))
+                    .on_conflict(device_inventory::device_id)
+                    .do_update()
+                    .set(values)
+                    .execute(c)?,
+            };
         }
         Ok(())
     })

@@ -163,7 +163,13 @@ diesel::table! {
         activated_by -> BigInt,
         activated_at -> Timestamp,
         deactivated_at -> Nullable<Timestamp>,
-        last_contact_at -> Nullable<Timestamp>,
+    }
+}
+
+diesel::table! {
+    device_contacts (device_id) {
+        device_id -> BigInt,
+        contacted_at -> Timestamp,
     }
 }
 
@@ -370,6 +376,7 @@ diesel::joinable!(publisher_keys -> apps (app_id));
 diesel::joinable!(releases -> apps (app_id));
 diesel::joinable!(device_sessions -> devices (device_id));
 diesel::joinable!(device_inventory -> devices (device_id));
+diesel::joinable!(device_contacts -> devices (device_id));
 diesel::joinable!(device_sessions -> users (user_id));
 diesel::joinable!(locations -> merchants (merchant_id));
 diesel::joinable!(terminals -> locations (location_id));
@@ -519,6 +526,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     group_grants,
     login_failures,
     devices,
+    device_contacts,
     device_sessions,
     activation_tickets,
     transactions,

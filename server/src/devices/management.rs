@@ -6,12 +6,13 @@ use diesel::prelude::*;
 use serde_json::json;
 use tms_packages::accounts::Permission;
 use tms_packages::devices::normalize_device_name;
+use tms_packages::wire::contact::TerminalState;
 use tms_packages::wire::devices::{DeviceSessionView, DeviceView, UpdateDeviceRequest};
 
 use super::{ACTIVE, DEACTIVATED, DeviceRow};
 use crate::accounts::access::Actor;
 use crate::accounts::{now, rfc3339, rows};
-use crate::db::schema::{device_sessions, devices, users};
+use crate::db::schema::{device_contacts, device_inventory, device_sessions, devices, users};
 use crate::db::{DbConnection, DbError, audit};
 use crate::http::error::{ApiError, ErrorCode};
 
@@ -34,6 +35,29 @@ fn view(conn: &mut DbConnection, d: &DeviceRow) -> Result<DeviceView, ApiError> 
         .filter(device_sessions::ended_at.is_null())
         .select((users::id, users::email, device_sessions::started_at))
         .load(conn)?;
+    let last_contact_at: Option<NaiveDateTime> =
+        device_contacts::table.find(d.id).select(device_contacts::contacted_at).first(conn).optional()?;
+    let inventory: Option<(String, String)> = device_inventory::table
+        .find(d.id)
+        .select((device_inventory::firmware, device_inventory::state_json))
+        .first(conn)
+        .optional()?;
+    let (firmware_version, installed_apps) = match inventory {
+        Some((firmware, json)) => {
+            // Written by this server from a parsed state: unreadable only if
+            // a later version changed its shape, and then the apps are unknown.
+            let apps = serde_json::from_str::<TerminalState>(&json)
+                .map(|s| {
+                    s.apps
+                        .iter()
+                        .map(|a| format!("{} {} ({})", a.app_id, a.version, a.version_code))
+                        .collect()
+                })
+                .unwrap_or_default();
+            (Some(firmware), apps)
+        }
+        None => (None, Vec::new()),
+    };
     Ok(DeviceView {
         id: d.id,
         merchant_id: d.merchant_id,
@@ -43,11 +67,10 @@ fn view(conn: &mut DbConnection, d: &DeviceRow) -> Result<DeviceView, ApiError> 
         hardware_id: d.hardware_id.clone(),
         model: d.model.clone(),
         status: d.status.clone(),
-        // Reported by the terminal at its TMS contact, which is not recorded yet.
-        firmware_version: None,
-        installed_apps: Vec::new(),
+        firmware_version,
+        installed_apps,
         activated_at: rfc3339(d.activated_at),
-        last_contact_at: d.last_contact_at.map(rfc3339),
+        last_contact_at: last_contact_at.map(rfc3339),
         deactivated_at: d.deactivated_at.map(rfc3339),
         replaces_device_id: d.replaces_device_id,
         replaced_by_device_id: d.replaced_by_device_id,
@@ -85,10 +108,22 @@ pub fn list(
         query = query.filter(devices::status.eq(s.clone()));
     }
     if let Some(t) = filter.contacted_before {
-        query = query.filter(devices::last_contact_at.lt(t));
+        query = query.filter(
+            devices::id.eq_any(
+                device_contacts::table
+                    .filter(device_contacts::contacted_at.lt(t))
+                    .select(device_contacts::device_id),
+            ),
+        );
     }
     if let Some(t) = filter.contacted_after {
-        query = query.filter(devices::last_contact_at.gt(t));
+        query = query.filter(
+            devices::id.eq_any(
+                device_contacts::table
+                    .filter(device_contacts::contacted_at.gt(t))
+                    .select(device_contacts::device_id),
+            ),
+        );
     }
     let found: Vec<DeviceRow> = query.order(devices::id).select(DeviceRow::as_select()).load(conn)?;
     found.iter().filter(|d| actor.sees_location(merchant_id, d.location_id)).map(|d| view(conn, d)).collect()

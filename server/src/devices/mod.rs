@@ -35,7 +35,6 @@ pub struct DeviceRow {
     pub activated_by: i64,
     pub activated_at: NaiveDateTime,
     pub deactivated_at: Option<NaiveDateTime>,
-    pub last_contact_at: Option<NaiveDateTime>,
 }
 
 /// The device a terminal API call comes from.

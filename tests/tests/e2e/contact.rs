@@ -197,6 +197,27 @@ backend_test!(a_terminal_in_sync_gets_the_short_shared_answer, |db| {
     assert_eq!(plan["in_sync"], true, "{plan}");
     let (_, device) = get(&server, &op, &format!("/api/v1/devices/{}", fleet[0].device_id)).await;
     assert!(device["last_contact_at"].is_string(), "{device}");
+    assert_eq!(device["firmware_version"], "9.0.0", "{device}");
+    let reported: Vec<String> = fleet[0]
+        .state
+        .apps
+        .iter()
+        .map(|a| format!("{} {} ({})", a.app_id, a.version, a.version_code))
+        .collect();
+    assert_eq!(device["installed_apps"], json!(reported), "{device}");
+    // The list filters on the last contact: fleet[0] called within the minute.
+    let minute_ago = (chrono::Utc::now() - chrono::Duration::minutes(1))
+        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let list =
+        |filter: &str| format!("/api/v1/merchants/{}/devices?{filter}={minute_ago}", fleet[0].merchant_id);
+    let ids = |devices: &Value| -> Vec<i64> {
+        devices.as_array().expect("a list").iter().map(|d| d["id"].as_i64().unwrap()).collect()
+    };
+    let (status, after) = get(&server, &op, &list("contacted_after")).await;
+    assert_eq!(status, 200, "{after}");
+    assert!(ids(&after).contains(&fleet[0].device_id), "{after}");
+    let (_, before) = get(&server, &op, &list("contacted_before")).await;
+    assert!(!ids(&before).contains(&fleet[0].device_id), "{before}");
 });
 
 backend_test!(a_staged_release_reaches_exactly_its_stage_of_compatible_terminals, |db| {
