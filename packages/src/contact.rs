@@ -10,7 +10,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use tms_signing::{PrivateKey, PublicKey, Sha256Digest, to_canonical_json};
+use tms_signing::{PrivateKey, PublicKey, Sha256Digest, write_canonical_json, write_json_string};
 
 pub use crate::wire::contact::SignedAnswer;
 
@@ -689,9 +689,18 @@ pub enum AnswerError {
     NotForThisTerminal,
 }
 
+/// The canonical JSON of `{"body", "issued_at", "expires_at", "key_id"}`,
+/// written around the body rather than copying it into a larger document.
 fn answer_bytes(body: &Value, issued_at: i64, expires_at: i64, key_id: &str) -> Result<Vec<u8>, AnswerError> {
-    to_canonical_json(&serde_json::json!({"body": body, "issued_at": issued_at, "expires_at": expires_at, "key_id": key_id}))
-        .map_err(|_| AnswerError::NotCanonical)
+    use std::io::Write;
+    let mut out = Vec::with_capacity(1_024);
+    // Keys in canonical (byte) order.
+    out.extend_from_slice(br#"{"body":"#);
+    write_canonical_json(body, &mut out).map_err(|_| AnswerError::NotCanonical)?;
+    write!(out, r#","expires_at":{expires_at},"issued_at":{issued_at},"key_id":"#).expect("a Vec");
+    write_json_string(key_id, &mut out);
+    out.push(b'}');
+    Ok(out)
 }
 
 pub fn sign_answer(
@@ -765,8 +774,20 @@ pub fn verify_contact_answer(
 #[cfg(test)]
 mod tests {
     use serde_json::json;
+    use tms_signing::to_canonical_json;
 
     use super::*;
+
+    #[test]
+    fn signed_bytes_are_the_canonical_json_of_the_whole_answer() {
+        let body = json!({"target_digest": "ab", "device_id": 7, "apps": [{"z": "\"q\u{e9}", "a": null}]});
+        let whole =
+            json!({"body": body, "issued_at": 1_700_000_000, "expires_at": 1_700_000_600, "key_id": "k\"1"});
+        assert_eq!(
+            answer_bytes(&body, 1_700_000_000, 1_700_000_600, "k\"1").unwrap(),
+            to_canonical_json(&whole).unwrap()
+        );
+    }
 
     fn device(id: i64) -> DeviceFacts {
         DeviceFacts {

@@ -13,6 +13,18 @@ pub fn to_canonical_json(value: &Value) -> Result<Vec<u8>, SigningError> {
     Ok(out)
 }
 
+/// Appends the canonical JSON of `value` to `out`, for a document built
+/// around it without copying it into a larger `Value` first.
+pub fn write_canonical_json(value: &Value, out: &mut Vec<u8>) -> Result<(), SigningError> {
+    write(value, out)
+}
+
+/// A JSON string as serde_json escapes it, written in place (every answer
+/// signed goes through here: no allocation per string).
+pub fn write_json_string(s: &str, out: &mut Vec<u8>) {
+    serde_json::to_writer(&mut *out, s).expect("writing to a Vec cannot fail");
+}
+
 fn write(value: &Value, out: &mut Vec<u8>) -> Result<(), SigningError> {
     match value {
         Value::Null => out.extend_from_slice(b"null"),
@@ -21,11 +33,10 @@ fn write(value: &Value, out: &mut Vec<u8>) -> Result<(), SigningError> {
             if n.is_f64() {
                 return Err(SigningError::NotCanonical(format!("{n} is not an integer")));
             }
-            out.extend_from_slice(n.to_string().as_bytes());
+            use std::io::Write;
+            write!(out, "{n}").expect("writing to a Vec cannot fail");
         }
-        Value::String(s) => {
-            out.extend_from_slice(serde_json::to_string(s).expect("strings serialise").as_bytes())
-        }
+        Value::String(s) => write_json_string(s, out),
         Value::Array(items) => {
             out.push(b'[');
             for (i, item) in items.iter().enumerate() {
@@ -44,7 +55,7 @@ fn write(value: &Value, out: &mut Vec<u8>) -> Result<(), SigningError> {
                 if i > 0 {
                     out.push(b',');
                 }
-                out.extend_from_slice(serde_json::to_string(key).expect("strings serialise").as_bytes());
+                write_json_string(key, out);
                 out.push(b':');
                 write(item, out)?;
             }

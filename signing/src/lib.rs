@@ -9,7 +9,7 @@ mod canonical;
 mod digest;
 mod keys;
 
-pub use canonical::to_canonical_json;
+pub use canonical::{to_canonical_json, write_canonical_json, write_json_string};
 pub use digest::{Sha256Digest, Sha256Hasher, Sha256Reader, sha256_reader};
 pub use keys::{PrivateKey, PublicKey};
 

@@ -10,7 +10,6 @@ use crate::accounts::access::Actor;
 use crate::accounts::{now, rfc3339};
 use crate::db::schema::{action_events, deployment_actions, deployment_devices, deployments};
 use crate::db::{Db, DbConnection, DbError};
-use crate::devices::CallingDevice;
 use crate::http::error::ApiError;
 
 fn clip(s: &Option<String>, max: usize) -> Option<String> {
@@ -65,14 +64,14 @@ impl Queue {
     pub async fn record(
         self: &Arc<Self>,
         db: &Db,
-        device: &CallingDevice,
+        device_id: i64,
         report: FeedbackRequest,
     ) -> Result<(), ApiError> {
         validate(&report)?;
         let (done, result) = tokio::sync::oneshot::channel();
         let lead = {
             let mut state = self.state.lock().expect("not poisoned");
-            state.reports.push(Queued { device_id: device.id, report, done });
+            state.reports.push(Queued { device_id, report, done });
             !std::mem::replace(&mut state.writing, true)
         };
         if lead {

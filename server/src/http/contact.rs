@@ -11,9 +11,8 @@ use utoipa::IntoParams;
 use crate::accounts::access::Actor;
 use crate::contact::rollouts::{self, Command};
 use crate::contact::{deployments, feedback};
-use crate::devices::CallingDevice;
-use crate::http::error::{ApiError, ErrorCode};
-use crate::http::{AppState, bearer_token};
+use crate::http::error::ApiError;
+use crate::http::{AppState, device_token};
 
 /// The TMS contact: the terminal reports what it has and gets what to
 /// change, signed. A terminal in sync gets a short answer.
@@ -27,12 +26,7 @@ pub async fn terminal_contact(
     req: HttpRequest,
     body: web::Json<ContactRequest>,
 ) -> Result<HttpResponse, ApiError> {
-    let Some(token) = bearer_token(&req) else {
-        return Err(ApiError::new(
-            ErrorCode::InvalidDeviceToken,
-            "send the device token: Authorization: Bearer <token>",
-        ));
-    };
+    let token = device_token(&req)?;
     let answer = state.contact.contact(&token, body.into_inner()).await?;
     Ok(HttpResponse::Ok().content_type(actix_web::http::header::ContentType::json()).body(answer))
 }
@@ -43,10 +37,11 @@ pub async fn terminal_contact(
     responses((status = 204), (status = 400, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope)))]
 pub async fn terminal_feedback(
     state: web::Data<AppState>,
-    device: CallingDevice,
+    req: HttpRequest,
     body: web::Json<FeedbackRequest>,
 ) -> Result<HttpResponse, ApiError> {
-    state.contact.feedback(&device, body.into_inner()).await?;
+    let token = device_token(&req)?;
+    state.contact.feedback(&token, body.into_inner()).await?;
     Ok(HttpResponse::NoContent().finish())
 }
 

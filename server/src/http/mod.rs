@@ -37,6 +37,13 @@ pub fn bearer_token(req: &actix_web::HttpRequest) -> Option<String> {
         .filter(|t| !t.is_empty())
 }
 
+/// The device token a terminal API call must send, or 401.
+pub fn device_token(req: &actix_web::HttpRequest) -> Result<String, ApiError> {
+    bearer_token(req).ok_or_else(|| {
+        ApiError::new(ErrorCode::InvalidDeviceToken, "send the device token: Authorization: Bearer <token>")
+    })
+}
+
 /// The client's address as the server sees it (the peer of the connection).
 pub fn client_ip(req: &actix_web::HttpRequest) -> Option<String> {
     req.peer_addr().map(|a| a.ip().to_string())

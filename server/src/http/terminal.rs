@@ -11,8 +11,8 @@ use utoipa::IntoParams;
 
 use crate::devices::transactions::{self, Cursor};
 use crate::devices::{self, CallingDevice, activation};
-use crate::http::error::{ApiError, ErrorCode};
-use crate::http::{AppState, bearer_token, client_ip};
+use crate::http::error::ApiError;
+use crate::http::{AppState, client_ip, device_token};
 
 /// The calling device, from `Authorization: Bearer <device token>`.
 impl FromRequest for CallingDevice {
@@ -21,15 +21,10 @@ impl FromRequest for CallingDevice {
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
         let state = req.app_data::<web::Data<AppState>>().cloned();
-        let token = bearer_token(req);
+        let token = device_token(req);
         Box::pin(async move {
             let state = state.expect("AppState is registered");
-            let Some(token) = token else {
-                return Err(ApiError::new(
-                    ErrorCode::InvalidDeviceToken,
-                    "send the device token: Authorization: Bearer <token>",
-                ));
-            };
+            let token = token?;
             let device = state.db.run(move |conn| devices::authenticate(conn, &token)).await?;
             state.contact.heard_from(device.id);
             Ok(CallingDevice::from(device))

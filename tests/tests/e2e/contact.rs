@@ -177,6 +177,13 @@ backend_test!(a_terminal_in_sync_gets_the_short_shared_answer, |db| {
     let (status, body) =
         post(&server, &op, &format!("/api/v1/devices/{}/deactivate", fleet[1].device_id), json!({})).await;
     assert_eq!(status, 200, "{body}");
+    // Its reports are refused first (this process still knows its token),
+    // then its contacts.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while fleet[1].feedback(&server.http, &server.base_url, 1, "any.app", "installed", None).await != 401 {
+        assert!(Instant::now() < deadline, "reports still taken after deactivation");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
         match contact(&server, &fleet[1]).await {
