@@ -225,6 +225,15 @@ backend_test!(a_terminal_in_sync_gets_the_short_shared_answer, |db| {
     assert!(ids(&after).contains(&fleet[0].device_id), "{after}");
     let (_, before) = get(&server, &op, &list("contacted_before")).await;
     assert!(!ids(&before).contains(&fleet[0].device_id), "{before}");
+
+    // A later contact moves the recorded time on (the plan writes what the
+    // process has gathered first, and fails if that fails).
+    tokio::time::sleep(Duration::from_millis(1_100)).await;
+    contact(&server, &fleet[0]).await;
+    let (status, plan) = get(&server, &op, &format!("/api/v1/devices/{}/plan", fleet[0].device_id)).await;
+    assert_eq!(status, 200, "{plan}");
+    let (_, later) = get(&server, &op, &format!("/api/v1/devices/{}", fleet[0].device_id)).await;
+    assert!(later["last_contact_at"].as_str() > device["last_contact_at"].as_str(), "{device} then {later}");
 });
 
 backend_test!(a_staged_release_reaches_exactly_its_stage_of_compatible_terminals, |db| {
