@@ -34,7 +34,9 @@ pub async fn terminal_contact(
 /// How one change is going on this terminal.
 #[utoipa::path(post, path = "/api/v1/terminal/feedback", tag = "terminal", security(("device" = [])),
     request_body = FeedbackRequest,
-    responses((status = 204), (status = 400, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope)))]
+    responses((status = 204), (status = 400, body = ErrorEnvelope),
+        (status = 401, description = "`invalid_device_token` or `device_deactivated`", body = ErrorEnvelope),
+        (status = 404, description = "an unknown deployment, or one of another app", body = ErrorEnvelope)))]
 pub async fn terminal_feedback(
     state: web::Data<AppState>,
     req: HttpRequest,
