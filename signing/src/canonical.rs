@@ -9,14 +9,8 @@ use crate::SigningError;
 
 pub fn to_canonical_json(value: &Value) -> Result<Vec<u8>, SigningError> {
     let mut out = Vec::new();
-    write(value, &mut out)?;
+    write_canonical_json(value, &mut out)?;
     Ok(out)
-}
-
-/// Appends the canonical JSON of `value` to `out`, for a document built
-/// around it without copying it into a larger `Value` first.
-pub fn write_canonical_json(value: &Value, out: &mut Vec<u8>) -> Result<(), SigningError> {
-    write(value, out)
 }
 
 /// A JSON string as serde_json escapes it, written in place (every answer
@@ -25,7 +19,9 @@ pub fn write_json_string(s: &str, out: &mut Vec<u8>) {
     serde_json::to_writer(&mut *out, s).expect("writing to a Vec cannot fail");
 }
 
-fn write(value: &Value, out: &mut Vec<u8>) -> Result<(), SigningError> {
+/// Appends the canonical JSON of `value` to `out`, for a document built
+/// around it without copying it into a larger `Value` first.
+pub fn write_canonical_json(value: &Value, out: &mut Vec<u8>) -> Result<(), SigningError> {
     match value {
         Value::Null => out.extend_from_slice(b"null"),
         Value::Bool(b) => out.extend_from_slice(if *b { b"true" } else { b"false" }),
@@ -43,7 +39,7 @@ fn write(value: &Value, out: &mut Vec<u8>) -> Result<(), SigningError> {
                 if i > 0 {
                     out.push(b',');
                 }
-                write(item, out)?;
+                write_canonical_json(item, out)?;
             }
             out.push(b']');
         }
@@ -57,7 +53,7 @@ fn write(value: &Value, out: &mut Vec<u8>) -> Result<(), SigningError> {
                 }
                 write_json_string(key, out);
                 out.push(b':');
-                write(item, out)?;
+                write_canonical_json(item, out)?;
             }
             out.push(b'}');
         }
