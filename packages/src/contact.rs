@@ -692,15 +692,20 @@ pub enum AnswerError {
 /// The canonical JSON of `{"body", "issued_at", "expires_at", "key_id"}`,
 /// written around the body rather than copying it into a larger document.
 fn answer_bytes(body: &Value, issued_at: i64, expires_at: i64, key_id: &str) -> Result<Vec<u8>, AnswerError> {
-    use std::io::Write;
     let mut out = Vec::with_capacity(1_024);
     // Keys in canonical (byte) order.
     out.extend_from_slice(br#"{"body":"#);
     write_canonical_json(body, &mut out).map_err(|_| AnswerError::NotCanonical)?;
-    write!(out, r#","expires_at":{expires_at},"issued_at":{issued_at},"key_id":"#).expect("a Vec");
-    write_json_string(key_id, &mut out);
-    out.push(b'}');
+    finish_answer_bytes(&mut out, issued_at, expires_at, key_id);
     Ok(out)
+}
+
+/// The fields after the body, in canonical order, and the closing brace.
+fn finish_answer_bytes(out: &mut Vec<u8>, issued_at: i64, expires_at: i64, key_id: &str) {
+    use std::io::Write;
+    write!(out, r#","expires_at":{expires_at},"issued_at":{issued_at},"key_id":"#).expect("a Vec");
+    write_json_string(key_id, out);
+    out.push(b'}');
 }
 
 pub fn sign_answer(
@@ -713,6 +718,26 @@ pub fn sign_answer(
     let expires_at = issued_at + ttl_secs;
     let signature = hex::encode(key.sign(&answer_bytes(&body, issued_at, expires_at, &key_id)?));
     Ok(SignedAnswer { body, issued_at, expires_at, key_id, signature })
+}
+
+/// A signed answer as the JSON it is sent as, from the canonical JSON of its
+/// body (which the caller vouches for), without building a [`SignedAnswer`]
+/// and serialising the body a second time: the signed message is the
+/// canonical JSON of every field but the signature, and the signature's key
+/// sorts last, so the answer is that message with the signature added at
+/// its end (and is itself canonical).
+pub fn signed_answer_json(canonical_body: &[u8], issued_at: i64, ttl_secs: i64, key: &PrivateKey) -> String {
+    let key_id = key.public_key().key_id();
+    let mut out = Vec::with_capacity(canonical_body.len() + 256);
+    out.extend_from_slice(br#"{"body":"#);
+    out.extend_from_slice(canonical_body);
+    finish_answer_bytes(&mut out, issued_at, issued_at + ttl_secs, &key_id);
+    let signature = hex::encode(key.sign(&out));
+    out.pop();
+    out.extend_from_slice(br#","signature":""#);
+    out.extend_from_slice(signature.as_bytes());
+    out.extend_from_slice(br#""}"#);
+    String::from_utf8(out).expect("JSON written from strings is UTF-8")
 }
 
 /// The reference verification a terminal runs on an answer.
@@ -787,6 +812,17 @@ mod tests {
             answer_bytes(&body, 1_700_000_000, 1_700_000_600, "k\"1").unwrap(),
             to_canonical_json(&whole).unwrap()
         );
+    }
+
+    #[test]
+    fn an_answer_written_as_json_is_the_signed_answer() {
+        let key = PrivateKey::generate();
+        let body = json!({"target_digest": "ab", "device_id": 7, "apps": [{"z": "\"q\u{e9}", "a": null}]});
+        let json = signed_answer_json(&to_canonical_json(&body).unwrap(), 1_700_000_000, 600, &key);
+        let parsed: SignedAnswer = serde_json::from_str(&json).unwrap();
+        assert_eq!(parsed, sign_answer(body, 1_700_000_000, 600, &key).unwrap());
+        assert_eq!(verify_answer(&parsed, &[key.public_key()], 1_700_000_001, None, 60), Ok(()));
+        assert_eq!(json.as_bytes(), to_canonical_json(&serde_json::to_value(&parsed).unwrap()).unwrap());
     }
 
     fn device(id: i64) -> DeviceFacts {

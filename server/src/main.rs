@@ -259,6 +259,7 @@ fn serve(config: Config) -> anyhow::Result<()> {
                 .context("preparing the contact service")?,
         );
         contact.spawn_tasks();
+        db.spawn_checkpoints(std::time::Duration::from_secs(1));
         let state = AppState {
             config: Arc::new(config),
             db,

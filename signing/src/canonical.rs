@@ -61,6 +61,36 @@ pub fn write_canonical_json(value: &Value, out: &mut Vec<u8>) -> Result<(), Sign
     Ok(())
 }
 
+/// A member of an object being written: a JSON value, or JSON already in
+/// canonical form (a part many documents share, converted once).
+pub enum Member<'a> {
+    Value(&'a Value),
+    Canonical(&'a [u8]),
+}
+
+/// Appends the canonical JSON of an object with these members (their names
+/// distinct; a `Canonical` member must be canonical JSON itself).
+pub fn write_canonical_object(
+    mut members: Vec<(&str, Member<'_>)>,
+    out: &mut Vec<u8>,
+) -> Result<(), SigningError> {
+    members.sort_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
+    out.push(b'{');
+    for (i, (name, member)) in members.into_iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        write_json_string(name, out);
+        out.push(b':');
+        match member {
+            Member::Value(value) => write_canonical_json(value, out)?,
+            Member::Canonical(json) => out.extend_from_slice(json),
+        }
+    }
+    out.push(b'}');
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use serde_json::json;
@@ -75,6 +105,21 @@ mod tests {
         let expected = br#"{"a":[true,null,"x\"y"],"b":1,"c":{"y":-5,"z":0}}"#;
         assert_eq!(to_canonical_json(&a).unwrap(), expected);
         assert_eq!(to_canonical_json(&b).unwrap(), expected);
+    }
+
+    #[test]
+    fn an_object_of_values_and_canonical_parts_is_canonical() {
+        let inner = json!({"y": [1, {"b": 2, "a": 1}], "x": "s"});
+        let whole = json!({"z": true, "inner": inner, "a": null});
+        let part = to_canonical_json(&inner).unwrap();
+        let mut out = Vec::new();
+        let members = vec![
+            ("z", Member::Value(&whole["z"])),
+            ("inner", Member::Canonical(&part)),
+            ("a", Member::Value(&Value::Null)),
+        ];
+        write_canonical_object(members, &mut out).unwrap();
+        assert_eq!(out, to_canonical_json(&whole).unwrap());
     }
 
     #[test]

@@ -9,7 +9,9 @@ mod canonical;
 mod digest;
 mod keys;
 
-pub use canonical::{to_canonical_json, write_canonical_json, write_json_string};
+pub use canonical::{
+    Member, to_canonical_json, write_canonical_json, write_canonical_object, write_json_string,
+};
 pub use digest::{Sha256Digest, Sha256Hasher, Sha256Reader, sha256_reader};
 pub use keys::{PrivateKey, PublicKey};
 

@@ -18,7 +18,7 @@ use tms_packages::contact::in_stage;
 use tms_signing::PublicKey;
 
 use crate::fixtures::*;
-use crate::terminal::{Outcome, SimTerminal};
+use crate::terminal::SimTerminal;
 use crate::{ServerBuilder, TestDatabase};
 
 const APP: &str = "eu.ccv.salespoint";
@@ -190,15 +190,16 @@ async fn contacts(
                             break 'rounds;
                         }
                         let at = Instant::now();
-                        let outcome = t.contact_at(&http, &contact_url).await;
+                        let outcome = t.contact_lean(&http, &contact_url).await;
                         let us = at.elapsed().as_micros() as u64;
                         match outcome {
-                            Outcome::Answer(answer, body) => {
+                            Ok(lean) => {
+                                let body = &lean.body;
                                 phase.latencies_us.push(us);
                                 // The reference verification on a sample (it costs the
                                 // client CPU the server shares).
                                 if verified.fetch_add(1, Ordering::Relaxed) % 100 == 0
-                                    && let Err(e) = t.accept(&answer, &trusted)
+                                    && let Err(e) = t.accept(&lean.signed(), &trusted)
                                 {
                                     *phase.errors.entry(format!("answer_{e:?}")).or_default() += 1;
                                 }
@@ -213,11 +214,11 @@ async fn contacts(
                                     }
                                 }
                                 phase.parameter_updates += body.parameters.len() as u64;
-                                if answer.status == "changes" {
-                                    t.apply(&http, &base, &body).await;
+                                if lean.status == "changes" {
+                                    t.apply(&http, &base, body).await;
                                 }
                             }
-                            Outcome::Refused(status, body) => {
+                            Err((status, body)) => {
                                 let code = body["error"]["code"].as_str().unwrap_or("unknown").to_owned();
                                 *phase.errors.entry(format!("{status} {code}")).or_default() += 1;
                             }

@@ -5,9 +5,11 @@
 use std::path::Path;
 
 use serde::Deserialize;
-use serde_json::{Value, json};
+use serde_json::Value;
 use tms_packages::contact::{AnswerError, verify_contact_answer};
-use tms_packages::wire::contact::{ContactAnswer, ContactBody, ContactRequest, InstalledApp, TerminalState};
+use tms_packages::wire::contact::{
+    ContactAnswer, ContactBody, ContactRequest, FeedbackRequest, InstalledApp, TerminalState,
+};
 use tms_signing::PublicKey;
 
 #[derive(Debug, Clone)]
@@ -44,6 +46,36 @@ pub fn load_fleet(path: &Path) -> Vec<SimTerminal> {
             )
         })
         .collect()
+}
+
+/// The feedback endpoint of a server, parsed once per thread and server.
+fn feedback_url(base_url: &str) -> reqwest::Url {
+    thread_local! {
+        static LAST: std::cell::RefCell<Option<(String, reqwest::Url)>> = const { std::cell::RefCell::new(None) };
+    }
+    LAST.with_borrow_mut(|last| match last {
+        Some((base, url)) if base == base_url => url.clone(),
+        _ => {
+            let url =
+                reqwest::Url::parse(&format!("{base_url}/api/v1/terminal/feedback")).expect("a server URL");
+            *last = Some((base_url.to_owned(), url.clone()));
+            url
+        }
+    })
+}
+
+/// A contact's answer read for the load generator (see [`SimTerminal::contact_lean`]).
+pub struct Lean {
+    pub status: String,
+    pub body: ContactBody,
+    bytes: bytes::Bytes,
+}
+
+impl Lean {
+    /// The whole answer, signature and all, to verify.
+    pub fn signed(&self) -> ContactAnswer {
+        serde_json::from_slice(&self.bytes).expect("a contact answer")
+    }
 }
 
 /// What a contact returned (short-lived: its size does not matter).
@@ -113,6 +145,41 @@ impl SimTerminal {
     /// A contact to an endpoint URL parsed once (the load generator should
     /// not spend the CPU it shares with the server parsing it again).
     pub async fn contact_at(&self, http: &reqwest::Client, url: &reqwest::Url) -> Outcome {
+        let (status, bytes) = self.send_contact(http, url).await;
+        if status != 200 {
+            return Outcome::Refused(status, serde_json::from_slice(&bytes).unwrap_or(Value::Null));
+        }
+        let answer: ContactAnswer = serde_json::from_slice(&bytes).expect("a contact answer");
+        let body = ContactBody::deserialize(&answer.answer.body).expect("a contact body");
+        Outcome::Answer(answer, body)
+    }
+
+    /// A contact whose answer is read straight into its typed body, for the
+    /// load generator: the signed answer's `Value` (a tree of maps) is built
+    /// only when [`Lean::signed`] is asked for it, to verify a sample.
+    pub async fn contact_lean(
+        &self,
+        http: &reqwest::Client,
+        url: &reqwest::Url,
+    ) -> Result<Lean, (u16, Value)> {
+        #[derive(Deserialize)]
+        struct Typed {
+            status: String,
+            answer: TypedSigned,
+        }
+        #[derive(Deserialize)]
+        struct TypedSigned {
+            body: ContactBody,
+        }
+        let (status, bytes) = self.send_contact(http, url).await;
+        if status != 200 {
+            return Err((status, serde_json::from_slice(&bytes).unwrap_or(Value::Null)));
+        }
+        let typed: Typed = serde_json::from_slice(&bytes).expect("a contact answer");
+        Ok(Lean { status: typed.status, body: typed.answer.body, bytes })
+    }
+
+    async fn send_contact(&self, http: &reqwest::Client, url: &reqwest::Url) -> (u16, bytes::Bytes) {
         let body = {
             let mut cache = self.request_cache.lock().expect("not poisoned");
             match &*cache {
@@ -133,13 +200,7 @@ impl SimTerminal {
             .await
             .expect("contact");
         let status = res.status().as_u16();
-        let bytes = res.bytes().await.unwrap_or_default();
-        if status != 200 {
-            return Outcome::Refused(status, serde_json::from_slice(&bytes).unwrap_or(Value::Null));
-        }
-        let answer: ContactAnswer = serde_json::from_slice(&bytes).expect("a contact answer");
-        let body = ContactBody::deserialize(&answer.answer.body).expect("a contact body");
-        Outcome::Answer(answer, body)
+        (status, res.bytes().await.unwrap_or_default())
     }
 
     /// The reference verification, then remembers the answer's issue time.
@@ -201,12 +262,15 @@ impl SimTerminal {
         status: &str,
         error_code: Option<&str>,
     ) -> u16 {
-        let mut body = json!({"deployment_id": deployment_id, "app_id": app_id, "status": status});
-        if let Some(code) = error_code {
-            body["error_code"] = json!(code);
-            body["message"] = json!("simulated failure");
-        }
-        http.post(format!("{base_url}/api/v1/terminal/feedback"))
+        let body = FeedbackRequest {
+            deployment_id,
+            app_id: app_id.to_owned(),
+            status: status.to_owned(),
+            progress_percent: None,
+            error_code: error_code.map(str::to_owned),
+            message: error_code.map(|_| "simulated failure".to_owned()),
+        };
+        http.post(feedback_url(base_url))
             .bearer_auth(&self.token)
             .json(&body)
             .send()

@@ -8,6 +8,7 @@
 //! written in batches by a background task. Everything else takes the slow
 //! path: the target is computed from the database ([`target::compute`]).
 
+pub mod answers;
 pub mod changes;
 pub mod deployments;
 pub mod feedback;
@@ -21,8 +22,8 @@ use std::time::Duration;
 
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
-use tms_packages::contact::{Skip, sign_answer};
-use tms_packages::wire::contact::{ContactAnswer, ContactBody, ContactRequest, SignedAnswer, TerminalState};
+use tms_packages::contact::{Skip, signed_answer_json};
+use tms_packages::wire::contact::{ContactBody, ContactRequest, TerminalState};
 use tms_packages::wire::deployments::{AppPlanView, ConsideredDeployment, DevicePlanView, ParameterPlanView};
 use tms_signing::{PrivateKey, Sha256Digest};
 
@@ -33,7 +34,7 @@ use crate::contact::changes::{Scope, Seen};
 use crate::contact::deployments::Snapshot;
 use crate::contact::target::{Computed, Device};
 use crate::db::schema::device_inventory;
-use crate::db::{Db, DbConnection, DbError};
+use crate::db::{Db, DbConnection, DbError, WriteTurn};
 use crate::devices::CallingDevice;
 use crate::http::error::{ApiError, ErrorCode};
 use crate::parameters::SetCache;
@@ -137,6 +138,8 @@ pub struct ContactService {
     last_prune: AtomicI64,
     models: Mutex<std::collections::HashSet<Arc<str>>>,
     feedback: Arc<feedback::Queue>,
+    turn: WriteTurn,
+    bodies: answers::BodyWriter,
     flush_now: tokio::sync::Notify,
 }
 
@@ -158,6 +161,7 @@ impl ContactService {
         let snapshot = deployments::load_snapshot(&mut conn)?;
         let key = crate::server_keys::current_signing_key(&mut conn)?;
         drop(conn);
+        let turn = WriteTurn::default();
         Ok(ContactService {
             settings,
             db,
@@ -173,7 +177,9 @@ impl ContactService {
             wake: tokio::sync::Notify::new(),
             last_prune: AtomicI64::new(0),
             models: Mutex::new(std::collections::HashSet::new()),
-            feedback: Arc::default(),
+            feedback: Arc::new(feedback::Queue::new(turn.clone())),
+            turn,
+            bodies: answers::BodyWriter::default(),
             flush_now: tokio::sync::Notify::new(),
         })
     }
@@ -356,7 +362,7 @@ impl ContactService {
                 return Err(e);
             }
         };
-        let computed = target::compute(
+        let mut computed = target::compute(
             &self.db,
             &self.blobs,
             &self.sets,
@@ -386,7 +392,7 @@ impl ContactService {
         let answer = if computed.in_sync {
             self.in_sync(&computed.body.target_digest, now, &entry)
         } else {
-            self.with_changes(&computed.body, now, &entry)
+            self.with_changes(&mut computed.body, now, &entry)
         };
         self.entries.write().expect("not poisoned").insert(key, Arc::new(entry));
         answer
@@ -447,7 +453,7 @@ impl ContactService {
         let answer = if in_sync {
             self.in_sync(&target_digest, now, &fresh)
         } else {
-            let body = ContactBody {
+            let mut body = ContactBody {
                 target_digest,
                 device_id: Some(entry.device_id),
                 state_digest: Some(digest.to_owned()),
@@ -455,7 +461,7 @@ impl ContactService {
                 firmware: found.firmware,
                 ..ContactBody::default()
             };
-            self.with_changes(&body, now, &fresh)
+            self.with_changes(&mut body, now, &fresh)
         };
         self.entries.write().expect("not poisoned").insert(key, Arc::new(fresh));
         Some(answer)
@@ -489,9 +495,9 @@ impl ContactService {
         let answer = match cached {
             Some((at, json)) if at == issued => json,
             _ => {
-                let body = ContactBody { target_digest: target_digest.to_owned(), ..ContactBody::default() };
-                let signed = self.sign(&body, issued)?;
-                let json: Arc<str> = serde_json::to_string(&signed).expect("answers serialise").into();
+                let mut body =
+                    ContactBody { target_digest: target_digest.to_owned(), ..ContactBody::default() };
+                let json: Arc<str> = self.sign(&mut body, issued)?.into();
                 let mut shared = self.shared.lock().expect("not poisoned");
                 if shared.len() >= 100_000 {
                     shared.clear();
@@ -506,21 +512,23 @@ impl ContactService {
         ))
     }
 
-    fn with_changes(&self, body: &ContactBody, now: i64, entry: &Entry) -> Result<String, ApiError> {
+    fn with_changes(&self, body: &mut ContactBody, now: i64, entry: &Entry) -> Result<String, ApiError> {
         let answer = self.sign(body, self.shared_issued_at(now))?;
-        let reply = ContactAnswer {
-            status: "changes".into(),
-            next_contact_secs: self.next_contact(entry, now),
-            answer,
-        };
-        Ok(serde_json::to_string(&reply).expect("answers serialise"))
+        // A `ContactAnswer`, written around the signed answer's JSON.
+        Ok(format!(
+            r#"{{"status":"changes","next_contact_secs":{},"answer":{answer}}}"#,
+            self.next_contact(entry, now)
+        ))
     }
 
-    fn sign(&self, body: &ContactBody, issued_at: i64) -> Result<SignedAnswer, ApiError> {
+    /// The `SignedAnswer` of a body, as JSON.
+    fn sign(&self, body: &mut ContactBody, issued_at: i64) -> Result<String, ApiError> {
         let key = self.key.read().expect("not poisoned").clone();
-        let value = serde_json::to_value(body).expect("answers are plain data");
-        sign_answer(value, issued_at, self.settings.answer_ttl_secs, &key)
-            .map_err(|e| ApiError::from(DbError::Migration(format!("signing an answer: {e:?}"))))
+        let canonical = self
+            .bodies
+            .canonical(body)
+            .map_err(|e| ApiError::from(DbError::Migration(format!("signing an answer: {e}"))))?;
+        Ok(signed_answer_json(&canonical, issued_at, self.settings.answer_ttl_secs, &key))
     }
 
     /// The configured interval with ±10 % jitter (so a fleet started at once
@@ -611,7 +619,8 @@ impl ContactService {
         }
         let written = {
             let batch = batch.clone();
-            self.db.run(move |conn| write_batch(conn, &batch)).await
+            let turn = self.turn.clone();
+            self.db.run(move |conn| write_batch(conn, &batch, &turn)).await
         };
         if let Err(e) = written {
             // Keep what was not written for the next flush; newer news wins.
@@ -770,62 +779,80 @@ fn plan_view(
 
 /// Contact times per statement: one statement, prepared once, carries
 /// thousands (diesel would build and prepare an upsert per chunk of rows).
-const CONTACTS_PER_STATEMENT: usize = 50_000;
+const CONTACTS_PER_STATEMENT: usize = 10_000;
 
-fn write_batch(conn: &mut DbConnection, batch: &Pending) -> Result<(), DbError> {
+/// Reported states per transaction: terminal feedback waits for one
+/// transaction of the flush at most, not for the whole flush (a round of
+/// installs brings tens of thousands of new states per flush).
+const REPORTS_PER_TRANSACTION: usize = 1_000;
+
+/// Writes a flush in transactions of its own (contact times and reported
+/// states are rows independent of one another; a flush that fails part way
+/// is written again whole, newer news first).
+fn write_batch(conn: &mut DbConnection, batch: &Pending, turn: &WriteTurn) -> Result<(), DbError> {
     use diesel::sql_types::{Array, BigInt, Text, Timestamp};
-    crate::db::write_tx(conn, |conn| {
-        // The batch's latest moment stands for all (at most one flush
-        // interval off).
-        let at = batch.contacts.values().max().copied().unwrap_or_else(now);
-        let ids: Vec<i64> = batch.contacts.keys().copied().collect();
-        for chunk in ids.chunks(CONTACTS_PER_STATEMENT) {
-            // An upsert changes only the time of a device seen before: no
-            // row moves and its reference to the device is not checked again.
-            match conn {
-                DbConnection::Sqlite(c) => diesel::sql_query(
-                    "INSERT INTO device_contacts (device_id, contacted_at) \
-                     SELECT value, ? FROM json_each(?) WHERE true \
-                     ON CONFLICT (device_id) DO UPDATE SET contacted_at = excluded.contacted_at",
-                )
-                .bind::<Timestamp, _>(at)
-                .bind::<Text, _>(serde_json::to_string(chunk).expect("ids serialise"))
-                .execute(c)?,
-                DbConnection::Postgres(c) => diesel::sql_query(
-                    "INSERT INTO device_contacts (device_id, contacted_at) \
-                     SELECT unnest($1), $2 \
-                     ON CONFLICT (device_id) DO UPDATE SET contacted_at = excluded.contacted_at",
-                )
-                .bind::<Array<BigInt>, _>(chunk)
-                .bind::<Timestamp, _>(at)
-                .execute(c)?,
-            };
-        }
-        for (device_id, r) in &batch.reports {
-            let values = (
-                device_inventory::firmware.eq(&r.firmware),
-                device_inventory::state_json.eq(&r.state_json),
-                device_inventory::digest.eq(&r.digest),
-                device_inventory::wifi.eq(r.wifi),
-                device_inventory::time_zone.eq(&r.time_zone),
-                device_inventory::utc_offset_minutes.eq(r.utc_offset_minutes),
-                device_inventory::free_storage_bytes.eq(r.free_storage_bytes.min(i64::MAX as u64) as i64),
-                device_inventory::reported_at.eq(r.at),
-            );
-            // Another process may write the same device's first report at
-            // once: an upsert, or a REPLACE, which SQLite prepares only once.
-            match conn {
-                DbConnection::Sqlite(c) => diesel::replace_into(device_inventory::table)
-                    .values((device_inventory::device_id.eq(device_id), values))
-                    .execute(c)?,
-                DbConnection::Postgres(c) => diesel::insert_into(device_inventory::table)
-                    .values((device_inventory::device_id.eq(device_id), values))
-                    .on_conflict(device_inventory::device_id)
-                    .do_update()
-                    .set(values)
-                    .execute(c)?,
-            };
-        }
-        Ok(())
-    })
+    // The batch's latest moment stands for all (at most one flush interval off).
+    let at = batch.contacts.values().max().copied().unwrap_or_else(now);
+    let ids: Vec<i64> = batch.contacts.keys().copied().collect();
+    for chunk in ids.chunks(CONTACTS_PER_STATEMENT) {
+        let _turn = turn.take(conn);
+        // An upsert changes only the time of a device seen before: no row
+        // moves and its reference to the device is not checked again.
+        crate::db::write_tx(conn, |conn| match conn {
+            DbConnection::Sqlite(c) => diesel::sql_query(
+                "INSERT INTO device_contacts (device_id, contacted_at) \
+                 SELECT value, ? FROM json_each(?) WHERE true \
+                 ON CONFLICT (device_id) DO UPDATE SET contacted_at = excluded.contacted_at",
+            )
+            .bind::<Timestamp, _>(at)
+            .bind::<Text, _>(serde_json::to_string(chunk).expect("ids serialise"))
+            .execute(c),
+            DbConnection::Postgres(c) => diesel::sql_query(
+                "INSERT INTO device_contacts (device_id, contacted_at) \
+                 SELECT unnest($1), $2 \
+                 ON CONFLICT (device_id) DO UPDATE SET contacted_at = excluded.contacted_at",
+            )
+            .bind::<Array<BigInt>, _>(chunk)
+            .bind::<Timestamp, _>(at)
+            .execute(c),
+        })?;
+    }
+    let reports: Vec<(&i64, &Report)> = batch.reports.iter().collect();
+    for chunk in reports.chunks(REPORTS_PER_TRANSACTION) {
+        let _turn = turn.take(conn);
+        crate::db::write_tx(conn, |conn| {
+            for (device_id, r) in chunk {
+                write_report(conn, **device_id, r)?;
+            }
+            Ok::<_, DbError>(())
+        })?;
+    }
+    Ok(())
+}
+
+fn write_report(conn: &mut DbConnection, device_id: i64, r: &Report) -> Result<(), DbError> {
+    let values = (
+        device_inventory::firmware.eq(&r.firmware),
+        device_inventory::state_json.eq(&r.state_json),
+        device_inventory::digest.eq(&r.digest),
+        device_inventory::wifi.eq(r.wifi),
+        device_inventory::time_zone.eq(&r.time_zone),
+        device_inventory::utc_offset_minutes.eq(r.utc_offset_minutes),
+        device_inventory::free_storage_bytes.eq(r.free_storage_bytes.min(i64::MAX as u64) as i64),
+        device_inventory::reported_at.eq(r.at),
+    );
+    // Another process may write the same device's first report at once: an
+    // upsert, or a REPLACE, which SQLite prepares only once.
+    match conn {
+        DbConnection::Sqlite(c) => diesel::replace_into(device_inventory::table)
+            .values((device_inventory::device_id.eq(device_id), values))
+            .execute(c)?,
+        DbConnection::Postgres(c) => diesel::insert_into(device_inventory::table)
+            .values((device_inventory::device_id.eq(device_id), values))
+            .on_conflict(device_inventory::device_id)
+            .do_update()
+            .set(values)
+            .execute(c)?,
+    };
+    Ok(())
 }

@@ -102,7 +102,9 @@ impl ManageConnection for ConnectionManager {
                     "PRAGMA busy_timeout = 5000;
                      PRAGMA journal_mode = WAL;
                      PRAGMA synchronous = NORMAL;
-                     PRAGMA foreign_keys = ON;",
+                     PRAGMA foreign_keys = ON;
+                     PRAGMA temp_store = MEMORY;
+                     PRAGMA wal_autocheckpoint = 16384;",
                 )
                 .map_err(DbError::Query)?;
                 warn_once_without_stable_plans(&mut conn);
@@ -189,6 +191,31 @@ impl Db {
         self.backend
     }
 
+    /// Copies SQLite's write-ahead log back into the database every
+    /// `every`, on a thread of its own. Left to SQLite, the commit that
+    /// fills the log past its threshold does the copy and its fsync, and the
+    /// writer waits: a rollout's feedback writer spent its time there while
+    /// the terminals it served stood idle. A passive checkpoint takes no
+    /// lock writers wait on. (Connections keep a high threshold of their
+    /// own, 64 MiB of log, in case this falls behind or does not run.)
+    pub fn spawn_checkpoints(&self, every: Duration) {
+        if self.backend != DatabaseBackend::Sqlite {
+            return;
+        }
+        let db = self.clone();
+        actix_web::rt::spawn(async move {
+            loop {
+                tokio::time::sleep(every).await;
+                let done = db
+                    .run(|conn| conn.batch_execute("PRAGMA wal_checkpoint(PASSIVE)").map_err(DbError::Query))
+                    .await;
+                if let Err(e) = done {
+                    tracing::warn!(error = %e, "could not checkpoint the write-ahead log");
+                }
+            }
+        });
+    }
+
     /// Runs `f` on a pooled connection on the blocking thread pool, so diesel's
     /// synchronous calls never stall the async workers.
     pub async fn run<T, E, F>(&self, f: F) -> Result<T, E>
@@ -251,6 +278,22 @@ impl Db {
     /// Whether a query goes through (for readiness).
     pub async fn ping(&self) -> Result<(), DbError> {
         self.run(|conn| conn.batch_execute("SELECT 1").map_err(DbError::from)).await
+    }
+}
+
+/// This process's turn at SQLite's single writer, shared by its busiest
+/// writers (terminal feedback and the contact flush). SQLite makes a writer
+/// that finds the lock taken sleep and try again (after 1, 2, 5 … 100 ms),
+/// so a report arriving during a flush waited far longer than the flush and
+/// the terminals behind it stood idle; on a mutex it goes as soon as the
+/// transaction before it ends. Nothing to take on PostgreSQL, whose writers
+/// do not exclude one another.
+#[derive(Default, Clone)]
+pub struct WriteTurn(std::sync::Arc<std::sync::Mutex<()>>);
+
+impl WriteTurn {
+    pub fn take(&self, conn: &DbConnection) -> Option<std::sync::MutexGuard<'_, ()>> {
+        matches!(conn, DbConnection::Sqlite(_)).then(|| self.0.lock().unwrap_or_else(|p| p.into_inner()))
     }
 }
 
