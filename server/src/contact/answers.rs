@@ -14,10 +14,13 @@ use tms_signing::{Member, SigningError, to_canonical_json, write_canonical_objec
 /// Offers kept converted: a fleet installs a handful of releases at once.
 const OFFERS_KEPT: usize = 1_000;
 
+/// An offer and its canonical JSON.
+type Converted = Arc<(ReleaseOffer, Vec<u8>)>;
+
 #[derive(Default)]
 pub struct BodyWriter {
-    /// By release: the offer and its canonical JSON.
-    offers: Mutex<HashMap<i64, Arc<(ReleaseOffer, Vec<u8>)>>>,
+    /// By release.
+    offers: Mutex<HashMap<i64, Converted>>,
 }
 
 impl BodyWriter {
@@ -77,7 +80,7 @@ impl BodyWriter {
         write_canonical_object(members, out)
     }
 
-    fn offer(&self, offer: &ReleaseOffer) -> Result<Arc<(ReleaseOffer, Vec<u8>)>, SigningError> {
+    fn offer(&self, offer: &ReleaseOffer) -> Result<Converted, SigningError> {
         let kept = self.offers.lock().expect("not poisoned").get(&offer.release_id).cloned();
         // Compared whole, so that an offer that changed is never answered
         // with its old JSON.
