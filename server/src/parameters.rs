@@ -638,7 +638,24 @@ pub fn versions_at_scopes(
     // the app at every scope: after a change on 1,000 locations, half the
     // server's CPU. (An `IN (…)` list on SQLite is parsed again each call.)
     let mut rows: Vec<(String, String, i64, String)> = Vec::new();
-    for app in apps {
+    let postgres = matches!(conn, DbConnection::Postgres(_));
+    if postgres {
+        // PostgreSQL plans the scopes OR-ed as index seeks too, and there
+        // every query is a round trip: one for the whole contact (a sixth of
+        // the server's CPU in a storm went to the sixteen it was).
+        let [(l0, s0), (l1, s1), (l2, s2), (l3, s3)] = scopes;
+        rows = p::table
+            .filter(p::app_id.eq_any(apps))
+            .filter(
+                (p::level.eq(l0.as_str()).and(p::scope_id.eq(s0)))
+                    .or(p::level.eq(l1.as_str()).and(p::scope_id.eq(s1)))
+                    .or(p::level.eq(l2.as_str()).and(p::scope_id.eq(s2)))
+                    .or(p::level.eq(l3.as_str()).and(p::scope_id.eq(s3))),
+            )
+            .select((p::app_id, p::level, p::version, p::sha256))
+            .load(conn)?;
+    }
+    for app in apps.iter().filter(|_| !postgres) {
         for (level, scope_id) in scopes {
             rows.extend(
                 p::table
