@@ -7,6 +7,7 @@ use anyhow::Context;
 use clap::{Args, Subcommand};
 use reqwest::Method;
 use serde_json::json;
+use tms_packages::wire::ErrorCode;
 use tms_packages::wire::accounts::*;
 
 use crate::client::Client;
@@ -61,11 +62,13 @@ pub async fn login(client: &Client, args: LoginArgs, out: Output) -> anyhow::Res
     let response: LoginResponse = match client.call(Method::POST, "/api/v1/auth/login", Some(&request)).await
     {
         Err(crate::client::ClientError::Api { envelope, .. })
-            if envelope.error.code == "totp_required" && args.password_stdin =>
+            if envelope.error.code == ErrorCode::TotpRequired && args.password_stdin =>
         {
             anyhow::bail!("two-step verification is on: pass --totp CODE");
         }
-        Err(crate::client::ClientError::Api { envelope, .. }) if envelope.error.code == "totp_required" => {
+        Err(crate::client::ClientError::Api { envelope, .. })
+            if envelope.error.code == ErrorCode::TotpRequired =>
+        {
             eprint!("Authenticator code: ");
             let mut line = String::new();
             std::io::stdin().lock().read_line(&mut line)?;

@@ -431,6 +431,21 @@ pub struct Deployment {
     pub mode: DeliveryMode,
 }
 
+impl Deployment {
+    /// Whether the deployment reaches a device: its target holds the device
+    /// and its rollout stage, if staged, includes it.
+    pub fn reaches(&self, device: &DeviceFacts) -> bool {
+        self.target.matches(device)
+            && self.rollout.is_none_or(|(r, stage)| in_stage(r, device.device_id, stage))
+    }
+
+    /// Whether reaching a device depends on what the device reports (a
+    /// dynamic group's filter), not on its registration alone.
+    pub fn depends_on_reported_state(&self) -> bool {
+        matches!(self.target, Target::Group { filter: Some(_), .. })
+    }
+}
+
 /// How a release deployment relates to what the terminal has installed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum DeliveryMode {
@@ -578,8 +593,7 @@ pub fn plan(device: &DeviceFacts, deployments: &[&Deployment], local_secs: u32) 
             .find(|d| {
                 matches!(d.payload, Payload::Removal { .. })
                     && d.mode != DeliveryMode::InstallOnly
-                    && d.target.matches(device)
-                    && d.rollout.is_none_or(|(r, stage)| in_stage(r, device.device_id, stage))
+                    && d.reaches(device)
             })
             .map(|d| d.id);
         let mut plan = AppPlan {
@@ -590,10 +604,8 @@ pub fn plan(device: &DeviceFacts, deployments: &[&Deployment], local_secs: u32) 
             skipped: Vec::new(),
         };
         for d in ds {
-            if let Some(decided) = plan.deployment_id {
-                plan.skipped.push((d.id, Skip::Outranked { by_deployment: decided }));
-                continue;
-            }
+            // A deployment that does not reach the device was never a
+            // contender: say so, whatever decided the app.
             if !d.target.matches(device) {
                 plan.skipped.push((d.id, Skip::NotTargeted));
                 continue;
@@ -605,6 +617,10 @@ pub fn plan(device: &DeviceFacts, deployments: &[&Deployment], local_secs: u32) 
                     d.id,
                     Skip::NotInStage { bucket: bucket(rollout, device.device_id), stage_bp: stage },
                 ));
+                continue;
+            }
+            if let Some(decided) = plan.deployment_id {
+                plan.skipped.push((d.id, Skip::Outranked { by_deployment: decided }));
                 continue;
             }
             match &d.payload {
@@ -936,6 +952,26 @@ mod tests {
         assert_eq!(
             plan(&dev, &[&rollback], 0)[0].change,
             Some(Change::Update { release_id: 103, action: ActionType::Soft })
+        );
+    }
+
+    #[test]
+    fn a_deployment_that_misses_the_device_is_not_targeted_even_when_another_decides() {
+        let dev = device(5);
+        let for_the_device =
+            deployment(8, release(101, (4, 3, 0), 430), Target::Devices(BTreeSet::from([5])), 2);
+        let other_group = Target::Group { id: 3, members: BTreeSet::from([6]), filter: None };
+        let for_a_group = deployment(7, release(100, (4, 2, 0), 420), other_group, 1);
+        let mut outside_stage = deployment(9, release(100, (4, 2, 0), 420), Target::Everyone, 3);
+        let rollout = (0..).find(|r| !in_stage(*r, 5, 100)).unwrap();
+        outside_stage.rollout = Some((rollout, 100));
+        let p = plan(&dev, &[&for_a_group, &for_the_device, &outside_stage], 0);
+        assert_eq!(p[0].deployment_id, Some(8));
+        assert!(p[0].skipped.contains(&(7, Skip::NotTargeted)), "{:?}", p[0].skipped);
+        assert!(
+            p[0].skipped.iter().any(|(id, skip)| *id == 9 && matches!(skip, Skip::NotInStage { .. })),
+            "{:?}",
+            p[0].skipped
         );
     }
 

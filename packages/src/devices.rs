@@ -56,6 +56,13 @@ pub fn normalize_device_name(name: &str) -> Option<String> {
     ok.then(|| name.to_owned())
 }
 
+/// Whether two device names are the same name to a merchant: compared
+/// without surrounding spaces and without case ("Caisse 1" and "caisse 1 ").
+pub fn same_device_name(a: &str, b: &str) -> bool {
+    let (a, b) = (a.trim(), b.trim());
+    a.chars().flat_map(char::to_lowercase).eq(b.chars().flat_map(char::to_lowercase))
+}
+
 /// Whether text holds what looks like a full card number (PAN): a run of 13
 /// to 19 digits (any of the common decimal digit forms; separators such as
 /// spaces, dashes, dots, slashes and invisible characters ignored) that passes
@@ -198,6 +205,14 @@ pub fn is_currency_code(code: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn device_names_compare_without_case_and_surrounding_spaces() {
+        assert!(same_device_name("Caisse 1", "caisse 1 "));
+        assert!(same_device_name("ÉPICERIE", " épicerie"));
+        assert!(!same_device_name("Caisse 1", "Caisse 2"));
+        assert!(!same_device_name("Caisse 1", "Caisse  1"));
+    }
 
     #[test]
     fn pans_are_spotted_and_masked_data_passes() {

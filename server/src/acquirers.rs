@@ -10,13 +10,14 @@ use tms_packages::accounts::OperatorRole;
 use tms_packages::wire::acquirers::*;
 
 use crate::accounts::access::Actor;
-use crate::accounts::{now, rfc3339, rows};
+use crate::accounts::rows;
 use crate::db::schema::{acquirer_contracts, acquirer_parameter_sets, acquirer_sessions, acquirers};
 use crate::db::{DbConnection, audit};
 use crate::devices::CallingDevice;
-use crate::devices::transactions::parse_time;
-use crate::http::error::{ApiError, ErrorCode};
+use crate::error::{Error, ErrorCode};
 use crate::per_backend;
+use crate::time::parse_time;
+use crate::time::{now, rfc3339};
 
 const OPERATORS: &[OperatorRole] = &[OperatorRole::OperatorAdmin, OperatorRole::Support];
 
@@ -24,22 +25,22 @@ pub fn create(
     conn: &mut DbConnection,
     actor: &Actor,
     request: &CreateAcquirerRequest,
-) -> Result<AcquirerView, ApiError> {
+) -> Result<AcquirerView, Error> {
     actor.require_operator(OPERATORS)?;
     let id = request.id.trim();
     if id.is_empty()
         || id.len() > 40
         || !id.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
     {
-        return Err(ApiError::invalid("id", "1 to 40 lower-case letters, digits or dashes"));
+        return Err(Error::invalid("id", "1 to 40 lower-case letters, digits or dashes"));
     }
     let name = request.name.trim();
     if name.is_empty() || name.len() > 100 {
-        return Err(ApiError::invalid("name", "1 to 100 characters"));
+        return Err(Error::invalid("name", "1 to 100 characters"));
     }
     crate::db::write_tx(conn, |conn| {
         if acquirers::table.find(id).count().get_result::<i64>(conn)? > 0 {
-            return Err(ApiError::new(ErrorCode::Conflict, format!("acquirer {id} exists")));
+            return Err(Error::new(ErrorCode::Conflict, format!("acquirer {id} exists")));
         }
         diesel::insert_into(acquirers::table)
             .values((acquirers::id.eq(id), acquirers::name.eq(name), acquirers::created_at.eq(now())))
@@ -50,7 +51,7 @@ pub fn create(
     })
 }
 
-pub fn list(conn: &mut DbConnection, actor: &Actor) -> Result<Vec<AcquirerView>, ApiError> {
+pub fn list(conn: &mut DbConnection, actor: &Actor) -> Result<Vec<AcquirerView>, Error> {
     actor.require_operator(OPERATORS)?;
     let found: Vec<(String, String)> =
         acquirers::table.order(acquirers::id).select((acquirers::id, acquirers::name)).load(conn)?;
@@ -65,9 +66,9 @@ pub fn list(conn: &mut DbConnection, actor: &Actor) -> Result<Vec<AcquirerView>,
     Ok(out)
 }
 
-fn require_acquirer(conn: &mut DbConnection, id: &str) -> Result<(), ApiError> {
+fn require_acquirer(conn: &mut DbConnection, id: &str) -> Result<(), Error> {
     if acquirers::table.find(id).count().get_result::<i64>(conn)? == 0 {
-        return Err(ApiError::not_found("acquirer"));
+        return Err(Error::not_found("acquirer"));
     }
     Ok(())
 }
@@ -78,10 +79,10 @@ pub fn add_parameters(
     actor: &Actor,
     acquirer_id: &str,
     request: &CreateAcquirerParametersRequest,
-) -> Result<AcquirerParametersView, ApiError> {
+) -> Result<AcquirerParametersView, Error> {
     actor.require_operator(OPERATORS)?;
     if !request.document.is_object() {
-        return Err(ApiError::invalid("document", "a JSON object"));
+        return Err(Error::invalid("document", "a JSON object"));
     }
     let valid_until = parse_time("valid_until", &request.valid_until)?;
     crate::db::write_tx(conn, |conn| {
@@ -125,7 +126,7 @@ pub fn revoke_parameters(
     actor: &Actor,
     acquirer_id: &str,
     version: i64,
-) -> Result<AcquirerParametersView, ApiError> {
+) -> Result<AcquirerParametersView, Error> {
     actor.require_operator(OPERATORS)?;
     crate::db::write_tx(conn, |conn| {
         let row: Option<(NaiveDateTime, Option<NaiveDateTime>)> = acquirer_parameter_sets::table
@@ -134,9 +135,9 @@ pub fn revoke_parameters(
             .select((acquirer_parameter_sets::valid_until, acquirer_parameter_sets::revoked_at))
             .first(conn)
             .optional()?;
-        let (valid_until, revoked) = row.ok_or_else(|| ApiError::not_found("acquirer parameter set"))?;
+        let (valid_until, revoked) = row.ok_or_else(|| Error::not_found("acquirer parameter set"))?;
         if revoked.is_some() {
-            return Err(ApiError::new(ErrorCode::Conflict, "already revoked"));
+            return Err(Error::new(ErrorCode::Conflict, "already revoked"));
         }
         let at = now();
         diesel::update(
@@ -197,12 +198,12 @@ pub fn add_contract(
     actor: &Actor,
     merchant_id: i64,
     request: &CreateContractRequest,
-) -> Result<ContractView, ApiError> {
+) -> Result<ContractView, Error> {
     actor.require_operator(OPERATORS)?;
     let text = |field: &str, v: &str| {
         let v = v.trim();
         if v.is_empty() || v.len() > 64 {
-            Err(ApiError::invalid(field, "1 to 64 characters"))
+            Err(Error::invalid(field, "1 to 64 characters"))
         } else {
             Ok(v.to_owned())
         }
@@ -211,18 +212,18 @@ pub fn add_contract(
     let acquirer_terminal_id = text("acquirer_terminal_id", &request.acquirer_terminal_id)?;
     let valid_until = request.valid_until.as_deref().map(|t| parse_time("valid_until", t)).transpose()?;
     crate::db::write_tx(conn, |conn| {
-        rows::find_merchant(conn, merchant_id)?.ok_or_else(|| ApiError::not_found("merchant"))?;
+        rows::find_merchant(conn, merchant_id)?.ok_or_else(|| Error::not_found("merchant"))?;
         require_acquirer(conn, &request.acquirer_id)?;
         if let Some(l) = request.location_id {
             match rows::find_location(conn, l)? {
                 Some(loc) if loc.merchant_id == merchant_id => {}
-                _ => return Err(ApiError::not_found("location")),
+                _ => return Err(Error::not_found("location")),
             }
         }
         if let Some(d) = request.device_id {
             match crate::devices::find(conn, d)? {
                 Some(dev) if dev.merchant_id == merchant_id => {}
-                _ => return Err(ApiError::not_found("device")),
+                _ => return Err(Error::not_found("device")),
             }
         }
         let insert = diesel::insert_into(acquirer_contracts::table).values((
@@ -262,9 +263,9 @@ pub fn list_contracts(
     conn: &mut DbConnection,
     actor: &Actor,
     merchant_id: i64,
-) -> Result<Vec<ContractView>, ApiError> {
+) -> Result<Vec<ContractView>, Error> {
     actor.check_merchant(merchant_id, "merchant")?;
-    rows::find_merchant(conn, merchant_id)?.ok_or_else(|| ApiError::not_found("merchant"))?;
+    rows::find_merchant(conn, merchant_id)?.ok_or_else(|| Error::not_found("merchant"))?;
     let found: Vec<ContractRow> = acquirer_contracts::table
         .filter(acquirer_contracts::merchant_id.eq(merchant_id))
         .order(acquirer_contracts::id)
@@ -291,7 +292,7 @@ pub fn run_session(
     conn: &mut DbConnection,
     device: &CallingDevice,
     acquirer_id: &str,
-) -> Result<AcquirerSessionResult, ApiError> {
+) -> Result<AcquirerSessionResult, Error> {
     let outcome = session_outcome(conn, device, acquirer_id);
     let (label, version) = match &outcome {
         Ok(r) => ("success", Some(r.parameter_version as i64)),
@@ -320,9 +321,9 @@ fn session_outcome(
     conn: &mut DbConnection,
     device: &CallingDevice,
     acquirer_id: &str,
-) -> Result<AcquirerSessionResult, ApiError> {
+) -> Result<AcquirerSessionResult, Error> {
     let not_found = || {
-        ApiError::new(
+        Error::new(
             ErrorCode::AcquirerSessionNotFound,
             format!("no contract with acquirer {acquirer_id} for this terminal"),
         )
@@ -344,7 +345,7 @@ fn session_outcome(
         .ok_or_else(not_found)?;
     let at = now();
     if contract.valid_until.is_some_and(|t| t < at) {
-        return Err(ApiError::new(
+        return Err(Error::new(
             ErrorCode::AcquirerSessionExpired,
             "the contract with this acquirer has expired",
         ));
@@ -361,22 +362,19 @@ fn session_outcome(
         .first(conn)
         .optional()?;
     let (version, document, valid_until, revoked) = latest
-        .ok_or_else(|| ApiError::new(ErrorCode::AcquirerSessionFailed, "the acquirer has no parameters"))?;
+        .ok_or_else(|| Error::new(ErrorCode::AcquirerSessionFailed, "the acquirer has no parameters"))?;
     if revoked.is_some() {
-        return Err(ApiError::with_details(
+        return Err(Error::with_details(
             ErrorCode::AcquirerSessionFailed,
             "the acquirer's current parameters were revoked",
             BTreeMap::from([("version".to_owned(), version.to_string())]),
         ));
     }
     if valid_until < at {
-        return Err(ApiError::new(
-            ErrorCode::AcquirerSessionExpired,
-            "the acquirer's parameters have expired",
-        ));
+        return Err(Error::new(ErrorCode::AcquirerSessionExpired, "the acquirer's parameters have expired"));
     }
     let document = serde_json::from_str(&document).map_err(|_| {
-        ApiError::new(ErrorCode::AcquirerSessionFailed, "the acquirer's parameters are unreadable")
+        Error::new(ErrorCode::AcquirerSessionFailed, "the acquirer's parameters are unreadable")
     })?;
     Ok(AcquirerSessionResult {
         acquirer_id: acquirer_id.to_owned(),
@@ -395,7 +393,7 @@ pub fn due_sessions(
     conn: &mut DbConnection,
     device: &CallingDevice,
     held: &BTreeMap<String, u64>,
-) -> Result<Vec<(String, u64)>, ApiError> {
+) -> Result<Vec<(String, u64)>, Error> {
     let mut acquirers: Vec<String> = acquirer_contracts::table
         .filter(acquirer_contracts::merchant_id.eq(device.merchant_id))
         .select(acquirer_contracts::acquirer_id)
@@ -442,7 +440,7 @@ pub fn next_expiry(
 }
 
 /// The last session per acquirer of a device, for its detail.
-pub fn last_sessions(conn: &mut DbConnection, device_id: i64) -> Result<Vec<AcquirerSessionView>, ApiError> {
+pub fn last_sessions(conn: &mut DbConnection, device_id: i64) -> Result<Vec<AcquirerSessionView>, Error> {
     let found: Vec<(String, String, Option<i64>, NaiveDateTime)> = acquirer_sessions::table
         .filter(acquirer_sessions::device_id.eq(device_id))
         .order((

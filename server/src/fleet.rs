@@ -10,10 +10,10 @@ use diesel::prelude::*;
 use tms_packages::accounts::address_key;
 use tms_signing::Sha256Digest;
 
-use crate::accounts::now;
 use crate::auth::tokens;
 use crate::db::schema::{devices, locations, merchants, orders, terminals, users};
 use crate::db::{DbConnection, DbError};
+use crate::time::now;
 
 #[derive(Debug, Clone)]
 pub struct FleetSpec {
@@ -136,7 +136,8 @@ pub fn seed(conn: &mut DbConnection, spec: &FleetSpec, out: &mut dyn Write) -> R
             Ok::<_, DbError>(())
         })?;
         for line in lines {
-            out.write_all(line.as_bytes()).map_err(|e| DbError::Migration(format!("writing tokens: {e}")))?;
+            out.write_all(line.as_bytes())
+                .map_err(|e| DbError::Write { what: "the tokens file".into(), source: e })?;
         }
         n = end;
     }

@@ -9,13 +9,13 @@ use anyhow::Context;
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 use tms_packages::accounts::OperatorRole;
 use tms_server::accounts::users::AccountSettings;
+use tms_server::blobs::BlobStore;
 use tms_server::config::{Config, LogFormat, SettingsArgs};
 use tms_server::contact::{ContactService, ContactSettings};
 use tms_server::db::Db;
 use tms_server::http::{self, AppState};
 use tms_server::mail::Mailer;
 use tms_server::metrics::Metrics;
-use tms_server::storage::BlobStore;
 
 /// The TMS server: the terminal API that payment terminals contact, the
 /// management API behind the `tms` CLI, and the store of signed releases.

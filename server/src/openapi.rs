@@ -124,6 +124,7 @@ use crate::http::{accounts, acquirers, contact, devices, health, parameters, rel
         tms_packages::releases::ReleaseManifest,
         tms_packages::wire::ErrorEnvelope,
         tms_packages::wire::ErrorBody,
+        tms_packages::wire::ErrorCode,
         tms_packages::wire::Health,
         tms_packages::wire::Readiness,
     )),
@@ -189,6 +190,24 @@ mod tests {
                 assert!(seen.insert(id.clone()), "operationId {id} used twice (at {path})");
             }
         }
+    }
+
+    #[test]
+    fn every_error_code_is_documented() {
+        let doc: serde_json::Value = serde_json::from_str(&document_json()).unwrap();
+        let documented: Vec<&str> = doc["components"]["schemas"]["ErrorCode"]["enum"]
+            .as_array()
+            .expect("the error codes are an enum in the document")
+            .iter()
+            .filter_map(|v| v.as_str())
+            .collect();
+        for code in tms_packages::wire::ErrorCode::ALL {
+            assert!(documented.contains(&code.as_str()), "{code} is not in the OpenAPI document");
+        }
+        assert_eq!(
+            doc["components"]["schemas"]["ErrorBody"]["properties"]["code"]["$ref"],
+            "#/components/schemas/ErrorCode"
+        );
     }
 
     #[test]

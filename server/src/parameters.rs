@@ -14,16 +14,17 @@ use tms_packages::wire::parameters::*;
 use tms_signing::{Sha256Digest, to_canonical_json};
 
 use crate::accounts::access::Actor;
-use crate::accounts::{now, rfc3339, rows};
+use crate::accounts::rows;
+use crate::blobs::BlobStore;
 use crate::db::schema::{apps, devices, parameter_schemas, parameter_set_versions};
 use crate::db::{Db, DbConnection, DbError, audit};
-use crate::http::error::{ApiError, ErrorCode};
-use crate::storage::BlobStore;
+use crate::error::{Error, ErrorCode};
+use crate::time::{now, rfc3339};
 
 const OPERATORS: &[OperatorRole] = &[OperatorRole::OperatorAdmin, OperatorRole::Support];
 
-fn invalid(e: tms_packages::parameters::ParamError) -> ApiError {
-    ApiError::with_details(
+fn invalid(e: tms_packages::parameters::ParamError) -> Error {
+    Error::with_details(
         ErrorCode::InvalidParameter,
         e.to_string(),
         BTreeMap::from([("key".to_owned(), e.key)]),
@@ -32,7 +33,7 @@ fn invalid(e: tms_packages::parameters::ParamError) -> ApiError {
 
 /// The schema values of `app_id` are checked against: the terminal's built-in
 /// one, or the latest registered for the app.
-pub fn schema_for(conn: &mut DbConnection, app_id: &str) -> Result<Schema, ApiError> {
+pub fn schema_for(conn: &mut DbConnection, app_id: &str) -> Result<Schema, Error> {
     if app_id == TERMINAL_APP {
         return Ok(Schema::terminal());
     }
@@ -42,9 +43,8 @@ pub fn schema_for(conn: &mut DbConnection, app_id: &str) -> Result<Schema, ApiEr
         .select(parameter_schemas::schema_json)
         .first(conn)
         .optional()?;
-    let json = json.ok_or_else(|| ApiError::not_found("parameter schema"))?;
-    Ok(serde_json::from_str(&json)
-        .map_err(|e| DbError::Migration(format!("stored schema unreadable: {e}")))?)
+    let json = json.ok_or_else(|| Error::not_found("parameter schema"))?;
+    Ok(serde_json::from_str(&json).map_err(|e| DbError::Corrupt(format!("parameter schema: {e}")))?)
 }
 
 /// Registers a new schema version for an app (release engineers, operator admins).
@@ -53,15 +53,15 @@ pub fn put_schema(
     actor: &Actor,
     app_id: &str,
     schema: &Schema,
-) -> Result<i64, ApiError> {
+) -> Result<i64, Error> {
     actor.require_operator(&[OperatorRole::OperatorAdmin, OperatorRole::ReleaseEngineer])?;
     if app_id == TERMINAL_APP {
-        return Err(ApiError::forbidden("the terminal's settings are built in"));
+        return Err(Error::forbidden("the terminal's settings are built in"));
     }
     schema.validate().map_err(invalid)?;
     crate::db::write_tx(conn, |conn| {
         if apps::table.find(app_id).count().get_result::<i64>(conn)? == 0 {
-            return Err(ApiError::not_found("app"));
+            return Err(Error::not_found("app"));
         }
         let latest: Option<i64> = parameter_schemas::table
             .filter(parameter_schemas::app_id.eq(app_id))
@@ -104,18 +104,18 @@ pub struct Chain {
     pub scopes: Vec<(Level, i64)>,
 }
 
-fn chain_of(conn: &mut DbConnection, actor: &Actor, level: Level, scope_id: i64) -> Result<Chain, ApiError> {
+fn chain_of(conn: &mut DbConnection, actor: &Actor, level: Level, scope_id: i64) -> Result<Chain, Error> {
     let mut scopes = vec![(Level::Global, 0)];
     let merchant_id = match level {
         Level::Global => {
             if scope_id != 0 || actor.operator_role().is_none() {
-                return Err(ApiError::not_found("scope"));
+                return Err(Error::not_found("scope"));
             }
             None
         }
         Level::Merchant => {
             actor.check_merchant(scope_id, "merchant")?;
-            rows::find_merchant(conn, scope_id)?.ok_or_else(|| ApiError::not_found("merchant"))?;
+            rows::find_merchant(conn, scope_id)?.ok_or_else(|| Error::not_found("merchant"))?;
             scopes.push((Level::Merchant, scope_id));
             Some(scope_id)
         }
@@ -128,7 +128,7 @@ fn chain_of(conn: &mut DbConnection, actor: &Actor, level: Level, scope_id: i64)
         Level::Device => {
             let device = crate::devices::find(conn, scope_id)?
                 .filter(|d| actor.sees_location(d.merchant_id, d.location_id))
-                .ok_or_else(|| ApiError::not_found("device"))?;
+                .ok_or_else(|| Error::not_found("device"))?;
             scopes.push((Level::Merchant, device.merchant_id));
             scopes.push((Level::Location, device.location_id));
             scopes.push((Level::Device, device.id));
@@ -141,14 +141,14 @@ fn chain_of(conn: &mut DbConnection, actor: &Actor, level: Level, scope_id: i64)
 /// Who may change what a level sets: operators anything; a merchant's users
 /// with `manage_settings` their merchant (merchant-wide) or the locations
 /// and devices where they hold it.
-fn require_change(conn: &mut DbConnection, actor: &Actor, chain: &Chain) -> Result<(), ApiError> {
+fn require_change(conn: &mut DbConnection, actor: &Actor, chain: &Chain) -> Result<(), Error> {
     let (level, scope_id) = *chain.scopes.last().expect("a chain has a target");
     match (level, chain.merchant_id) {
         (Level::Global, _) => actor.require_operator(OPERATORS).map(|_| ()),
         // The merchant level reaches every location, so it takes someone who sees them all.
         (Level::Merchant, Some(m)) if actor.is_admin_of(m) => Ok(()),
         (Level::Merchant, Some(_)) => {
-            Err(ApiError::forbidden("only the merchant's admins change merchant-wide parameters"))
+            Err(Error::forbidden("only the merchant's admins change merchant-wide parameters"))
         }
         (Level::Location, Some(m)) => actor.require(m, Some(scope_id), Permission::ManageSettings),
         (Level::Device, Some(m)) => {
@@ -156,7 +156,7 @@ fn require_change(conn: &mut DbConnection, actor: &Actor, chain: &Chain) -> Resu
             let _ = conn;
             actor.require(m, location, Permission::ManageSettings)
         }
-        _ => Err(ApiError::not_found("scope")),
+        _ => Err(Error::not_found("scope")),
     }
 }
 
@@ -196,7 +196,7 @@ fn versions_of(
     app_id: &str,
     scopes: &[(Level, i64)],
     wanted: Option<EffectiveVersion>,
-) -> Result<Vec<(Level, u64, Option<String>)>, ApiError> {
+) -> Result<Vec<(Level, u64, Option<String>)>, Error> {
     let mut out = Vec::new();
     for (level, scope_id) in scopes {
         let rows = version_rows(conn, app_id, *level, *scope_id)?;
@@ -210,7 +210,7 @@ fn versions_of(
                     Some(
                         rows.iter()
                             .find(|r| r.version as u64 == n)
-                            .ok_or_else(|| ApiError::not_found(&format!("{level} parameter version {n}")))?,
+                            .ok_or_else(|| Error::not_found(&format!("{level} parameter version {n}")))?,
                     )
                 }
             }
@@ -220,18 +220,19 @@ fn versions_of(
     Ok(out)
 }
 
-async fn load_set(blobs: &BlobStore, sha256: Option<&str>) -> Result<LevelSet, ApiError> {
+async fn load_set(blobs: &BlobStore, sha256: Option<&str>) -> Result<LevelSet, Error> {
     let Some(sha) = sha256 else { return Ok(LevelSet::default()) };
-    let digest: Sha256Digest = sha.parse().map_err(|_| DbError::Migration("bad parameter digest".into()))?;
+    let digest: Sha256Digest =
+        sha.parse().map_err(|_| DbError::Corrupt(format!("parameter set digest {sha:?}")))?;
     let bytes = blobs.get_bytes(&digest).await?;
     Ok(serde_json::from_slice(&bytes)
-        .map_err(|e| DbError::Migration(format!("parameter blob unreadable: {e}")))?)
+        .map_err(|e| DbError::Corrupt(format!("parameter set blob {sha}: {e}")))?)
 }
 
 async fn load_sets(
     blobs: &BlobStore,
     versions: &[(Level, u64, Option<String>)],
-) -> Result<Vec<(Level, LevelSet)>, ApiError> {
+) -> Result<Vec<(Level, LevelSet)>, Error> {
     let mut out = Vec::with_capacity(versions.len());
     for (level, _, sha) in versions {
         out.push((*level, load_set(blobs, sha.as_deref()).await?));
@@ -270,7 +271,7 @@ pub async fn show_scope(
     level: Level,
     scope_id: i64,
     version: Option<u64>,
-) -> Result<ParameterSetView, ApiError> {
+) -> Result<ParameterSetView, Error> {
     // An older version stays readable: ask for it by number.
     let wanted = version.map(|n| {
         let mut numbers = [0u64; 4];
@@ -283,7 +284,7 @@ pub async fn show_scope(
             let schema = schema_for(conn, &app_id)?;
             let chain = chain_of(conn, &actor, level, scope_id)?;
             let target = *chain.scopes.last().expect("target");
-            Ok::<_, ApiError>((schema, versions_of(conn, &app_id, &[target], wanted)?))
+            Ok::<_, Error>((schema, versions_of(conn, &app_id, &[target], wanted)?))
         })
         .await?
     };
@@ -300,7 +301,7 @@ pub async fn change(
     level: Level,
     scope_id: i64,
     request: ChangeParametersRequest,
-) -> Result<ParameterSetView, ApiError> {
+) -> Result<ParameterSetView, Error> {
     let (schema, chain, versions) = {
         let (actor, app_id, lock_change) =
             (actor.clone(), app_id.clone(), !request.lock.is_empty() || !request.unlock.is_empty());
@@ -311,10 +312,10 @@ pub async fn change(
             if lock_change {
                 actor
                     .require_operator(OPERATORS)
-                    .map_err(|_| ApiError::forbidden("only the payment provider's staff lock parameters"))?;
+                    .map_err(|_| Error::forbidden("only the payment provider's staff lock parameters"))?;
             }
             let versions = versions_of(conn, &app_id, &chain.scopes, None)?;
-            Ok::<_, ApiError>((schema, chain, versions))
+            Ok::<_, Error>((schema, chain, versions))
         })
         .await?
     };
@@ -328,7 +329,7 @@ pub async fn change(
     let operator = actor.operator_role().is_some_and(|r| OPERATORS.contains(&r));
     for key in request.set.keys().chain(&request.unset) {
         if !operator && current.locked.contains(key) {
-            return Err(ApiError::with_details(
+            return Err(Error::with_details(
                 ErrorCode::ParameterLocked,
                 format!("{key} is locked at the {level} level"),
                 BTreeMap::from([("key".to_owned(), key.clone())]),
@@ -338,7 +339,7 @@ pub async fn change(
     for (key, value) in &request.set {
         schema.check(key, value, level).map_err(invalid)?;
         if let Some(by) = locked_above(&above, key, level) {
-            return Err(ApiError::with_details(
+            return Err(Error::with_details(
                 ErrorCode::ParameterLocked,
                 format!("{key} is locked at the {by} level"),
                 BTreeMap::from([("key".to_owned(), key.clone())]),
@@ -366,8 +367,8 @@ pub async fn change(
     if next == current {
         return Ok(set_view(&schema, &app_id, level, scope_id, current_version, &current));
     }
-    let json = to_canonical_json(&serde_json::to_value(&next).expect("sets serialise"))
-        .map_err(|e| DbError::Migration(e.to_string()))?;
+    let json =
+        to_canonical_json(&serde_json::to_value(&next).expect("sets serialise")).map_err(DbError::Signing)?;
     let digest = blobs.put_bytes(json).await?;
 
     let changed = diff(&current.values, &next.values);
@@ -405,7 +406,7 @@ pub async fn change(
             changes::record(conn, &[scope])?;
             let subject = format!("parameters:{app_id}:{}:{scope_id}", level.as_str());
             audit::record(conn, &actor.audit("parameters.change", &subject, merchant_id, &detail))?;
-            Ok::<_, ApiError>(())
+            Ok::<_, Error>(())
         })
     })
     .await?;
@@ -420,13 +421,13 @@ pub async fn history(
     app_id: String,
     level: Level,
     scope_id: i64,
-) -> Result<Vec<ParameterVersionView>, ApiError> {
+) -> Result<Vec<ParameterVersionView>, Error> {
     let rows = {
         let app_id = app_id.clone();
         db.run(move |conn| {
             schema_for(conn, &app_id)?;
             chain_of(conn, &actor, level, scope_id)?;
-            Ok::<_, ApiError>(version_rows(conn, &app_id, level, scope_id)?)
+            Ok::<_, Error>(version_rows(conn, &app_id, level, scope_id)?)
         })
         .await?
     };
@@ -462,17 +463,16 @@ pub async fn effective_for_device(
     device_id: i64,
     app_id: String,
     at: Option<EffectiveVersion>,
-) -> Result<(Schema, EffectiveVersion, BTreeMap<String, (Value, Origin)>), ApiError> {
+) -> Result<(Schema, EffectiveVersion, BTreeMap<String, (Value, Origin)>), Error> {
     let (schema, versions) = {
         let app_id = app_id.clone();
         db.run(move |conn| {
             let schema = schema_for(conn, &app_id)?;
-            let device =
-                crate::devices::find(conn, device_id)?.ok_or_else(|| ApiError::not_found("device"))?;
+            let device = crate::devices::find(conn, device_id)?.ok_or_else(|| Error::not_found("device"))?;
             if let Some(actor) = &actor
                 && !actor.sees_location(device.merchant_id, device.location_id)
             {
-                return Err(ApiError::not_found("device"));
+                return Err(Error::not_found("device"));
             }
             let scopes = [
                 (Level::Global, 0),
@@ -480,7 +480,7 @@ pub async fn effective_for_device(
                 (Level::Location, device.location_id),
                 (Level::Device, device.id),
             ];
-            Ok::<_, ApiError>((schema, versions_of(conn, &app_id, &scopes, at)?))
+            Ok::<_, Error>((schema, versions_of(conn, &app_id, &scopes, at)?))
         })
         .await?
     };
@@ -499,7 +499,7 @@ pub async fn device_view(
     actor: Actor,
     device_id: i64,
     app_id: String,
-) -> Result<EffectiveParametersView, ApiError> {
+) -> Result<EffectiveParametersView, Error> {
     let (schema, version, values) =
         effective_for_device(db, blobs, Some(actor), device_id, app_id.clone(), None).await?;
     Ok(EffectiveParametersView {
@@ -528,7 +528,7 @@ pub async fn device_diff(
     app_id: String,
     from: EffectiveVersion,
     to: EffectiveVersion,
-) -> Result<ParameterDiffView, ApiError> {
+) -> Result<ParameterDiffView, Error> {
     let (schema, _, old) =
         effective_for_device(db, blobs, Some(actor.clone()), device_id, app_id.clone(), Some(from)).await?;
     let (_, _, new) = effective_for_device(db, blobs, Some(actor), device_id, app_id, Some(to)).await?;
@@ -550,12 +550,12 @@ pub async fn default_password_report(
     blobs: &BlobStore,
     actor: Actor,
     merchant_id: Option<i64>,
-) -> Result<Vec<ReportedDevice>, ApiError> {
+) -> Result<Vec<ReportedDevice>, Error> {
     let merchant_filter = match (actor.merchant_id(), merchant_id) {
-        (Some(own), Some(m)) if own != m => return Err(ApiError::not_found("merchant")),
+        (Some(own), Some(m)) if own != m => return Err(Error::not_found("merchant")),
         (Some(own), _) => {
             if !actor.is_admin_of(own) && !actor.may(own, None, Permission::ManageSettings) {
-                return Err(ApiError::forbidden("this needs the manage_settings permission"));
+                return Err(Error::forbidden("this needs the manage_settings permission"));
             }
             Some(own)
         }
@@ -589,7 +589,7 @@ pub async fn default_password_report(
                     parameter_set_versions::sha256,
                 ))
                 .load(conn)?;
-            Ok::<_, ApiError>((found, latest))
+            Ok::<_, Error>((found, latest))
         })
         .await?;
     let mut sets: BTreeMap<(String, i64), LevelSet> = BTreeMap::new();
@@ -624,25 +624,18 @@ pub async fn default_password_report(
 }
 
 /// Every version of the parameter sets of `apps` at a device's scopes:
-/// (app id, level, version, blob digest). One query for the whole contact.
+/// (app id, level, version, blob digest).
 pub fn versions_at_scopes(
     conn: &mut DbConnection,
     apps: &[String],
     scopes: &[(Level, i64); 4],
 ) -> Result<Vec<(String, Level, u64, String)>, DbError> {
     use parameter_set_versions as p;
-    // One query per app and scope (a terminal has a few apps with
-    // parameters): each seeks the unique index on (app, level, scope) and
-    // has a fixed shape, prepared once per connection. One query per app
-    // with the four scopes OR-ed was planned as a scan of every version of
-    // the app at every scope: after a change on 1,000 locations, half the
-    // server's CPU. (An `IN (…)` list on SQLite is parsed again each call.)
     let mut rows: Vec<(String, String, i64, String)> = Vec::new();
-    let postgres = matches!(conn, DbConnection::Postgres(_));
-    if postgres {
-        // PostgreSQL plans the scopes OR-ed as index seeks too, and there
-        // every query is a round trip: one for the whole contact (a sixth of
-        // the server's CPU in a storm went to the sixteen it was).
+    if matches!(conn, DbConnection::Postgres(_)) {
+        // PostgreSQL plans the scopes OR-ed as index seeks, and there every
+        // query is a round trip: one for the whole contact (a sixth of the
+        // server's CPU in a storm went to the sixteen it was).
         let [(l0, s0), (l1, s1), (l2, s2), (l3, s3)] = scopes;
         rows = p::table
             .filter(p::app_id.eq_any(apps))
@@ -654,17 +647,25 @@ pub fn versions_at_scopes(
             )
             .select((p::app_id, p::level, p::version, p::sha256))
             .load(conn)?;
-    }
-    for app in apps.iter().filter(|_| !postgres) {
-        for (level, scope_id) in scopes {
-            rows.extend(
-                p::table
-                    .filter(p::app_id.eq(app))
-                    .filter(p::level.eq(level.as_str()))
-                    .filter(p::scope_id.eq(scope_id))
-                    .select((p::app_id, p::level, p::version, p::sha256))
-                    .load::<(String, String, i64, String)>(conn)?,
-            );
+    } else {
+        // SQLite: one query per app and scope (a terminal has a few apps
+        // with parameters): each seeks the unique index on (app, level,
+        // scope) and has a fixed shape, prepared once per connection. One
+        // query per app with the four scopes OR-ed was planned as a scan of
+        // every version of the app at every scope: after a change on 1,000
+        // locations, half the server's CPU. (An `IN (…)` list on SQLite is
+        // parsed again each call.)
+        for app in apps {
+            for (level, scope_id) in scopes {
+                rows.extend(
+                    p::table
+                        .filter(p::app_id.eq(app))
+                        .filter(p::level.eq(level.as_str()))
+                        .filter(p::scope_id.eq(scope_id))
+                        .select((p::app_id, p::level, p::version, p::sha256))
+                        .load::<(String, String, i64, String)>(conn)?,
+                );
+            }
         }
     }
     Ok(rows
@@ -685,7 +686,7 @@ pub struct SetCache {
 impl SetCache {
     const MAX: usize = 50_000;
 
-    pub async fn get(&self, blobs: &BlobStore, sha256: &str) -> Result<std::sync::Arc<LevelSet>, ApiError> {
+    pub async fn get(&self, blobs: &BlobStore, sha256: &str) -> Result<std::sync::Arc<LevelSet>, Error> {
         if let Some(set) = self.sets.lock().expect("not poisoned").get(sha256) {
             return Ok(set.clone());
         }
@@ -707,8 +708,8 @@ pub fn all_schemas(conn: &mut DbConnection) -> Result<BTreeMap<String, Schema>, 
         .load(conn)?;
     let mut out = BTreeMap::new();
     for (app, _, json) in rows {
-        let schema: Schema = serde_json::from_str(&json)
-            .map_err(|e| DbError::Migration(format!("stored schema unreadable: {e}")))?;
+        let schema: Schema =
+            serde_json::from_str(&json).map_err(|e| DbError::Corrupt(format!("parameter schema: {e}")))?;
         out.insert(app, schema);
     }
     out.insert(TERMINAL_APP.to_owned(), Schema::terminal());

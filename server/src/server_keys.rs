@@ -8,9 +8,9 @@ use diesel::prelude::*;
 use tms_packages::wire::server_keys::{ServerKeyView, ServerKeys};
 use tms_signing::PrivateKey;
 
-use crate::accounts::{now, rfc3339};
 use crate::db::schema::server_keys;
 use crate::db::{DbConnection, DbError};
+use crate::time::{now, rfc3339};
 
 fn insert_new(conn: &mut DbConnection) -> Result<String, DbError> {
     let key = PrivateKey::generate();
@@ -18,7 +18,7 @@ fn insert_new(conn: &mut DbConnection) -> Result<String, DbError> {
     diesel::insert_into(server_keys::table)
         .values((
             server_keys::key_id.eq(public.key_id()),
-            server_keys::private_pem.eq(key.to_pem().map_err(|e| DbError::Migration(e.to_string()))?),
+            server_keys::private_pem.eq(key.to_pem()?),
             server_keys::public_key.eq(public.to_hex()),
             server_keys::created_at.eq(now()),
         ))
@@ -59,7 +59,7 @@ pub fn rotate(conn: &mut DbConnection) -> Result<String, DbError> {
 pub fn current_signing_key(conn: &mut DbConnection) -> Result<PrivateKey, DbError> {
     let id = ensure_current(conn)?;
     let pem: String = server_keys::table.find(&id).select(server_keys::private_pem).first(conn)?;
-    PrivateKey::from_pem(&pem).map_err(|e| DbError::Migration(format!("server key {id} unreadable: {e}")))
+    PrivateKey::from_pem(&pem).map_err(|e| DbError::Corrupt(format!("server key {id}: {e}")))
 }
 
 /// What terminals are told to trust.

@@ -44,18 +44,7 @@ pub fn write_canonical_json(value: &Value, out: &mut Vec<u8>) -> Result<(), Sign
             out.push(b']');
         }
         Value::Object(map) => {
-            let mut entries: Vec<(&String, &Value)> = map.iter().collect();
-            entries.sort_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
-            out.push(b'{');
-            for (i, (key, item)) in entries.into_iter().enumerate() {
-                if i > 0 {
-                    out.push(b',');
-                }
-                write_json_string(key, out);
-                out.push(b':');
-                write_canonical_json(item, out)?;
-            }
-            out.push(b'}');
+            write_canonical_object(map.iter().map(|(k, v)| (k.as_str(), Member::Value(v))).collect(), out)?
         }
     }
     Ok(())

@@ -21,10 +21,13 @@ pub mod acquirers;
 pub mod contact;
 pub mod deployments;
 pub mod devices;
+mod errors;
 pub mod parameters;
 pub mod releases;
 pub mod server_keys;
 pub mod store;
+
+pub use errors::ErrorCode;
 
 /// The body of every error response: `{"error": {...}}`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -36,8 +39,7 @@ pub struct ErrorEnvelope {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ErrorBody {
-    /// Stable, machine-readable snake_case code (for example `not_found`).
-    pub code: String,
+    pub code: ErrorCode,
     /// Human-readable explanation; may change between versions.
     pub message: String,
     /// The id of the request, also sent in the `x-request-id` header; quote it
@@ -80,7 +82,7 @@ mod tests {
     fn error_envelope_omits_empty_optional_parts() {
         let env = ErrorEnvelope {
             error: ErrorBody {
-                code: "not_found".into(),
+                code: ErrorCode::NotFound,
                 message: "no such route".into(),
                 request_id: None,
                 details: BTreeMap::new(),

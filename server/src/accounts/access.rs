@@ -9,7 +9,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use tms_packages::accounts::{OperatorRole, Permission};
 
 use crate::db::audit::NewAuditEvent;
-use crate::http::error::ApiError;
+use crate::error::Error;
 
 /// The authenticated caller of the management API.
 #[derive(Debug, Clone)]
@@ -56,11 +56,11 @@ impl Actor {
     }
 
     /// Only these operator roles may go on.
-    pub fn require_operator(&self, allowed: &[OperatorRole]) -> Result<OperatorRole, ApiError> {
+    pub fn require_operator(&self, allowed: &[OperatorRole]) -> Result<OperatorRole, Error> {
         match self.operator_role() {
             Some(role) if allowed.contains(&role) => Ok(role),
-            Some(role) => Err(ApiError::forbidden(format!("the {role} role may not do this"))),
-            None => Err(ApiError::forbidden("only the payment provider's staff may do this")),
+            Some(role) => Err(Error::forbidden(format!("the {role} role may not do this"))),
+            None => Err(Error::forbidden("only the payment provider's staff may do this")),
         }
     }
 
@@ -73,8 +73,8 @@ impl Actor {
         }
     }
 
-    pub fn check_merchant(&self, merchant_id: i64, what: &str) -> Result<(), ApiError> {
-        if self.sees_merchant(merchant_id) { Ok(()) } else { Err(ApiError::not_found(what)) }
+    pub fn check_merchant(&self, merchant_id: i64, what: &str) -> Result<(), Error> {
+        if self.sees_merchant(merchant_id) { Ok(()) } else { Err(Error::not_found(what)) }
     }
 
     /// Whether the caller sees a location (and its terminals): operators who
@@ -110,21 +110,21 @@ impl Actor {
         merchant_id: i64,
         location: Option<i64>,
         permission: Permission,
-    ) -> Result<(), ApiError> {
+    ) -> Result<(), Error> {
         if self.may(merchant_id, location, permission) {
             Ok(())
         } else {
-            Err(ApiError::forbidden(format!("this needs the {permission} permission")))
+            Err(Error::forbidden(format!("this needs the {permission} permission")))
         }
     }
 
     /// Credentials (API tokens, two-step verification) are managed from a
     /// login session only, so a leaked API token cannot entrench itself.
-    pub fn require_session(&self) -> Result<(), ApiError> {
+    pub fn require_session(&self) -> Result<(), Error> {
         if self.session {
             Ok(())
         } else {
-            Err(ApiError::forbidden("log in to manage tokens and two-step verification"))
+            Err(Error::forbidden("log in to manage tokens and two-step verification"))
         }
     }
 

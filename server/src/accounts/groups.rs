@@ -6,19 +6,19 @@ use tms_packages::accounts::{Permission, permissions_to_text};
 use tms_packages::wire::accounts::GroupView;
 
 use super::access::Actor;
-use super::now;
 use super::rows::{self, GroupRow};
 use super::users::parse_permissions;
 use crate::db::schema::{group_grants, group_members, user_groups};
 use crate::db::{DbConnection, audit};
-use crate::http::error::{ApiError, ErrorCode};
+use crate::error::{Error, ErrorCode};
 use crate::per_backend;
+use crate::time::now;
 
 /// A group the caller may manage (merchant-wide `manage_users`), or 404.
-fn managed_group(conn: &mut DbConnection, actor: &Actor, group_id: i64) -> Result<GroupRow, ApiError> {
+fn managed_group(conn: &mut DbConnection, actor: &Actor, group_id: i64) -> Result<GroupRow, Error> {
     let group = match rows::find_group(conn, group_id)? {
         Some(g) if actor.sees_merchant(g.merchant_id) => g,
-        _ => return Err(ApiError::not_found("group")),
+        _ => return Err(Error::not_found("group")),
     };
     actor.require(group.merchant_id, None, Permission::ManageUsers)?;
     Ok(group)
@@ -29,22 +29,22 @@ pub fn create_group(
     actor: &Actor,
     merchant_id: i64,
     name: &str,
-) -> Result<GroupView, ApiError> {
+) -> Result<GroupView, Error> {
     actor.check_merchant(merchant_id, "merchant")?;
     actor.require(merchant_id, None, Permission::ManageUsers)?;
     let name = name.trim();
     if name.is_empty() || name.chars().count() > 100 {
-        return Err(ApiError::invalid("name", "a group needs a name of 1 to 100 characters"));
+        return Err(Error::invalid("name", "a group needs a name of 1 to 100 characters"));
     }
     crate::db::write_tx(conn, |conn| {
-        rows::find_merchant(conn, merchant_id)?.ok_or_else(|| ApiError::not_found("merchant"))?;
+        rows::find_merchant(conn, merchant_id)?.ok_or_else(|| Error::not_found("merchant"))?;
         let taken: i64 = user_groups::table
             .filter(user_groups::merchant_id.eq(merchant_id))
             .filter(user_groups::name.eq(name))
             .count()
             .get_result(conn)?;
         if taken > 0 {
-            return Err(ApiError::new(ErrorCode::Conflict, format!("a group named {name:?} exists")));
+            return Err(Error::new(ErrorCode::Conflict, format!("a group named {name:?} exists")));
         }
         let insert = diesel::insert_into(user_groups::table).values((
             user_groups::merchant_id.eq(merchant_id),
@@ -57,7 +57,7 @@ pub fn create_group(
             conn,
             &actor.audit("group.create", &subject, Some(merchant_id), &json!({"name": name})),
         )?;
-        let group = rows::find_group(conn, id)?.ok_or_else(|| ApiError::not_found("group"))?;
+        let group = rows::find_group(conn, id)?.ok_or_else(|| Error::not_found("group"))?;
         Ok(rows::group_view(conn, &group)?)
     })
 }
@@ -66,24 +66,24 @@ pub fn list_groups(
     conn: &mut DbConnection,
     actor: &Actor,
     merchant_id: i64,
-) -> Result<Vec<GroupView>, ApiError> {
+) -> Result<Vec<GroupView>, Error> {
     actor.check_merchant(merchant_id, "merchant")?;
     actor.require(merchant_id, None, Permission::ManageUsers)?;
-    rows::find_merchant(conn, merchant_id)?.ok_or_else(|| ApiError::not_found("merchant"))?;
+    rows::find_merchant(conn, merchant_id)?.ok_or_else(|| Error::not_found("merchant"))?;
     let found: Vec<GroupRow> = user_groups::table
         .filter(user_groups::merchant_id.eq(merchant_id))
         .order(user_groups::id)
         .select(GroupRow::as_select())
         .load(conn)?;
-    found.iter().map(|g| rows::group_view(conn, g).map_err(ApiError::from)).collect()
+    found.iter().map(|g| rows::group_view(conn, g).map_err(Error::from)).collect()
 }
 
-pub fn show_group(conn: &mut DbConnection, actor: &Actor, group_id: i64) -> Result<GroupView, ApiError> {
+pub fn show_group(conn: &mut DbConnection, actor: &Actor, group_id: i64) -> Result<GroupView, Error> {
     let group = managed_group(conn, actor, group_id)?;
     Ok(rows::group_view(conn, &group)?)
 }
 
-pub fn delete_group(conn: &mut DbConnection, actor: &Actor, group_id: i64) -> Result<(), ApiError> {
+pub fn delete_group(conn: &mut DbConnection, actor: &Actor, group_id: i64) -> Result<(), Error> {
     crate::db::write_tx(conn, |conn| {
         let group = managed_group(conn, actor, group_id)?;
         let before = rows::group_view(conn, &group)?;
@@ -112,13 +112,13 @@ pub fn set_grant(
     group_id: i64,
     location_id: i64,
     permissions: &[String],
-) -> Result<GroupView, ApiError> {
+) -> Result<GroupView, Error> {
     let permissions = parse_permissions("permissions", permissions)?;
     crate::db::write_tx(conn, |conn| {
         let group = managed_group(conn, actor, group_id)?;
         match rows::find_location(conn, location_id)? {
             Some(l) if l.merchant_id == group.merchant_id && actor.sees_location(l.merchant_id, l.id) => {}
-            _ => return Err(ApiError::not_found("location")),
+            _ => return Err(Error::not_found("location")),
         }
         super::users::refuse_beyond_own(actor, group.merchant_id, Some(location_id), &permissions)?;
         let before: Option<String> = group_grants::table
@@ -156,15 +156,15 @@ pub fn set_member(
     group_id: i64,
     user_id: i64,
     member: bool,
-) -> Result<GroupView, ApiError> {
+) -> Result<GroupView, Error> {
     crate::db::write_tx(conn, |conn| {
         let group = managed_group(conn, actor, group_id)?;
         let user = match rows::find_user(conn, user_id)? {
             Some(u) if u.merchant_id == Some(group.merchant_id) => u,
-            _ => return Err(ApiError::not_found("user")),
+            _ => return Err(Error::not_found("user")),
         };
         if user.id == actor.user_id && !actor.is_admin_of(group.merchant_id) {
-            return Err(ApiError::forbidden("ask an admin to change your own groups"));
+            return Err(Error::forbidden("ask an admin to change your own groups"));
         }
         // What a group grants is part of the profile: locked while in use.
         super::merchants::refuse_if_in_use(conn, &user)?;

@@ -16,29 +16,30 @@ use tms_packages::wire::accounts::{
 use super::access::Actor;
 use super::rows::{self, KIND_MERCHANT, LocationRow, MERCHANT_PENDING, MerchantRow, TerminalRow, UserRow};
 use super::users::{AccountSettings, NewUser, insert_user, issue_activation_token};
-use super::{PendingMail, activation_mail, now, rfc3339};
+use super::{PendingMail, activation_mail};
 use crate::db::schema::{device_sessions, devices, locations, merchants, orders, terminals};
 use crate::db::{DbConnection, audit};
-use crate::http::error::{ApiError, ErrorCode};
+use crate::error::{Error, ErrorCode};
 use crate::per_backend;
+use crate::time::{now, rfc3339};
 
 const MAX_TERMINALS_PER_ORDER: usize = 1000;
 
-fn required(field: &str, value: &str, max: usize) -> Result<String, ApiError> {
+fn required(field: &str, value: &str, max: usize) -> Result<String, Error> {
     let value = value.trim();
     if value.is_empty() {
-        return Err(ApiError::invalid(field, format!("{field} is required")));
+        return Err(Error::invalid(field, format!("{field} is required")));
     }
     if value.chars().count() > max {
-        return Err(ApiError::invalid(field, format!("{field} has at most {max} characters")));
+        return Err(Error::invalid(field, format!("{field} has at most {max} characters")));
     }
     Ok(value.to_owned())
 }
 
-fn validate_address(address: &Address) -> Result<Address, ApiError> {
+fn validate_address(address: &Address) -> Result<Address, Error> {
     let country = required("delivery_address.country", &address.country, 2)?.to_uppercase();
     if country.len() != 2 || !country.chars().all(|c| c.is_ascii_alphabetic()) {
-        return Err(ApiError::invalid("delivery_address.country", "an ISO 3166-1 alpha-2 code, e.g. FR"));
+        return Err(Error::invalid("delivery_address.country", "an ISO 3166-1 alpha-2 code, e.g. FR"));
     }
     Ok(Address {
         line1: required("delivery_address.line1", &address.line1, 200)?,
@@ -61,14 +62,14 @@ pub fn create_order(
     actor: &Actor,
     request: &CreateOrderRequest,
     settings: &AccountSettings,
-) -> Result<(OrderView, Option<PendingMail>), ApiError> {
+) -> Result<(OrderView, Option<PendingMail>), Error> {
     actor.require_operator(&[OperatorRole::OperatorAdmin, OperatorRole::Support])?;
     let address = validate_address(&request.delivery_address)?;
     if request.terminals.is_empty() {
-        return Err(ApiError::invalid("terminals", "an order has at least one terminal"));
+        return Err(Error::invalid("terminals", "an order has at least one terminal"));
     }
     if request.terminals.len() > MAX_TERMINALS_PER_ORDER {
-        return Err(ApiError::invalid(
+        return Err(Error::invalid(
             "terminals",
             format!("at most {MAX_TERMINALS_PER_ORDER} terminals per order"),
         ));
@@ -78,13 +79,13 @@ pub fn create_order(
     for (i, t) in request.terminals.iter().enumerate() {
         let serial = t.serial.trim().to_uppercase();
         if !is_valid_serial(&serial) {
-            return Err(ApiError::invalid(
+            return Err(Error::invalid(
                 &format!("terminals[{i}].serial"),
                 format!("{:?} is not a serial number (4 to 32 letters, digits or dashes)", t.serial),
             ));
         }
         if !serials.insert(serial.clone()) {
-            return Err(ApiError::invalid(
+            return Err(Error::invalid(
                 &format!("terminals[{i}].serial"),
                 format!("{serial} is ordered twice"),
             ));
@@ -98,7 +99,7 @@ pub fn create_order(
             .select(terminals::serial)
             .load(conn)?;
         if !taken.is_empty() {
-            return Err(ApiError::with_details(
+            return Err(Error::with_details(
                 ErrorCode::TerminalAlreadyRegistered,
                 format!("already registered: {}", taken.join(", ")),
                 BTreeMap::from([("serials".to_owned(), taken.join(","))]),
@@ -107,13 +108,13 @@ pub fn create_order(
         let at = now();
         let (merchant, merchant_created, mut mail) = match request.merchant_id {
             Some(id) => {
-                (rows::find_merchant(conn, id)?.ok_or_else(|| ApiError::not_found("merchant"))?, false, None)
+                (rows::find_merchant(conn, id)?.ok_or_else(|| Error::not_found("merchant"))?, false, None)
             }
             None => {
                 let name = required("company_name", request.company_name.as_deref().unwrap_or(""), 200)?;
                 let contact = normalize_email(request.contact_email.as_deref().unwrap_or(""));
                 if !is_plausible_email(&contact) {
-                    return Err(ApiError::invalid(
+                    return Err(Error::invalid(
                         "contact_email",
                         "the first order needs the contact e-mail of the merchant's admin",
                     ));
@@ -138,7 +139,7 @@ pub fn create_order(
                     },
                 )
                 .map_err(|e| match e.code() {
-                    ErrorCode::EmailTaken => ApiError::new(
+                    ErrorCode::EmailTaken => Error::new(
                         ErrorCode::EmailTaken,
                         format!("{contact} already has an account: order for its merchant with merchant_id"),
                     ),
@@ -172,8 +173,7 @@ pub fn create_order(
                     Some(&name),
                     settings.activation_ttl_hours,
                 );
-                let merchant =
-                    rows::find_merchant(conn, id)?.ok_or_else(|| ApiError::not_found("merchant"))?;
+                let merchant = rows::find_merchant(conn, id)?.ok_or_else(|| Error::not_found("merchant"))?;
                 (merchant, true, Some(mail))
             }
         };
@@ -220,7 +220,7 @@ pub fn create_order(
                         &json!({"name": name, "address_key": key}),
                     ),
                 )?;
-                (rows::find_location(conn, id)?.ok_or_else(|| ApiError::not_found("location"))?, true)
+                (rows::find_location(conn, id)?.ok_or_else(|| Error::not_found("location"))?, true)
             }
         };
 
@@ -245,7 +245,7 @@ pub fn create_order(
                 .map_err(|e| {
                     let e = crate::db::DbError::from(e);
                     if e.is_unique_violation() {
-                        ApiError::new(
+                        Error::new(
                             ErrorCode::TerminalAlreadyRegistered,
                             format!("already registered: {serial}"),
                         )
@@ -284,7 +284,7 @@ pub fn create_order(
     })
 }
 
-pub fn list_merchants(conn: &mut DbConnection, actor: &Actor) -> Result<Vec<MerchantView>, ApiError> {
+pub fn list_merchants(conn: &mut DbConnection, actor: &Actor) -> Result<Vec<MerchantView>, Error> {
     let mut query = merchants::table.into_boxed();
     match actor.merchant_id() {
         Some(own) => query = query.filter(merchants::id.eq(own)),
@@ -300,18 +300,18 @@ pub fn show_merchant(
     conn: &mut DbConnection,
     actor: &Actor,
     merchant_id: i64,
-) -> Result<MerchantView, ApiError> {
+) -> Result<MerchantView, Error> {
     actor.check_merchant(merchant_id, "merchant")?;
-    Ok(rows::find_merchant(conn, merchant_id)?.ok_or_else(|| ApiError::not_found("merchant"))?.view())
+    Ok(rows::find_merchant(conn, merchant_id)?.ok_or_else(|| Error::not_found("merchant"))?.view())
 }
 
 pub fn list_locations(
     conn: &mut DbConnection,
     actor: &Actor,
     merchant_id: i64,
-) -> Result<Vec<LocationView>, ApiError> {
+) -> Result<Vec<LocationView>, Error> {
     actor.check_merchant(merchant_id, "merchant")?;
-    rows::find_merchant(conn, merchant_id)?.ok_or_else(|| ApiError::not_found("merchant"))?;
+    rows::find_merchant(conn, merchant_id)?.ok_or_else(|| Error::not_found("merchant"))?;
     let found: Vec<LocationRow> = locations::table
         .filter(locations::merchant_id.eq(merchant_id))
         .order(locations::id)
@@ -325,10 +325,10 @@ pub fn visible_location(
     conn: &mut DbConnection,
     actor: &Actor,
     location_id: i64,
-) -> Result<LocationRow, ApiError> {
+) -> Result<LocationRow, Error> {
     match rows::find_location(conn, location_id)? {
         Some(l) if actor.sees_location(l.merchant_id, l.id) => Ok(l),
-        _ => Err(ApiError::not_found("location")),
+        _ => Err(Error::not_found("location")),
     }
 }
 
@@ -337,7 +337,7 @@ pub fn rename_location(
     actor: &Actor,
     location_id: i64,
     name: &str,
-) -> Result<LocationView, ApiError> {
+) -> Result<LocationView, Error> {
     let name = required("name", name, 100)?;
     crate::db::write_tx(conn, |conn| {
         let location = visible_location(conn, actor, location_id)?;
@@ -353,7 +353,7 @@ pub fn rename_location(
                 &json!({"before": {"name": location.name}, "after": {"name": name}}),
             ),
         )?;
-        Ok(rows::find_location(conn, location.id)?.ok_or_else(|| ApiError::not_found("location"))?.view())
+        Ok(rows::find_location(conn, location.id)?.ok_or_else(|| Error::not_found("location"))?.view())
     })
 }
 
@@ -362,9 +362,9 @@ pub fn list_terminals(
     conn: &mut DbConnection,
     actor: &Actor,
     merchant_id: i64,
-) -> Result<Vec<TerminalView>, ApiError> {
+) -> Result<Vec<TerminalView>, Error> {
     actor.check_merchant(merchant_id, "merchant")?;
-    rows::find_merchant(conn, merchant_id)?.ok_or_else(|| ApiError::not_found("merchant"))?;
+    rows::find_merchant(conn, merchant_id)?.ok_or_else(|| Error::not_found("merchant"))?;
     let found: Vec<TerminalRow> = terminals::table
         .filter(terminals::merchant_id.eq(merchant_id))
         .order(terminals::id)
@@ -379,7 +379,7 @@ pub fn list_terminals(
 
 /// 409 `profile_in_use`, listing the devices, while the user is logged in to
 /// the app on any active device.
-pub fn refuse_if_in_use(conn: &mut DbConnection, user: &UserRow) -> Result<(), ApiError> {
+pub fn refuse_if_in_use(conn: &mut DbConnection, user: &UserRow) -> Result<(), Error> {
     let holding: Vec<(i64, String)> = device_sessions::table
         .inner_join(devices::table)
         .filter(device_sessions::user_id.eq(user.id))
@@ -393,7 +393,7 @@ pub fn refuse_if_in_use(conn: &mut DbConnection, user: &UserRow) -> Result<(), A
     }
     let names: Vec<&str> = holding.iter().map(|(_, n)| n.as_str()).collect();
     let ids: Vec<String> = holding.iter().map(|(id, _)| id.to_string()).collect();
-    Err(ApiError::with_details(
+    Err(Error::with_details(
         ErrorCode::ProfileInUse,
         format!("{} is logged in on {}: log out of the app there first", user.email, names.join(", ")),
         BTreeMap::from([("devices".to_owned(), ids.join(",")), ("device_names".to_owned(), names.join(","))]),

@@ -12,17 +12,6 @@ pub mod rows;
 pub mod throttle;
 pub mod users;
 
-use chrono::{NaiveDateTime, SecondsFormat, Utc};
-
-/// A stored timestamp (UTC) in its wire form, RFC 3339.
-pub fn rfc3339(at: NaiveDateTime) -> String {
-    at.and_utc().to_rfc3339_opts(SecondsFormat::Secs, true)
-}
-
-pub fn now() -> NaiveDateTime {
-    Utc::now().naive_utc()
-}
-
 /// An e-mail to send once the change that prompted it has committed.
 #[derive(Debug, Clone)]
 pub struct PendingMail(pub crate::mail::Mail);

@@ -7,9 +7,9 @@ use tms_packages::wire::accounts::{
     Address, GroupView, LocationGrant, LocationView, MerchantView, TerminalView, UserView,
 };
 
-use super::rfc3339;
 use crate::db::schema::{group_grants, group_members, locations, merchants, terminals, user_groups, users};
 use crate::db::{DbConnection, DbError};
+use crate::time::rfc3339;
 
 pub const USER_ACTIVE: &str = "active";
 pub const USER_INVITED: &str = "invited";

@@ -7,11 +7,11 @@
 use chrono::Duration;
 use diesel::prelude::*;
 
-use super::now;
 use crate::db::schema::login_failures;
 use crate::db::{DbConnection, DbError};
-use crate::http::error::ApiError;
+use crate::error::Error;
 use crate::per_backend;
+use crate::time::now;
 
 /// Limits for one attempt: each key with the most failures it may have within
 /// the window.
@@ -66,7 +66,7 @@ pub struct Attempt {
 
 /// Records the attempt, then refuses it (429, with when to retry) if any key
 /// is over its limit counting this attempt.
-pub fn begin(conn: &mut DbConnection, limits: &Limits) -> Result<Attempt, ApiError> {
+pub fn begin(conn: &mut DbConnection, limits: &Limits) -> Result<Attempt, Error> {
     let at = now();
     let window_start = at - Duration::seconds(limits.window_secs as i64);
     // Expired rows of every key go now and then, so the table stays small.
@@ -94,7 +94,7 @@ pub fn begin(conn: &mut DbConnection, limits: &Limits) -> Result<Attempt, ApiErr
             let oldest = recent[recent.len() - 2.min(recent.len())];
             let free_at = oldest + Duration::seconds(limits.window_secs as i64);
             let retry_after_secs = (free_at - now()).num_seconds().max(1) as u64;
-            return Err(ApiError::Throttled {
+            return Err(Error::Throttled {
                 message: "too many failed attempts; try again later".into(),
                 retry_after_secs,
             });

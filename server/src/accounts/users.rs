@@ -17,14 +17,15 @@ use tms_packages::wire::accounts::{
 use super::access::{Actor, MerchantAccess, Role};
 use super::rows::{self, KIND_MERCHANT, KIND_OPERATOR, USER_ACTIVE, USER_INVITED, UserRow};
 use super::throttle::{self, Attempt, Limits};
-use super::{PendingMail, activation_mail, now, rfc3339};
+use super::{PendingMail, activation_mail};
 use crate::auth::{password, tokens, totp};
 use crate::db::schema::{
     activation_tokens, group_grants, group_members, merchants, recovery_codes, user_tokens, users,
 };
 use crate::db::{DbConnection, DbError, audit};
-use crate::http::error::{ApiError, ErrorCode};
+use crate::error::{Error, ErrorCode};
 use crate::per_backend;
+use crate::time::{now, rfc3339};
 
 pub const TOKEN_SESSION: &str = "session";
 pub const TOKEN_API: &str = "api";
@@ -64,8 +65,8 @@ impl AccountSettings {
     }
 }
 
-fn invalid_credentials() -> ApiError {
-    ApiError::new(ErrorCode::InvalidCredentials, "wrong e-mail or password")
+fn invalid_credentials() -> Error {
+    Error::new(ErrorCode::InvalidCredentials, "wrong e-mail or password")
 }
 
 /// Checks e-mail and password, with throttling; returns the active user.
@@ -77,7 +78,7 @@ fn check_password(
     password_given: &str,
     source_ip: Option<&str>,
     settings: &AccountSettings,
-) -> Result<(UserRow, Attempt), ApiError> {
+) -> Result<(UserRow, Attempt), Error> {
     let email = normalize_email(email);
     let attempt = throttle::begin(conn, &settings.limits(&email, source_ip))?;
     let user = rows::find_user_by_email(conn, &email)?;
@@ -157,20 +158,20 @@ pub fn login(
     request: &LoginRequest,
     source_ip: Option<&str>,
     settings: &AccountSettings,
-) -> Result<LoginResponse, ApiError> {
+) -> Result<LoginResponse, Error> {
     let (user, attempt) = check_password(conn, &request.email, &request.password, source_ip, settings)?;
     if user.totp_enabled {
         let Some(code) = request.totp_code.as_deref().filter(|c| !c.trim().is_empty()) else {
             // The password was right: asking for the code is no failure.
             attempt.succeeded(conn, &user.email)?;
-            return Err(ApiError::new(
+            return Err(Error::new(
                 ErrorCode::TotpRequired,
                 "two-step verification is on: send the current code from your authenticator app",
             ));
         };
         if !check_second_factor(conn, &user, code)? {
             attempt.failed();
-            return Err(ApiError::new(ErrorCode::InvalidTotp, "wrong, expired or already used code"));
+            return Err(Error::new(ErrorCode::InvalidTotp, "wrong, expired or already used code"));
         }
     }
     attempt.succeeded(conn, &user.email)?;
@@ -203,18 +204,18 @@ pub fn check_terminal_activation_credentials(
     password_given: &str,
     source_ip: Option<&str>,
     settings: &AccountSettings,
-) -> Result<UserRow, ApiError> {
+) -> Result<UserRow, Error> {
     let (user, attempt) = check_password(conn, email, password_given, source_ip, settings)?;
     attempt.succeeded(conn, &user.email)?;
     let Some(merchant_id) = user.merchant_id else {
-        return Err(ApiError::forbidden("only a merchant's users activate the app"));
+        return Err(Error::forbidden("only a merchant's users activate the app"));
     };
     let access = merchant_access(conn, &user)?.expect("a merchant user");
     let may_somewhere = access.is_admin
         || access.permissions.contains(&Permission::ActivateApp)
         || access.locations.values().any(|p| p.contains(&Permission::ActivateApp));
     if !may_somewhere {
-        return Err(ApiError::forbidden(
+        return Err(Error::forbidden(
             "this user may not activate the app: it needs the activate_app permission",
         ));
     }
@@ -241,8 +242,8 @@ pub fn resolve_token(
     conn: &mut DbConnection,
     token: &str,
     source_ip: Option<String>,
-) -> Result<Actor, ApiError> {
-    let unauthorized = || ApiError::new(ErrorCode::Unauthorized, "missing, expired or revoked token");
+) -> Result<Actor, Error> {
+    let unauthorized = || Error::new(ErrorCode::Unauthorized, "missing, expired or revoked token");
     let at = now();
     let found: Option<(i64, String, Option<chrono::NaiveDateTime>, UserRow)> = user_tokens::table
         .inner_join(users::table)
@@ -302,30 +303,26 @@ pub fn merchant_access(conn: &mut DbConnection, user: &UserRow) -> Result<Option
 
 /// The user as an `Actor`, for checks made on their behalf outside the
 /// management API (the terminal app).
-pub fn actor_for(
-    conn: &mut DbConnection,
-    user: &UserRow,
-    source_ip: Option<String>,
-) -> Result<Actor, ApiError> {
+pub fn actor_for(conn: &mut DbConnection, user: &UserRow, source_ip: Option<String>) -> Result<Actor, Error> {
     let role = match (&user.operator_role, merchant_access(conn, user)?) {
         (_, Some(access)) => Role::Merchant(access),
         (Some(role), None) => {
-            Role::Operator(role.parse().map_err(|_| ApiError::forbidden("unknown operator role"))?)
+            Role::Operator(role.parse().map_err(|_| Error::forbidden("unknown operator role"))?)
         }
-        (None, None) => return Err(ApiError::forbidden("this account has no role")),
+        (None, None) => return Err(Error::forbidden("this account has no role")),
     };
     Ok(Actor { user_id: user.id, email: user.email.clone(), role, token_id: 0, session: false, source_ip })
 }
 
-pub fn logout(conn: &mut DbConnection, actor: &Actor) -> Result<(), ApiError> {
+pub fn logout(conn: &mut DbConnection, actor: &Actor) -> Result<(), Error> {
     diesel::update(user_tokens::table.find(actor.token_id))
         .set(user_tokens::revoked_at.eq(now()))
         .execute(conn)?;
     Ok(())
 }
 
-pub fn me(conn: &mut DbConnection, actor: &Actor) -> Result<UserView, ApiError> {
-    let user = rows::find_user(conn, actor.user_id)?.ok_or_else(|| ApiError::not_found("user"))?;
+pub fn me(conn: &mut DbConnection, actor: &Actor) -> Result<UserView, Error> {
+    let user = rows::find_user(conn, actor.user_id)?.ok_or_else(|| Error::not_found("user"))?;
     Ok(rows::user_view(conn, &user)?)
 }
 
@@ -335,13 +332,10 @@ pub fn activate_account(
     token: &str,
     new_password: &str,
     source_ip: Option<&str>,
-) -> Result<(), ApiError> {
+) -> Result<(), Error> {
     crate::db::write_tx(conn, |conn| {
         let invalid = || {
-            ApiError::new(
-                ErrorCode::ActivationTokenInvalid,
-                "this activation link is invalid, used or expired",
-            )
+            Error::new(ErrorCode::ActivationTokenInvalid, "this activation link is invalid, used or expired")
         };
         let found: Option<(i64, i64)> = activation_tokens::table
             .filter(activation_tokens::token_hash.eq(tokens::hash(token.trim())))
@@ -353,7 +347,7 @@ pub fn activate_account(
         let (token_id, user_id) = found.ok_or_else(invalid)?;
         let user = rows::find_user(conn, user_id)?.ok_or_else(invalid)?;
         password::check_policy(new_password, &user.email)
-            .map_err(|m| ApiError::new(ErrorCode::WeakPassword, m))?;
+            .map_err(|m| Error::new(ErrorCode::WeakPassword, m))?;
         // Hashed before the first write, so no write lock is held meanwhile.
         let hash = password::hash(new_password);
         let at = now();
@@ -420,13 +414,13 @@ pub struct NewUser<'a> {
 }
 
 /// Inserts a user; `email_taken` if the address is in use.
-pub fn insert_user(conn: &mut DbConnection, new: NewUser<'_>) -> Result<i64, ApiError> {
+pub fn insert_user(conn: &mut DbConnection, new: NewUser<'_>) -> Result<i64, Error> {
     let email = normalize_email(new.email);
     if !is_plausible_email(&email) {
-        return Err(ApiError::invalid("email", format!("{:?} is not an e-mail address", new.email)));
+        return Err(Error::invalid("email", format!("{:?} is not an e-mail address", new.email)));
     }
     if rows::find_user_by_email(conn, &email)?.is_some() {
-        return Err(ApiError::new(ErrorCode::EmailTaken, format!("{email} already has an account")));
+        return Err(Error::new(ErrorCode::EmailTaken, format!("{email} already has an account")));
     }
     let at = now();
     let status = if new.password_hash.is_some() { USER_ACTIVE } else { USER_INVITED };
@@ -447,7 +441,7 @@ pub fn insert_user(conn: &mut DbConnection, new: NewUser<'_>) -> Result<i64, Api
         Err(e) => {
             let e = DbError::from(e);
             if e.is_unique_violation() {
-                Err(ApiError::new(ErrorCode::EmailTaken, format!("{email} already has an account")))
+                Err(Error::new(ErrorCode::EmailTaken, format!("{email} already has an account")))
             } else {
                 Err(e.into())
             }
@@ -461,8 +455,8 @@ pub fn create_operator(
     email: &str,
     role: OperatorRole,
     new_password: &str,
-) -> Result<i64, ApiError> {
-    password::check_policy(new_password, email).map_err(|m| ApiError::new(ErrorCode::WeakPassword, m))?;
+) -> Result<i64, Error> {
+    password::check_policy(new_password, email).map_err(|m| Error::new(ErrorCode::WeakPassword, m))?;
     crate::db::write_tx(conn, |conn| {
         let id = insert_user(
             conn,
@@ -495,9 +489,9 @@ fn invitation(
     conn: &mut DbConnection,
     user_id: i64,
     settings: &AccountSettings,
-) -> Result<(UserView, PendingMail), ApiError> {
+) -> Result<(UserView, PendingMail), Error> {
     let token = issue_activation_token(conn, user_id, settings.activation_ttl_hours)?;
-    let user = rows::find_user(conn, user_id)?.ok_or_else(|| ApiError::not_found("user"))?;
+    let user = rows::find_user(conn, user_id)?.ok_or_else(|| Error::not_found("user"))?;
     let mail =
         activation_mail(&settings.public_url, &user.email, &token, None, settings.activation_ttl_hours);
     Ok((rows::user_view(conn, &user)?, mail))
@@ -511,7 +505,7 @@ pub fn invite_operator(
     email: &str,
     role: OperatorRole,
     settings: &AccountSettings,
-) -> Result<(UserView, PendingMail), ApiError> {
+) -> Result<(UserView, PendingMail), Error> {
     actor.require_operator(&[OperatorRole::OperatorAdmin])?;
     crate::db::write_tx(conn, |conn| {
         let id = insert_user(
@@ -542,18 +536,15 @@ pub fn refuse_beyond_own(
     merchant_id: i64,
     location: Option<i64>,
     wanted: &BTreeSet<Permission>,
-) -> Result<(), ApiError> {
+) -> Result<(), Error> {
     match wanted.iter().find(|p| !actor.may(merchant_id, location, **p)) {
-        Some(p) => Err(ApiError::forbidden(format!("you cannot grant {p}: you do not hold it yourself"))),
+        Some(p) => Err(Error::forbidden(format!("you cannot grant {p}: you do not hold it yourself"))),
         None => Ok(()),
     }
 }
 
-pub fn parse_permissions(field: &str, names: &[String]) -> Result<BTreeSet<Permission>, ApiError> {
-    names
-        .iter()
-        .map(|n| n.parse::<Permission>().map_err(|e| ApiError::invalid(field, e.to_string())))
-        .collect()
+pub fn parse_permissions(field: &str, names: &[String]) -> Result<BTreeSet<Permission>, Error> {
+    names.iter().map(|n| n.parse::<Permission>().map_err(|e| Error::invalid(field, e.to_string()))).collect()
 }
 
 /// Invites a user into a merchant (admins, or users with `manage_users`;
@@ -564,16 +555,16 @@ pub fn invite_user(
     merchant_id: i64,
     request: &InviteUserRequest,
     settings: &AccountSettings,
-) -> Result<(UserView, PendingMail), ApiError> {
+) -> Result<(UserView, PendingMail), Error> {
     actor.check_merchant(merchant_id, "merchant")?;
     actor.require(merchant_id, None, Permission::ManageUsers)?;
     if request.is_admin && !actor.is_admin_of(merchant_id) {
-        return Err(ApiError::forbidden("only an admin may make another user an admin"));
+        return Err(Error::forbidden("only an admin may make another user an admin"));
     }
     let permissions = parse_permissions("permissions", &request.permissions)?;
     refuse_beyond_own(actor, merchant_id, None, &permissions)?;
     crate::db::write_tx(conn, |conn| {
-        rows::find_merchant(conn, merchant_id)?.ok_or_else(|| ApiError::not_found("merchant"))?;
+        rows::find_merchant(conn, merchant_id)?.ok_or_else(|| Error::not_found("merchant"))?;
         let id = insert_user(
             conn,
             NewUser {
@@ -606,19 +597,19 @@ fn visible_merchant_user(
     conn: &mut DbConnection,
     actor: &Actor,
     user_id: i64,
-) -> Result<(UserRow, i64), ApiError> {
-    let user = rows::find_user(conn, user_id)?.ok_or_else(|| ApiError::not_found("user"))?;
+) -> Result<(UserRow, i64), Error> {
+    let user = rows::find_user(conn, user_id)?.ok_or_else(|| Error::not_found("user"))?;
     match user.merchant_id {
         Some(merchant_id) if actor.sees_merchant(merchant_id) => Ok((user, merchant_id)),
         // Operators' own accounts are visible to operator admins only.
         None if actor.operator_role() == Some(OperatorRole::OperatorAdmin) || actor.user_id == user.id => {
-            Err(ApiError::forbidden("operator accounts are managed on the server host"))
+            Err(Error::forbidden("operator accounts are managed on the server host"))
         }
-        _ => Err(ApiError::not_found("user")),
+        _ => Err(Error::not_found("user")),
     }
 }
 
-pub fn show_user(conn: &mut DbConnection, actor: &Actor, user_id: i64) -> Result<UserView, ApiError> {
+pub fn show_user(conn: &mut DbConnection, actor: &Actor, user_id: i64) -> Result<UserView, Error> {
     if user_id == actor.user_id {
         return me(conn, actor);
     }
@@ -626,23 +617,19 @@ pub fn show_user(conn: &mut DbConnection, actor: &Actor, user_id: i64) -> Result
     Ok(rows::user_view(conn, &user)?)
 }
 
-pub fn list_users(
-    conn: &mut DbConnection,
-    actor: &Actor,
-    merchant_id: i64,
-) -> Result<Vec<UserView>, ApiError> {
+pub fn list_users(conn: &mut DbConnection, actor: &Actor, merchant_id: i64) -> Result<Vec<UserView>, Error> {
     actor.check_merchant(merchant_id, "merchant")?;
-    rows::find_merchant(conn, merchant_id)?.ok_or_else(|| ApiError::not_found("merchant"))?;
+    rows::find_merchant(conn, merchant_id)?.ok_or_else(|| Error::not_found("merchant"))?;
     let found: Vec<UserRow> = users::table
         .filter(users::merchant_id.eq(merchant_id))
         .order(users::id)
         .select(UserRow::as_select())
         .load(conn)?;
-    found.iter().map(|u| rows::user_view(conn, u).map_err(ApiError::from)).collect()
+    found.iter().map(|u| rows::user_view(conn, u).map_err(Error::from)).collect()
 }
 
 /// Refuses a change that would leave a merchant without an admin.
-fn keep_an_admin(conn: &mut DbConnection, merchant_id: i64, user: &UserRow) -> Result<(), ApiError> {
+fn keep_an_admin(conn: &mut DbConnection, merchant_id: i64, user: &UserRow) -> Result<(), Error> {
     if !user.is_admin {
         return Ok(());
     }
@@ -659,7 +646,7 @@ fn keep_an_admin(conn: &mut DbConnection, merchant_id: i64, user: &UserRow) -> R
         .count()
         .get_result(conn)?;
     if admins == 0 {
-        return Err(ApiError::new(ErrorCode::LastAdmin, "a merchant keeps at least one active admin"));
+        return Err(Error::new(ErrorCode::LastAdmin, "a merchant keeps at least one active admin"));
     }
     Ok(())
 }
@@ -669,15 +656,15 @@ pub fn update_user(
     actor: &Actor,
     user_id: i64,
     request: &UpdateUserRequest,
-) -> Result<UserView, ApiError> {
+) -> Result<UserView, Error> {
     crate::db::write_tx(conn, |conn| {
         let (user, merchant_id) = visible_merchant_user(conn, actor, user_id)?;
         actor.require(merchant_id, None, Permission::ManageUsers)?;
         if (user.is_admin || request.is_admin == Some(true)) && !actor.is_admin_of(merchant_id) {
-            return Err(ApiError::forbidden("only an admin may change an admin or make one"));
+            return Err(Error::forbidden("only an admin may change an admin or make one"));
         }
         if user.id == actor.user_id && !actor.is_admin_of(merchant_id) {
-            return Err(ApiError::forbidden("ask an admin to change your own permissions"));
+            return Err(Error::forbidden("ask an admin to change your own permissions"));
         }
         super::merchants::refuse_if_in_use(conn, &user)?;
         let permissions = match &request.permissions {
@@ -712,17 +699,17 @@ pub fn update_user(
                 }),
             ),
         )?;
-        let user = rows::find_user(conn, user_id)?.ok_or_else(|| ApiError::not_found("user"))?;
+        let user = rows::find_user(conn, user_id)?.ok_or_else(|| Error::not_found("user"))?;
         Ok(rows::user_view(conn, &user)?)
     })
 }
 
-pub fn delete_user(conn: &mut DbConnection, actor: &Actor, user_id: i64) -> Result<(), ApiError> {
+pub fn delete_user(conn: &mut DbConnection, actor: &Actor, user_id: i64) -> Result<(), Error> {
     crate::db::write_tx(conn, |conn| {
         let (user, merchant_id) = visible_merchant_user(conn, actor, user_id)?;
         actor.require(merchant_id, None, Permission::ManageUsers)?;
         if user.is_admin && !actor.is_admin_of(merchant_id) {
-            return Err(ApiError::forbidden("only an admin may delete an admin"));
+            return Err(Error::forbidden("only an admin may delete an admin"));
         }
         super::merchants::refuse_if_in_use(conn, &user)?;
         keep_an_admin(conn, merchant_id, &user)?;
@@ -747,12 +734,12 @@ pub fn resend_activation(
     actor: &Actor,
     user_id: i64,
     settings: &AccountSettings,
-) -> Result<PendingMail, ApiError> {
+) -> Result<PendingMail, Error> {
     crate::db::write_tx(conn, |conn| {
         let (user, merchant_id) = visible_merchant_user(conn, actor, user_id)?;
         actor.require(merchant_id, None, Permission::ManageUsers)?;
         if user.status != USER_INVITED {
-            return Err(ApiError::new(ErrorCode::Conflict, "this user has already set a password"));
+            return Err(Error::new(ErrorCode::Conflict, "this user has already set a password"));
         }
         let token = issue_activation_token(conn, user_id, settings.activation_ttl_hours)?;
         let subject = format!("user:{user_id}");
@@ -769,9 +756,9 @@ pub fn change_password(
     current: &str,
     new_password: &str,
     settings: &AccountSettings,
-) -> Result<(), ApiError> {
+) -> Result<(), Error> {
     actor.require_session()?;
-    let user = rows::find_user(conn, actor.user_id)?.ok_or_else(|| ApiError::not_found("user"))?;
+    let user = rows::find_user(conn, actor.user_id)?.ok_or_else(|| Error::not_found("user"))?;
     let attempt = throttle::begin(
         conn,
         &Limits::for_account(&user.email, settings.max_failures_per_account, settings.failure_window_secs),
@@ -781,8 +768,7 @@ pub fn change_password(
         return Err(invalid_credentials());
     }
     attempt.succeeded(conn, &user.email)?;
-    password::check_policy(new_password, &user.email)
-        .map_err(|m| ApiError::new(ErrorCode::WeakPassword, m))?;
+    password::check_policy(new_password, &user.email).map_err(|m| Error::new(ErrorCode::WeakPassword, m))?;
     let hash = password::hash(new_password);
     crate::db::write_tx(conn, |conn| {
         let at = now();
@@ -808,14 +794,14 @@ pub fn create_api_token(
     conn: &mut DbConnection,
     actor: &Actor,
     request: &CreateApiTokenRequest,
-) -> Result<CreatedApiToken, ApiError> {
+) -> Result<CreatedApiToken, Error> {
     actor.require_session()?;
     let name = request.name.trim();
     if name.is_empty() || name.len() > 100 {
-        return Err(ApiError::invalid("name", "a token needs a name of 1 to 100 characters"));
+        return Err(Error::invalid("name", "a token needs a name of 1 to 100 characters"));
     }
     if !(1..=730).contains(&request.expires_in_days) {
-        return Err(ApiError::invalid("expires_in_days", "a token lives 1 to 730 days"));
+        return Err(Error::invalid("expires_in_days", "a token lives 1 to 730 days"));
     }
     let (id, token, expires_at) =
         new_token(conn, actor.user_id, TOKEN_API, name, Duration::days(i64::from(request.expires_in_days)))?;
@@ -832,7 +818,7 @@ pub fn create_api_token(
     Ok(CreatedApiToken { id, name: name.to_owned(), token, expires_at: rfc3339(expires_at) })
 }
 
-pub fn list_tokens(conn: &mut DbConnection, actor: &Actor) -> Result<Vec<ApiTokenView>, ApiError> {
+pub fn list_tokens(conn: &mut DbConnection, actor: &Actor) -> Result<Vec<ApiTokenView>, Error> {
     #[derive(Queryable)]
     struct Row {
         id: i64,
@@ -871,7 +857,7 @@ pub fn list_tokens(conn: &mut DbConnection, actor: &Actor) -> Result<Vec<ApiToke
         .collect())
 }
 
-pub fn revoke_token(conn: &mut DbConnection, actor: &Actor, token_id: i64) -> Result<(), ApiError> {
+pub fn revoke_token(conn: &mut DbConnection, actor: &Actor, token_id: i64) -> Result<(), Error> {
     let revoked = diesel::update(
         user_tokens::table
             .filter(user_tokens::id.eq(token_id))
@@ -880,18 +866,18 @@ pub fn revoke_token(conn: &mut DbConnection, actor: &Actor, token_id: i64) -> Re
     .set(user_tokens::revoked_at.eq(now()))
     .execute(conn)?;
     if revoked == 0 {
-        return Err(ApiError::not_found("token"));
+        return Err(Error::not_found("token"));
     }
     let subject = format!("token:{token_id}");
     audit::record(conn, &actor.audit("token.revoke", &subject, actor.merchant_id(), &json!({})))?;
     Ok(())
 }
 
-pub fn enroll_two_factor(conn: &mut DbConnection, actor: &Actor) -> Result<TwoFactorEnrollment, ApiError> {
+pub fn enroll_two_factor(conn: &mut DbConnection, actor: &Actor) -> Result<TwoFactorEnrollment, Error> {
     actor.require_session()?;
-    let user = rows::find_user(conn, actor.user_id)?.ok_or_else(|| ApiError::not_found("user"))?;
+    let user = rows::find_user(conn, actor.user_id)?.ok_or_else(|| Error::not_found("user"))?;
     if user.totp_enabled {
-        return Err(ApiError::new(ErrorCode::TwoFactorAlreadyEnabled, "two-step verification is already on"));
+        return Err(Error::new(ErrorCode::TwoFactorAlreadyEnabled, "two-step verification is already on"));
     }
     let secret = totp::generate_secret();
     let encoded = totp::base32_encode(&secret);
@@ -909,21 +895,21 @@ pub fn confirm_two_factor(
     conn: &mut DbConnection,
     actor: &Actor,
     code: &str,
-) -> Result<RecoveryCodes, ApiError> {
+) -> Result<RecoveryCodes, Error> {
     actor.require_session()?;
     crate::db::write_tx(conn, |conn| {
-        let user = rows::find_user(conn, actor.user_id)?.ok_or_else(|| ApiError::not_found("user"))?;
+        let user = rows::find_user(conn, actor.user_id)?.ok_or_else(|| Error::not_found("user"))?;
         if user.totp_enabled {
-            return Err(ApiError::new(
+            return Err(Error::new(
                 ErrorCode::TwoFactorAlreadyEnabled,
                 "two-step verification is already on",
             ));
         }
         if user.totp_secret.is_none() {
-            return Err(ApiError::new(ErrorCode::TwoFactorNotEnabled, "start with enrolment"));
+            return Err(Error::new(ErrorCode::TwoFactorNotEnabled, "start with enrolment"));
         }
         if code.contains('-') || !check_second_factor(conn, &user, code)? {
-            return Err(ApiError::new(ErrorCode::InvalidTotp, "wrong or expired code"));
+            return Err(Error::new(ErrorCode::InvalidTotp, "wrong or expired code"));
         }
         diesel::update(users::table.find(user.id))
             .set((users::totp_enabled.eq(true), users::updated_at.eq(now())))
@@ -965,11 +951,11 @@ pub fn disable_two_factor(
     password_given: &str,
     code: &str,
     settings: &AccountSettings,
-) -> Result<(), ApiError> {
+) -> Result<(), Error> {
     actor.require_session()?;
-    let user = rows::find_user(conn, actor.user_id)?.ok_or_else(|| ApiError::not_found("user"))?;
+    let user = rows::find_user(conn, actor.user_id)?.ok_or_else(|| Error::not_found("user"))?;
     if !user.totp_enabled {
-        return Err(ApiError::new(ErrorCode::TwoFactorNotEnabled, "two-step verification is not on"));
+        return Err(Error::new(ErrorCode::TwoFactorNotEnabled, "two-step verification is not on"));
     }
     // Counted like logins: a stolen session must not become a password oracle.
     let attempt = throttle::begin(
@@ -982,7 +968,7 @@ pub fn disable_two_factor(
     }
     if !check_second_factor(conn, &user, code)? {
         attempt.failed();
-        return Err(ApiError::new(ErrorCode::InvalidTotp, "wrong, expired or already used code"));
+        return Err(Error::new(ErrorCode::InvalidTotp, "wrong, expired or already used code"));
     }
     attempt.succeeded(conn, &user.email)?;
     crate::db::write_tx(conn, |conn| {

@@ -8,9 +8,9 @@ use std::collections::HashMap;
 
 use diesel::prelude::*;
 
-use crate::accounts::now;
 use crate::db::schema::{contact_changes, contact_sequence};
 use crate::db::{DbConnection, DbError};
+use crate::time::now;
 
 /// What a change touches.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -7,10 +7,10 @@ use tms_packages::wire::contact::{ACTION_STATUSES, FeedbackRequest};
 use tms_packages::wire::deployments::ActionEventView;
 
 use crate::accounts::access::Actor;
-use crate::accounts::{now, rfc3339};
 use crate::db::schema::{action_events, deployment_actions, deployment_devices, deployments};
 use crate::db::{Db, DbConnection, DbError, WriteTurn};
-use crate::http::error::ApiError;
+use crate::error::Error;
+use crate::time::{now, rfc3339};
 
 fn clip(s: &Option<String>, max: usize) -> Option<String> {
     s.as_ref().map(|s| s.chars().take(max).collect())
@@ -39,7 +39,7 @@ struct Waiting {
 struct Queued {
     device_id: i64,
     report: FeedbackRequest,
-    done: tokio::sync::oneshot::Sender<Result<(), ApiError>>,
+    done: tokio::sync::oneshot::Sender<Result<(), Error>>,
 }
 
 /// Ends the writer's turn if writing panicked: the next report starts a new
@@ -70,7 +70,7 @@ impl Queue {
         db: &Db,
         device_id: i64,
         report: FeedbackRequest,
-    ) -> Result<(), ApiError> {
+    ) -> Result<(), Error> {
         validate(&report)?;
         let (done, result) = tokio::sync::oneshot::channel();
         let lead = {
@@ -101,7 +101,7 @@ impl Queue {
                 let n = state.reports.len().min(MAX_BATCH);
                 state.reports.drain(..n).collect()
             };
-            let written = db.get().map_err(ApiError::from).and_then(|mut conn| {
+            let written = db.get().map_err(Error::from).and_then(|mut conn| {
                 let _turn = self.turn.take(&conn);
                 crate::db::write_tx(&mut conn, |conn| write_batch(conn, &batch)).or_else(|e| {
                     // Something in the batch failed as a whole (a device
@@ -109,11 +109,11 @@ impl Queue {
                     // savepoint of its own, so one bad report fails alone.
                     tracing::debug!(error = %e, "writing terminal reports one at a time");
                     crate::db::write_tx(&mut conn, |conn| {
-                        Ok::<_, ApiError>(batch.iter().map(|q| write(conn, q.device_id, &q.report)).collect())
+                        Ok::<_, Error>(batch.iter().map(|q| write(conn, q.device_id, &q.report)).collect())
                     })
                 })
             });
-            let results: Vec<Result<(), ApiError>> = written.unwrap_or_else(|e| {
+            let results: Vec<Result<(), Error>> = written.unwrap_or_else(|e| {
                 tracing::error!(error = %e, reports = batch.len(), "could not record terminal feedback");
                 let message = e.to_string();
                 batch.iter().map(|_| Err(DbError::Batch(message.clone()).into())).collect()
@@ -126,15 +126,15 @@ impl Queue {
     }
 }
 
-fn validate(report: &FeedbackRequest) -> Result<(), ApiError> {
+fn validate(report: &FeedbackRequest) -> Result<(), Error> {
     if !ACTION_STATUSES.contains(&report.status.as_str()) {
-        return Err(ApiError::invalid("status", format!("one of {}", ACTION_STATUSES.join(", "))));
+        return Err(Error::invalid("status", format!("one of {}", ACTION_STATUSES.join(", "))));
     }
     if report.progress_percent.is_some_and(|p| p > 100) {
-        return Err(ApiError::invalid("progress_percent", "a percentage is 0 to 100"));
+        return Err(Error::invalid("progress_percent", "a percentage is 0 to 100"));
     }
     if report.status == "failed" && report.error_code.as_deref().is_none_or(str::is_empty) {
-        return Err(ApiError::invalid("error_code", "a failure carries an error code"));
+        return Err(Error::invalid("error_code", "a failure carries an error code"));
     }
     Ok(())
 }
@@ -145,7 +145,7 @@ fn validate(report: &FeedbackRequest) -> Result<(), ApiError> {
 /// A report about a deployment that does not exist (or is of another app)
 /// is refused alone; any other failure fails the whole batch, to be written
 /// again one report at a time.
-fn write_batch(conn: &mut DbConnection, batch: &[Queued]) -> Result<Vec<Result<(), ApiError>>, ApiError> {
+fn write_batch(conn: &mut DbConnection, batch: &[Queued]) -> Result<Vec<Result<(), Error>>, Error> {
     use diesel::sql_types::{Text, Timestamp};
     // One lookup per deployment named (a batch names one or two): a
     // statement SQLite prepares once, where an `IN` list is prepared again.
@@ -184,7 +184,7 @@ fn write_batch(conn: &mut DbConnection, batch: &[Queued]) -> Result<Vec<Result<(
                 }
                 results.push(Ok(()));
             }
-            _ => results.push(Err(ApiError::not_found("deployment"))),
+            _ => results.push(Err(Error::not_found("deployment"))),
         }
     }
     if events.is_empty() {
@@ -255,7 +255,7 @@ fn write_batch(conn: &mut DbConnection, batch: &[Queued]) -> Result<Vec<Result<(
 }
 
 /// One report, in a savepoint of the batch's transaction.
-fn write(conn: &mut DbConnection, device_id: i64, report: &FeedbackRequest) -> Result<(), ApiError> {
+fn write(conn: &mut DbConnection, device_id: i64, report: &FeedbackRequest) -> Result<(), Error> {
     let (error_code, message) = (clip(&report.error_code, 80), clip(&report.message, 1_000));
     let progress = report.progress_percent.map(i32::from);
     crate::db::write_tx(conn, |conn| {
@@ -265,7 +265,7 @@ fn write(conn: &mut DbConnection, device_id: i64, report: &FeedbackRequest) -> R
             .first(conn)
             .optional()?;
         let Some((app, origin)) = found.filter(|(app, _)| *app == report.app_id) else {
-            return Err(ApiError::not_found("deployment"));
+            return Err(Error::not_found("deployment"));
         };
         let at = now();
         let latest = (
@@ -321,7 +321,7 @@ fn finish_store_request(
     deployment_id: i64,
     device_id: i64,
     app_id: &str,
-) -> Result<(), ApiError> {
+) -> Result<(), Error> {
     diesel::delete(
         deployment_devices::table
             .filter(deployment_devices::deployment_id.eq(deployment_id))
@@ -346,10 +346,10 @@ pub fn history(
     conn: &mut DbConnection,
     actor: &Actor,
     device_id: i64,
-) -> Result<Vec<ActionEventView>, ApiError> {
-    let device = crate::devices::find(conn, device_id)?.ok_or_else(|| ApiError::not_found("device"))?;
+) -> Result<Vec<ActionEventView>, Error> {
+    let device = crate::devices::find(conn, device_id)?.ok_or_else(|| Error::not_found("device"))?;
     if !actor.sees_location(device.merchant_id, device.location_id) {
-        return Err(ApiError::not_found("device"));
+        return Err(Error::not_found("device"));
     }
     type Row = (i64, i64, String, String, Option<i32>, Option<String>, Option<String>, chrono::NaiveDateTime);
     let rows: Vec<Row> = action_events::table

@@ -10,9 +10,7 @@
 
 pub mod answers;
 pub mod changes;
-pub mod deployments;
 pub mod feedback;
-pub mod rollouts;
 pub mod target;
 
 use std::collections::HashMap;
@@ -22,23 +20,24 @@ use std::time::Duration;
 
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
-use tms_packages::contact::{Skip, signed_answer_json};
-use tms_packages::wire::contact::{ContactBody, ContactRequest, TerminalState};
+use tms_packages::contact::{DeviceFacts, Payload, Skip, signed_answer_json};
+use tms_packages::wire::contact::{ContactBody, ContactRequest, FeedbackRequest, TerminalState};
 use tms_packages::wire::deployments::{AppPlanView, ConsideredDeployment, DevicePlanView, ParameterPlanView};
 use tms_signing::{PrivateKey, Sha256Digest};
 
 use crate::accounts::access::Actor;
-use crate::accounts::{now, rfc3339};
+use crate::blobs::BlobStore;
 use crate::config::Config;
 use crate::contact::changes::{Scope, Seen};
-use crate::contact::deployments::Snapshot;
 use crate::contact::target::{Computed, Device};
-use crate::db::schema::device_inventory;
+use crate::db::schema::{deployment_actions, device_inventory};
 use crate::db::{Db, DbConnection, DbError, WriteTurn};
 use crate::devices::CallingDevice;
-use crate::http::error::{ApiError, ErrorCode};
+use crate::error::{Error, ErrorCode};
 use crate::parameters::SetCache;
-use crate::storage::BlobStore;
+use crate::rollouts;
+use crate::rollouts::deployments::{self, Snapshot};
+use crate::time::{now, rfc3339};
 
 #[derive(Debug, Clone)]
 pub struct ContactSettings {
@@ -188,7 +187,7 @@ impl ContactService {
     /// records in batches, evaluate rollouts.
     pub fn spawn_tasks(self: &Arc<Self>) {
         let this = self.clone();
-        actix_web::rt::spawn(async move {
+        tokio::spawn(async move {
             loop {
                 if let Err(e) = this.sync().await {
                     tracing::warn!(error = %e, "could not follow the contact change log");
@@ -197,7 +196,7 @@ impl ContactService {
             }
         });
         let this = self.clone();
-        actix_web::rt::spawn(async move {
+        tokio::spawn(async move {
             loop {
                 let _ = tokio::time::timeout(this.settings.flush_interval, this.flush_now.notified()).await;
                 if let Err(e) = this.flush().await {
@@ -206,7 +205,7 @@ impl ContactService {
             }
         });
         let this = self.clone();
-        actix_web::rt::spawn(async move {
+        tokio::spawn(async move {
             let mut pause = this.settings.rollout_check;
             loop {
                 tokio::time::sleep(pause).await;
@@ -237,7 +236,7 @@ impl ContactService {
     /// Reads new changes; reloads deployments or keys first when they
     /// changed, then publishes the new position, so a target computed at the
     /// new position is computed from the new deployments.
-    pub async fn sync(&self) -> Result<(), ApiError> {
+    pub async fn sync(&self) -> Result<(), Error> {
         let _one_at_a_time = self.sync_lock.lock().await;
         let after = self.seen.read().expect("not poisoned").last;
         let prune = unix_now() - self.last_prune.load(Ordering::Relaxed) > 600;
@@ -292,10 +291,10 @@ impl ContactService {
     }
 
     /// Answers a contact, with the `ContactAnswer` as JSON.
-    pub async fn contact(&self, token: &str, request: ContactRequest) -> Result<String, ApiError> {
+    pub async fn contact(&self, token: &str, request: ContactRequest) -> Result<String, Error> {
         let digest = request.state.digest();
         if !digest.eq_ignore_ascii_case(request.digest.trim()) {
-            return Err(ApiError::new(
+            return Err(Error::new(
                 ErrorCode::StateDigestMismatch,
                 "the digest does not match the reported state (sha256 of its canonical JSON, apps sorted by id)",
             ));
@@ -350,7 +349,7 @@ impl ContactService {
         request: ContactRequest,
         digest: String,
         now: i64,
-    ) -> Result<String, ApiError> {
+    ) -> Result<String, Error> {
         let computed_at = self.seen.read().expect("not poisoned").last;
         let snapshot = self.snapshot.read().expect("not poisoned").clone();
         let token = token.to_owned();
@@ -410,7 +409,7 @@ impl ContactService {
         request: &ContactRequest,
         digest: &str,
         now: i64,
-    ) -> Option<Result<String, ApiError>> {
+    ) -> Option<Result<String, Error>> {
         let computed_at = {
             // Checked again under the lock that gives the position: a change
             // to its other scopes may have arrived since.
@@ -489,7 +488,7 @@ impl ContactService {
 
     /// The in-sync answer: the shared signed part is kept serialised, so a
     /// terminal in sync costs a lookup and one small `format!`.
-    fn in_sync(&self, target_digest: &str, now: i64, entry: &Entry) -> Result<String, ApiError> {
+    fn in_sync(&self, target_digest: &str, now: i64, entry: &Entry) -> Result<String, Error> {
         let issued = self.shared_issued_at(now);
         let cached = self.shared.lock().expect("not poisoned").get(target_digest).cloned();
         let answer = match cached {
@@ -512,7 +511,7 @@ impl ContactService {
         ))
     }
 
-    fn with_changes(&self, body: &mut ContactBody, now: i64, entry: &Entry) -> Result<String, ApiError> {
+    fn with_changes(&self, body: &mut ContactBody, now: i64, entry: &Entry) -> Result<String, Error> {
         let answer = self.sign(body, self.shared_issued_at(now))?;
         // A `ContactAnswer`, written around the signed answer's JSON.
         Ok(format!(
@@ -522,12 +521,9 @@ impl ContactService {
     }
 
     /// The `SignedAnswer` of a body, as JSON.
-    fn sign(&self, body: &mut ContactBody, issued_at: i64) -> Result<String, ApiError> {
+    fn sign(&self, body: &mut ContactBody, issued_at: i64) -> Result<String, Error> {
         let key = self.key.read().expect("not poisoned").clone();
-        let canonical = self
-            .bodies
-            .canonical(body)
-            .map_err(|e| ApiError::from(DbError::Migration(format!("signing an answer: {e}"))))?;
+        let canonical = self.bodies.canonical(body).map_err(|e| Error::from(DbError::Signing(e)))?;
         Ok(signed_answer_json(&canonical, issued_at, self.settings.answer_ttl_secs, &key))
     }
 
@@ -552,16 +548,111 @@ impl ContactService {
         &self,
         token: &str,
         report: tms_packages::wire::contact::FeedbackRequest,
-    ) -> Result<(), ApiError> {
-        let device_id = match self.known_device(token) {
-            Some(id) => id,
+    ) -> Result<(), Error> {
+        let known = self.known_entry(token);
+        let device_id = match &known {
+            Some(entry) => entry.device_id,
             None => {
                 let token = token.to_owned();
                 self.db.run(move |conn| crate::devices::authenticate(conn, &token)).await?.id
             }
         };
         self.note(device_id, None);
+        if !self.may_report(known.as_deref(), device_id, &report).await? {
+            // Another terminal's deployment and one that does not exist
+            // answer alike: ids reveal nothing.
+            return Err(Error::not_found("deployment"));
+        }
         self.feedback.record(&self.db, device_id, report).await
+    }
+
+    /// Whether a terminal may report about a deployment: the deployment
+    /// reaches it (its target holds the terminal and its rollout stage
+    /// includes it), or the terminal reported about it before (it since left
+    /// a dynamic group by installing, or the deployment was superseded).
+    /// Decided from memory for a terminal whose target this process holds,
+    /// else from the database.
+    async fn may_report(
+        &self,
+        known: Option<&Entry>,
+        device_id: i64,
+        report: &FeedbackRequest,
+    ) -> Result<bool, Error> {
+        let snapshot = self.snapshot.read().expect("not poisoned").clone();
+        let deployment = snapshot.deployments.iter().find(|d| d.id == report.deployment_id);
+        if let (Some(d), Some(entry)) = (deployment, known)
+            && !d.depends_on_reported_state()
+        {
+            let facts = DeviceFacts {
+                device_id,
+                merchant_id: entry.merchant_id,
+                location_id: entry.location_id,
+                model: entry.model.to_string(),
+                firmware: String::new(),
+                installed: Default::default(),
+            };
+            if d.reaches(&facts) {
+                return Ok(d.payload.app_id() == report.app_id);
+            }
+        }
+        let deployment_id = report.deployment_id;
+        let reported_before = self
+            .db
+            .run(move |conn| {
+                Ok::<_, Error>(
+                    deployment_actions::table
+                        .find((deployment_id, device_id))
+                        .select(deployment_actions::device_id)
+                        .first::<i64>(conn)
+                        .optional()?
+                        .is_some(),
+                )
+            })
+            .await?;
+        if reported_before {
+            return Ok(true);
+        }
+        let Some(d) = deployment else { return Ok(false) };
+        let facts = self.db.run(move |conn| stored_facts(conn, device_id)).await?;
+        Ok(d.reaches(&facts) && d.payload.app_id() == report.app_id)
+    }
+
+    /// Which of `release_ids` a terminal may download: one that a deployment
+    /// in force reaching the terminal offers. Another merchant's private
+    /// app, or a release no deployment offers the terminal, is none.
+    pub async fn offered_release(
+        &self,
+        device: &CallingDevice,
+        release_ids: &[i64],
+    ) -> Result<Option<i64>, Error> {
+        let snapshot = self.snapshot.read().expect("not poisoned").clone();
+        let offering: Vec<(&tms_packages::contact::Deployment, i64)> = snapshot
+            .deployments
+            .iter()
+            .filter_map(|d| match &d.payload {
+                Payload::Release(c) if release_ids.contains(&c.release_id) => Some((d, c.release_id)),
+                _ => None,
+            })
+            .collect();
+        let registered = DeviceFacts {
+            device_id: device.id,
+            merchant_id: device.merchant_id,
+            location_id: device.location_id,
+            model: String::new(),
+            firmware: String::new(),
+            installed: Default::default(),
+        };
+        if let Some((_, id)) =
+            offering.iter().find(|(d, _)| !d.depends_on_reported_state() && d.reaches(&registered))
+        {
+            return Ok(Some(*id));
+        }
+        if !offering.iter().any(|(d, _)| d.depends_on_reported_state()) {
+            return Ok(None);
+        }
+        let device_id = device.id;
+        let facts = self.db.run(move |conn| stored_facts(conn, device_id)).await?;
+        Ok(offering.iter().find(|(d, _)| d.reaches(&facts)).map(|(_, id)| *id))
     }
 
     /// The device behind a token, from memory while a target computed for
@@ -570,7 +661,7 @@ impl ContactService {
     /// the work. A deactivation is a change to the device's scope, so its
     /// reports are refused as soon as this process follows the change log,
     /// as its contacts are.
-    fn known_device(&self, token: &str) -> Option<i64> {
+    fn known_entry(&self, token: &str) -> Option<Arc<Entry>> {
         let entry = self.entries.read().expect("not poisoned").get(&token_key(token)).cloned()?;
         let holds = unix_now() < entry.valid_until
             && self.seen.read().expect("not poisoned").still_holds(
@@ -579,7 +670,7 @@ impl ContactService {
                 entry.location_id,
                 entry.device_id,
             );
-        holds.then_some(entry.device_id)
+        holds.then_some(entry)
     }
 
     /// Remembers that a terminal called another terminal endpoint, for the
@@ -612,7 +703,7 @@ impl ContactService {
     }
 
     /// Writes the contacts and reports gathered since the last flush.
-    pub async fn flush(&self) -> Result<(), ApiError> {
+    pub async fn flush(&self) -> Result<(), Error> {
         let batch = Arc::new(std::mem::take(&mut *self.pending.lock().expect("not poisoned")));
         if batch.contacts.is_empty() && batch.reports.is_empty() {
             return Ok(());
@@ -642,15 +733,14 @@ impl ContactService {
 
     /// What a device would receive on its next contact and why, from the
     /// state it last reported.
-    pub async fn plan(&self, actor: &Actor, device_id: i64) -> Result<DevicePlanView, ApiError> {
+    pub async fn plan(&self, actor: &Actor, device_id: i64) -> Result<DevicePlanView, Error> {
         actor.require_operator(deployments::READERS)?;
         // What this process heard from terminals and has not written yet.
         self.flush().await?;
         let (device, inventory) = self
             .db
             .run(move |conn| {
-                let row =
-                    crate::devices::find(conn, device_id)?.ok_or_else(|| ApiError::not_found("device"))?;
+                let row = crate::devices::find(conn, device_id)?.ok_or_else(|| Error::not_found("device"))?;
                 let inventory: Option<(String, i32, NaiveDateTime)> = device_inventory::table
                     .find(device_id)
                     .select((
@@ -660,7 +750,7 @@ impl ContactService {
                     ))
                     .first(conn)
                     .optional()?;
-                Ok::<_, ApiError>((row, inventory))
+                Ok::<_, Error>((row, inventory))
             })
             .await?;
         let state: Option<(TerminalState, i32, NaiveDateTime)> = inventory
@@ -703,6 +793,28 @@ impl ContactService {
         .await?;
         Ok(plan_view(&snapshot, &device, &state, reported_at, &computed))
     }
+}
+
+/// A device as the planner sees it, from its registration and the state it
+/// last reported (written by the last flush).
+fn stored_facts(conn: &mut DbConnection, device_id: i64) -> Result<DeviceFacts, Error> {
+    let row = crate::devices::find(conn, device_id)?.ok_or_else(|| Error::not_found("device"))?;
+    let state: Option<String> = device_inventory::table
+        .find(device_id)
+        .select(device_inventory::state_json)
+        .first(conn)
+        .optional()?;
+    let state: Option<TerminalState> = state.and_then(|json| serde_json::from_str(&json).ok());
+    Ok(DeviceFacts {
+        device_id,
+        merchant_id: row.merchant_id,
+        location_id: row.location_id,
+        model: row.model,
+        firmware: state.as_ref().map(|s| s.firmware.clone()).unwrap_or_default(),
+        installed: state
+            .map(|s| s.apps.into_iter().map(|a| (a.app_id, (a.version, a.version_code))).collect())
+            .unwrap_or_default(),
+    })
 }
 
 fn plan_view(

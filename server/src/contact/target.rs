@@ -13,12 +13,12 @@ use tms_packages::wire::contact::{
     AppInstruction, ContactBody, InstalledApp, ParameterUpdate, TerminalState,
 };
 
-use crate::contact::deployments::Snapshot;
+use crate::blobs::BlobStore;
 use crate::db::Db;
 use crate::devices::CallingDevice;
-use crate::http::error::ApiError;
+use crate::error::Error;
 use crate::parameters::SetCache;
-use crate::storage::BlobStore;
+use crate::rollouts::deployments::Snapshot;
 
 /// Used when the terminal's parameters name no interval.
 pub const DEFAULT_INTERVAL_SECS: u64 = 300;
@@ -53,7 +53,7 @@ async fn values_of(
     blobs: &BlobStore,
     schema: &Schema,
     levels: &[(Level, &str)],
-) -> Result<BTreeMap<String, Value>, ApiError> {
+) -> Result<BTreeMap<String, Value>, Error> {
     let mut loaded = Vec::with_capacity(levels.len());
     for (level, sha) in levels {
         loaded.push((*level, sets.get(blobs, sha).await?));
@@ -203,7 +203,7 @@ pub async fn compute(
     state: &TerminalState,
     utc_offset_minutes: i32,
     now: i64,
-) -> Result<Computed, ApiError> {
+) -> Result<Computed, Error> {
     let registered = Registered {
         device_id: device.calling.id,
         merchant_id: device.calling.merchant_id,
@@ -301,7 +301,7 @@ pub async fn compute(
     let (due, expiry) = db
         .run(move |conn| {
             let due = crate::acquirers::due_sessions(conn, &calling, &held)?;
-            Ok::<_, ApiError>((due, crate::acquirers::next_expiry(conn, calling.merchant_id)?))
+            Ok::<_, Error>((due, crate::acquirers::next_expiry(conn, calling.merchant_id)?))
         })
         .await?;
     if let Some(at) = expiry {

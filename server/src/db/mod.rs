@@ -53,6 +53,14 @@ pub enum DbError {
     Query(#[from] diesel::result::Error),
     #[error("running migrations: {0}")]
     Migration(String),
+    /// A stored row or blob that does not read back as what was written
+    /// (a bad version, key or schema): data changed outside the server.
+    #[error("stored data is unreadable: {0}")]
+    Corrupt(String),
+    #[error("signing: {0}")]
+    Signing(#[from] tms_signing::SigningError),
+    #[error("writing {what}: {source}")]
+    Write { what: String, source: std::io::Error },
     /// A transaction that carried several callers' writes failed: each
     /// caller gets this (the cause is logged once).
     #[error("a batched write failed: {0}")]
@@ -203,7 +211,7 @@ impl Db {
             return;
         }
         let db = self.clone();
-        actix_web::rt::spawn(async move {
+        tokio::spawn(async move {
             loop {
                 tokio::time::sleep(every).await;
                 let done = db

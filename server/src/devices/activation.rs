@@ -14,12 +14,12 @@ use super::{ACTIVE, CallingDevice, DEACTIVATED, REPLACED};
 use crate::accounts::access::Actor;
 use crate::accounts::rows::{self, LocationRow};
 use crate::accounts::users::{self, AccountSettings};
-use crate::accounts::{now, rfc3339};
 use crate::auth::tokens;
 use crate::db::schema::{activation_tickets, device_sessions, devices, locations, terminals, transactions};
 use crate::db::{DbConnection, DbError, audit};
-use crate::http::error::{ApiError, ErrorCode};
+use crate::error::{Error, ErrorCode};
 use crate::per_backend;
+use crate::time::{now, rfc3339};
 
 const TICKET_MINUTES: i64 = 10;
 
@@ -37,11 +37,11 @@ fn activation_locations(
     Ok(all.into_iter().filter(|l| actor.may(merchant_id, Some(l.id), Permission::ActivateApp)).collect())
 }
 
-fn hardware_id(app: PaymentApp, raw: &str) -> Result<String, ApiError> {
+fn hardware_id(app: PaymentApp, raw: &str) -> Result<String, Error> {
     let id = raw.trim();
     let id = if app.needs_registered_terminal() { id.to_uppercase() } else { id.to_owned() };
     if id.is_empty() || id.len() > 100 {
-        return Err(ApiError::invalid(
+        return Err(Error::invalid(
             "hardware_id",
             "the serial number or install id is required (at most 100 characters)",
         ));
@@ -57,15 +57,15 @@ pub fn start(
     request: &ActivationStartRequest,
     source_ip: Option<&str>,
     settings: &AccountSettings,
-) -> Result<ActivationTicket, ApiError> {
+) -> Result<ActivationTicket, Error> {
     let app: PaymentApp = request
         .app
         .parse()
-        .map_err(|e: tms_packages::accounts::UnknownName| ApiError::invalid("app", e.to_string()))?;
+        .map_err(|e: tms_packages::accounts::UnknownName| Error::invalid("app", e.to_string()))?;
     let hardware = hardware_id(app, &request.hardware_id)?;
     let model = request.model.trim().to_uppercase();
     if model.is_empty() || model.len() > 40 {
-        return Err(ApiError::invalid("model", "the model is required (at most 40 characters)"));
+        return Err(Error::invalid("model", "the model is required (at most 40 characters)"));
     }
     let user = users::check_terminal_activation_credentials(
         conn,
@@ -85,7 +85,7 @@ pub fn start(
             .first(conn)
             .optional()?;
         Some(found.ok_or_else(|| {
-            ApiError::new(
+            Error::new(
                 ErrorCode::UnknownTerminal,
                 format!(
                     "terminal {hardware} is not registered for this merchant; it must come from an order"
@@ -98,7 +98,7 @@ pub fn start(
     refuse_if_already_active(conn, merchant_id, app, &hardware)?;
     let locations = activation_locations(conn, &actor, merchant_id)?;
     if locations.is_empty() {
-        return Err(ApiError::forbidden("this user may not activate the app at any location"));
+        return Err(Error::forbidden("this user may not activate the app at any location"));
     }
 
     let (ticket, hash) = tokens::generate("tms_t_");
@@ -131,7 +131,7 @@ fn refuse_if_already_active(
     merchant_id: i64,
     app: PaymentApp,
     hardware: &str,
-) -> Result<(), ApiError> {
+) -> Result<(), Error> {
     let active: Option<(i64, String)> = devices::table
         .filter(devices::merchant_id.eq(merchant_id))
         .filter(devices::app.eq(app.as_str()))
@@ -141,7 +141,7 @@ fn refuse_if_already_active(
         .first(conn)
         .optional()?;
     match active {
-        Some((id, name)) => Err(ApiError::with_details(
+        Some((id, name)) => Err(Error::with_details(
             ErrorCode::DeviceAlreadyActive,
             format!("the app is already active on this hardware as {name:?}: deactivate that device first"),
             std::collections::BTreeMap::from([("device_id".to_owned(), id.to_string())]),
@@ -168,12 +168,12 @@ pub fn complete(
     conn: &mut DbConnection,
     request: &ActivationCompleteRequest,
     source_ip: Option<&str>,
-) -> Result<ActivatedDevice, ApiError> {
+) -> Result<ActivatedDevice, Error> {
     let name = normalize_device_name(&request.device_name)
-        .ok_or_else(|| ApiError::invalid("device_name", "a device name has 1 to 50 characters"))?;
+        .ok_or_else(|| Error::invalid("device_name", "a device name has 1 to 50 characters"))?;
     crate::db::write_tx(conn, |conn| {
         let invalid = || {
-            ApiError::new(
+            Error::new(
                 ErrorCode::ActivationTicketInvalid,
                 "this activation ticket is invalid, used or expired; start again",
             )
@@ -213,31 +213,25 @@ pub fn complete(
             {
                 l
             }
-            _ => return Err(ApiError::not_found("location")),
+            _ => return Err(Error::not_found("location")),
         };
         let app: PaymentApp = ticket.app.parse().map_err(|_| invalid())?;
         refuse_if_already_active(conn, ticket.merchant_id, app, &ticket.hardware_id)?;
 
-        let same_name: Vec<(i64, String, String, i64)> = devices::table
-            .filter(devices::merchant_id.eq(ticket.merchant_id))
-            .filter(devices::name.eq(&name))
-            .filter(devices::status.eq_any([ACTIVE, DEACTIVATED]))
-            .select((devices::id, devices::status, devices::app, devices::location_id))
-            .order((devices::deactivated_at.desc(), devices::id.desc()))
-            .load(conn)?;
-        if same_name.iter().any(|(_, status, _, _)| status == ACTIVE) {
-            return Err(name_taken(&name));
+        let same_name = super::named(conn, ticket.merchant_id, &name)?;
+        if let Some((.., existing)) = same_name.iter().find(|(_, status, ..)| status == ACTIVE) {
+            return Err(super::name_taken(&name, existing));
         }
         // Taking over a deactivated device's history needs the right to
         // activate where that device was, and the same app.
-        let replaces = match same_name.iter().find(|(_, status, _, _)| status == DEACTIVATED) {
-            Some((id, _, old_app, old_location))
+        let replaces = match same_name.iter().find(|(_, status, ..)| status == DEACTIVATED) {
+            Some((id, _, old_app, old_location, _))
                 if *old_app == ticket.app
                     && actor.may(ticket.merchant_id, Some(*old_location), Permission::ActivateApp) =>
             {
                 Some(*id)
             }
-            Some(_) => return Err(name_taken(&name)),
+            Some((.., existing)) => return Err(super::name_taken(&name, existing)),
             None => None,
         };
 
@@ -265,7 +259,7 @@ pub fn complete(
                 }
                 // Lost a race: to the same name, or to the same hardware.
                 refuse_if_already_active(conn, ticket.merchant_id, app, &ticket.hardware_id)?;
-                return Err(name_taken(&name));
+                return Err(super::name_taken(&name, &name));
             }
         };
         diesel::insert_into(device_sessions::table)
@@ -312,10 +306,6 @@ pub fn complete(
     })
 }
 
-fn name_taken(name: &str) -> ApiError {
-    ApiError::new(ErrorCode::DeviceNameTaken, format!("an active device is already named {name:?}"))
-}
-
 /// A user logs in to the app on an activated device (replacing whoever was
 /// logged in there).
 pub fn login(
@@ -325,11 +315,11 @@ pub fn login(
     password: &str,
     source_ip: Option<&str>,
     settings: &AccountSettings,
-) -> Result<(), ApiError> {
+) -> Result<(), Error> {
     let user = users::check_terminal_activation_credentials(conn, email, password, source_ip, settings)
         .map_err(|e| {
             if e.code() == ErrorCode::Forbidden {
-                ApiError::forbidden("this user may not use the app")
+                Error::forbidden("this user may not use the app")
             } else {
                 e
             }
@@ -338,7 +328,7 @@ pub fn login(
     if user.merchant_id != Some(device.merchant_id)
         || !actor.may(device.merchant_id, Some(device.location_id), Permission::ActivateApp)
     {
-        return Err(ApiError::forbidden("this user may not use the app at this device's location"));
+        return Err(Error::forbidden("this user may not use the app at this device's location"));
     }
     crate::db::write_tx(conn, |conn| {
         let at = now();
@@ -362,7 +352,7 @@ pub fn login(
 
 /// The user logs out of the app on this device: their profile is no longer
 /// in use there.
-pub fn logout(conn: &mut DbConnection, device: &CallingDevice) -> Result<(), ApiError> {
+pub fn logout(conn: &mut DbConnection, device: &CallingDevice) -> Result<(), Error> {
     diesel::update(
         device_sessions::table
             .filter(device_sessions::device_id.eq(device.id))

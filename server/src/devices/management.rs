@@ -11,10 +11,11 @@ use tms_packages::wire::devices::{DeviceSessionView, DeviceView, UpdateDeviceReq
 
 use super::{ACTIVE, DEACTIVATED, DeviceRow};
 use crate::accounts::access::Actor;
-use crate::accounts::{now, rfc3339, rows};
+use crate::accounts::rows;
 use crate::db::schema::{device_contacts, device_inventory, device_sessions, devices, users};
 use crate::db::{DbConnection, DbError, audit};
-use crate::http::error::{ApiError, ErrorCode};
+use crate::error::{Error, ErrorCode};
+use crate::time::{now, rfc3339};
 
 /// Filters of the device list.
 #[derive(Debug, Clone, Default)]
@@ -27,7 +28,7 @@ pub struct DeviceFilter {
     pub contacted_after: Option<NaiveDateTime>,
 }
 
-fn view(conn: &mut DbConnection, d: &DeviceRow) -> Result<DeviceView, ApiError> {
+fn view(conn: &mut DbConnection, d: &DeviceRow) -> Result<DeviceView, Error> {
     let acquirer_sessions = crate::acquirers::last_sessions(conn, d.id)?;
     let sessions: Vec<(i64, String, NaiveDateTime)> = device_sessions::table
         .inner_join(users::table)
@@ -91,9 +92,9 @@ pub fn list(
     actor: &Actor,
     merchant_id: i64,
     filter: &DeviceFilter,
-) -> Result<Vec<DeviceView>, ApiError> {
+) -> Result<Vec<DeviceView>, Error> {
     actor.check_merchant(merchant_id, "merchant")?;
-    rows::find_merchant(conn, merchant_id)?.ok_or_else(|| ApiError::not_found("merchant"))?;
+    rows::find_merchant(conn, merchant_id)?.ok_or_else(|| Error::not_found("merchant"))?;
     let mut query = devices::table.filter(devices::merchant_id.eq(merchant_id)).into_boxed();
     if let Some(l) = filter.location_id {
         query = query.filter(devices::location_id.eq(l));
@@ -130,14 +131,14 @@ pub fn list(
 }
 
 /// A device the caller sees, or 404.
-fn visible(conn: &mut DbConnection, actor: &Actor, device_id: i64) -> Result<DeviceRow, ApiError> {
+fn visible(conn: &mut DbConnection, actor: &Actor, device_id: i64) -> Result<DeviceRow, Error> {
     match super::find(conn, device_id)? {
         Some(d) if actor.sees_location(d.merchant_id, d.location_id) => Ok(d),
-        _ => Err(ApiError::not_found("device")),
+        _ => Err(Error::not_found("device")),
     }
 }
 
-pub fn show(conn: &mut DbConnection, actor: &Actor, device_id: i64) -> Result<DeviceView, ApiError> {
+pub fn show(conn: &mut DbConnection, actor: &Actor, device_id: i64) -> Result<DeviceView, Error> {
     let device = visible(conn, actor, device_id)?;
     view(conn, &device)
 }
@@ -145,15 +146,12 @@ pub fn show(conn: &mut DbConnection, actor: &Actor, device_id: i64) -> Result<De
 /// "Deactivate this device": for a broken terminal (or a phone whose app was
 /// removed) that cannot log out itself. Its token stops working, its sessions
 /// end, and its name becomes free for a replacement.
-pub fn deactivate(conn: &mut DbConnection, actor: &Actor, device_id: i64) -> Result<DeviceView, ApiError> {
+pub fn deactivate(conn: &mut DbConnection, actor: &Actor, device_id: i64) -> Result<DeviceView, Error> {
     crate::db::write_tx(conn, |conn| {
         let device = visible(conn, actor, device_id)?;
         actor.require(device.merchant_id, Some(device.location_id), Permission::ManageDevices)?;
         if device.status != ACTIVE {
-            return Err(ApiError::new(
-                ErrorCode::Conflict,
-                format!("the device is already {}", device.status),
-            ));
+            return Err(Error::new(ErrorCode::Conflict, format!("the device is already {}", device.status)));
         }
         let at = now();
         diesel::update(devices::table.find(device.id))
@@ -177,7 +175,7 @@ pub fn deactivate(conn: &mut DbConnection, actor: &Actor, device_id: i64) -> Res
                 &json!({"name": device.name}),
             ),
         )?;
-        let device = super::find(conn, device.id)?.ok_or_else(|| ApiError::not_found("device"))?;
+        let device = super::find(conn, device.id)?.ok_or_else(|| Error::not_found("device"))?;
         view(conn, &device)
     })
 }
@@ -188,35 +186,26 @@ pub fn update(
     actor: &Actor,
     device_id: i64,
     request: &UpdateDeviceRequest,
-) -> Result<DeviceView, ApiError> {
+) -> Result<DeviceView, Error> {
     crate::db::write_tx(conn, |conn| {
         let device = visible(conn, actor, device_id)?;
         actor.require(device.merchant_id, Some(device.location_id), Permission::ManageDevices)?;
         if device.status != ACTIVE {
-            return Err(ApiError::new(
+            return Err(Error::new(
                 ErrorCode::Conflict,
                 format!("a {} device cannot be changed", device.status),
             ));
         }
         let name = match &request.name {
             Some(n) => normalize_device_name(n)
-                .ok_or_else(|| ApiError::invalid("name", "a device name has 1 to 50 characters"))?,
+                .ok_or_else(|| Error::invalid("name", "a device name has 1 to 50 characters"))?,
             None => device.name.clone(),
         };
-        if name != device.name {
-            let taken: i64 = devices::table
-                .filter(devices::merchant_id.eq(device.merchant_id))
-                .filter(devices::name.eq(&name))
-                // A deactivated device's name is kept for its replacement.
-                .filter(devices::status.eq_any([ACTIVE, DEACTIVATED]))
-                .count()
-                .get_result(conn)?;
-            if taken > 0 {
-                return Err(ApiError::new(
-                    ErrorCode::DeviceNameTaken,
-                    format!("an active device is already named {name:?}"),
-                ));
-            }
+        if name != device.name
+            && let Some((.., existing)) =
+                super::named(conn, device.merchant_id, &name)?.into_iter().find(|(id, ..)| *id != device.id)
+        {
+            return Err(super::name_taken(&name, &existing));
         }
         let location_id = match request.location_id {
             Some(l) if l != device.location_id => {
@@ -224,7 +213,7 @@ pub fn update(
                     Some(loc)
                         if loc.merchant_id == device.merchant_id
                             && actor.sees_location(loc.merchant_id, loc.id) => {}
-                    _ => return Err(ApiError::not_found("location")),
+                    _ => return Err(Error::not_found("location")),
                 }
                 actor.require(device.merchant_id, Some(l), Permission::ManageDevices)?;
                 l
@@ -236,14 +225,7 @@ pub fn update(
             .execute(conn)
             .map_err(|e| {
                 let e = DbError::from(e);
-                if e.is_unique_violation() {
-                    ApiError::new(
-                        ErrorCode::DeviceNameTaken,
-                        format!("an active device is already named {name:?}"),
-                    )
-                } else {
-                    e.into()
-                }
+                if e.is_unique_violation() { super::name_taken(&name, &name) } else { e.into() }
             })?;
         if location_id != device.location_id {
             crate::contact::changes::record(conn, &[crate::contact::changes::Scope::Device(device.id)])?;
@@ -259,7 +241,7 @@ pub fn update(
                         "after": {"name": name, "location_id": location_id}}),
             ),
         )?;
-        let device = super::find(conn, device.id)?.ok_or_else(|| ApiError::not_found("device"))?;
+        let device = super::find(conn, device.id)?.ok_or_else(|| Error::not_found("device"))?;
         view(conn, &device)
     })
 }

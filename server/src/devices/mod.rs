@@ -11,7 +11,7 @@ use diesel::prelude::*;
 use crate::auth::tokens;
 use crate::db::schema::devices;
 use crate::db::{DbConnection, DbError};
-use crate::http::error::{ApiError, ErrorCode};
+use crate::error::{Error, ErrorCode};
 
 pub const ACTIVE: &str = "active";
 pub const DEACTIVATED: &str = "deactivated";
@@ -50,7 +50,7 @@ pub struct CallingDevice {
 /// The device behind a device token, or 401: `device_deactivated` for a
 /// deactivated or replaced device, `invalid_device_token` otherwise. (The
 /// caller records the contact: the contact service writes them in batches.)
-pub fn authenticate(conn: &mut DbConnection, token: &str) -> Result<DeviceRow, ApiError> {
+pub fn authenticate(conn: &mut DbConnection, token: &str) -> Result<DeviceRow, Error> {
     let found: Option<DeviceRow> = devices::table
         .filter(devices::token_hash.eq(tokens::hash(token)))
         .select(DeviceRow::as_select())
@@ -58,11 +58,11 @@ pub fn authenticate(conn: &mut DbConnection, token: &str) -> Result<DeviceRow, A
         .optional()?;
     match found {
         Some(d) if d.status == ACTIVE => Ok(d),
-        Some(_) => Err(ApiError::new(
+        Some(_) => Err(Error::new(
             ErrorCode::DeviceDeactivated,
             "this device was deactivated: activate the app again",
         )),
-        None => Err(ApiError::new(ErrorCode::InvalidDeviceToken, "unknown or revoked device token")),
+        None => Err(Error::new(ErrorCode::InvalidDeviceToken, "unknown or revoked device token")),
     }
 }
 
@@ -76,6 +76,35 @@ impl From<DeviceRow> for CallingDevice {
             hardware_id: d.hardware_id,
         }
     }
+}
+
+/// A merchant's active and deactivated devices that already have `name`
+/// (compared without case and surrounding spaces): (id, status, app,
+/// location, name), the latest deactivated first. A deactivated device's
+/// name is kept for its replacement.
+pub fn named(conn: &mut DbConnection, merchant_id: i64, name: &str) -> Result<Vec<NamedDevice>, DbError> {
+    let rows: Vec<NamedDevice> = devices::table
+        .filter(devices::merchant_id.eq(merchant_id))
+        .filter(devices::status.eq_any([ACTIVE, DEACTIVATED]))
+        .select((devices::id, devices::status, devices::app, devices::location_id, devices::name))
+        .order((devices::deactivated_at.desc(), devices::id.desc()))
+        .load(conn)?;
+    Ok(rows.into_iter().filter(|d| tms_packages::devices::same_device_name(&d.4, name)).collect())
+}
+
+/// (id, status, app, location, name) of a device, as [`named`] finds it.
+pub type NamedDevice = (i64, String, String, i64, String);
+
+/// The error for a name another device has.
+pub fn name_taken(name: &str, existing: &str) -> Error {
+    let message = if name == existing {
+        format!("an active device is already named {name:?}")
+    } else {
+        format!(
+            "an active device is already named {existing:?} (names are compared without case and surrounding spaces)"
+        )
+    };
+    Error::new(ErrorCode::DeviceNameTaken, message)
 }
 
 pub fn find(conn: &mut DbConnection, id: i64) -> Result<Option<DeviceRow>, DbError> {

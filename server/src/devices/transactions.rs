@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use chrono::{DateTime, NaiveDateTime, Timelike};
+use chrono::{DateTime, NaiveDateTime};
 use diesel::prelude::*;
 use serde_json::json;
 use tms_packages::accounts::Permission;
@@ -16,10 +16,11 @@ use tms_packages::wire::devices::{
 
 use super::CallingDevice;
 use crate::accounts::access::Actor;
-use crate::accounts::{now, rfc3339, rows};
+use crate::accounts::rows;
 use crate::db::schema::{device_sessions, devices, locations, transactions, users};
 use crate::db::{DbConnection, audit};
-use crate::http::error::{ApiError, ErrorCode};
+use crate::error::{Error, ErrorCode};
+use crate::time::{now, parse_time, rfc3339, rfc3339_micros};
 
 type Backend = <DbConnection as diesel::Connection>::Backend;
 
@@ -80,19 +81,6 @@ impl TransactionRow {
     }
 }
 
-fn rfc3339_micros(at: NaiveDateTime) -> String {
-    at.and_utc().to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)
-}
-
-/// A timestamp from the wire, in UTC, at the microsecond precision both
-/// databases keep (so cursors compare equal after a round trip).
-pub fn parse_time(field: &str, text: &str) -> Result<NaiveDateTime, ApiError> {
-    let at = DateTime::parse_from_rfc3339(text.trim())
-        .map_err(|e| ApiError::invalid(field, format!("{text:?} is not an RFC 3339 time: {e}")))?
-        .naive_utc();
-    Ok(at.with_nanosecond(at.nanosecond() / 1000 * 1000).expect("a valid nanosecond"))
-}
-
 #[derive(Insertable)]
 #[diesel(table_name = transactions)]
 struct NewTransaction {
@@ -120,12 +108,9 @@ pub fn upload(
     conn: &mut DbConnection,
     device: &CallingDevice,
     batch: &TransactionBatch,
-) -> Result<TransactionBatchResult, ApiError> {
+) -> Result<TransactionBatchResult, Error> {
     if batch.transactions.len() > MAX_BATCH {
-        return Err(ApiError::invalid(
-            "transactions",
-            format!("at most {MAX_BATCH} transactions per upload"),
-        ));
+        return Err(Error::invalid("transactions", format!("at most {MAX_BATCH} transactions per upload")));
     }
     let at = now();
     let mut rows = Vec::with_capacity(batch.transactions.len());
@@ -133,26 +118,23 @@ pub fn upload(
         let field = |name: &str| format!("transactions[{i}].{name}");
         let id = t.terminal_tx_id.trim();
         if id.is_empty() || id.len() > 64 || id.chars().any(char::is_control) {
-            return Err(ApiError::invalid(&field("terminal_tx_id"), "1 to 64 printable characters"));
+            return Err(Error::invalid(&field("terminal_tx_id"), "1 to 64 printable characters"));
         }
         if !TRANSACTION_TYPES.contains(&t.tx_type.as_str()) {
-            return Err(ApiError::invalid(
-                &field("type"),
-                format!("one of {}", TRANSACTION_TYPES.join(", ")),
-            ));
+            return Err(Error::invalid(&field("type"), format!("one of {}", TRANSACTION_TYPES.join(", "))));
         }
         if !(0..=1_000_000_000_000).contains(&t.amount_minor) {
-            return Err(ApiError::invalid(&field("amount_minor"), "an amount in minor units, 0 or more"));
+            return Err(Error::invalid(&field("amount_minor"), "an amount in minor units, 0 or more"));
         }
         if !is_currency_code(&t.currency) {
-            return Err(ApiError::invalid(&field("currency"), "an ISO 4217 code such as EUR"));
+            return Err(Error::invalid(&field("currency"), "an ISO 4217 code such as EUR"));
         }
         let acquirer = t.acquirer.trim();
         if acquirer.is_empty() || acquirer.len() > 64 {
-            return Err(ApiError::invalid(&field("acquirer"), "1 to 64 characters"));
+            return Err(Error::invalid(&field("acquirer"), "1 to 64 characters"));
         }
         if !is_masked_card(&t.masked_card) || contains_pan(id) || contains_pan(acquirer) {
-            return Err(ApiError::with_details(
+            return Err(Error::with_details(
                 ErrorCode::PanNotAllowed,
                 format!(
                     "transaction {i} carries card data that is not masked; send at most the first six and last four digits"
@@ -164,11 +146,11 @@ pub fn upload(
             ));
         }
         if t.masked_card.len() > 32 {
-            return Err(ApiError::invalid(&field("masked_card"), "at most 32 characters"));
+            return Err(Error::invalid(&field("masked_card"), "at most 32 characters"));
         }
         let status: TransactionStatus =
             t.status.parse().map_err(|e: tms_packages::accounts::UnknownName| {
-                ApiError::invalid(&field("status"), e.to_string())
+                Error::invalid(&field("status"), e.to_string())
             })?;
         rows.push(NewTransaction {
             merchant_id: device.merchant_id,
@@ -201,7 +183,7 @@ pub fn upload(
         if status.as_deref() == Some(super::ACTIVE) {
             Ok(())
         } else {
-            Err(ApiError::new(
+            Err(Error::new(
                 ErrorCode::DeviceDeactivated,
                 "this device was deactivated: activate the app again",
             ))
@@ -212,7 +194,7 @@ pub fn upload(
             let status =
                 devices::table.find(device.id).select(devices::status).for_share().first(c).optional()?;
             still_active(status)?;
-            Ok::<_, ApiError>(
+            Ok::<_, Error>(
                 diesel::insert_into(transactions::table).values(&rows).on_conflict_do_nothing().execute(c)?,
             )
         })?,
@@ -220,7 +202,7 @@ pub fn upload(
             let status = devices::table.find(device.id).select(devices::status).first(c).optional()?;
             still_active(status)?;
             rows.iter().try_fold(0, |n, row| {
-                Ok::<_, ApiError>(
+                Ok::<_, Error>(
                     n + diesel::insert_into(transactions::table)
                         .values(row)
                         .on_conflict_do_nothing()
@@ -239,12 +221,12 @@ pub fn set_manual_status(
     device: &CallingDevice,
     terminal_tx_id: &str,
     status: &str,
-) -> Result<TransactionView, ApiError> {
+) -> Result<TransactionView, Error> {
     let wanted: TransactionStatus = status
         .parse()
-        .map_err(|e: tms_packages::accounts::UnknownName| ApiError::invalid("status", e.to_string()))?;
+        .map_err(|e: tms_packages::accounts::UnknownName| Error::invalid("status", e.to_string()))?;
     if !wanted.is_manual_choice() {
-        return Err(ApiError::invalid("status", "a status set by hand is success or failure"));
+        return Err(Error::invalid("status", "a status set by hand is success or failure"));
     }
     crate::db::write_tx(conn, |conn| {
         let found: Vec<TransactionRow> = transactions::table
@@ -257,11 +239,11 @@ pub fn set_manual_status(
             .iter()
             .find(|t| t.original_device_id == device.id)
             .or_else(|| found.first())
-            .ok_or_else(|| ApiError::not_found("transaction"))?
+            .ok_or_else(|| Error::not_found("transaction"))?
             .clone();
         let automatic: TransactionStatus = tx.status.parse().unwrap_or(TransactionStatus::Unknown);
         if !automatic.allows_manual_status() {
-            return Err(ApiError::new(
+            return Err(Error::new(
                 ErrorCode::ManualStatusNotAllowed,
                 format!(
                     "only a failed or unknown transaction gets a status by hand; this one is {}",
@@ -270,7 +252,7 @@ pub fn set_manual_status(
             ));
         }
         if let Some(previous) = &tx.manual_status {
-            return Err(ApiError::new(
+            return Err(Error::new(
                 ErrorCode::ManualStatusNotAllowed,
                 format!("its status was already set by hand to {previous}"),
             ));
@@ -282,9 +264,8 @@ pub fn set_manual_status(
             .select((users::id, users::email))
             .first(conn)
             .optional()?;
-        let (user_id, email) = user.ok_or_else(|| {
-            ApiError::new(ErrorCode::NotLoggedIn, "log in to the app to set a status by hand")
-        })?;
+        let (user_id, email) = user
+            .ok_or_else(|| Error::new(ErrorCode::NotLoggedIn, "log in to the app to set a status by hand"))?;
         let at = now();
         diesel::update(transactions::table.find(tx.id))
             .set((
@@ -350,8 +331,8 @@ impl Cursor {
         format!("{}_{}", self.occurred_at.and_utc().timestamp_micros(), self.id)
     }
 
-    pub fn decode(text: &str) -> Result<Cursor, ApiError> {
-        let bad = || ApiError::invalid("after", "not a cursor from a previous page");
+    pub fn decode(text: &str) -> Result<Cursor, Error> {
+        let bad = || Error::invalid("after", "not a cursor from a previous page");
         let (micros, id) = text.split_once('_').ok_or_else(bad)?;
         let micros: i64 = micros.parse().map_err(|_| bad())?;
         let id: i64 = id.parse().map_err(|_| bad())?;
@@ -367,9 +348,9 @@ pub fn scope_for(
     merchant_id: i64,
     permission: Permission,
     filter: TransactionFilter,
-) -> Result<Scope, ApiError> {
+) -> Result<Scope, Error> {
     actor.check_merchant(merchant_id, "merchant")?;
-    rows::find_merchant(conn, merchant_id)?.ok_or_else(|| ApiError::not_found("merchant"))?;
+    rows::find_merchant(conn, merchant_id)?.ok_or_else(|| Error::not_found("merchant"))?;
     let locations = if actor.is_admin_of(merchant_id) {
         None
     } else {
@@ -380,18 +361,16 @@ pub fn scope_for(
         let allowed: Vec<i64> =
             all.into_iter().filter(|l| actor.may(merchant_id, Some(*l), permission)).collect();
         if allowed.is_empty() {
-            return Err(ApiError::forbidden(format!("this needs the {permission} permission")));
+            return Err(Error::forbidden(format!("this needs the {permission} permission")));
         }
         Some(allowed)
     };
     if let Some(l) = filter.location_id {
         if !actor.sees_location(merchant_id, l) {
-            return Err(ApiError::not_found("location"));
+            return Err(Error::not_found("location"));
         }
         if locations.as_ref().is_some_and(|allowed| !allowed.contains(&l)) {
-            return Err(ApiError::forbidden(format!(
-                "this needs the {permission} permission at that location"
-            )));
+            return Err(Error::forbidden(format!("this needs the {permission} permission at that location")));
         }
     }
     Ok(Scope { merchant_id, locations, filter })
@@ -438,7 +417,7 @@ pub fn page_rows(
     scope: &Scope,
     cursor: Option<Cursor>,
     limit: i64,
-) -> Result<Vec<TransactionRow>, ApiError> {
+) -> Result<Vec<TransactionRow>, Error> {
     let mut condition = predicate(scope);
     if let Some(c) = cursor {
         // The `<=` bound lets the (merchant, time, id) index start the scan
@@ -462,7 +441,7 @@ pub fn page_rows(
 /// Per currency over the whole filter: how many transactions, and the net
 /// amount of the successful ones (payments and completions in, refunds and
 /// reversals out; pre-authorisations move no money).
-pub fn totals(conn: &mut DbConnection, scope: &Scope) -> Result<Vec<CurrencyTotal>, ApiError> {
+pub fn totals(conn: &mut DbConnection, scope: &Scope) -> Result<Vec<CurrencyTotal>, Error> {
     use diesel::dsl::sql;
     use diesel::sql_types::BigInt;
     let found: Vec<(String, i64, i64)> = transactions::table
@@ -496,7 +475,7 @@ pub fn page(
     scope: &Scope,
     cursor: Option<Cursor>,
     limit: i64,
-) -> Result<TransactionPage, ApiError> {
+) -> Result<TransactionPage, Error> {
     let limit = limit.clamp(1, 500);
     let mut rows = page_rows(conn, scope, cursor, limit + 1)?;
     let more = rows.len() as i64 > limit;
@@ -515,7 +494,7 @@ pub fn device_history(
     device: &CallingDevice,
     cursor: Option<Cursor>,
     limit: i64,
-) -> Result<TransactionPage, ApiError> {
+) -> Result<TransactionPage, Error> {
     let scope = Scope {
         merchant_id: device.merchant_id,
         locations: None,

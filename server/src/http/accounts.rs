@@ -13,13 +13,13 @@ use utoipa::IntoParams;
 use crate::accounts::access::Actor;
 use crate::accounts::{PendingMail, groups, merchants, users};
 use crate::db::audit::{self, AuditFilter};
-use crate::http::error::{ApiError, ErrorCode};
+use crate::http::error::{Error, ErrorCode};
 use crate::http::{AppState, bearer_token, client_ip};
 
 /// The caller, from `Authorization: Bearer <token>`; 401 without a valid one.
 impl FromRequest for Actor {
-    type Error = ApiError;
-    type Future = LocalBoxFuture<'static, Result<Actor, ApiError>>;
+    type Error = Error;
+    type Future = LocalBoxFuture<'static, Result<Actor, Error>>;
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
         let state = req.app_data::<web::Data<AppState>>().cloned();
@@ -28,7 +28,7 @@ impl FromRequest for Actor {
         Box::pin(async move {
             let state = state.expect("AppState is registered");
             let Some(token) = token else {
-                return Err(ApiError::new(
+                return Err(Error::new(
                     ErrorCode::Unauthorized,
                     "send a token: Authorization: Bearer <token>",
                 ));
@@ -64,7 +64,7 @@ pub async fn login(
     state: web::Data<AppState>,
     req: HttpRequest,
     body: web::Json<LoginRequest>,
-) -> Result<web::Json<LoginResponse>, ApiError> {
+) -> Result<web::Json<LoginResponse>, Error> {
     let settings = state.accounts.clone();
     let ip = client_ip(&req);
     let res = state.db.run(move |conn| users::login(conn, &body, ip.as_deref(), &settings)).await?;
@@ -74,7 +74,7 @@ pub async fn login(
 /// End the current session.
 #[utoipa::path(post, path = "/api/v1/auth/logout", tag = "auth", security(("bearer" = [])),
     responses((status = 204), (status = 401, body = ErrorEnvelope)))]
-pub async fn logout(state: web::Data<AppState>, actor: Actor) -> Result<HttpResponse, ApiError> {
+pub async fn logout(state: web::Data<AppState>, actor: Actor) -> Result<HttpResponse, Error> {
     state.db.run(move |conn| users::logout(conn, &actor)).await?;
     Ok(HttpResponse::NoContent().finish())
 }
@@ -82,7 +82,7 @@ pub async fn logout(state: web::Data<AppState>, actor: Actor) -> Result<HttpResp
 /// Who the token belongs to.
 #[utoipa::path(get, path = "/api/v1/auth/me", tag = "auth", security(("bearer" = [])),
     responses((status = 200, body = UserView), (status = 401, body = ErrorEnvelope)))]
-pub async fn me(state: web::Data<AppState>, actor: Actor) -> Result<web::Json<UserView>, ApiError> {
+pub async fn me(state: web::Data<AppState>, actor: Actor) -> Result<web::Json<UserView>, Error> {
     Ok(web::Json(state.db.run(move |conn| users::me(conn, &actor)).await?))
 }
 
@@ -94,7 +94,7 @@ pub async fn activate(
     state: web::Data<AppState>,
     req: HttpRequest,
     body: web::Json<ActivateAccountRequest>,
-) -> Result<HttpResponse, ApiError> {
+) -> Result<HttpResponse, Error> {
     let ip = client_ip(&req);
     state
         .db
@@ -112,7 +112,7 @@ pub async fn change_password(
     state: web::Data<AppState>,
     actor: Actor,
     body: web::Json<ChangePasswordRequest>,
-) -> Result<HttpResponse, ApiError> {
+) -> Result<HttpResponse, Error> {
     let settings = state.accounts.clone();
     state
         .db
@@ -131,7 +131,7 @@ pub async fn create_token(
     state: web::Data<AppState>,
     actor: Actor,
     body: web::Json<CreateApiTokenRequest>,
-) -> Result<HttpResponse, ApiError> {
+) -> Result<HttpResponse, Error> {
     let created = state.db.run(move |conn| users::create_api_token(conn, &actor, &body)).await?;
     Ok(HttpResponse::Created().json(created))
 }
@@ -142,7 +142,7 @@ pub async fn create_token(
 pub async fn list_tokens(
     state: web::Data<AppState>,
     actor: Actor,
-) -> Result<web::Json<Vec<ApiTokenView>>, ApiError> {
+) -> Result<web::Json<Vec<ApiTokenView>>, Error> {
     Ok(web::Json(state.db.run(move |conn| users::list_tokens(conn, &actor)).await?))
 }
 
@@ -153,7 +153,7 @@ pub async fn revoke_token(
     state: web::Data<AppState>,
     actor: Actor,
     id: web::Path<i64>,
-) -> Result<HttpResponse, ApiError> {
+) -> Result<HttpResponse, Error> {
     let id = id.into_inner();
     state.db.run(move |conn| users::revoke_token(conn, &actor, id)).await?;
     Ok(HttpResponse::NoContent().finish())
@@ -165,7 +165,7 @@ pub async fn revoke_token(
 pub async fn enroll_two_factor(
     state: web::Data<AppState>,
     actor: Actor,
-) -> Result<web::Json<TwoFactorEnrollment>, ApiError> {
+) -> Result<web::Json<TwoFactorEnrollment>, Error> {
     Ok(web::Json(state.db.run(move |conn| users::enroll_two_factor(conn, &actor)).await?))
 }
 
@@ -177,7 +177,7 @@ pub async fn confirm_two_factor(
     state: web::Data<AppState>,
     actor: Actor,
     body: web::Json<TwoFactorCode>,
-) -> Result<web::Json<RecoveryCodes>, ApiError> {
+) -> Result<web::Json<RecoveryCodes>, Error> {
     Ok(web::Json(state.db.run(move |conn| users::confirm_two_factor(conn, &actor, &body.code)).await?))
 }
 
@@ -189,7 +189,7 @@ pub async fn disable_two_factor(
     state: web::Data<AppState>,
     actor: Actor,
     body: web::Json<DisableTwoFactorRequest>,
-) -> Result<HttpResponse, ApiError> {
+) -> Result<HttpResponse, Error> {
     let settings = state.accounts.clone();
     state
         .db
@@ -215,11 +215,11 @@ pub async fn invite_operator(
     state: web::Data<AppState>,
     actor: Actor,
     body: web::Json<InviteOperatorRequest>,
-) -> Result<HttpResponse, ApiError> {
+) -> Result<HttpResponse, Error> {
     let role: OperatorRole = body
         .role
         .parse()
-        .map_err(|e: tms_packages::accounts::UnknownName| ApiError::invalid("role", e.to_string()))?;
+        .map_err(|e: tms_packages::accounts::UnknownName| Error::invalid("role", e.to_string()))?;
     let settings = state.accounts.clone();
     let (user, mail) =
         state.db.run(move |conn| users::invite_operator(conn, &actor, &body.email, role, &settings)).await?;
@@ -241,7 +241,7 @@ pub async fn create_order(
     state: web::Data<AppState>,
     actor: Actor,
     body: web::Json<CreateOrderRequest>,
-) -> Result<HttpResponse, ApiError> {
+) -> Result<HttpResponse, Error> {
     let settings = state.accounts.clone();
     let (mut order, mail) =
         state.db.run(move |conn| merchants::create_order(conn, &actor, &body, &settings)).await?;
@@ -259,7 +259,7 @@ pub async fn create_order(
 pub async fn list_merchants(
     state: web::Data<AppState>,
     actor: Actor,
-) -> Result<web::Json<Vec<MerchantView>>, ApiError> {
+) -> Result<web::Json<Vec<MerchantView>>, Error> {
     Ok(web::Json(state.db.run(move |conn| merchants::list_merchants(conn, &actor)).await?))
 }
 
@@ -269,7 +269,7 @@ pub async fn show_merchant(
     state: web::Data<AppState>,
     actor: Actor,
     id: web::Path<i64>,
-) -> Result<web::Json<MerchantView>, ApiError> {
+) -> Result<web::Json<MerchantView>, Error> {
     let id = id.into_inner();
     Ok(web::Json(state.db.run(move |conn| merchants::show_merchant(conn, &actor, id)).await?))
 }
@@ -281,7 +281,7 @@ pub async fn list_locations(
     state: web::Data<AppState>,
     actor: Actor,
     id: web::Path<i64>,
-) -> Result<web::Json<Vec<LocationView>>, ApiError> {
+) -> Result<web::Json<Vec<LocationView>>, Error> {
     let id = id.into_inner();
     Ok(web::Json(state.db.run(move |conn| merchants::list_locations(conn, &actor, id)).await?))
 }
@@ -296,7 +296,7 @@ pub async fn rename_location(
     actor: Actor,
     id: web::Path<i64>,
     body: web::Json<RenameLocationRequest>,
-) -> Result<web::Json<LocationView>, ApiError> {
+) -> Result<web::Json<LocationView>, Error> {
     let id = id.into_inner();
     Ok(web::Json(state.db.run(move |conn| merchants::rename_location(conn, &actor, id, &body.name)).await?))
 }
@@ -308,7 +308,7 @@ pub async fn list_terminals(
     state: web::Data<AppState>,
     actor: Actor,
     id: web::Path<i64>,
-) -> Result<web::Json<Vec<TerminalView>>, ApiError> {
+) -> Result<web::Json<Vec<TerminalView>>, Error> {
     let id = id.into_inner();
     Ok(web::Json(state.db.run(move |conn| merchants::list_terminals(conn, &actor, id)).await?))
 }
@@ -325,7 +325,7 @@ pub async fn invite_user(
     actor: Actor,
     id: web::Path<i64>,
     body: web::Json<InviteUserRequest>,
-) -> Result<HttpResponse, ApiError> {
+) -> Result<HttpResponse, Error> {
     let id = id.into_inner();
     let settings = state.accounts.clone();
     let (user, mail) =
@@ -340,7 +340,7 @@ pub async fn list_users(
     state: web::Data<AppState>,
     actor: Actor,
     id: web::Path<i64>,
-) -> Result<web::Json<Vec<UserView>>, ApiError> {
+) -> Result<web::Json<Vec<UserView>>, Error> {
     let id = id.into_inner();
     Ok(web::Json(state.db.run(move |conn| users::list_users(conn, &actor, id)).await?))
 }
@@ -351,7 +351,7 @@ pub async fn show_user(
     state: web::Data<AppState>,
     actor: Actor,
     id: web::Path<i64>,
-) -> Result<web::Json<UserView>, ApiError> {
+) -> Result<web::Json<UserView>, Error> {
     let id = id.into_inner();
     Ok(web::Json(state.db.run(move |conn| users::show_user(conn, &actor, id)).await?))
 }
@@ -366,7 +366,7 @@ pub async fn update_user(
     actor: Actor,
     id: web::Path<i64>,
     body: web::Json<UpdateUserRequest>,
-) -> Result<web::Json<UserView>, ApiError> {
+) -> Result<web::Json<UserView>, Error> {
     let id = id.into_inner();
     Ok(web::Json(state.db.run(move |conn| users::update_user(conn, &actor, id, &body)).await?))
 }
@@ -379,7 +379,7 @@ pub async fn delete_user(
     state: web::Data<AppState>,
     actor: Actor,
     id: web::Path<i64>,
-) -> Result<HttpResponse, ApiError> {
+) -> Result<HttpResponse, Error> {
     let id = id.into_inner();
     state.db.run(move |conn| users::delete_user(conn, &actor, id)).await?;
     Ok(HttpResponse::NoContent().finish())
@@ -393,14 +393,14 @@ pub async fn resend_activation(
     state: web::Data<AppState>,
     actor: Actor,
     id: web::Path<i64>,
-) -> Result<HttpResponse, ApiError> {
+) -> Result<HttpResponse, Error> {
     let id = id.into_inner();
     let settings = state.accounts.clone();
     let mail = state.db.run(move |conn| users::resend_activation(conn, &actor, id, &settings)).await?;
     if deliver(&state, mail).await {
         Ok(HttpResponse::NoContent().finish())
     } else {
-        Err(ApiError::new(ErrorCode::NotReady, "the e-mail could not be sent; try again later"))
+        Err(Error::new(ErrorCode::NotReady, "the e-mail could not be sent; try again later"))
     }
 }
 
@@ -414,7 +414,7 @@ pub async fn create_group(
     actor: Actor,
     id: web::Path<i64>,
     body: web::Json<CreateGroupRequest>,
-) -> Result<HttpResponse, ApiError> {
+) -> Result<HttpResponse, Error> {
     let id = id.into_inner();
     let group = state.db.run(move |conn| groups::create_group(conn, &actor, id, &body.name)).await?;
     Ok(HttpResponse::Created().json(group))
@@ -426,7 +426,7 @@ pub async fn list_groups(
     state: web::Data<AppState>,
     actor: Actor,
     id: web::Path<i64>,
-) -> Result<web::Json<Vec<GroupView>>, ApiError> {
+) -> Result<web::Json<Vec<GroupView>>, Error> {
     let id = id.into_inner();
     Ok(web::Json(state.db.run(move |conn| groups::list_groups(conn, &actor, id)).await?))
 }
@@ -437,7 +437,7 @@ pub async fn show_group(
     state: web::Data<AppState>,
     actor: Actor,
     id: web::Path<i64>,
-) -> Result<web::Json<GroupView>, ApiError> {
+) -> Result<web::Json<GroupView>, Error> {
     let id = id.into_inner();
     Ok(web::Json(state.db.run(move |conn| groups::show_group(conn, &actor, id)).await?))
 }
@@ -448,7 +448,7 @@ pub async fn delete_group(
     state: web::Data<AppState>,
     actor: Actor,
     id: web::Path<i64>,
-) -> Result<HttpResponse, ApiError> {
+) -> Result<HttpResponse, Error> {
     let id = id.into_inner();
     state.db.run(move |conn| groups::delete_group(conn, &actor, id)).await?;
     Ok(HttpResponse::NoContent().finish())
@@ -463,7 +463,7 @@ pub async fn set_grant(
     actor: Actor,
     path: web::Path<(i64, i64)>,
     body: web::Json<GrantRequest>,
-) -> Result<web::Json<GroupView>, ApiError> {
+) -> Result<web::Json<GroupView>, Error> {
     let (group, location) = path.into_inner();
     Ok(web::Json(
         state.db.run(move |conn| groups::set_grant(conn, &actor, group, location, &body.permissions)).await?,
@@ -477,7 +477,7 @@ pub async fn add_member(
     state: web::Data<AppState>,
     actor: Actor,
     path: web::Path<(i64, i64)>,
-) -> Result<web::Json<GroupView>, ApiError> {
+) -> Result<web::Json<GroupView>, Error> {
     let (group, user) = path.into_inner();
     Ok(web::Json(state.db.run(move |conn| groups::set_member(conn, &actor, group, user, true)).await?))
 }
@@ -489,7 +489,7 @@ pub async fn remove_member(
     state: web::Data<AppState>,
     actor: Actor,
     path: web::Path<(i64, i64)>,
-) -> Result<web::Json<GroupView>, ApiError> {
+) -> Result<web::Json<GroupView>, Error> {
     let (group, user) = path.into_inner();
     Ok(web::Json(state.db.run(move |conn| groups::set_member(conn, &actor, group, user, false)).await?))
 }
@@ -520,7 +520,7 @@ pub async fn list_audit(
     state: web::Data<AppState>,
     actor: Actor,
     query: web::Query<AuditQuery>,
-) -> Result<web::Json<Vec<AuditEventView>>, ApiError> {
+) -> Result<web::Json<Vec<AuditEventView>>, Error> {
     let q = query.into_inner();
     let merchant_id = match actor.merchant_id() {
         Some(own) => {
@@ -528,7 +528,7 @@ pub async fn list_audit(
                 return Ok(web::Json(Vec::new()));
             }
             if !actor.is_admin_of(own) {
-                return Err(ApiError::forbidden("only admins read the audit trail"));
+                return Err(Error::forbidden("only admins read the audit trail"));
             }
             Some(own)
         }
@@ -551,7 +551,7 @@ pub async fn list_audit(
             .into_iter()
             .map(|e| AuditEventView {
                 id: e.id,
-                occurred_at: crate::accounts::rfc3339(e.occurred_at),
+                occurred_at: crate::time::rfc3339(e.occurred_at),
                 actor: e.actor,
                 actor_user_id: e.actor_user_id,
                 merchant_id: e.merchant_id,

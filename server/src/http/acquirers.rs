@@ -8,7 +8,7 @@ use crate::accounts::access::Actor;
 use crate::acquirers;
 use crate::devices::CallingDevice;
 use crate::http::AppState;
-use crate::http::error::ApiError;
+use crate::http::error::Error;
 
 /// Register an acquirer (operators, support).
 #[utoipa::path(post, path = "/api/v1/acquirers", tag = "acquirers", security(("bearer" = [])), request_body = CreateAcquirerRequest,
@@ -17,16 +17,13 @@ pub async fn create(
     state: web::Data<AppState>,
     actor: Actor,
     body: web::Json<CreateAcquirerRequest>,
-) -> Result<HttpResponse, ApiError> {
+) -> Result<HttpResponse, Error> {
     let view = state.db.run(move |conn| acquirers::create(conn, &actor, &body)).await?;
     Ok(HttpResponse::Created().json(view))
 }
 
 #[utoipa::path(get, path = "/api/v1/acquirers", tag = "acquirers", security(("bearer" = [])), responses((status = 200, body = [AcquirerView])))]
-pub async fn list(
-    state: web::Data<AppState>,
-    actor: Actor,
-) -> Result<web::Json<Vec<AcquirerView>>, ApiError> {
+pub async fn list(state: web::Data<AppState>, actor: Actor) -> Result<web::Json<Vec<AcquirerView>>, Error> {
     Ok(web::Json(state.db.run(move |conn| acquirers::list(conn, &actor)).await?))
 }
 
@@ -39,7 +36,7 @@ pub async fn add_parameters(
     actor: Actor,
     id: web::Path<String>,
     body: web::Json<CreateAcquirerParametersRequest>,
-) -> Result<HttpResponse, ApiError> {
+) -> Result<HttpResponse, Error> {
     let id = id.into_inner();
     let view = state.db.run(move |conn| acquirers::add_parameters(conn, &actor, &id, &body)).await?;
     state.contact.caught_up().await;
@@ -54,7 +51,7 @@ pub async fn revoke_parameters(
     state: web::Data<AppState>,
     actor: Actor,
     path: web::Path<(String, i64)>,
-) -> Result<web::Json<AcquirerParametersView>, ApiError> {
+) -> Result<web::Json<AcquirerParametersView>, Error> {
     let (id, version) = path.into_inner();
     let view = state.db.run(move |conn| acquirers::revoke_parameters(conn, &actor, &id, version)).await?;
     state.contact.caught_up().await;
@@ -70,7 +67,7 @@ pub async fn add_contract(
     actor: Actor,
     id: web::Path<i64>,
     body: web::Json<CreateContractRequest>,
-) -> Result<HttpResponse, ApiError> {
+) -> Result<HttpResponse, Error> {
     let id = id.into_inner();
     let view = state.db.run(move |conn| acquirers::add_contract(conn, &actor, id, &body)).await?;
     state.contact.caught_up().await;
@@ -83,7 +80,7 @@ pub async fn list_contracts(
     state: web::Data<AppState>,
     actor: Actor,
     id: web::Path<i64>,
-) -> Result<web::Json<Vec<ContractView>>, ApiError> {
+) -> Result<web::Json<Vec<ContractView>>, Error> {
     let id = id.into_inner();
     Ok(web::Json(state.db.run(move |conn| acquirers::list_contracts(conn, &actor, id)).await?))
 }
@@ -100,7 +97,7 @@ pub async fn session(
     state: web::Data<AppState>,
     device: CallingDevice,
     acquirer_id: web::Path<String>,
-) -> Result<web::Json<AcquirerSessionResult>, ApiError> {
+) -> Result<web::Json<AcquirerSessionResult>, Error> {
     let acquirer_id = acquirer_id.into_inner();
     Ok(web::Json(state.db.run(move |conn| acquirers::run_session(conn, &device, &acquirer_id)).await?))
 }

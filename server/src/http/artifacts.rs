@@ -11,7 +11,7 @@ use futures_util::StreamExt;
 use tms_signing::Sha256Digest;
 
 use crate::http::AppState;
-use crate::http::error::{ApiError, ErrorCode, envelope};
+use crate::http::error::{Error, ErrorCode, envelope};
 
 /// What a `Range` header asks of a resource of `size` bytes.
 #[derive(Debug, PartialEq, Eq)]
@@ -67,13 +67,14 @@ pub async fn serve(
     digest: Sha256Digest,
     size: u64,
     file_name: &str,
-) -> Result<HttpResponse, ApiError> {
+) -> Result<HttpResponse, Error> {
     let etag = format!("\"{digest}\"");
     let header_str =
         |name: header::HeaderName| req.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_owned);
-    if header_str(header::IF_NONE_MATCH)
-        .is_some_and(|v| v.split(',').any(|t| t.trim() == etag || t.trim() == "*"))
-    {
+    // If-None-Match compares weakly (RFC 9110, 13.1.2): `W/"…"` matches.
+    if header_str(header::IF_NONE_MATCH).is_some_and(|v| {
+        v.split(',').map(str::trim).any(|t| t == "*" || t.strip_prefix("W/").unwrap_or(t) == etag)
+    }) {
         return Ok(HttpResponse::NotModified().insert_header((header::ETAG, etag)).finish());
     }
     // If-Range: the range holds only while the client's copy is this one.

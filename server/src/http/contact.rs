@@ -9,10 +9,11 @@ use tms_packages::wire::deployments::*;
 use utoipa::IntoParams;
 
 use crate::accounts::access::Actor;
-use crate::contact::rollouts::{self, Command};
-use crate::contact::{deployments, feedback};
-use crate::http::error::ApiError;
+use crate::contact::feedback;
+use crate::http::error::Error;
 use crate::http::{AppState, device_token};
+use crate::rollouts::Command;
+use crate::rollouts::{self, deployments};
 
 /// The TMS contact: the terminal reports what it has and gets what to
 /// change, signed. A terminal in sync gets a short answer.
@@ -25,7 +26,7 @@ pub async fn terminal_contact(
     state: web::Data<AppState>,
     req: HttpRequest,
     body: web::Json<ContactRequest>,
-) -> Result<HttpResponse, ApiError> {
+) -> Result<HttpResponse, Error> {
     let token = device_token(&req)?;
     let answer = state.contact.contact(&token, body.into_inner()).await?;
     Ok(HttpResponse::Ok().content_type(actix_web::http::header::ContentType::json()).body(answer))
@@ -36,12 +37,12 @@ pub async fn terminal_contact(
     request_body = FeedbackRequest,
     responses((status = 204), (status = 400, body = ErrorEnvelope),
         (status = 401, description = "`invalid_device_token` or `device_deactivated`", body = ErrorEnvelope),
-        (status = 404, description = "an unknown deployment, or one of another app", body = ErrorEnvelope)))]
+        (status = 404, description = "a deployment that does not reach this terminal, does not exist, or is of another app (answered alike)", body = ErrorEnvelope)))]
 pub async fn terminal_feedback(
     state: web::Data<AppState>,
     req: HttpRequest,
     body: web::Json<FeedbackRequest>,
-) -> Result<HttpResponse, ApiError> {
+) -> Result<HttpResponse, Error> {
     let token = device_token(&req)?;
     state.contact.feedback(&token, body.into_inner()).await?;
     Ok(HttpResponse::NoContent().finish())
@@ -58,7 +59,7 @@ pub async fn create_deployment(
     state: web::Data<AppState>,
     actor: Actor,
     body: web::Json<CreateDeploymentRequest>,
-) -> Result<HttpResponse, ApiError> {
+) -> Result<HttpResponse, Error> {
     let view = state.db.run(move |conn| deployments::create(conn, &actor, &body)).await?;
     state.contact.caught_up().await;
     Ok(HttpResponse::Created().json(view))
@@ -77,7 +78,7 @@ pub async fn list_deployments(
     state: web::Data<AppState>,
     actor: Actor,
     query: web::Query<DeploymentQuery>,
-) -> Result<web::Json<Vec<DeploymentView>>, ApiError> {
+) -> Result<web::Json<Vec<DeploymentView>>, Error> {
     Ok(web::Json(state.db.run(move |conn| deployments::list(conn, &actor, query.app_id.as_deref())).await?))
 }
 
@@ -87,7 +88,7 @@ pub async fn show_deployment(
     state: web::Data<AppState>,
     actor: Actor,
     id: web::Path<i64>,
-) -> Result<web::Json<DeploymentView>, ApiError> {
+) -> Result<web::Json<DeploymentView>, Error> {
     let id = id.into_inner();
     Ok(web::Json(state.db.run(move |conn| deployments::show(conn, &actor, id)).await?))
 }
@@ -99,7 +100,7 @@ pub async fn cancel_deployment(
     state: web::Data<AppState>,
     actor: Actor,
     id: web::Path<i64>,
-) -> Result<web::Json<DeploymentView>, ApiError> {
+) -> Result<web::Json<DeploymentView>, Error> {
     let id = id.into_inner();
     let view = state.db.run(move |conn| deployments::cancel(conn, &actor, id)).await?;
     state.contact.caught_up().await;
@@ -116,7 +117,7 @@ pub async fn start_rollout(
     actor: Actor,
     id: web::Path<i64>,
     body: web::Json<StartRolloutRequest>,
-) -> Result<HttpResponse, ApiError> {
+) -> Result<HttpResponse, Error> {
     let id = id.into_inner();
     let view = state.db.run(move |conn| rollouts::start(conn, &actor, id, &body)).await?;
     state.contact.caught_up().await;
@@ -130,7 +131,7 @@ pub async fn rollout_status(
     state: web::Data<AppState>,
     actor: Actor,
     id: web::Path<i64>,
-) -> Result<web::Json<RolloutView>, ApiError> {
+) -> Result<web::Json<RolloutView>, Error> {
     let id = id.into_inner();
     let timeout = chrono::Duration::seconds(state.config.action_timeout_secs.max(1) as i64);
     let view = state.db.run(move |conn| rollouts::status(conn, &actor, id, timeout)).await?;
@@ -150,10 +151,10 @@ pub async fn rollout_command(
     state: web::Data<AppState>,
     actor: Actor,
     path: web::Path<(i64, String)>,
-) -> Result<web::Json<RolloutView>, ApiError> {
+) -> Result<web::Json<RolloutView>, Error> {
     let (id, command) = path.into_inner();
     let command = Command::parse(&command)
-        .ok_or_else(|| ApiError::invalid("command", "one of pause, resume, halt, approve, rollback"))?;
+        .ok_or_else(|| Error::invalid("command", "one of pause, resume, halt, approve, rollback"))?;
     let view = state.db.run(move |conn| rollouts::command(conn, &actor, id, command)).await?;
     state.contact.caught_up().await;
     Ok(web::Json(view))
@@ -167,7 +168,7 @@ pub async fn create_device_group(
     state: web::Data<AppState>,
     actor: Actor,
     body: web::Json<CreateDeviceGroupRequest>,
-) -> Result<HttpResponse, ApiError> {
+) -> Result<HttpResponse, Error> {
     let view = state.db.run(move |conn| deployments::create_group(conn, &actor, &body)).await?;
     Ok(HttpResponse::Created().json(view))
 }
@@ -177,7 +178,7 @@ pub async fn create_device_group(
 pub async fn list_device_groups(
     state: web::Data<AppState>,
     actor: Actor,
-) -> Result<web::Json<Vec<DeviceGroupView>>, ApiError> {
+) -> Result<web::Json<Vec<DeviceGroupView>>, Error> {
     Ok(web::Json(state.db.run(move |conn| deployments::list_groups(conn, &actor)).await?))
 }
 
@@ -187,7 +188,7 @@ pub async fn show_device_group(
     state: web::Data<AppState>,
     actor: Actor,
     id: web::Path<i64>,
-) -> Result<web::Json<DeviceGroupView>, ApiError> {
+) -> Result<web::Json<DeviceGroupView>, Error> {
     let id = id.into_inner();
     Ok(web::Json(state.db.run(move |conn| deployments::show_group(conn, &actor, id)).await?))
 }
@@ -199,7 +200,7 @@ pub async fn delete_device_group(
     state: web::Data<AppState>,
     actor: Actor,
     id: web::Path<i64>,
-) -> Result<HttpResponse, ApiError> {
+) -> Result<HttpResponse, Error> {
     let id = id.into_inner();
     state.db.run(move |conn| deployments::delete_group(conn, &actor, id)).await?;
     Ok(HttpResponse::NoContent().finish())
@@ -213,7 +214,7 @@ pub async fn device_plan(
     state: web::Data<AppState>,
     actor: Actor,
     id: web::Path<i64>,
-) -> Result<web::Json<DevicePlanView>, ApiError> {
+) -> Result<web::Json<DevicePlanView>, Error> {
     Ok(web::Json(state.contact.plan(&actor, id.into_inner()).await?))
 }
 
@@ -224,7 +225,7 @@ pub async fn device_actions(
     state: web::Data<AppState>,
     actor: Actor,
     id: web::Path<i64>,
-) -> Result<web::Json<Vec<ActionEventView>>, ApiError> {
+) -> Result<web::Json<Vec<ActionEventView>>, Error> {
     let id = id.into_inner();
     Ok(web::Json(state.db.run(move |conn| feedback::history(conn, &actor, id)).await?))
 }

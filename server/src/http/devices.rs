@@ -10,9 +10,10 @@ use utoipa::IntoParams;
 
 use crate::accounts::access::Actor;
 use crate::devices::management::{self, DeviceFilter};
-use crate::devices::transactions::{self, Cursor, Scope, TransactionFilter, TransactionRow, parse_time};
+use crate::devices::transactions::{self, Cursor, Scope, TransactionFilter, TransactionRow};
 use crate::http::AppState;
-use crate::http::error::{ApiError, ErrorChain};
+use crate::http::error::{Error, ErrorChain};
+use crate::time::parse_time;
 
 #[derive(Debug, Deserialize, IntoParams)]
 pub struct DeviceQuery {
@@ -37,7 +38,7 @@ pub async fn list_devices(
     actor: Actor,
     id: web::Path<i64>,
     query: web::Query<DeviceQuery>,
-) -> Result<web::Json<Vec<DeviceView>>, ApiError> {
+) -> Result<web::Json<Vec<DeviceView>>, Error> {
     let id = id.into_inner();
     let q = query.into_inner();
     let filter = DeviceFilter {
@@ -65,7 +66,7 @@ pub async fn show_device(
     state: web::Data<AppState>,
     actor: Actor,
     id: web::Path<i64>,
-) -> Result<web::Json<DeviceView>, ApiError> {
+) -> Result<web::Json<DeviceView>, Error> {
     let id = id.into_inner();
     Ok(web::Json(state.db.run(move |conn| management::show(conn, &actor, id)).await?))
 }
@@ -80,7 +81,7 @@ pub async fn deactivate_device(
     state: web::Data<AppState>,
     actor: Actor,
     id: web::Path<i64>,
-) -> Result<web::Json<DeviceView>, ApiError> {
+) -> Result<web::Json<DeviceView>, Error> {
     let id = id.into_inner();
     let view = state.db.run(move |conn| management::deactivate(conn, &actor, id)).await?;
     state.contact.caught_up().await;
@@ -97,7 +98,7 @@ pub async fn update_device(
     actor: Actor,
     id: web::Path<i64>,
     body: web::Json<UpdateDeviceRequest>,
-) -> Result<web::Json<DeviceView>, ApiError> {
+) -> Result<web::Json<DeviceView>, Error> {
     let id = id.into_inner();
     let view = state.db.run(move |conn| management::update(conn, &actor, id, &body)).await?;
     state.contact.caught_up().await;
@@ -126,7 +127,7 @@ pub struct TransactionQuery {
 }
 
 impl TransactionQuery {
-    fn filter(&self) -> Result<TransactionFilter, ApiError> {
+    fn filter(&self) -> Result<TransactionFilter, Error> {
         Ok(TransactionFilter {
             from: self.from.as_deref().map(|t| parse_time("from", t)).transpose()?,
             to: self.to.as_deref().map(|t| parse_time("to", t)).transpose()?,
@@ -148,7 +149,7 @@ pub async fn list_transactions(
     actor: Actor,
     id: web::Path<i64>,
     query: web::Query<TransactionQuery>,
-) -> Result<web::Json<TransactionPage>, ApiError> {
+) -> Result<web::Json<TransactionPage>, Error> {
     let id = id.into_inner();
     let filter = query.filter()?;
     let cursor = query.after.as_deref().map(Cursor::decode).transpose()?;
@@ -247,12 +248,12 @@ pub async fn export_transactions(
     actor: Actor,
     id: web::Path<i64>,
     query: web::Query<TransactionQuery>,
-) -> Result<HttpResponse, ApiError> {
+) -> Result<HttpResponse, Error> {
     let id = id.into_inner();
     let jsonl = match query.format.as_deref().unwrap_or("csv") {
         "csv" => false,
         "jsonl" => true,
-        other => return Err(ApiError::invalid("format", format!("{other:?}: csv or jsonl"))),
+        other => return Err(Error::invalid("format", format!("{other:?}: csv or jsonl"))),
     };
     let filter = query.filter()?;
     let scope: Scope = state

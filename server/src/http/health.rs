@@ -8,7 +8,7 @@ use tms_packages::wire::{ErrorEnvelope, Health, Readiness};
 use utoipa::OpenApi;
 
 use crate::http::AppState;
-use crate::http::error::{ApiError, ErrorChain, ErrorCode};
+use crate::http::error::{Error, ErrorChain, ErrorCode};
 
 /// How long one dependency may take to answer a readiness probe.
 const CHECK_TIMEOUT: Duration = Duration::from_secs(3);
@@ -32,7 +32,7 @@ pub async fn healthz() -> web::Json<Health> {
          body = ErrorEnvelope),
     )
 )]
-pub async fn readyz(state: web::Data<AppState>) -> Result<web::Json<Readiness>, ApiError> {
+pub async fn readyz(state: web::Data<AppState>) -> Result<web::Json<Readiness>, Error> {
     let (database, object_store) =
         tokio::join!(probe("database", state.db.ping()), probe("object_store", state.blobs.check()),);
     let checks = BTreeMap::from([
@@ -44,7 +44,7 @@ pub async fn readyz(state: web::Data<AppState>) -> Result<web::Json<Readiness>, 
         Ok(web::Json(Readiness { status: "ready".into(), version: env!("CARGO_PKG_VERSION").into(), checks }))
     } else {
         let message = format!("not ready: {} unavailable", failing.join(" and "));
-        Err(ApiError::with_details(ErrorCode::NotReady, message, checks))
+        Err(Error::with_details(ErrorCode::NotReady, message, checks))
     }
 }
 
@@ -91,6 +91,6 @@ pub async fn openapi() -> HttpResponse {
 )]
 pub async fn answer_keys(
     state: web::Data<AppState>,
-) -> Result<web::Json<tms_packages::wire::server_keys::ServerKeys>, ApiError> {
-    Ok(web::Json(state.db.run(|conn| crate::server_keys::published(conn).map_err(ApiError::from)).await?))
+) -> Result<web::Json<tms_packages::wire::server_keys::ServerKeys>, Error> {
+    Ok(web::Json(state.db.run(|conn| crate::server_keys::published(conn).map_err(Error::from)).await?))
 }

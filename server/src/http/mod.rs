@@ -19,13 +19,13 @@ use std::sync::Arc;
 use actix_web::{App, HttpServer, web};
 
 use crate::accounts::users::AccountSettings;
+use crate::blobs::BlobStore;
 use crate::config::Config;
 use crate::contact::ContactService;
 use crate::db::Db;
-use crate::http::error::{ApiError, ErrorCode};
+use crate::http::error::{Error, ErrorCode};
 use crate::mail::Mailer;
 use crate::metrics::Metrics;
-use crate::storage::BlobStore;
 
 /// The bearer token of a request, if it sent one.
 pub fn bearer_token(req: &actix_web::HttpRequest) -> Option<String> {
@@ -38,9 +38,9 @@ pub fn bearer_token(req: &actix_web::HttpRequest) -> Option<String> {
 }
 
 /// The device token a terminal API call must send, or 401.
-pub fn device_token(req: &actix_web::HttpRequest) -> Result<String, ApiError> {
+pub fn device_token(req: &actix_web::HttpRequest) -> Result<String, Error> {
     bearer_token(req).ok_or_else(|| {
-        ApiError::new(ErrorCode::InvalidDeviceToken, "send the device token: Authorization: Bearer <token>")
+        Error::new(ErrorCode::InvalidDeviceToken, "send the device token: Authorization: Bearer <token>")
     })
 }
 
@@ -70,15 +70,15 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             | actix_web::error::JsonPayloadError::OverflowKnownLength { .. } => ErrorCode::PayloadTooLarge,
             _ => ErrorCode::InvalidJson,
         };
-        ApiError::new(code, err.to_string()).into()
+        Error::new(code, err.to_string()).into()
     }))
     .app_data(
         web::QueryConfig::default()
-            .error_handler(|err, _req| ApiError::new(ErrorCode::BadRequest, err.to_string()).into()),
+            .error_handler(|err, _req| Error::new(ErrorCode::BadRequest, err.to_string()).into()),
     )
     .app_data(
         web::PathConfig::default()
-            .error_handler(|err, _req| ApiError::new(ErrorCode::NotFound, err.to_string()).into()),
+            .error_handler(|err, _req| Error::new(ErrorCode::NotFound, err.to_string()).into()),
     )
     // Resources with per-method routes: a known path with the wrong method
     // answers 405 method_not_allowed, not 404.
@@ -101,7 +101,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     .configure(contact::routes)
     .configure(store::routes)
     .default_service(web::to(|| async {
-        Err::<actix_web::HttpResponse, _>(ApiError::new(ErrorCode::NotFound, "no such endpoint"))
+        Err::<actix_web::HttpResponse, _>(Error::new(ErrorCode::NotFound, "no such endpoint"))
     }));
 }
 

@@ -69,7 +69,7 @@ pub async fn observe(
     if (status.is_client_error() || status.is_server_error()) && !is_json(&res) {
         // The framework's own errors (no route, wrong method, …) come as
         // plain text; clients get the same envelope as from our handlers.
-        let code = ErrorCode::for_status(status);
+        let code = ErrorCode::for_status(status.as_u16());
         let message = if code == ErrorCode::Internal {
             if let Some(err) = res.response().error() {
                 tracing::error!(parent: &span, error = %err, "internal error");

@@ -9,11 +9,11 @@ use utoipa::IntoParams;
 
 use crate::accounts::access::Actor;
 use crate::http::AppState;
-use crate::http::error::ApiError;
+use crate::http::error::Error;
 use crate::parameters;
 
-fn level(text: &str) -> Result<Level, ApiError> {
-    text.parse().map_err(|_| ApiError::not_found("parameter level"))
+fn level(text: &str) -> Result<Level, Error> {
+    text.parse().map_err(|_| Error::not_found("parameter level"))
 }
 
 /// Register a new version of an app's parameter schema.
@@ -26,7 +26,7 @@ pub async fn put_schema(
     actor: Actor,
     app_id: web::Path<String>,
     body: web::Json<Schema>,
-) -> Result<HttpResponse, ApiError> {
+) -> Result<HttpResponse, Error> {
     let app_id = app_id.into_inner();
     let version = state.db.run(move |conn| parameters::put_schema(conn, &actor, &app_id, &body)).await?;
     state.contact.caught_up().await;
@@ -40,7 +40,7 @@ pub async fn get_schema(
     state: web::Data<AppState>,
     _actor: Actor,
     app_id: web::Path<String>,
-) -> Result<web::Json<Schema>, ApiError> {
+) -> Result<web::Json<Schema>, Error> {
     let app_id = app_id.into_inner();
     Ok(web::Json(state.db.run(move |conn| parameters::schema_for(conn, &app_id)).await?))
 }
@@ -62,7 +62,7 @@ pub async fn show(
     actor: Actor,
     path: web::Path<(String, String, i64)>,
     query: web::Query<VersionQuery>,
-) -> Result<web::Json<ParameterSetView>, ApiError> {
+) -> Result<web::Json<ParameterSetView>, Error> {
     let (app_id, lvl, scope) = path.into_inner();
     let version = query.version;
     Ok(web::Json(
@@ -82,7 +82,7 @@ pub async fn change(
     actor: Actor,
     path: web::Path<(String, String, i64)>,
     body: web::Json<ChangeParametersRequest>,
-) -> Result<web::Json<ParameterSetView>, ApiError> {
+) -> Result<web::Json<ParameterSetView>, Error> {
     let (app_id, lvl, scope) = path.into_inner();
     let view =
         parameters::change(&state.db, &state.blobs, actor, app_id, level(&lvl)?, scope, body.into_inner())
@@ -99,7 +99,7 @@ pub async fn history(
     state: web::Data<AppState>,
     actor: Actor,
     path: web::Path<(String, String, i64)>,
-) -> Result<web::Json<Vec<ParameterVersionView>>, ApiError> {
+) -> Result<web::Json<Vec<ParameterVersionView>>, Error> {
     let (app_id, lvl, scope) = path.into_inner();
     Ok(web::Json(parameters::history(&state.db, &state.blobs, actor, app_id, level(&lvl)?, scope).await?))
 }
@@ -118,7 +118,7 @@ pub async fn device(
     actor: Actor,
     id: web::Path<i64>,
     query: web::Query<AppQuery>,
-) -> Result<web::Json<EffectiveParametersView>, ApiError> {
+) -> Result<web::Json<EffectiveParametersView>, Error> {
     let app = query.into_inner().app.unwrap_or_else(|| TERMINAL_APP.to_owned());
     Ok(web::Json(parameters::device_view(&state.db, &state.blobs, actor, id.into_inner(), app).await?))
 }
@@ -139,9 +139,9 @@ pub async fn device_diff(
     actor: Actor,
     id: web::Path<i64>,
     query: web::Query<DiffQuery>,
-) -> Result<web::Json<ParameterDiffView>, ApiError> {
+) -> Result<web::Json<ParameterDiffView>, Error> {
     let q = query.into_inner();
-    let parse = |field: &str, v: &str| v.parse::<EffectiveVersion>().map_err(|e| ApiError::invalid(field, e));
+    let parse = |field: &str, v: &str| v.parse::<EffectiveVersion>().map_err(|e| Error::invalid(field, e));
     let (from, to) = (parse("from", &q.from)?, parse("to", &q.to)?);
     let app = q.app.unwrap_or_else(|| TERMINAL_APP.to_owned());
     Ok(web::Json(
@@ -161,7 +161,7 @@ pub async fn default_password_report(
     state: web::Data<AppState>,
     actor: Actor,
     query: web::Query<ReportQuery>,
-) -> Result<web::Json<Vec<ReportedDevice>>, ApiError> {
+) -> Result<web::Json<Vec<ReportedDevice>>, Error> {
     Ok(web::Json(
         parameters::default_password_report(&state.db, &state.blobs, actor, query.merchant_id).await?,
     ))

@@ -9,11 +9,11 @@ use tms_packages::wire::releases::*;
 use tms_signing::Sha256Digest;
 
 use crate::accounts::access::Actor;
+use crate::blobs::StageError;
 use crate::devices::CallingDevice;
-use crate::http::error::{ApiError, ErrorCode};
+use crate::http::error::{Error, ErrorCode};
 use crate::http::{AppState, artifacts};
 use crate::releases;
-use crate::storage::StageError;
 
 /// Register an app (release engineers, operator admins).
 #[utoipa::path(post, path = "/api/v1/apps", tag = "releases", security(("bearer" = [])), request_body = CreateAppRequest,
@@ -23,16 +23,13 @@ pub async fn create_app(
     state: web::Data<AppState>,
     actor: Actor,
     body: web::Json<CreateAppRequest>,
-) -> Result<HttpResponse, ApiError> {
+) -> Result<HttpResponse, Error> {
     let app = state.db.run(move |conn| releases::create_app(conn, &actor, &body)).await?;
     Ok(HttpResponse::Created().json(app))
 }
 
 #[utoipa::path(get, path = "/api/v1/apps", tag = "releases", security(("bearer" = [])), responses((status = 200, body = [AppView])))]
-pub async fn list_apps(
-    state: web::Data<AppState>,
-    actor: Actor,
-) -> Result<web::Json<Vec<AppView>>, ApiError> {
+pub async fn list_apps(state: web::Data<AppState>, actor: Actor) -> Result<web::Json<Vec<AppView>>, Error> {
     Ok(web::Json(state.db.run(move |conn| releases::list_apps(conn, &actor)).await?))
 }
 
@@ -42,7 +39,7 @@ pub async fn show_app(
     state: web::Data<AppState>,
     actor: Actor,
     app_id: web::Path<String>,
-) -> Result<web::Json<AppView>, ApiError> {
+) -> Result<web::Json<AppView>, Error> {
     let app_id = app_id.into_inner();
     Ok(web::Json(state.db.run(move |conn| releases::show_app(conn, &actor, &app_id)).await?))
 }
@@ -56,7 +53,7 @@ pub async fn add_key(
     actor: Actor,
     app_id: web::Path<String>,
     body: web::Json<AddPublisherKeyRequest>,
-) -> Result<web::Json<AppView>, ApiError> {
+) -> Result<web::Json<AppView>, Error> {
     let app_id = app_id.into_inner();
     Ok(web::Json(state.db.run(move |conn| releases::add_key(conn, &actor, &app_id, &body)).await?))
 }
@@ -69,14 +66,14 @@ pub async fn revoke_key(
     state: web::Data<AppState>,
     actor: Actor,
     path: web::Path<(String, String)>,
-) -> Result<web::Json<AppView>, ApiError> {
+) -> Result<web::Json<AppView>, Error> {
     let (app_id, key_id) = path.into_inner();
     Ok(web::Json(state.db.run(move |conn| releases::revoke_key(conn, &actor, &app_id, &key_id)).await?))
 }
 
-fn signed_manifest(req: &HttpRequest) -> Result<SignedManifest, ApiError> {
+fn signed_manifest(req: &HttpRequest) -> Result<SignedManifest, Error> {
     let invalid = |why: String| {
-        ApiError::with_details(
+        Error::with_details(
             ErrorCode::InvalidManifest,
             why,
             std::collections::BTreeMap::from([("field".to_owned(), MANIFEST_HEADER.to_owned())]),
@@ -109,13 +106,13 @@ pub async fn publish(
     app_id: web::Path<String>,
     req: HttpRequest,
     payload: web::Payload,
-) -> Result<HttpResponse, ApiError> {
+) -> Result<HttpResponse, Error> {
     let app_id = app_id.into_inner();
     let signed = signed_manifest(&req)?;
     let expected = signed.manifest.artifact_size;
     let limit = state.config.max_artifact_bytes;
     if expected > limit {
-        return Err(ApiError::new(
+        return Err(Error::new(
             ErrorCode::ArtifactTooLarge,
             format!("artifacts are limited to {limit} bytes"),
         ));
@@ -126,7 +123,7 @@ pub async fn publish(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse().ok());
     if declared.is_some_and(|len| len != expected) {
-        return Err(ApiError::new(
+        return Err(Error::new(
             ErrorCode::SizeMismatch,
             format!("the body has {} bytes, the manifest says {expected}", declared.unwrap_or(0)),
         ));
@@ -139,14 +136,14 @@ pub async fn publish(
     let staged = match state.blobs.stage(payload, expected).await {
         Ok(staged) => staged,
         Err(StageError::TooLarge { .. }) => {
-            return Err(ApiError::new(
+            return Err(Error::new(
                 ErrorCode::SizeMismatch,
                 format!("the artifact is larger than the {expected} bytes the manifest says"),
             ));
         }
         Err(StageError::Interrupted(why)) => {
             tracing::info!(app_id, why, "artifact upload interrupted; nothing kept");
-            return Err(ApiError::new(
+            return Err(Error::new(
                 ErrorCode::UploadInterrupted,
                 "the upload stopped before its end; nothing was kept",
             ));
@@ -156,7 +153,7 @@ pub async fn publish(
     if staged.size != expected {
         let size = staged.size;
         state.blobs.discard(staged).await;
-        return Err(ApiError::new(
+        return Err(Error::new(
             ErrorCode::SizeMismatch,
             format!("the artifact has {size} bytes, the manifest says {expected}"),
         ));
@@ -164,7 +161,7 @@ pub async fn publish(
     if staged.digest.to_hex() != signed.manifest.artifact_sha256 {
         let digest = staged.digest;
         state.blobs.discard(staged).await;
-        return Err(ApiError::new(
+        return Err(Error::new(
             ErrorCode::HashMismatch,
             format!(
                 "the artifact's sha256 is {digest}, the manifest says {}",
@@ -191,11 +188,11 @@ pub async fn check(
     actor: Actor,
     app_id: web::Path<String>,
     body: web::Json<SignedManifest>,
-) -> Result<HttpResponse, ApiError> {
+) -> Result<HttpResponse, Error> {
     let app_id = app_id.into_inner();
     let limit = state.config.max_artifact_bytes;
     if body.manifest.artifact_size > limit {
-        return Err(ApiError::new(
+        return Err(Error::new(
             ErrorCode::ArtifactTooLarge,
             format!("artifacts are limited to {limit} bytes"),
         ));
@@ -210,7 +207,7 @@ pub async fn list_releases(
     state: web::Data<AppState>,
     actor: Actor,
     app_id: web::Path<String>,
-) -> Result<web::Json<Vec<ReleaseView>>, ApiError> {
+) -> Result<web::Json<Vec<ReleaseView>>, Error> {
     let app_id = app_id.into_inner();
     Ok(web::Json(state.db.run(move |conn| releases::list_releases(conn, &actor, &app_id)).await?))
 }
@@ -222,7 +219,7 @@ pub async fn show_release(
     state: web::Data<AppState>,
     actor: Actor,
     path: web::Path<(String, String)>,
-) -> Result<web::Json<ReleaseView>, ApiError> {
+) -> Result<web::Json<ReleaseView>, Error> {
     let (app_id, version) = path.into_inner();
     Ok(web::Json(
         state.db.run(move |conn| releases::show_release(conn, &actor, &app_id, &version)).await?.view(),
@@ -237,7 +234,7 @@ pub async fn withdraw(
     state: web::Data<AppState>,
     actor: Actor,
     path: web::Path<(String, String)>,
-) -> Result<web::Json<ReleaseView>, ApiError> {
+) -> Result<web::Json<ReleaseView>, Error> {
     let (app_id, version) = path.into_inner();
     let view = state.db.run(move |conn| releases::withdraw(conn, &actor, &app_id, &version)).await?;
     state.contact.caught_up().await;
@@ -254,33 +251,36 @@ pub async fn download(
     actor: Actor,
     req: HttpRequest,
     path: web::Path<(String, String)>,
-) -> Result<HttpResponse, ApiError> {
+) -> Result<HttpResponse, Error> {
     let (app_id, version) = path.into_inner();
     let release = state.db.run(move |conn| releases::show_release(conn, &actor, &app_id, &version)).await?;
-    let digest: Sha256Digest =
-        release.artifact_sha256.parse().map_err(|_| ApiError::not_found("artifact"))?;
+    let digest: Sha256Digest = release.artifact_sha256.parse().map_err(|_| Error::not_found("artifact"))?;
     let name = format!("{}-{}.bin", release.app_id, release.version);
     artifacts::serve(&state, &req, digest, release.artifact_size as u64, &name).await
 }
 
-/// A terminal downloads an artifact by its sha256 (GET or HEAD; `Range` to resume).
+/// A terminal downloads an artifact by its sha256 (GET or HEAD; `Range` to resume): only the
+/// artifact of a release that a deployment in force offers this terminal.
 #[utoipa::path(get, path = "/api/v1/terminal/artifacts/{sha256}", tag = "terminal", security(("device" = [])),
     params(("sha256" = String, Path)),
     responses((status = 200, content_type = "application/octet-stream", body = Vec<u8>), (status = 206, description = "the requested range"),
         (status = 404, body = ErrorEnvelope), (status = 416, body = ErrorEnvelope)))]
 pub async fn device_download(
     state: web::Data<AppState>,
-    _device: CallingDevice,
+    device: CallingDevice,
     req: HttpRequest,
     sha256: web::Path<String>,
-) -> Result<HttpResponse, ApiError> {
-    let digest: Sha256Digest = sha256.parse().map_err(|_| ApiError::not_found("artifact"))?;
+) -> Result<HttpResponse, Error> {
+    let digest: Sha256Digest = sha256.parse().map_err(|_| Error::not_found("artifact"))?;
     let hex = digest.to_hex();
-    let release = state
-        .db
-        .run(move |conn| releases::release_by_artifact(conn, &hex).map_err(ApiError::from))
-        .await?
-        .ok_or_else(|| ApiError::not_found("artifact"))?;
+    let candidates =
+        state.db.run(move |conn| releases::releases_by_artifact(conn, &hex).map_err(Error::from)).await?;
+    // Only what a deployment offers this terminal; anything else answers
+    // as an artifact that does not exist.
+    let ids: Vec<i64> = candidates.iter().map(|r| r.id).collect();
+    let offered = state.contact.offered_release(&device, &ids).await?;
+    let release =
+        candidates.into_iter().find(|r| Some(r.id) == offered).ok_or_else(|| Error::not_found("artifact"))?;
     let name = format!("{}-{}.bin", release.app_id, release.version);
     artifacts::serve(&state, &req, digest, release.artifact_size as u64, &name).await
 }

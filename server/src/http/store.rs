@@ -11,7 +11,7 @@ use utoipa::IntoParams;
 
 use crate::accounts::access::Actor;
 use crate::http::AppState;
-use crate::http::error::{ApiError, ErrorCode};
+use crate::http::error::{Error, ErrorCode};
 use crate::store::{self, CatalogueQuery, listing};
 
 /// Change an app's name, visibility or store listing (release engineers,
@@ -24,7 +24,7 @@ pub async fn update_app(
     actor: Actor,
     app_id: web::Path<String>,
     body: web::Json<UpdateAppRequest>,
-) -> Result<web::Json<AppView>, ApiError> {
+) -> Result<web::Json<AppView>, Error> {
     let app_id = app_id.into_inner();
     let view = state.db.run(move |conn| listing::update_app(conn, &actor, &app_id, &body)).await?;
     state.contact.caught_up().await;
@@ -39,16 +39,16 @@ async fn store_image(
     actor: &Actor,
     app_id: &str,
     mut payload: web::Payload,
-) -> Result<(String, String), ApiError> {
+) -> Result<(String, String), Error> {
     {
         let (actor, app_id) = (actor.clone(), app_id.to_owned());
         state.db.run(move |conn| listing::check_listing_editable(conn, &actor, &app_id)).await?;
     }
     let mut bytes = Vec::new();
     while let Some(chunk) = payload.next().await {
-        let chunk = chunk.map_err(|e| ApiError::new(ErrorCode::UploadInterrupted, e.to_string()))?;
+        let chunk = chunk.map_err(|e| Error::new(ErrorCode::UploadInterrupted, e.to_string()))?;
         if bytes.len() + chunk.len() > listing::IMAGE_LIMIT_BYTES {
-            return Err(ApiError::new(
+            return Err(Error::new(
                 ErrorCode::PayloadTooLarge,
                 format!("images are limited to {} bytes", listing::IMAGE_LIMIT_BYTES),
             ));
@@ -56,7 +56,7 @@ async fn store_image(
         bytes.extend_from_slice(&chunk);
     }
     let content_type = tms_packages::store::image_type(&bytes)
-        .ok_or_else(|| ApiError::new(ErrorCode::UnsupportedMediaType, "send a PNG, JPEG or WebP image"))?;
+        .ok_or_else(|| Error::new(ErrorCode::UnsupportedMediaType, "send a PNG, JPEG or WebP image"))?;
     let digest = state.blobs.put_bytes(bytes).await?;
     Ok((digest.to_hex(), content_type.to_owned()))
 }
@@ -72,7 +72,7 @@ pub async fn set_icon(
     actor: Actor,
     app_id: web::Path<String>,
     payload: web::Payload,
-) -> Result<web::Json<AppView>, ApiError> {
+) -> Result<web::Json<AppView>, Error> {
     let app_id = app_id.into_inner();
     let (sha, content_type) = store_image(&state, &actor, &app_id, payload).await?;
     Ok(web::Json(
@@ -91,7 +91,7 @@ pub async fn add_screenshot(
     actor: Actor,
     app_id: web::Path<String>,
     payload: web::Payload,
-) -> Result<web::Json<AppView>, ApiError> {
+) -> Result<web::Json<AppView>, Error> {
     let app_id = app_id.into_inner();
     let (sha, content_type) = store_image(&state, &actor, &app_id, payload).await?;
     Ok(web::Json(
@@ -106,7 +106,7 @@ pub async fn remove_screenshot(
     state: web::Data<AppState>,
     actor: Actor,
     path: web::Path<(String, i64)>,
-) -> Result<web::Json<AppView>, ApiError> {
+) -> Result<web::Json<AppView>, Error> {
     let (app_id, id) = path.into_inner();
     Ok(web::Json(state.db.run(move |conn| listing::remove_screenshot(conn, &actor, &app_id, id)).await?))
 }
@@ -119,7 +119,7 @@ pub async fn grant_app(
     state: web::Data<AppState>,
     actor: Actor,
     path: web::Path<(String, i64)>,
-) -> Result<web::Json<AppView>, ApiError> {
+) -> Result<web::Json<AppView>, Error> {
     let (app_id, merchant) = path.into_inner();
     Ok(web::Json(state.db.run(move |conn| listing::grant(conn, &actor, &app_id, merchant, true)).await?))
 }
@@ -132,7 +132,7 @@ pub async fn ungrant_app(
     state: web::Data<AppState>,
     actor: Actor,
     path: web::Path<(String, i64)>,
-) -> Result<web::Json<AppView>, ApiError> {
+) -> Result<web::Json<AppView>, Error> {
     let (app_id, merchant) = path.into_inner();
     Ok(web::Json(state.db.run(move |conn| listing::grant(conn, &actor, &app_id, merchant, false)).await?))
 }
@@ -154,7 +154,7 @@ pub async fn catalogue(
     state: web::Data<AppState>,
     actor: Actor,
     params: web::Query<CatalogueParams>,
-) -> Result<web::Json<Vec<StoreAppSummary>>, ApiError> {
+) -> Result<web::Json<Vec<StoreAppSummary>>, Error> {
     let params = params.into_inner();
     let query =
         CatalogueQuery { merchant_id: params.merchant_id, search: params.search, category: params.category };
@@ -176,7 +176,7 @@ pub async fn show_store_app(
     actor: Actor,
     app_id: web::Path<String>,
     params: web::Query<MerchantParam>,
-) -> Result<web::Json<StoreAppView>, ApiError> {
+) -> Result<web::Json<StoreAppView>, Error> {
     let (app_id, merchant) = (app_id.into_inner(), params.merchant_id);
     Ok(web::Json(state.db.run(move |conn| store::show(conn, &actor, &app_id, merchant)).await?))
 }
@@ -192,7 +192,7 @@ pub async fn install(
     actor: Actor,
     app_id: web::Path<String>,
     body: web::Json<StoreRequest>,
-) -> Result<HttpResponse, ApiError> {
+) -> Result<HttpResponse, Error> {
     let app_id = app_id.into_inner();
     let view = state.db.run(move |conn| store::install(conn, &actor, &app_id, &body)).await?;
     state.contact.caught_up().await;
@@ -209,7 +209,7 @@ pub async fn uninstall(
     actor: Actor,
     app_id: web::Path<String>,
     body: web::Json<StoreRequest>,
-) -> Result<HttpResponse, ApiError> {
+) -> Result<HttpResponse, Error> {
     let app_id = app_id.into_inner();
     let view = state.db.run(move |conn| store::uninstall(conn, &actor, &app_id, &body)).await?;
     state.contact.caught_up().await;
@@ -221,11 +221,11 @@ async fn image_response(
     actor: Actor,
     app_id: String,
     screenshot: Option<i64>,
-) -> Result<HttpResponse, ApiError> {
+) -> Result<HttpResponse, Error> {
     let (sha, content_type) =
         state.db.run(move |conn| listing::image(conn, &actor, &app_id, screenshot)).await?;
     let digest: tms_signing::Sha256Digest =
-        sha.parse().map_err(|_| ApiError::new(ErrorCode::Internal, "a stored image digest is malformed"))?;
+        sha.parse().map_err(|_| Error::new(ErrorCode::Internal, "a stored image digest is malformed"))?;
     let bytes = state.blobs.get_bytes(&digest).await?;
     Ok(HttpResponse::Ok()
         .content_type(content_type)
@@ -241,7 +241,7 @@ pub async fn icon(
     state: web::Data<AppState>,
     actor: Actor,
     app_id: web::Path<String>,
-) -> Result<HttpResponse, ApiError> {
+) -> Result<HttpResponse, Error> {
     image_response(&state, actor, app_id.into_inner(), None).await
 }
 
@@ -252,7 +252,7 @@ pub async fn screenshot(
     state: web::Data<AppState>,
     actor: Actor,
     path: web::Path<(String, i64)>,
-) -> Result<HttpResponse, ApiError> {
+) -> Result<HttpResponse, Error> {
     let (app_id, id) = path.into_inner();
     image_response(&state, actor, app_id, Some(id)).await
 }

@@ -11,13 +11,13 @@ use utoipa::IntoParams;
 
 use crate::devices::transactions::{self, Cursor};
 use crate::devices::{self, CallingDevice, activation};
-use crate::http::error::ApiError;
+use crate::http::error::Error;
 use crate::http::{AppState, client_ip, device_token};
 
 /// The calling device, from `Authorization: Bearer <device token>`.
 impl FromRequest for CallingDevice {
-    type Error = ApiError;
-    type Future = LocalBoxFuture<'static, Result<CallingDevice, ApiError>>;
+    type Error = Error;
+    type Future = LocalBoxFuture<'static, Result<CallingDevice, Error>>;
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
         let state = req.app_data::<web::Data<AppState>>().cloned();
@@ -47,7 +47,7 @@ pub async fn activation_start(
     state: web::Data<AppState>,
     req: HttpRequest,
     body: web::Json<ActivationStartRequest>,
-) -> Result<web::Json<ActivationTicket>, ApiError> {
+) -> Result<web::Json<ActivationTicket>, Error> {
     let settings = state.accounts.clone();
     let ip = client_ip(&req);
     Ok(web::Json(state.db.run(move |conn| activation::start(conn, &body, ip.as_deref(), &settings)).await?))
@@ -65,7 +65,7 @@ pub async fn activation_complete(
     state: web::Data<AppState>,
     req: HttpRequest,
     body: web::Json<ActivationCompleteRequest>,
-) -> Result<HttpResponse, ApiError> {
+) -> Result<HttpResponse, Error> {
     let ip = client_ip(&req);
     let device = state.db.run(move |conn| activation::complete(conn, &body, ip.as_deref())).await?;
     Ok(HttpResponse::Created().json(device))
@@ -80,7 +80,7 @@ pub async fn device_login(
     req: HttpRequest,
     device: CallingDevice,
     body: web::Json<DeviceLoginRequest>,
-) -> Result<HttpResponse, ApiError> {
+) -> Result<HttpResponse, Error> {
     let settings = state.accounts.clone();
     let ip = client_ip(&req);
     state
@@ -95,10 +95,7 @@ pub async fn device_login(
 /// The user logs out of the app on this device; their profile is no longer in use here.
 #[utoipa::path(post, path = "/api/v1/terminal/logout", tag = "terminal", security(("device" = [])),
     responses((status = 204), (status = 401, body = ErrorEnvelope)))]
-pub async fn device_logout(
-    state: web::Data<AppState>,
-    device: CallingDevice,
-) -> Result<HttpResponse, ApiError> {
+pub async fn device_logout(state: web::Data<AppState>, device: CallingDevice) -> Result<HttpResponse, Error> {
     state.db.run(move |conn| activation::logout(conn, &device)).await?;
     Ok(HttpResponse::NoContent().finish())
 }
@@ -113,7 +110,7 @@ pub async fn upload_transactions(
     state: web::Data<AppState>,
     device: CallingDevice,
     body: web::Json<TransactionBatch>,
-) -> Result<web::Json<TransactionBatchResult>, ApiError> {
+) -> Result<web::Json<TransactionBatchResult>, Error> {
     Ok(web::Json(state.db.run(move |conn| transactions::upload(conn, &device, &body)).await?))
 }
 
@@ -133,7 +130,7 @@ pub async fn transaction_history(
     state: web::Data<AppState>,
     device: CallingDevice,
     query: web::Query<HistoryQuery>,
-) -> Result<web::Json<TransactionPage>, ApiError> {
+) -> Result<web::Json<TransactionPage>, Error> {
     let q = query.into_inner();
     let cursor = q.after.as_deref().map(Cursor::decode).transpose()?;
     let limit = q.limit.unwrap_or(100);
@@ -151,7 +148,7 @@ pub async fn manual_status(
     device: CallingDevice,
     id: web::Path<String>,
     body: web::Json<ManualStatusRequest>,
-) -> Result<web::Json<TransactionView>, ApiError> {
+) -> Result<web::Json<TransactionView>, Error> {
     let id = id.into_inner();
     Ok(web::Json(
         state.db.run(move |conn| transactions::set_manual_status(conn, &device, &id, &body.status)).await?,

@@ -16,11 +16,11 @@ use tms_packages::wire::releases::{
 use tms_signing::PublicKey;
 
 use crate::accounts::access::Actor;
-use crate::accounts::{now, rfc3339};
 use crate::db::schema::{app_merchants, app_screenshots, apps, publisher_keys, releases};
 use crate::db::{DbConnection, DbError, audit};
-use crate::http::error::{ApiError, ErrorCode};
+use crate::error::{Error, ErrorCode};
 use crate::per_backend;
+use crate::time::{now, rfc3339};
 
 /// Who publishes: release engineers and operator admins.
 pub const PUBLISHERS: &[OperatorRole] = &[OperatorRole::OperatorAdmin, OperatorRole::ReleaseEngineer];
@@ -155,43 +155,43 @@ pub fn app_view(conn: &mut DbConnection, app: &AppRow) -> Result<AppView, DbErro
     })
 }
 
-pub fn find_app(conn: &mut DbConnection, id: &str) -> Result<AppRow, ApiError> {
+pub fn find_app(conn: &mut DbConnection, id: &str) -> Result<AppRow, Error> {
     apps::table
         .find(id)
         .select(AppRow::as_select())
         .first(conn)
         .optional()?
-        .ok_or_else(|| ApiError::not_found("app"))
+        .ok_or_else(|| Error::not_found("app"))
 }
 
 /// Apps are the operator's: every operator role reads them, merchants never
 /// through this API (the store has its own view).
-fn require_operator_reader(actor: &Actor) -> Result<(), ApiError> {
-    if actor.operator_role().is_some() { Ok(()) } else { Err(ApiError::not_found("app")) }
+fn require_operator_reader(actor: &Actor) -> Result<(), Error> {
+    if actor.operator_role().is_some() { Ok(()) } else { Err(Error::not_found("app")) }
 }
 
 pub fn create_app(
     conn: &mut DbConnection,
     actor: &Actor,
     request: &CreateAppRequest,
-) -> Result<AppView, ApiError> {
+) -> Result<AppView, Error> {
     actor.require_operator(PUBLISHERS)?;
     if !is_package_name(&request.id) {
-        return Err(ApiError::invalid("id", "an Android package name, e.g. eu.ccv.salespoint"));
+        return Err(Error::invalid("id", "an Android package name, e.g. eu.ccv.salespoint"));
     }
     let name = request.name.trim();
     if name.is_empty() || name.chars().count() > 100 {
-        return Err(ApiError::invalid("name", "1 to 100 characters"));
+        return Err(Error::invalid("name", "1 to 100 characters"));
     }
     if !tms_packages::releases::KINDS.contains(&request.kind.as_str()) {
-        return Err(ApiError::invalid("kind", "app or firmware"));
+        return Err(Error::invalid("kind", "app or firmware"));
     }
     if !VISIBILITIES.contains(&request.visibility.as_str()) {
-        return Err(ApiError::invalid("visibility", "system, store or private"));
+        return Err(Error::invalid("visibility", "system, store or private"));
     }
     crate::db::write_tx(conn, |conn| {
         if apps::table.find(&request.id).count().get_result::<i64>(conn)? > 0 {
-            return Err(ApiError::new(ErrorCode::Conflict, format!("app {} exists", request.id)));
+            return Err(Error::new(ErrorCode::Conflict, format!("app {} exists", request.id)));
         }
         diesel::insert_into(apps::table)
             .values((
@@ -218,13 +218,13 @@ pub fn create_app(
     })
 }
 
-pub fn list_apps(conn: &mut DbConnection, actor: &Actor) -> Result<Vec<AppView>, ApiError> {
+pub fn list_apps(conn: &mut DbConnection, actor: &Actor) -> Result<Vec<AppView>, Error> {
     require_operator_reader(actor)?;
     let found: Vec<AppRow> = apps::table.order(apps::id).select(AppRow::as_select()).load(conn)?;
-    found.iter().map(|a| app_view(conn, a).map_err(ApiError::from)).collect()
+    found.iter().map(|a| app_view(conn, a).map_err(Error::from)).collect()
 }
 
-pub fn show_app(conn: &mut DbConnection, actor: &Actor, id: &str) -> Result<AppView, ApiError> {
+pub fn show_app(conn: &mut DbConnection, actor: &Actor, id: &str) -> Result<AppView, Error> {
     require_operator_reader(actor)?;
     let app = find_app(conn, id)?;
     Ok(app_view(conn, &app)?)
@@ -235,19 +235,16 @@ pub fn add_key(
     actor: &Actor,
     app_id: &str,
     request: &AddPublisherKeyRequest,
-) -> Result<AppView, ApiError> {
+) -> Result<AppView, Error> {
     actor.require_operator(PUBLISHERS)?;
     let key =
-        PublicKey::parse(&request.public_key).map_err(|e| ApiError::invalid("public_key", e.to_string()))?;
+        PublicKey::parse(&request.public_key).map_err(|e| Error::invalid("public_key", e.to_string()))?;
     if key.is_weak() {
-        return Err(ApiError::invalid(
-            "public_key",
-            "a weak (small-order) key would accept forged signatures",
-        ));
+        return Err(Error::invalid("public_key", "a weak (small-order) key would accept forged signatures"));
     }
     let name = request.name.trim();
     if name.is_empty() || name.chars().count() > 100 {
-        return Err(ApiError::invalid("name", "1 to 100 characters"));
+        return Err(Error::invalid("name", "1 to 100 characters"));
     }
     crate::db::write_tx(conn, |conn| {
         let app = find_app(conn, app_id)?;
@@ -258,7 +255,7 @@ pub fn add_key(
             .count()
             .get_result(conn)?;
         if exists > 0 {
-            return Err(ApiError::new(
+            return Err(Error::new(
                 ErrorCode::Conflict,
                 "this key is already registered for the app (a revoked key cannot come back)",
             ));
@@ -289,7 +286,7 @@ pub fn revoke_key(
     actor: &Actor,
     app_id: &str,
     key_id: &str,
-) -> Result<AppView, ApiError> {
+) -> Result<AppView, Error> {
     actor.require_operator(PUBLISHERS)?;
     crate::db::write_tx(conn, |conn| {
         let app = find_app(conn, app_id)?;
@@ -302,7 +299,7 @@ pub fn revoke_key(
         .set((publisher_keys::revoked_at.eq(now()), publisher_keys::revoked_by.eq(actor.user_id)))
         .execute(conn)?;
         if revoked == 0 {
-            return Err(ApiError::not_found("active publisher key"));
+            return Err(Error::not_found("active publisher key"));
         }
         let subject = format!("app:{app_id}");
         audit::record(conn, &actor.audit("app.key_revoke", &subject, None, &json!({"key_id": key_id})))?;
@@ -317,25 +314,25 @@ pub fn check_publishable(
     actor: &Actor,
     app_id: &str,
     signed: &SignedManifest,
-) -> Result<(), ApiError> {
+) -> Result<(), Error> {
     actor.require_operator(PUBLISHERS)?;
     let app = find_app(conn, app_id)?;
     let version = signed.manifest.validate().map_err(|e| {
-        ApiError::with_details(
+        Error::with_details(
             ErrorCode::InvalidManifest,
             e.to_string(),
             std::collections::BTreeMap::from([("field".to_owned(), e.field.to_owned())]),
         )
     })?;
     if signed.manifest.app_id != app.id {
-        return Err(ApiError::with_details(
+        return Err(Error::with_details(
             ErrorCode::InvalidManifest,
             format!("the manifest is for {}, not {}", signed.manifest.app_id, app.id),
             std::collections::BTreeMap::from([("field".to_owned(), "app_id".to_owned())]),
         ));
     }
     if signed.manifest.kind != app.kind {
-        return Err(ApiError::with_details(
+        return Err(Error::with_details(
             ErrorCode::InvalidManifest,
             format!("{} is an {}, the manifest says {}", app.id, app.kind, signed.manifest.kind),
             std::collections::BTreeMap::from([("field".to_owned(), "kind".to_owned())]),
@@ -343,15 +340,15 @@ pub fn check_publishable(
     }
     let key = active_key(conn, app_id, &signed.key_id)?;
     let public = PublicKey::parse(&key.public_key)
-        .map_err(|e| ApiError::Db(DbError::Migration(format!("stored key unreadable: {e}"))))?;
+        .map_err(|e| Error::Db(DbError::Corrupt(format!("publisher key {}: {e}", key.key_id))))?;
     signed.verify(&public).map_err(|_| {
-        ApiError::new(ErrorCode::SignatureInvalid, "the signature does not verify against the publisher key")
+        Error::new(ErrorCode::SignatureInvalid, "the signature does not verify against the publisher key")
     })?;
     check_version(conn, app_id, &version, signed.manifest.version_code)
 }
 
 /// A publisher key of the app that may still sign.
-fn active_key(conn: &mut DbConnection, app_id: &str, key_id: &str) -> Result<KeyRow, ApiError> {
+fn active_key(conn: &mut DbConnection, app_id: &str, key_id: &str) -> Result<KeyRow, Error> {
     let key: KeyRow = publisher_keys::table
         .filter(publisher_keys::app_id.eq(app_id))
         .filter(publisher_keys::key_id.eq(key_id))
@@ -359,13 +356,13 @@ fn active_key(conn: &mut DbConnection, app_id: &str, key_id: &str) -> Result<Key
         .first(conn)
         .optional()?
         .ok_or_else(|| {
-            ApiError::new(
+            Error::new(
                 ErrorCode::UnknownPublisherKey,
                 format!("key {key_id} is not a publisher key of {app_id}"),
             )
         })?;
     if key.revoked_at.is_some() {
-        return Err(ApiError::new(
+        return Err(Error::new(
             ErrorCode::KeyRevoked,
             format!("key {key_id} was revoked: it signs nothing new"),
         ));
@@ -378,7 +375,7 @@ fn check_version(
     app_id: &str,
     version: &semver::Version,
     code: u64,
-) -> Result<(), ApiError> {
+) -> Result<(), Error> {
     let existing: Vec<(String, i64)> = releases::table
         .filter(releases::app_id.eq(app_id))
         .select((releases::version, releases::version_code))
@@ -390,9 +387,9 @@ fn check_version(
     match check_order(version, code, &existing) {
         Ok(()) => Ok(()),
         Err(OrderError::Exists) => {
-            Err(ApiError::new(ErrorCode::ReleaseExists, format!("{app_id} {version} is already published")))
+            Err(Error::new(ErrorCode::ReleaseExists, format!("{app_id} {version} is already published")))
         }
-        Err(OrderError::NotHigher { highest_version, highest_code }) => Err(ApiError::new(
+        Err(OrderError::NotHigher { highest_version, highest_code }) => Err(Error::new(
             ErrorCode::VersionNotHigher,
             format!(
                 "a new release must be above {highest_version} (version code {highest_code}) on both version and version code"
@@ -403,13 +400,9 @@ fn check_version(
 
 /// Commits the release row once its artifact is stored and verified; the
 /// version rules are checked again inside the transaction.
-pub fn record(
-    conn: &mut DbConnection,
-    actor: &Actor,
-    signed: &SignedManifest,
-) -> Result<ReleaseView, ApiError> {
+pub fn record(conn: &mut DbConnection, actor: &Actor, signed: &SignedManifest) -> Result<ReleaseView, Error> {
     let m = &signed.manifest;
-    let version = m.validate().map_err(|e| ApiError::new(ErrorCode::InvalidManifest, e.to_string()))?;
+    let version = m.validate().map_err(|e| Error::new(ErrorCode::InvalidManifest, e.to_string()))?;
     crate::db::write_tx(conn, |conn| {
         // Publishes of one app take turns (SQLite's write lock does this by
         // itself), so two cannot both pass the version rules.
@@ -437,7 +430,7 @@ pub fn record(
         let id: i64 = per_backend!(conn, |c| insert.returning(releases::id).get_result(c)).map_err(|e| {
             let e = DbError::from(e);
             if e.is_unique_violation() {
-                ApiError::new(
+                Error::new(
                     ErrorCode::ReleaseExists,
                     format!("{} {} is already published", m.app_id, m.version),
                 )
@@ -464,7 +457,7 @@ pub fn list_releases(
     conn: &mut DbConnection,
     actor: &Actor,
     app_id: &str,
-) -> Result<Vec<ReleaseView>, ApiError> {
+) -> Result<Vec<ReleaseView>, Error> {
     require_operator_reader(actor)?;
     find_app(conn, app_id)?;
     let found: Vec<ReleaseRow> = releases::table
@@ -475,14 +468,14 @@ pub fn list_releases(
     Ok(found.iter().map(ReleaseRow::view).collect())
 }
 
-pub fn find_release(conn: &mut DbConnection, app_id: &str, version: &str) -> Result<ReleaseRow, ApiError> {
+pub fn find_release(conn: &mut DbConnection, app_id: &str, version: &str) -> Result<ReleaseRow, Error> {
     releases::table
         .filter(releases::app_id.eq(app_id))
         .filter(releases::version.eq(version))
         .select(ReleaseRow::as_select())
         .first(conn)
         .optional()?
-        .ok_or_else(|| ApiError::not_found("release"))
+        .ok_or_else(|| Error::not_found("release"))
 }
 
 pub fn show_release(
@@ -490,7 +483,7 @@ pub fn show_release(
     actor: &Actor,
     app_id: &str,
     version: &str,
-) -> Result<ReleaseRow, ApiError> {
+) -> Result<ReleaseRow, Error> {
     require_operator_reader(actor)?;
     find_release(conn, app_id, version)
 }
@@ -501,12 +494,12 @@ pub fn withdraw(
     actor: &Actor,
     app_id: &str,
     version: &str,
-) -> Result<ReleaseView, ApiError> {
+) -> Result<ReleaseView, Error> {
     actor.require_operator(PUBLISHERS)?;
     crate::db::write_tx(conn, |conn| {
         let release = find_release(conn, app_id, version)?;
         if release.withdrawn_at.is_some() {
-            return Err(ApiError::new(ErrorCode::Conflict, "this release is already withdrawn"));
+            return Err(Error::new(ErrorCode::Conflict, "this release is already withdrawn"));
         }
         diesel::update(releases::table.find(release.id))
             .set((releases::withdrawn_at.eq(now()), releases::withdrawn_by.eq(actor.user_id)))
@@ -526,12 +519,12 @@ pub fn withdraw(
 }
 
 /// The newest release still offered with this artifact, for device downloads.
-pub fn release_by_artifact(conn: &mut DbConnection, sha256: &str) -> Result<Option<ReleaseRow>, DbError> {
+/// The releases (not withdrawn) whose artifact has this digest, newest first.
+pub fn releases_by_artifact(conn: &mut DbConnection, sha256: &str) -> Result<Vec<ReleaseRow>, DbError> {
     Ok(releases::table
         .filter(releases::artifact_sha256.eq(sha256))
         .filter(releases::withdrawn_at.is_null())
         .order(releases::id.desc())
         .select(ReleaseRow::as_select())
-        .first(conn)
-        .optional()?)
+        .load(conn)?)
 }

@@ -8,23 +8,23 @@ use tms_packages::wire::releases::AppView;
 use tms_packages::wire::store::UpdateAppRequest;
 
 use crate::accounts::access::Actor;
-use crate::accounts::now;
 use crate::contact::changes::{self, Scope};
 use crate::db::schema::{app_merchants, app_screenshots, apps, deployments, merchants};
 use crate::db::{DbConnection, audit};
-use crate::http::error::{ApiError, ErrorCode};
+use crate::error::{Error, ErrorCode};
 use crate::releases::{AppRow, PUBLISHERS, VISIBILITIES, app_view, find_app};
+use crate::time::now;
 
 /// Icons and screenshots are small pictures, not artifacts.
 pub const IMAGE_LIMIT_BYTES: usize = 2 * 1024 * 1024;
 /// A listing shows a handful of screenshots.
 const MAX_SCREENSHOTS: i64 = 8;
 
-fn text_field(field: &str, value: &str, max_chars: usize, may_be_empty: bool) -> Result<String, ApiError> {
+fn text_field(field: &str, value: &str, max_chars: usize, may_be_empty: bool) -> Result<String, Error> {
     let value = value.trim();
     if (!may_be_empty && value.is_empty()) || value.chars().count() > max_chars {
         let least = if may_be_empty { 0 } else { 1 };
-        return Err(ApiError::invalid(field, format!("{least} to {max_chars} characters")));
+        return Err(Error::invalid(field, format!("{least} to {max_chars} characters")));
     }
     Ok(value.to_owned())
 }
@@ -34,7 +34,7 @@ pub fn update_app(
     actor: &Actor,
     app_id: &str,
     request: &UpdateAppRequest,
-) -> Result<AppView, ApiError> {
+) -> Result<AppView, Error> {
     actor.require_operator(PUBLISHERS)?;
     let name = request.name.as_deref().map(|v| text_field("name", v, 100, false)).transpose()?;
     let summary = request.summary.as_deref().map(|v| text_field("summary", v, 200, true)).transpose()?;
@@ -44,12 +44,12 @@ pub fn update_app(
     if let Some(v) = &request.visibility
         && !VISIBILITIES.contains(&v.as_str())
     {
-        return Err(ApiError::invalid("visibility", "system, store or private"));
+        return Err(Error::invalid("visibility", "system, store or private"));
     }
     crate::db::write_tx(conn, |conn| {
         let before = find_app(conn, app_id)?;
         if request.visibility.is_some() && before.kind != "app" {
-            return Err(ApiError::invalid("visibility", "firmware is never in the store"));
+            return Err(Error::invalid("visibility", "firmware is never in the store"));
         }
         diesel::update(apps::table.find(app_id))
             .set((
@@ -83,7 +83,7 @@ pub fn set_icon(
     app_id: &str,
     sha256: &str,
     content_type: &str,
-) -> Result<AppView, ApiError> {
+) -> Result<AppView, Error> {
     actor.require_operator(PUBLISHERS)?;
     crate::db::write_tx(conn, |conn| {
         find_app(conn, app_id)?;
@@ -100,7 +100,7 @@ pub fn set_icon(
 }
 
 /// Checks the caller and the app before an image is read and stored.
-pub fn check_listing_editable(conn: &mut DbConnection, actor: &Actor, app_id: &str) -> Result<(), ApiError> {
+pub fn check_listing_editable(conn: &mut DbConnection, actor: &Actor, app_id: &str) -> Result<(), Error> {
     actor.require_operator(PUBLISHERS)?;
     find_app(conn, app_id)?;
     Ok(())
@@ -112,14 +112,14 @@ pub fn add_screenshot(
     app_id: &str,
     sha256: &str,
     content_type: &str,
-) -> Result<AppView, ApiError> {
+) -> Result<AppView, Error> {
     actor.require_operator(PUBLISHERS)?;
     crate::db::write_tx(conn, |conn| {
         find_app(conn, app_id)?;
         let count: i64 =
             app_screenshots::table.filter(app_screenshots::app_id.eq(app_id)).count().get_result(conn)?;
         if count >= MAX_SCREENSHOTS {
-            return Err(ApiError::new(
+            return Err(Error::new(
                 ErrorCode::Conflict,
                 format!("an app has at most {MAX_SCREENSHOTS} screenshots; remove one first"),
             ));
@@ -146,7 +146,7 @@ pub fn remove_screenshot(
     actor: &Actor,
     app_id: &str,
     screenshot_id: i64,
-) -> Result<AppView, ApiError> {
+) -> Result<AppView, Error> {
     actor.require_operator(PUBLISHERS)?;
     crate::db::write_tx(conn, |conn| {
         find_app(conn, app_id)?;
@@ -157,7 +157,7 @@ pub fn remove_screenshot(
         )
         .execute(conn)?;
         if removed == 0 {
-            return Err(ApiError::not_found("screenshot"));
+            return Err(Error::not_found("screenshot"));
         }
         audit::record(
             conn,
@@ -181,13 +181,13 @@ pub fn grant(
     app_id: &str,
     merchant_id: i64,
     granted: bool,
-) -> Result<AppView, ApiError> {
+) -> Result<AppView, Error> {
     actor.require_operator(PUBLISHERS)?;
     crate::db::write_tx(conn, |conn| {
         find_app(conn, app_id)?;
         let exists: i64 = merchants::table.filter(merchants::id.eq(merchant_id)).count().get_result(conn)?;
         if exists == 0 {
-            return Err(ApiError::not_found("merchant"));
+            return Err(Error::not_found("merchant"));
         }
         let row = app_merchants::table.find((app_id, merchant_id));
         let present: i64 = row.count().get_result(conn)?;
@@ -231,7 +231,7 @@ fn end_store_requests(
     app_id: &str,
     merchant_id: Option<i64>,
     installs_only: bool,
-) -> Result<(), ApiError> {
+) -> Result<(), Error> {
     let mut query = diesel::update(deployments::table)
         .filter(deployments::origin.eq("store"))
         .filter(deployments::app_id.eq(app_id))
@@ -249,7 +249,7 @@ fn end_store_requests(
 
 /// Whether a merchant's store offers the app: store apps, and private apps
 /// granted to it.
-pub fn offered_to(conn: &mut DbConnection, app: &AppRow, merchant_id: i64) -> Result<bool, ApiError> {
+pub fn offered_to(conn: &mut DbConnection, app: &AppRow, merchant_id: i64) -> Result<bool, Error> {
     Ok(match app.visibility.as_str() {
         "store" => app.kind == "app",
         "private" => {
@@ -268,13 +268,13 @@ pub fn image(
     actor: &Actor,
     app_id: &str,
     screenshot_id: Option<i64>,
-) -> Result<(String, String), ApiError> {
+) -> Result<(String, String), Error> {
     let app = find_app(conn, app_id)?;
     if let Some(merchant) = actor.merchant_id()
         && app.visibility != "system"
         && !offered_to(conn, &app, merchant)?
     {
-        return Err(ApiError::not_found("app"));
+        return Err(Error::not_found("app"));
     }
     let found = match screenshot_id {
         None => app.icon_sha256.zip(app.icon_content_type),
@@ -285,5 +285,5 @@ pub fn image(
             .first(conn)
             .optional()?,
     };
-    found.ok_or_else(|| ApiError::not_found(if screenshot_id.is_some() { "screenshot" } else { "icon" }))
+    found.ok_or_else(|| Error::not_found(if screenshot_id.is_some() { "screenshot" } else { "icon" }))
 }

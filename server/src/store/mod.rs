@@ -23,39 +23,39 @@ use tms_packages::wire::contact::TerminalState;
 use tms_packages::wire::store::*;
 
 use crate::accounts::access::{Actor, Role};
-use crate::accounts::{now, rfc3339};
 use crate::contact::changes::{self, Scope};
-use crate::contact::deployments::{self as deploys, NewDeployment, candidate};
 use crate::db::schema::{
     app_merchants, app_screenshots, apps, deployment_actions, deployment_devices, deployments,
     device_inventory, devices, locations, merchants, releases, rollouts,
 };
 use crate::db::{DbConnection, DbError, audit};
 use crate::devices::ACTIVE;
-use crate::http::error::{ApiError, ErrorCode};
+use crate::error::{Error, ErrorCode};
 use crate::releases::{AppRow, ReleaseRow, find_app, screenshot_path};
+use crate::rollouts::deployments::{self as deploys, NewDeployment, candidate};
+use crate::time::{now, rfc3339};
 
 /// Whose store a request is about: a merchant user's own merchant, or the
 /// merchant an operator names.
-fn store_merchant(conn: &mut DbConnection, actor: &Actor, named: Option<i64>) -> Result<i64, ApiError> {
+fn store_merchant(conn: &mut DbConnection, actor: &Actor, named: Option<i64>) -> Result<i64, Error> {
     let merchant_id = match (&actor.role, named) {
         (Role::Merchant(m), None) => m.merchant_id,
         (Role::Merchant(m), Some(id)) if id == m.merchant_id => id,
-        (Role::Merchant(_), Some(_)) => return Err(ApiError::not_found("merchant")),
+        (Role::Merchant(_), Some(_)) => return Err(Error::not_found("merchant")),
         (Role::Operator(role), _) if !role.manages_merchants() => {
-            return Err(ApiError::forbidden(format!("the {role} role does not act for merchants")));
+            return Err(Error::forbidden(format!("the {role} role does not act for merchants")));
         }
         (Role::Operator(_), None) => {
-            return Err(ApiError::invalid("merchant_id", "name the merchant whose store this is"));
+            return Err(Error::invalid("merchant_id", "name the merchant whose store this is"));
         }
         (Role::Operator(_), Some(id)) => id,
     };
     let found: i64 = merchants::table.filter(merchants::id.eq(merchant_id)).count().get_result(conn)?;
     if found == 0 {
-        return Err(ApiError::not_found("merchant"));
+        return Err(Error::not_found("merchant"));
     }
     if !may_use_store(actor, merchant_id) {
-        return Err(ApiError::forbidden(format!("this needs the {} permission", Permission::InstallApps)));
+        return Err(Error::forbidden(format!("this needs the {} permission", Permission::InstallApps)));
     }
     Ok(merchant_id)
 }
@@ -350,7 +350,7 @@ pub fn catalogue(
     conn: &mut DbConnection,
     actor: &Actor,
     query: &CatalogueQuery,
-) -> Result<Vec<StoreAppSummary>, ApiError> {
+) -> Result<Vec<StoreAppSummary>, Error> {
     let merchant_id = store_merchant(conn, actor, query.merchant_id)?;
     let terminals = visible_terminals(conn, actor, merchant_id)?;
     let offered: Vec<AppRow> = offered_apps(conn, merchant_id)?
@@ -405,20 +405,18 @@ pub fn show(
     actor: &Actor,
     app_id: &str,
     merchant: Option<i64>,
-) -> Result<StoreAppView, ApiError> {
+) -> Result<StoreAppView, Error> {
     let merchant_id = store_merchant(conn, actor, merchant)?;
     let app = find_app(conn, app_id)?;
     if app.kind != "app" || (app.visibility != "system" && !listing::offered_to(conn, &app, merchant_id)?) {
-        return Err(ApiError::not_found("app"));
+        return Err(Error::not_found("app"));
     }
     let terminals = visible_terminals(conn, actor, merchant_id)?;
     let releases = installable_releases(conn, &[app_id])?.remove(app_id).unwrap_or_default();
     let current = match current_release(&terminals, &releases) {
         Some(r) => r,
         // None fits: show the newest, so the merchant sees which models it needs.
-        None => {
-            releases.rows.iter().max_by_key(|r| r.version_code).ok_or_else(|| ApiError::not_found("app"))?
-        }
+        None => releases.rows.iter().max_by_key(|r| r.version_code).ok_or_else(|| Error::not_found("app"))?,
     };
     let requests = standing_requests(conn, merchant_id, Some(app_id))?;
     let screenshots: Vec<i64> = app_screenshots::table
@@ -458,21 +456,21 @@ fn chosen_terminals(
     actor: &Actor,
     merchant_id: i64,
     request: &StoreRequest,
-) -> Result<Vec<StoreTerminal>, ApiError> {
+) -> Result<Vec<StoreTerminal>, Error> {
     if request.devices.is_empty() && request.locations.is_empty() {
-        return Err(ApiError::invalid("devices", "choose terminals or locations"));
+        return Err(Error::invalid("devices", "choose terminals or locations"));
     }
     for location in &request.locations {
         let owner: Option<i64> =
             locations::table.find(location).select(locations::merchant_id).first(conn).optional()?;
         if owner != Some(merchant_id) || !actor.sees_location(merchant_id, *location) {
-            return Err(ApiError::not_found("location"));
+            return Err(Error::not_found("location"));
         }
     }
     let all = visible_terminals(conn, actor, merchant_id)?;
     let by_id: BTreeSet<i64> = request.devices.iter().copied().collect();
     if let Some(missing) = by_id.iter().find(|d| !all.iter().any(|t| t.facts.device_id == **d)) {
-        return Err(ApiError::with_details(
+        return Err(Error::with_details(
             ErrorCode::NotFound,
             format!("no active terminal {missing} of this merchant"),
             BTreeMap::from([("device_id".to_owned(), missing.to_string())]),
@@ -483,7 +481,7 @@ fn chosen_terminals(
         .filter(|t| by_id.contains(&t.facts.device_id) || request.locations.contains(&t.facts.location_id))
         .collect();
     if chosen.is_empty() {
-        return Err(ApiError::invalid("locations", "no active terminal at these locations"));
+        return Err(Error::invalid("locations", "no active terminal at these locations"));
     }
     for t in &chosen {
         actor.require(merchant_id, Some(t.facts.location_id), Permission::InstallApps)?;
@@ -572,16 +570,16 @@ pub fn install(
     actor: &Actor,
     app_id: &str,
     request: &StoreRequest,
-) -> Result<StoreRequestView, ApiError> {
+) -> Result<StoreRequestView, Error> {
     crate::db::write_tx(conn, |conn| {
         let merchant_id = store_merchant(conn, actor, request.merchant_id)?;
         let app = find_app(conn, app_id)?;
         if app.kind != "app" || (app.visibility != "system" && !listing::offered_to(conn, &app, merchant_id)?)
         {
-            return Err(ApiError::not_found("app"));
+            return Err(Error::not_found("app"));
         }
         if app.visibility == "system" {
-            return Err(ApiError::new(
+            return Err(Error::new(
                 ErrorCode::Conflict,
                 format!("{app_id} is a system app: the payment provider installs it"),
             ));
@@ -606,7 +604,7 @@ pub fn install(
         if let Some((t, reason)) = refused.first() {
             let models: BTreeSet<&str> = refused.iter().map(|(t, _)| t.facts.model.as_str()).collect();
             let models = models.into_iter().collect::<Vec<_>>().join(", ");
-            return Err(ApiError::with_details(
+            return Err(Error::with_details(
                 ErrorCode::AppIncompatible,
                 format!(
                     "{app_id} has no release for terminal {} (model {}): {reason}",
@@ -628,7 +626,7 @@ pub fn install(
         if by_release.is_empty() {
             let models: BTreeSet<&str> = chosen.iter().map(|t| t.facts.model.as_str()).collect();
             let models = models.into_iter().collect::<Vec<_>>().join(", ");
-            return Err(ApiError::with_details(
+            return Err(Error::with_details(
                 ErrorCode::AppIncompatible,
                 format!("{app_id} has no release for the terminals there (models {models})"),
                 BTreeMap::from([("model".to_owned(), models)]),
@@ -681,7 +679,7 @@ pub fn uninstall(
     actor: &Actor,
     app_id: &str,
     request: &StoreRequest,
-) -> Result<StoreRequestView, ApiError> {
+) -> Result<StoreRequestView, Error> {
     crate::db::write_tx(conn, |conn| {
         let merchant_id = store_merchant(conn, actor, request.merchant_id)?;
         let app = find_app(conn, app_id)?;
@@ -692,10 +690,10 @@ pub fn uninstall(
         if app.kind != "app"
             || (app.visibility != "system" && !runs_it && !listing::offered_to(conn, &app, merchant_id)?)
         {
-            return Err(ApiError::not_found("app"));
+            return Err(Error::not_found("app"));
         }
         if app.visibility == "system" {
-            return Err(ApiError::new(
+            return Err(Error::new(
                 ErrorCode::AppNotRemovable,
                 format!("{app_id} is a system app: the payment provider keeps it on every terminal"),
             ));

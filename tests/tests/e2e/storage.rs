@@ -3,8 +3,8 @@
 use object_store::ObjectStoreExt;
 use object_store::PutPayload;
 use tms_e2e::MotoServer;
+use tms_server::blobs::{BlobStore, StorageError};
 use tms_server::config::{Config, SettingsArgs, Source};
-use tms_server::storage::{BlobStore, StorageError};
 use tms_signing::Sha256Digest;
 
 fn s3_store(s3: &MotoServer, bucket: &str) -> BlobStore {

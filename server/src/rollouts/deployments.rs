@@ -15,17 +15,17 @@ use tms_packages::wire::contact::ReleaseOffer;
 use tms_packages::wire::deployments::*;
 
 use crate::accounts::access::Actor;
-use crate::accounts::{now, rfc3339};
 use crate::contact::changes::{self, Scope};
-use crate::contact::rollouts::{self, RolloutRow};
 use crate::db::schema::{
     apps, deployment_devices, deployments, device_group_members, device_groups, devices, locations,
     merchants, releases,
 };
 use crate::db::{DbConnection, DbError, audit};
-use crate::devices::transactions::parse_time;
-use crate::http::error::{ApiError, ErrorCode};
+use crate::error::{Error, ErrorCode};
 use crate::releases::{ReleaseRow, find_release};
+use crate::rollouts::{self, RolloutRow};
+use crate::time::parse_time;
+use crate::time::{now, rfc3339};
 
 /// Who ships: release engineers and operator admins.
 pub const SHIPPERS: &[OperatorRole] = &[OperatorRole::OperatorAdmin, OperatorRole::ReleaseEngineer];
@@ -93,8 +93,8 @@ struct ParsedTarget {
     devices: Vec<i64>,
 }
 
-fn parse_target(conn: &mut DbConnection, text: &str) -> Result<ParsedTarget, ApiError> {
-    let bad = |m: String| ApiError::new(ErrorCode::InvalidTarget, m);
+fn parse_target(conn: &mut DbConnection, text: &str) -> Result<ParsedTarget, Error> {
+    let bad = |m: String| Error::new(ErrorCode::InvalidTarget, m);
     let text = text.trim();
     if text == "everyone" {
         return Ok(ParsedTarget { kind: "everyone", id: None, devices: Vec::new() });
@@ -152,42 +152,39 @@ pub fn create(
     conn: &mut DbConnection,
     actor: &Actor,
     request: &CreateDeploymentRequest,
-) -> Result<DeploymentView, ApiError> {
+) -> Result<DeploymentView, Error> {
     actor.require_operator(SHIPPERS)?;
     let window = request
         .window
         .as_deref()
         .map(str::parse::<Window>)
         .transpose()
-        .map_err(|m| ApiError::invalid("window", m))?;
+        .map_err(|m| Error::invalid("window", m))?;
     let starts_at = match &request.starts_at {
         Some(t) => parse_time("starts_at", t)?,
         None => now(),
     };
     let expires_at = request.expires_at.as_deref().map(|t| parse_time("expires_at", t)).transpose()?;
     if expires_at.is_some_and(|e| e <= starts_at) {
-        return Err(ApiError::invalid("expires_at", "a deployment must expire after it starts"));
+        return Err(Error::invalid("expires_at", "a deployment must expire after it starts"));
     }
     crate::db::write_tx(conn, |conn| {
         let app: Option<String> =
             apps::table.find(&request.app_id).select(apps::id).first(conn).optional()?;
         if app.is_none() {
-            return Err(ApiError::not_found("app"));
+            return Err(Error::not_found("app"));
         }
         let release = match (&request.version, request.remove) {
             (Some(_), true) => {
-                return Err(ApiError::invalid("version", "a removal names no version"));
+                return Err(Error::invalid("version", "a removal names no version"));
             }
             (None, false) => {
-                return Err(ApiError::invalid(
-                    "version",
-                    "name the release to deliver, or ask for a removal",
-                ));
+                return Err(Error::invalid("version", "name the release to deliver, or ask for a removal"));
             }
             (Some(v), false) => {
                 let r = find_release(conn, &request.app_id, v)?;
                 if r.withdrawn_at.is_some() {
-                    return Err(ApiError::new(ErrorCode::Conflict, "this release was withdrawn"));
+                    return Err(Error::new(ErrorCode::Conflict, "this release was withdrawn"));
                 }
                 Some(r)
             }
@@ -254,7 +251,7 @@ pub struct NewDeployment<'a> {
     pub merchant_id: Option<i64>,
 }
 
-pub fn insert(conn: &mut DbConnection, actor: &Actor, d: NewDeployment<'_>) -> Result<i64, ApiError> {
+pub fn insert(conn: &mut DbConnection, actor: &Actor, d: NewDeployment<'_>) -> Result<i64, Error> {
     let values = (
         deployments::app_id.eq(d.app_id),
         deployments::release_id.eq(d.release_id),
@@ -287,13 +284,13 @@ pub fn insert(conn: &mut DbConnection, actor: &Actor, d: NewDeployment<'_>) -> R
     Ok(id)
 }
 
-pub fn find(conn: &mut DbConnection, id: i64) -> Result<DeploymentRow, ApiError> {
+pub fn find(conn: &mut DbConnection, id: i64) -> Result<DeploymentRow, Error> {
     deployments::table
         .find(id)
         .select(DeploymentRow::as_select())
         .first(conn)
         .optional()?
-        .ok_or_else(|| ApiError::not_found("deployment"))
+        .ok_or_else(|| Error::not_found("deployment"))
 }
 
 fn target_text(conn: &mut DbConnection, row: &DeploymentRow) -> Result<String, DbError> {
@@ -307,11 +304,7 @@ fn target_text(conn: &mut DbConnection, row: &DeploymentRow) -> Result<String, D
     })
 }
 
-pub fn view(
-    conn: &mut DbConnection,
-    row: &DeploymentRow,
-    with_stats: bool,
-) -> Result<DeploymentView, ApiError> {
+pub fn view(conn: &mut DbConnection, row: &DeploymentRow, with_stats: bool) -> Result<DeploymentView, Error> {
     let version: Option<String> = match row.release_id {
         Some(id) => Some(releases::table.find(id).select(releases::version).first(conn)?),
         None => None,
@@ -343,7 +336,7 @@ pub fn view(
     })
 }
 
-pub fn show(conn: &mut DbConnection, actor: &Actor, id: i64) -> Result<DeploymentView, ApiError> {
+pub fn show(conn: &mut DbConnection, actor: &Actor, id: i64) -> Result<DeploymentView, Error> {
     actor.require_operator(READERS)?;
     let row = find(conn, id)?;
     view(conn, &row, false)
@@ -353,7 +346,7 @@ pub fn list(
     conn: &mut DbConnection,
     actor: &Actor,
     app_id: Option<&str>,
-) -> Result<Vec<DeploymentView>, ApiError> {
+) -> Result<Vec<DeploymentView>, Error> {
     actor.require_operator(READERS)?;
     let mut query =
         deployments::table.select(DeploymentRow::as_select()).order(deployments::id.desc()).into_boxed();
@@ -365,15 +358,15 @@ pub fn list(
 }
 
 /// Stops delivering; terminals that already have the release keep it.
-pub fn cancel(conn: &mut DbConnection, actor: &Actor, id: i64) -> Result<DeploymentView, ApiError> {
+pub fn cancel(conn: &mut DbConnection, actor: &Actor, id: i64) -> Result<DeploymentView, Error> {
     actor.require_operator(SHIPPERS)?;
     crate::db::write_tx(conn, |conn| {
         let row = find(conn, id)?;
         if row.status == "cancelled" {
-            return Err(ApiError::new(ErrorCode::Conflict, "this deployment is already cancelled"));
+            return Err(Error::new(ErrorCode::Conflict, "this deployment is already cancelled"));
         }
         if matches!(row.status.as_str(), "superseded" | "completed") {
-            return Err(ApiError::new(
+            return Err(Error::new(
                 ErrorCode::Conflict,
                 format!("this store request is {}: nothing is left to deliver", row.status),
             ));
@@ -427,37 +420,37 @@ fn group_view(
 fn group_row(
     conn: &mut DbConnection,
     id: i64,
-) -> Result<(i64, String, Option<String>, NaiveDateTime), ApiError> {
+) -> Result<(i64, String, Option<String>, NaiveDateTime), Error> {
     device_groups::table
         .find(id)
         .select((device_groups::id, device_groups::name, device_groups::filter, device_groups::created_at))
         .first(conn)
         .optional()?
-        .ok_or_else(|| ApiError::not_found("device group"))
+        .ok_or_else(|| Error::not_found("device group"))
 }
 
 pub fn create_group(
     conn: &mut DbConnection,
     actor: &Actor,
     request: &CreateDeviceGroupRequest,
-) -> Result<DeviceGroupView, ApiError> {
+) -> Result<DeviceGroupView, Error> {
     actor.require_operator(SHIPPERS)?;
     let name = request.name.trim();
     if name.is_empty() || name.len() > 100 {
-        return Err(ApiError::invalid("name", "a group's name is 1 to 100 characters"));
+        return Err(Error::invalid("name", "a group's name is 1 to 100 characters"));
     }
     let filter = match (&request.filter, request.devices.is_empty()) {
         (Some(f), true) => {
-            Some(f.parse::<DeviceFilter>().map_err(|m| ApiError::invalid("filter", m))?.to_string())
+            Some(f.parse::<DeviceFilter>().map_err(|m| Error::invalid("filter", m))?.to_string())
         }
         (None, false) => None,
-        _ => return Err(ApiError::invalid("filter", "a group has either a filter or a list of devices")),
+        _ => return Err(Error::invalid("filter", "a group has either a filter or a list of devices")),
     };
     crate::db::write_tx(conn, |conn| {
         let taken: i64 =
             device_groups::table.filter(device_groups::name.eq(name)).count().get_result(conn)?;
         if taken > 0 {
-            return Err(ApiError::new(ErrorCode::Conflict, format!("a device group named {name:?} exists")));
+            return Err(Error::new(ErrorCode::Conflict, format!("a device group named {name:?} exists")));
         }
         let insert = diesel::insert_into(device_groups::table).values((
             device_groups::name.eq(name),
@@ -468,7 +461,7 @@ pub fn create_group(
         let id: i64 = crate::per_backend!(conn, |c| insert.returning(device_groups::id).get_result(c))
             .map_err(|e| match DbError::from(e) {
                 e if e.is_unique_violation() => {
-                    ApiError::new(ErrorCode::Conflict, format!("a device group named {name:?} exists"))
+                    Error::new(ErrorCode::Conflict, format!("a device group named {name:?} exists"))
                 }
                 e => e.into(),
             })?;
@@ -477,7 +470,7 @@ pub fn create_group(
         let found: Vec<i64> =
             devices::table.filter(devices::id.eq_any(&list)).select(devices::id).load(conn)?;
         if let Some(missing) = list.iter().find(|d| !found.contains(d)) {
-            return Err(ApiError::invalid("devices", format!("no device {missing}")));
+            return Err(Error::invalid("devices", format!("no device {missing}")));
         }
         for device in &list {
             diesel::insert_into(device_group_members::table)
@@ -498,7 +491,7 @@ pub fn create_group(
     })
 }
 
-pub fn list_groups(conn: &mut DbConnection, actor: &Actor) -> Result<Vec<DeviceGroupView>, ApiError> {
+pub fn list_groups(conn: &mut DbConnection, actor: &Actor) -> Result<Vec<DeviceGroupView>, Error> {
     actor.require_operator(READERS)?;
     let rows: Vec<(i64, String, Option<String>, NaiveDateTime)> = device_groups::table
         .order(device_groups::id)
@@ -507,14 +500,14 @@ pub fn list_groups(conn: &mut DbConnection, actor: &Actor) -> Result<Vec<DeviceG
     Ok(rows.into_iter().map(|r| group_view(conn, r)).collect::<Result<_, _>>()?)
 }
 
-pub fn show_group(conn: &mut DbConnection, actor: &Actor, id: i64) -> Result<DeviceGroupView, ApiError> {
+pub fn show_group(conn: &mut DbConnection, actor: &Actor, id: i64) -> Result<DeviceGroupView, Error> {
     actor.require_operator(READERS)?;
     let row = group_row(conn, id)?;
     Ok(group_view(conn, row)?)
 }
 
 /// Refused while a deployment that is not cancelled targets the group.
-pub fn delete_group(conn: &mut DbConnection, actor: &Actor, id: i64) -> Result<(), ApiError> {
+pub fn delete_group(conn: &mut DbConnection, actor: &Actor, id: i64) -> Result<(), Error> {
     actor.require_operator(SHIPPERS)?;
     crate::db::write_tx(conn, |conn| {
         group_row(conn, id)?;
@@ -525,7 +518,7 @@ pub fn delete_group(conn: &mut DbConnection, actor: &Actor, id: i64) -> Result<(
             .select(deployments::id)
             .load(conn)?;
         if let Some(d) = used.first() {
-            return Err(ApiError::new(
+            return Err(Error::new(
                 ErrorCode::Conflict,
                 format!("deployment {d} targets this group: cancel it first"),
             ));
@@ -610,7 +603,7 @@ pub fn candidate(release: &ReleaseRow) -> Result<Candidate, DbError> {
         version: release
             .version
             .parse()
-            .map_err(|e| DbError::Migration(format!("release {} has a bad version: {e}", release.id)))?,
+            .map_err(|e| DbError::Corrupt(format!("release {} has a bad version: {e}", release.id)))?,
         version_code: release.version_code as u64,
         models: release.models.split(',').filter(|m| !m.is_empty()).map(str::to_owned).collect(),
         min_firmware: release.min_firmware.clone(),

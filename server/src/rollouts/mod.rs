@@ -4,6 +4,8 @@
 //! server process runs one; conditional updates make them agree) advances a
 //! stage that succeeded and pauses a rollout whose failures pass its limit.
 
+pub mod deployments;
+
 use std::borrow::Cow;
 use std::collections::HashMap;
 
@@ -14,14 +16,14 @@ use tms_packages::contact::{ALL_BP, DeviceFacts, Target, bucket, compare_firmwar
 use tms_packages::wire::contact::TerminalState;
 use tms_packages::wire::deployments::{RolloutView, StageStats, StartRolloutRequest};
 
+use self::deployments::{DeploymentRow, NewDeployment, SHIPPERS};
 use crate::accounts::access::Actor;
-use crate::accounts::{now, rfc3339};
 use crate::contact::changes;
-use crate::contact::deployments::{self, DeploymentRow, NewDeployment, SHIPPERS};
 use crate::db::schema::deployments as deployment_rows;
 use crate::db::schema::{apps, deployment_actions, device_inventory, devices, releases, rollouts};
 use crate::db::{DbConnection, DbError, audit};
-use crate::http::error::{ApiError, ErrorCode};
+use crate::error::{Error, ErrorCode};
+use crate::time::{now, rfc3339};
 
 #[derive(Debug, Clone, Queryable, Selectable)]
 #[diesel(table_name = rollouts)]
@@ -81,28 +83,28 @@ pub fn for_deployments(conn: &mut DbConnection, ids: &[i64]) -> Result<Vec<Rollo
         .load(conn)?)
 }
 
-fn percent_to_bp(field: &str, p: f64) -> Result<u32, ApiError> {
+fn percent_to_bp(field: &str, p: f64) -> Result<u32, Error> {
     if !(p.is_finite() && p > 0.0 && p <= 100.0) {
-        return Err(ApiError::invalid(field, format!("{p}: a percentage is above 0 and at most 100")));
+        return Err(Error::invalid(field, format!("{p}: a percentage is above 0 and at most 100")));
     }
     Ok((p * 100.0).round() as u32)
 }
 
 /// `3` (a count) or `2%` (of the devices in the stages reached).
-fn parse_max_failures(text: &str) -> Result<(i32, bool), ApiError> {
+fn parse_max_failures(text: &str) -> Result<(i32, bool), Error> {
     let text = text.trim();
     match text.strip_suffix('%') {
         Some(p) => {
-            let p: f64 = p.trim().parse().map_err(|_| ApiError::invalid("max_failures", "write 3 or 2%"))?;
+            let p: f64 = p.trim().parse().map_err(|_| Error::invalid("max_failures", "write 3 or 2%"))?;
             if !(0.0..=100.0).contains(&p) {
-                return Err(ApiError::invalid("max_failures", "a percentage is between 0 and 100"));
+                return Err(Error::invalid("max_failures", "a percentage is between 0 and 100"));
             }
             Ok(((p * 100.0).round() as i32, true))
         }
         None => {
-            let n: i32 = text.parse().map_err(|_| ApiError::invalid("max_failures", "write 3 or 2%"))?;
+            let n: i32 = text.parse().map_err(|_| Error::invalid("max_failures", "write 3 or 2%"))?;
             if n < 0 {
-                return Err(ApiError::invalid("max_failures", "a count is 0 or more"));
+                return Err(Error::invalid("max_failures", "a count is 0 or more"));
             }
             Ok((n, false))
         }
@@ -114,28 +116,28 @@ pub fn start(
     actor: &Actor,
     deployment_id: i64,
     request: &StartRolloutRequest,
-) -> Result<RolloutView, ApiError> {
+) -> Result<RolloutView, Error> {
     actor.require_operator(SHIPPERS)?;
     let stages: Vec<u32> =
         request.stages.iter().map(|p| percent_to_bp("stages", *p)).collect::<Result<_, _>>()?;
     if stages.is_empty() || stages.windows(2).any(|w| w[0] >= w[1]) || stages.last() != Some(&ALL_BP) {
-        return Err(ApiError::invalid("stages", "stages rise and end at 100, e.g. 1,10,50,100"));
+        return Err(Error::invalid("stages", "stages rise and end at 100, e.g. 1,10,50,100"));
     }
     let success_bp = percent_to_bp("success_percent", request.success_percent)?;
     let (max_failures, is_bp) = parse_max_failures(&request.max_failures)?;
     crate::db::write_tx(conn, |conn| {
         let deployment = deployments::find(conn, deployment_id)?;
         if deployment.origin == "store" {
-            return Err(ApiError::new(
+            return Err(Error::new(
                 ErrorCode::RolloutState,
                 "a merchant's store request is not rolled out: it goes to the terminals the merchant chose",
             ));
         }
         if !matches!(deployment.status.as_str(), "active" | "held") || deployment.rollback_of.is_some() {
-            return Err(ApiError::new(ErrorCode::RolloutState, "this deployment cannot be rolled out"));
+            return Err(Error::new(ErrorCode::RolloutState, "this deployment cannot be rolled out"));
         }
         if for_deployment(conn, deployment_id)?.is_some() {
-            return Err(ApiError::new(ErrorCode::RolloutState, "this deployment already has a rollout"));
+            return Err(Error::new(ErrorCode::RolloutState, "this deployment already has a rollout"));
         }
         let at = now();
         diesel::insert_into(rollouts::table)
@@ -154,7 +156,7 @@ pub fn start(
             .execute(conn)
             .map_err(|e| match DbError::from(e) {
                 e if e.is_unique_violation() => {
-                    ApiError::new(ErrorCode::RolloutState, "this deployment already has a rollout")
+                    Error::new(ErrorCode::RolloutState, "this deployment already has a rollout")
                 }
                 e => e.into(),
             })?;
@@ -208,13 +210,13 @@ pub fn command(
     actor: &Actor,
     deployment_id: i64,
     command: Command,
-) -> Result<RolloutView, ApiError> {
+) -> Result<RolloutView, Error> {
     actor.require_operator(SHIPPERS)?;
     crate::db::write_tx(conn, |conn| {
         let deployment = deployments::find(conn, deployment_id)?;
-        let rollout = for_deployment(conn, deployment_id)?.ok_or_else(|| ApiError::not_found("rollout"))?;
+        let rollout = for_deployment(conn, deployment_id)?.ok_or_else(|| Error::not_found("rollout"))?;
         let refuse = |what: &str| {
-            Err(ApiError::new(
+            Err(Error::new(
                 ErrorCode::RolloutState,
                 format!("a {} rollout cannot be {what}", rollout.status.replace('_', " ")),
             ))
@@ -275,7 +277,7 @@ pub fn command(
         ))
         .execute(conn)?;
         if moved == 0 {
-            return Err(ApiError::new(
+            return Err(Error::new(
                 ErrorCode::RolloutState,
                 "the rollout changed while this was asked: look at its status and ask again",
             ));
@@ -303,9 +305,9 @@ fn create_rollback(
     actor: &Actor,
     deployment: &DeploymentRow,
     rollout: &RolloutRow,
-) -> Result<i64, ApiError> {
+) -> Result<i64, Error> {
     let Some(release_id) = deployment.release_id else {
-        return Err(ApiError::new(ErrorCode::RolloutState, "an app removal cannot be rolled back"));
+        return Err(Error::new(ErrorCode::RolloutState, "an app removal cannot be rolled back"));
     };
     let code: i64 = releases::table.find(release_id).select(releases::version_code).first(conn)?;
     let previous: Option<i64> = releases::table
@@ -317,7 +319,7 @@ fn create_rollback(
         .first(conn)
         .optional()?;
     let previous = previous.ok_or_else(|| {
-        ApiError::new(ErrorCode::NoPreviousRelease, "no earlier release of this app to roll back to")
+        Error::new(ErrorCode::NoPreviousRelease, "no earlier release of this app to roll back to")
     })?;
     let devices: Vec<i64> = if deployment.target_kind == "devices" {
         deployments::device_list(conn, deployment.id)?
@@ -580,7 +582,7 @@ pub fn view(
     deployment: &DeploymentRow,
     rollout: &RolloutRow,
     with_stats: bool,
-) -> Result<RolloutView, ApiError> {
+) -> Result<RolloutView, Error> {
     let stages = rollout.stages_bp();
     Ok(RolloutView {
         id: rollout.id,
@@ -606,10 +608,10 @@ pub fn status(
     actor: &Actor,
     deployment_id: i64,
     action_timeout: chrono::Duration,
-) -> Result<RolloutView, ApiError> {
+) -> Result<RolloutView, Error> {
     actor.require_operator(deployments::READERS)?;
     let deployment = deployments::find(conn, deployment_id)?;
-    let rollout = for_deployment(conn, deployment_id)?.ok_or_else(|| ApiError::not_found("rollout"))?;
+    let rollout = for_deployment(conn, deployment_id)?.ok_or_else(|| Error::not_found("rollout"))?;
     evaluate(conn, rollout.id, action_timeout)?;
     let rollout = for_deployment(conn, deployment_id)?.expect("exists");
     view(conn, &deployment, &rollout, true)
@@ -643,7 +645,7 @@ pub fn evaluate(
     conn: &mut DbConnection,
     rollout_id: i64,
     action_timeout: chrono::Duration,
-) -> Result<(), ApiError> {
+) -> Result<(), Error> {
     let rollout: RolloutRow = rollouts::table.find(rollout_id).select(RolloutRow::as_select()).first(conn)?;
     if rollout.status != "running" {
         return Ok(());
@@ -711,12 +713,12 @@ pub fn evaluate(
             let scopes = deployment.scopes(conn)?;
             changes::record(conn, &scopes)?;
         }
-        Ok::<_, ApiError>(())
+        Ok::<_, Error>(())
     })
 }
 
 /// One pass over every running rollout.
-pub fn supervise(conn: &mut DbConnection, action_timeout: chrono::Duration) -> Result<(), ApiError> {
+pub fn supervise(conn: &mut DbConnection, action_timeout: chrono::Duration) -> Result<(), Error> {
     let running: Vec<i64> =
         rollouts::table.filter(rollouts::status.eq("running")).select(rollouts::id).load(conn)?;
     for id in running {
