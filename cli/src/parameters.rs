@@ -96,7 +96,7 @@ pub enum ParamsCommand {
         #[arg(long, default_value = TERMINAL_APP)]
         app: String,
     },
-    /// Terminals still on the default merchant-menu password
+    /// Terminals with a weak merchant-menu password (the default 99999, 11111, 12345, …)
     Report {
         #[arg(long)]
         merchant: Option<i64>,
@@ -207,20 +207,21 @@ pub async fn params(client: &Client, command: ParamsCommand, out: Output) -> any
         }
         ParamsCommand::Report { merchant } => {
             let path = match merchant {
-                Some(m) => format!("/api/v1/reports/default-merchant-password?merchant_id={m}"),
-                None => "/api/v1/reports/default-merchant-password".to_owned(),
+                Some(m) => format!("/api/v1/reports/weak-merchant-password?merchant_id={m}"),
+                None => "/api/v1/reports/weak-merchant-password".to_owned(),
             };
             let list: Vec<ReportedDevice> = client.get(&path).await?;
             out.show(&list, |l| {
-                println!("{} terminals still on the default merchant-menu password", l.len());
+                println!("{} terminals with a weak merchant-menu password", l.len());
                 table(
-                    &["DEVICE", "NAME", "MERCHANT", "LOCATION"],
+                    &["DEVICE", "NAME", "MERCHANT", "LOCATION", "WHY"],
                     l.iter().map(|d| {
                         vec![
                             d.device_id.to_string(),
                             d.name.clone(),
                             d.merchant_id.to_string(),
                             d.location_id.to_string(),
+                            d.reason.clone(),
                         ]
                     }),
                 );

@@ -74,6 +74,12 @@ pub enum ParamType {
     /// Write-only for people: shown as set/unset, delivered to terminals only.
     Secret {
         max_len: usize,
+        /// At least this many characters (0: may be empty).
+        #[serde(default, skip_serializing_if = "is_zero")]
+        min_len: usize,
+        /// Digits only (a PIN typed on the terminal's keypad).
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        digits: bool,
     },
     /// A small file, base64 in the value.
     File {
@@ -88,7 +94,7 @@ pub struct KeyDef {
     pub ty: ParamType,
     /// The value when no level sets one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[cfg_attr(feature = "openapi", schema(value_type = Option<Object>))]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<Value>))]
     pub default: Option<Value>,
     #[serde(default)]
     pub description: String,
@@ -180,7 +186,7 @@ impl Schema {
             (
                 MERCHANT_PASSWORD_KEY.to_owned(),
                 key(
-                    ParamType::Secret { max_len: 32 },
+                    ParamType::Secret { min_len: 4, max_len: 12, digits: true },
                     Some(Value::from(MERCHANT_PASSWORD_DEFAULT)),
                     "Password of the merchant menu on the terminal",
                     &all,
@@ -243,10 +249,26 @@ impl Schema {
 
 fn check_type(key: &str, ty: &ParamType, value: &Value) -> Result<(), ParamError> {
     match (ty, value) {
-        (ParamType::String { max_len }, Value::String(s))
-        | (ParamType::Secret { max_len }, Value::String(s)) => {
+        (ParamType::String { max_len }, Value::String(s)) => {
             if s.chars().count() > *max_len {
                 return Err(refuse(key, format!("at most {max_len} characters")));
+            }
+            Ok(())
+        }
+        (ParamType::Secret { max_len, min_len, digits }, Value::String(s)) => {
+            let what = if *digits { "digits" } else { "characters" };
+            let n = s.chars().count();
+            if n < *min_len || n > *max_len {
+                return Err(refuse(
+                    key,
+                    match *min_len {
+                        0 => format!("at most {max_len} {what}"),
+                        min => format!("{min} to {max_len} {what}"),
+                    },
+                ));
+            }
+            if *digits && !s.bytes().all(|b| b.is_ascii_digit()) {
+                return Err(refuse(key, format!("digits only, {min_len} to {max_len}")));
             }
             Ok(())
         }
@@ -267,6 +289,31 @@ fn check_type(key: &str, ty: &ParamType, value: &Value) -> Result<(), ParamError
             Ok(())
         }
         (ty, _) => Err(refuse(key, format!("expected a {}", type_name(ty)))),
+    }
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
+}
+
+/// Why a merchant-menu password is weak, if it is: the default, one digit
+/// repeated (`11111`) or a run of consecutive digits up or down (`12345`,
+/// `98765`). Anyone at the counter tries these first.
+pub fn weak_pin_reason(pin: &str) -> Option<&'static str> {
+    if pin == MERCHANT_PASSWORD_DEFAULT {
+        return Some("default");
+    }
+    let digits: Vec<i16> = pin.bytes().filter(u8::is_ascii_digit).map(|b| i16::from(b - b'0')).collect();
+    if digits.len() != pin.len() || digits.len() < 2 {
+        return None;
+    }
+    let steps: Vec<i16> = digits.windows(2).map(|w| w[1] - w[0]).collect();
+    if steps.iter().all(|s| *s == 0) {
+        Some("repeated_digit")
+    } else if steps.iter().all(|s| *s == 1) || steps.iter().all(|s| *s == -1) {
+        Some("sequence")
+    } else {
+        None
     }
 }
 
@@ -491,6 +538,31 @@ mod tests {
         let v: EffectiveVersion = "3.1.7.0".parse().unwrap();
         assert_eq!(v.to_string(), "3.1.7.0");
         assert!("3.1.7".parse::<EffectiveVersion>().is_err());
+    }
+
+    #[test]
+    fn the_merchant_password_is_four_to_twelve_digits() {
+        let s = Schema::terminal();
+        for refused in ["", "123", "12a45", " 1234", "1234567890123", "١٢٣٤٥"] {
+            assert!(s.check(MERCHANT_PASSWORD_KEY, &json!(refused), Level::Device).is_err(), "{refused:?}");
+        }
+        for accepted in ["2468", "70417", "123456789012"] {
+            s.check(MERCHANT_PASSWORD_KEY, &json!(accepted), Level::Device).unwrap();
+        }
+        // A schema without the new bounds (stored before them) reads as it was.
+        let old: ParamType = serde_json::from_value(json!({"type": "secret", "max_len": 32})).unwrap();
+        assert_eq!(old, ParamType::Secret { max_len: 32, min_len: 0, digits: false });
+        assert_eq!(serde_json::to_value(&old).unwrap(), json!({"type": "secret", "max_len": 32}));
+    }
+
+    #[test]
+    fn weak_merchant_passwords_are_named() {
+        assert_eq!(weak_pin_reason("99999"), Some("default"));
+        assert_eq!(weak_pin_reason("12345"), Some("sequence"));
+        assert_eq!(weak_pin_reason("6543"), Some("sequence"));
+        assert_eq!(weak_pin_reason("0000"), Some("repeated_digit"));
+        assert_eq!(weak_pin_reason("70417"), None);
+        assert_eq!(weak_pin_reason("13579"), None);
     }
 
     #[test]

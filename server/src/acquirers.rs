@@ -73,6 +73,19 @@ fn require_acquirer(conn: &mut DbConnection, id: &str) -> Result<(), Error> {
     Ok(())
 }
 
+/// Parameters or a contract whose validity already ended would never reach a
+/// terminal: say so at once rather than publish them.
+fn refuse_if_passed(valid_until: NaiveDateTime) -> Result<(), Error> {
+    if valid_until <= now() {
+        return Err(Error::with_details(
+            ErrorCode::AlreadyExpired,
+            format!("valid_until ({}) has already passed", rfc3339(valid_until)),
+            BTreeMap::from([("field".to_owned(), "valid_until".to_owned())]),
+        ));
+    }
+    Ok(())
+}
+
 /// A new version of an acquirer's parameters.
 pub fn add_parameters(
     conn: &mut DbConnection,
@@ -85,6 +98,7 @@ pub fn add_parameters(
         return Err(Error::invalid("document", "a JSON object"));
     }
     let valid_until = parse_time("valid_until", &request.valid_until)?;
+    refuse_if_passed(valid_until)?;
     crate::db::write_tx(conn, |conn| {
         require_acquirer(conn, acquirer_id)?;
         let latest: Option<i64> = acquirer_parameter_sets::table
@@ -211,6 +225,9 @@ pub fn add_contract(
     let acquirer_merchant_id = text("acquirer_merchant_id", &request.acquirer_merchant_id)?;
     let acquirer_terminal_id = text("acquirer_terminal_id", &request.acquirer_terminal_id)?;
     let valid_until = request.valid_until.as_deref().map(|t| parse_time("valid_until", t)).transpose()?;
+    if let Some(at) = valid_until {
+        refuse_if_passed(at)?;
+    }
     crate::db::write_tx(conn, |conn| {
         rows::find_merchant(conn, merchant_id)?.ok_or_else(|| Error::not_found("merchant"))?;
         require_acquirer(conn, &request.acquirer_id)?;

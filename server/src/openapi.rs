@@ -83,7 +83,7 @@ use crate::http::{accounts, acquirers, contact, devices, health, parameters, rel
         parameters::history,
         parameters::device,
         parameters::device_diff,
-        parameters::default_password_report,
+        parameters::weak_password_report,
         acquirers::create,
         acquirers::list,
         acquirers::add_parameters,

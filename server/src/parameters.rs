@@ -7,8 +7,8 @@ use diesel::prelude::*;
 use serde_json::{Value, json};
 use tms_packages::accounts::{OperatorRole, Permission};
 use tms_packages::parameters::{
-    EffectiveVersion, Level, LevelSet, MERCHANT_PASSWORD_DEFAULT, MERCHANT_PASSWORD_KEY, Origin, Schema,
-    TERMINAL_APP, diff, effective, locked_above, shown,
+    EffectiveVersion, Level, LevelSet, MERCHANT_PASSWORD_KEY, Origin, Schema, TERMINAL_APP, diff, effective,
+    locked_above, shown, weak_pin_reason,
 };
 use tms_packages::wire::parameters::*;
 use tms_signing::{Sha256Digest, to_canonical_json};
@@ -544,8 +544,9 @@ pub async fn device_diff(
     })
 }
 
-/// Active terminals whose merchant-menu password is still the default.
-pub async fn default_password_report(
+/// Active terminals whose merchant-menu password is weak: still the
+/// default, one repeated digit or a run of consecutive digits.
+pub async fn weak_password_report(
     db: &Db,
     blobs: &BlobStore,
     actor: Actor,
@@ -604,21 +605,25 @@ pub async fn default_password_report(
     Ok(found
         .into_iter()
         .filter(|(_, _, merchant, location)| actor.sees_location(*merchant, *location))
-        .filter(|(id, _, merchant, location)| {
+        .filter_map(|(device_id, name, merchant_id, location_id)| {
             let levels = [
                 (Level::Global, get(Level::Global, 0)),
-                (Level::Merchant, get(Level::Merchant, *merchant)),
-                (Level::Location, get(Level::Location, *location)),
-                (Level::Device, get(Level::Device, *id)),
+                (Level::Merchant, get(Level::Merchant, merchant_id)),
+                (Level::Location, get(Level::Location, location_id)),
+                (Level::Device, get(Level::Device, device_id)),
             ];
-            effective(&schema, &levels).get(MERCHANT_PASSWORD_KEY).map(|(v, _)| v)
-                == Some(&Value::from(MERCHANT_PASSWORD_DEFAULT))
-        })
-        .map(|(device_id, name, merchant_id, location_id)| ReportedDevice {
-            device_id,
-            name,
-            merchant_id,
-            location_id,
+            let effective = effective(&schema, &levels);
+            // A value set before passwords were checked may be empty or
+            // not digits: as weak as the default.
+            let reason = match effective.get(MERCHANT_PASSWORD_KEY).map(|(v, _)| v) {
+                Some(Value::String(pin)) => weak_pin_reason(pin).or_else(|| {
+                    let malformed =
+                        schema.check(MERCHANT_PASSWORD_KEY, &Value::from(pin.as_str()), Level::Device);
+                    malformed.is_err().then_some("malformed")
+                }),
+                _ => Some("unset"),
+            }?;
+            Some(ReportedDevice { device_id, name, merchant_id, location_id, reason: reason.to_owned() })
         })
         .collect())
 }

@@ -47,8 +47,8 @@ wire! {
     }
 
     pub struct EffectiveValue {
-        /// Secrets show as `(set)`.
-        #[cfg_attr(feature = "openapi", schema(value_type = Object))]
+        /// Any JSON value of the key's type; secrets show as `(set)`.
+        #[cfg_attr(feature = "openapi", schema(value_type = Value))]
         pub value: Value,
         /// `default`, `global`, `merchant`, `location` or `device`.
         pub origin: String,
@@ -72,10 +72,16 @@ wire! {
         pub removed: Vec<String>,
     }
 
+    /// A terminal whose merchant-menu password is weak.
     pub struct ReportedDevice {
         pub device_id: i64,
         pub name: String,
         pub merchant_id: i64,
         pub location_id: i64,
+        /// `default` (99999), `sequence` (12345, 54321), `repeated_digit`
+        /// (11111), or `malformed` (set before values were checked: empty,
+        /// too short or not digits).
+        #[serde(default)]
+        pub reason: String,
     }
 }

@@ -617,8 +617,11 @@ pub fn show_user(conn: &mut DbConnection, actor: &Actor, user_id: i64) -> Result
     Ok(rows::user_view(conn, &user)?)
 }
 
+/// A merchant's users, with their e-mail, 2FA state and groups: for those
+/// who manage users (as the groups are), not every user of the merchant.
 pub fn list_users(conn: &mut DbConnection, actor: &Actor, merchant_id: i64) -> Result<Vec<UserView>, Error> {
     actor.check_merchant(merchant_id, "merchant")?;
+    actor.require(merchant_id, None, Permission::ManageUsers)?;
     rows::find_merchant(conn, merchant_id)?.ok_or_else(|| Error::not_found("merchant"))?;
     let found: Vec<UserRow> = users::table
         .filter(users::merchant_id.eq(merchant_id))

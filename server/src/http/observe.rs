@@ -45,6 +45,37 @@ fn request_id_for(req: &ServiceRequest) -> String {
         .unwrap_or_else(|| format!("{:032x}", rand::random::<u128>()))
 }
 
+/// The methods each route answers, as an `Allow` value, from the API
+/// document (a route missing from it gets no `Allow`).
+fn allowed_methods(pattern: &str) -> Option<HeaderValue> {
+    static ALLOWED: std::sync::OnceLock<std::collections::HashMap<String, HeaderValue>> =
+        std::sync::OnceLock::new();
+    let allowed = ALLOWED.get_or_init(|| {
+        use utoipa::OpenApi;
+        crate::openapi::ApiDoc::openapi()
+            .paths
+            .paths
+            .iter()
+            .filter_map(|(path, item)| {
+                let methods: Vec<&str> = [
+                    ("GET", item.get.is_some()),
+                    ("HEAD", item.head.is_some()),
+                    ("POST", item.post.is_some()),
+                    ("PUT", item.put.is_some()),
+                    ("PATCH", item.patch.is_some()),
+                    ("DELETE", item.delete.is_some()),
+                ]
+                .into_iter()
+                .filter_map(|(m, present)| present.then_some(m))
+                .collect();
+                let value = HeaderValue::from_str(&methods.join(", ")).ok()?;
+                Some((path.clone(), value))
+            })
+            .collect()
+    });
+    allowed.get(pattern).cloned()
+}
+
 pub async fn observe(
     req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
@@ -80,6 +111,12 @@ pub async fn observe(
         };
         let mut replacement = REQUEST_ID.sync_scope(id.clone(), || envelope(code, &message, BTreeMap::new()));
         *replacement.status_mut() = status;
+        // A 405 names the methods the resource answers (RFC 9110, 15.5.6).
+        if status == actix_web::http::StatusCode::METHOD_NOT_ALLOWED
+            && let Some(allowed) = res.request().match_pattern().and_then(|p| allowed_methods(&p))
+        {
+            replacement.headers_mut().insert(header::ALLOW, allowed);
+        }
         res = res.into_response(replacement);
     }
     if let Ok(value) = HeaderValue::from_str(&id) {

@@ -154,17 +154,16 @@ pub struct ReportQuery {
     pub merchant_id: Option<i64>,
 }
 
-/// Active terminals still on the default merchant-menu password (99999).
-#[utoipa::path(get, path = "/api/v1/reports/default-merchant-password", tag = "parameters", security(("bearer" = [])),
+/// Active terminals whose merchant-menu password is weak: the default (99999), one repeated
+/// digit or a run of consecutive digits; `reason` says which.
+#[utoipa::path(get, path = "/api/v1/reports/weak-merchant-password", tag = "parameters", security(("bearer" = [])),
     params(ReportQuery), responses((status = 200, body = [ReportedDevice]), (status = 403, body = ErrorEnvelope)))]
-pub async fn default_password_report(
+pub async fn weak_password_report(
     state: web::Data<AppState>,
     actor: Actor,
     query: web::Query<ReportQuery>,
 ) -> Result<web::Json<Vec<ReportedDevice>>, Error> {
-    Ok(web::Json(
-        parameters::default_password_report(&state.db, &state.blobs, actor, query.merchant_id).await?,
-    ))
+    Ok(web::Json(parameters::weak_password_report(&state.db, &state.blobs, actor, query.merchant_id).await?))
 }
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
@@ -182,5 +181,5 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     .service(resource("/api/v1/parameters/{app_id}/{level}/{scope_id}/history").route(get().to(history)))
     .service(resource("/api/v1/devices/{id}/parameters").route(get().to(device)))
     .service(resource("/api/v1/devices/{id}/parameters/diff").route(get().to(device_diff)))
-    .service(resource("/api/v1/reports/default-merchant-password").route(get().to(default_password_report)));
+    .service(resource("/api/v1/reports/weak-merchant-password").route(get().to(weak_password_report)));
 }

@@ -617,6 +617,21 @@ backend_test!(nobody_grants_more_than_they_hold, |db| {
     server
         .call(Method::PUT, &format!("/api/v1/groups/{group_a}/members/{manager_id}"), Some(&admin), None)
         .await;
+    // The user list (every e-mail, 2FA state and group) is for those who manage users.
+    let (_, clerk) = invite(
+        &server,
+        &admin,
+        merchant_id,
+        "clerk@halles.example",
+        json!({"permissions": ["view_transactions"]}),
+    )
+    .await;
+    let users = format!("/api/v1/merchants/{merchant_id}/users");
+    let (status, body) = get(&server, &clerk, &users).await;
+    assert_eq!((status.as_u16(), body["error"]["code"].as_str()), (403, Some("forbidden")), "{body}");
+    let (status, listed) = get(&server, &manager, &users).await;
+    assert_eq!(status, 200, "{listed}");
+    assert_eq!(listed.as_array().unwrap().len(), 3, "{listed}");
 
     // Not to themselves…
     let (status, _) = server

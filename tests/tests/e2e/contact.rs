@@ -737,14 +737,17 @@ backend_test!(answers_planned_in_memory_equal_those_computed_from_the_database, 
 
     // A burst of feedback, good and bad, written in shared transactions:
     // each report gets its own answer and a bad one costs only itself.
-    let update = deployments[0];
-    let burst = fleet.iter().flat_map(|t| {
+    // A deployment that does not reach a terminal answers as one that does
+    // not exist: the install for fleet[0] is not the others' to report on.
+    let (update, install) = (deployments[0], deployments[1]);
+    let burst = fleet.iter().enumerate().flat_map(|(i, t)| {
         [
             (t, update, APP, "downloading", None, 204),
             (t, update + 1_000, APP, "installed", None, 404),
             (t, update, "eu.ccv.tips", "installed", None, 404),
             (t, update, APP, "failed", None, 400),
             (t, update, APP, "failed", Some("install_failed"), 204),
+            (t, install, "eu.ccv.tips", "downloading", None, if i == 0 { 204 } else { 404 }),
         ]
     });
     let server = &a;
@@ -764,5 +767,7 @@ backend_test!(answers_planned_in_memory_equal_those_computed_from_the_database, 
         // the app instead), downloading, failed: no trace of the refused ones.
         assert_eq!(of_update.len(), if i == 1 { 2 } else { 3 }, "{history}");
         assert!(of_update.iter().any(|e| e["error_code"] == "install_failed"), "{history}");
+        let of_install = history.as_array().unwrap().iter().filter(|e| e["deployment_id"] == install).count();
+        assert_eq!(of_install > 0, i == 0, "{history}");
     }
 });

@@ -122,18 +122,25 @@ backend_test!(activation_needs_the_right_user_and_a_registered_terminal, |db| {
             "{serial}: {body}"
         );
     }
-    // An active name is taken; an active terminal cannot be activated twice.
-    let (status, body) = activate_device(
-        &server,
-        "admin@boul.example",
-        MERCHANT_PASSWORD,
-        "salespoint",
-        SERIAL_3,
-        location,
-        "Caisse 1",
-    )
-    .await;
-    assert_eq!((status.as_u16(), body["error"]["code"].as_str()), (409, Some("device_name_taken")), "{body}");
+    // An active name is taken, whatever its case and surrounding spaces; an
+    // active terminal cannot be activated twice.
+    for name in ["Caisse 1", "caisse 1 "] {
+        let (status, body) = activate_device(
+            &server,
+            "admin@boul.example",
+            MERCHANT_PASSWORD,
+            "salespoint",
+            SERIAL_3,
+            location,
+            name,
+        )
+        .await;
+        assert_eq!(
+            (status.as_u16(), body["error"]["code"].as_str()),
+            (409, Some("device_name_taken")),
+            "{name:?}: {body}"
+        );
+    }
     let (status, body) = activate_device(
         &server,
         "admin@boul.example",
@@ -646,6 +653,22 @@ backend_test!(transaction_access_follows_permissions_and_locations, |db| {
         .call(Method::PATCH, &format!("/api/v1/devices/{a_id}"), Some(&admin), Some(json!({"name": "B"})))
         .await;
     assert_eq!((status.as_u16(), body["error"]["code"].as_str()), (409, Some("device_name_taken")));
+    // Names differing only by case or surrounding spaces are the same name, and the error says so.
+    let (status, body) = server
+        .call(Method::PATCH, &format!("/api/v1/devices/{a_id}"), Some(&admin), Some(json!({"name": " b "})))
+        .await;
+    assert_eq!((status.as_u16(), body["error"]["code"].as_str()), (409, Some("device_name_taken")), "{body}");
+    assert!(body["error"]["message"].as_str().unwrap().contains("without case"), "{body}");
+    // A device may change the case of its own name.
+    let (status, renamed) = server
+        .call(
+            Method::PATCH,
+            &format!("/api/v1/devices/{a_id}"),
+            Some(&admin),
+            Some(json!({"name": "ENTRÉE "})),
+        )
+        .await;
+    assert_eq!((status.as_u16(), renamed["name"].as_str()), (200, Some("ENTRÉE")), "{renamed}");
 });
 
 backend_test!(replacement_and_device_calls_stay_within_their_rights, |db| {

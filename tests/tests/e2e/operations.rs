@@ -40,8 +40,11 @@ backend_test!(errors_share_one_envelope, |db| {
     // A known path with the wrong method.
     let res = server.http.post(server.url("/healthz")).send().await.unwrap();
     assert_eq!(res.status(), 405);
+    assert_eq!(res.headers()["allow"], "GET");
     let body: serde_json::Value = res.json().await.unwrap();
     assert_eq!(body["error"]["code"], "method_not_allowed");
+    let res = server.http.put(server.url("/api/v1/apps")).send().await.unwrap();
+    assert_eq!((res.status().as_u16(), &res.headers()["allow"]), (405, &"GET, POST".parse().unwrap()));
 
     // One that could smuggle anything into logs is replaced.
     let res = server.http.get(server.url("/nope")).header("x-request-id", "a b\"c").send().await.unwrap();

@@ -164,16 +164,36 @@ backend_test!(levels_locks_versions_secrets_and_the_report, |db| {
         get(&server, &admin, &format!("/api/v1/devices/{dev_a}/parameters/diff?from=9.9.9.9&to={to}")).await;
     assert_eq!(status, 404);
 
-    // The report finds the terminals still on 99999: B, not A.
-    let (status, report) = get(&server, &admin, "/api/v1/reports/default-merchant-password").await;
+    // The report finds the terminals with a weak password: B (still on 99999), not A.
+    let (status, report) = get(&server, &admin, "/api/v1/reports/weak-merchant-password").await;
     assert_eq!(status, 200, "{report}");
     let ids: Vec<i64> = report.as_array().unwrap().iter().map(|d| d["device_id"].as_i64().unwrap()).collect();
     assert_eq!(ids, vec![dev_b]);
-    let (_, all) = get(&server, &op, "/api/v1/reports/default-merchant-password").await;
+    assert_eq!(report[0]["reason"], "default");
+    let (_, all) = get(&server, &op, "/api/v1/reports/weak-merchant-password").await;
     assert_eq!(all.as_array().unwrap().len(), 1);
-    // Setting it back to 99999 explicitly still counts as the default.
+    // An empty or malformed password is refused, naming the rule; nothing changes.
+    for bad in ["", "123", "12a45", "1234567890123"] {
+        let (status, body) =
+            change(&server, &admin, "device", dev_a, json!({"set": {"merchant_menu.password": bad}})).await;
+        assert_eq!(status, 400, "{bad:?}: {body}");
+        assert_eq!(body["error"]["code"], "invalid_parameter", "{body}");
+        assert!(body["error"]["message"].as_str().unwrap().contains("digits"), "{body}");
+    }
+    let (_, report) = get(&server, &admin, "/api/v1/reports/weak-merchant-password").await;
+    assert_eq!(report.as_array().unwrap().len(), 1, "{report}");
+    // A run of digits is weak; so is 99999 set explicitly.
+    change(&server, &admin, "device", dev_a, json!({"set": {"merchant_menu.password": "12345"}})).await;
+    let (_, report) = get(&server, &admin, "/api/v1/reports/weak-merchant-password").await;
+    let reasons: Vec<(i64, &str)> = report
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| (d["device_id"].as_i64().unwrap(), d["reason"].as_str().unwrap()))
+        .collect();
+    assert!(reasons.contains(&(dev_a, "sequence")), "{report}");
     change(&server, &admin, "device", dev_a, json!({"set": {"merchant_menu.password": "99999"}})).await;
-    let (_, report) = get(&server, &admin, "/api/v1/reports/default-merchant-password").await;
+    let (_, report) = get(&server, &admin, "/api/v1/reports/weak-merchant-password").await;
     assert_eq!(report.as_array().unwrap().len(), 2);
 
     // Another merchant reaches none of it.
@@ -187,7 +207,7 @@ backend_test!(levels_locks_versions_secrets_and_the_report, |db| {
     }
     let (status, _) = get(&server, &other, &format!("/api/v1/devices/{dev_a}/parameters")).await;
     assert_eq!(status, 404);
-    let (_, report) = get(&server, &other, "/api/v1/reports/default-merchant-password").await;
+    let (_, report) = get(&server, &other, "/api/v1/reports/weak-merchant-password").await;
     assert_eq!(report, json!([]));
     let _ = Method::GET;
 });
@@ -361,13 +381,33 @@ backend_test!(acquirer_sessions_report_every_outcome, |db| {
     assert_eq!(status, 200);
     let (status, body) = session("ccv").await;
     assert_eq!((status.as_u16(), code(&body).as_str()), (409, "acquirer_session_failed"));
-    post(
+    // Parameters already past their validity are refused at publish, and nothing is published.
+    let (status, body) = post(
         &server,
         &op,
         "/api/v1/acquirers/ccv/parameter-sets",
         json!({"document": {"emv": {}}, "valid_until": past}),
     )
     .await;
+    assert_eq!((status.as_u16(), code(&body).as_str()), (400, "already_expired"), "{body}");
+    assert_eq!(body["error"]["details"]["field"], "valid_until");
+    let (status, body) = post(
+        &server,
+        &op,
+        "/api/v1/acquirers/ccv/parameter-sets",
+        json!({"document": {"emv": {}}, "valid_until": future}),
+    )
+    .await;
+    assert_eq!((status, body["version"].clone()), (reqwest::StatusCode::CREATED, json!(2)), "{body}");
+    // Time passes: the set's validity ends.
+    let expire = |sql: &str| {
+        let pool = db.pool();
+        let mut conn = pool.get().unwrap();
+        diesel::connection::SimpleConnection::batch_execute(&mut *conn, sql).unwrap();
+    };
+    expire(
+        "UPDATE acquirer_parameter_sets SET valid_until = '2000-01-01 00:00:00' WHERE acquirer_id = 'ccv' AND version = 2",
+    );
     let (status, body) = session("ccv").await;
     assert_eq!((status.as_u16(), code(&body).as_str()), (410, "acquirer_session_expired"), "{body}");
 
@@ -380,8 +420,15 @@ backend_test!(acquirer_sessions_report_every_outcome, |db| {
         json!({"document": {}, "valid_until": future}),
     )
     .await;
-    post(&server, &op, &format!("/api/v1/merchants/{merchant_id}/acquirer-contracts"),
+    let (status, body) = post(&server, &op, &format!("/api/v1/merchants/{merchant_id}/acquirer-contracts"),
         json!({"acquirer_id": "worldline", "acquirer_merchant_id": "W1", "acquirer_terminal_id": "WT1", "valid_until": past})).await;
+    assert_eq!((status.as_u16(), code(&body).as_str()), (400, "already_expired"), "{body}");
+    let (status, body) = post(&server, &op, &format!("/api/v1/merchants/{merchant_id}/acquirer-contracts"),
+        json!({"acquirer_id": "worldline", "acquirer_merchant_id": "W1", "acquirer_terminal_id": "WT1", "valid_until": future})).await;
+    assert_eq!(status, 201, "{body}");
+    expire(
+        "UPDATE acquirer_contracts SET valid_until = '2000-01-01 00:00:00' WHERE acquirer_id = 'worldline'",
+    );
     let (status, body) = session("worldline").await;
     assert_eq!((status.as_u16(), code(&body).as_str()), (410, "acquirer_session_expired"));
 

@@ -299,6 +299,9 @@ backend_test!(downloads_support_ranges_etags_and_devices, |db| {
     assert_eq!(res.bytes().await.unwrap().len(), 1_000_000);
     let res = get_with(vec![("if-none-match", etag.clone())]).await.unwrap();
     assert_eq!(res.status(), 304);
+    // If-None-Match compares weakly: a weak validator of the same bytes matches.
+    let res = get_with(vec![("if-none-match", format!("\"other\", W/{etag}"))]).await.unwrap();
+    assert_eq!(res.status(), 304);
     let res = server.http.head(server.url(&path)).bearer_auth(&op).send().await.unwrap();
     assert_eq!(res.status(), 200);
     assert_eq!(res.headers()["content-length"], "1000000");
@@ -318,14 +321,40 @@ backend_test!(downloads_support_ranges_etags_and_devices, |db| {
     .await;
     let device_token = device["device_token"].as_str().unwrap();
     let sha = Sha256Digest::of(&bytes).to_hex();
-    let res = server
-        .http
-        .get(server.url(&format!("/api/v1/terminal/artifacts/{sha}")))
-        .bearer_auth(device_token)
-        .header("range", "bytes=0-99")
-        .send()
-        .await
-        .unwrap();
+    let download = |token: String| {
+        server
+            .http
+            .get(server.url(&format!("/api/v1/terminal/artifacts/{sha}")))
+            .bearer_auth(token)
+            .header("range", "bytes=0-99")
+            .send()
+    };
+    // No deployment offers the release to the terminal: as if it did not exist.
+    let res = download(device_token.to_owned()).await.unwrap();
+    assert_eq!(res.status(), 404);
+    let (status, body) = post(
+        &server,
+        &op,
+        "/api/v1/deployments",
+        json!({"app_id": APP, "version": "2.0.0", "target": format!("devices:{}", device["device_id"])}),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    // Another merchant's terminal is still refused.
+    let (_, elsewhere, _) = merchant(&server, &op, "Other", "admin@other.example", &["1900000003"]).await;
+    let (_, other_device) = activate_device(
+        &server,
+        "admin@other.example",
+        MERCHANT_PASSWORD,
+        "salespoint",
+        "1900000003",
+        elsewhere,
+        "Till",
+    )
+    .await;
+    let res = download(other_device["device_token"].as_str().unwrap().to_owned()).await.unwrap();
+    assert_eq!(res.status(), 404);
+    let res = download(device_token.to_owned()).await.unwrap();
     assert_eq!(res.status(), 206);
     assert_eq!(res.bytes().await.unwrap().to_vec(), bytes[..100].to_vec());
     let (status, _) = server
@@ -432,6 +461,14 @@ backend_test!(withdrawn_artifacts_and_damaged_downloads, |db| {
     )
     .await;
     let device_token = device["device_token"].as_str().unwrap();
+    let (status, body) = post(
+        &server,
+        &op,
+        "/api/v1/deployments",
+        json!({"app_id": APP, "version": "3.0.0", "target": format!("devices:{}", device["device_id"])}),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
     let sha = Sha256Digest::of(&bytes).to_hex();
     let (status, _) = server
         .call(Method::HEAD, &format!("/api/v1/terminal/artifacts/{sha}"), Some(device_token), None)
