@@ -259,6 +259,12 @@ pub enum RolloutCommand {
         /// The deployment's id
         deployment: i64,
     },
+    /// Apply the rollout's rules now (the server does every few seconds):
+    /// advance a stage that succeeded, pause on failures past the limit
+    Evaluate {
+        /// The deployment's id
+        deployment: i64,
+    },
 }
 
 fn percents(values: &[f64]) -> String {
@@ -329,6 +335,7 @@ pub async fn rollout(client: &Client, command: RolloutCommand, out: Output) -> a
         RolloutCommand::Halt { deployment } => (deployment, "halt"),
         RolloutCommand::Approve { deployment } => (deployment, "approve"),
         RolloutCommand::Rollback { deployment } => (deployment, "rollback"),
+        RolloutCommand::Evaluate { deployment } => (deployment, "evaluate"),
     };
     let rollout: RolloutView = client
         .call(Method::POST, &format!("/api/v1/deployments/{deployment}/rollout/{verb}"), None::<&()>)

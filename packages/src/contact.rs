@@ -553,17 +553,26 @@ pub struct AppPlan {
     pub skipped: Vec<(i64, Skip)>,
 }
 
+/// Why a release does not fit a device, if it does not: withdrawn, another
+/// model, or firmware older than it needs.
 pub fn compatibility(device: &DeviceFacts, c: &Candidate) -> Option<Skip> {
+    compatibility_of(&device.model, &device.firmware, c)
+}
+
+/// [`compatibility`] from a device's model and firmware alone. An unknown
+/// firmware (empty) is older than any minimum: a release that needs a
+/// firmware is not offered to a terminal that has not said which it runs.
+pub fn compatibility_of(model: &str, firmware: &str, c: &Candidate) -> Option<Skip> {
     if c.withdrawn {
         return Some(Skip::Withdrawn);
     }
-    if !c.models.iter().any(|m| m.eq_ignore_ascii_case(&device.model)) {
-        return Some(Skip::ModelIncompatible { model: device.model.clone() });
+    if !c.models.iter().any(|m| m.eq_ignore_ascii_case(model)) {
+        return Some(Skip::ModelIncompatible { model: model.to_owned() });
     }
     if let Some(min) = &c.min_firmware
-        && compare_firmware(&device.firmware, min) == Ordering::Less
+        && compare_firmware(firmware, min) == Ordering::Less
     {
-        return Some(Skip::FirmwareTooOld { needs: min.clone(), has: device.firmware.clone() });
+        return Some(Skip::FirmwareTooOld { needs: min.clone(), has: firmware.to_owned() });
     }
     None
 }

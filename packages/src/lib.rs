@@ -9,5 +9,6 @@ pub mod contact;
 pub mod devices;
 pub mod parameters;
 pub mod releases;
+pub mod rollouts;
 pub mod store;
 pub mod wire;

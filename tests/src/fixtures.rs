@@ -296,6 +296,22 @@ pub async fn publish_release(
     code: u64,
     models: &[&str],
 ) -> Value {
+    publish_release_needing(server, op, key, app_id, kind, version, code, models, None).await
+}
+
+/// [`publish_release`] of a release that needs at least `min_firmware`.
+#[allow(clippy::too_many_arguments)]
+pub async fn publish_release_needing(
+    server: &TestServer,
+    op: &str,
+    key: &tms_signing::PrivateKey,
+    app_id: &str,
+    kind: &str,
+    version: &str,
+    code: u64,
+    models: &[&str],
+    min_firmware: Option<&str>,
+) -> Value {
     use base64::Engine;
     let bytes: Vec<u8> = format!("{app_id} {version} artifact").repeat(100).into_bytes();
     let manifest = tms_packages::releases::SignedManifest::sign(
@@ -307,7 +323,7 @@ pub async fn publish_release(
             artifact_sha256: tms_signing::Sha256Digest::of(&bytes).to_hex(),
             artifact_size: bytes.len() as u64,
             models: models.iter().map(|m| m.to_string()).collect(),
-            min_firmware: None,
+            min_firmware: min_firmware.map(str::to_owned),
             release_notes: format!("{version} notes"),
             created_at: "2026-11-27T12:00:00Z".into(),
         },

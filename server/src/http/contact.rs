@@ -12,8 +12,8 @@ use crate::accounts::access::Actor;
 use crate::contact::feedback;
 use crate::http::error::Error;
 use crate::http::{AppState, device_token};
-use crate::rollouts::Command;
 use crate::rollouts::{self, deployments};
+use tms_packages::rollouts::RolloutCommand;
 
 /// The TMS contact: the terminal reports what it has and gets what to
 /// change, signed. A terminal in sync gets a short answer.
@@ -124,7 +124,8 @@ pub async fn start_rollout(
     Ok(HttpResponse::Created().json(view))
 }
 
-/// The rollout with statistics per stage (its rules are applied first).
+/// The rollout with statistics per stage, as it stands (a read: the supervisor and the commands
+/// apply its rules).
 #[utoipa::path(get, path = "/api/v1/deployments/{id}/rollout", tag = "deployments", security(("bearer" = [])),
     params(("id" = i64, Path)), responses((status = 200, body = RolloutView), (status = 404, body = ErrorEnvelope)))]
 pub async fn rollout_status(
@@ -133,15 +134,13 @@ pub async fn rollout_status(
     id: web::Path<i64>,
 ) -> Result<web::Json<RolloutView>, Error> {
     let id = id.into_inner();
-    let timeout = chrono::Duration::seconds(state.config.action_timeout_secs.max(1) as i64);
-    let view = state.db.run(move |conn| rollouts::status(conn, &actor, id, timeout)).await?;
-    state.contact.caught_up().await;
-    Ok(web::Json(view))
+    Ok(web::Json(state.db.run(move |conn| rollouts::status(conn, &actor, id)).await?))
 }
 
 /// `pause`, `resume`, `halt`, `approve` (the next stage, when waiting for
-/// approval) or `rollback` (a deployment pinning the previous release for the
-/// devices the rollout reached).
+/// approval), `rollback` (a deployment pinning the previous release for the
+/// devices the rollout reached) or `evaluate` (apply the rollout's rules now,
+/// as the supervisor's next pass would).
 #[utoipa::path(post, path = "/api/v1/deployments/{id}/rollout/{command}", tag = "deployments", security(("bearer" = [])),
     params(("id" = i64, Path), ("command" = String, Path)),
     responses((status = 200, body = RolloutView), (status = 400, description = "an unknown command", body = ErrorEnvelope),
@@ -153,8 +152,14 @@ pub async fn rollout_command(
     path: web::Path<(i64, String)>,
 ) -> Result<web::Json<RolloutView>, Error> {
     let (id, command) = path.into_inner();
-    let command = Command::parse(&command)
-        .ok_or_else(|| Error::invalid("command", "one of pause, resume, halt, approve, rollback"))?;
+    if command == "evaluate" {
+        let timeout = chrono::Duration::seconds(state.config.action_timeout_secs.max(1) as i64);
+        let view = state.db.run(move |conn| rollouts::evaluate_now(conn, &actor, id, timeout)).await?;
+        state.contact.caught_up().await;
+        return Ok(web::Json(view));
+    }
+    let command: RolloutCommand =
+        command.parse().map_err(|e: String| Error::invalid("command", format!("{e} or evaluate")))?;
     let view = state.db.run(move |conn| rollouts::command(conn, &actor, id, command)).await?;
     state.contact.caught_up().await;
     Ok(web::Json(view))

@@ -26,6 +26,7 @@ use crate::releases::{ReleaseRow, find_release};
 use crate::rollouts::{self, RolloutRow};
 use crate::time::parse_time;
 use crate::time::{now, rfc3339};
+use tms_packages::rollouts::{Position, RolloutCommand, RolloutStatus, on_command};
 
 /// Who ships: release engineers and operator admins.
 pub const SHIPPERS: &[OperatorRole] = &[OperatorRole::OperatorAdmin, OperatorRole::ReleaseEngineer];
@@ -375,14 +376,21 @@ pub fn cancel(conn: &mut DbConnection, actor: &Actor, id: i64) -> Result<Deploym
         diesel::update(
             crate::db::schema::rollouts::table
                 .filter(crate::db::schema::rollouts::deployment_id.eq(id))
-                .filter(crate::db::schema::rollouts::status.eq_any([
-                    "running",
-                    "waiting_approval",
-                    "paused",
-                ])),
+                .filter(
+                    crate::db::schema::rollouts::status.eq_any(
+                        // Those a halt may end (the transition table's sources).
+                        RolloutStatus::ALL
+                            .into_iter()
+                            .filter(|s| {
+                                let at = Position { status: *s, stage: 0 };
+                                on_command(at, RolloutCommand::Halt, 1).is_some()
+                            })
+                            .map(RolloutStatus::as_str),
+                    ),
+                ),
         )
         .set((
-            crate::db::schema::rollouts::status.eq("halted"),
+            crate::db::schema::rollouts::status.eq(RolloutStatus::Halted.as_str()),
             crate::db::schema::rollouts::status_reason.eq("its deployment was cancelled"),
             crate::db::schema::rollouts::updated_at.eq(now()),
         ))

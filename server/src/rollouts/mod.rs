@@ -12,7 +12,10 @@ use std::collections::HashMap;
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
 use serde_json::json;
-use tms_packages::contact::{ALL_BP, DeviceFacts, Target, bucket, compare_firmware};
+use tms_packages::contact::{ALL_BP, DeviceFacts, Target, bucket, compatibility_of};
+use tms_packages::rollouts::{
+    Evaluation, FailureLimit, Position, RolloutCommand, RolloutStatus, Rules, on_command,
+};
 use tms_packages::wire::contact::TerminalState;
 use tms_packages::wire::deployments::{RolloutView, StageStats, StartRolloutRequest};
 
@@ -53,10 +56,34 @@ impl RolloutRow {
         self.stages_bp().get(self.current_stage as usize).copied().unwrap_or(0)
     }
 
+    /// Its state and stage, as the rules see them. A status the rules do
+    /// not know (written by a newer server) reads as paused: nothing is
+    /// offered and nothing moves it on its own.
+    pub fn position(&self) -> Position {
+        Position {
+            status: self.status.parse().unwrap_or(RolloutStatus::Paused),
+            stage: self.current_stage.max(0) as usize,
+        }
+    }
+
     /// Whether its deployment delivers: a paused, halted or rolled-back
     /// rollout offers its release to no one.
     pub fn delivers(&self) -> bool {
-        matches!(self.status.as_str(), "running" | "waiting_approval" | "completed")
+        self.position().status.delivers()
+    }
+
+    fn rules(&self) -> Rules {
+        Rules {
+            stage_count: self.stages_bp().len(),
+            success_bp: self.success_bp.max(0) as u32,
+            max_failures: if self.max_failures_is_bp {
+                FailureLimit::ShareBp(self.max_failures.max(0) as u32)
+            } else {
+                FailureLimit::Count(self.max_failures.max(0) as u64)
+            },
+            failures_forgiven: self.failures_forgiven.max(0) as u64,
+            auto_advance: self.auto_advance,
+        }
     }
 
     fn max_failures_text(&self) -> String {
@@ -182,84 +209,44 @@ pub fn start(
     })
 }
 
-/// What a person asks of a rollout.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Command {
-    Pause,
-    Resume,
-    Halt,
-    Approve,
-    Rollback,
-}
-
-impl Command {
-    pub fn parse(s: &str) -> Option<Command> {
-        Some(match s {
-            "pause" => Command::Pause,
-            "resume" => Command::Resume,
-            "halt" => Command::Halt,
-            "approve" => Command::Approve,
-            "rollback" => Command::Rollback,
-            _ => return None,
-        })
-    }
-}
-
+/// Carries out what a person asks of a rollout, as the transition table
+/// allows ([`on_command`]).
 pub fn command(
     conn: &mut DbConnection,
     actor: &Actor,
     deployment_id: i64,
-    command: Command,
+    command: RolloutCommand,
 ) -> Result<RolloutView, Error> {
     actor.require_operator(SHIPPERS)?;
     crate::db::write_tx(conn, |conn| {
         let deployment = deployments::find(conn, deployment_id)?;
         let rollout = for_deployment(conn, deployment_id)?.ok_or_else(|| Error::not_found("rollout"))?;
-        let refuse = |what: &str| {
-            Err(Error::new(
+        let Some(to) = on_command(rollout.position(), command, rollout.stages_bp().len()) else {
+            return Err(Error::new(
                 ErrorCode::RolloutState,
-                format!("a {} rollout cannot be {what}", rollout.status.replace('_', " ")),
-            ))
+                format!("a {} rollout cannot be {}", rollout.status.replace('_', " "), command.done()),
+            ));
         };
-        let stages = rollout.stages_bp();
-        let (status, stage, reason, rollback) = match (command, rollout.status.as_str()) {
-            (Command::Pause, "running" | "waiting_approval") => {
-                ("paused", rollout.current_stage, Some(format!("paused by {}", actor.email)), None)
+        let mut rollback = None;
+        let reason = match command {
+            RolloutCommand::Pause | RolloutCommand::Halt => {
+                Some(format!("{} by {}", command.done(), actor.email))
             }
-            (Command::Resume, "paused") => {
+            RolloutCommand::Resume => {
                 // Judged on failures from now on: those that paused it were seen.
                 let failed = tally(conn, &deployment, &rollout)?.failed as i32;
                 diesel::update(rollouts::table.find(rollout.id))
                     .set(rollouts::failures_forgiven.eq(failed))
                     .execute(conn)?;
-                ("running", rollout.current_stage, None, None)
+                None
             }
-            (Command::Halt, "running" | "waiting_approval" | "paused") => {
-                ("halted", rollout.current_stage, Some(format!("halted by {}", actor.email)), None)
+            RolloutCommand::Approve => None,
+            RolloutCommand::Rollback => {
+                rollback = Some(create_rollback(conn, actor, &deployment, &rollout)?);
+                Some(format!("rolled back by {}", actor.email))
             }
-            (Command::Approve, "waiting_approval") => {
-                let next = rollout.current_stage + 1;
-                if next as usize >= stages.len() {
-                    ("completed", rollout.current_stage, None, None)
-                } else {
-                    ("running", next, None, None)
-                }
-            }
-            (Command::Rollback, "running" | "waiting_approval" | "paused" | "halted" | "completed") => {
-                let id = create_rollback(conn, actor, &deployment, &rollout)?;
-                (
-                    "rolled_back",
-                    rollout.current_stage,
-                    Some(format!("rolled back by {}", actor.email)),
-                    Some(id),
-                )
-            }
-            (Command::Pause, _) => return refuse("paused"),
-            (Command::Resume, _) => return refuse("resumed"),
-            (Command::Halt, _) => return refuse("halted"),
-            (Command::Approve, _) => return refuse("approved"),
-            (Command::Rollback, _) => return refuse("rolled back"),
         };
+        let (status, stage) = (to.status.as_str(), to.stage as i32);
         // Conditional: the supervisor of another process may have moved it
         // since it was read (PostgreSQL runs at read committed).
         let moved = diesel::update(
@@ -285,7 +272,7 @@ pub fn command(
         audit::record(
             conn,
             &actor.audit(
-                &format!("rollout.{}", format!("{command:?}").to_lowercase()),
+                &format!("rollout.{}", command.as_str()),
                 &format!("deployment:{deployment_id}"),
                 None,
                 &json!({"from": rollout.status, "to": status, "stage": stage, "rollback_deployment": rollback}),
@@ -472,6 +459,7 @@ struct Tally {
     installed: u64,
     failed: u64,
     devices: u64,
+    release_withdrawn: bool,
 }
 
 fn tally(
@@ -481,20 +469,18 @@ fn tally(
 ) -> Result<Tally, DbError> {
     let stages = rollout.stages_bp();
     let reached = rollout.current_stage.max(0) as usize;
-    let (models, min_firmware, kind): (Vec<String>, Option<String>, String) = match deployment.release_id {
-        Some(id) => {
-            let (models, min, kind): (String, Option<String>, String) = releases::table
-                .find(id)
-                .select((releases::models, releases::min_firmware, releases::kind))
-                .first(conn)?;
-            (models.split(',').filter(|m| !m.is_empty()).map(str::to_owned).collect(), min, kind)
-        }
-        None => (Vec::new(), None, String::new()),
+    // The release, as the planner sees it: what fits a terminal here is
+    // what the planner would offer it.
+    let candidate = match deployment.release_id {
+        Some(id) => Some(deployments::candidate(
+            &releases::table.find(id).select(crate::releases::ReleaseRow::as_select()).first(conn)?,
+        )?),
+        None => None,
     };
     // The operator's releases of store and private apps only update them:
     // terminals without the app are never offered it, so they do not count.
     let visibility: String = apps::table.find(&deployment.app_id).select(apps::visibility).first(conn)?;
-    let update_only = kind == "app" && visibility != "system";
+    let update_only = candidate.as_ref().is_some_and(|c| !c.firmware) && visibility != "system";
     let statuses: HashMap<i64, String> = deployment_actions::table
         .filter(deployment_actions::deployment_id.eq(deployment.id))
         .select((deployment_actions::device_id, deployment_actions::status))
@@ -521,11 +507,9 @@ fn tally(
         installed: 0,
         failed: 0,
         devices: 0,
+        release_withdrawn: candidate.as_ref().is_some_and(|c| c.withdrawn),
     };
-    let release_code: Option<u64> = match deployment.release_id {
-        Some(id) => Some(releases::table.find(id).select(releases::version_code).first::<i64>(conn)? as u64),
-        None => None,
-    };
+    let release_code: Option<u64> = candidate.as_ref().map(|c| c.version_code);
     let stage_of = |device_id: i64| {
         let b = bucket(rollout.id, device_id);
         stages.iter().position(|bp| b < *bp).filter(|stage| *stage <= reached)
@@ -542,12 +526,9 @@ fn tally(
             let s = &mut out.stages[stage];
             s.devices += 1;
             out.devices += 1;
-            let fits = deployment.release_id.is_none()
-                || (models.iter().any(|m| m.eq_ignore_ascii_case(device.model))
-                    && match (&min_firmware, device.firmware) {
-                        (Some(min), Some(has)) => compare_firmware(has, min) != std::cmp::Ordering::Less,
-                        _ => true,
-                    });
+            let fits = candidate.as_ref().is_none_or(|c| {
+                compatibility_of(device.model, device.firmware.unwrap_or_default(), c).is_none()
+            });
             if fits {
                 out.compatible += 1;
             }
@@ -603,17 +584,12 @@ pub fn view(
 
 /// The rollout with fresh statistics (evaluated first, so what it shows is
 /// what the supervisor would do).
-pub fn status(
-    conn: &mut DbConnection,
-    actor: &Actor,
-    deployment_id: i64,
-    action_timeout: chrono::Duration,
-) -> Result<RolloutView, Error> {
+/// Where a rollout stands. A read: it changes nothing (the supervisor and
+/// the commands move rollouts on).
+pub fn status(conn: &mut DbConnection, actor: &Actor, deployment_id: i64) -> Result<RolloutView, Error> {
     actor.require_operator(deployments::READERS)?;
     let deployment = deployments::find(conn, deployment_id)?;
     let rollout = for_deployment(conn, deployment_id)?.ok_or_else(|| Error::not_found("rollout"))?;
-    evaluate(conn, rollout.id, action_timeout)?;
-    let rollout = for_deployment(conn, deployment_id)?.expect("exists");
     view(conn, &deployment, &rollout, true)
 }
 
@@ -647,43 +623,35 @@ pub fn evaluate(
     action_timeout: chrono::Duration,
 ) -> Result<(), Error> {
     let rollout: RolloutRow = rollouts::table.find(rollout_id).select(RolloutRow::as_select()).first(conn)?;
-    if rollout.status != "running" {
+    let at = rollout.position();
+    if at.status != RolloutStatus::Running {
         return Ok(());
     }
     let deployment = deployments::find(conn, rollout.deployment_id)?;
     crate::db::write_tx(conn, |conn| expire_stuck(conn, deployment.id, action_timeout))?;
     let t = tally(conn, &deployment, &rollout)?;
-    let limit = if rollout.max_failures_is_bp {
-        t.devices as f64 * f64::from(rollout.max_failures) / 10_000.0
-    } else {
-        f64::from(rollout.max_failures)
+    let counts = tms_packages::rollouts::Tally {
+        devices: t.devices,
+        compatible: t.compatible,
+        installed: t.installed,
+        failed: t.failed,
+        release_withdrawn: t.release_withdrawn,
     };
-    let stages = rollout.stages_bp();
-    let failed = t.failed.saturating_sub(rollout.failures_forgiven.max(0) as u64);
-    let (status, stage, reason) = if failed as f64 > limit {
-        (
-            "paused",
-            rollout.current_stage,
-            Some(format!("{failed} failures exceed the limit of {}", rollout.max_failures_text())),
-        )
-    } else if t.compatible == 0
-        || t.installed as f64 >= t.compatible as f64 * f64::from(rollout.success_bp) / 10_000.0
-    {
-        let next = rollout.current_stage + 1;
-        if next as usize >= stages.len() {
-            ("completed", rollout.current_stage, None)
-        } else if rollout.auto_advance {
-            ("running", next, None)
-        } else {
-            (
-                "waiting_approval",
-                rollout.current_stage,
-                Some("the stage succeeded: approve the next".to_owned()),
-            )
+    let (to, reason) = match tms_packages::rollouts::evaluate(at, &rollout.rules(), &counts) {
+        Evaluation::Stay => return Ok(()),
+        Evaluation::Halt => {
+            (Position { status: RolloutStatus::Halted, ..at }, Some("the release was withdrawn".to_owned()))
         }
-    } else {
-        return Ok(());
+        Evaluation::Pause { failed } => (
+            Position { status: RolloutStatus::Paused, ..at },
+            Some(format!("{failed} failures exceed the limit of {}", rollout.max_failures_text())),
+        ),
+        Evaluation::Move(to) if to.status == RolloutStatus::WaitingApproval => {
+            (to, Some("the stage succeeded: approve the next".to_owned()))
+        }
+        Evaluation::Move(to) => (to, None),
     };
+    let (status, stage) = (to.status.as_str(), to.stage as i32);
     crate::db::write_tx(conn, |conn| {
         // Conditional: of several processes evaluating at once, one moves it.
         let moved = diesel::update(
@@ -715,6 +683,23 @@ pub fn evaluate(
         }
         Ok::<_, Error>(())
     })
+}
+
+/// Applies a rollout's rules now, as the supervisor's next pass would (a
+/// release engineer who does not want to wait for it), and says where it
+/// stands after.
+pub fn evaluate_now(
+    conn: &mut DbConnection,
+    actor: &Actor,
+    deployment_id: i64,
+    action_timeout: chrono::Duration,
+) -> Result<RolloutView, Error> {
+    actor.require_operator(SHIPPERS)?;
+    let deployment = deployments::find(conn, deployment_id)?;
+    let rollout = for_deployment(conn, deployment_id)?.ok_or_else(|| Error::not_found("rollout"))?;
+    evaluate(conn, rollout.id, action_timeout)?;
+    let rollout = for_deployment(conn, deployment_id)?.ok_or_else(|| Error::not_found("rollout"))?;
+    view(conn, &deployment, &rollout, true)
 }
 
 /// One pass over every running rollout.

@@ -62,16 +62,20 @@ async fn two_processes(
     Some((s3, a, b, op, trusted))
 }
 
+/// Applies the rollout's rules (as the supervisor does) until it reaches
+/// `status`: terminals' reports are written in batches, so a report may land
+/// just after an evaluation.
 async fn wait_for_rollout(server: &TestServer, op: &str, deployment: i64, status: &str) -> Value {
     let deadline = Instant::now() + Duration::from_secs(30);
+    let evaluate = format!("/api/v1/deployments/{deployment}/rollout/evaluate");
     loop {
-        let (code, view) = get(server, op, &format!("/api/v1/deployments/{deployment}/rollout")).await;
+        let (code, view) = post(server, op, &evaluate, json!({})).await;
         assert_eq!(code, 200, "{view}");
         if view["status"] == status {
             return view;
         }
         assert!(Instant::now() < deadline, "rollout never became {status}: {view}");
-        tokio::time::sleep(Duration::from_millis(200)).await;
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 
@@ -322,6 +326,49 @@ backend_test!(a_staged_release_reaches_exactly_its_stage_of_compatible_terminals
     let a35 = fleet.iter().find(|t| t.state.model == "A35").unwrap();
     let (_, plan) = get(&server, &op, &format!("/api/v1/devices/{}/plan", a35.device_id)).await;
     assert!(plan["apps"][0]["considered"].as_array().unwrap().iter().any(|c| c["detail"]["reason"] == "model_incompatible" || c["detail"]["reason"] == "not_in_stage"), "{plan}");
+});
+
+backend_test!(a_stage_counts_as_compatible_only_the_terminals_the_planner_would_offer_the_release, |db| {
+    let (server, op) = server_with_operator(&db).await;
+    let trusted = answer_keys(&server).await;
+    let key = app_with_key(&server, &op, APP, "app").await;
+    let v1 = publish_release(&server, &op, &key, APP, "app", "1.0.0", 100, &["A920"]).await;
+    publish_release_needing(&server, &op, &key, APP, "app", "2.0.0", 200, &["A920"], Some("9.0.0")).await;
+    let sha1 = v1["artifact_sha256"].as_str().unwrap().to_owned();
+    // Half the fleet reports firmware 9.0.0; the other half has never said
+    // which it runs: the planner offers those nothing, so they cannot hold
+    // the stage back.
+    let mut fleet: Vec<SimTerminal> = seed_fleet(&server, 8, 1, 1, "A920")
+        .into_iter()
+        .map(|t| t.with_app(APP, "1.0.0", 100, &sha1))
+        .collect();
+    let (status, deployment) = post(
+        &server,
+        &op,
+        "/api/v1/deployments",
+        json!({"app_id": APP, "version": "2.0.0", "target": "everyone", "hold": true}),
+    )
+    .await;
+    assert_eq!(status, 201, "{deployment}");
+    let id = deployment["id"].as_i64().unwrap();
+    let (status, rollout) = post(
+        &server,
+        &op,
+        &format!("/api/v1/deployments/{id}/rollout"),
+        json!({"stages": [100], "success_percent": 100, "max_failures": "0"}),
+    )
+    .await;
+    assert_eq!(status, 201, "{rollout}");
+    for t in fleet.iter_mut().take(4) {
+        sync(&server, t, &trusted).await;
+        assert_eq!(t.state.apps[0].version, "2.0.0");
+    }
+    let view = wait_for_rollout(&server, &op, id, "completed").await;
+    assert_eq!(view["stage_stats"][0]["installed"], 4, "{view}");
+    // A status read changes nothing: the same view twice.
+    let (_, read) = get(&server, &op, &format!("/api/v1/deployments/{id}/rollout")).await;
+    let (_, again) = get(&server, &op, &format!("/api/v1/deployments/{id}/rollout")).await;
+    assert_eq!(read, again);
 });
 
 /// The rollout's statistics without waiting for a state.
@@ -659,7 +706,8 @@ backend_test!(groups_windows_removals_and_a_stage_that_succeeds_advances_by_itse
             let body = changes(&contact(&server, t).await).clone();
             t.apply(&server.http, &server.base_url, &body).await;
         }
-        let (_, view) = get(&server, &op, &format!("/api/v1/deployments/{id}/rollout")).await;
+        let (_, view) =
+            post(&server, &op, &format!("/api/v1/deployments/{id}/rollout/evaluate"), json!({})).await;
         if view["current_stage"] == 1 || view["status"] == "completed" {
             advanced = true;
             break;

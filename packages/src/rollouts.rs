@@ -1,0 +1,387 @@
+//! The rules of a rollout, pure: its states, what each command does from
+//! each state, and when the supervisor moves a running rollout on.
+//!
+//! A rollout moves a deployment through stages (1 % → 10 % → 100 %). The
+//! server stores the state and applies these decisions with conditional
+//! updates; nothing here touches a database or a clock.
+
+use std::fmt;
+use std::str::FromStr;
+
+/// Where a rollout stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum RolloutStatus {
+    /// Terminals of the stages reached are offered the release; the
+    /// supervisor watches failures and successes.
+    Running,
+    /// The current stage succeeded; the next waits for a person's approval.
+    WaitingApproval,
+    /// Stopped by a person or by failures past the limit; may resume.
+    Paused,
+    /// Stopped for good (no resume); may still be rolled back.
+    Halted,
+    /// Every stage done.
+    Completed,
+    /// Replaced by a deployment pinning the previous release: final.
+    RolledBack,
+}
+
+impl RolloutStatus {
+    pub const ALL: [RolloutStatus; 6] = [
+        RolloutStatus::Running,
+        RolloutStatus::WaitingApproval,
+        RolloutStatus::Paused,
+        RolloutStatus::Halted,
+        RolloutStatus::Completed,
+        RolloutStatus::RolledBack,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RolloutStatus::Running => "running",
+            RolloutStatus::WaitingApproval => "waiting_approval",
+            RolloutStatus::Paused => "paused",
+            RolloutStatus::Halted => "halted",
+            RolloutStatus::Completed => "completed",
+            RolloutStatus::RolledBack => "rolled_back",
+        }
+    }
+
+    /// Whether its deployment delivers: a paused, halted or rolled-back
+    /// rollout offers its release to no one.
+    pub fn delivers(self) -> bool {
+        matches!(self, RolloutStatus::Running | RolloutStatus::WaitingApproval | RolloutStatus::Completed)
+    }
+
+    /// Whether a command can still move it. Only a rollback leaves
+    /// `completed` and `halted`; nothing leaves `rolled_back`.
+    pub fn is_final(self) -> bool {
+        self == RolloutStatus::RolledBack
+    }
+}
+
+impl fmt::Display for RolloutStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for RolloutStatus {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<RolloutStatus, String> {
+        RolloutStatus::ALL
+            .into_iter()
+            .find(|status| status.as_str() == s)
+            .ok_or_else(|| format!("{s:?} is not a rollout status"))
+    }
+}
+
+/// What a person asks of a rollout.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RolloutCommand {
+    Pause,
+    Resume,
+    Halt,
+    /// The next stage, when waiting for approval.
+    Approve,
+    /// A deployment pinning the previous release for the terminals reached.
+    Rollback,
+}
+
+impl RolloutCommand {
+    pub const ALL: [RolloutCommand; 5] = [
+        RolloutCommand::Pause,
+        RolloutCommand::Resume,
+        RolloutCommand::Halt,
+        RolloutCommand::Approve,
+        RolloutCommand::Rollback,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RolloutCommand::Pause => "pause",
+            RolloutCommand::Resume => "resume",
+            RolloutCommand::Halt => "halt",
+            RolloutCommand::Approve => "approve",
+            RolloutCommand::Rollback => "rollback",
+        }
+    }
+
+    /// The past participle, for "a paused rollout cannot be resumed".
+    pub fn done(self) -> &'static str {
+        match self {
+            RolloutCommand::Pause => "paused",
+            RolloutCommand::Resume => "resumed",
+            RolloutCommand::Halt => "halted",
+            RolloutCommand::Approve => "approved",
+            RolloutCommand::Rollback => "rolled back",
+        }
+    }
+}
+
+impl FromStr for RolloutCommand {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<RolloutCommand, String> {
+        RolloutCommand::ALL.into_iter().find(|c| c.as_str() == s).ok_or_else(|| {
+            let all: Vec<&str> = RolloutCommand::ALL.iter().map(|c| c.as_str()).collect();
+            format!("one of {}", all.join(", "))
+        })
+    }
+}
+
+/// A rollout's position: its state and the index of the current stage.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Position {
+    pub status: RolloutStatus,
+    pub stage: usize,
+}
+
+/// The transition table of the commands: where `command` takes a rollout at
+/// `from` with `stage_count` stages, or `None` when the state refuses it.
+pub fn on_command(from: Position, command: RolloutCommand, stage_count: usize) -> Option<Position> {
+    use RolloutCommand as C;
+    use RolloutStatus as S;
+    let to = |status| Some(Position { status, stage: from.stage });
+    match (command, from.status) {
+        (C::Pause, S::Running | S::WaitingApproval) => to(S::Paused),
+        (C::Resume, S::Paused) => to(S::Running),
+        (C::Halt, S::Running | S::WaitingApproval | S::Paused) => to(S::Halted),
+        (C::Approve, S::WaitingApproval) if from.stage + 1 >= stage_count => to(S::Completed),
+        (C::Approve, S::WaitingApproval) => Some(Position { status: S::Running, stage: from.stage + 1 }),
+        (C::Rollback, S::Running | S::WaitingApproval | S::Paused | S::Halted | S::Completed) => {
+            to(S::RolledBack)
+        }
+        _ => None,
+    }
+}
+
+/// How many failures pause a rollout.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailureLimit {
+    /// More than this many failed terminals.
+    Count(u64),
+    /// More than this share (basis points) of the terminals in the stages reached.
+    ShareBp(u32),
+}
+
+impl FailureLimit {
+    /// The most failures tolerated among `devices` terminals.
+    pub fn tolerated(self, devices: u64) -> f64 {
+        match self {
+            FailureLimit::Count(n) => n as f64,
+            FailureLimit::ShareBp(bp) => devices as f64 * f64::from(bp) / 10_000.0,
+        }
+    }
+}
+
+/// What the terminals of the stages reached have reported.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Tally {
+    /// Terminals in the stages reached.
+    pub devices: u64,
+    /// Of those, the ones the release fits (model, firmware, not withdrawn).
+    pub compatible: u64,
+    pub installed: u64,
+    pub failed: u64,
+    /// The release was withdrawn since the rollout started.
+    pub release_withdrawn: bool,
+}
+
+/// A rollout's rules, as its creator set them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rules {
+    pub stage_count: usize,
+    /// Share of the compatible terminals that must have installed for a
+    /// stage to succeed, in basis points.
+    pub success_bp: u32,
+    pub max_failures: FailureLimit,
+    /// Failures already seen when a person resumed the rollout.
+    pub failures_forgiven: u64,
+    /// Move to the next stage without waiting for approval.
+    pub auto_advance: bool,
+}
+
+/// What the supervisor does with a running rollout after a tally.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Evaluation {
+    /// Nothing yet.
+    Stay,
+    /// Failures (beyond those forgiven) past the limit.
+    Pause { failed: u64 },
+    /// The release was withdrawn: no terminal may get it any more, and a
+    /// stage with no one to offer it to must not look like a success.
+    Halt,
+    /// The stage succeeded: on to the next, to approval, or done.
+    Move(Position),
+}
+
+/// The supervisor's decision for a rollout at `at`. Only a running
+/// rollout moves; failures past the limit win over success.
+pub fn evaluate(at: Position, rules: &Rules, tally: &Tally) -> Evaluation {
+    if at.status != RolloutStatus::Running {
+        return Evaluation::Stay;
+    }
+    if tally.release_withdrawn {
+        return Evaluation::Halt;
+    }
+    let failed = tally.failed.saturating_sub(rules.failures_forgiven);
+    if failed as f64 > rules.max_failures.tolerated(tally.devices) {
+        return Evaluation::Pause { failed };
+    }
+    let succeeded = tally.compatible == 0
+        || tally.installed as f64 >= tally.compatible as f64 * f64::from(rules.success_bp) / 10_000.0;
+    if !succeeded {
+        return Evaluation::Stay;
+    }
+    let next = at.stage + 1;
+    Evaluation::Move(if next >= rules.stage_count {
+        Position { status: RolloutStatus::Completed, stage: at.stage }
+    } else if rules.auto_advance {
+        Position { status: RolloutStatus::Running, stage: next }
+    } else {
+        Position { status: RolloutStatus::WaitingApproval, stage: at.stage }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn status() -> impl Strategy<Value = RolloutStatus> {
+        prop::sample::select(RolloutStatus::ALL.to_vec())
+    }
+
+    fn command() -> impl Strategy<Value = RolloutCommand> {
+        prop::sample::select(RolloutCommand::ALL.to_vec())
+    }
+
+    fn rules() -> impl Strategy<Value = Rules> {
+        (
+            1usize..6,
+            0u32..=10_000,
+            prop_oneof![
+                (0u64..50).prop_map(FailureLimit::Count),
+                (0u32..=10_000).prop_map(FailureLimit::ShareBp)
+            ],
+            0u64..20,
+            any::<bool>(),
+        )
+            .prop_map(|(stage_count, success_bp, max_failures, failures_forgiven, auto_advance)| {
+                Rules { stage_count, success_bp, max_failures, failures_forgiven, auto_advance }
+            })
+    }
+
+    fn tally() -> impl Strategy<Value = Tally> {
+        (0u64..1_000).prop_flat_map(|devices| {
+            (0..=devices).prop_flat_map(move |compatible| {
+                (0..=compatible).prop_flat_map(move |installed| {
+                    (0..=devices - installed, any::<bool>()).prop_map(move |(failed, release_withdrawn)| {
+                        Tally { devices, compatible, installed, failed, release_withdrawn }
+                    })
+                })
+            })
+        })
+    }
+
+    #[test]
+    fn names_round_trip() {
+        for s in RolloutStatus::ALL {
+            assert_eq!(s.as_str().parse::<RolloutStatus>(), Ok(s));
+        }
+        for c in RolloutCommand::ALL {
+            assert_eq!(c.as_str().parse::<RolloutCommand>(), Ok(c));
+        }
+        assert!("resume_all".parse::<RolloutCommand>().unwrap_err().contains("pause, resume"));
+    }
+
+    #[test]
+    fn the_transition_table() {
+        use RolloutCommand as C;
+        use RolloutStatus as S;
+        let at = |status, stage| Position { status, stage };
+        assert_eq!(on_command(at(S::Running, 0), C::Pause, 3), Some(at(S::Paused, 0)));
+        assert_eq!(on_command(at(S::Paused, 1), C::Resume, 3), Some(at(S::Running, 1)));
+        assert_eq!(on_command(at(S::Running, 1), C::Resume, 3), None);
+        assert_eq!(on_command(at(S::WaitingApproval, 0), C::Approve, 3), Some(at(S::Running, 1)));
+        assert_eq!(on_command(at(S::WaitingApproval, 2), C::Approve, 3), Some(at(S::Completed, 2)));
+        assert_eq!(on_command(at(S::Halted, 1), C::Resume, 3), None, "a halt is for good");
+        assert_eq!(on_command(at(S::Completed, 2), C::Rollback, 3), Some(at(S::RolledBack, 2)));
+        assert_eq!(on_command(at(S::RolledBack, 2), C::Rollback, 3), None);
+    }
+
+    proptest! {
+        #[test]
+        fn commands_never_leave_a_rolled_back_rollout_nor_skip_stages(
+            from in status(), stage in 0usize..5, extra in 1usize..5, c in command(),
+        ) {
+            let stage_count = stage + extra;
+            let to = on_command(Position { status: from, stage }, c, stage_count);
+            if from.is_final() {
+                prop_assert_eq!(to, None);
+            }
+            if let Some(to) = to {
+                prop_assert!(to.stage == stage || (c == RolloutCommand::Approve && to.stage == stage + 1));
+                prop_assert!(to.stage < stage_count);
+                prop_assert!(to.status != RolloutStatus::WaitingApproval, "only the supervisor waits for approval");
+                prop_assert_eq!(to.status == RolloutStatus::RolledBack, c == RolloutCommand::Rollback);
+            }
+        }
+
+        #[test]
+        fn only_a_running_rollout_is_moved_by_the_supervisor(
+            status in status(), stage in 0usize..5, rules in rules(), tally in tally(),
+        ) {
+            let rules = Rules { stage_count: rules.stage_count.max(stage + 1), ..rules };
+            let decision = evaluate(Position { status, stage }, &rules, &tally);
+            if status != RolloutStatus::Running {
+                prop_assert_eq!(decision, Evaluation::Stay);
+            }
+        }
+
+        #[test]
+        fn failures_past_the_limit_pause_and_success_moves_one_stage(
+            stage in 0usize..5, rules in rules(), tally in tally(),
+        ) {
+            let rules = Rules { stage_count: rules.stage_count.max(stage + 1), ..rules };
+            let at = Position { status: RolloutStatus::Running, stage };
+            let failed = tally.failed.saturating_sub(rules.failures_forgiven);
+            match evaluate(at, &rules, &tally) {
+                Evaluation::Halt => prop_assert!(tally.release_withdrawn),
+                Evaluation::Pause { failed: reported } => {
+                    prop_assert_eq!(reported, failed);
+                    prop_assert!(failed as f64 > rules.max_failures.tolerated(tally.devices));
+                }
+                Evaluation::Move(to) => {
+                    prop_assert!(!tally.release_withdrawn);
+                    prop_assert!(failed as f64 <= rules.max_failures.tolerated(tally.devices));
+                    prop_assert!(to.stage == stage || to.stage == stage + 1);
+                    prop_assert!(to.stage < rules.stage_count);
+                    let last = stage + 1 == rules.stage_count;
+                    prop_assert_eq!(to.status == RolloutStatus::Completed, last);
+                    if to.stage == stage + 1 {
+                        prop_assert!(rules.auto_advance);
+                    }
+                }
+                Evaluation::Stay => {
+                    prop_assert!(!tally.release_withdrawn);
+                    prop_assert!(failed as f64 <= rules.max_failures.tolerated(tally.devices));
+                    prop_assert!(tally.compatible > 0);
+                }
+            }
+        }
+
+        #[test]
+        fn more_installs_never_undo_a_success(stage in 0usize..5, rules in rules(), tally in tally()) {
+            let rules = Rules { stage_count: rules.stage_count.max(stage + 1), ..rules };
+            let at = Position { status: RolloutStatus::Running, stage };
+            if let Evaluation::Move(to) = evaluate(at, &rules, &tally) {
+                let more = Tally { installed: tally.compatible, ..tally };
+                prop_assert_eq!(evaluate(at, &rules, &more), Evaluation::Move(to));
+            }
+        }
+    }
+}
