@@ -168,9 +168,9 @@ pub async fn change_password(client: &Client, args: PasswordArgs) -> anyhow::Res
         };
         (next()?, next()?)
     } else {
-        let current = rpassword::prompt_password("Current password: ")?;
-        let new = rpassword::prompt_password("New password: ")?;
-        if rpassword::prompt_password("New password again: ")? != new {
+        let current = read_password(false, "Current password: ")?;
+        let new = read_password(false, "New password: ")?;
+        if read_password(false, "New password again: ")? != new {
             anyhow::bail!("the two new passwords differ");
         }
         (current, new)

@@ -70,12 +70,16 @@ enum Command {
     /// Terminal orders (support, operator admins)
     #[command(subcommand)]
     Order(accounts::OrderCommand),
+    /// Merchants: list, show, rename (operators); a merchant's own details
     #[command(subcommand)]
     Merchant(accounts::MerchantCommand),
+    /// A merchant's locations (shops), where its terminals are
     #[command(subcommand)]
     Location(accounts::LocationCommand),
+    /// A merchant's users: invite, change rights, deactivate
     #[command(subcommand)]
     User(accounts::UserCommand),
+    /// Groups of a merchant's users and the rights they grant per location
     #[command(subcommand)]
     Group(accounts::GroupCommand),
     /// The audit trail
@@ -144,10 +148,27 @@ fn main() -> ExitCode {
     match runtime.block_on(run(cli)) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("tms: {e:#}");
+            eprintln!("tms: {}", error_chain(&e));
             ExitCode::FAILURE
         }
     }
+}
+
+/// An error with its causes, each shown once: many errors repeat their
+/// cause in their own message, and the chain would say it again.
+fn error_chain(e: &anyhow::Error) -> String {
+    let mut shown = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if shown.contains(&text) {
+            continue;
+        }
+        if !shown.is_empty() {
+            shown.push_str(": ");
+        }
+        shown.push_str(&text);
+    }
+    shown
 }
 
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
@@ -223,5 +244,25 @@ mod tests {
     #[test]
     fn cli_definition_is_consistent() {
         Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn every_command_says_what_it_is_for() {
+        for command in Cli::command().get_subcommands() {
+            assert!(command.get_about().is_some(), "tms {} has no description", command.get_name());
+        }
+    }
+
+    #[test]
+    fn a_cause_the_message_already_holds_is_not_repeated() {
+        #[derive(Debug, thiserror::Error)]
+        #[error("cannot reach the server at http://x: {source}")]
+        struct Outer {
+            source: std::io::Error,
+        }
+        let e = anyhow::Error::new(Outer { source: std::io::Error::other("connection refused") });
+        assert_eq!(error_chain(&e), "cannot reach the server at http://x: connection refused");
+        let e = anyhow::Error::new(std::io::Error::other("refused")).context("reading the credentials");
+        assert_eq!(error_chain(&e), "reading the credentials: refused");
     }
 }

@@ -69,7 +69,10 @@ macro_rules! settings {
         pub struct SettingsArgs {
             $(
                 $(#[doc = $doc])*
-                #[arg(long, env = $env, global = true, help_heading = "Settings", hide_env_values = true)]
+                // Hidden from the generated help, which would repeat every
+                // setting under each command: `tms-server --help` lists them
+                // once ([`Config::SETTINGS_HELP`]).
+                #[arg(long, env = $env, global = true, hide = true)]
                 pub $field: Option<$ty>,
             )*
         }
@@ -125,6 +128,11 @@ macro_rules! settings {
                 )*
                 Config { $( $field, )* sources }
             }
+
+            /// (name, environment variable, description) of each setting, in
+            /// declaration order, for `tms-server --help`.
+            pub const SETTINGS_HELP: &'static [(&'static str, &'static str, &'static str)] =
+                &[$( (stringify!($field), $env, concat!($($doc),*)), )*];
 
             /// The environment variable of each setting, in declaration order.
             pub const ENV_VARS: &'static [(&'static str, &'static str)] =

@@ -87,6 +87,13 @@ impl Mailer {
                 ));
                 let outbox_error = |source| MailError::Outbox { path: path.clone(), source };
                 tokio::fs::create_dir_all(dir).await.map_err(outbox_error)?;
+                // The message as sent wraps long lines (quoted-printable), which
+                // breaks links: a plain copy beside it reads and clicks as is.
+                let plain = format!("To: {}\nSubject: {}\n\n{}\n", mail.to, mail.subject, mail.body);
+                let plain_path = path.with_extension("txt");
+                tokio::fs::write(&plain_path, plain)
+                    .await
+                    .map_err(|source| MailError::Outbox { path: plain_path.clone(), source })?;
                 tokio::fs::write(&path, message.formatted()).await.map_err(outbox_error)?;
                 tracing::info!(to = %mail.to, subject = %mail.subject, path = %path.display(), "e-mail written to the outbox");
             }

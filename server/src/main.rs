@@ -26,6 +26,7 @@ use tms_server::metrics::Metrics;
 /// Every setting below can also be given in the TOML file named by --config
 /// (as `name = value`, with underscores: `db_pool_size = 8`) or in its TMS_*
 /// environment variable. Precedence: defaults < file < environment < flags.
+/// Every command reads the same settings (its database, data directory, …).
 #[derive(Parser)]
 #[command(name = "tms-server", version, max_term_width = 100)]
 struct Cli {
@@ -100,7 +101,7 @@ enum OperatorCommand {
         /// operator_admin, release_engineer or support
         #[arg(long, value_parser = parse_role)]
         role: OperatorRole,
-        /// Read the password from standard input (first line) instead of asking
+        /// Read the password from standard input (first line) instead of asking on the terminal
         #[arg(long)]
         password_stdin: bool,
     },
@@ -110,19 +111,79 @@ fn parse_role(s: &str) -> Result<OperatorRole, String> {
     s.parse().map_err(|e: tms_packages::accounts::UnknownName| e.to_string())
 }
 
+/// The first line of standard input, or asked on the terminal without echo.
 fn read_password(from_stdin: bool) -> anyhow::Result<String> {
-    let password = if from_stdin {
+    if from_stdin {
         let mut line = String::new();
         std::io::stdin().read_line(&mut line).context("reading the password from standard input")?;
-        line.trim_end_matches(['\n', '\r']).to_owned()
+        Ok(line.trim_end_matches(['\n', '\r']).to_owned())
     } else {
-        anyhow::bail!("pass --password-stdin and the password on standard input");
+        rpassword::prompt_password("Password: ")
+            .context("reading the password (without a terminal, pass --password-stdin and pipe it)")
+    }
+}
+
+/// A bad value that came from a `TMS_*` variable, named as such: clap
+/// would blame the flag, which the user never typed.
+fn blame_environment(e: &clap::Error) -> Option<String> {
+    use clap::error::{ContextKind, ContextValue, ErrorKind};
+    if !matches!(e.kind(), ErrorKind::ValueValidation | ErrorKind::InvalidValue) {
+        return None;
+    }
+    let (Some(ContextValue::String(arg)), Some(ContextValue::String(value))) =
+        (e.get(ContextKind::InvalidArg), e.get(ContextKind::InvalidValue))
+    else {
+        return None;
     };
-    Ok(password)
+    let flag = arg.split_whitespace().next()?;
+    let field = flag.strip_prefix("--")?.replace('-', "_");
+    let (_, env) = Config::ENV_VARS.iter().find(|(name, _)| *name == field)?;
+    let typed = std::env::args().any(|a| a == flag || a.starts_with(&format!("{flag}=")));
+    if typed || std::env::var(env).ok().as_deref() != Some(value.as_str()) {
+        return None;
+    }
+    let reason = std::error::Error::source(e).map(|s| format!(": {s}")).unwrap_or_default();
+    Some(format!("invalid value {value:?} in the environment variable {env}{reason}"))
+}
+
+/// The settings, listed once under `tms-server --help` (clap would list
+/// every global one again under each command).
+fn settings_help() -> String {
+    let mut out = String::from("Settings:\n");
+    for (name, env, doc) in Config::SETTINGS_HELP {
+        let flag = name.replace('_', "-");
+        out.push_str(&format!("      --{flag} <{}>\n", name.to_uppercase()));
+        let mut line = String::from("         ");
+        for word in doc.split_whitespace().chain([format!("[env: {env}]").as_str()]) {
+            if line.len() + word.len() + 1 > 100 {
+                out.push_str(&line);
+                out.push('\n');
+                line = String::from("         ");
+            }
+            line.push(' ');
+            line.push_str(word);
+        }
+        out.push_str(&line);
+        out.push('\n');
+    }
+    out
+}
+
+fn command() -> clap::Command {
+    Cli::command().after_help(settings_help())
 }
 
 fn main() -> ExitCode {
-    let matches = Cli::command().get_matches();
+    let matches = match command().try_get_matches() {
+        Ok(matches) => matches,
+        Err(e) => match blame_environment(&e) {
+            Some(message) => {
+                eprintln!("tms-server: {message}");
+                return ExitCode::from(2);
+            }
+            None => e.exit(),
+        },
+    };
     let cli = match Cli::from_arg_matches(&matches) {
         Ok(cli) => cli,
         Err(e) => e.exit(),
@@ -152,21 +213,20 @@ fn run(cli: Cli, matches: &clap::ArgMatches) -> anyhow::Result<()> {
             let db = open_db(&config)?;
             let applied = db.migrate()?;
             tracing::info!(applied = applied.len(), versions = ?applied, "migrations applied");
+            println!("{} migrations applied to {}", applied.len(), database_named(&config));
             Ok(())
         }
         Command::Operator(OperatorCommand::Create { email, role, password_stdin }) => {
             let password = read_password(password_stdin)?;
-            let db = open_db(&config)?;
-            db.migrate().context("migrating the database")?;
+            let db = open_existing_db(&config)?;
             let mut conn = db.get()?;
             let id = tms_server::accounts::users::create_operator(&mut conn, &email, role, &password)
                 .map_err(|e| anyhow::anyhow!("{e}"))?;
-            println!("created operator {id} ({email}, {role})");
+            println!("created operator {id} ({email}, {role}) in {}", database_named(&config));
             Ok(())
         }
         Command::Keys(command) => {
-            let db = open_db(&config)?;
-            db.migrate().context("migrating the database")?;
+            let db = open_existing_db(&config)?;
             let mut conn = db.get()?;
             if let KeysCommand::Rotate = command {
                 let id = tms_server::server_keys::rotate(&mut conn)?;
@@ -191,8 +251,7 @@ fn run(cli: Cli, matches: &clap::ArgMatches) -> anyhow::Result<()> {
             token_seed,
             tokens,
         }) => {
-            let db = open_db(&config)?;
-            db.migrate().context("migrating the database")?;
+            let db = open_existing_db(&config)?;
             let mut conn = db.get()?;
             let file =
                 std::fs::File::create(&tokens).with_context(|| format!("creating {}", tokens.display()))?;
@@ -226,7 +285,34 @@ fn open_db(config: &Config) -> anyhow::Result<Db> {
     Ok(Db::open(backend, &url, config.db_pool_size)?)
 }
 
+/// The database of a running installation, for an admin command. A SQLite
+/// file that does not exist is refused rather than created: run from the
+/// wrong directory, the command would otherwise fill a new, empty database
+/// that no server reads.
+fn open_existing_db(config: &Config) -> anyhow::Result<Db> {
+    if let (tms_server::config::DatabaseBackend::Sqlite, path) = config.database()?
+        && !std::path::Path::new(&path).exists()
+    {
+        anyhow::bail!(
+            "there is no database at {path} (from the data_dir setting: --data-dir or TMS_DATA_DIR, \
+             or database_url): run this where the server keeps its data, or point the setting at it"
+        );
+    }
+    let db = open_db(config)?;
+    db.migrate().context("migrating the database")?;
+    Ok(db)
+}
+
+/// The database a command worked on, for its last line (no password).
+fn database_named(config: &Config) -> String {
+    tms_server::config::mask_url_password(&config.database_url())
+}
+
 fn serve(config: Config) -> anyhow::Result<()> {
+    // The port first: a taken one is reported before anything is migrated.
+    let listener = std::net::TcpListener::bind(config.listen).with_context(|| {
+        format!("cannot listen on {} (the listen setting: --listen or TMS_LISTEN)", config.listen)
+    })?;
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("creating data directory {}", config.data_dir.display()))?;
     let db = open_db(&config)?;
@@ -242,14 +328,14 @@ fn serve(config: Config) -> anyhow::Result<()> {
         let blobs = BlobStore::from_config(&config).context("opening the object store")?;
         // Uploads a crash interrupted are staged under uploads/; a day later they go.
         let sweeper = blobs.clone();
-        actix_web::rt::spawn(async move {
+        tokio::spawn(async move {
             loop {
                 match sweeper.sweep_stale_uploads(std::time::Duration::from_secs(24 * 3600)).await {
                     Ok(0) => {}
                     Ok(n) => tracing::info!(removed = n, "removed stale staged uploads"),
                     Err(e) => tracing::warn!(error = %e, "could not sweep staged uploads"),
                 }
-                actix_web::rt::time::sleep(std::time::Duration::from_secs(3600)).await;
+                tokio::time::sleep(std::time::Duration::from_secs(3600)).await;
             }
         });
         let mailer = Mailer::from_config(&config).context("setting up e-mail")?;
@@ -269,7 +355,7 @@ fn serve(config: Config) -> anyhow::Result<()> {
             accounts,
             contact,
         };
-        http::serve(state).await.context("serving HTTP")
+        http::serve(state, listener).await.context("serving HTTP")
     })
 }
 
@@ -293,6 +379,20 @@ mod tests {
 
     #[test]
     fn cli_definition_is_consistent() {
-        Cli::command().debug_assert();
+        command().debug_assert();
+    }
+
+    #[test]
+    fn every_setting_is_described_once_in_the_help() {
+        let help = command().render_help().to_string();
+        for (name, env, doc) in Config::SETTINGS_HELP {
+            assert!(!doc.trim().is_empty(), "{name} has no description");
+            assert_eq!(help.matches(&format!("--{} <", name.replace('_', "-"))).count(), 1, "{name}");
+            assert!(help.contains(env), "{env}");
+        }
+        let mut cli = command();
+        let create = cli.find_subcommand_mut("operator").unwrap().find_subcommand_mut("create").unwrap();
+        let help = create.render_help().to_string();
+        assert!(!help.contains("--db-pool-size"), "{help}");
     }
 }

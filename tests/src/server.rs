@@ -258,27 +258,36 @@ impl TestServer {
 
     /// The e-mails written to the outbox, oldest first, as raw text.
     pub fn outbox(&self) -> Vec<String> {
+        self.outbox_files("eml")
+    }
+
+    /// The outbox's files with this extension, oldest first.
+    fn outbox_files(&self, extension: &str) -> Vec<String> {
         let dir = self.data_dir.join("outbox");
         let mut paths: Vec<PathBuf> = match std::fs::read_dir(&dir) {
-            Ok(entries) => entries.flatten().map(|e| e.path()).collect(),
+            Ok(entries) => entries
+                .flatten()
+                .map(|e| e.path())
+                .filter(|p| p.extension().is_some_and(|e| e == extension))
+                .collect(),
             Err(_) => return Vec::new(),
         };
         paths.sort();
         paths.iter().map(|p| std::fs::read_to_string(p).expect("read outbox mail")).collect()
     }
 
-    /// The activation token in the newest outbox e-mail to `to`.
+    /// The activation token in the newest outbox e-mail to `to`, read from
+    /// the plain copy the server writes beside each message, as a person
+    /// would: the link is whole there.
     pub fn activation_token_for(&self, to: &str) -> String {
         let mail = self
-            .outbox()
+            .outbox_files("txt")
             .into_iter()
             .rev()
-            .find(|m| m.lines().any(|l| l.starts_with("To:") && l.contains(to)))
+            .find(|m| m.lines().next().is_some_and(|l| l == format!("To: {to}")))
             .unwrap_or_else(|| panic!("no e-mail to {to} in the outbox"));
-        // Undo quoted-printable: soft line breaks, and "=" written as "=3D".
-        let unfolded = mail.replace("=\r\n", "").replace("=\n", "").replace("=3D", "=");
-        let start = unfolded.find("token=").expect("activation link") + "token=".len();
-        unfolded[start..].chars().take_while(|c| c.is_ascii_hexdigit()).collect()
+        let start = mail.find("token=").expect("activation link") + "token=".len();
+        mail[start..].chars().take_while(|c| c.is_ascii_hexdigit()).collect()
     }
 
     /// Everything the server has printed so far.

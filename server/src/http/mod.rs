@@ -105,9 +105,10 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     }));
 }
 
-/// Binds the listener and serves until SIGTERM, then drains in-flight
+/// Serves on `listener` (bound before anything else started, so a taken
+/// port is the first thing reported) until SIGTERM, then drains in-flight
 /// requests for up to `shutdown_timeout_secs`.
-pub async fn serve(state: AppState) -> std::io::Result<()> {
+pub async fn serve(state: AppState, listener: std::net::TcpListener) -> std::io::Result<()> {
     let config = state.config.clone();
     let state = web::Data::new(state);
     let mut server = HttpServer::new({
@@ -123,7 +124,7 @@ pub async fn serve(state: AppState) -> std::io::Result<()> {
     if let Some(workers) = config.workers {
         server = server.workers(workers);
     }
-    let server = server.bind(config.listen)?;
+    let server = server.listen(listener)?;
     let listen: Vec<String> = server.addrs().iter().map(ToString::to_string).collect();
     tracing::info!(
         listen = %listen.join(","),

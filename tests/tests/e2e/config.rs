@@ -138,3 +138,64 @@ tms_e2e::backend_test!(migrate_command_applies_migrations_once, |db| {
     let again = String::from_utf8(migrate().stdout).unwrap();
     assert!(again.contains(r#""applied":0"#), "{again}");
 });
+
+#[test]
+fn a_taken_port_is_reported_with_its_setting_before_anything_is_written() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let dir = tempfile::tempdir().unwrap();
+    let out = tms_server().current_dir(dir.path()).args(["--listen", &addr]).output().unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(&format!("cannot listen on {addr}")) && err.contains("TMS_LISTEN"), "{err}");
+    assert!(!dir.path().join("tms-data").exists(), "nothing is created for a server that cannot listen");
+}
+
+#[test]
+fn a_bad_value_in_the_environment_is_blamed_on_its_variable() {
+    let out = tms_server().arg("config").env("TMS_LISTEN", "bogus").output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("TMS_LISTEN") && err.contains("bogus"), "{err}");
+    assert!(!err.contains("--listen"), "{err}");
+    // Typed as a flag, the flag is named.
+    let out = tms_server().args(["--listen", "bogus", "config"]).output().unwrap();
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--listen"));
+}
+
+#[test]
+fn admin_commands_do_not_create_a_database_where_there_is_none() {
+    let dir = tempfile::tempdir().unwrap();
+    for args in [
+        &["operator", "create", "--email", "ops@psp.example", "--role", "support", "--password-stdin"][..],
+        &["keys", "list"][..],
+    ] {
+        let mut child = tms_server()
+            .current_dir(dir.path())
+            .args(args)
+            .stdin(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        use std::io::Write;
+        child.stdin.take().unwrap().write_all(b"a long pass phrase\n").unwrap();
+        let out = child.wait_with_output().unwrap();
+        assert!(!out.status.success(), "{args:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("there is no database at ./tms-data/tms.sqlite"), "{err}");
+        assert!(!dir.path().join("tms-data").exists(), "{args:?} created a data directory");
+    }
+}
+
+#[test]
+fn each_command_lists_its_own_options_and_the_settings_are_listed_once() {
+    let out = tms_server().args(["operator", "create", "--help"]).output().unwrap();
+    let help = String::from_utf8(out.stdout).unwrap();
+    assert!(help.contains("--email") && !help.contains("--db-pool-size"), "{help}");
+    let out = tms_server().arg("--help").output().unwrap();
+    let help = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(help.matches("--db-pool-size").count(), 1, "{help}");
+    // Settings still apply after a command.
+    let out = tms_server().args(["config", "--db-pool-size", "3"]).output().unwrap();
+    assert!(String::from_utf8_lossy(&out.stdout).contains("db_pool_size"), "{out:?}");
+}
