@@ -445,9 +445,9 @@ fn print_plan(p: &DevicePlanView) {
         println!("{}", app.app_id);
         println!("  installed   {}", app.installed.as_deref().unwrap_or("-"));
         let change = match (&app.change, app.deployment_id) {
-            (Some(change), _) => change.clone(),
-            (None, Some(_)) => "up to date".into(),
-            (None, None) => "nothing".into(),
+            (Some(change), _) => change.as_str(),
+            (None, Some(_)) => "up to date",
+            (None, None) => "nothing",
         };
         println!("  change      {change}");
         if let Some(release) = &app.release {

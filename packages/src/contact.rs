@@ -530,11 +530,31 @@ pub enum Change {
 }
 
 impl Change {
-    pub fn kind(&self) -> &'static str {
+    pub fn kind(&self) -> ChangeKind {
         match self {
-            Change::Install { .. } => "install",
-            Change::Update { .. } => "update",
-            Change::Remove => "remove",
+            Change::Install { .. } => ChangeKind::Install,
+            Change::Update { .. } => ChangeKind::Update,
+            Change::Remove => ChangeKind::Remove,
+        }
+    }
+}
+
+/// What a terminal is told to do with an app, as the answer says it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum ChangeKind {
+    Install,
+    Update,
+    Remove,
+}
+
+impl ChangeKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ChangeKind::Install => "install",
+            ChangeKind::Update => "update",
+            ChangeKind::Remove => "remove",
         }
     }
 }
@@ -1096,5 +1116,178 @@ mod tests {
             verify_answer(&answer, &[PrivateKey::generate().public_key()], 1_100, None, 60),
             Err(AnswerError::UnknownKey)
         );
+    }
+
+    mod properties {
+        use proptest::prelude::*;
+
+        use super::*;
+
+        const APPS: [&str; 2] = ["eu.ccv.salespoint", "eu.ccv.tips"];
+        const MODELS: [&str; 3] = ["A920", "A80", "A35"];
+
+        fn facts() -> impl Strategy<Value = DeviceFacts> {
+            (
+                0i64..200,
+                1i64..3,
+                10i64..13,
+                prop::sample::select(MODELS.to_vec()),
+                prop::sample::select(vec!["PayDroid_8.1.9", "PayDroid_8.1.10", "9.0.0", ""]),
+                prop::collection::btree_map(prop::sample::select(APPS.to_vec()), 1u64..6, 0..=2),
+            )
+                .prop_map(|(device_id, merchant_id, location_id, model, firmware, installed)| {
+                    DeviceFacts {
+                        device_id,
+                        merchant_id,
+                        location_id,
+                        model: model.to_owned(),
+                        firmware: firmware.to_owned(),
+                        installed: installed
+                            .into_iter()
+                            .map(|(app, code)| (app.to_owned(), (format!("{code}.0.0"), code * 100)))
+                            .collect(),
+                    }
+                })
+        }
+
+        fn target() -> impl Strategy<Value = Target> {
+            prop_oneof![
+                Just(Target::Everyone),
+                (1i64..3).prop_map(Target::Merchant),
+                (10i64..13).prop_map(Target::Location),
+                prop::collection::btree_set(0i64..200, 0..20).prop_map(Target::Devices),
+                prop::collection::btree_set(0i64..200, 0..20).prop_map(|members| Target::Group {
+                    id: 1,
+                    members,
+                    filter: None
+                }),
+            ]
+        }
+
+        /// Deployments with distinct ids and sequences, as a snapshot holds them.
+        fn deployments() -> impl Strategy<Value = Vec<Deployment>> {
+            let one = (
+                prop::sample::select(APPS.to_vec()),
+                1u64..6,
+                prop::sample::subsequence(MODELS.to_vec(), 1..=3),
+                prop::option::of(prop::sample::select(vec!["PayDroid_8.1.10", "9.0.0"])),
+                any::<bool>(),
+                target(),
+                any::<bool>(),
+                prop::option::of((0i64..5, 0u32..=10_000)),
+                prop::sample::select(vec![
+                    DeliveryMode::InstallOrUpdate,
+                    DeliveryMode::UpdateOnly,
+                    DeliveryMode::InstallOnly,
+                ]),
+                0u8..10,
+            );
+            prop::collection::vec(one, 0..6).prop_map(|list| {
+                list.into_iter()
+                    .enumerate()
+                    .map(
+                        |(
+                            i,
+                            (app, code, models, min_firmware, withdrawn, target, pinned, rollout, mode, kind),
+                        )| {
+                            let id = i as i64 + 1;
+                            let payload = if kind == 0 {
+                                Payload::Removal { app_id: app.to_owned() }
+                            } else {
+                                Payload::Release(Candidate {
+                                    release_id: id * 10,
+                                    app_id: app.to_owned(),
+                                    version: semver::Version::new(code, 0, 0),
+                                    version_code: code * 100,
+                                    models: models.into_iter().map(str::to_owned).collect(),
+                                    min_firmware: min_firmware.map(str::to_owned),
+                                    withdrawn,
+                                    firmware: false,
+                                })
+                            };
+                            Deployment {
+                                id,
+                                payload,
+                                target,
+                                action: ActionType::Soft,
+                                sequence: id,
+                                pinned,
+                                rollout,
+                                window: None,
+                                wifi_only: false,
+                                rollback_from: pinned.then_some(code * 100 + 100),
+                                mode,
+                            }
+                        },
+                    )
+                    .collect()
+            })
+        }
+
+        fn candidate_of(ds: &[Deployment], release_id: i64) -> &Candidate {
+            ds.iter()
+                .find_map(|d| match &d.payload {
+                    Payload::Release(c) if c.release_id == release_id => Some(c),
+                    _ => None,
+                })
+                .expect("plans name releases of the deployments given")
+        }
+
+        proptest! {
+            #[test]
+            fn stage_membership_grows_with_the_percentage_and_never_changes(
+                rollout in any::<i64>(), device in any::<i64>(), low in 0u32..=10_000, high in 0u32..=10_000,
+            ) {
+                let (low, high) = (low.min(high), low.max(high));
+                if in_stage(rollout, device, low) {
+                    prop_assert!(in_stage(rollout, device, high));
+                }
+                prop_assert_eq!(in_stage(rollout, device, low), in_stage(rollout, device, low));
+                prop_assert!(!in_stage(rollout, device, 0));
+                prop_assert!(in_stage(rollout, device, ALL_BP));
+            }
+
+            #[test]
+            fn the_planner_offers_only_what_fits_and_never_goes_back_unless_told(
+                device in facts(), ds in deployments(), local in 0u32..86_400,
+            ) {
+                let refs: Vec<&Deployment> = ds.iter().collect();
+                for p in plan(&device, &refs, local) {
+                    let Some(decided) = p.deployment_id else {
+                        prop_assert!(p.change.is_none());
+                        continue;
+                    };
+                    let d = ds.iter().find(|d| d.id == decided).unwrap();
+                    prop_assert!(d.reaches(&device), "deployment {} decides but does not reach", d.id);
+                    let release_id = match &p.change {
+                        Some(Change::Install { release_id, .. } | Change::Update { release_id, .. }) => *release_id,
+                        _ => continue,
+                    };
+                    let c = candidate_of(&ds, release_id);
+                    prop_assert_eq!(compatibility(&device, c), None, "offered an incompatible release");
+                    if let Some((_, installed)) = device.installed.get(&p.app_id)
+                        && *installed > c.version_code
+                    {
+                        prop_assert!(d.pinned, "a lower version without a rollback");
+                    }
+                }
+            }
+
+            #[test]
+            fn a_plan_is_a_function_of_its_inputs_alone(
+                device in facts(), ds in deployments(), local in 0u32..86_400, rotate in 0usize..6,
+            ) {
+                let refs: Vec<&Deployment> = ds.iter().collect();
+                let first = plan(&device, &refs, local);
+                prop_assert_eq!(&first, &plan(&device, &refs, local));
+                // The order the deployments come in does not matter either.
+                let mut turned = refs.clone();
+                if !turned.is_empty() {
+                    let n = rotate % turned.len();
+                    turned.rotate_left(n);
+                }
+                prop_assert_eq!(first, plan(&device, &turned, local));
+            }
+        }
     }
 }

@@ -11,4 +11,5 @@ pub mod parameters;
 pub mod releases;
 pub mod rollouts;
 pub mod store;
+pub mod targets;
 pub mod wire;

@@ -565,6 +565,64 @@ mod tests {
         assert_eq!(weak_pin_reason("13579"), None);
     }
 
+    mod properties {
+        use proptest::prelude::*;
+
+        use super::*;
+
+        const KEY: &str = "receipt.header";
+
+        /// Per level: whether it sets the key (to a value naming the level), whether it locks it.
+        fn levels() -> impl Strategy<Value = Vec<(Level, bool, bool)>> {
+            prop::collection::vec((any::<bool>(), any::<bool>()), 4).prop_map(|flags| {
+                Level::ALL.into_iter().zip(flags).map(|(level, (sets, locks))| (level, sets, locks)).collect()
+            })
+        }
+
+        fn sets(levels: &[(Level, bool, bool)]) -> Vec<(Level, LevelSet)> {
+            levels
+                .iter()
+                .map(|(level, sets, locks)| {
+                    let values = if *sets {
+                        BTreeMap::from([(KEY.to_owned(), json!(level.as_str()))])
+                    } else {
+                        BTreeMap::new()
+                    };
+                    let locked = if *locks { [KEY.to_owned()].into() } else { BTreeSet::new() };
+                    (*level, LevelSet { values, locked })
+                })
+                .collect()
+        }
+
+        proptest! {
+            #[test]
+            fn a_value_locked_at_a_less_specific_level_always_wins(levels in levels(), shuffle in any::<u64>()) {
+                let owned = sets(&levels);
+                let mut refs: Vec<(Level, &LevelSet)> = owned.iter().map(|(l, s)| (*l, s)).collect();
+                // The order levels are given in does not matter.
+                refs.rotate_left((shuffle % 4) as usize);
+                let got = effective(&Schema::terminal(), &refs)[KEY].clone();
+                let first_lock = levels.iter().find(|(_, _, locks)| *locks).map(|(l, _, _)| *l);
+                // The most specific level that sets the key, among those a lock does not hide.
+                let visible = levels
+                    .iter()
+                    .filter(|(l, sets, _)| *sets && first_lock.is_none_or(|lock| *l <= lock))
+                    .map(|(l, _, _)| *l)
+                    .max();
+                let want = match visible {
+                    Some(level) => (json!(level.as_str()), Origin::from(level)),
+                    None => (json!(""), Origin::Default),
+                };
+                prop_assert_eq!(got, want);
+                if let Some(lock) = first_lock {
+                    for level in Level::ALL.into_iter().filter(|l| *l > lock) {
+                        prop_assert_eq!(locked_above(&refs, KEY, level), Some(lock));
+                    }
+                }
+            }
+        }
+    }
+
     #[test]
     fn secrets_are_shown_as_set() {
         let s = Schema::terminal();

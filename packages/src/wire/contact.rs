@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use serde_json::Value;
 use tms_signing::Sha256Digest;
 
-use crate::contact::ActionType;
+use crate::contact::{ActionType, ChangeKind};
 use crate::releases::ReleaseManifest;
 
 wire! {
@@ -109,8 +109,7 @@ wire! {
     /// Install, update or remove one app (or flash firmware).
     pub struct AppInstruction {
         pub app_id: String,
-        /// `install`, `update` or `remove`.
-        pub change: String,
+        pub change: ChangeKind,
         /// Quote it in feedback.
         pub deployment_id: i64,
         pub action: ActionType,

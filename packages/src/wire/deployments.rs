@@ -176,9 +176,9 @@ wire! {
         pub installed: Option<String>,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub deployment_id: Option<i64>,
-        /// `install`, `update`, `remove`, or absent when nothing is to do.
+        /// Absent when nothing is to do.
         #[serde(default, skip_serializing_if = "Option::is_none")]
-        pub change: Option<String>,
+        pub change: Option<crate::contact::ChangeKind>,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub release: Option<String>,
         /// The change waits for a maintenance window opening in this many seconds.

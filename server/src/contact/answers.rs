@@ -65,7 +65,7 @@ impl BodyWriter {
     fn instruction(&self, app: &AppInstruction, out: &mut Vec<u8>) -> Result<(), SigningError> {
         let bare = serde_json::to_value(AppInstruction {
             app_id: app.app_id.clone(),
-            change: app.change.clone(),
+            change: app.change,
             deployment_id: app.deployment_id,
             action: app.action,
             wifi_only: app.wifi_only,
@@ -139,9 +139,10 @@ mod tests {
     }
 
     fn instruction(app_id: &str, release: Option<ReleaseOffer>) -> AppInstruction {
+        use tms_packages::contact::ChangeKind;
         AppInstruction {
             app_id: app_id.into(),
-            change: if release.is_some() { "update" } else { "remove" }.into(),
+            change: if release.is_some() { ChangeKind::Update } else { ChangeKind::Remove },
             deployment_id: 7,
             action: ActionType::Soft,
             wifi_only: true,

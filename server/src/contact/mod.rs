@@ -862,7 +862,7 @@ fn plan_view(
                     .find(|a| a.app_id == p.app_id)
                     .map(|a| format!("{} ({})", a.version, a.version_code)),
                 deployment_id: p.deployment_id,
-                change: p.change.as_ref().map(|c| c.kind().to_owned()),
+                change: p.change.as_ref().map(|c| c.kind()),
                 release: p.change.as_ref().and(release).map(|o| o.version),
                 deferred_secs: p.deferred_secs,
                 considered,

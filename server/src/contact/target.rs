@@ -5,13 +5,11 @@
 use std::collections::BTreeMap;
 
 use serde_json::Value;
-use tms_packages::contact::{AppPlan, Change, Deployment, DeviceFacts, local_secs_of_day, plan};
+use tms_packages::contact::AppPlan;
 use tms_packages::parameters::{
     CONTACT_INTERVAL_KEY, EffectiveVersion, Level, LevelSet, Schema, TERMINAL_APP, diff, effective,
 };
-use tms_packages::wire::contact::{
-    AppInstruction, ContactBody, InstalledApp, ParameterUpdate, TerminalState,
-};
+use tms_packages::wire::contact::{ContactBody, ParameterUpdate, TerminalState};
 
 use crate::blobs::BlobStore;
 use crate::db::Db;
@@ -62,136 +60,7 @@ async fn values_of(
     Ok(effective(schema, &refs).into_iter().map(|(k, (v, _))| (k, v)).collect())
 }
 
-/// What the deployments in force change on a terminal, before parameters
-/// and acquirer sessions: the instructions and the state it has once it
-/// applied them.
-pub struct Deliveries {
-    pub apps: Vec<AppInstruction>,
-    pub firmware: Option<AppInstruction>,
-    pub target: TerminalState,
-    /// `valid_until` as given, or earlier when a window or a deployment's
-    /// start or expiry changes the plan first.
-    pub valid_until: i64,
-    /// A maintenance window with a waiting change opens in this many seconds.
-    pub window_opens_in: Option<u32>,
-}
-
-impl Deliveries {
-    /// Whether the target has an app with a parameter schema that the
-    /// reported state lacks: its parameters need the database.
-    pub fn installs_app_with_parameters(&self, snapshot: &Snapshot, state: &TerminalState) -> bool {
-        self.target.apps.iter().any(|a| {
-            snapshot.schemas.contains_key(&a.app_id) && !state.apps.iter().any(|s| s.app_id == a.app_id)
-        })
-    }
-}
-
-/// A registered terminal, as the planner needs it besides what it reports.
-pub struct Registered<'a> {
-    pub device_id: i64,
-    pub merchant_id: i64,
-    pub location_id: i64,
-    pub model: &'a str,
-}
-
-/// Plans a terminal's apps from the state it reports and turns the plans
-/// into instructions: the part of its target the deployments decide. The
-/// slow path and the in-memory re-plan share it, so both answer alike.
-pub fn plan_apps(
-    snapshot: &Snapshot,
-    device: &Registered<'_>,
-    state: &TerminalState,
-    utc_offset_minutes: i32,
-    now: i64,
-    valid_until: i64,
-) -> (Vec<AppPlan>, Deliveries) {
-    let facts = DeviceFacts {
-        device_id: device.device_id,
-        merchant_id: device.merchant_id,
-        location_id: device.location_id,
-        model: device.model.to_owned(),
-        firmware: state.firmware.clone(),
-        installed: state
-            .apps
-            .iter()
-            .map(|a| (a.app_id.clone(), (a.version.clone(), a.version_code)))
-            .collect(),
-    };
-    let local = local_secs_of_day(now, utc_offset_minutes);
-    let in_force = snapshot.in_force(now);
-    let plans = plan(&facts, &in_force.0, local);
-    let found = deliveries(snapshot, &in_force, &plans, state, local, now, valid_until);
-    (plans, found)
-}
-
-/// Turns the planner's decisions into instructions. `in_force` is as
-/// [`Snapshot::in_force`] gives it.
-fn deliveries(
-    snapshot: &Snapshot,
-    (in_force, next_edge): &(Vec<&Deployment>, Option<i64>),
-    plans: &[AppPlan],
-    state: &TerminalState,
-    local_secs: u32,
-    now: i64,
-    valid_until: i64,
-) -> Deliveries {
-    let mut out = Deliveries {
-        apps: Vec::new(),
-        firmware: None,
-        target: state.clone(),
-        valid_until: next_edge.map_or(valid_until, |edge| valid_until.min(edge)),
-        window_opens_in: None,
-    };
-    for p in plans {
-        let Some(decided) = p.deployment_id else { continue };
-        let deployment = in_force.iter().find(|d| d.id == decided).expect("plans name deployments in force");
-        if let Some(w) = deployment.window {
-            out.valid_until = out.valid_until.min(now + i64::from(w.secs_to_next_edge(local_secs)));
-        }
-        let Some(change) = &p.change else { continue };
-        if let Some(secs) = p.deferred_secs {
-            out.window_opens_in = Some(out.window_opens_in.map_or(secs, |s| s.min(secs)));
-            continue;
-        }
-        let delivery = snapshot.deliveries.get(&decided).expect("deliveries follow deployments");
-        let action = match change {
-            Change::Install { action, .. } | Change::Update { action, .. } => *action,
-            Change::Remove => deployment.action,
-        };
-        let instruction = AppInstruction {
-            app_id: p.app_id.clone(),
-            change: change.kind().to_owned(),
-            deployment_id: decided,
-            action,
-            wifi_only: delivery.wifi_only,
-            release: if matches!(change, Change::Remove) { None } else { delivery.offer.clone() },
-        };
-        let target = &mut out.target;
-        match (&instruction.release, change) {
-            (_, Change::Remove) => target.apps.retain(|a| a.app_id != p.app_id),
-            (Some(offer), _) if offer.manifest.kind == "firmware" => {
-                target.firmware = offer.version.clone();
-            }
-            (Some(offer), _) => {
-                target.apps.retain(|a| a.app_id != p.app_id);
-                target.apps.push(InstalledApp {
-                    app_id: p.app_id.clone(),
-                    version: offer.version.clone(),
-                    version_code: offer.version_code,
-                    sha256: offer.sha256.clone(),
-                });
-            }
-            (None, _) => continue,
-        }
-        let is_firmware = instruction.release.as_ref().is_some_and(|o| o.manifest.kind == "firmware");
-        if is_firmware {
-            out.firmware.get_or_insert(instruction);
-        } else {
-            out.apps.push(instruction);
-        }
-    }
-    out
-}
+pub use tms_packages::targets::{Deliveries, Registered, plan_apps};
 
 #[allow(clippy::too_many_arguments)]
 pub async fn compute(

@@ -544,50 +544,7 @@ pub fn delete_group(conn: &mut DbConnection, actor: &Actor, id: i64) -> Result<(
 
 // ---- the snapshot the contact plans with ----
 
-/// What the contact needs to know about one deployment beyond the plan.
-#[derive(Debug, Clone)]
-pub struct Delivery {
-    pub offer: Option<ReleaseOffer>,
-    pub wifi_only: bool,
-    pub starts_at: i64,
-    pub expires_at: Option<i64>,
-}
-
-/// Every deployment that may deliver something, as of one read.
-#[derive(Debug, Default)]
-pub struct Snapshot {
-    pub deployments: Vec<Deployment>,
-    pub deliveries: HashMap<i64, Delivery>,
-    /// The latest parameter schema of every app that has one.
-    pub schemas: std::collections::BTreeMap<String, tms_packages::parameters::Schema>,
-}
-
-impl Snapshot {
-    /// The deployments in force at `now` (Unix seconds), and the next time
-    /// that set changes by the clock alone (a start or an expiry).
-    pub fn in_force(&self, now: i64) -> (Vec<&Deployment>, Option<i64>) {
-        let mut next: Option<i64> = None;
-        let mut out = Vec::with_capacity(self.deployments.len());
-        for d in &self.deployments {
-            let Some(delivery) = self.deliveries.get(&d.id) else { continue };
-            let edge = if delivery.starts_at > now {
-                Some(delivery.starts_at)
-            } else if let Some(e) = delivery.expires_at.filter(|e| *e > now) {
-                out.push(d);
-                Some(e)
-            } else if delivery.expires_at.is_none() {
-                out.push(d);
-                None
-            } else {
-                None
-            };
-            if let Some(e) = edge {
-                next = Some(next.map_or(e, |n: i64| n.min(e)));
-            }
-        }
-        (out, next)
-    }
-}
+pub use tms_packages::targets::{Delivery, Snapshot};
 
 pub fn offer(release: &ReleaseRow) -> ReleaseOffer {
     let view = release.view();

@@ -676,7 +676,7 @@ backend_test!(groups_windows_removals_and_a_stage_that_succeeds_advances_by_itse
     .await;
     assert_eq!(status, 201, "{removal}");
     let body = changes(&contact(&server, &fleet[0]).await).clone();
-    assert_eq!(body.apps[0].change, "remove");
+    assert_eq!(body.apps[0].change.as_str(), "remove");
     assert!(body.apps[0].release.is_none());
     let (status, _) =
         post(&server, &op, &format!("/api/v1/deployments/{}/cancel", removal["id"]), json!({})).await;

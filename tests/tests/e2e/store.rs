@@ -311,7 +311,7 @@ backend_test!(merchants_install_compatible_store_apps_and_see_what_their_termina
     .await;
     assert_eq!(status, 201, "{request}");
     let body = contact(&server, &mut t1, &trusted).await;
-    assert_eq!(only_change(&body, TIPS).change, "remove");
+    assert_eq!(only_change(&body, TIPS).change.as_str(), "remove");
     store_status(&server, &a_admin, TIPS, t1.device_id, "removal_requested").await;
     t1.apply(&server.http, &server.base_url, &body).await;
     assert!(contact(&server, &mut t1, &trusted).await.apps.is_empty(), "removed and left alone");
@@ -335,7 +335,7 @@ backend_test!(merchants_install_compatible_store_apps_and_see_what_their_termina
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("2.0.0"), "{out}");
     let body = contact(&server, &mut t4, &trusted).await;
-    assert_eq!(only_change(&body, LOYALTY).change, "install");
+    assert_eq!(only_change(&body, LOYALTY).change.as_str(), "install");
     t4.apply(&server.http, &server.base_url, &body).await;
     let (code, out, err) = run_tms(&server, &creds, &["store", "show", LOYALTY], None);
     assert_eq!(code, 0, "{err}");

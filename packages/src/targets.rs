@@ -1,0 +1,319 @@
+//! A terminal's target as the deployments decide it, pure: the deployments
+//! known at one moment (a [`Snapshot`]), which are in force at a time, the
+//! planner's decisions turned into the instructions of an answer, and the
+//! state the terminal has once it applied them. The server's contact fills
+//! the snapshot from its database and calls [`plan_apps`] on the slow path
+//! and on the in-memory re-plan alike, so both answer the same.
+
+use std::collections::HashMap;
+
+use crate::contact::{AppPlan, Change, Deployment, DeviceFacts, local_secs_of_day, plan};
+use crate::wire::contact::{AppInstruction, InstalledApp, ReleaseOffer, TerminalState};
+
+/// What the contact needs to know about one deployment beyond the plan.
+#[derive(Debug, Clone)]
+pub struct Delivery {
+    pub offer: Option<ReleaseOffer>,
+    pub wifi_only: bool,
+    pub starts_at: i64,
+    pub expires_at: Option<i64>,
+}
+
+/// Every deployment that may deliver something, as of one read.
+#[derive(Debug, Default)]
+pub struct Snapshot {
+    pub deployments: Vec<Deployment>,
+    pub deliveries: HashMap<i64, Delivery>,
+    /// The latest parameter schema of every app that has one.
+    pub schemas: std::collections::BTreeMap<String, crate::parameters::Schema>,
+}
+
+impl Snapshot {
+    /// The deployments in force at `now` (Unix seconds), and the next time
+    /// that set changes by the clock alone (a start or an expiry).
+    pub fn in_force(&self, now: i64) -> (Vec<&Deployment>, Option<i64>) {
+        let mut next: Option<i64> = None;
+        let mut out = Vec::with_capacity(self.deployments.len());
+        for d in &self.deployments {
+            let Some(delivery) = self.deliveries.get(&d.id) else { continue };
+            let edge = if delivery.starts_at > now {
+                Some(delivery.starts_at)
+            } else if let Some(e) = delivery.expires_at.filter(|e| *e > now) {
+                out.push(d);
+                Some(e)
+            } else if delivery.expires_at.is_none() {
+                out.push(d);
+                None
+            } else {
+                None
+            };
+            if let Some(e) = edge {
+                next = Some(next.map_or(e, |n: i64| n.min(e)));
+            }
+        }
+        (out, next)
+    }
+}
+
+/// What the deployments in force change on a terminal, before parameters
+/// and acquirer sessions: the instructions and the state it has once it
+/// applied them.
+pub struct Deliveries {
+    pub apps: Vec<AppInstruction>,
+    pub firmware: Option<AppInstruction>,
+    pub target: TerminalState,
+    /// `valid_until` as given, or earlier when a window or a deployment's
+    /// start or expiry changes the plan first.
+    pub valid_until: i64,
+    /// A maintenance window with a waiting change opens in this many seconds.
+    pub window_opens_in: Option<u32>,
+}
+
+impl Deliveries {
+    /// Whether the target has an app with a parameter schema that the
+    /// reported state lacks: its parameters need the database.
+    pub fn installs_app_with_parameters(&self, snapshot: &Snapshot, state: &TerminalState) -> bool {
+        self.target.apps.iter().any(|a| {
+            snapshot.schemas.contains_key(&a.app_id) && !state.apps.iter().any(|s| s.app_id == a.app_id)
+        })
+    }
+}
+
+/// A registered terminal, as the planner needs it besides what it reports.
+pub struct Registered<'a> {
+    pub device_id: i64,
+    pub merchant_id: i64,
+    pub location_id: i64,
+    pub model: &'a str,
+}
+
+/// Plans a terminal's apps from the state it reports and turns the plans
+/// into instructions: the part of its target the deployments decide. The
+/// slow path and the in-memory re-plan share it, so both answer alike.
+pub fn plan_apps(
+    snapshot: &Snapshot,
+    device: &Registered<'_>,
+    state: &TerminalState,
+    utc_offset_minutes: i32,
+    now: i64,
+    valid_until: i64,
+) -> (Vec<AppPlan>, Deliveries) {
+    let facts = DeviceFacts {
+        device_id: device.device_id,
+        merchant_id: device.merchant_id,
+        location_id: device.location_id,
+        model: device.model.to_owned(),
+        firmware: state.firmware.clone(),
+        installed: state
+            .apps
+            .iter()
+            .map(|a| (a.app_id.clone(), (a.version.clone(), a.version_code)))
+            .collect(),
+    };
+    let local = local_secs_of_day(now, utc_offset_minutes);
+    let in_force = snapshot.in_force(now);
+    let plans = plan(&facts, &in_force.0, local);
+    let found = deliveries(snapshot, &in_force, &plans, state, local, now, valid_until);
+    (plans, found)
+}
+
+/// Turns the planner's decisions into instructions. `in_force` is as
+/// [`Snapshot::in_force`] gives it.
+fn deliveries(
+    snapshot: &Snapshot,
+    (in_force, next_edge): &(Vec<&Deployment>, Option<i64>),
+    plans: &[AppPlan],
+    state: &TerminalState,
+    local_secs: u32,
+    now: i64,
+    valid_until: i64,
+) -> Deliveries {
+    let mut out = Deliveries {
+        apps: Vec::new(),
+        firmware: None,
+        target: state.clone(),
+        valid_until: next_edge.map_or(valid_until, |edge| valid_until.min(edge)),
+        window_opens_in: None,
+    };
+    for p in plans {
+        let Some(decided) = p.deployment_id else { continue };
+        let deployment = in_force.iter().find(|d| d.id == decided).expect("plans name deployments in force");
+        if let Some(w) = deployment.window {
+            out.valid_until = out.valid_until.min(now + i64::from(w.secs_to_next_edge(local_secs)));
+        }
+        let Some(change) = &p.change else { continue };
+        if let Some(secs) = p.deferred_secs {
+            out.window_opens_in = Some(out.window_opens_in.map_or(secs, |s| s.min(secs)));
+            continue;
+        }
+        let delivery = snapshot.deliveries.get(&decided).expect("deliveries follow deployments");
+        let action = match change {
+            Change::Install { action, .. } | Change::Update { action, .. } => *action,
+            Change::Remove => deployment.action,
+        };
+        let instruction = AppInstruction {
+            app_id: p.app_id.clone(),
+            change: change.kind(),
+            deployment_id: decided,
+            action,
+            wifi_only: delivery.wifi_only,
+            release: if matches!(change, Change::Remove) { None } else { delivery.offer.clone() },
+        };
+        let target = &mut out.target;
+        match (&instruction.release, change) {
+            (_, Change::Remove) => target.apps.retain(|a| a.app_id != p.app_id),
+            (Some(offer), _) if offer.manifest.kind == "firmware" => {
+                target.firmware = offer.version.clone();
+            }
+            (Some(offer), _) => {
+                target.apps.retain(|a| a.app_id != p.app_id);
+                target.apps.push(InstalledApp {
+                    app_id: p.app_id.clone(),
+                    version: offer.version.clone(),
+                    version_code: offer.version_code,
+                    sha256: offer.sha256.clone(),
+                });
+            }
+            (None, _) => continue,
+        }
+        let is_firmware = instruction.release.as_ref().is_some_and(|o| o.manifest.kind == "firmware");
+        if is_firmware {
+            out.firmware.get_or_insert(instruction);
+        } else {
+            out.apps.push(instruction);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::contact::{ActionType, Candidate, DeliveryMode, Payload, Target};
+    use crate::releases::ReleaseManifest;
+
+    const APPS: [&str; 3] = ["eu.ccv.salespoint", "eu.ccv.tips", "eu.ccv.loyalty"];
+
+    fn offer(c: &Candidate) -> ReleaseOffer {
+        ReleaseOffer {
+            release_id: c.release_id,
+            version: c.version.to_string(),
+            version_code: c.version_code,
+            size: 1,
+            sha256: format!("{:064x}", c.release_id),
+            manifest: ReleaseManifest {
+                app_id: c.app_id.clone(),
+                kind: "app".into(),
+                version: c.version.to_string(),
+                version_code: c.version_code,
+                artifact_sha256: format!("{:064x}", c.release_id),
+                artifact_size: 1,
+                models: c.models.clone(),
+                min_firmware: None,
+                release_notes: String::new(),
+                created_at: "2026-11-30T00:00:00Z".into(),
+            },
+            signature: String::new(),
+            key_id: String::new(),
+            download_path: String::new(),
+        }
+    }
+
+    /// A snapshot of release and removal deployments for everyone or for device 5,
+    /// and the state device 5 reports.
+    fn snapshot_and_state() -> impl Strategy<Value = (Snapshot, TerminalState)> {
+        let deployment = (prop::sample::select(APPS.to_vec()), 1u64..6, any::<bool>(), any::<bool>(), 0u8..8);
+        (
+            prop::collection::vec(deployment, 0..6),
+            prop::collection::btree_map(prop::sample::select(APPS.to_vec()), 1u64..6, 0..=3),
+        )
+            .prop_map(|(list, installed)| {
+                let mut snapshot = Snapshot::default();
+                for (i, (app, code, for_device, pinned, kind)) in list.into_iter().enumerate() {
+                    let id = i as i64 + 1;
+                    let candidate = Candidate {
+                        release_id: id * 10,
+                        app_id: app.to_owned(),
+                        version: semver::Version::new(code, 0, 0),
+                        version_code: code * 100,
+                        models: vec!["A920".into()],
+                        min_firmware: None,
+                        withdrawn: false,
+                        firmware: false,
+                    };
+                    let offer = (kind != 0).then(|| offer(&candidate));
+                    snapshot.deployments.push(Deployment {
+                        id,
+                        payload: if kind == 0 {
+                            Payload::Removal { app_id: app.to_owned() }
+                        } else {
+                            Payload::Release(candidate)
+                        },
+                        target: if for_device { Target::Devices([5].into()) } else { Target::Everyone },
+                        action: ActionType::Soft,
+                        sequence: id,
+                        pinned,
+                        rollout: None,
+                        window: None,
+                        wifi_only: false,
+                        rollback_from: None,
+                        mode: DeliveryMode::InstallOrUpdate,
+                    });
+                    snapshot
+                        .deliveries
+                        .insert(id, Delivery { offer, wifi_only: false, starts_at: 0, expires_at: None });
+                }
+                let state = TerminalState {
+                    model: "A920".into(),
+                    firmware: "9.0.0".into(),
+                    apps: installed
+                        .into_iter()
+                        .map(|(app, code)| InstalledApp {
+                            app_id: app.to_owned(),
+                            version: format!("{code}.0.0"),
+                            version_code: code * 100,
+                            sha256: String::new(),
+                        })
+                        .collect(),
+                    parameters: Default::default(),
+                    acquirers: Default::default(),
+                };
+                (snapshot, state)
+            })
+    }
+
+    proptest! {
+        #[test]
+        fn instructions_follow_the_plans_and_the_target_is_the_state_once_applied(
+            (snapshot, state) in snapshot_and_state(),
+        ) {
+            let device = Registered { device_id: 5, merchant_id: 1, location_id: 10, model: "A920" };
+            let (plans, found) = plan_apps(&snapshot, &device, &state, 0, 1_800_000_000, 1_800_003_600);
+            prop_assert!(found.valid_until <= 1_800_003_600);
+            for instruction in &found.apps {
+                let p = plans.iter().find(|p| p.app_id == instruction.app_id).unwrap();
+                prop_assert_eq!(p.deployment_id, Some(instruction.deployment_id));
+                prop_assert_eq!(p.change.as_ref().map(Change::kind), Some(instruction.change));
+            }
+            for app in APPS {
+                let instruction = found.apps.iter().find(|i| i.app_id == app);
+                let reported = state.apps.iter().find(|a| a.app_id == app);
+                let target = found.target.apps.iter().find(|a| a.app_id == app);
+                match instruction {
+                    None => prop_assert_eq!(target, reported),
+                    Some(i) if i.change == crate::contact::ChangeKind::Remove => prop_assert!(target.is_none()),
+                    Some(i) => {
+                        let offered = i.release.as_ref().unwrap();
+                        prop_assert_eq!(target.map(|a| a.version_code), Some(offered.version_code));
+                    }
+                }
+            }
+            // Planned twice from the same inputs, the same answer.
+            let (again, found_again) = plan_apps(&snapshot, &device, &state, 0, 1_800_000_000, 1_800_003_600);
+            prop_assert_eq!(plans, again);
+            prop_assert_eq!(found.apps, found_again.apps);
+        }
+    }
+}
