@@ -7,7 +7,7 @@ use tms_packages::wire::contact::{ACTION_STATUSES, FeedbackRequest};
 use tms_packages::wire::deployments::ActionEventView;
 
 use crate::accounts::access::Actor;
-use crate::db::schema::{action_events, deployment_actions, deployment_devices, deployments};
+use crate::db::schema::{action_events, deployment_devices, deployments};
 use crate::db::{Db, DbConnection, DbError, WriteTurn};
 use crate::error::Error;
 use crate::time::{now, rfc3339};
@@ -101,17 +101,11 @@ impl Queue {
                 let n = state.reports.len().min(MAX_BATCH);
                 state.reports.drain(..n).collect()
             };
+            let reports: Vec<(i64, &FeedbackRequest)> =
+                batch.iter().map(|q| (q.device_id, &q.report)).collect();
             let written = db.get().map_err(Error::from).and_then(|mut conn| {
                 let _turn = self.turn.take(&conn);
-                crate::db::write_tx(&mut conn, |conn| write_batch(conn, &batch)).or_else(|e| {
-                    // Something in the batch failed as a whole (a device
-                    // deleted meanwhile, say): each report alone, in a
-                    // savepoint of its own, so one bad report fails alone.
-                    tracing::debug!(error = %e, "writing terminal reports one at a time");
-                    crate::db::write_tx(&mut conn, |conn| {
-                        Ok::<_, Error>(batch.iter().map(|q| write(conn, q.device_id, &q.report)).collect())
-                    })
-                })
+                write_reports(&mut conn, &reports)
             });
             let results: Vec<Result<(), Error>> = written.unwrap_or_else(|e| {
                 tracing::error!(error = %e, reports = batch.len(), "could not record terminal feedback");
@@ -139,22 +133,149 @@ fn validate(report: &FeedbackRequest) -> Result<(), Error> {
     Ok(())
 }
 
-/// Writes a batch of reports, with one statement per table over a JSON
-/// array of them: written one at a time, each cost five statements (two of
-/// them savepoints), a third of the server's work while a rollout installs.
-/// A report about a deployment that does not exist (or is of another app)
-/// is refused alone; any other failure fails the whole batch, to be written
-/// again one report at a time.
-fn write_batch(conn: &mut DbConnection, batch: &[Queued]) -> Result<Vec<Result<(), Error>>, Error> {
+/// Writes terminals' reports (device, report), each answered on its own: in
+/// one transaction with one statement per table; should that fail as a
+/// whole (a device deleted meanwhile, say), each report alone in a
+/// savepoint of its own, so that one bad report fails alone. Both ways go
+/// through the one writer, [`write_batch`].
+pub fn write_reports(
+    conn: &mut DbConnection,
+    reports: &[(i64, &FeedbackRequest)],
+) -> Result<Vec<Result<(), Error>>, Error> {
+    crate::db::write_tx(conn, |conn| write_batch(conn, reports)).or_else(|e| {
+        tracing::debug!(error = %e, "writing terminal reports one at a time");
+        crate::db::write_tx(conn, |conn| {
+            Ok::<_, Error>(
+                reports
+                    .iter()
+                    .map(|report| {
+                        crate::db::write_tx(conn, |conn| {
+                            write_batch(conn, std::slice::from_ref(report))?
+                                .pop()
+                                .expect("one report, one result")
+                        })
+                    })
+                    .collect(),
+            )
+        })
+    })
+}
+
+/// A report as the batch statements read it: its JSON names are the
+/// columns it fills, in both tables.
+#[derive(serde::Serialize)]
+struct Row<'a> {
+    deployment_id: i64,
+    device_id: i64,
+    app_id: &'a str,
+    status: &'a str,
+    progress_percent: Option<u8>,
+    error_code: Option<String>,
+    message: Option<String>,
+}
+
+/// The columns of `Row` each statement writes, with their PostgreSQL types:
+/// the statements are built from this list, so a column is named once.
+const ACTION_COLUMNS: [(&str, &str); 6] = [
+    ("deployment_id", "bigint"),
+    ("device_id", "bigint"),
+    ("status", "text"),
+    ("progress_percent", "int"),
+    ("error_code", "text"),
+    ("message", "text"),
+];
+const EVENT_COLUMNS: [(&str, &str); 7] = [
+    ("deployment_id", "bigint"),
+    ("device_id", "bigint"),
+    ("app_id", "text"),
+    ("status", "text"),
+    ("progress_percent", "int"),
+    ("error_code", "text"),
+    ("message", "text"),
+];
+
+/// `INSERT INTO table (columns…, time) SELECT … FROM a JSON array of rows`,
+/// for the backend; `time` is the one bound timestamp.
+fn insert_rows(
+    backend: crate::config::DatabaseBackend,
+    verb: &str,
+    table: &str,
+    columns: &[(&str, &str)],
+    time: &str,
+    tail: &str,
+) -> String {
+    use crate::config::DatabaseBackend;
+    let names: Vec<&str> = columns.iter().map(|(name, _)| *name).collect();
+    let (values, from, time_param) = match backend {
+        DatabaseBackend::Sqlite => (
+            columns.iter().map(|(name, _)| format!("value ->> '{name}'")).collect::<Vec<_>>(),
+            "json_each(?2)",
+            "?1",
+        ),
+        DatabaseBackend::Postgres => (
+            columns.iter().map(|(name, ty)| format!("(r ->> '{name}')::{ty}")).collect::<Vec<_>>(),
+            "json_array_elements($2::json) AS r",
+            "$1",
+        ),
+    };
+    format!(
+        "{verb} INTO {table} ({}, {time}) SELECT {}, {time_param} FROM {from}{tail}",
+        names.join(", "),
+        values.join(", ")
+    )
+}
+
+/// The two statements of a batch, per backend, built once.
+fn statements(backend: crate::config::DatabaseBackend) -> &'static (String, String) {
+    use crate::config::DatabaseBackend;
+    static SQLITE: std::sync::OnceLock<(String, String)> = std::sync::OnceLock::new();
+    static POSTGRES: std::sync::OnceLock<(String, String)> = std::sync::OnceLock::new();
+    let build = || {
+        // The latest report of a device about a deployment is where it stands.
+        let actions = match backend {
+            // A REPLACE on SQLite: prepared once per connection, where an
+            // upsert would be prepared again on every call.
+            DatabaseBackend::Sqlite => {
+                insert_rows(backend, "REPLACE", "deployment_actions", &ACTION_COLUMNS, "updated_at", "")
+            }
+            DatabaseBackend::Postgres => insert_rows(
+                backend,
+                "INSERT",
+                "deployment_actions",
+                &ACTION_COLUMNS,
+                "updated_at",
+                " ON CONFLICT (deployment_id, device_id) DO UPDATE SET status = excluded.status, \
+                 progress_percent = excluded.progress_percent, error_code = excluded.error_code, \
+                 message = excluded.message, updated_at = excluded.updated_at",
+            ),
+        };
+        let events = insert_rows(backend, "INSERT", "action_events", &EVENT_COLUMNS, "occurred_at", "");
+        (actions, events)
+    };
+    match backend {
+        DatabaseBackend::Sqlite => SQLITE.get_or_init(build),
+        DatabaseBackend::Postgres => POSTGRES.get_or_init(build),
+    }
+}
+
+/// Writes reports with one statement per table over a JSON array of them:
+/// written one at a time, each cost five statements (two of them
+/// savepoints), a third of the server's work while a rollout installs. A
+/// report about a deployment that does not exist (or is of another app) is
+/// refused alone; any other failure fails the whole call.
+fn write_batch(
+    conn: &mut DbConnection,
+    batch: &[(i64, &FeedbackRequest)],
+) -> Result<Vec<Result<(), Error>>, Error> {
     use diesel::sql_types::{Text, Timestamp};
     // One lookup per deployment named (a batch names one or two): a
     // statement SQLite prepares once, where an `IN` list is prepared again.
     let mut known: std::collections::HashMap<i64, Option<(String, String)>> = Default::default();
-    for q in batch {
-        if let std::collections::hash_map::Entry::Vacant(slot) = known.entry(q.report.deployment_id) {
+    for (_, report) in batch {
+        if let std::collections::hash_map::Entry::Vacant(slot) = known.entry(report.deployment_id) {
             slot.insert(
                 deployments::table
-                    .find(q.report.deployment_id)
+                    .find(report.deployment_id)
                     .select((deployments::app_id, deployments::origin))
                     .first(conn)
                     .optional()?,
@@ -162,25 +283,22 @@ fn write_batch(conn: &mut DbConnection, batch: &[Queued]) -> Result<Vec<Result<(
         }
     }
     let mut results = Vec::with_capacity(batch.len());
-    // [deployment, device, app, status, progress, error code, message]
-    type Row<'a> = (i64, i64, &'a str, &'a str, Option<u8>, Option<String>, Option<String>);
     let mut events: Vec<Row> = Vec::with_capacity(batch.len());
     let mut store_installs = Vec::new();
-    for q in batch {
-        let r = &q.report;
+    for (device_id, r) in batch {
         match &known[&r.deployment_id] {
             Some((app, origin)) if *app == r.app_id => {
-                events.push((
-                    r.deployment_id,
-                    q.device_id,
-                    &r.app_id,
-                    &r.status,
-                    r.progress_percent,
-                    clip(&r.error_code, 80),
-                    clip(&r.message, 1_000),
-                ));
+                events.push(Row {
+                    deployment_id: r.deployment_id,
+                    device_id: *device_id,
+                    app_id: &r.app_id,
+                    status: &r.status,
+                    progress_percent: r.progress_percent,
+                    error_code: clip(&r.error_code, 80),
+                    message: clip(&r.message, 1_000),
+                });
                 if origin == "store" && r.status == "installed" {
-                    store_installs.push((r.deployment_id, q.device_id, app.as_str()));
+                    store_installs.push((r.deployment_id, *device_id, app.as_str()));
                 }
                 results.push(Ok(()));
             }
@@ -194,121 +312,34 @@ fn write_batch(conn: &mut DbConnection, batch: &[Queued]) -> Result<Vec<Result<(
     // (an upsert may not touch one row twice).
     let mut latest: std::collections::HashMap<(i64, i64), usize> = std::collections::HashMap::new();
     for (i, e) in events.iter().enumerate() {
-        latest.insert((e.0, e.1), i);
+        latest.insert((e.deployment_id, e.device_id), i);
     }
-    let actions: Vec<&Row> =
-        events.iter().enumerate().filter(|(i, e)| latest[&(e.0, e.1)] == *i).map(|(_, e)| e).collect();
+    let actions: Vec<&Row> = events
+        .iter()
+        .enumerate()
+        .filter(|(i, e)| latest[&(e.deployment_id, e.device_id)] == *i)
+        .map(|(_, e)| e)
+        .collect();
     let (actions, events) = (
         serde_json::to_string(&actions).expect("reports serialise"),
         serde_json::to_string(&events).expect("reports serialise"),
     );
     let at = now();
-    match conn {
-        DbConnection::Sqlite(c) => {
-            diesel::sql_query(
-                "REPLACE INTO deployment_actions (deployment_id, device_id, status, progress_percent, \
-                 error_code, message, updated_at) \
-                 SELECT value ->> 0, value ->> 1, value ->> 3, value ->> 4, value ->> 5, value ->> 6, ? \
-                 FROM json_each(?)",
-            )
+    let backend = match conn {
+        DbConnection::Sqlite(_) => crate::config::DatabaseBackend::Sqlite,
+        DbConnection::Postgres(_) => crate::config::DatabaseBackend::Postgres,
+    };
+    let (write_actions, write_events) = statements(backend);
+    for (statement, rows) in [(write_actions, &actions), (write_events, &events)] {
+        crate::per_backend!(&mut *conn, |c| diesel::sql_query(statement.as_str())
             .bind::<Timestamp, _>(at)
-            .bind::<Text, _>(&actions)
-            .execute(c)?;
-            diesel::sql_query(
-                "INSERT INTO action_events (deployment_id, device_id, app_id, status, progress_percent, \
-                 error_code, message, occurred_at) \
-                 SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3, value ->> 4, value ->> 5, \
-                 value ->> 6, ? FROM json_each(?)",
-            )
-            .bind::<Timestamp, _>(at)
-            .bind::<Text, _>(&events)
-            .execute(c)?;
-        }
-        DbConnection::Postgres(c) => {
-            diesel::sql_query(
-                "INSERT INTO deployment_actions (deployment_id, device_id, status, progress_percent, \
-                 error_code, message, updated_at) \
-                 SELECT (r ->> 0)::bigint, (r ->> 1)::bigint, r ->> 3, (r ->> 4)::int, r ->> 5, r ->> 6, $2 \
-                 FROM json_array_elements($1::json) AS r \
-                 ON CONFLICT (deployment_id, device_id) DO UPDATE SET status = excluded.status, \
-                 progress_percent = excluded.progress_percent, error_code = excluded.error_code, \
-                 message = excluded.message, updated_at = excluded.updated_at",
-            )
-            .bind::<Text, _>(&actions)
-            .bind::<Timestamp, _>(at)
-            .execute(c)?;
-            diesel::sql_query(
-                "INSERT INTO action_events (deployment_id, device_id, app_id, status, progress_percent, \
-                 error_code, message, occurred_at) \
-                 SELECT (r ->> 0)::bigint, (r ->> 1)::bigint, r ->> 2, r ->> 3, (r ->> 4)::int, r ->> 5, \
-                 r ->> 6, $2 FROM json_array_elements($1::json) AS r",
-            )
-            .bind::<Text, _>(&events)
-            .bind::<Timestamp, _>(at)
-            .execute(c)?;
-        }
+            .bind::<Text, _>(rows)
+            .execute(c))?;
     }
     for (deployment_id, device_id, app) in store_installs {
         finish_store_request(conn, deployment_id, device_id, app)?;
     }
     Ok(results)
-}
-
-/// One report, in a savepoint of the batch's transaction.
-fn write(conn: &mut DbConnection, device_id: i64, report: &FeedbackRequest) -> Result<(), Error> {
-    let (error_code, message) = (clip(&report.error_code, 80), clip(&report.message, 1_000));
-    let progress = report.progress_percent.map(i32::from);
-    crate::db::write_tx(conn, |conn| {
-        let found: Option<(String, String)> = deployments::table
-            .find(report.deployment_id)
-            .select((deployments::app_id, deployments::origin))
-            .first(conn)
-            .optional()?;
-        let Some((app, origin)) = found.filter(|(app, _)| *app == report.app_id) else {
-            return Err(Error::not_found("deployment"));
-        };
-        let at = now();
-        let latest = (
-            deployment_actions::status.eq(&report.status),
-            deployment_actions::progress_percent.eq(progress),
-            deployment_actions::error_code.eq(&error_code),
-            deployment_actions::message.eq(&message),
-            deployment_actions::updated_at.eq(at),
-        );
-        let key = (
-            deployment_actions::deployment_id.eq(report.deployment_id),
-            deployment_actions::device_id.eq(device_id),
-        );
-        // A REPLACE on SQLite: diesel prepares an UPDATE or an upsert again
-        // on every call, and a rollout brings thousands of reports a second.
-        match conn {
-            DbConnection::Sqlite(c) => {
-                diesel::replace_into(deployment_actions::table).values((key, latest)).execute(c)?
-            }
-            DbConnection::Postgres(c) => diesel::insert_into(deployment_actions::table)
-                .values((key, latest))
-                .on_conflict((deployment_actions::deployment_id, deployment_actions::device_id))
-                .do_update()
-                .set(latest)
-                .execute(c)?,
-        };
-        diesel::insert_into(action_events::table)
-            .values((
-                action_events::deployment_id.eq(report.deployment_id),
-                action_events::device_id.eq(device_id),
-                action_events::app_id.eq(&report.app_id),
-                action_events::status.eq(&report.status),
-                action_events::progress_percent.eq(progress),
-                action_events::error_code.eq(&error_code),
-                action_events::message.eq(&message),
-                action_events::occurred_at.eq(at),
-            ))
-            .execute(conn)?;
-        if origin == "store" && report.status == "installed" {
-            finish_store_request(conn, report.deployment_id, device_id, &app)?;
-        }
-        Ok(())
-    })
 }
 
 /// A merchant's store request is done once per terminal: the terminal

@@ -819,3 +819,55 @@ backend_test!(answers_planned_in_memory_equal_those_computed_from_the_database, 
         assert_eq!(of_install > 0, i == 0, "{history}");
     }
 });
+
+backend_test!(a_batch_of_reports_that_fails_whole_is_written_one_report_at_a_time, |db| {
+    let (server, op) = server_with_operator(&db).await;
+    let key = app_with_key(&server, &op, APP, "app").await;
+    publish_release(&server, &op, &key, APP, "app", "1.0.0", 100, &["A920"]).await;
+    let fleet = seed_fleet(&server, 2, 1, 1, "A920");
+    let (status, deployment) = post(
+        &server,
+        &op,
+        "/api/v1/deployments",
+        json!({"app_id": APP, "version": "1.0.0", "target": "everyone"}),
+    )
+    .await;
+    assert_eq!(status, 201, "{deployment}");
+    let id = deployment["id"].as_i64().unwrap();
+    let report = |deployment_id: i64, status: &str| tms_packages::wire::contact::FeedbackRequest {
+        deployment_id,
+        app_id: APP.into(),
+        status: status.into(),
+        progress_percent: None,
+        error_code: None,
+        message: Some("from the batch test".into()),
+    };
+    let (installed, unknown, orphan) =
+        (report(id, "installed"), report(id + 1_000, "installed"), report(id, "failed"));
+    // A device that does not exist fails the whole batch (a foreign key):
+    // written again one by one, the good report lands and the others fail alone.
+    let batch = [(fleet[0].device_id, &installed), (fleet[1].device_id, &unknown), (i64::MAX, &orphan)];
+    let pool = db.pool();
+    let mut conn = pool.get().unwrap();
+    let results = tms_server::contact::feedback::write_reports(&mut conn, &batch).unwrap();
+    assert!(results[0].is_ok(), "{results:?}");
+    assert_eq!(results[1].as_ref().unwrap_err().code(), tms_packages::wire::ErrorCode::NotFound);
+    assert_eq!(results[2].as_ref().unwrap_err().code(), tms_packages::wire::ErrorCode::Internal);
+    let (_, history) = get(&server, &op, &format!("/api/v1/devices/{}/actions", fleet[0].device_id)).await;
+    let events = history.as_array().unwrap();
+    assert_eq!(events.len(), 1, "{history}");
+    assert_eq!(
+        (events[0]["status"].as_str(), events[0]["message"].as_str()),
+        (Some("installed"), Some("from the batch test"))
+    );
+    let (_, rollout_free) =
+        get(&server, &op, &format!("/api/v1/devices/{}/actions", fleet[1].device_id)).await;
+    assert_eq!(rollout_free, json!([]));
+    // A whole batch of good reports goes in at once, the latest per device standing.
+    let downloading = report(id, "downloading");
+    let batch = [(fleet[1].device_id, &downloading), (fleet[1].device_id, &installed)];
+    let results = tms_server::contact::feedback::write_reports(&mut conn, &batch).unwrap();
+    assert!(results.iter().all(Result::is_ok), "{results:?}");
+    let (_, history) = get(&server, &op, &format!("/api/v1/devices/{}/actions", fleet[1].device_id)).await;
+    assert_eq!(history.as_array().unwrap().len(), 2, "{history}");
+});
