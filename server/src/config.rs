@@ -207,6 +207,8 @@ settings! {
     rollout_check_secs: u64 => u64 = 15, env "TMS_ROLLOUT_CHECK_SECS", secret false;
     /// Seconds after which an action a terminal left in a non-final state (downloading, installing, postponed, …) counts as failed [default: 3600]
     action_timeout_secs: u64 => u64 = 3600, env "TMS_ACTION_TIMEOUT_SECS", secret false;
+    /// For tests only, never in production: lets an operator admin move the server's clock forward (POST /api/v1/test/clock), so tests drive time instead of waiting for it [default: false]
+    adjustable_clock: bool => bool = false, env "TMS_ADJUSTABLE_CLOCK", secret false;
 }
 
 /// Which database backend a URL names.

@@ -82,7 +82,7 @@ impl Mailer {
             Delivery::Outbox(dir) => {
                 let path = dir.join(format!(
                     "{}-{:08x}.eml",
-                    chrono::Utc::now().format("%Y%m%dT%H%M%S%.6fZ"),
+                    crate::time::now().format("%Y%m%dT%H%M%S%.6fZ"),
                     rand::random::<u32>()
                 ));
                 let outbox_error = |source| MailError::Outbox { path: path.clone(), source };

@@ -309,6 +309,15 @@ fn database_named(config: &Config) -> String {
 }
 
 fn serve(config: Config) -> anyhow::Result<()> {
+    let clock = if config.adjustable_clock {
+        tracing::warn!("the clock is adjustable (adjustable_clock): for tests only, never in production");
+        tms_server::time::Clock::adjustable()
+    } else {
+        tms_server::time::Clock::system()
+    };
+    if tms_server::time::install(clock.clone()).is_err() {
+        anyhow::bail!("the clock was read before the server installed its own");
+    }
     // The port first: a taken one is reported before anything is migrated.
     let listener = std::net::TcpListener::bind(config.listen).with_context(|| {
         format!("cannot listen on {} (the listen setting: --listen or TMS_LISTEN)", config.listen)
@@ -354,6 +363,7 @@ fn serve(config: Config) -> anyhow::Result<()> {
             mailer,
             accounts,
             contact,
+            clock,
         };
         http::serve(state, listener).await.context("serving HTTP")
     })

@@ -19,6 +19,7 @@ use crate::http::{accounts, acquirers, contact, devices, health, parameters, rel
         health::metrics,
         health::openapi,
         health::answer_keys,
+        health::advance_clock,
         accounts::login,
         accounts::logout,
         accounts::me,

@@ -1,13 +1,80 @@
 //! Time as the whole server reads and writes it: UTC, stored without a zone,
-//! sent as RFC 3339.
+//! sent as RFC 3339, and read from one [`Clock`].
+
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, OnceLock};
 
 use chrono::{DateTime, NaiveDateTime, SecondsFormat, Timelike, Utc};
 
 use crate::error::Error;
 
+/// The server's clock: the system's, plus an offset that only an adjustable
+/// clock (a test's) moves, forward only. The server installs its clock at
+/// start-up ([`install`]) and keeps it in its state; every reading of the
+/// time in the server goes through it.
+#[derive(Clone, Debug)]
+pub struct Clock {
+    offset_micros: Arc<AtomicI64>,
+    adjustable: bool,
+}
+
+impl Clock {
+    /// The system's clock, as in production.
+    pub fn system() -> Clock {
+        Clock { offset_micros: Arc::new(AtomicI64::new(0)), adjustable: false }
+    }
+
+    /// A clock a test moves forward ([`Clock::advance`]).
+    pub fn adjustable() -> Clock {
+        Clock { adjustable: true, ..Clock::system() }
+    }
+
+    pub fn is_adjustable(&self) -> bool {
+        self.adjustable
+    }
+
+    pub fn now(&self) -> NaiveDateTime {
+        Utc::now().naive_utc() + chrono::Duration::microseconds(self.offset_micros.load(Ordering::Relaxed))
+    }
+
+    /// Unix seconds.
+    pub fn unix(&self) -> i64 {
+        self.now().and_utc().timestamp()
+    }
+
+    /// Moves an adjustable clock forward; `false` (and no change) for the
+    /// system's clock or a step backwards.
+    pub fn advance(&self, by: chrono::Duration) -> bool {
+        let Some(micros) = by.num_microseconds().filter(|m| *m >= 0) else { return false };
+        if !self.adjustable {
+            return false;
+        }
+        self.offset_micros.fetch_add(micros, Ordering::Relaxed);
+        true
+    }
+}
+
+static CLOCK: OnceLock<Clock> = OnceLock::new();
+
+/// Makes `clock` the one the server reads. Once per process: a second call
+/// keeps the first clock and says so.
+pub fn install(clock: Clock) -> Result<(), Clock> {
+    CLOCK.set(clock)
+}
+
+/// The clock the server reads (the system's until one is installed).
+pub fn clock() -> &'static Clock {
+    CLOCK.get_or_init(Clock::system)
+}
+
 /// The current time, as stored.
 pub fn now() -> NaiveDateTime {
-    Utc::now().naive_utc()
+    clock().now()
+}
+
+/// The current time in Unix seconds.
+pub fn unix_now() -> i64 {
+    clock().unix()
 }
 
 /// A stored timestamp (UTC) in its wire form, RFC 3339, to the second.
@@ -33,6 +100,21 @@ pub fn parse_time(field: &str, text: &str) -> Result<NaiveDateTime, Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_an_adjustable_clock_moves_and_only_forward() {
+        let system = Clock::system();
+        assert!(!system.advance(chrono::Duration::hours(1)));
+        assert!((system.now() - Utc::now().naive_utc()).num_seconds().abs() < 5);
+        let clock = Clock::adjustable();
+        let before = clock.now();
+        assert!(clock.advance(chrono::Duration::days(2)));
+        assert!(!clock.advance(chrono::Duration::seconds(-1)));
+        assert!(clock.now() - before >= chrono::Duration::days(2));
+        // Clones share the offset: the state's clock is the installed one.
+        assert!(clock.clone().advance(chrono::Duration::days(1)));
+        assert!(clock.now() - before >= chrono::Duration::days(3));
+    }
 
     #[test]
     fn wire_times_round_trip_at_microseconds() {

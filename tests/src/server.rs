@@ -119,7 +119,7 @@ impl ServerBuilder {
             Ok(Ok(addr)) => addr,
             _ => {
                 let status = child.try_wait().ok().flatten();
-                tokio::time::sleep(Duration::from_millis(200)).await;
+                tokio::time::sleep(Duration::from_millis(100)).await;
                 panic!(
                     "tms-server did not start (exit: {status:?}); its output:\n{}",
                     logs.lock().unwrap().join("\n")
@@ -240,6 +240,23 @@ impl TestServer {
         writeln!(child.stdin.take().unwrap(), "{password}").unwrap();
         let out = child.wait_with_output().unwrap();
         assert!(out.status.success(), "operator create failed: {}", String::from_utf8_lossy(&out.stderr));
+    }
+
+    /// Moves the clock of a server started with `TMS_ADJUSTABLE_CLOCK=true`
+    /// forward (as an operator admin): tests drive time rather than wait.
+    pub async fn advance_clock(&self, operator_admin: &str, secs: u64) {
+        let (status, body) = self
+            .call(
+                reqwest::Method::POST,
+                "/api/v1/test/clock",
+                Some(operator_admin),
+                Some(serde_json::json!({"advance_secs": secs})),
+            )
+            .await;
+        assert_eq!(
+            status, 200,
+            "the clock did not move (start the server with TMS_ADJUSTABLE_CLOCK=true): {body}"
+        );
     }
 
     /// Logs in and returns the session token.

@@ -74,6 +74,21 @@ pub struct Readiness {
     pub checks: BTreeMap<String, String>,
 }
 
+/// `POST /api/v1/test/clock`: moves an adjustable clock forward.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct AdvanceClockRequest {
+    pub advance_secs: u64,
+}
+
+/// The server's time after it moved.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ClockView {
+    /// RFC 3339, UTC.
+    pub now: String,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -143,7 +143,7 @@ pub struct ContactService {
 }
 
 fn unix_now() -> i64 {
-    chrono::Utc::now().timestamp()
+    crate::time::unix_now()
 }
 
 fn token_key(token: &str) -> Digest128 {

@@ -1,7 +1,7 @@
 //! The audit trail: an append-only record of who changed what, when, from
 //! where and why.
 
-use chrono::{NaiveDateTime, Utc};
+use chrono::NaiveDateTime;
 use diesel::prelude::*;
 use serde::Serialize;
 
@@ -41,7 +41,7 @@ pub struct NewAuditEvent<'a> {
 impl<'a> NewAuditEvent<'a> {
     pub fn now(actor: &'a str, action: &'a str, subject: &'a str, detail: &serde_json::Value) -> Self {
         NewAuditEvent {
-            occurred_at: Utc::now().naive_utc(),
+            occurred_at: crate::time::now(),
             actor,
             action,
             subject,

@@ -94,3 +94,31 @@ pub async fn answer_keys(
 ) -> Result<web::Json<tms_packages::wire::server_keys::ServerKeys>, Error> {
     Ok(web::Json(state.db.run(|conn| crate::server_keys::published(conn).map_err(Error::from)).await?))
 }
+
+/// Moves the server's clock forward, on a server started with `adjustable_clock` (tests only);
+/// anywhere else this answers as an unknown endpoint. Operator admins only.
+#[utoipa::path(
+    post, path = "/api/v1/test/clock", tag = "operations", security(("bearer" = [])),
+    request_body = tms_packages::wire::AdvanceClockRequest,
+    responses(
+        (status = 200, body = tms_packages::wire::ClockView),
+        (status = 403, body = ErrorEnvelope),
+        (status = 404, description = "the server's clock is not adjustable", body = ErrorEnvelope),
+    )
+)]
+pub async fn advance_clock(
+    state: web::Data<AppState>,
+    actor: crate::accounts::access::Actor,
+    body: web::Json<tms_packages::wire::AdvanceClockRequest>,
+) -> Result<web::Json<tms_packages::wire::ClockView>, Error> {
+    if !state.clock.is_adjustable() {
+        return Err(Error::new(ErrorCode::NotFound, "no such endpoint"));
+    }
+    actor.require_operator(&[tms_packages::accounts::OperatorRole::OperatorAdmin])?;
+    let by = chrono::Duration::seconds(
+        i64::try_from(body.advance_secs).unwrap_or(i64::MAX).min(100 * 365 * 86_400),
+    );
+    state.clock.advance(by);
+    tracing::warn!(advance_secs = body.advance_secs, "the server's clock was moved forward");
+    Ok(web::Json(tms_packages::wire::ClockView { now: crate::time::rfc3339(state.clock.now()) }))
+}

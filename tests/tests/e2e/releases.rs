@@ -253,9 +253,13 @@ backend_test!(a_dropped_upload_leaves_nothing_visible, |db| {
     .unwrap();
     stream.write_all(&bytes[..1_500_000]).unwrap();
     stream.flush().unwrap();
-    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
     drop(stream);
-    tokio::time::sleep(std::time::Duration::from_millis(700)).await;
+    // The server notices the dropped upload and says so once it cleaned up.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !server.logs().iter().any(|l| l.contains("artifact upload interrupted")) {
+        assert!(std::time::Instant::now() < deadline, "the dropped upload was never noticed");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
 
     let (status, _) = get(&server, &op, &format!("/api/v1/apps/{APP}/releases/1.0.0")).await;
     assert_eq!(status, 404);
