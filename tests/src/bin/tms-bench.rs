@@ -22,11 +22,73 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use clap::{Parser, Subcommand, ValueEnum};
 use serde_json::json;
 use tms_e2e::fixtures::*;
 use tms_e2e::{ServerBuilder, TestDatabase, rss_of};
 
 const BATCH: usize = 1000;
+
+/// Benchmarks of the TMS that print figures (never timed tests): one JSON
+/// line on stdout, a short table on stderr. Build in release mode first:
+/// `cargo build --release --bins`.
+#[derive(Parser)]
+#[command(name = "tms-bench", version, max_term_width = 100)]
+struct Cli {
+    #[command(subcommand)]
+    bench: Bench,
+}
+
+#[derive(Subcommand)]
+enum Bench {
+    /// Seed a terminal with transactions, then stream the CSV export and report the server's
+    /// memory growth (target: under 64 MiB for a million rows)
+    Export {
+        /// Transactions to seed
+        #[arg(long, default_value_t = 1_000_000)]
+        rows: usize,
+        #[arg(long, value_enum, default_value_t = Backend::Sqlite)]
+        backend: Backend,
+    },
+    /// Publish then download an artifact; report both throughputs against one core's sha256
+    /// speed, and the server's memory growth
+    Artifact {
+        /// Artifact size in MiB
+        #[arg(long, default_value_t = 1024)]
+        mib: u64,
+        #[arg(long, value_enum, default_value_t = Backend::Sqlite)]
+        backend: Backend,
+    },
+    /// Seed a fleet and drive simulated terminals through the contact's scenarios (storm,
+    /// steady state, rollout at 10 % and 100 %, a parameter change), with /healthz under the
+    /// same load as the ceiling
+    Fleet {
+        /// Registered and activated terminals
+        #[arg(long, default_value_t = 1_000_000)]
+        terminals: u64,
+        #[arg(long, default_value_t = 1_000)]
+        merchants: u32,
+        #[arg(long, default_value_t = 10)]
+        locations_per_merchant: u32,
+        /// Simulated terminals calling at once
+        #[arg(long, default_value_t = 64)]
+        concurrency: usize,
+        /// Simulated terminals calling at once in the morning storm
+        #[arg(long, default_value_t = 256)]
+        storm_concurrency: usize,
+        /// Length of each timed phase
+        #[arg(long, default_value_t = 30)]
+        seconds: u64,
+        #[arg(long, value_enum, default_value_t = Backend::Sqlite)]
+        backend: Backend,
+    },
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Backend {
+    Sqlite,
+    Postgres,
+}
 
 struct Args {
     artifact: bool,
@@ -35,92 +97,38 @@ struct Args {
     postgres: bool,
 }
 
-const USAGE: &str = "usage: tms-bench export [--rows N] [--backend sqlite|postgres]\n       tms-bench artifact [--mib N] [--backend sqlite|postgres]\n       tms-bench fleet [--terminals N] [--concurrency K] [--storm-concurrency K] [--seconds S]\n                       [--merchants M] [--locations-per-merchant L] [--backend sqlite|postgres]";
-
-fn number<T: std::str::FromStr>(flag: &str, value: Option<String>) -> Result<T, String> {
-    value.and_then(|v| v.parse().ok()).ok_or_else(|| format!("{flag} takes a number"))
-}
-
-fn parse_fleet_args(
-    mut args: impl Iterator<Item = String>,
-) -> Result<tms_e2e::fleet_bench::FleetArgs, String> {
-    let mut parsed = tms_e2e::fleet_bench::FleetArgs {
-        terminals: 1_000_000,
-        merchants: 1_000,
-        locations_per_merchant: 10,
-        concurrency: 64,
-        storm_concurrency: 256,
-        seconds: 30,
-        postgres: false,
-    };
-    while let Some(flag) = args.next() {
-        match flag.as_str() {
-            "--terminals" => parsed.terminals = number(&flag, args.next())?,
-            "--merchants" => parsed.merchants = number(&flag, args.next())?,
-            "--locations-per-merchant" => parsed.locations_per_merchant = number(&flag, args.next())?,
-            "--concurrency" => parsed.concurrency = number(&flag, args.next())?,
-            "--storm-concurrency" => parsed.storm_concurrency = number(&flag, args.next())?,
-            "--seconds" => parsed.seconds = number(&flag, args.next())?,
-            "--backend" => {
-                parsed.postgres = match args.next().as_deref() {
-                    Some("sqlite") => false,
-                    Some("postgres") => true,
-                    _ => return Err("--backend takes sqlite or postgres".into()),
-                }
-            }
-            other => return Err(format!("unknown argument {other}\n{USAGE}")),
-        }
-    }
-    Ok(parsed)
-}
-
-fn parse_args() -> Result<Args, String> {
-    let mut args = std::env::args().skip(1);
-    let artifact = match args.next().as_deref() {
-        Some("export") => false,
-        Some("artifact") => true,
-        _ => return Err(USAGE.into()),
-    };
-    let mut parsed = Args { artifact, rows: 1_000_000, mib: 1024, postgres: false };
-    while let Some(flag) = args.next() {
-        match flag.as_str() {
-            "--rows" => {
-                parsed.rows = args.next().and_then(|v| v.parse().ok()).ok_or("--rows takes a number")?
-            }
-            "--mib" => parsed.mib = args.next().and_then(|v| v.parse().ok()).ok_or("--mib takes a number")?,
-            "--backend" => {
-                parsed.postgres = match args.next().as_deref() {
-                    Some("sqlite") => false,
-                    Some("postgres") => true,
-                    _ => return Err("--backend takes sqlite or postgres".into()),
-                }
-            }
-            other => return Err(format!("unknown argument {other}")),
-        }
-    }
-    Ok(parsed)
-}
-
 fn mib(bytes: u64) -> f64 {
     bytes as f64 / (1024.0 * 1024.0)
 }
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
-    if std::env::args().nth(1).as_deref() == Some("fleet") {
-        match parse_fleet_args(std::env::args().skip(2)) {
-            Ok(args) => return tms_e2e::fleet_bench::run(args).await,
-            Err(e) => {
-                eprintln!("{e}");
-                std::process::exit(2);
-            }
+    let args = match Cli::parse().bench {
+        Bench::Fleet {
+            terminals,
+            merchants,
+            locations_per_merchant,
+            concurrency,
+            storm_concurrency,
+            seconds,
+            backend,
+        } => {
+            let args = tms_e2e::fleet_bench::FleetArgs {
+                terminals,
+                merchants,
+                locations_per_merchant,
+                concurrency,
+                storm_concurrency,
+                seconds,
+                postgres: backend == Backend::Postgres,
+            };
+            return tms_e2e::fleet_bench::run(args).await;
         }
-    }
-    let args = match parse_args() {
-        Ok(a) => a,
-        Err(e) => {
-            eprintln!("{e}");
-            std::process::exit(2);
+        Bench::Export { rows, backend } => {
+            Args { artifact: false, rows, mib: 0, postgres: backend == Backend::Postgres }
+        }
+        Bench::Artifact { mib, backend } => {
+            Args { artifact: true, rows: 0, mib, postgres: backend == Backend::Postgres }
         }
     };
     let db = if args.postgres {
