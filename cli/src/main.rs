@@ -70,16 +70,16 @@ enum Command {
     /// Terminal orders (support, operator admins)
     #[command(subcommand)]
     Order(accounts::OrderCommand),
-    /// Merchants: list, show, rename (operators); a merchant's own details
+    /// Merchants you see, their details and registered terminals
     #[command(subcommand)]
     Merchant(accounts::MerchantCommand),
-    /// A merchant's locations (shops), where its terminals are
+    /// A merchant's locations (shops), where its terminals are: list, rename
     #[command(subcommand)]
     Location(accounts::LocationCommand),
-    /// A merchant's users: invite, change rights, deactivate
+    /// A merchant's users: invite, list, change their rights, delete
     #[command(subcommand)]
     User(accounts::UserCommand),
-    /// Groups of a merchant's users and the rights they grant per location
+    /// Groups of a merchant's users and the permissions they grant per location
     #[command(subcommand)]
     Group(accounts::GroupCommand),
     /// The audit trail

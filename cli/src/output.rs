@@ -17,21 +17,37 @@ impl Output {
     }
 }
 
-/// Left-aligned columns sized to their widest cell.
+/// Left-aligned columns sized to their widest cell, without borders.
 pub fn table(headers: &[&str], rows: impl Iterator<Item = Vec<String>>) {
-    let rows: Vec<Vec<String>> = rows.collect();
-    let mut widths: Vec<usize> = headers.iter().map(|h| h.chars().count()).collect();
-    for row in &rows {
-        for (w, cell) in widths.iter_mut().zip(row) {
-            *w = (*w).max(cell.chars().count());
-        }
+    print!("{}", render_table(headers, rows));
+}
+
+fn render_table(headers: &[&str], rows: impl Iterator<Item = Vec<String>>) -> String {
+    let mut table = comfy_table::Table::new();
+    table
+        .load_style(comfy_table::presets::NOTHING)
+        .set_content_arrangement(comfy_table::ContentArrangement::Disabled)
+        .set_header(headers.iter().copied());
+    for row in rows {
+        table.add_row(row);
     }
-    let line = |cells: Vec<&str>| {
-        let parts: Vec<String> = cells.iter().zip(&widths).map(|(c, w)| format!("{c:<w$}")).collect();
-        println!("{}", parts.join("  ").trim_end());
-    };
-    line(headers.to_vec());
-    for row in &rows {
-        line(row.iter().map(String::as_str).collect());
+    for column in table.column_iter_mut() {
+        column.set_padding((0, 2));
+    }
+    table.lines().map(|line| format!("{}\n", line.trim_end())).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn columns_line_up_whatever_the_characters() {
+        let text = render_table(
+            &["ID", "NAME"],
+            [vec!["7".to_owned(), "Café de la Gare".to_owned()], vec!["1234".to_owned(), "Bar".to_owned()]]
+                .into_iter(),
+        );
+        assert_eq!(text, "ID    NAME\n7     Café de la Gare\n1234  Bar\n");
     }
 }

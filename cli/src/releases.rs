@@ -2,9 +2,6 @@
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use base64::Engine;
@@ -155,70 +152,48 @@ pub fn sign(file: PathBuf, args: SignArgs, out: Output) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Progress on stderr: a live line on a terminal, a line every 10 % otherwise.
-struct Progress {
-    done: Arc<AtomicU64>,
-    task: tokio::task::JoinHandle<()>,
-    started: Instant,
+pub fn human(bytes: f64) -> String {
+    indicatif::HumanBytes(bytes.max(0.0) as u64).to_string()
 }
 
-pub fn human(bytes: f64) -> String {
-    const UNITS: [&str; 4] = ["B", "KiB", "MiB", "GiB"];
-    let mut value = bytes;
-    let mut unit = 0;
-    while value >= 1024.0 && unit < UNITS.len() - 1 {
-        value /= 1024.0;
-        unit += 1;
-    }
-    format!("{value:.1} {}", UNITS[unit])
+/// Progress on stderr: a live line on a terminal (nothing otherwise), then
+/// one line with the size, time and speed.
+struct Progress {
+    bar: indicatif::ProgressBar,
+    already: u64,
 }
 
 impl Progress {
     fn start(verb: &'static str, total: u64, already: u64) -> Progress {
-        let done = Arc::new(AtomicU64::new(already));
-        let started = Instant::now();
-        let tty = std::io::IsTerminal::is_terminal(&std::io::stderr());
-        let counter = done.clone();
-        let task = tokio::spawn(async move {
-            let mut last_tenth = already * 10 / total.max(1);
-            loop {
-                tokio::time::sleep(Duration::from_millis(if tty { 200 } else { 500 })).await;
-                let now = counter.load(Ordering::Relaxed);
-                let elapsed = started.elapsed().as_secs_f64().max(0.001);
-                let rate = (now - already) as f64 / elapsed;
-                let eta = if rate > 0.0 { (total.saturating_sub(now)) as f64 / rate } else { 0.0 };
-                if tty {
-                    eprint!(
-                        "\r{verb} {} / {}  {}/s  ETA {:>4.0}s   ",
-                        human(now as f64),
-                        human(total as f64),
-                        human(rate),
-                        eta
-                    );
-                } else if now * 10 / total.max(1) > last_tenth {
-                    last_tenth = now * 10 / total.max(1);
-                    eprintln!(
-                        "{verb} {}% ({} of {}, {}/s)",
-                        last_tenth * 10,
-                        human(now as f64),
-                        human(total as f64),
-                        human(rate)
-                    );
-                }
-            }
-        });
-        Progress { done, task, started }
+        let bar =
+            indicatif::ProgressBar::with_draw_target(Some(total), indicatif::ProgressDrawTarget::stderr());
+        bar.set_style(
+            indicatif::ProgressStyle::with_template(
+                "{msg} {bytes} / {total_bytes}  {binary_bytes_per_sec}  ETA {eta}",
+            )
+            .expect("a valid template"),
+        );
+        bar.set_message(verb);
+        bar.set_position(already);
+        bar.reset_elapsed();
+        bar.enable_steady_tick(std::time::Duration::from_millis(200));
+        Progress { bar, already }
     }
 
-    fn finish(self, verb: &str, total: u64) {
-        self.task.abort();
-        let secs = self.started.elapsed().as_secs_f64().max(0.001);
-        eprintln!(
-            "\r{verb} {} in {secs:.1}s ({}/s){}",
-            human(total as f64),
-            human(total as f64 / secs),
-            " ".repeat(20)
-        );
+    /// A handle that counts bytes as they go.
+    fn counter(&self) -> indicatif::ProgressBar {
+        self.bar.clone()
+    }
+
+    fn finish(self, verb: &str) {
+        let done = self.bar.position().saturating_sub(self.already);
+        let secs = self.bar.elapsed().as_secs_f64().max(0.001);
+        self.bar.finish_and_clear();
+        eprintln!("{verb} {} in {secs:.1}s ({}/s)", human(done as f64), human(done as f64 / secs));
+    }
+
+    fn abandon(self) {
+        self.bar.abandon();
     }
 }
 
@@ -294,7 +269,7 @@ pub async fn publish(client: &Client, args: PublishArgs, out: Output) -> anyhow:
         .await
         .with_context(|| format!("opening {}", args.file.display()))?;
     let progress = Progress::start("uploading", size, 0);
-    let counter = progress.done.clone();
+    let counter = progress.counter();
     let stream = futures_util::stream::unfold(file, move |mut file| {
         let counter = counter.clone();
         async move {
@@ -304,7 +279,7 @@ pub async fn publish(client: &Client, args: PublishArgs, out: Output) -> anyhow:
                 Ok(0) => None,
                 Ok(n) => {
                     buf.truncate(n);
-                    counter.fetch_add(n as u64, Ordering::Relaxed);
+                    counter.inc(n as u64);
                     Some((Ok::<_, std::io::Error>(bytes::Bytes::from(buf)), file))
                 }
                 Err(e) => Some((Err(e), file)),
@@ -316,13 +291,12 @@ pub async fn publish(client: &Client, args: PublishArgs, out: Output) -> anyhow:
         client.upload(&path, &[(MANIFEST_HEADER, header)], size, reqwest::Body::wrap_stream(stream)).await;
     match result {
         Ok(release) => {
-            progress.finish("uploaded", size);
+            progress.finish("uploaded");
             out.show(&release, |r| println!("published {} {} as release {}", r.app_id, r.version, r.id));
             Ok(())
         }
         Err(e) => {
-            progress.task.abort();
-            eprintln!();
+            progress.abandon();
             Err(e.into())
         }
     }
@@ -391,10 +365,10 @@ pub async fn download(client: &Client, args: DownloadArgs, out: Output) -> anyho
             {
                 file.write_all(&chunk)?;
                 written += chunk.len() as u64;
-                progress.done.fetch_add(chunk.len() as u64, Ordering::Relaxed);
+                progress.bar.inc(chunk.len() as u64);
             }
             file.sync_all()?;
-            progress.finish("downloaded", total - start);
+            progress.finish("downloaded");
         }
         let (digest, size) = tms_signing::sha256_reader(std::io::BufReader::with_capacity(
             CHUNK,

@@ -62,6 +62,23 @@ async fn two_processes(
     Some((s3, a, b, op, trusted))
 }
 
+/// Holds a deployment of `version` of the app for everyone and starts its
+/// rollout with `rules`: (deployment id, rollout view).
+async fn rollout_to_everyone(server: &TestServer, op: &str, version: &str, rules: Value) -> (i64, Value) {
+    let (status, deployment) = post(
+        server,
+        op,
+        "/api/v1/deployments",
+        json!({"app_id": APP, "version": version, "target": "everyone", "hold": true}),
+    )
+    .await;
+    assert_eq!(status, 201, "{deployment}");
+    let id = deployment["id"].as_i64().unwrap();
+    let (status, rollout) = post(server, op, &format!("/api/v1/deployments/{id}/rollout"), rules).await;
+    assert_eq!(status, 201, "{rollout}");
+    (id, rollout)
+}
+
 /// Applies the rollout's rules (as the supervisor does) until it reaches
 /// `status`: terminals' reports are written in batches, so a report may land
 /// just after an evaluation.
@@ -342,23 +359,13 @@ backend_test!(a_stage_counts_as_compatible_only_the_terminals_the_planner_would_
         .into_iter()
         .map(|t| t.with_app(APP, "1.0.0", 100, &sha1))
         .collect();
-    let (status, deployment) = post(
+    let (id, _) = rollout_to_everyone(
         &server,
         &op,
-        "/api/v1/deployments",
-        json!({"app_id": APP, "version": "2.0.0", "target": "everyone", "hold": true}),
-    )
-    .await;
-    assert_eq!(status, 201, "{deployment}");
-    let id = deployment["id"].as_i64().unwrap();
-    let (status, rollout) = post(
-        &server,
-        &op,
-        &format!("/api/v1/deployments/{id}/rollout"),
+        "2.0.0",
         json!({"stages": [100], "success_percent": 100, "max_failures": "0"}),
     )
     .await;
-    assert_eq!(status, 201, "{rollout}");
     for t in fleet.iter_mut().take(4) {
         sync(&server, t, &trusted).await;
         assert_eq!(t.state.apps[0].version, "2.0.0");
@@ -681,23 +688,13 @@ backend_test!(groups_windows_removals_and_a_stage_that_succeeds_advances_by_itse
     assert_eq!(status, 200);
 
     // A stage whose terminals all install advances by itself.
-    let (status, deployment) = post(
+    let (id, _) = rollout_to_everyone(
         &server,
         &op,
-        "/api/v1/deployments",
-        json!({"app_id": APP, "version": "1.1.0", "target": "everyone", "hold": true}),
-    )
-    .await;
-    assert_eq!(status, 201, "{deployment}");
-    let id = deployment["id"].as_i64().unwrap();
-    let (status, rollout) = post(
-        &server,
-        &op,
-        &format!("/api/v1/deployments/{id}/rollout"),
+        "1.1.0",
         json!({"stages": [50, 100], "success_percent": 100, "max_failures": "0"}),
     )
     .await;
-    assert_eq!(status, 201, "{rollout}");
     let mut advanced = false;
     for _ in 0..3 {
         for t in fleet.iter_mut() {
