@@ -138,7 +138,8 @@ fn blame_environment(e: &clap::Error) -> Option<String> {
     let flag = arg.split_whitespace().next()?;
     let field = flag.strip_prefix("--")?.replace('-', "_");
     let (_, env) = Config::ENV_VARS.iter().find(|(name, _)| *name == field)?;
-    let typed = std::env::args().any(|a| a == flag || a.starts_with(&format!("{flag}=")));
+    let typed = std::env::args_os()
+        .any(|a| a.to_str().is_some_and(|a| a == flag || a.starts_with(&format!("{flag}="))));
     if typed || std::env::var(env).ok().as_deref() != Some(value.as_str()) {
         return None;
     }

@@ -43,15 +43,22 @@ impl Clock {
     }
 
     /// Moves an adjustable clock forward; `false` (and no change) for the
-    /// system's clock or a step backwards.
+    /// system's clock, a step backwards, or past [`Clock::MAX_OFFSET`].
     pub fn advance(&self, by: chrono::Duration) -> bool {
         let Some(micros) = by.num_microseconds().filter(|m| *m >= 0) else { return false };
         if !self.adjustable {
             return false;
         }
-        self.offset_micros.fetch_add(micros, Ordering::Relaxed);
-        true
+        self.offset_micros
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |offset| {
+                offset.checked_add(micros).filter(|o| *o <= Self::MAX_OFFSET.num_microseconds().unwrap_or(0))
+            })
+            .is_ok()
     }
+
+    /// How far a test may move the clock: a century, far from where dates
+    /// overflow.
+    pub const MAX_OFFSET: chrono::Duration = chrono::Duration::days(100 * 366);
 }
 
 static CLOCK: OnceLock<Clock> = OnceLock::new();
@@ -114,6 +121,8 @@ mod tests {
         // Clones share the offset: the state's clock is the installed one.
         assert!(clock.clone().advance(chrono::Duration::days(1)));
         assert!(clock.now() - before >= chrono::Duration::days(3));
+        assert!(!clock.advance(Clock::MAX_OFFSET), "not past a century in all");
+        assert!(!clock.advance(chrono::Duration::MAX));
     }
 
     #[test]

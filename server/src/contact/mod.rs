@@ -20,7 +20,7 @@ use std::time::Duration;
 
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
-use tms_packages::contact::{DeviceFacts, Payload, Skip, signed_answer_json};
+use tms_packages::contact::{Change, DeviceFacts, Skip, signed_answer_json};
 use tms_packages::wire::contact::{ContactBody, ContactRequest, FeedbackRequest, TerminalState};
 use tms_packages::wire::deployments::{AppPlanView, ConsideredDeployment, DevicePlanView, ParameterPlanView};
 use tms_signing::{PrivateKey, Sha256Digest};
@@ -568,21 +568,21 @@ impl ContactService {
 
     /// Whether a terminal may report about a deployment: the deployment
     /// reaches it (its target holds the terminal and its rollout stage
-    /// includes it), or the terminal reported about it before (it since left
-    /// a dynamic group by installing, or the deployment was superseded).
-    /// Decided from memory for a terminal whose target this process holds,
-    /// else from the database.
+    /// includes it), decided from memory for a terminal whose target this
+    /// process holds; else from the database, where it also may if it
+    /// reported about the deployment before, or if the deployment was meant
+    /// for it by its registration whatever has become of it since (a
+    /// rollback cancelled it, its rollout paused while the terminal
+    /// installed, a dynamic group it left by installing, a deployment this
+    /// process has not seen yet).
     async fn may_report(
         &self,
         known: Option<&Entry>,
         device_id: i64,
         report: &FeedbackRequest,
     ) -> Result<bool, Error> {
-        let snapshot = self.snapshot.read().expect("not poisoned").clone();
-        let deployment = snapshot.deployments.iter().find(|d| d.id == report.deployment_id);
-        if let (Some(d), Some(entry)) = (deployment, known)
-            && !d.depends_on_reported_state()
-        {
+        if let Some(entry) = known {
+            let snapshot = self.snapshot.read().expect("not poisoned").clone();
             let facts = DeviceFacts {
                 device_id,
                 merchant_id: entry.merchant_id,
@@ -591,68 +591,80 @@ impl ContactService {
                 firmware: String::new(),
                 installed: Default::default(),
             };
-            if d.reaches(&facts) {
-                return Ok(d.payload.app_id() == report.app_id);
+            let reaches = snapshot.deployments.iter().any(|d| {
+                d.id == report.deployment_id
+                    && !d.depends_on_reported_state()
+                    && d.reaches(&facts)
+                    && d.payload.app_id() == report.app_id
+            });
+            if reaches {
+                return Ok(true);
             }
         }
-        let deployment_id = report.deployment_id;
-        let reported_before = self
-            .db
+        let (deployment_id, app_id) = (report.deployment_id, report.app_id.clone());
+        self.db
             .run(move |conn| {
-                Ok::<_, Error>(
-                    deployment_actions::table
-                        .find((deployment_id, device_id))
-                        .select(deployment_actions::device_id)
-                        .first::<i64>(conn)
-                        .optional()?
-                        .is_some(),
-                )
+                let reported_before = deployment_actions::table
+                    .find((deployment_id, device_id))
+                    .select(deployment_actions::device_id)
+                    .first::<i64>(conn)
+                    .optional()?
+                    .is_some();
+                if reported_before {
+                    return Ok(true);
+                }
+                let device =
+                    crate::devices::find(conn, device_id)?.ok_or_else(|| Error::not_found("device"))?;
+                let registration = (device.id, device.merchant_id, device.location_id);
+                Ok::<_, Error>(rollouts::deployments::reached_by_registration(
+                    conn,
+                    deployment_id,
+                    &app_id,
+                    registration,
+                )?)
             })
-            .await?;
-        if reported_before {
-            return Ok(true);
-        }
-        let Some(d) = deployment else { return Ok(false) };
-        let facts = self.db.run(move |conn| stored_facts(conn, device_id)).await?;
-        Ok(d.reaches(&facts) && d.payload.app_id() == report.app_id)
+            .await
     }
 
-    /// Which of `release_ids` a terminal may download: one that a deployment
-    /// in force reaching the terminal offers. Another merchant's private
-    /// app, or a release no deployment offers the terminal, is none.
+    /// Which of `release_ids` a terminal may download: one the planner
+    /// offers it now, from the state it last reported (the one waiting for
+    /// the flush, else the stored one). Another merchant's private app, an
+    /// incompatible release or one no deployment offers the terminal is
+    /// none. A deployment made through another process that this one has not
+    /// followed yet is looked for once more after following the change log.
     pub async fn offered_release(
         &self,
         device: &CallingDevice,
         release_ids: &[i64],
     ) -> Result<Option<i64>, Error> {
-        let snapshot = self.snapshot.read().expect("not poisoned").clone();
-        let offering: Vec<(&tms_packages::contact::Deployment, i64)> = snapshot
-            .deployments
-            .iter()
-            .filter_map(|d| match &d.payload {
-                Payload::Release(c) if release_ids.contains(&c.release_id) => Some((d, c.release_id)),
-                _ => None,
-            })
-            .collect();
-        let registered = DeviceFacts {
-            device_id: device.id,
-            merchant_id: device.merchant_id,
-            location_id: device.location_id,
-            model: String::new(),
-            firmware: String::new(),
-            installed: Default::default(),
-        };
-        if let Some((_, id)) =
-            offering.iter().find(|(d, _)| !d.depends_on_reported_state() && d.reaches(&registered))
-        {
-            return Ok(Some(*id));
-        }
-        if !offering.iter().any(|(d, _)| d.depends_on_reported_state()) {
-            return Ok(None);
-        }
         let device_id = device.id;
-        let facts = self.db.run(move |conn| stored_facts(conn, device_id)).await?;
-        Ok(offering.iter().find(|(d, _)| d.reaches(&facts)).map(|(_, id)| *id))
+        let mut facts = self.db.run(move |conn| stored_facts(conn, device_id)).await?;
+        let waiting =
+            self.pending.lock().expect("not poisoned").reports.get(&device_id).map(|r| r.state_json.clone());
+        if let Some(state) = waiting.and_then(|json| serde_json::from_str::<TerminalState>(&json).ok()) {
+            facts.firmware = state.firmware;
+            facts.installed =
+                state.apps.into_iter().map(|a| (a.app_id, (a.version, a.version_code))).collect();
+        }
+        for attempt in 0..2 {
+            let snapshot = self.snapshot.read().expect("not poisoned").clone();
+            let (in_force, _) = snapshot.in_force(unix_now());
+            // The window decides when, not what: any local time will do.
+            let offered =
+                tms_packages::contact::plan(&facts, &in_force, 0).into_iter().find_map(|p| match p.change {
+                    Some(Change::Install { release_id, .. } | Change::Update { release_id, .. })
+                        if release_ids.contains(&release_id) =>
+                    {
+                        Some(release_id)
+                    }
+                    _ => None,
+                });
+            if offered.is_some() || attempt == 1 {
+                return Ok(offered);
+            }
+            self.caught_up().await;
+        }
+        Ok(None)
     }
 
     /// The device behind a token, from memory while a target computed for

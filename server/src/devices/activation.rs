@@ -231,7 +231,7 @@ pub fn complete(
             {
                 Some(*id)
             }
-            Some((.., existing)) => return Err(super::name_taken(&name, existing)),
+            Some((.., existing)) => return Err(super::name_kept(existing)),
             None => None,
         };
 

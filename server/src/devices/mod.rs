@@ -89,13 +89,29 @@ pub fn named(conn: &mut DbConnection, merchant_id: i64, name: &str) -> Result<Ve
         .select((devices::id, devices::status, devices::app, devices::location_id, devices::name))
         .order((devices::deactivated_at.desc(), devices::id.desc()))
         .load(conn)?;
-    Ok(rows.into_iter().filter(|d| tms_packages::devices::same_device_name(&d.4, name)).collect())
+    // The same name written the same way first: before case-insensitive
+    // matching, two deactivated devices could be "Caisse 1" and "caisse 1".
+    let mut same: Vec<NamedDevice> =
+        rows.into_iter().filter(|d| tms_packages::devices::same_device_name(&d.4, name)).collect();
+    same.sort_by_key(|d| d.4 != name);
+    Ok(same)
 }
 
 /// (id, status, app, location, name) of a device, as [`named`] finds it.
 pub type NamedDevice = (i64, String, String, i64, String);
 
-/// The error for a name another device has.
+/// The error for a name a deactivated device keeps for its replacement.
+pub fn name_kept(existing: &str) -> Error {
+    Error::new(
+        ErrorCode::DeviceNameTaken,
+        format!(
+            "a deactivated device keeps the name {existing:?} for its replacement (of the same app, where it was); \
+             names are compared without case and surrounding spaces"
+        ),
+    )
+}
+
+/// The error for a name an active device has.
 pub fn name_taken(name: &str, existing: &str) -> Error {
     let message = if name == existing {
         format!("an active device is already named {name:?}")

@@ -669,6 +669,46 @@ pub fn load_snapshot(conn: &mut DbConnection) -> Result<Snapshot, DbError> {
     Ok(snapshot)
 }
 
+/// Whether a deployment of `app_id`, in whatever state it is now (cancelled
+/// by a rollback, its rollout paused, expired), was meant for a device by
+/// the device's registration: its target holds the device and its stage,
+/// if staged, includes it. A dynamic group's filter follows what the device
+/// reports, which changes as it installs: any device may be in it.
+pub fn reached_by_registration(
+    conn: &mut DbConnection,
+    deployment_id: i64,
+    app_id: &str,
+    device: (i64, i64, i64),
+) -> Result<bool, DbError> {
+    let (device_id, merchant_id, location_id) = device;
+    let Some(row) =
+        deployments::table.find(deployment_id).select(DeploymentRow::as_select()).first(conn).optional()?
+    else {
+        return Ok(false);
+    };
+    if row.app_id != app_id {
+        return Ok(false);
+    }
+    let stage = match rollouts::for_deployment(conn, row.id)? {
+        Some(r) => Some((r.id, r.current_bp())),
+        None => row.scope_seed.zip(row.scope_bp.map(|b| b as u32)),
+    };
+    if stage.is_some_and(|(seed, bp)| !tms_packages::contact::in_stage(seed, device_id, bp)) {
+        return Ok(false);
+    }
+    Ok(match (row.target_kind.as_str(), row.target_id) {
+        ("merchant", Some(id)) => id == merchant_id,
+        ("location", Some(id)) => id == location_id,
+        ("group", Some(id)) => match load_group_target(conn, id)? {
+            Target::Group { filter: Some(_), .. } => true,
+            Target::Group { members, .. } => members.contains(&device_id),
+            _ => false,
+        },
+        ("devices", _) => device_list(conn, row.id)?.contains(&device_id),
+        _ => true,
+    })
+}
+
 /// The version code of the release a deployment delivered.
 fn rolled_back_code(conn: &mut DbConnection, deployment_id: i64) -> Result<Option<u64>, DbError> {
     let code: Option<i64> = deployments::table

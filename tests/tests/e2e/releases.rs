@@ -344,9 +344,10 @@ backend_test!(downloads_support_ranges_etags_and_devices, |db| {
     )
     .await;
     assert_eq!(status, 201, "{body}");
-    // Another merchant's terminal is still refused.
+    // Another merchant's terminal is still refused; so is one the release does not fit, even
+    // when a deployment for everyone reaches it (the planner decides, not the target alone).
     let (_, elsewhere, _) = merchant(&server, &op, "Other", "admin@other.example", &["1900000003"]).await;
-    let (_, other_device) = activate_device(
+    let (_, other_device) = activate_device_of_model(
         &server,
         "admin@other.example",
         MERCHANT_PASSWORD,
@@ -354,10 +355,18 @@ backend_test!(downloads_support_ranges_etags_and_devices, |db| {
         "1900000003",
         elsewhere,
         "Till",
+        "A35",
     )
     .await;
-    let res = download(other_device["device_token"].as_str().unwrap().to_owned()).await.unwrap();
+    let other_token = other_device["device_token"].as_str().unwrap().to_owned();
+    let res = download(other_token.clone()).await.unwrap();
     assert_eq!(res.status(), 404);
+    let (status, body) =
+        post(&server, &op, "/api/v1/deployments", json!({"app_id": APP, "version": "2.0.0", "target": "everyone"}))
+            .await;
+    assert_eq!(status, 201, "{body}");
+    let res = download(other_token).await.unwrap();
+    assert_eq!(res.status(), 404, "an A35 is never offered a release for the A920 and A80");
     let res = download(device_token.to_owned()).await.unwrap();
     assert_eq!(res.status(), 206);
     assert_eq!(res.bytes().await.unwrap().to_vec(), bytes[..100].to_vec());
