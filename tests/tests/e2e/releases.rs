@@ -361,9 +361,13 @@ backend_test!(downloads_support_ranges_etags_and_devices, |db| {
     let other_token = other_device["device_token"].as_str().unwrap().to_owned();
     let res = download(other_token.clone()).await.unwrap();
     assert_eq!(res.status(), 404);
-    let (status, body) =
-        post(&server, &op, "/api/v1/deployments", json!({"app_id": APP, "version": "2.0.0", "target": "everyone"}))
-            .await;
+    let (status, body) = post(
+        &server,
+        &op,
+        "/api/v1/deployments",
+        json!({"app_id": APP, "version": "2.0.0", "target": "everyone"}),
+    )
+    .await;
     assert_eq!(status, 201, "{body}");
     let res = download(other_token).await.unwrap();
     assert_eq!(res.status(), 404, "an A35 is never offered a release for the A920 and A80");
