@@ -38,16 +38,25 @@ pub fn in_stage(rollout_id: i64, device_id: i64, percent_bp: u32) -> bool {
 /// dash-separated parts, numbers numerically, other parts as text
 /// (`PayDroid_8.1.10` > `PayDroid_8.1.9`).
 pub fn compare_firmware(a: &str, b: &str) -> Ordering {
-    // The numbers decide (a vendor prefix such as `PayDroid_` aside), then the text.
+    // The numbers decide (a vendor prefix such as `PayDroid_` aside), a
+    // missing component counting as zero ("10" is "10.0.0"), then the text.
     let numbers = |s: &str| -> Vec<u64> {
         s.split(|c: char| !c.is_ascii_digit())
             .filter(|p| !p.is_empty())
             .filter_map(|p| p.parse().ok())
             .collect()
     };
-    match numbers(a).cmp(&numbers(b)) {
-        Ordering::Equal => {}
-        other => return other,
+    let (na, nb) = (numbers(a), numbers(b));
+    for i in 0..na.len().max(nb.len()) {
+        match na.get(i).unwrap_or(&0).cmp(nb.get(i).unwrap_or(&0)) {
+            Ordering::Equal => {}
+            other => return other,
+        }
+    }
+    // Versions of digits and dots alone are equal once their numbers are.
+    let numeric = |s: &str| s.bytes().all(|c| c.is_ascii_digit() || c == b'.');
+    if numeric(a) && numeric(b) {
+        return Ordering::Equal;
     }
     let parts = |s: &str| -> Vec<String> { s.split(['.', '-', '_']).map(str::to_owned).collect() };
     let (pa, pb) = (parts(a), parts(b));
@@ -937,6 +946,9 @@ mod tests {
         assert_eq!(compare_firmware("A", "A"), Ordering::Equal);
         assert_eq!(compare_firmware("PayDroid_8.1.10", "9.0.0"), Ordering::Less, "the vendor prefix aside");
         assert_eq!(compare_firmware("PayDroid_9.0.0", "9.0.0"), Ordering::Greater, "equal numbers: the text");
+        assert_eq!(compare_firmware("10", "10.0.0"), Ordering::Equal, "a missing component is zero");
+        assert_eq!(compare_firmware("10.0.1", "10"), Ordering::Greater);
+        assert_eq!(compare_firmware("9", "10.0.0"), Ordering::Less);
     }
 
     #[test]
@@ -1271,6 +1283,20 @@ mod tests {
                         prop_assert!(d.pinned, "a lower version without a rollback");
                     }
                 }
+            }
+
+            #[test]
+            fn firmware_order_is_a_total_order_where_trailing_zeros_do_not_count(
+                a in prop::collection::vec(0u64..20, 1..4),
+                b in prop::collection::vec(0u64..20, 1..4),
+                zeros in 0usize..3,
+            ) {
+                let text = |v: &[u64]| v.iter().map(u64::to_string).collect::<Vec<_>>().join(".");
+                let (ta, tb) = (text(&a), text(&b));
+                prop_assert_eq!(compare_firmware(&ta, &tb), compare_firmware(&tb, &ta).reverse());
+                let padded = format!("{ta}{}", ".0".repeat(zeros));
+                prop_assert_eq!(compare_firmware(&padded, &tb), compare_firmware(&ta, &tb));
+                prop_assert_eq!(compare_firmware(&ta, &padded), Ordering::Equal);
             }
 
             #[test]
