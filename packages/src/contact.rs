@@ -533,8 +533,19 @@ impl std::fmt::Display for Skip {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case", tag = "kind")]
 pub enum Change {
-    Install { release_id: i64, action: ActionType },
-    Update { release_id: i64, action: ActionType },
+    Install {
+        release_id: i64,
+        action: ActionType,
+    },
+    Update {
+        release_id: i64,
+        action: ActionType,
+    },
+    /// Back to a lower release than installed: only from a rollback.
+    Rollback {
+        release_id: i64,
+        action: ActionType,
+    },
     Remove,
 }
 
@@ -543,6 +554,7 @@ impl Change {
         match self {
             Change::Install { .. } => ChangeKind::Install,
             Change::Update { .. } => ChangeKind::Update,
+            Change::Rollback { .. } => ChangeKind::Rollback,
             Change::Remove => ChangeKind::Remove,
         }
     }
@@ -555,6 +567,9 @@ impl Change {
 pub enum ChangeKind {
     Install,
     Update,
+    /// A downgrade, which only a rollback makes: terminals and support can
+    /// tell it from an update.
+    Rollback,
     Remove,
 }
 
@@ -563,6 +578,7 @@ impl ChangeKind {
         match self {
             ChangeKind::Install => "install",
             ChangeKind::Update => "update",
+            ChangeKind::Rollback => "rollback",
             ChangeKind::Remove => "remove",
         }
     }
@@ -709,6 +725,11 @@ pub fn plan(device: &DeviceFacts, deployments: &[&Deployment], local_secs: u32) 
                         Some((_, Ordering::Equal)) => plan.deployment_id = Some(d.id),
                         Some((v, Ordering::Greater)) if !d.pinned => {
                             plan.skipped.push((d.id, Skip::NotHigher { installed: v }));
+                        }
+                        Some((_, Ordering::Greater)) => {
+                            plan.deployment_id = Some(d.id);
+                            plan.change =
+                                Some(Change::Rollback { release_id: c.release_id, action: d.action });
                         }
                         Some(_) => {
                             plan.deployment_id = Some(d.id);
@@ -992,7 +1013,7 @@ mod tests {
         rollback.rollback_from = Some(410);
         assert_eq!(
             plan(&dev, &[&rollback], 0)[0].change,
-            Some(Change::Update { release_id: 103, action: ActionType::Soft })
+            Some(Change::Rollback { release_id: 103, action: ActionType::Soft })
         );
     }
 
@@ -1272,7 +1293,11 @@ mod tests {
                     let d = ds.iter().find(|d| d.id == decided).unwrap();
                     prop_assert!(d.reaches(&device), "deployment {} decides but does not reach", d.id);
                     let release_id = match &p.change {
-                        Some(Change::Install { release_id, .. } | Change::Update { release_id, .. }) => *release_id,
+                        Some(
+                            Change::Install { release_id, .. }
+                            | Change::Update { release_id, .. }
+                            | Change::Rollback { release_id, .. },
+                        ) => *release_id,
                         _ => continue,
                     };
                     let c = candidate_of(&ds, release_id);

@@ -148,7 +148,9 @@ fn deliveries(
         }
         let delivery = snapshot.deliveries.get(&decided).expect("deliveries follow deployments");
         let action = match change {
-            Change::Install { action, .. } | Change::Update { action, .. } => *action,
+            Change::Install { action, .. }
+            | Change::Update { action, .. }
+            | Change::Rollback { action, .. } => *action,
             Change::Remove => deployment.action,
         };
         let instruction = AppInstruction {

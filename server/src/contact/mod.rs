@@ -652,11 +652,11 @@ impl ContactService {
             // The window decides when, not what: any local time will do.
             let offered =
                 tms_packages::contact::plan(&facts, &in_force, 0).into_iter().find_map(|p| match p.change {
-                    Some(Change::Install { release_id, .. } | Change::Update { release_id, .. })
-                        if release_ids.contains(&release_id) =>
-                    {
-                        Some(release_id)
-                    }
+                    Some(
+                        Change::Install { release_id, .. }
+                        | Change::Update { release_id, .. }
+                        | Change::Rollback { release_id, .. },
+                    ) if release_ids.contains(&release_id) => Some(release_id),
                     _ => None,
                 });
             if offered.is_some() || attempt == 1 {

@@ -507,7 +507,7 @@ backend_test!(failures_in_the_first_stage_pause_it_and_rollback_delivers_the_pre
     loop {
         let body = changes(&contact(&server, &fleet[installed]).await).clone();
         if let Some(change) = body.apps.first() {
-            assert_eq!((change.change.as_str(), change.deployment_id), ("update", rollback));
+            assert_eq!((change.change.as_str(), change.deployment_id), ("rollback", rollback));
             assert_eq!(change.release.as_ref().unwrap().version, "1.0.0");
             break;
         }
