@@ -245,6 +245,57 @@ pub fn evaluate(at: Position, rules: &Rules, tally: &Tally) -> Evaluation {
     })
 }
 
+/// What a rollback pins, per terminal model: for each model the rolled-back
+/// release runs on, the highest lower release (not withdrawn) that lists
+/// the model, and below it, while the one chosen needs a firmware, the next
+/// that needs less, so a terminal with an older firmware still finds one.
+/// The planner then gives each terminal the highest of these that fits it.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct RollbackPlan {
+    /// Releases to pin, lowest version code first (the last pinned is the
+    /// newest deployment, which wins where it fits).
+    pub releases: Vec<i64>,
+    /// Models of the rolled-back release with no earlier release: their
+    /// terminals stay on it.
+    pub uncovered_models: Vec<String>,
+}
+
+pub fn rollback_plan(
+    rolled_back: &crate::contact::Candidate,
+    earlier: &[crate::contact::Candidate],
+) -> RollbackPlan {
+    use crate::contact::compare_firmware;
+    let mut lower: Vec<&crate::contact::Candidate> = earlier
+        .iter()
+        .filter(|c| {
+            c.app_id == rolled_back.app_id && c.version_code < rolled_back.version_code && !c.withdrawn
+        })
+        .collect();
+    lower.sort_by(|a, b| b.version_code.cmp(&a.version_code));
+    let mut chosen: Vec<&crate::contact::Candidate> = Vec::new();
+    let mut uncovered_models = Vec::new();
+    for model in &rolled_back.models {
+        let mut for_model = lower.iter().filter(|c| c.models.iter().any(|m| m.eq_ignore_ascii_case(model)));
+        let Some(first) = for_model.next() else {
+            uncovered_models.push(model.clone());
+            continue;
+        };
+        chosen.push(first);
+        let mut needs = first.min_firmware.clone();
+        for c in for_model {
+            let Some(current) = &needs else { break };
+            let less = c.min_firmware.as_ref().is_none_or(|m| compare_firmware(m, current).is_lt());
+            if less {
+                chosen.push(c);
+                needs = c.min_firmware.clone();
+            }
+        }
+    }
+    chosen.sort_by_key(|c| c.version_code);
+    chosen.dedup_by_key(|c| c.release_id);
+    RollbackPlan { releases: chosen.into_iter().map(|c| c.release_id).collect(), uncovered_models }
+}
+
 #[cfg(test)]
 mod tests {
     use proptest::prelude::*;
@@ -285,6 +336,36 @@ mod tests {
                 })
             })
         })
+    }
+
+    fn release(id: i64, code: u64, models: &[&str], min_firmware: Option<&str>) -> crate::contact::Candidate {
+        crate::contact::Candidate {
+            release_id: id,
+            app_id: "eu.ccv.salespoint".into(),
+            version: semver::Version::new(code / 100, code % 100, 0),
+            version_code: code,
+            models: models.iter().map(|m| m.to_string()).collect(),
+            min_firmware: min_firmware.map(str::to_owned),
+            withdrawn: false,
+            firmware: false,
+        }
+    }
+
+    #[test]
+    fn a_rollback_takes_each_model_back_to_its_own_last_release() {
+        // 4.3.0 (A920, A80), 4.4.0 (A920 only), 4.5.0 (A920, A80) rolled back.
+        let bad = release(45, 450, &["A920", "A80", "A35"], None);
+        let earlier = [release(43, 430, &["A920", "A80"], None), release(44, 440, &["A920"], None)];
+        let plan = rollback_plan(&bad, &earlier);
+        assert_eq!(plan.releases, vec![43, 44], "4.4.0 for the A920, 4.3.0 for the A80");
+        assert_eq!(plan.uncovered_models, vec!["A35".to_owned()]);
+        // A withdrawn release is never a rollback target; a firmware need reaches further down.
+        let mut withdrawn = release(44, 440, &["A920"], None);
+        withdrawn.withdrawn = true;
+        let needs = release(42, 420, &["A80"], Some("9.0"));
+        let older = release(41, 410, &["A80"], None);
+        let plan = rollback_plan(&bad, &[withdrawn, needs, older, release(43, 430, &["A920"], None)]);
+        assert_eq!(plan.releases, vec![41, 42, 43]);
     }
 
     #[test]
@@ -371,6 +452,40 @@ mod tests {
                     prop_assert!(failed as f64 <= rules.max_failures.tolerated(tally.devices));
                     prop_assert!(tally.compatible > 0);
                 }
+            }
+        }
+
+        #[test]
+        fn a_rollback_pins_only_lower_releases_of_the_models_and_names_those_left(
+            bad_models in prop::sample::subsequence(vec!["A920", "A80", "A35"], 1..=3),
+            earlier in prop::collection::vec(
+                (1u64..20, prop::sample::subsequence(vec!["A920", "A80", "A35"], 1..=3), any::<bool>()),
+                0..6,
+            ),
+        ) {
+            let bad = release(100, 1_000, &bad_models, None);
+            let earlier: Vec<crate::contact::Candidate> = earlier
+                .iter()
+                .enumerate()
+                .map(|(i, (code, models, withdrawn))| crate::contact::Candidate {
+                    withdrawn: *withdrawn,
+                    ..release(i as i64, code * 100, models, None)
+                })
+                .collect();
+            let plan = rollback_plan(&bad, &earlier);
+            for id in &plan.releases {
+                let c = earlier.iter().find(|c| c.release_id == *id).unwrap();
+                prop_assert!(c.version_code < bad.version_code && !c.withdrawn);
+            }
+            let codes: Vec<u64> = plan.releases.iter().map(|id| earlier.iter().find(|c| c.release_id == *id).unwrap().version_code).collect();
+            prop_assert!(codes.windows(2).all(|w| w[0] <= w[1]), "lowest first");
+            for model in &bad.models {
+                let covered = plan.releases.iter().any(|id| earlier.iter().any(|c| c.release_id == *id && c.models.contains(model)));
+                prop_assert_eq!(covered, !plan.uncovered_models.contains(model));
+                let possible = earlier
+                    .iter()
+                    .any(|c| !c.withdrawn && c.version_code < bad.version_code && c.models.contains(model));
+                prop_assert_eq!(covered, possible);
             }
         }
 

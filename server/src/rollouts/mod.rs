@@ -14,7 +14,7 @@ use diesel::prelude::*;
 use serde_json::json;
 use tms_packages::contact::{ALL_BP, DeviceFacts, Target, bucket, compatibility_of};
 use tms_packages::rollouts::{
-    Evaluation, FailureLimit, Position, RolloutCommand, RolloutStatus, Rules, on_command,
+    Evaluation, FailureLimit, Position, RolloutCommand, RolloutStatus, Rules, on_command, rollback_plan,
 };
 use tms_packages::wire::contact::TerminalState;
 use tms_packages::wire::deployments::{RolloutView, StageStats, StartRolloutRequest};
@@ -242,8 +242,12 @@ pub fn command(
             }
             RolloutCommand::Approve => None,
             RolloutCommand::Rollback => {
-                rollback = Some(create_rollback(conn, actor, &deployment, &rollout)?);
-                Some(format!("rolled back by {}", actor.email))
+                let (id, left) = create_rollback(conn, actor, &deployment, &rollout)?;
+                rollback = Some(id);
+                Some(match left {
+                    Some(left) => format!("rolled back by {}; {left}", actor.email),
+                    None => format!("rolled back by {}", actor.email),
+                })
             }
         };
         let (status, stage) = (to.status.as_str(), to.stage as i32);
@@ -285,29 +289,40 @@ pub fn command(
     })
 }
 
-/// A deployment pinning the release before this one, for the devices the
-/// rollout reached (same target, same buckets, same stage).
+/// Deployments pinning, per terminal model, the highest earlier release
+/// that fits ([`rollback_plan`]), for the devices the rollout reached (same
+/// target, same buckets, same stage); the planner gives each terminal the
+/// highest of them it fits. Returns the newest rollback deployment and what
+/// the rollback leaves behind: the reached terminals, on the rolled-back
+/// release, of models no earlier release lists.
 fn create_rollback(
     conn: &mut DbConnection,
     actor: &Actor,
     deployment: &DeploymentRow,
     rollout: &RolloutRow,
-) -> Result<i64, Error> {
+) -> Result<(i64, Option<String>), Error> {
     let Some(release_id) = deployment.release_id else {
         return Err(Error::new(ErrorCode::RolloutState, "an app removal cannot be rolled back"));
     };
-    let code: i64 = releases::table.find(release_id).select(releases::version_code).first(conn)?;
-    let previous: Option<i64> = releases::table
+    let rolled_back = deployments::candidate(
+        &releases::table.find(release_id).select(crate::releases::ReleaseRow::as_select()).first(conn)?,
+    )?;
+    let earlier: Vec<tms_packages::contact::Candidate> = releases::table
         .filter(releases::app_id.eq(&deployment.app_id))
-        .filter(releases::version_code.lt(code))
+        .filter(releases::version_code.lt(rolled_back.version_code as i64))
         .filter(releases::withdrawn_at.is_null())
-        .order(releases::version_code.desc())
-        .select(releases::id)
-        .first(conn)
-        .optional()?;
-    let previous = previous.ok_or_else(|| {
-        Error::new(ErrorCode::NoPreviousRelease, "no earlier release of this app to roll back to")
-    })?;
+        .select(crate::releases::ReleaseRow::as_select())
+        .load(conn)?
+        .iter()
+        .map(deployments::candidate)
+        .collect::<Result<_, _>>()?;
+    let plan = rollback_plan(&rolled_back, &earlier);
+    if plan.releases.is_empty() {
+        return Err(Error::new(
+            ErrorCode::NoPreviousRelease,
+            "no earlier release of this app to roll back to",
+        ));
+    }
     let devices: Vec<i64> = if deployment.target_kind == "devices" {
         deployments::device_list(conn, deployment.id)?
     } else {
@@ -316,28 +331,55 @@ fn create_rollback(
     diesel::update(deployment_rows::table.find(deployment.id))
         .set(deployment_rows::status.eq("cancelled"))
         .execute(conn)?;
-    deployments::insert(
-        conn,
-        actor,
-        NewDeployment {
-            app_id: &deployment.app_id,
-            release_id: Some(previous),
-            target_kind: &deployment.target_kind,
-            target_id: deployment.target_id,
-            devices: &devices,
-            action: deployment.action(),
-            pinned: true,
-            starts_at: now(),
-            expires_at: None,
-            window: None,
-            wifi_only: false,
-            status: "active",
-            rollback_of: Some(deployment.id),
-            scope: Some((rollout.id, rollout.current_bp())),
-            origin: "operator",
-            merchant_id: None,
-        },
-    )
+    let mut newest = 0;
+    // Lowest first: the last, newest at equal precedence, wins where it fits.
+    for release in &plan.releases {
+        newest = deployments::insert(
+            conn,
+            actor,
+            NewDeployment {
+                app_id: &deployment.app_id,
+                release_id: Some(*release),
+                target_kind: &deployment.target_kind,
+                target_id: deployment.target_id,
+                devices: &devices,
+                action: deployment.action(),
+                pinned: true,
+                starts_at: now(),
+                expires_at: None,
+                window: None,
+                wifi_only: false,
+                status: "active",
+                rollback_of: Some(deployment.id),
+                scope: Some((rollout.id, rollout.current_bp())),
+                origin: "operator",
+                merchant_id: None,
+            },
+        )?;
+    }
+    let left = if plan.uncovered_models.is_empty() {
+        None
+    } else {
+        let stages = rollout.stages_bp();
+        let reached = rollout.current_stage.max(0) as usize;
+        let in_reached_stage = |device_id: i64| {
+            let b = bucket(rollout.id, device_id);
+            stages.iter().position(|bp| b < *bp).is_some_and(|stage| stage <= reached)
+        };
+        let mut left = 0u64;
+        each_targeted(conn, deployment, in_reached_stage, |device| {
+            let uncovered = plan.uncovered_models.iter().any(|m| m.eq_ignore_ascii_case(device.model));
+            if uncovered && device.installed_code == Some(rolled_back.version_code) {
+                left += 1;
+            }
+        })?;
+        Some(format!(
+            "{left} terminals ({}) have no earlier release for their model and stay on {}",
+            plan.uncovered_models.join(", "),
+            rolled_back.version
+        ))
+    };
+    Ok((newest, left))
 }
 
 /// A device a deployment targets, with what the rollout needs of it.

@@ -872,3 +872,57 @@ backend_test!(a_batch_of_reports_that_fails_whole_is_written_one_report_at_a_tim
     let (_, history) = get(&server, &op, &format!("/api/v1/devices/{}/actions", fleet[1].device_id)).await;
     assert_eq!(history.as_array().unwrap().len(), 2, "{history}");
 });
+
+backend_test!(a_rollback_takes_each_model_back_to_its_own_last_release_and_says_who_stays, |db| {
+    let (server, op) = server_with_operator(&db).await;
+    let trusted = answer_keys(&server).await;
+    let key = app_with_key(&server, &op, APP, "app").await;
+    let v43 = publish_release(&server, &op, &key, APP, "app", "4.3.0", 430, &["A920", "A80"]).await;
+    let v44 = publish_release(&server, &op, &key, APP, "app", "4.4.0", 440, &["A920"]).await;
+    let v45 = publish_release(&server, &op, &key, APP, "app", "4.5.0", 450, &["A920", "A80", "A35"]).await;
+    let sha = v45["artifact_sha256"].as_str().unwrap().to_owned();
+    let mut fleet: Vec<SimTerminal> = seed_fleet(&server, 6, 1, 1, "A920,A80,A35")
+        .into_iter()
+        .map(|t| t.with_app(APP, "4.5.0", 450, &sha))
+        .collect();
+    let (id, _) = rollout_to_everyone(
+        &server,
+        &op,
+        "4.5.0",
+        json!({"stages": [100], "success_percent": 100, "max_failures": "0"}),
+    )
+    .await;
+    for t in fleet.iter_mut() {
+        sync(&server, t, &trusted).await;
+    }
+    // What the terminals reported reaches the database (the plan writes it first).
+    let (status, _) = get(&server, &op, &format!("/api/v1/devices/{}/plan", fleet[0].device_id)).await;
+    assert_eq!(status, 200);
+
+    let (status, view) =
+        post(&server, &op, &format!("/api/v1/deployments/{id}/rollout/rollback"), json!({})).await;
+    assert_eq!(status, 200, "{view}");
+    let reason = view["status_reason"].as_str().unwrap();
+    assert!(reason.contains("2 terminals (A35)") && reason.contains("stay on 4.5.0"), "{reason}");
+    for t in fleet.iter() {
+        let body = changes(&contact(&server, t).await).clone();
+        let want = match t.state.model.as_str() {
+            "A920" => Some(&v44),
+            "A80" => Some(&v43),
+            _ => None,
+        };
+        match want {
+            Some(release) => {
+                let change = body.apps.first().unwrap_or_else(|| panic!("{} got nothing", t.state.model));
+                assert_eq!(change.change.as_str(), "rollback");
+                assert_eq!(
+                    change.release.as_ref().unwrap().release_id,
+                    release["id"].as_i64().unwrap(),
+                    "{}",
+                    t.state.model
+                );
+            }
+            None => assert!(body.apps.is_empty(), "an A35 has no earlier release: {body:?}"),
+        }
+    }
+});
