@@ -271,7 +271,7 @@ pub fn rollback_plan(
             c.app_id == rolled_back.app_id && c.version_code < rolled_back.version_code && !c.withdrawn
         })
         .collect();
-    lower.sort_by(|a, b| b.version_code.cmp(&a.version_code));
+    lower.sort_by_key(|c| std::cmp::Reverse(c.version_code));
     let mut chosen: Vec<&crate::contact::Candidate> = Vec::new();
     let mut uncovered_models = Vec::new();
     for model in &rolled_back.models {
