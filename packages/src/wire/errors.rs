@@ -106,6 +106,9 @@ error_codes! {
     AppNotRemovable = "app_not_removable", 409;
     AppIncompatible = "app_incompatible", 409;
     AcquirerSessionExpired = "acquirer_session_expired", 410;
+    /// The release was withdrawn since it was offered: report the install
+    /// as failed with this code (it does not count as the terminal's failure).
+    ReleaseWithdrawn = "release_withdrawn", 410;
     PayloadTooLarge = "payload_too_large", 413;
     ArtifactTooLarge = "artifact_too_large", 413;
     RangeNotSatisfiable = "range_not_satisfiable", 416;

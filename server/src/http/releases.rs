@@ -264,7 +264,9 @@ pub async fn download(
 #[utoipa::path(get, path = "/api/v1/terminal/artifacts/{sha256}", tag = "terminal", security(("device" = [])),
     params(("sha256" = String, Path)),
     responses((status = 200, content_type = "application/octet-stream", body = Vec<u8>), (status = 206, description = "the requested range"),
-        (status = 404, body = ErrorEnvelope), (status = 416, body = ErrorEnvelope)))]
+        (status = 404, body = ErrorEnvelope),
+        (status = 410, description = "`release_withdrawn`: the release this terminal was offered was withdrawn", body = ErrorEnvelope),
+        (status = 416, body = ErrorEnvelope)))]
 pub async fn device_download(
     state: web::Data<AppState>,
     device: CallingDevice,
@@ -275,12 +277,26 @@ pub async fn device_download(
     let hex = digest.to_hex();
     let candidates =
         state.db.run(move |conn| releases::releases_by_artifact(conn, &hex).map_err(Error::from)).await?;
-    // Only what a deployment offers this terminal; anything else answers
-    // as an artifact that does not exist.
+    // Only what the planner offers this terminal; a withdrawn release it
+    // was offered says so; anything else answers as an artifact that does
+    // not exist.
     let ids: Vec<i64> = candidates.iter().map(|r| r.id).collect();
     let offered = state.contact.offered_release(&device, &ids).await?;
-    let release =
-        candidates.into_iter().find(|r| Some(r.id) == offered).ok_or_else(|| Error::not_found("artifact"))?;
+    let Some(release) = candidates.into_iter().find(|r| Some(r.id) == offered) else {
+        let (hex, registration) = (digest.to_hex(), (device.id, device.merchant_id, device.location_id));
+        let withdrawn = state
+            .db
+            .run(move |conn| crate::rollouts::deployments::withdrawn_offer_reached(conn, &hex, registration))
+            .await?;
+        return Err(if withdrawn {
+            Error::new(
+                ErrorCode::ReleaseWithdrawn,
+                "the release was withdrawn: report the install as failed with this code",
+            )
+        } else {
+            Error::not_found("artifact")
+        });
+    };
     let name = format!("{}-{}.bin", release.app_id, release.version);
     artifacts::serve(&state, &req, digest, release.artifact_size as u64, &name).await
 }

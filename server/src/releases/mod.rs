@@ -504,6 +504,24 @@ pub fn withdraw(
         diesel::update(releases::table.find(release.id))
             .set((releases::withdrawn_at.eq(now()), releases::withdrawn_by.eq(actor.user_id)))
             .execute(conn)?;
+        // Its rollouts stop now rather than at the supervisor's next pass.
+        use crate::db::schema::{deployments, rollouts};
+        use tms_packages::rollouts::RolloutStatus;
+        let of_release =
+            deployments::table.filter(deployments::release_id.eq(release.id)).select(deployments::id);
+        diesel::update(rollouts::table.filter(rollouts::deployment_id.eq_any(of_release)).filter(
+            rollouts::status.eq_any([
+                RolloutStatus::Running.as_str(),
+                RolloutStatus::WaitingApproval.as_str(),
+                RolloutStatus::Paused.as_str(),
+            ]),
+        ))
+        .set((
+            rollouts::status.eq(RolloutStatus::Halted.as_str()),
+            rollouts::status_reason.eq("the release was withdrawn"),
+            rollouts::updated_at.eq(now()),
+        ))
+        .execute(conn)?;
         crate::contact::changes::record(
             conn,
             &[crate::contact::changes::Scope::Deployments, crate::contact::changes::Scope::Everyone],
@@ -518,7 +536,6 @@ pub fn withdraw(
     })
 }
 
-/// The newest release still offered with this artifact, for device downloads.
 /// The releases (not withdrawn) whose artifact has this digest, newest first.
 pub fn releases_by_artifact(conn: &mut DbConnection, sha256: &str) -> Result<Vec<ReleaseRow>, DbError> {
     Ok(releases::table

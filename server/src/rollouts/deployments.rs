@@ -709,6 +709,29 @@ pub fn reached_by_registration(
     })
 }
 
+/// Whether the artifact `sha256` is that of a withdrawn release a deployment
+/// of which was meant for the device: its download then answers that the
+/// release was withdrawn, which the terminal reports without it counting as
+/// its failure, rather than as an artifact that does not exist.
+pub fn withdrawn_offer_reached(
+    conn: &mut DbConnection,
+    sha256: &str,
+    device: (i64, i64, i64),
+) -> Result<bool, DbError> {
+    let offered: Vec<(i64, String)> = deployments::table
+        .inner_join(releases::table.on(deployments::release_id.eq(releases::id.nullable())))
+        .filter(releases::artifact_sha256.eq(sha256))
+        .filter(releases::withdrawn_at.is_not_null())
+        .select((deployments::id, deployments::app_id))
+        .load(conn)?;
+    for (deployment_id, app_id) in offered {
+        if reached_by_registration(conn, deployment_id, &app_id, device)? {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
+
 /// The version code of the release a deployment delivered.
 fn rolled_back_code(conn: &mut DbConnection, deployment_id: i64) -> Result<Option<u64>, DbError> {
     let code: Option<i64> = deployments::table

@@ -523,11 +523,17 @@ fn tally(
     // terminals without the app are never offered it, so they do not count.
     let visibility: String = apps::table.find(&deployment.app_id).select(apps::visibility).first(conn)?;
     let update_only = candidate.as_ref().is_some_and(|c| !c.firmware) && visibility != "system";
+    // An install that failed because the release was withdrawn is not the
+    // terminal's failure: it counts as no report at all.
     let statuses: HashMap<i64, String> = deployment_actions::table
         .filter(deployment_actions::deployment_id.eq(deployment.id))
-        .select((deployment_actions::device_id, deployment_actions::status))
-        .load::<(i64, String)>(conn)?
+        .select((deployment_actions::device_id, deployment_actions::status, deployment_actions::error_code))
+        .load::<(i64, String, Option<String>)>(conn)?
         .into_iter()
+        .filter(|(_, status, code)| {
+            !(status == "failed" && code.as_deref() == Some(ErrorCode::ReleaseWithdrawn.as_str()))
+        })
+        .map(|(device, status, _)| (device, status))
         .collect();
     let mut out = Tally {
         stages: stages

@@ -926,3 +926,48 @@ backend_test!(a_rollback_takes_each_model_back_to_its_own_last_release_and_says_
         }
     }
 });
+
+backend_test!(withdrawing_the_release_halts_its_rollout_and_its_terminals_do_not_count_as_failing, |db| {
+    let (server, op) = server_with_operator(&db).await;
+    let trusted = answer_keys(&server).await;
+    let key = app_with_key(&server, &op, APP, "app").await;
+    let v1 = publish_release(&server, &op, &key, APP, "app", "1.0.0", 100, &["A920"]).await;
+    publish_release(&server, &op, &key, APP, "app", "2.0.0", 200, &["A920"]).await;
+    let sha1 = v1["artifact_sha256"].as_str().unwrap().to_owned();
+    let mut fleet: Vec<SimTerminal> = seed_fleet(&server, 4, 1, 1, "A920")
+        .into_iter()
+        .map(|t| t.with_app(APP, "1.0.0", 100, &sha1))
+        .collect();
+    for t in fleet.iter_mut() {
+        sync(&server, t, &trusted).await;
+    }
+    let (id, _) = rollout_to_everyone(
+        &server,
+        &op,
+        "2.0.0",
+        json!({"stages": [100], "success_percent": 100, "max_failures": "0"}),
+    )
+    .await;
+    let body = changes(&contact(&server, &fleet[0]).await).clone();
+    assert_eq!(body.apps.len(), 1, "{body:?}");
+    let (status, _) =
+        post(&server, &op, &format!("/api/v1/apps/{APP}/releases/2.0.0/withdraw"), json!({})).await;
+    assert_eq!(status, 200);
+    // Halted at once, with the reason, not at the supervisor's next pass.
+    let (_, view) = get(&server, &op, &format!("/api/v1/deployments/{id}/rollout")).await;
+    assert_eq!(
+        (view["status"].as_str(), view["status_reason"].as_str()),
+        (Some("halted"), Some("the release was withdrawn")),
+        "{view}"
+    );
+    // The terminal that was offered it reports the withdrawal: not its failure.
+    let code =
+        fleet[0].feedback(&server.http, &server.base_url, id, APP, "failed", Some("release_withdrawn")).await;
+    assert_eq!(code, 204);
+    let (_, view) = get(&server, &op, &format!("/api/v1/deployments/{id}/rollout")).await;
+    assert_eq!(view["stage_stats"][0]["failed"], 0, "{view}");
+    // Nobody is offered it any more.
+    for t in &fleet {
+        assert!(changes(&contact(&server, t).await).apps.is_empty());
+    }
+});

@@ -465,7 +465,8 @@ backend_test!(withdrawn_artifacts_and_damaged_downloads, |db| {
         assert_eq!(std::fs::read(&target).unwrap(), bytes);
     }
 
-    // A withdrawn release's artifact is no longer handed to terminals.
+    // A withdrawn release's artifact is no longer handed to terminals: one it was offered to is
+    // told why (410 release_withdrawn), any other gets 404.
     let (_, location, _) = merchant(&server, &op, "Shop", "admin@shop.example", &["1900000003"]).await;
     let (_, device) = activate_device(
         &server,
@@ -496,6 +497,27 @@ backend_test!(withdrawn_artifacts_and_damaged_downloads, |db| {
         .http
         .get(server.url(&format!("/api/v1/terminal/artifacts/{sha}")))
         .bearer_auth(device_token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 410);
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "release_withdrawn");
+    let (_, elsewhere, _) = merchant(&server, &op, "Other", "admin@other.example", &["1900000004"]).await;
+    let (_, other) = activate_device(
+        &server,
+        "admin@other.example",
+        MERCHANT_PASSWORD,
+        "salespoint",
+        "1900000004",
+        elsewhere,
+        "Till",
+    )
+    .await;
+    let res = server
+        .http
+        .get(server.url(&format!("/api/v1/terminal/artifacts/{sha}")))
+        .bearer_auth(other["device_token"].as_str().unwrap())
         .send()
         .await
         .unwrap();
