@@ -91,6 +91,9 @@ fn print_device(d: &DeviceView) {
     println!("location      {}", d.location_id);
     println!("status        {}", d.status);
     println!("firmware      {}", d.firmware_version.as_deref().unwrap_or("-"));
+    if let Some(reported) = &d.reported_model {
+        println!("reports model {reported} (registered as {}: a swapped or misreporting device?)", d.model);
+    }
     println!(
         "apps          {}",
         if d.installed_apps.is_empty() { "-".into() } else { d.installed_apps.join(", ") }

@@ -151,6 +151,11 @@ wire! {
         pub status: String,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub firmware_version: Option<String>,
+        /// The model the terminal reported at its last contact, when it is not
+        /// the registered one: a swapped or misreporting device. (What a
+        /// terminal may get is decided on the registered model.)
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub reported_model: Option<String>,
         /// Apps the device reported at its last TMS contact.
         pub installed_apps: Vec<String>,
         pub activated_at: String,

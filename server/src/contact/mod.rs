@@ -361,6 +361,34 @@ impl ContactService {
                 return Err(e);
             }
         };
+        // A terminal reporting another model than the one registered is a
+        // swapped or misreporting device: audited once per reported state in
+        // this process (what it may get stays decided on the registered model).
+        if !request.state.model.eq_ignore_ascii_case(&device.model) {
+            let seen = self
+                .entries
+                .read()
+                .expect("not poisoned")
+                .get(&key)
+                .is_some_and(|e| e.state_digest == raw_digest(&digest));
+            if !seen {
+                let (id, merchant) = (device.calling.id, device.calling.merchant_id);
+                let detail = serde_json::json!({"registered": device.model, "reported": request.state.model});
+                self.db
+                    .run(move |conn| {
+                        let subject = format!("device:{id}");
+                        let mut event = crate::db::audit::NewAuditEvent::now(
+                            "system",
+                            "device.model_mismatch",
+                            &subject,
+                            &detail,
+                        );
+                        event.merchant_id = Some(merchant);
+                        crate::db::audit::record(conn, &event).map_err(Error::from)
+                    })
+                    .await?;
+            }
+        }
         let mut computed = target::compute(
             &self.db,
             &self.blobs,

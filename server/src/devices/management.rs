@@ -43,21 +43,20 @@ fn view(conn: &mut DbConnection, d: &DeviceRow) -> Result<DeviceView, Error> {
         .select((device_inventory::firmware, device_inventory::state_json))
         .first(conn)
         .optional()?;
-    let (firmware_version, installed_apps) = match inventory {
+    let (firmware_version, installed_apps, reported_model) = match inventory {
         Some((firmware, json)) => {
             // Written by this server from a parsed state: unreadable only if
             // a later version changed its shape, and then the apps are unknown.
-            let apps = serde_json::from_str::<TerminalState>(&json)
-                .map(|s| {
-                    s.apps
-                        .iter()
-                        .map(|a| format!("{} {} ({})", a.app_id, a.version, a.version_code))
-                        .collect()
-                })
-                .unwrap_or_default();
-            (Some(firmware), apps)
+            let state = serde_json::from_str::<TerminalState>(&json).ok();
+            let apps = state
+                .iter()
+                .flat_map(|s| &s.apps)
+                .map(|a| format!("{} {} ({})", a.app_id, a.version, a.version_code))
+                .collect();
+            let reported_model = state.map(|s| s.model).filter(|m| !m.eq_ignore_ascii_case(&d.model));
+            (Some(firmware), apps, reported_model)
         }
-        None => (None, Vec::new()),
+        None => (None, Vec::new(), None),
     };
     Ok(DeviceView {
         id: d.id,
@@ -69,6 +68,7 @@ fn view(conn: &mut DbConnection, d: &DeviceRow) -> Result<DeviceView, Error> {
         model: d.model.clone(),
         status: d.status.clone(),
         firmware_version,
+        reported_model,
         installed_apps,
         activated_at: rfc3339(d.activated_at),
         last_contact_at: last_contact_at.map(rfc3339),

@@ -971,3 +971,28 @@ backend_test!(withdrawing_the_release_halts_its_rollout_and_its_terminals_do_not
         assert!(changes(&contact(&server, t).await).apps.is_empty());
     }
 });
+
+backend_test!(a_terminal_reporting_another_model_than_registered_is_flagged_and_audited_once, |db| {
+    let (server, op) = server_with_operator(&db).await;
+    let mut fleet = seed_fleet(&server, 2, 1, 1, "A920");
+    fleet[0].state.model = "A80".into();
+    for _ in 0..2 {
+        contact(&server, &fleet[0]).await;
+        contact(&server, &fleet[1]).await;
+    }
+    // The plan writes what the process gathered first.
+    get(&server, &op, &format!("/api/v1/devices/{}/plan", fleet[0].device_id)).await;
+    let (_, swapped) = get(&server, &op, &format!("/api/v1/devices/{}", fleet[0].device_id)).await;
+    assert_eq!(
+        (swapped["model"].as_str(), swapped["reported_model"].as_str()),
+        (Some("A920"), Some("A80")),
+        "{swapped}"
+    );
+    let (_, honest) = get(&server, &op, &format!("/api/v1/devices/{}", fleet[1].device_id)).await;
+    assert!(honest.get("reported_model").is_none(), "{honest}");
+    let (status, events) = get(&server, &op, "/api/v1/audit?action=device.model_mismatch").await;
+    assert_eq!(status, 200, "{events}");
+    let events = events.as_array().unwrap();
+    assert_eq!(events.len(), 1, "{events:?}");
+    assert_eq!(events[0]["subject"], format!("device:{}", fleet[0].device_id));
+});
