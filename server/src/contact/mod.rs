@@ -140,6 +140,9 @@ pub struct ContactService {
     turn: WriteTurn,
     bodies: answers::BodyWriter,
     flush_now: tokio::sync::Notify,
+    /// When a failure report last made this process apply a rollout's
+    /// rules, per deployment (a share limit needs the full tally).
+    early_evaluations: Mutex<HashMap<i64, std::time::Instant>>,
 }
 
 fn unix_now() -> i64 {
@@ -180,6 +183,7 @@ impl ContactService {
             turn,
             bodies: answers::BodyWriter::default(),
             flush_now: tokio::sync::Notify::new(),
+            early_evaluations: Mutex::new(HashMap::new()),
         })
     }
 
@@ -591,7 +595,43 @@ impl ContactService {
             // answer alike: ids reveal nothing.
             return Err(Error::not_found("deployment"));
         }
-        self.feedback.record(&self.db, device_id, report).await
+        let failure = report.status == "failed"
+            && report.error_code.as_deref() != Some(ErrorCode::ReleaseWithdrawn.as_str());
+        let deployment_id = report.deployment_id;
+        self.feedback.record(&self.db, device_id, report).await?;
+        if failure {
+            self.after_failure(deployment_id).await?;
+        }
+        Ok(())
+    }
+
+    /// After a failure report is committed, and before it is answered: the
+    /// rollout's rules are applied at once when its failures may have
+    /// crossed the limit, so that no offer follows the report that crosses
+    /// it (this process follows the pause at once, the others within the
+    /// change-log delay). A count limit is checked with one count of the
+    /// failures; a share of the stages' terminals needs the full tally,
+    /// taken at most once a second per rollout here, the supervisor doing
+    /// the rest.
+    async fn after_failure(&self, deployment_id: i64) -> Result<(), Error> {
+        let share_check = {
+            let mut last = self.early_evaluations.lock().expect("not poisoned");
+            let due =
+                last.get(&deployment_id).is_none_or(|at| at.elapsed() >= std::time::Duration::from_secs(1));
+            if due {
+                last.insert(deployment_id, std::time::Instant::now());
+            }
+            due
+        };
+        let timeout = self.settings.action_timeout;
+        let paused = self
+            .db
+            .run(move |conn| rollouts::evaluate_after_failure(conn, deployment_id, timeout, share_check))
+            .await?;
+        if paused {
+            self.caught_up().await;
+        }
+        Ok(())
     }
 
     /// Whether a terminal may report about a deployment: the deployment

@@ -750,6 +750,40 @@ pub fn evaluate_now(
     view(conn, &deployment, &rollout, true)
 }
 
+/// After a terminal reported a failure about `deployment_id`: applies its
+/// rollout's rules at once when its failures may have crossed the limit.
+/// A count limit is checked with one count of the failures reported; a
+/// share limit needs the full tally, taken only when `share_check` (the
+/// caller spaces them out). Says whether the rollout changed.
+pub fn evaluate_after_failure(
+    conn: &mut DbConnection,
+    deployment_id: i64,
+    action_timeout: chrono::Duration,
+    share_check: bool,
+) -> Result<bool, Error> {
+    let Some(rollout) = for_deployment(conn, deployment_id)? else { return Ok(false) };
+    if rollout.position().status != RolloutStatus::Running {
+        return Ok(false);
+    }
+    let may_cross = match rollout.rules().max_failures {
+        FailureLimit::Count(limit) => {
+            let failed: i64 = deployment_actions::table
+                .filter(deployment_actions::deployment_id.eq(deployment_id))
+                .filter(deployment_actions::status.eq("failed"))
+                .count()
+                .get_result(conn)?;
+            (failed.max(0) as u64).saturating_sub(rollout.failures_forgiven.max(0) as u64) > limit
+        }
+        FailureLimit::ShareBp(_) => share_check,
+    };
+    if !may_cross {
+        return Ok(false);
+    }
+    evaluate(conn, rollout.id, action_timeout)?;
+    let after = for_deployment(conn, deployment_id)?.map(|r| r.position());
+    Ok(after != Some(rollout.position()))
+}
+
 /// One pass over every running rollout.
 pub fn supervise(conn: &mut DbConnection, action_timeout: chrono::Duration) -> Result<(), Error> {
     let running: Vec<i64> =

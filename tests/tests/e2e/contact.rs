@@ -996,3 +996,42 @@ backend_test!(a_terminal_reporting_another_model_than_registered_is_flagged_and_
     assert_eq!(events.len(), 1, "{events:?}");
     assert_eq!(events[0]["subject"], format!("device:{}", fleet[0].device_id));
 });
+
+backend_test!(the_failure_report_that_crosses_the_limit_pauses_the_rollout_before_it_is_answered, |db| {
+    // The supervisor's pass is far off (15 s by default): the report itself pauses.
+    let (server, op) = server_with_operator(&db).await;
+    let trusted = answer_keys(&server).await;
+    let key = app_with_key(&server, &op, APP, "app").await;
+    let v1 = publish_release(&server, &op, &key, APP, "app", "1.0.0", 100, &["A920"]).await;
+    publish_release(&server, &op, &key, APP, "app", "2.0.0", 200, &["A920"]).await;
+    let sha1 = v1["artifact_sha256"].as_str().unwrap().to_owned();
+    let mut fleet: Vec<SimTerminal> = seed_fleet(&server, 6, 1, 1, "A920")
+        .into_iter()
+        .map(|t| t.with_app(APP, "1.0.0", 100, &sha1))
+        .collect();
+    for t in fleet.iter_mut() {
+        sync(&server, t, &trusted).await;
+    }
+    let (id, _) = rollout_to_everyone(
+        &server,
+        &op,
+        "2.0.0",
+        json!({"stages": [100], "success_percent": 100, "max_failures": "1"}),
+    )
+    .await;
+    for t in &fleet {
+        assert_eq!(changes(&contact(&server, t).await).apps.len(), 1);
+    }
+    let report = "install_failed";
+    assert_eq!(fleet[0].feedback(&server.http, &server.base_url, id, APP, "failed", Some(report)).await, 204);
+    let (_, view) = get(&server, &op, &format!("/api/v1/deployments/{id}/rollout")).await;
+    assert_eq!(view["status"], "running", "one failure is within the limit: {view}");
+    assert_eq!(fleet[1].feedback(&server.http, &server.base_url, id, APP, "failed", Some(report)).await, 204);
+    let (_, view) = get(&server, &op, &format!("/api/v1/deployments/{id}/rollout")).await;
+    assert_eq!(view["status"], "paused", "{view}");
+    assert!(view["status_reason"].as_str().unwrap().contains("2 failures"), "{view}");
+    // No offer follows the report that crossed the limit.
+    for t in &fleet[2..] {
+        assert!(changes(&contact(&server, t).await).apps.is_empty());
+    }
+});
