@@ -62,6 +62,31 @@ async fn two_processes(
     Some((s3, a, b, op, trusted))
 }
 
+/// A fleet of A920 terminals running 1.0.0 of the app, in sync, with 2.0.0
+/// published for a deployment to offer them.
+async fn fleet_on_1_0_0(
+    server: &TestServer,
+    op: &str,
+    terminals: u64,
+    merchants: u32,
+    locations_per_merchant: u32,
+) -> Vec<SimTerminal> {
+    let trusted = answer_keys(server).await;
+    let key = app_with_key(server, op, APP, "app").await;
+    let v1 = publish_release(server, op, &key, APP, "app", "1.0.0", 100, &["A920"]).await;
+    publish_release(server, op, &key, APP, "app", "2.0.0", 200, &["A920"]).await;
+    let sha1 = v1["artifact_sha256"].as_str().unwrap().to_owned();
+    let mut fleet: Vec<SimTerminal> =
+        seed_fleet(server, terminals, merchants, locations_per_merchant, "A920")
+            .into_iter()
+            .map(|t| t.with_app(APP, "1.0.0", 100, &sha1))
+            .collect();
+    for t in fleet.iter_mut() {
+        sync(server, t, &trusted).await;
+    }
+    fleet
+}
+
 /// Holds a deployment of `version` of the app for everyone and starts its
 /// rollout with `rules`: (deployment id, rollout view).
 async fn rollout_to_everyone(server: &TestServer, op: &str, version: &str, rules: Value) -> (i64, Value) {
@@ -387,18 +412,7 @@ async fn wait_for_rollout_status(server: &TestServer, op: &str, deployment: i64)
 
 backend_test!(failures_in_the_first_stage_pause_it_and_rollback_delivers_the_previous_release, |db| {
     let (server, op) = server_with_operator_and(&db, &[("TMS_ROLLOUT_CHECK_SECS", "1")]).await;
-    let trusted = answer_keys(&server).await;
-    let key = app_with_key(&server, &op, APP, "app").await;
-    let v1 = publish_release(&server, &op, &key, APP, "app", "1.0.0", 100, &["A920"]).await;
-    publish_release(&server, &op, &key, APP, "app", "2.0.0", 200, &["A920"]).await;
-    let sha1 = v1["artifact_sha256"].as_str().unwrap().to_owned();
-    let mut fleet: Vec<SimTerminal> = seed_fleet(&server, 60, 2, 2, "A920")
-        .into_iter()
-        .map(|t| t.with_app(APP, "1.0.0", 100, &sha1))
-        .collect();
-    for t in fleet.iter_mut() {
-        sync(&server, t, &trusted).await;
-    }
+    let mut fleet = fleet_on_1_0_0(&server, &op, 60, 2, 2).await;
 
     // Through the CLI, as a release engineer would.
     let creds = tempfile::tempdir().unwrap();
@@ -929,18 +943,7 @@ backend_test!(a_rollback_takes_each_model_back_to_its_own_last_release_and_says_
 
 backend_test!(withdrawing_the_release_halts_its_rollout_and_its_terminals_do_not_count_as_failing, |db| {
     let (server, op) = server_with_operator(&db).await;
-    let trusted = answer_keys(&server).await;
-    let key = app_with_key(&server, &op, APP, "app").await;
-    let v1 = publish_release(&server, &op, &key, APP, "app", "1.0.0", 100, &["A920"]).await;
-    publish_release(&server, &op, &key, APP, "app", "2.0.0", 200, &["A920"]).await;
-    let sha1 = v1["artifact_sha256"].as_str().unwrap().to_owned();
-    let mut fleet: Vec<SimTerminal> = seed_fleet(&server, 4, 1, 1, "A920")
-        .into_iter()
-        .map(|t| t.with_app(APP, "1.0.0", 100, &sha1))
-        .collect();
-    for t in fleet.iter_mut() {
-        sync(&server, t, &trusted).await;
-    }
+    let fleet = fleet_on_1_0_0(&server, &op, 4, 1, 1).await;
     let (id, _) = rollout_to_everyone(
         &server,
         &op,
@@ -1000,18 +1003,7 @@ backend_test!(a_terminal_reporting_another_model_than_registered_is_flagged_and_
 backend_test!(the_failure_report_that_crosses_the_limit_pauses_the_rollout_before_it_is_answered, |db| {
     // The supervisor's pass is far off (15 s by default): the report itself pauses.
     let (server, op) = server_with_operator(&db).await;
-    let trusted = answer_keys(&server).await;
-    let key = app_with_key(&server, &op, APP, "app").await;
-    let v1 = publish_release(&server, &op, &key, APP, "app", "1.0.0", 100, &["A920"]).await;
-    publish_release(&server, &op, &key, APP, "app", "2.0.0", 200, &["A920"]).await;
-    let sha1 = v1["artifact_sha256"].as_str().unwrap().to_owned();
-    let mut fleet: Vec<SimTerminal> = seed_fleet(&server, 6, 1, 1, "A920")
-        .into_iter()
-        .map(|t| t.with_app(APP, "1.0.0", 100, &sha1))
-        .collect();
-    for t in fleet.iter_mut() {
-        sync(&server, t, &trusted).await;
-    }
+    let fleet = fleet_on_1_0_0(&server, &op, 6, 1, 1).await;
     let (id, _) = rollout_to_everyone(
         &server,
         &op,
