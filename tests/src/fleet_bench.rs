@@ -23,18 +23,37 @@ use crate::{ServerBuilder, TestDatabase};
 
 const APP: &str = "eu.ccv.salespoint";
 
-#[derive(Debug, Clone)]
+/// `tms-bench fleet`'s arguments.
+#[derive(Debug, Clone, clap::Args)]
 pub struct FleetArgs {
+    /// Registered and activated terminals
+    #[arg(long, default_value_t = 1_000_000)]
     pub terminals: u64,
+    #[arg(long, default_value_t = 1_000)]
     pub merchants: u32,
+    #[arg(long, default_value_t = 10)]
     pub locations_per_merchant: u32,
-    /// Concurrent simulated terminals (and /healthz callers).
+    /// Simulated terminals calling at once (and /healthz callers)
+    #[arg(long, default_value_t = 64)]
     pub concurrency: usize,
-    /// Concurrency of the morning storm.
+    /// Simulated terminals calling at once in the morning storm
+    #[arg(long, default_value_t = 256)]
     pub storm_concurrency: usize,
-    /// Length of the timed phases (healthz and steady state).
+    /// Length of each timed phase
+    #[arg(long, default_value_t = 30)]
     pub seconds: u64,
+    /// sqlite or postgres
+    #[arg(long = "backend", value_name = "BACKEND", default_value = "sqlite", value_parser = postgres_backend, action = clap::ArgAction::Set)]
     pub postgres: bool,
+}
+
+/// `--backend`: whether it names PostgreSQL.
+pub fn postgres_backend(text: &str) -> Result<bool, String> {
+    match text {
+        "sqlite" => Ok(false),
+        "postgres" => Ok(true),
+        _ => Err("sqlite or postgres".into()),
+    }
 }
 
 /// Latencies and outcomes of one phase.

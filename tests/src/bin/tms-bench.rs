@@ -22,9 +22,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{Parser, Subcommand};
 use serde_json::json;
 use tms_e2e::fixtures::*;
+use tms_e2e::fleet_bench::postgres_backend;
 use tms_e2e::{ServerBuilder, TestDatabase, rss_of};
 
 const BATCH: usize = 1000;
@@ -47,8 +48,9 @@ enum Bench {
         /// Transactions to seed
         #[arg(long, default_value_t = 1_000_000)]
         rows: usize,
-        #[arg(long, value_enum, default_value_t = Backend::Sqlite)]
-        backend: Backend,
+        /// sqlite or postgres
+        #[arg(long = "backend", value_name = "BACKEND", default_value = "sqlite", value_parser = postgres_backend, action = clap::ArgAction::Set)]
+        postgres: bool,
     },
     /// Publish then download an artifact; report both throughputs against one core's sha256
     /// speed, and the server's memory growth
@@ -56,38 +58,14 @@ enum Bench {
         /// Artifact size in MiB
         #[arg(long, default_value_t = 1024)]
         mib: u64,
-        #[arg(long, value_enum, default_value_t = Backend::Sqlite)]
-        backend: Backend,
+        /// sqlite or postgres
+        #[arg(long = "backend", value_name = "BACKEND", default_value = "sqlite", value_parser = postgres_backend, action = clap::ArgAction::Set)]
+        postgres: bool,
     },
     /// Seed a fleet and drive simulated terminals through the contact's scenarios (storm,
     /// steady state, rollout at 10 % and 100 %, a parameter change), with /healthz under the
     /// same load as the ceiling
-    Fleet {
-        /// Registered and activated terminals
-        #[arg(long, default_value_t = 1_000_000)]
-        terminals: u64,
-        #[arg(long, default_value_t = 1_000)]
-        merchants: u32,
-        #[arg(long, default_value_t = 10)]
-        locations_per_merchant: u32,
-        /// Simulated terminals calling at once
-        #[arg(long, default_value_t = 64)]
-        concurrency: usize,
-        /// Simulated terminals calling at once in the morning storm
-        #[arg(long, default_value_t = 256)]
-        storm_concurrency: usize,
-        /// Length of each timed phase
-        #[arg(long, default_value_t = 30)]
-        seconds: u64,
-        #[arg(long, value_enum, default_value_t = Backend::Sqlite)]
-        backend: Backend,
-    },
-}
-
-#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
-enum Backend {
-    Sqlite,
-    Postgres,
+    Fleet(tms_e2e::fleet_bench::FleetArgs),
 }
 
 struct Args {
@@ -104,32 +82,9 @@ fn mib(bytes: u64) -> f64 {
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
     let args = match Cli::parse().bench {
-        Bench::Fleet {
-            terminals,
-            merchants,
-            locations_per_merchant,
-            concurrency,
-            storm_concurrency,
-            seconds,
-            backend,
-        } => {
-            let args = tms_e2e::fleet_bench::FleetArgs {
-                terminals,
-                merchants,
-                locations_per_merchant,
-                concurrency,
-                storm_concurrency,
-                seconds,
-                postgres: backend == Backend::Postgres,
-            };
-            return tms_e2e::fleet_bench::run(args).await;
-        }
-        Bench::Export { rows, backend } => {
-            Args { artifact: false, rows, mib: 0, postgres: backend == Backend::Postgres }
-        }
-        Bench::Artifact { mib, backend } => {
-            Args { artifact: true, rows: 0, mib, postgres: backend == Backend::Postgres }
-        }
+        Bench::Fleet(args) => return tms_e2e::fleet_bench::run(args).await,
+        Bench::Export { rows, postgres } => Args { artifact: false, rows, mib: 0, postgres },
+        Bench::Artifact { mib, postgres } => Args { artifact: true, rows: 0, mib, postgres },
     };
     let db = if args.postgres {
         TestDatabase::postgres().expect("PostgreSQL at TMS_TEST_POSTGRES_URL")
