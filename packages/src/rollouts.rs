@@ -53,6 +53,14 @@ impl RolloutStatus {
         matches!(self, RolloutStatus::Running | RolloutStatus::WaitingApproval | RolloutStatus::Completed)
     }
 
+    /// The states a halt ends (cancelling the deployment, withdrawing the
+    /// release), as the transition table has them.
+    pub fn halt_sources() -> impl Iterator<Item = RolloutStatus> {
+        RolloutStatus::ALL.into_iter().filter(|status| {
+            on_command(Position { status: *status, stage: 0 }, RolloutCommand::Halt, 1).is_some()
+        })
+    }
+
     /// Whether a command can still move it. Only a rollback leaves
     /// `completed` and `halted`; nothing leaves `rolled_back`.
     pub fn is_final(self) -> bool {
@@ -377,6 +385,12 @@ mod tests {
             assert_eq!(c.as_str().parse::<RolloutCommand>(), Ok(c));
         }
         assert!("resume_all".parse::<RolloutCommand>().unwrap_err().contains("pause, resume"));
+    }
+
+    #[test]
+    fn a_halt_ends_a_running_waiting_or_paused_rollout() {
+        let sources: Vec<RolloutStatus> = RolloutStatus::halt_sources().collect();
+        assert_eq!(sources, [RolloutStatus::Running, RolloutStatus::WaitingApproval, RolloutStatus::Paused]);
     }
 
     #[test]

@@ -174,16 +174,10 @@ struct Row<'a> {
     message: Option<String>,
 }
 
-/// The columns of `Row` each statement writes, with their PostgreSQL types:
-/// the statements are built from this list, so a column is named once.
-const ACTION_COLUMNS: [(&str, &str); 6] = [
-    ("deployment_id", "bigint"),
-    ("device_id", "bigint"),
-    ("status", "text"),
-    ("progress_percent", "int"),
-    ("error_code", "text"),
-    ("message", "text"),
-];
+/// The columns of `Row`, with their PostgreSQL types: the statements are
+/// built from this list, so a column is named once. The history
+/// (`action_events`) takes them all; where a device stands
+/// (`deployment_actions`) all but the app.
 const EVENT_COLUMNS: [(&str, &str); 7] = [
     ("deployment_id", "bigint"),
     ("device_id", "bigint"),
@@ -231,23 +225,27 @@ fn statements(backend: crate::config::DatabaseBackend) -> &'static (String, Stri
     static SQLITE: std::sync::OnceLock<(String, String)> = std::sync::OnceLock::new();
     static POSTGRES: std::sync::OnceLock<(String, String)> = std::sync::OnceLock::new();
     let build = || {
+        let action_columns: Vec<(&str, &str)> =
+            EVENT_COLUMNS.iter().copied().filter(|(name, _)| *name != "app_id").collect();
         // The latest report of a device about a deployment is where it stands.
         let actions = match backend {
             // A REPLACE on SQLite: prepared once per connection, where an
             // upsert would be prepared again on every call.
             DatabaseBackend::Sqlite => {
-                insert_rows(backend, "REPLACE", "deployment_actions", &ACTION_COLUMNS, "updated_at", "")
+                insert_rows(backend, "REPLACE", "deployment_actions", &action_columns, "updated_at", "")
             }
-            DatabaseBackend::Postgres => insert_rows(
-                backend,
-                "INSERT",
-                "deployment_actions",
-                &ACTION_COLUMNS,
-                "updated_at",
-                " ON CONFLICT (deployment_id, device_id) DO UPDATE SET status = excluded.status, \
-                 progress_percent = excluded.progress_percent, error_code = excluded.error_code, \
-                 message = excluded.message, updated_at = excluded.updated_at",
-            ),
+            DatabaseBackend::Postgres => {
+                let set: Vec<String> = action_columns
+                    .iter()
+                    .map(|(name, _)| *name)
+                    .filter(|name| !matches!(*name, "deployment_id" | "device_id"))
+                    .chain(["updated_at"])
+                    .map(|name| format!("{name} = excluded.{name}"))
+                    .collect();
+                let tail =
+                    format!(" ON CONFLICT (deployment_id, device_id) DO UPDATE SET {}", set.join(", "));
+                insert_rows(backend, "INSERT", "deployment_actions", &action_columns, "updated_at", &tail)
+            }
         };
         let events = insert_rows(backend, "INSERT", "action_events", &EVENT_COLUMNS, "occurred_at", "");
         (actions, events)

@@ -509,13 +509,11 @@ pub fn withdraw(
         use tms_packages::rollouts::RolloutStatus;
         let of_release =
             deployments::table.filter(deployments::release_id.eq(release.id)).select(deployments::id);
-        diesel::update(rollouts::table.filter(rollouts::deployment_id.eq_any(of_release)).filter(
-            rollouts::status.eq_any([
-                RolloutStatus::Running.as_str(),
-                RolloutStatus::WaitingApproval.as_str(),
-                RolloutStatus::Paused.as_str(),
-            ]),
-        ))
+        diesel::update(
+            rollouts::table
+                .filter(rollouts::deployment_id.eq_any(of_release))
+                .filter(rollouts::status.eq_any(RolloutStatus::halt_sources().map(RolloutStatus::as_str))),
+        )
         .set((
             rollouts::status.eq(RolloutStatus::Halted.as_str()),
             rollouts::status_reason.eq("the release was withdrawn"),

@@ -9,7 +9,7 @@ use diesel::prelude::*;
 use serde_json::json;
 use tms_packages::accounts::OperatorRole;
 use tms_packages::contact::{
-    ActionType, Candidate, DeliveryMode, Deployment, DeviceFilter, Payload, Target, Window,
+    ActionType, Candidate, DeliveryMode, Deployment, DeviceFacts, DeviceFilter, Payload, Target, Window,
 };
 use tms_packages::wire::contact::ReleaseOffer;
 use tms_packages::wire::deployments::*;
@@ -26,7 +26,7 @@ use crate::releases::{ReleaseRow, find_release};
 use crate::rollouts::{self, RolloutRow};
 use crate::time::parse_time;
 use crate::time::{now, rfc3339};
-use tms_packages::rollouts::{Position, RolloutCommand, RolloutStatus, on_command};
+use tms_packages::rollouts::RolloutStatus;
 
 /// Who ships: release engineers and operator admins.
 pub const SHIPPERS: &[OperatorRole] = &[OperatorRole::OperatorAdmin, OperatorRole::ReleaseEngineer];
@@ -377,16 +377,8 @@ pub fn cancel(conn: &mut DbConnection, actor: &Actor, id: i64) -> Result<Deploym
             crate::db::schema::rollouts::table
                 .filter(crate::db::schema::rollouts::deployment_id.eq(id))
                 .filter(
-                    crate::db::schema::rollouts::status.eq_any(
-                        // Those a halt may end (the transition table's sources).
-                        RolloutStatus::ALL
-                            .into_iter()
-                            .filter(|s| {
-                                let at = Position { status: *s, stage: 0 };
-                                on_command(at, RolloutCommand::Halt, 1).is_some()
-                            })
-                            .map(RolloutStatus::as_str),
-                    ),
+                    crate::db::schema::rollouts::status
+                        .eq_any(RolloutStatus::halt_sources().map(RolloutStatus::as_str)),
                 ),
         )
         .set((
@@ -608,11 +600,11 @@ pub fn load_snapshot(conn: &mut DbConnection) -> Result<Snapshot, DbError> {
     let mut groups: HashMap<i64, Target> = HashMap::new();
     let mut snapshot = Snapshot { schemas: crate::parameters::all_schemas(conn)?, ..Snapshot::default() };
     for row in rows {
-        let stage = match rollouts.get(&row.id) {
-            Some(r) if !r.delivers() => continue,
-            Some(r) => Some((r.id, r.current_bp())),
-            None => row.scope_seed.zip(row.scope_bp.map(|b| b as u32)),
-        };
+        let rollout = rollouts.get(&row.id);
+        if rollout.is_some_and(|r| !r.delivers()) {
+            continue;
+        }
+        let stage = stage_of(&row, rollout);
         let (payload, offer) = match row.release_id {
             Some(id) => {
                 let Some(release) = releases.get(&id) else { continue };
@@ -620,20 +612,7 @@ pub fn load_snapshot(conn: &mut DbConnection) -> Result<Snapshot, DbError> {
             }
             None => (Payload::Removal { app_id: row.app_id.clone() }, None),
         };
-        let target = match (row.target_kind.as_str(), row.target_id) {
-            ("merchant", Some(id)) => Target::Merchant(id),
-            ("location", Some(id)) => Target::Location(id),
-            ("group", Some(id)) => match groups.get(&id) {
-                Some(t) => t.clone(),
-                None => {
-                    let t = load_group_target(conn, id)?;
-                    groups.insert(id, t.clone());
-                    t
-                }
-            },
-            ("devices", _) => Target::Devices(device_list(conn, row.id)?.into_iter().collect()),
-            _ => Target::Everyone,
-        };
+        let target = target_of(conn, &row, &mut groups)?;
         snapshot.deliveries.insert(
             row.id,
             Delivery {
@@ -689,23 +668,52 @@ pub fn reached_by_registration(
     if row.app_id != app_id {
         return Ok(false);
     }
-    let stage = match rollouts::for_deployment(conn, row.id)? {
-        Some(r) => Some((r.id, r.current_bp())),
-        None => row.scope_seed.zip(row.scope_bp.map(|b| b as u32)),
-    };
+    let stage = stage_of(&row, rollouts::for_deployment(conn, row.id)?.as_ref());
     if stage.is_some_and(|(seed, bp)| !tms_packages::contact::in_stage(seed, device_id, bp)) {
         return Ok(false);
     }
+    Ok(match target_of(conn, &row, &mut HashMap::new())? {
+        Target::Group { filter: Some(_), .. } => true,
+        target => target.matches(&DeviceFacts {
+            device_id,
+            merchant_id,
+            location_id,
+            model: String::new(),
+            firmware: String::new(),
+            installed: Default::default(),
+        }),
+    })
+}
+
+/// A deployment's rollout stage as the planner sees it: (bucket seed, stage
+/// in basis points), from its rollout, or the scope a rollback keeps.
+fn stage_of(row: &DeploymentRow, rollout: Option<&RolloutRow>) -> Option<(i64, u32)> {
+    match rollout {
+        Some(r) => Some((r.id, r.current_bp())),
+        None => row.scope_seed.zip(row.scope_bp.map(|b| b as u32)),
+    }
+}
+
+/// A deployment's target as the planner sees it; `groups` keeps the groups
+/// already read.
+fn target_of(
+    conn: &mut DbConnection,
+    row: &DeploymentRow,
+    groups: &mut HashMap<i64, Target>,
+) -> Result<Target, DbError> {
     Ok(match (row.target_kind.as_str(), row.target_id) {
-        ("merchant", Some(id)) => id == merchant_id,
-        ("location", Some(id)) => id == location_id,
-        ("group", Some(id)) => match load_group_target(conn, id)? {
-            Target::Group { filter: Some(_), .. } => true,
-            Target::Group { members, .. } => members.contains(&device_id),
-            _ => false,
+        ("merchant", Some(id)) => Target::Merchant(id),
+        ("location", Some(id)) => Target::Location(id),
+        ("group", Some(id)) => match groups.get(&id) {
+            Some(t) => t.clone(),
+            None => {
+                let t = load_group_target(conn, id)?;
+                groups.insert(id, t.clone());
+                t
+            }
         },
-        ("devices", _) => device_list(conn, row.id)?.contains(&device_id),
-        _ => true,
+        ("devices", _) => Target::Devices(device_list(conn, row.id)?.into_iter().collect()),
+        _ => Target::Everyone,
     })
 }
 
