@@ -187,6 +187,8 @@ settings! {
     activation_ttl_hours: u64 => u64 = 168, env "TMS_ACTIVATION_TTL_HOURS", secret false;
     /// Hours a login session lasts [default: 12]
     session_ttl_hours: u64 => u64 = 12, env "TMS_SESSION_TTL_HOURS", secret false;
+    /// Minutes without a request after which a browser session ends (the session's hours still bound it) [default: 30]
+    session_idle_minutes: u64 => u64 = 30, env "TMS_SESSION_IDLE_MINUTES", secret false;
     /// Failed logins per account within the window before further attempts are refused [default: 5]
     login_max_failures_per_account: u32 => u32 = 5, env "TMS_LOGIN_MAX_FAILURES_PER_ACCOUNT", secret false;
     /// Failed logins per client address within the window before further attempts are refused [default: 20]

@@ -21,3 +21,4 @@ pub mod rollouts;
 pub mod server_keys;
 pub mod store;
 pub mod time;
+pub mod web;

@@ -5,6 +5,7 @@
 //! talks HTTP to a `tms-server` process started on a free port.
 #![forbid(unsafe_code)]
 
+pub mod browser;
 mod database;
 pub mod fixtures;
 pub mod fleet_bench;

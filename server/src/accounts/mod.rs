@@ -53,3 +53,31 @@ pub fn activation_mail(
         ),
     })
 }
+
+/// The audit trail the caller may read: a merchant's admins their own
+/// merchant's (another merchant's is empty, not an error, so its existence
+/// is not revealed), operator admins and support anyone's.
+pub fn audit_trail(
+    conn: &mut crate::db::DbConnection,
+    actor: &access::Actor,
+    mut filter: crate::db::audit::AuditFilter,
+) -> Result<Vec<crate::db::audit::AuditEvent>, crate::error::Error> {
+    match actor.merchant_id() {
+        Some(own) => {
+            if filter.merchant_id.is_some_and(|m| m != own) {
+                return Ok(Vec::new());
+            }
+            if !actor.is_admin_of(own) {
+                return Err(crate::error::Error::forbidden("only admins read the audit trail"));
+            }
+            filter.merchant_id = Some(own);
+        }
+        None => {
+            actor.require_operator(&[
+                tms_packages::accounts::OperatorRole::OperatorAdmin,
+                tms_packages::accounts::OperatorRole::Support,
+            ])?;
+        }
+    }
+    Ok(crate::db::audit::list(conn, &filter)?)
+}

@@ -35,6 +35,7 @@ pub struct UserRow {
     pub totp_last_step: Option<i64>,
     pub created_at: NaiveDateTime,
     pub updated_at: NaiveDateTime,
+    pub language: Option<String>,
 }
 
 #[derive(Debug, Clone, Queryable, Selectable)]

@@ -29,6 +29,13 @@ use crate::time::{now, rfc3339};
 
 pub const TOKEN_SESSION: &str = "session";
 pub const TOKEN_API: &str = "api";
+/// Proof that a browser login passed the password and awaits its second
+/// factor: never a credential for anything else.
+pub const TOKEN_SECOND_FACTOR: &str = "second_factor";
+/// The name of session tokens held by a browser (in an HttpOnly cookie):
+/// they also end after `session_idle_minutes` without use.
+pub const BROWSER_SESSION: &str = "browser";
+const SECOND_FACTOR_TTL_MINUTES: i64 = 5;
 const RECOVERY_CODE_COUNT: usize = 10;
 
 /// The settings the account flows need, taken from the configuration.
@@ -36,6 +43,7 @@ const RECOVERY_CODE_COUNT: usize = 10;
 pub struct AccountSettings {
     pub public_url: String,
     pub session_ttl_hours: u64,
+    pub session_idle_minutes: u64,
     pub activation_ttl_hours: u64,
     pub max_failures_per_account: u32,
     pub max_failures_per_address: u32,
@@ -47,6 +55,7 @@ impl AccountSettings {
         AccountSettings {
             public_url: config.public_url(),
             session_ttl_hours: config.session_ttl_hours,
+            session_idle_minutes: config.session_idle_minutes,
             activation_ttl_hours: config.activation_ttl_hours,
             max_failures_per_account: config.login_max_failures_per_account,
             max_failures_per_address: config.login_max_failures_per_address,
@@ -175,8 +184,24 @@ pub fn login(
         }
     }
     attempt.succeeded(conn, &user.email)?;
-    let ttl = Duration::hours(settings.session_ttl_hours as i64);
-    let (_, token, expires_at) = new_token(conn, user.id, TOKEN_SESSION, "login", ttl)?;
+    open_session(conn, &user, "login", source_ip, settings)
+}
+
+/// A new session for a user who passed every check, audited.
+fn open_session(
+    conn: &mut DbConnection,
+    user: &UserRow,
+    name: &str,
+    source_ip: Option<&str>,
+    settings: &AccountSettings,
+) -> Result<LoginResponse, Error> {
+    let ttl = if name == BROWSER_SESSION {
+        Duration::minutes(settings.session_idle_minutes as i64)
+            .min(Duration::hours(settings.session_ttl_hours as i64))
+    } else {
+        Duration::hours(settings.session_ttl_hours as i64)
+    };
+    let (_, token, expires_at) = new_token(conn, user.id, TOKEN_SESSION, name, ttl)?;
     let subject = format!("user:{}", user.id);
     audit::record(
         conn,
@@ -192,7 +217,87 @@ pub fn login(
             )
         },
     )?;
-    Ok(LoginResponse { token, expires_at: rfc3339(expires_at), user: rows::user_view(conn, &user)? })
+    Ok(LoginResponse { token, expires_at: rfc3339(expires_at), user: rows::user_view(conn, user)? })
+}
+
+/// Where a browser login stands after its first step.
+pub enum BrowserLogin {
+    /// Signed in: the session.
+    Signed(LoginResponse),
+    /// The password was right and two-step verification is on: the code is
+    /// asked next, with this short-lived proof of the first step.
+    SecondFactor { pending: String },
+}
+
+/// The first step of a browser login: e-mail and password. The attempt
+/// stays counted as a failure until the code is right too, so the second
+/// step cannot be guessed at by repeating the first.
+pub fn begin_browser_login(
+    conn: &mut DbConnection,
+    email: &str,
+    password_given: &str,
+    source_ip: Option<&str>,
+    settings: &AccountSettings,
+) -> Result<BrowserLogin, Error> {
+    let (user, attempt) = check_password(conn, email, password_given, source_ip, settings)?;
+    if user.totp_enabled {
+        attempt.failed();
+        let ttl = Duration::minutes(SECOND_FACTOR_TTL_MINUTES);
+        let (_, pending, _) = new_token(conn, user.id, TOKEN_SECOND_FACTOR, "login", ttl)?;
+        return Ok(BrowserLogin::SecondFactor { pending });
+    }
+    attempt.succeeded(conn, &user.email)?;
+    Ok(BrowserLogin::Signed(open_session(conn, &user, BROWSER_SESSION, source_ip, settings)?))
+}
+
+/// The second step: the code from the authenticator app (or a recovery
+/// code), under the same throttle as passwords. The proof of the first step
+/// is used up by a success and expires after a few minutes.
+pub fn finish_browser_login(
+    conn: &mut DbConnection,
+    pending: &str,
+    code: &str,
+    source_ip: Option<&str>,
+    settings: &AccountSettings,
+) -> Result<LoginResponse, Error> {
+    let expired = || Error::new(ErrorCode::Unauthorized, "the sign-in took too long: start again");
+    let found: Option<(i64, UserRow)> = user_tokens::table
+        .inner_join(users::table)
+        .filter(user_tokens::token_hash.eq(tokens::hash(pending)))
+        .filter(user_tokens::kind.eq(TOKEN_SECOND_FACTOR))
+        .filter(user_tokens::revoked_at.is_null())
+        .filter(user_tokens::expires_at.gt(now()))
+        .select((user_tokens::id, UserRow::as_select()))
+        .first(conn)
+        .optional()?;
+    let (pending_id, user) = found.ok_or_else(expired)?;
+    if user.status != USER_ACTIVE {
+        return Err(expired());
+    }
+    let attempt = throttle::begin(conn, &settings.limits(&user.email, source_ip))?;
+    if !check_second_factor(conn, &user, code)? {
+        attempt.failed();
+        return Err(Error::new(ErrorCode::InvalidTotp, "wrong, expired or already used code"));
+    }
+    let used = diesel::update(user_tokens::table.find(pending_id).filter(user_tokens::revoked_at.is_null()))
+        .set(user_tokens::revoked_at.eq(now()))
+        .execute(conn)?;
+    if used != 1 {
+        return Err(expired());
+    }
+    attempt.succeeded(conn, &user.email)?;
+    open_session(conn, &user, BROWSER_SESSION, source_ip, settings)
+}
+
+/// Records the portal language a user chose (`None`: follow the browser).
+pub fn set_language(conn: &mut DbConnection, actor: &Actor, language: Option<&str>) -> Result<(), Error> {
+    diesel::update(users::table.find(actor.user_id)).set(users::language.eq(language)).execute(conn)?;
+    Ok(())
+}
+
+/// The portal language a user chose, if any.
+pub fn language_of(conn: &mut DbConnection, user_id: i64) -> Result<Option<String>, Error> {
+    Ok(users::table.find(user_id).select(users::language).first::<Option<String>>(conn).optional()?.flatten())
 }
 
 /// The credential check of terminal app activation: e-mail and password
@@ -242,26 +347,47 @@ pub fn resolve_token(
     conn: &mut DbConnection,
     token: &str,
     source_ip: Option<String>,
+    settings: &AccountSettings,
 ) -> Result<Actor, Error> {
     let unauthorized = || Error::new(ErrorCode::Unauthorized, "missing, expired or revoked token");
     let at = now();
-    let found: Option<(i64, String, Option<chrono::NaiveDateTime>, UserRow)> = user_tokens::table
+    type Found = (i64, String, String, chrono::NaiveDateTime, Option<chrono::NaiveDateTime>, UserRow);
+    let found: Option<Found> = user_tokens::table
         .inner_join(users::table)
         .filter(user_tokens::token_hash.eq(tokens::hash(token)))
+        .filter(user_tokens::kind.eq_any([TOKEN_SESSION, TOKEN_API]))
         .filter(user_tokens::revoked_at.is_null())
         .filter(user_tokens::expires_at.gt(at))
-        .select((user_tokens::id, user_tokens::kind, user_tokens::last_used_at, UserRow::as_select()))
+        .select((
+            user_tokens::id,
+            user_tokens::kind,
+            user_tokens::name,
+            user_tokens::created_at,
+            user_tokens::last_used_at,
+            UserRow::as_select(),
+        ))
         .first(conn)
         .optional()?;
-    let (token_id, token_kind, last_used, user) = found.ok_or_else(unauthorized)?;
+    let (token_id, token_kind, token_name, created_at, last_used, user) = found.ok_or_else(unauthorized)?;
     if user.status != USER_ACTIVE {
         return Err(unauthorized());
     }
     // Bounded write load: last use is kept to the minute, not per request.
     if last_used.is_none_or(|t| at - t > Duration::minutes(1)) {
-        diesel::update(user_tokens::table.find(token_id))
-            .set(user_tokens::last_used_at.eq(at))
-            .execute(conn)?;
+        let update = diesel::update(user_tokens::table.find(token_id)).set(user_tokens::last_used_at.eq(at));
+        if token_kind == TOKEN_SESSION && token_name == BROWSER_SESSION {
+            // A browser session slides: idle minutes from now, never past its hours.
+            let idle_end = at + Duration::minutes(settings.session_idle_minutes as i64);
+            let absolute_end = created_at + Duration::hours(settings.session_ttl_hours as i64);
+            diesel::update(user_tokens::table.find(token_id))
+                .set((
+                    user_tokens::last_used_at.eq(at),
+                    user_tokens::expires_at.eq(idle_end.min(absolute_end)),
+                ))
+                .execute(conn)?;
+        } else {
+            update.execute(conn)?;
+        }
     }
     let role = match (user.kind.as_str(), &user.operator_role, user.merchant_id) {
         (KIND_OPERATOR, Some(role), _) => Role::Operator(role.parse().map_err(|_| unauthorized())?),
@@ -834,6 +960,7 @@ pub fn list_tokens(conn: &mut DbConnection, actor: &Actor) -> Result<Vec<ApiToke
     }
     let found: Vec<Row> = user_tokens::table
         .filter(user_tokens::user_id.eq(actor.user_id))
+        .filter(user_tokens::kind.eq_any([TOKEN_SESSION, TOKEN_API]))
         .filter(user_tokens::expires_at.gt(now()))
         .order(user_tokens::id)
         .select((

@@ -78,6 +78,7 @@ diesel::table! {
         totp_last_step -> Nullable<BigInt>,
         created_at -> Timestamp,
         updated_at -> Timestamp,
+        language -> Nullable<Text>,
     }
 }
 

@@ -130,6 +130,89 @@ pub fn list(
     found.iter().filter(|d| actor.sees_location(merchant_id, d.location_id)).map(|d| view(conn, d)).collect()
 }
 
+/// A terminal in a list: what one row of a page shows, read in one query
+/// for the whole merchant rather than a detail view per terminal.
+#[derive(Debug, Clone)]
+pub struct DeviceSummary {
+    pub id: i64,
+    pub location_id: i64,
+    pub name: String,
+    pub model: String,
+    pub hardware_id: String,
+    pub status: String,
+    pub firmware: Option<String>,
+    pub last_contact_at: Option<NaiveDateTime>,
+}
+
+/// How recent a last contact must be for a terminal to count as online:
+/// three of the default contact intervals, so one missed contact is no alarm.
+pub const ONLINE_WITHIN: chrono::Duration = chrono::Duration::minutes(15);
+
+impl DeviceSummary {
+    pub fn online(&self, at: NaiveDateTime) -> bool {
+        self.status == super::ACTIVE && self.last_contact_at.is_some_and(|t| at - t <= ONLINE_WITHIN)
+    }
+}
+
+/// The merchant's terminals the caller sees, filtered, newest activation last.
+pub fn summaries(
+    conn: &mut DbConnection,
+    actor: &Actor,
+    merchant_id: i64,
+    filter: &DeviceFilter,
+) -> Result<Vec<DeviceSummary>, Error> {
+    actor.check_merchant(merchant_id, "merchant")?;
+    rows::find_merchant(conn, merchant_id)?.ok_or_else(|| Error::not_found("merchant"))?;
+    let mut query = devices::table
+        .left_join(device_contacts::table)
+        .left_join(device_inventory::table)
+        .filter(devices::merchant_id.eq(merchant_id))
+        .into_boxed();
+    if let Some(l) = filter.location_id {
+        query = query.filter(devices::location_id.eq(l));
+    }
+    if let Some(m) = &filter.model {
+        query = query.filter(devices::model.eq(m.to_uppercase()));
+    }
+    if let Some(s) = &filter.status {
+        query = query.filter(devices::status.eq(s.clone()));
+    }
+    if let Some(t) = filter.contacted_before {
+        query = query.filter(device_contacts::contacted_at.lt(t).or(device_contacts::contacted_at.is_null()));
+    }
+    if let Some(t) = filter.contacted_after {
+        query = query.filter(device_contacts::contacted_at.gt(t));
+    }
+    type Row = (i64, i64, String, String, String, String, Option<String>, Option<NaiveDateTime>);
+    let found: Vec<Row> = query
+        .order(devices::id)
+        .select((
+            devices::id,
+            devices::location_id,
+            devices::name,
+            devices::model,
+            devices::hardware_id,
+            devices::status,
+            device_inventory::firmware.nullable(),
+            device_contacts::contacted_at.nullable(),
+        ))
+        .load(conn)?;
+    Ok(found
+        .into_iter()
+        .filter(|r| actor.sees_location(merchant_id, r.1))
+        .map(|(id, location_id, name, model, hardware_id, status, firmware, last_contact_at)| DeviceSummary {
+            id,
+            location_id,
+            name,
+            model,
+            hardware_id,
+            status,
+            firmware,
+            last_contact_at,
+        })
+        .collect())
+}
+
 /// A device the caller sees, or 404.
 fn visible(conn: &mut DbConnection, actor: &Actor, device_id: i64) -> Result<DeviceRow, Error> {
     match super::find(conn, device_id)? {

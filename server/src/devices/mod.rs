@@ -2,6 +2,7 @@
 //! lifecycle and their transactions.
 
 pub mod activation;
+pub mod export;
 pub mod management;
 pub mod transactions;
 

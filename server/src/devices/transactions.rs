@@ -438,6 +438,12 @@ pub fn page_rows(
         .load(conn)?)
 }
 
+/// The net amount of the successful transactions: payments and completions
+/// in, refunds and reversals out; pre-authorisations move no money.
+const NET_AMOUNT: &str = "CAST(COALESCE(SUM(CASE WHEN COALESCE(manual_status, status) <> 'success' THEN 0 \
+     WHEN tx_type IN ('payment', 'completion') THEN amount_minor \
+     WHEN tx_type IN ('refund', 'reversal') THEN -amount_minor ELSE 0 END), 0) AS BIGINT)";
+
 /// Per currency over the whole filter: how many transactions, and the net
 /// amount of the successful ones (payments and completions in, refunds and
 /// reversals out; pre-authorisations move no money).
@@ -450,11 +456,7 @@ pub fn totals(conn: &mut DbConnection, scope: &Scope) -> Result<Vec<CurrencyTota
         .select((
             transactions::currency,
             sql::<BigInt>("CAST(COUNT(*) AS BIGINT)"),
-            sql::<BigInt>(
-                "CAST(COALESCE(SUM(CASE WHEN COALESCE(manual_status, status) <> 'success' THEN 0 \
-                 WHEN tx_type IN ('payment', 'completion') THEN amount_minor \
-                 WHEN tx_type IN ('refund', 'reversal') THEN -amount_minor ELSE 0 END), 0) AS BIGINT)",
-            ),
+            sql::<BigInt>(NET_AMOUNT),
         ))
         .order(transactions::currency)
         .load(conn)?;
@@ -464,6 +466,32 @@ pub fn totals(conn: &mut DbConnection, scope: &Scope) -> Result<Vec<CurrencyTota
             currency,
             count,
             net_amount_minor: amount_minor,
+        })
+        .collect())
+}
+
+/// Per location and currency over the whole filter: (location, totals).
+pub fn totals_by_location(
+    conn: &mut DbConnection,
+    scope: &Scope,
+) -> Result<Vec<(i64, CurrencyTotal)>, Error> {
+    use diesel::dsl::sql;
+    use diesel::sql_types::BigInt;
+    let found: Vec<(i64, String, i64, i64)> = transactions::table
+        .filter(predicate(scope))
+        .group_by((transactions::location_id, transactions::currency))
+        .select((
+            transactions::location_id,
+            transactions::currency,
+            sql::<BigInt>("CAST(COUNT(*) AS BIGINT)"),
+            sql::<BigInt>(NET_AMOUNT),
+        ))
+        .order((transactions::location_id, transactions::currency))
+        .load(conn)?;
+    Ok(found
+        .into_iter()
+        .map(|(location, currency, count, amount_minor)| {
+            (location, CurrencyTotal { currency, count, net_amount_minor: amount_minor })
         })
         .collect())
 }

@@ -1,7 +1,7 @@
 //! Management API over devices and transactions.
 
-use actix_web::web::Bytes;
 use actix_web::{HttpResponse, web};
+use futures_util::StreamExt;
 use serde::Deserialize;
 use tms_packages::accounts::Permission;
 use tms_packages::wire::ErrorEnvelope;
@@ -9,8 +9,9 @@ use tms_packages::wire::devices::*;
 use utoipa::IntoParams;
 
 use crate::accounts::access::Actor;
+use crate::devices::export::{self, ExportFormat};
 use crate::devices::management::{self, DeviceFilter};
-use crate::devices::transactions::{self, Cursor, Scope, TransactionFilter, TransactionRow};
+use crate::devices::transactions::{self, Cursor, Scope, TransactionFilter};
 use crate::http::AppState;
 use crate::http::error::{Error, ErrorChain};
 use crate::time::parse_time;
@@ -165,77 +166,6 @@ pub async fn list_transactions(
     ))
 }
 
-const EXPORT_PAGE: i64 = 2000;
-const CSV_HEADER: &str = "id,terminal_tx_id,occurred_at,device_id,location_id,type,amount_minor,currency,acquirer,\
-masked_card,status,status_source,automatic_status,manual_set_by,manual_set_at,receipt_printed\n";
-
-fn csv_field(out: &mut String, value: &str) {
-    // A spreadsheet runs a cell that starts like a formula; what a terminal
-    // sent must stay text.
-    let neutralised;
-    let value = if value.starts_with(['=', '+', '-', '@', '\t', '\r']) {
-        neutralised = format!("'{value}");
-        neutralised.as_str()
-    } else {
-        value
-    };
-    if value.contains([',', '"', '\n', '\r']) {
-        out.push('"');
-        out.push_str(&value.replace('"', "\"\""));
-        out.push('"');
-    } else {
-        out.push_str(value);
-    }
-}
-
-fn csv_rows(rows: &[TransactionRow]) -> String {
-    let mut out = String::with_capacity(rows.len() * 160);
-    for row in rows {
-        let v = row.view();
-        let fields = [
-            v.id.to_string(),
-            v.terminal_tx_id,
-            v.occurred_at,
-            v.device_id.to_string(),
-            v.location_id.to_string(),
-            v.tx_type,
-            v.amount_minor.to_string(),
-            v.currency,
-            v.acquirer,
-            v.masked_card,
-            v.status,
-            v.status_source,
-            v.automatic_status,
-            v.manual_set_by.map(|u| u.to_string()).unwrap_or_default(),
-            v.manual_set_at.unwrap_or_default(),
-            v.receipt_printed.to_string(),
-        ];
-        for (i, field) in fields.iter().enumerate() {
-            if i > 0 {
-                out.push(',');
-            }
-            csv_field(&mut out, field);
-        }
-        out.push('\n');
-    }
-    out
-}
-
-fn jsonl_rows(rows: &[TransactionRow]) -> String {
-    let mut out = String::with_capacity(rows.len() * 300);
-    for row in rows {
-        out.push_str(&serde_json::to_string(&row.view()).expect("views serialise"));
-        out.push('\n');
-    }
-    out
-}
-
-enum ExportStep {
-    Header,
-    Page(Option<Cursor>),
-    Done,
-}
-
 /// Export the transactions as CSV or JSON lines, streamed page by page in
 /// constant memory whatever their number. The `status_source` column tells
 /// automatic from manual statuses. Needs `export_transactions`.
@@ -250,9 +180,9 @@ pub async fn export_transactions(
     query: web::Query<TransactionQuery>,
 ) -> Result<HttpResponse, Error> {
     let id = id.into_inner();
-    let jsonl = match query.format.as_deref().unwrap_or("csv") {
-        "csv" => false,
-        "jsonl" => true,
+    let format = match query.format.as_deref().unwrap_or("csv") {
+        "csv" => ExportFormat::Csv,
+        "jsonl" => ExportFormat::JsonLines,
         other => return Err(Error::invalid("format", format!("{other:?}: csv or jsonl"))),
     };
     let filter = query.filter()?;
@@ -260,41 +190,14 @@ pub async fn export_transactions(
         .db
         .run(move |conn| transactions::scope_for(conn, &actor, id, Permission::ExportTransactions, filter))
         .await?;
-    let db = state.db.clone();
-    let stream = futures_util::stream::unfold(ExportStep::Header, move |step| {
-        let db = db.clone();
-        let scope = scope.clone();
-        async move {
-            match step {
-                ExportStep::Header if !jsonl => {
-                    Some((Ok(Bytes::from_static(CSV_HEADER.as_bytes())), ExportStep::Page(None)))
-                }
-                ExportStep::Header => Some((Ok(Bytes::new()), ExportStep::Page(None))),
-                ExportStep::Page(cursor) => {
-                    match db.run(move |conn| transactions::page_rows(conn, &scope, cursor, EXPORT_PAGE)).await
-                    {
-                        Ok(rows) if rows.is_empty() => None,
-                        Ok(rows) => {
-                            let next = rows.last().map(Cursor::after);
-                            let text = if jsonl { jsonl_rows(&rows) } else { csv_rows(&rows) };
-                            Some((Ok(Bytes::from(text)), ExportStep::Page(next)))
-                        }
-                        Err(e) => {
-                            // Headers are gone; cutting the stream short is the only signal left.
-                            tracing::error!(error = %ErrorChain(&e), "transaction export failed");
-                            Some((
-                                Err(actix_web::error::ErrorInternalServerError("export failed")),
-                                ExportStep::Done,
-                            ))
-                        }
-                    }
-                }
-                ExportStep::Done => None,
-            }
-        }
+    let stream = export::stream(state.db.clone(), scope, format).map(|chunk| {
+        chunk.map_err(|e| {
+            // Headers are gone; cutting the stream short is the only signal left.
+            tracing::error!(error = %ErrorChain(&e), "transaction export failed");
+            actix_web::error::ErrorInternalServerError("export failed")
+        })
     });
-    let (content_type, extension) =
-        if jsonl { ("application/x-ndjson", "jsonl") } else { ("text/csv; charset=utf-8", "csv") };
+    let (content_type, extension) = (format.content_type(), format.extension());
     Ok(HttpResponse::Ok()
         .content_type(content_type)
         .insert_header((

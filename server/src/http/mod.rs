@@ -102,6 +102,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     .configure(acquirers::routes)
     .configure(contact::routes)
     .configure(store::routes)
+    // The merchant portal's pages, after every API route.
+    .configure(crate::web::routes)
     .default_service(web::to(|| async {
         Err::<actix_web::HttpResponse, _>(Error::new(ErrorCode::NotFound, "no such endpoint"))
     }));

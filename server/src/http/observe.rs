@@ -97,7 +97,7 @@ pub async fn observe(
     };
 
     let status = res.status();
-    if (status.is_client_error() || status.is_server_error()) && !is_json(&res) {
+    if (status.is_client_error() || status.is_server_error()) && !is_ours(&res) {
         // The framework's own errors (no route, wrong method, …) come as
         // plain text; clients get the same envelope as from our handlers.
         let code = ErrorCode::for_status(status.as_u16());
@@ -153,9 +153,10 @@ fn method_label(method: &actix_web::http::Method) -> &'static str {
     }
 }
 
-fn is_json(res: &ServiceResponse<BoxBody>) -> bool {
+/// An answer our handlers wrote: the JSON envelope, or a portal page.
+fn is_ours(res: &ServiceResponse<BoxBody>) -> bool {
     res.headers()
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("application/json"))
+        .is_some_and(|v| v.starts_with("application/json") || v.starts_with("text/html"))
 }

@@ -316,6 +316,7 @@ backend_test!(two_step_verification_guards_the_api_but_not_terminal_activation, 
     let settings = tms_server::accounts::users::AccountSettings {
         public_url: server.base_url.clone(),
         session_ttl_hours: 1,
+        session_idle_minutes: 30,
         activation_ttl_hours: 1,
         max_failures_per_account: 5,
         max_failures_per_address: 20,

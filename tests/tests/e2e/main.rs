@@ -8,6 +8,7 @@ mod database;
 mod devices;
 mod operations;
 mod parameters;
+mod portal;
 mod releases;
 mod storage;
 mod store;

@@ -1,0 +1,490 @@
+//! The merchant portal: server-rendered pages over the same domain
+//! functions as the JSON API, in French and English.
+//!
+//! Pages are plain HTML forms (post, redirect, get); `static/portal.js`
+//! only enhances them. A browser session is a session token in an HttpOnly
+//! cookie, resolved like a bearer token; every form that changes something
+//! carries a CSRF token derived from that session, checked before the
+//! change.
+
+pub mod assets;
+pub mod i18n;
+
+mod activity;
+mod home;
+mod locations;
+mod settings;
+mod sign_in;
+mod terminals;
+mod transactions;
+
+use std::fmt::Display;
+
+use actix_web::cookie::{Cookie, SameSite, time::Duration as CookieDuration};
+use actix_web::dev::Payload;
+use actix_web::http::{StatusCode, header};
+use actix_web::{FromRequest, HttpRequest, HttpResponse, ResponseError, web};
+use askama::Template;
+use futures_util::future::LocalBoxFuture;
+use sha2::{Digest, Sha256};
+
+use crate::accounts::access::Actor;
+use crate::accounts::users;
+use crate::error::{Error, ErrorChain};
+use crate::http::{AppState, client_ip};
+pub use i18n::Lang;
+
+pub const SESSION_COOKIE: &str = "tms_session";
+pub const LANG_COOKIE: &str = "tms_lang";
+/// Double-submit token of the forms shown before signing in.
+pub const FORM_COOKIE: &str = "tms_form";
+/// The proof that a login passed its first step.
+pub const PENDING_COOKIE: &str = "tms_pending";
+/// A catalogue key naming what the last change did, shown once.
+pub const FLASH_COOKIE: &str = "tms_flash";
+
+/// The headers every page carries: no script but ours, no framing, no
+/// referrer leaving the site.
+const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'self'; style-src 'self'; \
+img-src 'self' data:; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
+
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    use web::{get, post, resource};
+    cfg.service(resource("/static/{name}").route(get().to(assets::serve)))
+        .service(resource("/").route(get().to(home::show)))
+        .service(resource("/login").route(get().to(sign_in::form)).route(post().to(sign_in::submit)))
+        .service(
+            resource("/login/code")
+                .route(get().to(sign_in::code_form))
+                .route(post().to(sign_in::code_submit)),
+        )
+        .service(resource("/logout").route(post().to(sign_in::logout)))
+        .service(resource("/language").route(post().to(sign_in::language)))
+        .service(resource("/locations").route(get().to(locations::list)))
+        .service(resource("/locations/{id}/name").route(post().to(locations::rename)))
+        .service(
+            resource("/locations/{id}/settings")
+                .route(get().to(settings::show))
+                .route(post().to(settings::save)),
+        )
+        .service(resource("/terminals").route(get().to(terminals::list)))
+        .service(resource("/terminals/{id}").route(get().to(terminals::show)))
+        .service(
+            resource("/terminals/{id}/deactivate")
+                .route(get().to(terminals::confirm_deactivate))
+                .route(post().to(terminals::deactivate)),
+        )
+        .service(resource("/transactions").route(get().to(transactions::list)))
+        .service(resource("/transactions/export.csv").route(get().to(transactions::export)))
+        .service(resource("/activity").route(get().to(activity::list)));
+}
+
+/// What every page's frame needs: the language, the signed-in user, the
+/// form token, the section for the navigation, a message from the last
+/// change.
+pub struct Ctx {
+    pub lang: Lang,
+    pub csrf: String,
+    /// Empty when nobody is signed in.
+    pub user_email: String,
+    pub section: &'static str,
+    /// A catalogue key.
+    pub flash: Option<&'static str>,
+    /// This page's path and query, where a language switch comes back to.
+    pub here: String,
+}
+
+impl Ctx {
+    pub fn t(&self, key: &str) -> &'static str {
+        self.lang.text(key)
+    }
+
+    pub fn t1(&self, key: &str, a: impl Display) -> String {
+        self.lang.format(key, &[&a])
+    }
+
+    pub fn t2(&self, key: &str, a: impl Display, b: impl Display) -> String {
+        self.lang.format(key, &[&a, &b])
+    }
+
+    pub fn when(&self, rfc3339: &str) -> String {
+        self.lang.date_time_text(rfc3339)
+    }
+
+    pub fn amount(&self, minor: impl Count, currency: &str) -> String {
+        self.lang.amount(minor.count(), currency)
+    }
+
+    pub fn number(&self, n: impl Count) -> String {
+        self.lang.number(n.count())
+    }
+
+    pub fn css(&self) -> &'static str {
+        &assets::ASSETS.css
+    }
+
+    pub fn js(&self) -> &'static str {
+        &assets::ASSETS.js
+    }
+
+    pub fn icon(&self) -> &'static str {
+        &assets::ASSETS.icon
+    }
+
+    pub fn langs(&self) -> [Lang; 2] {
+        Lang::ALL
+    }
+
+    pub fn signed_in(&self) -> bool {
+        !self.user_email.is_empty()
+    }
+
+    pub fn current(&self, section: &str) -> &'static str {
+        if self.section == section { "page" } else { "false" }
+    }
+}
+
+/// A whole number however a template holds it (by value or by reference).
+pub trait Count {
+    fn count(&self) -> i64;
+}
+
+impl Count for i64 {
+    fn count(&self) -> i64 {
+        *self
+    }
+}
+
+impl Count for usize {
+    fn count(&self) -> i64 {
+        i64::try_from(*self).unwrap_or(i64::MAX)
+    }
+}
+
+impl<T: Count + ?Sized> Count for &T {
+    fn count(&self) -> i64 {
+        (**self).count()
+    }
+}
+
+/// A page's failure, rendered as a page in the reader's language.
+#[derive(Debug)]
+pub enum WebError {
+    /// Not signed in (or the session ended): to the login page, then back.
+    SignIn {
+        next: String,
+    },
+    Page {
+        lang: Lang,
+        status: StatusCode,
+        message: String,
+    },
+}
+
+impl WebError {
+    pub fn from_domain(lang: Lang, e: Error) -> WebError {
+        let code = e.code();
+        if e.is_internal() {
+            tracing::error!(error = %ErrorChain(&e), "page failed");
+        }
+        let status = StatusCode::from_u16(code.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        if code == crate::error::ErrorCode::Unauthorized {
+            return WebError::SignIn { next: "/".into() };
+        }
+        // The catalogue's words where it has them; the domain's own
+        // (English) sentence for what only it can say precisely.
+        let message = match lang.try_text(&format!("error.{}", code.as_str())) {
+            Some(text) => text.to_owned(),
+            None => e.public_message(),
+        };
+        WebError::Page { lang, status, message }
+    }
+
+    pub fn forbidden_form(lang: Lang) -> WebError {
+        WebError::Page {
+            lang,
+            status: StatusCode::FORBIDDEN,
+            message: lang.text("error.form_expired").to_owned(),
+        }
+    }
+
+    pub fn not_found(lang: Lang) -> WebError {
+        WebError::Page {
+            lang,
+            status: StatusCode::NOT_FOUND,
+            message: lang.text("error.not_found").to_owned(),
+        }
+    }
+}
+
+impl std::fmt::Display for WebError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            WebError::SignIn { .. } => f.write_str("sign in first"),
+            WebError::Page { message, .. } => f.write_str(message),
+        }
+    }
+}
+
+#[derive(Template)]
+#[template(path = "error.html")]
+struct ErrorPage {
+    ctx: Ctx,
+    status: u16,
+    message: String,
+}
+
+impl ResponseError for WebError {
+    fn status_code(&self) -> StatusCode {
+        match self {
+            WebError::SignIn { .. } => StatusCode::SEE_OTHER,
+            WebError::Page { status, .. } => *status,
+        }
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        match self {
+            WebError::SignIn { next } => {
+                let target = if next == "/" || next.is_empty() {
+                    "/login".to_owned()
+                } else {
+                    format!(
+                        "/login?next={}",
+                        url::form_urlencoded::byte_serialize(next.as_bytes()).collect::<String>()
+                    )
+                };
+                redirect(&target)
+            }
+            WebError::Page { lang, status, message } => {
+                let page = ErrorPage {
+                    ctx: Ctx {
+                        lang: *lang,
+                        csrf: String::new(),
+                        user_email: String::new(),
+                        section: "",
+                        flash: None,
+                        here: "/".into(),
+                    },
+                    status: status.as_u16(),
+                    message: message.clone(),
+                };
+                let mut response = html(*status, &page);
+                response
+                    .headers_mut()
+                    .insert(header::CACHE_CONTROL, header::HeaderValue::from_static("no-store"));
+                response
+            }
+        }
+    }
+}
+
+/// Turns a domain result into a page result in the reader's language.
+pub trait OrPage<T> {
+    fn or_page(self, lang: Lang) -> Result<T, WebError>;
+}
+
+impl<T> OrPage<T> for Result<T, Error> {
+    fn or_page(self, lang: Lang) -> Result<T, WebError> {
+        self.map_err(|e| WebError::from_domain(lang, e))
+    }
+}
+
+/// A rendered page with the security headers.
+pub fn html(status: StatusCode, page: &impl Template) -> HttpResponse {
+    match page.render() {
+        Ok(body) => HttpResponse::build(status)
+            .content_type("text/html; charset=utf-8")
+            .insert_header((header::CONTENT_SECURITY_POLICY, CONTENT_SECURITY_POLICY))
+            .insert_header((header::X_FRAME_OPTIONS, "DENY"))
+            .insert_header((header::REFERRER_POLICY, "same-origin"))
+            .insert_header((header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
+            .insert_header((header::CACHE_CONTROL, "no-store"))
+            .body(body),
+        Err(e) => {
+            tracing::error!(error = %e, "template failed");
+            HttpResponse::InternalServerError()
+                .content_type("text/plain; charset=utf-8")
+                .body("internal error")
+        }
+    }
+}
+
+/// A page answer that also clears the message it showed.
+pub fn page(ctx: &Ctx, template: &impl Template) -> Result<HttpResponse, WebError> {
+    let mut response = html(StatusCode::OK, template);
+    if ctx.flash.is_some() {
+        let mut gone = Cookie::build(FLASH_COOKIE, "").path("/").finish();
+        gone.make_removal();
+        let _ = response.add_cookie(&gone);
+    }
+    Ok(response)
+}
+
+/// 303 See Other: where a form post lands.
+pub fn redirect(to: &str) -> HttpResponse {
+    HttpResponse::SeeOther().insert_header((header::LOCATION, to)).finish()
+}
+
+/// 303 to `to`, with a message (a catalogue key) shown there once.
+pub fn redirect_with(to: &str, flash: &'static str) -> HttpResponse {
+    let mut response = redirect(to);
+    let _ = response.add_cookie(
+        &Cookie::build(FLASH_COOKIE, flash).path("/").http_only(true).same_site(SameSite::Lax).finish(),
+    );
+    response
+}
+
+/// A cookie of this site: HttpOnly, SameSite=Lax, Secure behind https.
+pub fn cookie(
+    state: &AppState,
+    name: &'static str,
+    value: String,
+    max_age: Option<CookieDuration>,
+) -> Cookie<'static> {
+    let mut c = Cookie::build(name, value)
+        .path("/")
+        .http_only(true)
+        .same_site(SameSite::Lax)
+        .secure(state.accounts.public_url.starts_with("https://"))
+        .finish();
+    if let Some(age) = max_age {
+        c.set_max_age(age);
+    }
+    c
+}
+
+pub fn removal(name: &'static str) -> Cookie<'static> {
+    let mut c = Cookie::build(name, "").path("/").finish();
+    c.make_removal();
+    c
+}
+
+/// The form token of a session: derived from the session's secret, so a
+/// page of another site can neither read nor compute it.
+pub fn csrf_for(session_token: &str) -> String {
+    let digest =
+        Sha256::new().chain_update(b"tms-portal-csrf\0").chain_update(session_token.as_bytes()).finalize();
+    hex::encode(&digest[..16])
+}
+
+/// Whether two tokens are equal, in time independent of where they differ.
+pub fn same_token(a: &str, b: &str) -> bool {
+    a.len() == b.len() && a.bytes().zip(b.bytes()).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// The language of a request nobody is signed in to: the switcher's
+/// cookie, else the browser's Accept-Language.
+pub fn request_lang(req: &HttpRequest) -> Lang {
+    req.cookie(LANG_COOKIE).and_then(|c| Lang::parse(c.value())).unwrap_or_else(|| {
+        Lang::from_accept_language(req.headers().get(header::ACCEPT_LANGUAGE).and_then(|v| v.to_str().ok()))
+    })
+}
+
+/// The message a redirect left, if it names a known text.
+fn flash_of(req: &HttpRequest, lang: Lang) -> Option<&'static str> {
+    let cookie = req.cookie(FLASH_COOKIE)?;
+    let key = cookie.value();
+    // Only the catalogue's own messages: a cookie cannot put text on a page.
+    key.starts_with("flash.").then(|| lang.try_key(key)).flatten()
+}
+
+fn here(req: &HttpRequest) -> String {
+    match req.query_string() {
+        "" => req.path().to_owned(),
+        q => format!("{}?{q}", req.path()),
+    }
+}
+
+/// A signed-in browser: the caller, its session token and its language.
+pub struct Session {
+    pub actor: Actor,
+    pub token: String,
+    pub lang: Lang,
+    flash: Option<&'static str>,
+    here: String,
+}
+
+impl Session {
+    pub fn ctx(&self, section: &'static str) -> Ctx {
+        Ctx {
+            lang: self.lang,
+            csrf: csrf_for(&self.token),
+            user_email: self.actor.email.clone(),
+            section,
+            flash: self.flash,
+            here: self.here.clone(),
+        }
+    }
+
+    /// Refuses a form that does not carry this session's token: a post
+    /// from another site's page.
+    pub fn check_form(&self, csrf: &str) -> Result<(), WebError> {
+        if same_token(csrf, &csrf_for(&self.token)) {
+            Ok(())
+        } else {
+            Err(WebError::forbidden_form(self.lang))
+        }
+    }
+
+    /// The merchant of a merchant's user; the portal is theirs.
+    pub fn merchant_id(&self) -> Result<i64, WebError> {
+        self.actor.merchant_id().ok_or_else(|| WebError::Page {
+            lang: self.lang,
+            status: StatusCode::FORBIDDEN,
+            message: self.lang.text("error.operator_portal").to_owned(),
+        })
+    }
+}
+
+impl FromRequest for Session {
+    type Error = WebError;
+    type Future = LocalBoxFuture<'static, Result<Session, WebError>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let state = req.app_data::<web::Data<AppState>>().cloned().expect("AppState is registered");
+        let token = req.cookie(SESSION_COOKIE).map(|c| c.value().to_owned()).filter(|t| !t.is_empty());
+        let ip = client_ip(req);
+        let fallback = request_lang(req);
+        let next = if req.method() == actix_web::http::Method::GET { here(req) } else { "/".to_owned() };
+        let flash_cookie = req.cookie(FLASH_COOKIE).map(|c| c.value().to_owned());
+        let here = here(req);
+        Box::pin(async move {
+            let Some(token) = token else { return Err(WebError::SignIn { next }) };
+            let settings = state.accounts.clone();
+            let resolved = {
+                let token = token.clone();
+                state
+                    .db
+                    .run(move |conn| {
+                        let actor = users::resolve_token(conn, &token, ip, &settings)?;
+                        let language = users::language_of(conn, actor.user_id)?;
+                        Ok::<_, Error>((actor, language))
+                    })
+                    .await
+            };
+            match resolved {
+                Ok((actor, language)) => {
+                    let lang = language.as_deref().and_then(Lang::parse).unwrap_or(fallback);
+                    let flash =
+                        flash_cookie.filter(|k| k.starts_with("flash.")).and_then(|k| lang.try_key(&k));
+                    Ok(Session { actor, token, lang, flash, here })
+                }
+                Err(e) if e.code() == crate::error::ErrorCode::Unauthorized => Err(WebError::SignIn { next }),
+                Err(e) => Err(WebError::from_domain(fallback, e)),
+            }
+        })
+    }
+}
+
+/// The frame of a page nobody is signed in to.
+pub fn anonymous_ctx(req: &HttpRequest, form_token: String) -> Ctx {
+    let lang = request_lang(req);
+    Ctx {
+        lang,
+        csrf: form_token,
+        user_email: String::new(),
+        section: "",
+        flash: flash_of(req, lang),
+        here: here(req),
+    }
+}

@@ -1,0 +1,190 @@
+//! Terminal settings of one location: receipt header and footer, the
+//! customer copy, and the merchant-menu password. Each save is one new
+//! version of what the location sets, as `tms params set` makes.
+
+use std::collections::BTreeMap;
+
+use actix_web::http::StatusCode;
+use actix_web::{HttpResponse, web};
+use askama::Template;
+use serde::Deserialize;
+use serde_json::Value;
+use tms_packages::parameters::{Level, MERCHANT_PASSWORD_KEY, TERMINAL_APP, weak_pin_reason};
+use tms_packages::wire::parameters::ChangeParametersRequest;
+
+use super::{Ctx, OrPage, Session, WebError, html, page, redirect_with};
+use crate::accounts::merchants;
+use crate::error::ErrorCode;
+use crate::http::AppState;
+
+const HEADER: &str = "receipt.header";
+const FOOTER: &str = "receipt.footer";
+const CUSTOMER_COPY: &str = "receipt.print_customer_copy";
+
+#[derive(Template)]
+#[template(path = "settings.html")]
+struct SettingsPage {
+    ctx: Ctx,
+    location_id: i64,
+    location: String,
+    header: String,
+    footer: String,
+    /// `inherit`, `on` or `off`
+    customer_copy: &'static str,
+    password_set: bool,
+    /// Terminals here whose password is weak (the default 99999 among them).
+    weak_terminals: usize,
+    error: Option<String>,
+}
+
+async fn render(
+    state: &AppState,
+    session: &Session,
+    id: i64,
+    error: Option<String>,
+) -> Result<SettingsPage, WebError> {
+    let lang = session.lang;
+    let merchant_id = session.merchant_id()?;
+    let actor = session.actor.clone();
+    let location =
+        state.db.run(move |conn| merchants::visible_location(conn, &actor, id)).await.or_page(lang)?;
+    let set = crate::parameters::show_scope(
+        &state.db,
+        &state.blobs,
+        session.actor.clone(),
+        TERMINAL_APP.to_owned(),
+        Level::Location,
+        id,
+        None,
+    )
+    .await
+    .or_page(lang)?;
+    let weak = crate::parameters::weak_password_report(
+        &state.db,
+        &state.blobs,
+        session.actor.clone(),
+        Some(merchant_id),
+    )
+    .await
+    .unwrap_or_default();
+    let text = |key: &str| set.values.get(key).and_then(Value::as_str).unwrap_or_default().to_owned();
+    Ok(SettingsPage {
+        ctx: session.ctx("locations"),
+        location_id: id,
+        location: location.name,
+        header: text(HEADER),
+        footer: text(FOOTER),
+        customer_copy: match set.values.get(CUSTOMER_COPY) {
+            Some(Value::Bool(true)) => "on",
+            Some(Value::Bool(false)) => "off",
+            _ => "inherit",
+        },
+        password_set: set.values.contains_key(MERCHANT_PASSWORD_KEY),
+        weak_terminals: weak.iter().filter(|d| d.location_id == id).count(),
+        error,
+    })
+}
+
+pub async fn show(
+    state: web::Data<AppState>,
+    session: Session,
+    id: web::Path<i64>,
+) -> Result<HttpResponse, WebError> {
+    let body = render(&state, &session, id.into_inner(), None).await?;
+    let ctx = session.ctx("locations");
+    page(&ctx, &body)
+}
+
+#[derive(Deserialize)]
+pub struct SettingsForm {
+    csrf: String,
+    #[serde(default)]
+    header: String,
+    #[serde(default)]
+    footer: String,
+    #[serde(default)]
+    customer_copy: String,
+    #[serde(default)]
+    password: String,
+}
+
+pub async fn save(
+    state: web::Data<AppState>,
+    session: Session,
+    id: web::Path<i64>,
+    form: web::Form<SettingsForm>,
+) -> Result<HttpResponse, WebError> {
+    session.check_form(&form.csrf)?;
+    let lang = session.lang;
+    let id = id.into_inner();
+    let current = render(&state, &session, id, None).await?;
+    let mut request = ChangeParametersRequest {
+        set: BTreeMap::new(),
+        unset: Vec::new(),
+        lock: Vec::new(),
+        unlock: Vec::new(),
+        reason: "merchant portal".into(),
+    };
+    // Only what the form changed: an untouched field stays as the location
+    // (or the level above it) has it, so the terminals receive only the change.
+    let mut text_field = |key: &str, was: &str, now: &str| {
+        let now = now.replace("\r\n", "\n");
+        if now == was {
+        } else if now.trim().is_empty() {
+            request.unset.push(key.to_owned());
+        } else {
+            request.set.insert(key.to_owned(), Value::String(now));
+        }
+    };
+    text_field(HEADER, &current.header, &form.header);
+    text_field(FOOTER, &current.footer, &form.footer);
+    match (form.customer_copy.as_str(), current.customer_copy) {
+        (wanted, was) if wanted == was => {}
+        ("on", _) => drop(request.set.insert(CUSTOMER_COPY.into(), Value::Bool(true))),
+        ("off", _) => drop(request.set.insert(CUSTOMER_COPY.into(), Value::Bool(false))),
+        ("inherit", _) => request.unset.push(CUSTOMER_COPY.into()),
+        _ => {}
+    }
+    let password = form.password.trim();
+    if !password.is_empty() {
+        // The portal refuses what the weak-password report would flag.
+        if let Some(reason) = weak_pin_reason(password) {
+            let message = lang.text(&format!("settings.weak_{reason}")).to_owned();
+            let mut body = render(&state, &session, id, Some(message)).await?;
+            body.header = form.header.clone();
+            body.footer = form.footer.clone();
+            return Ok(html(StatusCode::BAD_REQUEST, &body));
+        }
+        request.set.insert(MERCHANT_PASSWORD_KEY.into(), Value::String(password.to_owned()));
+    }
+    if request.set.is_empty() && request.unset.is_empty() {
+        return Ok(redirect_with(&format!("/locations/{id}/settings"), "flash.nothing_changed"));
+    }
+    let outcome = crate::parameters::change(
+        &state.db,
+        &state.blobs,
+        session.actor.clone(),
+        TERMINAL_APP.into(),
+        Level::Location,
+        id,
+        request,
+    )
+    .await;
+    match outcome {
+        Ok(_) => {
+            state.contact.caught_up().await;
+            Ok(redirect_with(&format!("/locations/{id}/settings"), "flash.settings_saved"))
+        }
+        Err(e) if matches!(e.code(), ErrorCode::InvalidParameter | ErrorCode::ParameterLocked) => {
+            let details: BTreeMap<String, String> = e.public_details();
+            let key = details.get("key").cloned().unwrap_or_default();
+            let message =
+                lang.format(&format!("settings.refused_{}", e.code().as_str()), &[&key, &e.public_message()]);
+            let mut body = render(&state, &session, id, Some(message)).await?;
+            body.header = form.header.clone();
+            body.footer = form.footer.clone();
+            Ok(html(StatusCode::from_u16(e.code().status()).unwrap_or(StatusCode::BAD_REQUEST), &body))
+        }
+        Err(e) => Err(WebError::from_domain(lang, e)),
+    }
+}

@@ -1,0 +1,317 @@
+//! The merchant portal in a real Chromium: a merchant signs in, types and
+//! clicks, and the tests check both what the page shows and what the
+//! system did (the API's view, the terminals' next contact). Every page
+//! visited is saved as a PNG at desktop and phone widths.
+
+use reqwest::Method;
+use serde_json::{Value, json};
+use tms_e2e::backend_test;
+use tms_e2e::browser::Browser;
+use tms_e2e::fixtures::*;
+use tms_e2e::terminal::{Outcome, SimTerminal};
+use tms_e2e::{Backend, TestServer};
+use tms_signing::PublicKey;
+
+fn test_name(base: &str, db: &tms_e2e::TestDatabase) -> String {
+    let backend = match db.backend {
+        Backend::Sqlite => "sqlite",
+        Backend::Postgres => "postgres",
+    };
+    format!("{base}-{backend}")
+}
+
+/// Signs in through the login form (no second step).
+async fn sign_in(browser: &mut Browser, server: &TestServer, email: &str, password: &str) {
+    browser.goto(&server.url("/login")).await;
+    browser.fill("#email", email).await;
+    browser.fill("#password", password).await;
+    browser.click("form[action='/login'] button[type=submit]").await;
+    for _ in 0..200 {
+        if browser.exists("form[action='/logout']").await {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    panic!("not signed in: {}", browser.body_text().await);
+}
+
+async fn sync(server: &TestServer, t: &mut SimTerminal, trusted: &[PublicKey]) {
+    for _ in 0..4 {
+        match t.contact(&server.http, &server.base_url).await {
+            Outcome::Answer(answer, body) => {
+                t.accept(&answer, trusted).expect("a valid answer");
+                if answer.status == "in_sync" {
+                    return;
+                }
+                t.apply(&server.http, &server.base_url, &body).await;
+            }
+            Outcome::Refused(status, body) => panic!("contact refused: {status} {body}"),
+        }
+    }
+    panic!("not in sync after four contacts");
+}
+
+/// Waits until the server has written the terminal's last contact (contacts
+/// are recorded in batches).
+async fn wait_for_contact(server: &TestServer, token: &str, device_id: i64) {
+    for _ in 0..200 {
+        let (_, device) = get(server, token, &format!("/api/v1/devices/{device_id}")).await;
+        if device["last_contact_at"].is_string() {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    panic!("the contact of device {device_id} was never recorded");
+}
+
+async fn location_name(server: &TestServer, token: &str, merchant_id: i64, location: i64) -> String {
+    let (_, locations) = get(server, token, &format!("/api/v1/merchants/{merchant_id}/locations")).await;
+    locations
+        .as_array()
+        .expect("locations")
+        .iter()
+        .find(|l| l["id"] == location)
+        .and_then(|l| l["name"].as_str())
+        .expect("the location")
+        .to_owned()
+}
+
+/// A page on another origin (another port of the same host, so the same
+/// site for the browser's SameSite rules) whose form posts itself to the
+/// portal: what a forged cross-site request looks like.
+async fn forging_page(target: String) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let address = listener.local_addr().expect("addr");
+    let page = format!(
+        "<!doctype html><html><body><form id=f method=post action=\"{target}\">\
+         <input name=name value=Hacked><input name=csrf value=guessed></form>\
+         <script>document.getElementById('f').submit()</script></body></html>"
+    );
+    tokio::spawn(async move {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        while let Ok((mut stream, _)) = listener.accept().await {
+            let mut buffer = [0u8; 4096];
+            let _ = stream.read(&mut buffer).await;
+            let response = format!(
+                "HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{page}",
+                page.len()
+            );
+            let _ = stream.write_all(response.as_bytes()).await;
+        }
+    });
+    format!("http://{address}/")
+}
+
+backend_test!(portal_sign_in_with_two_steps_switch_language_and_refuse_forged_forms, |db| {
+    let (server, op) = server_with_operator_and(&db, &[("TMS_ADJUSTABLE_CLOCK", "true")]).await;
+    let email = "owner@boulangerie.example";
+    let (merchant_id, location, admin) =
+        merchant(&server, &op, "Boulangerie Martin", email, &["5100000001"]).await;
+    // Two-step verification on, as the merchant set it up in an authenticator app.
+    let (status, enrollment) = post(&server, &admin, "/api/v1/auth/2fa/enroll", json!({})).await;
+    assert_eq!(status, 200, "{enrollment}");
+    let secret = tms_server::auth::totp::base32_decode(enrollment["secret"].as_str().unwrap()).unwrap();
+    let now = || std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+    let code = tms_server::auth::totp::current_code(&secret, now());
+    let (status, body) = post(&server, &admin, "/api/v1/auth/2fa/confirm", json!({"code": code})).await;
+    assert_eq!(status, 200, "{body}");
+    // The next code: half a minute on, on the server's clock.
+    server.advance_clock(&op, 30).await;
+
+    let Some(mut browser) = Browser::start(&test_name("sign-in", &db), "fr-FR,fr").await else { return };
+    // Signed out, the portal's home leads to the login page, in French (Accept-Language).
+    browser.goto(&server.url("/")).await;
+    assert!(browser.url().await.ends_with("/login"), "{}", browser.url().await);
+    browser.expect_heading("Connexion").await;
+    browser.snap("login").await;
+
+    // A wrong password: said plainly, the e-mail kept.
+    browser.fill("#email", email).await;
+    browser.fill("#password", "not-the-password").await;
+    browser.click("form[action='/login'] button[type=submit]").await;
+    browser.expect_text("incorrect").await;
+    assert_eq!(browser.attribute("#email", "value").await.as_deref(), Some(email));
+    browser.snap("login-wrong-password").await;
+
+    // The right password, then the code.
+    browser.fill("#password", MERCHANT_PASSWORD).await;
+    browser.click("form[action='/login'] button[type=submit]").await;
+    browser.expect_heading("Vérification en deux étapes").await;
+    browser.snap("login-code").await;
+    browser.fill("#code", "000000").await;
+    browser.click("form[action='/login/code'] button[type=submit]").await;
+    let wrong_code = tms_server::auth::totp::current_code(&secret, now() + 30) == "000000";
+    if !wrong_code {
+        browser.expect_text("Ce code est incorrect").await;
+        browser.snap("login-code-wrong").await;
+    }
+    browser.fill("#code", &tms_server::auth::totp::current_code(&secret, now() + 30)).await;
+    browser.click("form[action='/login/code'] button[type=submit]").await;
+    browser.expect_heading("Vue d'ensemble").await;
+    let session = browser.cookie("tms_session").await.expect("a session cookie");
+    // The session cookie is the browser's alone: the page's scripts cannot read it.
+    let script_sees = browser.script("return document.cookie").await;
+    assert!(!script_sees.as_str().unwrap_or_default().contains("tms_session"), "{script_sees}");
+    browser.snap("home-fr").await;
+
+    // The language switch: English, kept for this user on the next page.
+    browser.click("button[name=lang][value=en]").await;
+    browser.expect_heading("Overview").await;
+    browser.snap("home-en").await;
+    browser.goto(&server.url("/activity")).await;
+    browser.expect_heading("Activity").await;
+    browser.expect_text("Signed in").await;
+    browser.snap("activity-en").await;
+
+    // A page of another site posts a rename form with the merchant's cookie:
+    // refused, nothing changed.
+    let before = location_name(&server, &admin, merchant_id, location).await;
+    let forger = forging_page(server.url(&format!("/locations/{location}/name"))).await;
+    browser.goto(&forger).await;
+    for _ in 0..100 {
+        if browser.url().await.starts_with(&server.base_url) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    browser.expect_text("This form has expired").await;
+    browser.snap("forged-form-refused").await;
+    assert_eq!(location_name(&server, &admin, merchant_id, location).await, before);
+
+    // Signing out ends the session: the old cookie no longer opens a page.
+    browser.goto(&server.url("/")).await;
+    browser.click("form[action='/logout'] button").await;
+    browser.expect_text("You are signed out").await;
+    assert!(browser.url().await.ends_with("/login"));
+    browser.snap("signed-out").await;
+    let replay = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+        .get(server.url("/"))
+        .header("Cookie", format!("tms_session={session}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(replay.status(), 303);
+    assert_eq!(replay.headers()["location"], "/login");
+});
+
+backend_test!(portal_merchant_tasks_reach_the_terminals, |db| {
+    // Contacts are written in batches; a short interval keeps the wait short.
+    let (server, op) = server_with_operator_and(&db, &[("TMS_CONTACT_FLUSH_MS", "100")]).await;
+    let email = "gerant@cafe.example";
+    let (merchant_id, location, admin) =
+        merchant(&server, &op, "Café du Marché", email, &["5200000001", "5200000002"]).await;
+    let trusted = answer_keys(&server).await;
+    let mut caisse_1 =
+        activated_terminal(&server, email, (merchant_id, location), "5200000001", "A920").await;
+    let mut caisse_2 =
+        activated_terminal(&server, email, (merchant_id, location), "5200000002", "A920").await;
+    sync(&server, &mut caisse_1, &trusted).await;
+    sync(&server, &mut caisse_2, &trusted).await;
+    for (terminal, ids) in
+        [(&caisse_1, ["a-1", "a-2", "a-3"].as_slice()), (&caisse_2, ["b-1", "b-2"].as_slice())]
+    {
+        let txs: Vec<Value> = ids
+            .iter()
+            .enumerate()
+            .map(|(i, id)| transaction(id, 10 + i as i64, 1250, "EUR", "success"))
+            .collect();
+        let (status, body) = server
+            .call(
+                Method::POST,
+                "/api/v1/terminal/transactions",
+                Some(&terminal.token),
+                Some(json!({"transactions": txs})),
+            )
+            .await;
+        assert!(status.is_success(), "{body}");
+    }
+
+    for terminal in [&caisse_1, &caisse_2] {
+        wait_for_contact(&server, &admin, terminal.device_id).await;
+    }
+
+    let Some(mut browser) = Browser::start(&test_name("merchant-tasks", &db), "en-GB,en").await else {
+        return;
+    };
+    sign_in(&mut browser, &server, email, MERCHANT_PASSWORD).await;
+    browser.expect_heading("Overview").await;
+    browser.expect_text("2 of 2 terminals online").await;
+    browser.snap("home").await;
+
+    // Rename a location.
+    browser.goto(&server.url("/locations")).await;
+    browser.snap("locations").await;
+    browser.fill(&format!("#name-{location}"), "Café du Port").await;
+    browser.click(&format!("#location-{location} form button")).await;
+    browser.expect_text("The location was renamed").await;
+    assert_eq!(location_name(&server, &admin, merchant_id, location).await, "Café du Port");
+    browser.snap("location-renamed").await;
+
+    // Transactions of one terminal, and the CSV of exactly those.
+    browser.goto(&server.url("/transactions")).await;
+    browser.expect_text("5 transactions, net €62.50").await;
+    browser.snap("transactions").await;
+    browser.select("#f-terminal", &caisse_1.device_id.to_string()).await;
+    browser.click("form.filters button[type=submit]").await;
+    browser.expect_text("3 transactions, net €37.50").await;
+    browser.snap("transactions-filtered").await;
+    let export = browser.attribute("a[download]", "href").await.expect("an export link");
+    let session = browser.cookie("tms_session").await.expect("session cookie");
+    let csv = server
+        .http
+        .get(server.url(&export))
+        .header("Cookie", format!("tms_session={session}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(csv.status(), 200);
+    assert!(csv.headers()["content-type"].to_str().unwrap().starts_with("text/csv"));
+    let csv = csv.text().await.unwrap();
+    let lines: Vec<&str> = csv.lines().collect();
+    assert!(lines[0].starts_with("id,terminal_tx_id,"), "{csv}");
+    let mut ids: Vec<&str> = lines[1..].iter().map(|l| l.split(',').nth(1).unwrap()).collect();
+    ids.sort();
+    assert_eq!(ids, vec!["a-1", "a-2", "a-3"], "{csv}");
+
+    // Terminal settings: a weak merchant password is refused before saving;
+    // a new receipt header reaches the terminals, alone.
+    browser.goto(&server.url(&format!("/locations/{location}/settings"))).await;
+    browser.expect_text("default password 99999").await;
+    browser.snap("settings").await;
+    browser.fill("#password", "12345").await;
+    browser.click("form.stack button[type=submit]").await;
+    browser.expect_text("run of digits").await;
+    browser.snap("settings-weak-password").await;
+    browser.fill("#password", "").await;
+    browser.fill("#header", "Café du Port").await;
+    browser.click("form.stack button[type=submit]").await;
+    browser.expect_text("The settings were saved").await;
+    browser.snap("settings-saved").await;
+    let Outcome::Answer(answer, body) = caisse_1.contact(&server.http, &server.base_url).await else {
+        panic!("no answer")
+    };
+    caisse_1.accept(&answer, &trusted).expect("valid");
+    let params = body.parameters.iter().find(|p| p.app_id == "tms.terminal").expect("terminal parameters");
+    assert!(!params.full);
+    assert_eq!(serde_json::to_value(&params.changed).unwrap(), json!({"receipt.header": "Café du Port"}));
+
+    // Deactivate the second terminal: after a confirmation that says what
+    // happens, its credential is refused.
+    browser.goto(&server.url("/terminals")).await;
+    browser.snap("terminals").await;
+    browser.click(&format!("a[href='/terminals/{}']", caisse_2.device_id)).await;
+    browser.snap("terminal").await;
+    browser.click(&format!("a[href='/terminals/{}/deactivate']", caisse_2.device_id)).await;
+    browser.expect_text("becomes free").await;
+    browser.snap("deactivate-confirm").await;
+    browser.click("form.actions button[type=submit]").await;
+    browser.expect_text("The terminal was deactivated").await;
+    browser.snap("terminal-deactivated").await;
+    let Outcome::Refused(status, body) = caisse_2.contact(&server.http, &server.base_url).await else {
+        panic!("a deactivated terminal was answered")
+    };
+    assert_eq!((status, body["error"]["code"].as_str()), (401, Some("device_deactivated")), "{body}");
+});
