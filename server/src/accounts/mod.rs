@@ -54,6 +54,24 @@ pub fn activation_mail(
     })
 }
 
+/// The "forgotten password" e-mail, in French and English (the address
+/// may belong to either kind of reader, and nobody is signed in to ask).
+pub fn password_reset_mail(public_url: &str, to: &str, token: &str, ttl_hours: u64) -> PendingMail {
+    let link = format!("{public_url}/activate?token={token}");
+    PendingMail(crate::mail::Mail {
+        to: to.to_owned(),
+        subject: "Nouveau mot de passe / New password".to_owned(),
+        body: format!(
+            "Bonjour,\n\nPour choisir un nouveau mot de passe, ouvrez ce lien :\n\n{link}\n\n\
+             Le lien fonctionne une fois et expire dans {ttl_hours} h. Si vous n'avez rien demandé,\n\
+             ignorez ce message : votre mot de passe ne change pas.\n\n---\n\n\
+             Hello,\n\nTo choose a new password, open this link:\n\n{link}\n\n\
+             The link works once and expires in {ttl_hours} hour(s). If you did not ask for it,\n\
+             ignore this message: your password stays as it is.\n"
+        ),
+    })
+}
+
 /// The audit trail the caller may read: a merchant's admins their own
 /// merchant's (another merchant's is empty, not an error, so its existence
 /// is not revealed), operator admins and support anyone's.

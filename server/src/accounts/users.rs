@@ -472,8 +472,7 @@ pub fn activate_account(
             .optional()?;
         let (token_id, user_id) = found.ok_or_else(invalid)?;
         let user = rows::find_user(conn, user_id)?.ok_or_else(invalid)?;
-        password::check_policy(new_password, &user.email)
-            .map_err(|m| Error::new(ErrorCode::WeakPassword, m))?;
+        password::check_policy(new_password, &user.email).map_err(password::Weakness::into_error)?;
         // Hashed before the first write, so no write lock is held meanwhile.
         let hash = password::hash(new_password);
         let at = now();
@@ -487,6 +486,15 @@ pub fn activate_account(
         diesel::update(users::table.find(user_id))
             .set((users::password_hash.eq(hash), users::status.eq(USER_ACTIVE), users::updated_at.eq(at)))
             .execute(conn)?;
+        // A new password from a link (a reset) ends every session the old one opened.
+        diesel::update(
+            user_tokens::table
+                .filter(user_tokens::user_id.eq(user_id))
+                .filter(user_tokens::kind.eq_any([TOKEN_SESSION, TOKEN_SECOND_FACTOR]))
+                .filter(user_tokens::revoked_at.is_null()),
+        )
+        .set(user_tokens::revoked_at.eq(at))
+        .execute(conn)?;
         if let Some(merchant_id) = user.merchant_id {
             diesel::update(merchants::table.find(merchant_id))
                 .filter(merchants::status.eq(rows::MERCHANT_PENDING))
@@ -505,6 +513,54 @@ pub fn activate_account(
         )?;
         Ok(())
     })
+}
+
+const RESET_PER_ACCOUNT: u32 = 3;
+const RESET_PER_ADDRESS: u32 = 20;
+const RESET_WINDOW_SECS: u64 = 3600;
+const RESET_TTL_HOURS: u64 = 1;
+
+/// "Forgotten password": the mail with a one-hour link to set a new one, if
+/// the address is an active account's. The caller answers the same whatever
+/// this returns, so the answer does not tell which addresses have accounts;
+/// requests beyond a few per hour and address send nothing.
+pub fn request_password_reset(
+    conn: &mut DbConnection,
+    email: &str,
+    source_ip: Option<&str>,
+    settings: &AccountSettings,
+) -> Result<Option<PendingMail>, Error> {
+    let email = normalize_email(email);
+    if email.len() > 254 || !is_plausible_email(&email) {
+        return Ok(None);
+    }
+    // Hashed: a key of fixed size whatever was typed.
+    let mut keys = vec![(format!("reset:{}", tokens::hash(&email)), RESET_PER_ACCOUNT)];
+    if let Some(ip) = source_ip {
+        keys.push((format!("reset-address:{}", tokens::hash(ip)), RESET_PER_ADDRESS));
+    }
+    match throttle::begin(conn, &Limits { keys, window_secs: RESET_WINDOW_SECS }) {
+        Ok(attempt) => attempt.failed(),
+        Err(Error::Throttled { .. }) => return Ok(None),
+        Err(e) => return Err(e),
+    }
+    let Some(user) = rows::find_user_by_email(conn, &email)? else { return Ok(None) };
+    if user.status != USER_ACTIVE {
+        // An invited user's way in is the invitation (which can be sent again).
+        return Ok(None);
+    }
+    let token = issue_activation_token(conn, user.id, RESET_TTL_HOURS)?;
+    let subject = format!("user:{}", user.id);
+    audit::record(
+        conn,
+        &audit::NewAuditEvent {
+            actor_user_id: Some(user.id),
+            merchant_id: user.merchant_id,
+            source_ip,
+            ..audit::NewAuditEvent::now(&user.email, "user.password_reset_request", &subject, &json!({}))
+        },
+    )?;
+    Ok(Some(super::password_reset_mail(&settings.public_url, &user.email, &token, RESET_TTL_HOURS)))
 }
 
 /// A new single-use activation token for a user (older ones stop working).
@@ -582,7 +638,7 @@ pub fn create_operator(
     role: OperatorRole,
     new_password: &str,
 ) -> Result<i64, Error> {
-    password::check_policy(new_password, email).map_err(|m| Error::new(ErrorCode::WeakPassword, m))?;
+    password::check_policy(new_password, email).map_err(password::Weakness::into_error)?;
     crate::db::write_tx(conn, |conn| {
         let id = insert_user(
             conn,
@@ -897,7 +953,7 @@ pub fn change_password(
         return Err(invalid_credentials());
     }
     attempt.succeeded(conn, &user.email)?;
-    password::check_policy(new_password, &user.email).map_err(|m| Error::new(ErrorCode::WeakPassword, m))?;
+    password::check_policy(new_password, &user.email).map_err(password::Weakness::into_error)?;
     let hash = password::hash(new_password);
     crate::db::write_tx(conn, |conn| {
         let at = now();

@@ -114,29 +114,76 @@ const COMMON: &[&str] = &[
 ];
 
 /// Why a password is refused, in words for the person choosing it.
-pub fn check_policy(password: &str, email: &str) -> Result<(), String> {
+pub fn check_policy(password: &str, email: &str) -> Result<(), Weakness> {
     let length = password.chars().count();
     if length < MIN_LENGTH {
-        return Err(format!("the password must have at least {MIN_LENGTH} characters"));
+        return Err(Weakness::TooShort);
     }
     if length > MAX_LENGTH {
-        return Err(format!("the password must have at most {MAX_LENGTH} characters"));
+        return Err(Weakness::TooLong);
     }
     let lower = password.to_lowercase();
     if COMMON.contains(&lower.as_str()) {
-        return Err("this password is too common; choose another".into());
+        return Err(Weakness::Common);
     }
     if password.chars().all(|c| c == password.chars().next().unwrap_or(c)) {
-        return Err("the password must not be one character repeated".into());
+        return Err(Weakness::Repeated);
     }
     let local = email.split('@').next().unwrap_or("").to_lowercase();
     if lower.contains(&email.to_lowercase()) {
-        return Err("the password must not contain the e-mail address".into());
+        return Err(Weakness::ContainsEmail);
     }
     if local.chars().count() >= 4 && lower.contains(&local) {
-        return Err(format!("the password must not contain the name of the e-mail address ({local})"));
+        return Err(Weakness::ContainsName(local));
     }
     Ok(())
+}
+
+/// Which rule a refused password breaks.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Weakness {
+    TooShort,
+    TooLong,
+    Common,
+    Repeated,
+    ContainsEmail,
+    /// The part of the address before the `@`.
+    ContainsName(String),
+}
+
+impl Weakness {
+    /// A stable name for the rule (`details.rule` of a `weak_password` error).
+    pub fn rule(&self) -> &'static str {
+        match self {
+            Weakness::TooShort => "too_short",
+            Weakness::TooLong => "too_long",
+            Weakness::Common => "common",
+            Weakness::Repeated => "repeated",
+            Weakness::ContainsEmail => "contains_email",
+            Weakness::ContainsName(_) => "contains_name",
+        }
+    }
+
+    /// The domain error, with the rule in its details.
+    pub fn into_error(self) -> crate::error::Error {
+        let details = std::collections::BTreeMap::from([("rule".to_owned(), self.rule().to_owned())]);
+        crate::error::Error::with_details(crate::error::ErrorCode::WeakPassword, self.to_string(), details)
+    }
+}
+
+impl std::fmt::Display for Weakness {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Weakness::TooShort => write!(f, "the password must have at least {MIN_LENGTH} characters"),
+            Weakness::TooLong => write!(f, "the password must have at most {MAX_LENGTH} characters"),
+            Weakness::Common => f.write_str("this password is too common; choose another"),
+            Weakness::Repeated => f.write_str("the password must not be one character repeated"),
+            Weakness::ContainsEmail => f.write_str("the password must not contain the e-mail address"),
+            Weakness::ContainsName(local) => {
+                write!(f, "the password must not contain the name of the e-mail address ({local})")
+            }
+        }
+    }
 }
 
 #[cfg(test)]
@@ -159,10 +206,11 @@ mod tests {
         assert!(check_policy("Password123", "a@b.fr").is_err());
         assert!(check_policy("aaaaaaaaaaaa", "a@b.fr").is_err());
         // The message says which part of the address the password holds.
-        let name = check_policy("anne.martin-2026", "anne.martin@b.fr").unwrap_err();
+        let name = check_policy("anne.martin-2026", "anne.martin@b.fr").unwrap_err().to_string();
         assert!(name.contains("name of the e-mail address (anne.martin)"), "{name}");
         let whole = check_policy("x-anne@b.fr-x", "anne@b.fr").unwrap_err();
-        assert_eq!(whole, "the password must not contain the e-mail address");
+        assert_eq!(whole.to_string(), "the password must not contain the e-mail address");
+        assert_eq!(whole.rule(), "contains_email");
         assert!(check_policy(&"x".repeat(129), "a@b.fr").is_err());
         assert!(check_policy("croissant au beurre", "anne@b.fr").is_ok());
     }

@@ -41,7 +41,7 @@ impl FromRequest for Actor {
 
 /// Sends mail after the change committed. A failure does not undo the change
 /// (the user can be sent a new link); it is logged and reported as not sent.
-async fn deliver(state: &AppState, mail: PendingMail) -> bool {
+pub async fn deliver(state: &AppState, mail: PendingMail) -> bool {
     let to = mail.0.to.clone();
     match state.mailer.send(mail.0).await {
         Ok(()) => true,
@@ -550,16 +550,10 @@ pub async fn list_audit(
     ))
 }
 
-/// The page an activation e-mail links to: choose a password.
-pub async fn activation_page() -> HttpResponse {
-    HttpResponse::Ok().content_type("text/html; charset=utf-8").body(include_str!("activate.html"))
-}
-
 /// Routes of this module.
 pub fn routes(cfg: &mut web::ServiceConfig) {
     use web::{delete, get, patch, post, put, resource};
-    cfg.service(resource("/activate").route(get().to(activation_page)))
-        .service(resource("/api/v1/auth/login").route(post().to(login)))
+    cfg.service(resource("/api/v1/auth/login").route(post().to(login)))
         .service(resource("/api/v1/auth/logout").route(post().to(logout)))
         .service(resource("/api/v1/auth/me").route(get().to(me)))
         .service(resource("/api/v1/auth/activate").route(post().to(activate)))

@@ -250,12 +250,16 @@ mod tests {
         let mut missing = Vec::new();
         for file in files {
             let text = std::fs::read_to_string(&file).expect("readable");
-            // t("key"), t1("key", …), format("key", …), text("key"), and keys named in `key: "…"` tables.
-            for marker in ["t(\"", "t1(\"", "t2(\"", "text(\"", "format(\"", "key!(\""] {
+            // ctx.t("key"), ctx.t1("key", …), lang.text("key"), lang.format("key", …).
+            for marker in [".t(\"", ".t1(\"", ".t2(\"", ".text(\"", ".format(\""] {
                 for (i, _) in text.match_indices(marker) {
                     let rest = &text[i + marker.len()..];
                     let key = &rest[..rest.find('"').expect("closing quote")];
-                    if !key.is_empty() && !key.contains('{') && !en.contains_key(key) {
+                    let looks_like_key = key.contains('.')
+                        && key
+                            .chars()
+                            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "._".contains(c));
+                    if looks_like_key && !en.contains_key(key) {
                         missing.push(format!("{}: {key}", file.display()));
                     }
                 }

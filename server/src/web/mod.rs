@@ -13,6 +13,7 @@ pub mod i18n;
 mod activity;
 mod home;
 mod locations;
+mod password;
 mod settings;
 mod sign_in;
 mod terminals;
@@ -59,6 +60,12 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
                 .route(post().to(sign_in::code_submit)),
         )
         .service(resource("/logout").route(post().to(sign_in::logout)))
+        .service(resource("/activate").route(get().to(password::set_form)).route(post().to(password::set)))
+        .service(
+            resource("/password/forgot")
+                .route(get().to(password::forgot_form))
+                .route(post().to(password::forgot)),
+        )
         .service(resource("/language").route(post().to(sign_in::language)))
         .service(resource("/locations").route(get().to(locations::list)))
         .service(resource("/locations/{id}/name").route(post().to(locations::rename)))

@@ -47,14 +47,14 @@ fn safe_next(next: Option<&str>) -> String {
 
 /// The double-submit token of the forms before sign-in: the cookie's, or a
 /// new one (then also set as the cookie).
-fn form_token(req: &HttpRequest) -> (String, bool) {
+pub fn form_token(req: &HttpRequest) -> (String, bool) {
     match req.cookie(FORM_COOKIE).map(|c| c.value().to_owned()).filter(|v| v.len() == 32) {
         Some(t) => (t, false),
         None => (hex::encode(rand::random::<[u8; 16]>()), true),
     }
 }
 
-fn with_form_cookie(
+pub fn with_form_cookie(
     state: &AppState,
     mut response: HttpResponse,
     token: String,
@@ -67,7 +67,7 @@ fn with_form_cookie(
 }
 
 /// A form posted before sign-in must echo the cookie set with it.
-fn check_anonymous_form(req: &HttpRequest, posted: &str) -> Result<(), WebError> {
+pub fn check_anonymous_form(req: &HttpRequest, posted: &str) -> Result<(), WebError> {
     match req.cookie(FORM_COOKIE) {
         Some(c) if same_token(c.value(), posted) => Ok(()),
         _ => Err(WebError::forbidden_form(super::request_lang(req))),

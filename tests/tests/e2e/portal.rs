@@ -315,3 +315,85 @@ backend_test!(portal_merchant_tasks_reach_the_terminals, |db| {
     };
     assert_eq!((status, body["error"]["code"].as_str()), (401, Some("device_deactivated")), "{body}");
 });
+
+backend_test!(portal_activation_link_and_forgotten_password, |db| {
+    let (server, op) = server_with_operator(&db).await;
+    let email = "patronne@fleuriste.example";
+    let (status, order) = post(
+        &server,
+        &op,
+        "/api/v1/orders",
+        order_for_new_merchant("Fleurs de Lys", email, "3 quai de la Tournelle", &["5300000001"]),
+    )
+    .await;
+    assert_eq!(status, 201, "{order}");
+    let first_link = server.url(&format!("/activate?token={}", server.activation_token_for(email)));
+
+    let Some(mut browser) = Browser::start(&test_name("passwords", &db), "fr-FR,fr").await else { return };
+    // The order's e-mail link: the rules are shown before anything is typed.
+    browser.goto(&first_link).await;
+    browser.expect_heading("Choisissez votre mot de passe").await;
+    browser.expect_text("Au moins 10 caractères").await;
+    browser.snap("activate").await;
+    // Two different passwords, then one that breaks a rule: said in French, nothing set.
+    browser.fill("#password", "bouquet de pivoines").await;
+    browser.fill("#repeat", "bouquet de tulipes").await;
+    browser.click("form[action='/activate'] button").await;
+    browser.expect_text("Les deux mots de passe diffèrent").await;
+    browser.fill("#password", "patronne-2026!").await;
+    browser.fill("#repeat", "patronne-2026!").await;
+    browser.click("form[action='/activate'] button").await;
+    browser.expect_text("ne doit pas contenir le nom de votre adresse").await;
+    browser.snap("activate-refused").await;
+    browser.fill("#password", "bouquet de pivoines").await;
+    browser.fill("#repeat", "bouquet de pivoines").await;
+    browser.click("form[action='/activate'] button").await;
+    browser.expect_text("Votre mot de passe est enregistré").await;
+    browser.snap("activated").await;
+    sign_in(&mut browser, &server, email, "bouquet de pivoines").await;
+    browser.expect_heading("Vue d'ensemble").await;
+    // The link worked once.
+    browser.goto(&first_link).await;
+    browser.fill("#password", "encore un autre mot").await;
+    browser.fill("#repeat", "encore un autre mot").await;
+    browser.click("form[action='/activate'] button").await;
+    browser.expect_text("Ce lien a déjà servi ou a expiré").await;
+    browser.snap("link-spent").await;
+    let old_session = browser.cookie("tms_session").await.expect("signed in");
+
+    // Forgotten password: the same answer for an unknown address (and no mail).
+    let mails_before = server.outbox().len();
+    browser.goto(&server.url("/login")).await;
+    browser.click("a[href='/password/forgot']").await;
+    browser.expect_heading("Mot de passe oublié").await;
+    browser.snap("forgot").await;
+    browser.fill("#email", "personne@nulle-part.example").await;
+    browser.click("form[action='/password/forgot'] button").await;
+    browser.expect_text("Si cette adresse a un compte").await;
+    assert_eq!(server.outbox().len(), mails_before);
+    browser.goto(&server.url("/password/forgot")).await;
+    browser.fill("#email", email).await;
+    browser.click("form[action='/password/forgot'] button").await;
+    browser.expect_text("Si cette adresse a un compte").await;
+    browser.snap("forgot-sent").await;
+    assert_eq!(server.outbox().len(), mails_before + 1);
+    let reset_link = server.url(&format!("/activate?token={}", server.activation_token_for(email)));
+    browser.goto(&reset_link).await;
+    browser.fill("#password", "gerbe de roses rouges").await;
+    browser.fill("#repeat", "gerbe de roses rouges").await;
+    browser.click("form[action='/activate'] button").await;
+    browser.expect_text("Votre mot de passe est enregistré").await;
+    // The reset ended the session the old password opened.
+    let replay = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+        .get(server.url("/"))
+        .header("Cookie", format!("tms_session={old_session}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(replay.status(), 303);
+    sign_in(&mut browser, &server, email, "gerbe de roses rouges").await;
+    browser.expect_heading("Vue d'ensemble").await;
+});
