@@ -289,6 +289,31 @@ pub fn finish_browser_login(
     open_session(conn, &user, BROWSER_SESSION, source_ip, settings)
 }
 
+/// Ends every session of the user but `keep` (0: all of them); API tokens
+/// stay, being the user's deliberate grants to programs.
+fn end_other_sessions(conn: &mut DbConnection, user_id: i64, keep: i64) -> Result<usize, DbError> {
+    Ok(diesel::update(
+        user_tokens::table
+            .filter(user_tokens::user_id.eq(user_id))
+            .filter(user_tokens::kind.eq_any([TOKEN_SESSION, TOKEN_SECOND_FACTOR]))
+            .filter(user_tokens::id.ne(keep))
+            .filter(user_tokens::revoked_at.is_null()),
+    )
+    .set(user_tokens::revoked_at.eq(now()))
+    .execute(conn)?)
+}
+
+/// "Sign out everywhere": every session of the caller ends, this one too.
+pub fn logout_everywhere(conn: &mut DbConnection, actor: &Actor) -> Result<usize, Error> {
+    let ended = end_other_sessions(conn, actor.user_id, 0)?;
+    let subject = format!("user:{}", actor.user_id);
+    audit::record(
+        conn,
+        &actor.audit("user.logout_everywhere", &subject, actor.merchant_id(), &json!({"sessions": ended})),
+    )?;
+    Ok(ended)
+}
+
 /// Records the portal language a user chose (`None`: follow the browser).
 pub fn set_language(conn: &mut DbConnection, actor: &Actor, language: Option<&str>) -> Result<(), Error> {
     diesel::update(users::table.find(actor.user_id)).set(users::language.eq(language)).execute(conn)?;
@@ -487,14 +512,7 @@ pub fn activate_account(
             .set((users::password_hash.eq(hash), users::status.eq(USER_ACTIVE), users::updated_at.eq(at)))
             .execute(conn)?;
         // A new password from a link (a reset) ends every session the old one opened.
-        diesel::update(
-            user_tokens::table
-                .filter(user_tokens::user_id.eq(user_id))
-                .filter(user_tokens::kind.eq_any([TOKEN_SESSION, TOKEN_SECOND_FACTOR]))
-                .filter(user_tokens::revoked_at.is_null()),
-        )
-        .set(user_tokens::revoked_at.eq(at))
-        .execute(conn)?;
+        end_other_sessions(conn, user_id, 0)?;
         if let Some(merchant_id) = user.merchant_id {
             diesel::update(merchants::table.find(merchant_id))
                 .filter(merchants::status.eq(rows::MERCHANT_PENDING))
@@ -960,15 +978,7 @@ pub fn change_password(
         diesel::update(users::table.find(user.id))
             .set((users::password_hash.eq(&hash), users::updated_at.eq(at)))
             .execute(conn)?;
-        diesel::update(
-            user_tokens::table
-                .filter(user_tokens::user_id.eq(user.id))
-                .filter(user_tokens::kind.eq(TOKEN_SESSION))
-                .filter(user_tokens::id.ne(actor.token_id))
-                .filter(user_tokens::revoked_at.is_null()),
-        )
-        .set(user_tokens::revoked_at.eq(at))
-        .execute(conn)?;
+        end_other_sessions(conn, user.id, actor.token_id)?;
         let subject = format!("user:{}", user.id);
         audit::record(conn, &actor.audit("user.password_change", &subject, user.merchant_id, &json!({})))?;
         Ok(())
@@ -1077,6 +1087,25 @@ pub fn enroll_two_factor(conn: &mut DbConnection, actor: &Actor) -> Result<TwoFa
     Ok(TwoFactorEnrollment { otpauth_url: totp::otpauth_url("TMS", &user.email, &secret), secret: encoded })
 }
 
+/// The enrolment started and not yet confirmed, to show again after a
+/// mistyped first code (the authenticator app already holds its secret).
+pub fn pending_two_factor(
+    conn: &mut DbConnection,
+    actor: &Actor,
+) -> Result<Option<TwoFactorEnrollment>, Error> {
+    let user = rows::find_user(conn, actor.user_id)?.ok_or_else(|| Error::not_found("user"))?;
+    if user.totp_enabled {
+        return Ok(None);
+    }
+    Ok(user.totp_secret.as_deref().and_then(|encoded| {
+        let secret = totp::base32_decode(encoded)?;
+        Some(TwoFactorEnrollment {
+            otpauth_url: totp::otpauth_url("TMS", &user.email, &secret),
+            secret: encoded.to_owned(),
+        })
+    }))
+}
+
 pub fn confirm_two_factor(
     conn: &mut DbConnection,
     actor: &Actor,
@@ -1125,6 +1154,9 @@ pub fn confirm_two_factor(
                 ))
                 .execute(conn)?;
         }
+        // Sessions opened with the password alone end: only the one that
+        // turned the second step on stays.
+        end_other_sessions(conn, user.id, actor.token_id)?;
         let subject = format!("user:{}", user.id);
         audit::record(conn, &actor.audit("user.two_factor_enable", &subject, user.merchant_id, &json!({})))?;
         Ok(RecoveryCodes { codes })

@@ -14,6 +14,7 @@ mod activity;
 mod home;
 mod locations;
 mod password;
+mod profile;
 mod settings;
 mod sign_in;
 mod terminals;
@@ -67,6 +68,12 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
                 .route(post().to(password::forgot)),
         )
         .service(resource("/language").route(post().to(sign_in::language)))
+        .service(resource("/profile").route(get().to(profile::show)))
+        .service(resource("/profile/password").route(post().to(profile::change_password)))
+        .service(resource("/profile/two-factor/start").route(post().to(profile::start_two_factor)))
+        .service(resource("/profile/two-factor/confirm").route(post().to(profile::confirm_two_factor)))
+        .service(resource("/profile/two-factor/disable").route(post().to(profile::disable_two_factor)))
+        .service(resource("/profile/sign-out-everywhere").route(post().to(profile::sign_out_everywhere)))
         .service(resource("/locations").route(get().to(locations::list)))
         .service(resource("/locations/{id}/name").route(post().to(locations::rename)))
         .service(

@@ -396,4 +396,29 @@ backend_test!(portal_activation_link_and_forgotten_password, |db| {
     assert_eq!(replay.status(), 303);
     sign_in(&mut browser, &server, email, "gerbe de roses rouges").await;
     browser.expect_heading("Vue d'ensemble").await;
+
+    // Two-step verification from the profile: a QR code drawn by the server,
+    // a first code, recovery codes once; the other sessions end.
+    let other_session = server.login(email, "gerbe de roses rouges").await;
+    browser.click("a[href='/profile']").await;
+    browser.expect_heading("Votre profil").await;
+    browser.snap("profile").await;
+    browser.click("form[action='/profile/two-factor/start'] button").await;
+    browser.expect_text("Scannez ce code").await;
+    assert!(browser.exists(".qr svg").await, "the QR code is an inline SVG");
+    browser.snap("two-factor-setup").await;
+    let secret = browser.text("#secret").await;
+    let secret = tms_server::auth::totp::base32_decode(&secret).expect("a base32 secret");
+    let now = || std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+    browser.fill("#code", &tms_server::auth::totp::current_code(&secret, now())).await;
+    browser.click("form[action='/profile/two-factor/confirm'] button").await;
+    browser.expect_heading("Vos codes de secours").await;
+    let codes = browser.text("#recovery-codes").await;
+    assert_eq!(codes.lines().filter(|l| !l.trim().is_empty()).count(), 10, "{codes}");
+    browser.snap("recovery-codes").await;
+    let (status, _) = get(&server, &other_session, "/api/v1/auth/me").await;
+    assert_eq!(status, 401, "turning two-step verification on ends the other sessions");
+    browser.click("a.button.primary").await;
+    browser.expect_text("Activée : la connexion demande un code").await;
+    browser.snap("profile-two-factor-on").await;
 });
