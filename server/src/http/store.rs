@@ -216,7 +216,7 @@ pub async fn uninstall(
     Ok(HttpResponse::Created().json(view))
 }
 
-async fn image_response(
+pub async fn image_response(
     state: &AppState,
     actor: Actor,
     app_id: String,

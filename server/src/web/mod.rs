@@ -17,6 +17,7 @@ mod password;
 mod profile;
 mod settings;
 mod sign_in;
+mod store;
 mod terminals;
 mod transactions;
 
@@ -90,7 +91,13 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         )
         .service(resource("/transactions").route(get().to(transactions::list)))
         .service(resource("/transactions/export.csv").route(get().to(transactions::export)))
-        .service(resource("/activity").route(get().to(activity::list)));
+        .service(resource("/activity").route(get().to(activity::list)))
+        .service(resource("/store").route(get().to(store::catalogue)))
+        .service(resource("/store/{app_id}").route(get().to(store::show)))
+        .service(resource("/store/{app_id}/install").route(post().to(store::install)))
+        .service(resource("/store/{app_id}/uninstall").route(post().to(store::uninstall)))
+        .service(resource("/store/{app_id}/icon").route(get().to(store::icon)))
+        .service(resource("/store/{app_id}/screenshots/{screenshot_id}").route(get().to(store::screenshot)));
 }
 
 /// What every page's frame needs: the language, the signed-in user, the

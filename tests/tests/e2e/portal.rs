@@ -422,3 +422,60 @@ backend_test!(portal_activation_link_and_forgotten_password, |db| {
     browser.expect_text("Activée : la connexion demande un code").await;
     browser.snap("profile-two-factor-on").await;
 });
+
+backend_test!(portal_app_store_installs_on_the_terminals_ticked, |db| {
+    let (server, op) = server_with_operator_and(&db, &[("TMS_CONTACT_FLUSH_MS", "100")]).await;
+    let email = "owner@tabac.example";
+    let serials = ["5400000001", "5400000002", "5400000003"];
+    let (merchant_id, location, _) = merchant(&server, &op, "Tabac de la Gare", email, &serials).await;
+    let trusted = answer_keys(&server).await;
+    let mut counter_1 = activated_terminal(&server, email, (merchant_id, location), serials[0], "A920").await;
+    let mut counter_2 = activated_terminal(&server, email, (merchant_id, location), serials[1], "A920").await;
+    let mut kiosk = activated_terminal(&server, email, (merchant_id, location), serials[2], "P400").await;
+    for t in [&mut counter_1, &mut counter_2, &mut kiosk] {
+        sync(&server, t, &trusted).await;
+    }
+    let tips = "com.example.tips";
+    let key = app_with_key(&server, &op, tips, "app").await;
+    let (status, app) = server
+        .call(
+            Method::PATCH,
+            &format!("/api/v1/apps/{tips}"),
+            Some(&op),
+            Some(json!({"visibility": "store", "name": "Pourboires", "summary": "Tips on the card payment",
+                        "description": "Your customers add a tip when they pay by card.", "category": "Payments"})),
+        )
+        .await;
+    assert_eq!(status, 200, "{app}");
+    publish_release(&server, &op, &key, tips, "app", "1.0.0", 1, &["A920"]).await;
+
+    let Some(mut browser) = Browser::start(&test_name("store", &db), "en-GB,en").await else { return };
+    sign_in(&mut browser, &server, email, MERCHANT_PASSWORD).await;
+    browser.goto(&server.url("/store")).await;
+    browser.expect_text("Tips on the card payment").await;
+    browser.snap("store").await;
+    browser.click(&format!("a[href='/store/{tips}']")).await;
+    browser.expect_heading("Pourboires").await;
+    // The kiosk's model has no release: its box cannot be ticked, and says why.
+    let kiosk_box = format!("#device-{}", kiosk.device_id);
+    assert_eq!(browser.attribute(&kiosk_box, "disabled").await.as_deref(), Some("true"));
+    browser.expect_text("No version of this app runs on this terminal (model P400").await;
+    browser.snap("store-app").await;
+    browser.click(&format!("#device-{}", counter_1.device_id)).await;
+    browser.click("button.primary[type=submit]").await;
+    browser.expect_text("The installation is requested").await;
+    browser.expect_text("Waiting for the terminal").await;
+    browser.snap("store-install-requested").await;
+
+    // Only the ticked terminal is offered the app at its next contact.
+    let Outcome::Answer(answer, body) = counter_1.contact(&server.http, &server.base_url).await else {
+        panic!()
+    };
+    counter_1.accept(&answer, &trusted).expect("valid");
+    assert_eq!(body.apps.len(), 1, "{:?}", body.apps);
+    assert_eq!(body.apps[0].app_id, tips);
+    let Outcome::Answer(answer, body) = counter_2.contact(&server.http, &server.base_url).await else {
+        panic!()
+    };
+    assert_eq!(answer.status, "in_sync", "{body:?}");
+});
