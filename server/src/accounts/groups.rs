@@ -150,6 +150,24 @@ pub fn set_grant(
     })
 }
 
+/// Sets several locations' grants of a group in one transaction: all or
+/// nothing. Locations not named keep theirs.
+pub fn set_grants(
+    conn: &mut DbConnection,
+    actor: &Actor,
+    group_id: i64,
+    grants: &[(i64, Vec<String>)],
+) -> Result<GroupView, Error> {
+    crate::db::write_tx(conn, |conn| {
+        let group = managed_group(conn, actor, group_id)?;
+        let mut view = rows::group_view(conn, &group)?;
+        for (location_id, permissions) in grants {
+            view = set_grant(conn, actor, group_id, *location_id, permissions)?;
+        }
+        Ok(view)
+    })
+}
+
 pub fn set_member(
     conn: &mut DbConnection,
     actor: &Actor,

@@ -377,17 +377,22 @@ pub fn list_terminals(
         .collect())
 }
 
-/// 409 `profile_in_use`, listing the devices, while the user is logged in to
-/// the app on any active device.
-pub fn refuse_if_in_use(conn: &mut DbConnection, user: &UserRow) -> Result<(), Error> {
-    let holding: Vec<(i64, String)> = device_sessions::table
+/// The active devices (id, name) where the user is logged in to the app.
+pub fn logged_in_on(conn: &mut DbConnection, user_id: i64) -> Result<Vec<(i64, String)>, crate::db::DbError> {
+    Ok(device_sessions::table
         .inner_join(devices::table)
-        .filter(device_sessions::user_id.eq(user.id))
+        .filter(device_sessions::user_id.eq(user_id))
         .filter(device_sessions::ended_at.is_null())
         .filter(devices::status.eq("active"))
         .select((devices::id, devices::name))
         .order(devices::id)
-        .load(conn)?;
+        .load(conn)?)
+}
+
+/// 409 `profile_in_use`, listing the devices, while the user is logged in to
+/// the app on any active device.
+pub fn refuse_if_in_use(conn: &mut DbConnection, user: &UserRow) -> Result<(), Error> {
+    let holding = logged_in_on(conn, user.id)?;
     if holding.is_empty() {
         return Ok(());
     }

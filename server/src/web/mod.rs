@@ -18,6 +18,7 @@ mod profile;
 mod settings;
 mod sign_in;
 mod store;
+mod team;
 mod terminals;
 mod transactions;
 
@@ -92,6 +93,13 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .service(resource("/transactions").route(get().to(transactions::list)))
         .service(resource("/transactions/export.csv").route(get().to(transactions::export)))
         .service(resource("/activity").route(get().to(activity::list)))
+        .service(resource("/users").route(get().to(team::list)).route(post().to(team::invite)))
+        .service(resource("/users/{id}/remove").route(post().to(team::remove)))
+        .service(resource("/groups").route(post().to(team::create_group)))
+        .service(resource("/groups/{id}/grants").route(post().to(team::set_grants)))
+        .service(resource("/groups/{id}/members").route(post().to(team::add_member)))
+        .service(resource("/groups/{id}/members/{user_id}/remove").route(post().to(team::remove_member)))
+        .service(resource("/groups/{id}/delete").route(post().to(team::delete_group)))
         .service(resource("/store").route(get().to(store::catalogue)))
         .service(resource("/store/{app_id}").route(get().to(store::show)))
         .service(resource("/store/{app_id}/install").route(post().to(store::install)))

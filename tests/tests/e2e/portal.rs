@@ -479,3 +479,77 @@ backend_test!(portal_app_store_installs_on_the_terminals_ticked, |db| {
     };
     assert_eq!(answer.status, "in_sync", "{body:?}");
 });
+
+backend_test!(portal_users_groups_and_the_locked_profile, |db| {
+    let (server, op) = server_with_operator(&db).await;
+    let email = "owner@pharmacie.example";
+    let (merchant_id, location, admin) =
+        merchant(&server, &op, "Pharmacie Centrale", email, &["5500000001", "5500000002"]).await;
+    // A cashier who activated the app on a terminal is logged in there.
+    let cashier = "caisse@pharmacie.example";
+    let (cashier_id, _) =
+        invite(&server, &admin, merchant_id, cashier, json!({"permissions": ["activate_app"]})).await;
+    group_granting(&server, &admin, merchant_id, "Caisses", location, json!(["activate_app"]), &[cashier_id])
+        .await;
+    let (status, device) = activate_device(
+        &server,
+        cashier,
+        MERCHANT_PASSWORD,
+        "salespoint",
+        "5500000001",
+        location,
+        "Comptoir",
+    )
+    .await;
+    assert_eq!(status, 201, "{device}");
+
+    let Some(mut browser) = Browser::start(&test_name("users", &db), "fr-FR,fr").await else { return };
+    sign_in(&mut browser, &server, email, MERCHANT_PASSWORD).await;
+    browser.goto(&server.url("/users")).await;
+    browser.expect_heading("Utilisateurs et groupes").await;
+    browser.expect_text("Comptoir").await;
+    browser.snap("users").await;
+
+    // Invite a user: the e-mail goes out, the list shows them invited.
+    browser.fill("#invite-email", "compta@pharmacie.example").await;
+    browser.click("#invite-export_transactions").await;
+    browser.click("form[action='/users'] button[type=submit]").await;
+    browser.expect_text("L'invitation est envoyée").await;
+    browser.expect_text("compta@pharmacie.example").await;
+    server.activation_token_for("compta@pharmacie.example");
+
+    // The cashier, logged in on a terminal, cannot be removed.
+    browser.click(&format!("#user-{cashier_id} form button")).await;
+    browser.expect_text("est connecté à l'application sur Comptoir").await;
+    browser.snap("user-locked").await;
+    let (_, still) = get(&server, &admin, &format!("/api/v1/users/{cashier_id}")).await;
+    assert_eq!(still["email"], cashier);
+
+    // A group that lets its members see the transactions of the location.
+    browser.fill("#group-name", "Comptabilité").await;
+    browser.click("form[action='/groups'] button").await;
+    browser.expect_text("Le groupe est créé").await;
+    let (_, groups) = get(&server, &admin, &format!("/api/v1/merchants/{merchant_id}/groups")).await;
+    let group_id = groups.as_array().unwrap().iter().find(|g| g["name"] == "Comptabilité").unwrap()["id"]
+        .as_i64()
+        .unwrap();
+    browser.click(&format!("#group-{group_id} input[value='{location}:view_transactions']")).await;
+    browser.click(&format!("form[action='/groups/{group_id}/grants'] button")).await;
+    browser.expect_text("Le groupe est enregistré").await;
+    let (_, listed) = get(&server, &admin, &format!("/api/v1/merchants/{merchant_id}/users")).await;
+    let accountant =
+        listed.as_array().unwrap().iter().find(|u| u["email"] == "compta@pharmacie.example").unwrap()["id"]
+            .as_i64()
+            .unwrap();
+    browser.select(&format!("#add-{group_id}"), &accountant.to_string()).await;
+    browser.click(&format!("form[action='/groups/{group_id}/members'] button")).await;
+    browser.expect_text("Le groupe est enregistré").await;
+    browser.snap("group").await;
+    let (_, group) = get(&server, &admin, &format!("/api/v1/groups/{group_id}")).await;
+    assert_eq!(group["members"], json!([accountant]), "{group}");
+    assert_eq!(
+        group["grants"],
+        json!([{"location_id": location, "permissions": ["view_transactions"]}]),
+        "{group}"
+    );
+});
