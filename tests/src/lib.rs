@@ -9,6 +9,7 @@ pub mod browser;
 mod database;
 pub mod fixtures;
 pub mod fleet_bench;
+pub mod portal_bench;
 mod s3;
 mod server;
 pub mod terminal;

@@ -124,6 +124,13 @@ pub async fn observe(
     }
 
     let elapsed = started.elapsed();
+    // Pages say how long the server took to make them (read by tms-bench
+    // and by a browser's developer tools); the terminals' answers do not pay for it.
+    if res.headers().get(header::CONTENT_TYPE).is_some_and(|v| v.as_bytes().starts_with(b"text/html"))
+        && let Ok(value) = HeaderValue::from_str(&format!("app;dur={:.2}", elapsed.as_secs_f64() * 1e3))
+    {
+        res.headers_mut().insert(header::HeaderName::from_static("server-timing"), value);
+    }
     let route = res.request().match_pattern().unwrap_or_else(|| "unmatched".to_owned());
     if let Some(state) = state {
         state.metrics.observe_request(&route, method_label(res.request().method()), status.as_u16(), elapsed);

@@ -12,6 +12,10 @@
 //! server's memory growth (targets: publishing at 60 % or more of the sha256
 //! speed; under 64 MiB of growth).
 //!
+//! `tms-bench portal [--terminals 200] [--transactions 1000000] [--backend …]`
+//! seeds a merchant and reports every portal page's server time (see
+//! `tms_e2e::portal_bench`; the target: under 50 ms).
+//!
 //! `tms-bench fleet --terminals 1000000 [--concurrency 64] [--storm-concurrency 256]
 //! [--seconds 30] [--merchants 1000 --locations-per-merchant 10] [--backend …]`
 //! seeds a fleet and drives it through the scenarios of the contact (see
@@ -66,6 +70,9 @@ enum Bench {
     /// steady state, rollout at 10 % and 100 %, a parameter change), with /healthz under the
     /// same load as the ceiling
     Fleet(tms_e2e::fleet_bench::FleetArgs),
+    /// Seed a merchant with many terminals and transactions, sign in as a browser does, and
+    /// report each portal page's server time (p50, p99; target: under 50 ms)
+    Portal(tms_e2e::portal_bench::PortalArgs),
 }
 
 struct Args {
@@ -83,6 +90,7 @@ fn mib(bytes: u64) -> f64 {
 async fn main() {
     let args = match Cli::parse().bench {
         Bench::Fleet(args) => return tms_e2e::fleet_bench::run(args).await,
+        Bench::Portal(args) => return tms_e2e::portal_bench::run(args).await,
         Bench::Export { rows, postgres } => Args { artifact: false, rows, mib: 0, postgres },
         Bench::Artifact { mib, postgres } => Args { artifact: true, rows: 0, mib, postgres },
     };
