@@ -8,6 +8,19 @@ document.addEventListener("DOMContentLoaded", () => {
       select.addEventListener("change", () => form.requestSubmit());
     }
   }
+  // A long period's totals take their own request: fetched into the page,
+  // which is shown at once without them.
+  for (const slot of document.querySelectorAll("[data-load-into]")) {
+    fetch(slot.dataset.loadInto, { credentials: "same-origin" })
+      .then((response) => (response.ok ? response.text() : Promise.reject(response.status)))
+      .then((html) => {
+        const totals = new DOMParser().parseFromString(html, "text/html").getElementById("totals");
+        if (totals) {
+          slot.replaceWith(document.importNode(totals, true));
+        }
+      })
+      .catch(() => {});
+  }
   // A form that failed: move focus to its message so screen readers say it.
   const alert = document.querySelector("main [role=alert]");
   if (alert) {

@@ -168,6 +168,14 @@ impl Browser {
             .await;
     }
 
+    /// Chooses a file in an `<input type=file>` (the driver reads it from disk).
+    pub async fn send_file(&self, css: &str, path: &std::path::Path) {
+        let id = self.find(css).await;
+        let text = path.display().to_string();
+        self.command(reqwest::Method::POST, &format!("/element/{id}/value"), Some(json!({"text": text})))
+            .await;
+    }
+
     /// Chooses the option of a `<select>` whose value is `value`.
     pub async fn select(&self, css: &str, value: &str) {
         self.click(&format!("{css} option[value=\"{value}\"]")).await;

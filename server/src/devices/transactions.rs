@@ -504,16 +504,27 @@ pub fn page(
     cursor: Option<Cursor>,
     limit: i64,
 ) -> Result<TransactionPage, Error> {
+    let mut page = page_without_totals(conn, scope, cursor, limit)?;
+    if cursor.is_none() {
+        page.totals = Some(totals(conn, scope)?);
+    }
+    Ok(page)
+}
+
+/// The rows of a page and the next cursor only: the totals' cost grows
+/// with the filter's rows, a page's does not.
+pub fn page_without_totals(
+    conn: &mut DbConnection,
+    scope: &Scope,
+    cursor: Option<Cursor>,
+    limit: i64,
+) -> Result<TransactionPage, Error> {
     let limit = limit.clamp(1, 500);
     let mut rows = page_rows(conn, scope, cursor, limit + 1)?;
     let more = rows.len() as i64 > limit;
     rows.truncate(limit as usize);
     let next_cursor = if more { rows.last().map(|r| Cursor::after(r).encode()) } else { None };
-    Ok(TransactionPage {
-        items: rows.iter().map(TransactionRow::view).collect(),
-        next_cursor,
-        totals: if cursor.is_none() { Some(totals(conn, scope)?) } else { None },
-    })
+    Ok(TransactionPage { items: rows.iter().map(TransactionRow::view).collect(), next_cursor, totals: None })
 }
 
 /// The calling device's history (its own and inherited transactions).

@@ -75,6 +75,13 @@ pub async fn show(state: web::Data<AppState>, session: Session) -> Result<HttpRe
     .await
     .unwrap_or_default();
 
+    // Apps that failed to install, for users who manage apps.
+    let failed_installs = {
+        let actor = session.actor.clone();
+        let query = crate::store::CatalogueQuery { merchant_id: None, search: None, category: None };
+        state.db.run(move |conn| crate::store::catalogue(conn, &actor, &query)).await.unwrap_or_default()
+    };
+
     let mut by_location: BTreeMap<i64, Vec<(i64, String)>> = BTreeMap::new();
     if let Some((_, totals)) = &today {
         for (location, total) in totals {
@@ -114,6 +121,12 @@ pub async fn show(state: web::Data<AppState>, session: Session) -> Result<HttpRe
         warnings.push(Warning {
             text: lang.format("home.warning_weak_password", &[&count, &name]),
             link: format!("/locations/{location}/settings"),
+        });
+    }
+    for app in failed_installs.iter().filter(|a| a.failed_on > 0) {
+        warnings.push(Warning {
+            text: lang.format("home.warning_failed_install", &[&app.name, &app.failed_on]),
+            link: format!("/store/{}", app.app_id),
         });
     }
     let day = chrono::Duration::hours(24);

@@ -54,58 +54,68 @@ img-src 'self' data:; form-action 'self'; frame-ancestors 'none'; base-uri 'none
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
     use web::{get, post, resource};
-    cfg.service(resource("/static/{name}").route(get().to(assets::serve)))
-        .service(resource("/").route(get().to(home::show)))
-        .service(resource("/login").route(get().to(sign_in::form)).route(post().to(sign_in::submit)))
-        .service(
-            resource("/login/code")
-                .route(get().to(sign_in::code_form))
-                .route(post().to(sign_in::code_submit)),
-        )
-        .service(resource("/logout").route(post().to(sign_in::logout)))
-        .service(resource("/activate").route(get().to(password::set_form)).route(post().to(password::set)))
-        .service(
-            resource("/password/forgot")
-                .route(get().to(password::forgot_form))
-                .route(post().to(password::forgot)),
-        )
-        .service(resource("/language").route(post().to(sign_in::language)))
-        .service(resource("/profile").route(get().to(profile::show)))
-        .service(resource("/profile/password").route(post().to(profile::change_password)))
-        .service(resource("/profile/two-factor/start").route(post().to(profile::start_two_factor)))
-        .service(resource("/profile/two-factor/confirm").route(post().to(profile::confirm_two_factor)))
-        .service(resource("/profile/two-factor/disable").route(post().to(profile::disable_two_factor)))
-        .service(resource("/profile/sign-out-everywhere").route(post().to(profile::sign_out_everywhere)))
-        .service(resource("/locations").route(get().to(locations::list)))
-        .service(resource("/locations/{id}/name").route(post().to(locations::rename)))
-        .service(
-            resource("/locations/{id}/settings")
-                .route(get().to(settings::show))
-                .route(post().to(settings::save)),
-        )
-        .service(resource("/terminals").route(get().to(terminals::list)))
-        .service(resource("/terminals/{id}").route(get().to(terminals::show)))
-        .service(
-            resource("/terminals/{id}/deactivate")
-                .route(get().to(terminals::confirm_deactivate))
-                .route(post().to(terminals::deactivate)),
-        )
-        .service(resource("/transactions").route(get().to(transactions::list)))
-        .service(resource("/transactions/export.csv").route(get().to(transactions::export)))
-        .service(resource("/activity").route(get().to(activity::list)))
-        .service(resource("/users").route(get().to(team::list)).route(post().to(team::invite)))
-        .service(resource("/users/{id}/remove").route(post().to(team::remove)))
-        .service(resource("/groups").route(post().to(team::create_group)))
-        .service(resource("/groups/{id}/grants").route(post().to(team::set_grants)))
-        .service(resource("/groups/{id}/members").route(post().to(team::add_member)))
-        .service(resource("/groups/{id}/members/{user_id}/remove").route(post().to(team::remove_member)))
-        .service(resource("/groups/{id}/delete").route(post().to(team::delete_group)))
-        .service(resource("/store").route(get().to(store::catalogue)))
-        .service(resource("/store/{app_id}").route(get().to(store::show)))
-        .service(resource("/store/{app_id}/install").route(post().to(store::install)))
-        .service(resource("/store/{app_id}/uninstall").route(post().to(store::uninstall)))
-        .service(resource("/store/{app_id}/icon").route(get().to(store::icon)))
-        .service(resource("/store/{app_id}/screenshots/{screenshot_id}").route(get().to(store::screenshot)));
+    // A form that does not parse (a field missing or malformed) is answered
+    // with a page, like every other refusal here.
+    cfg.app_data(web::FormConfig::default().limit(64 * 1024).error_handler(|err, req| {
+        tracing::debug!(error = %err, "form refused");
+        let lang = request_lang(req);
+        WebError::Page {
+            lang,
+            status: StatusCode::BAD_REQUEST,
+            message: lang.text("error.bad_form").to_owned(),
+        }
+        .into()
+    }))
+    .service(resource("/static/{name}").route(get().to(assets::serve)))
+    .service(resource("/").route(get().to(home::show)))
+    .service(resource("/login").route(get().to(sign_in::form)).route(post().to(sign_in::submit)))
+    .service(
+        resource("/login/code").route(get().to(sign_in::code_form)).route(post().to(sign_in::code_submit)),
+    )
+    .service(resource("/logout").route(post().to(sign_in::logout)))
+    .service(resource("/activate").route(get().to(password::set_form)).route(post().to(password::set)))
+    .service(
+        resource("/password/forgot")
+            .route(get().to(password::forgot_form))
+            .route(post().to(password::forgot)),
+    )
+    .service(resource("/language").route(post().to(sign_in::language)))
+    .service(resource("/profile").route(get().to(profile::show)))
+    .service(resource("/profile/password").route(post().to(profile::change_password)))
+    .service(resource("/profile/two-factor/start").route(post().to(profile::start_two_factor)))
+    .service(resource("/profile/two-factor/confirm").route(post().to(profile::confirm_two_factor)))
+    .service(resource("/profile/two-factor/disable").route(post().to(profile::disable_two_factor)))
+    .service(resource("/profile/sign-out-everywhere").route(post().to(profile::sign_out_everywhere)))
+    .service(resource("/locations").route(get().to(locations::list)))
+    .service(resource("/locations/{id}/name").route(post().to(locations::rename)))
+    .service(
+        resource("/locations/{id}/settings").route(get().to(settings::show)).route(post().to(settings::save)),
+    )
+    .service(resource("/locations/{id}/logo").route(post().to(settings::save_logo)))
+    .service(resource("/terminals").route(get().to(terminals::list)))
+    .service(resource("/terminals/{id}").route(get().to(terminals::show)))
+    .service(
+        resource("/terminals/{id}/deactivate")
+            .route(get().to(terminals::confirm_deactivate))
+            .route(post().to(terminals::deactivate)),
+    )
+    .service(resource("/transactions").route(get().to(transactions::list)))
+    .service(resource("/transactions/totals").route(get().to(transactions::totals)))
+    .service(resource("/transactions/export.csv").route(get().to(transactions::export)))
+    .service(resource("/activity").route(get().to(activity::list)))
+    .service(resource("/users").route(get().to(team::list)).route(post().to(team::invite)))
+    .service(resource("/users/{id}/remove").route(post().to(team::remove)))
+    .service(resource("/groups").route(post().to(team::create_group)))
+    .service(resource("/groups/{id}/grants").route(post().to(team::set_grants)))
+    .service(resource("/groups/{id}/members").route(post().to(team::add_member)))
+    .service(resource("/groups/{id}/members/{user_id}/remove").route(post().to(team::remove_member)))
+    .service(resource("/groups/{id}/delete").route(post().to(team::delete_group)))
+    .service(resource("/store").route(get().to(store::catalogue)))
+    .service(resource("/store/{app_id}").route(get().to(store::show)))
+    .service(resource("/store/{app_id}/install").route(post().to(store::install)))
+    .service(resource("/store/{app_id}/uninstall").route(post().to(store::uninstall)))
+    .service(resource("/store/{app_id}/icon").route(get().to(store::icon)))
+    .service(resource("/store/{app_id}/screenshots/{screenshot_id}").route(get().to(store::screenshot)));
 }
 
 /// What every page's frame needs: the language, the signed-in user, the

@@ -20,6 +20,10 @@ use crate::http::AppState;
 const HEADER: &str = "receipt.header";
 const FOOTER: &str = "receipt.footer";
 const CUSTOMER_COPY: &str = "receipt.print_customer_copy";
+const LOGO: &str = "receipt.logo";
+/// What the receipt printer takes: a small PNG (the schema's limit).
+const LOGO_MAX_BYTES: usize = 64 * 1024;
+const PNG_SIGNATURE: &[u8] = b"\x89PNG\r\n\x1a\n";
 
 #[derive(Template)]
 #[template(path = "settings.html")]
@@ -32,6 +36,8 @@ struct SettingsPage {
     /// `inherit`, `on` or `off`
     customer_copy: &'static str,
     password_set: bool,
+    /// The location's own logo, as a `data:` URL for the preview.
+    logo: Option<String>,
     /// Terminals here whose password is weak (the default 99999 among them).
     weak_terminals: usize,
     error: Option<String>,
@@ -80,6 +86,7 @@ async fn render(
             _ => "inherit",
         },
         password_set: set.values.contains_key(MERCHANT_PASSWORD_KEY),
+        logo: set.values.get(LOGO).and_then(Value::as_str).map(|b64| format!("data:image/png;base64,{b64}")),
         weak_terminals: weak.iter().filter(|d| d.location_id == id).count(),
         error,
     })
@@ -187,4 +194,92 @@ pub async fn save(
         }
         Err(e) => Err(WebError::from_domain(lang, e)),
     }
+}
+
+/// The logo form (multipart: a file): a PNG of at most 64 KiB, or `remove`.
+pub async fn save_logo(
+    state: web::Data<AppState>,
+    session: Session,
+    id: web::Path<i64>,
+    mut form: actix_multipart::Multipart,
+) -> Result<HttpResponse, WebError> {
+    use futures_util::StreamExt;
+    let lang = session.lang;
+    let id = id.into_inner();
+    let (mut csrf, mut file, mut remove, mut too_big) = (String::new(), Vec::new(), false, false);
+    while let Some(field) = form.next().await {
+        let mut field = field.map_err(|_| WebError::Page {
+            lang,
+            status: StatusCode::BAD_REQUEST,
+            message: lang.text("error.bad_form").to_owned(),
+        })?;
+        let name = field.name().unwrap_or_default().to_owned();
+        let mut bytes = Vec::new();
+        while let Some(chunk) = field.next().await {
+            let chunk = chunk.map_err(|_| WebError::Page {
+                lang,
+                status: StatusCode::BAD_REQUEST,
+                message: lang.text("error.bad_form").to_owned(),
+            })?;
+            // Read no further than the limit: the rest is refused anyway.
+            if bytes.len() + chunk.len() > LOGO_MAX_BYTES + 1024 {
+                too_big = true;
+                break;
+            }
+            bytes.extend_from_slice(&chunk);
+        }
+        match name.as_str() {
+            "csrf" => csrf = String::from_utf8_lossy(&bytes).into_owned(),
+            "logo" => file = bytes,
+            "remove" => remove = true,
+            _ => {}
+        }
+        if too_big {
+            break;
+        }
+    }
+    session.check_form(&csrf)?;
+    let mut request = ChangeParametersRequest {
+        set: BTreeMap::new(),
+        unset: Vec::new(),
+        lock: Vec::new(),
+        unlock: Vec::new(),
+        reason: "merchant portal".into(),
+    };
+    let refusal = if remove {
+        None
+    } else if too_big || file.len() > LOGO_MAX_BYTES {
+        Some("settings.logo_too_big")
+    } else if file.is_empty() {
+        Some("settings.logo_missing")
+    } else if !file.starts_with(PNG_SIGNATURE) {
+        Some("settings.logo_not_png")
+    } else {
+        None
+    };
+    if let Some(key) = refusal {
+        let body = render(&state, &session, id, Some(lang.text(key).to_owned())).await?;
+        return Ok(html(StatusCode::BAD_REQUEST, &body));
+    }
+    if remove {
+        request.unset.push(LOGO.into());
+    } else {
+        use base64::Engine;
+        request
+            .set
+            .insert(LOGO.into(), Value::String(base64::engine::general_purpose::STANDARD.encode(&file)));
+    }
+    crate::parameters::change(
+        &state.db,
+        &state.blobs,
+        session.actor.clone(),
+        TERMINAL_APP.into(),
+        Level::Location,
+        id,
+        request,
+    )
+    .await
+    .or_page(lang)?;
+    state.contact.caught_up().await;
+    Ok(redirect_with(&format!("/locations/{id}/settings"), "flash.settings_saved"))
 }

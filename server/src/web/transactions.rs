@@ -20,13 +20,20 @@ use crate::error::{Error, ErrorChain};
 use crate::http::AppState;
 
 const PAGE_SIZE: i64 = 50;
+/// The period shown before the merchant chooses one: the last week.
+const DEFAULT_DAYS: i64 = 7;
+/// Totals are computed with the page for periods up to this long; a longer
+/// period (a year of a busy shop is a million rows) gets them on their own
+/// page, which the script loads into this one.
+const INLINE_TOTALS_DAYS: i64 = 31;
 pub const STATUSES: [&str; 4] = ["success", "failure", "cancelled", "unknown"];
 
 /// The filter as the form sends it: every field optional, dates as days.
+/// `from` absent (a first visit) means the last week; present and empty,
+/// no lower bound.
 #[derive(Deserialize, Default, Clone)]
 pub struct FilterQuery {
-    #[serde(default)]
-    from: String,
+    from: Option<String>,
     #[serde(default)]
     to: String,
     #[serde(default)]
@@ -57,11 +64,31 @@ impl FilterQuery {
         text.trim().parse().ok()
     }
 
+    /// The first visit's period, written into the form.
+    fn with_default_period(mut self, today: NaiveDate) -> FilterQuery {
+        if self.from.is_none() {
+            self.from =
+                Some((today - chrono::Duration::days(DEFAULT_DAYS - 1)).format("%Y-%m-%d").to_string());
+        }
+        self
+    }
+
+    fn from_text(&self) -> &str {
+        self.from.as_deref().unwrap_or_default()
+    }
+
+    /// Whether the totals are cheap enough to compute with the page.
+    fn short_period(&self, today: NaiveDate) -> bool {
+        let from = NaiveDate::parse_from_str(self.from_text().trim(), "%Y-%m-%d").ok();
+        let to = NaiveDate::parse_from_str(self.to.trim(), "%Y-%m-%d").ok().unwrap_or(today);
+        from.is_some_and(|f| (to - f).num_days() < INLINE_TOTALS_DAYS)
+    }
+
     /// The domain's filter: `to` is a whole day, so up to the next midnight.
     fn filter(&self, lang: Lang) -> Result<TransactionFilter, WebError> {
         let start = |d: NaiveDate| -> NaiveDateTime { d.and_hms_opt(0, 0, 0).expect("midnight exists") };
         Ok(TransactionFilter {
-            from: Self::day(lang, "from", &self.from)?.map(start),
+            from: Self::day(lang, "from", self.from_text())?.map(start),
             to: Self::day(lang, "to", &self.to)?.and_then(|d| d.succ_opt()).map(start),
             location_id: Self::id(&self.location),
             device_id: Self::id(&self.terminal),
@@ -73,8 +100,9 @@ impl FilterQuery {
     /// The same filter as a query string, for the next page and the export.
     fn query_string(&self, after: Option<&str>) -> String {
         let mut q = url::form_urlencoded::Serializer::new(String::new());
+        // Always sent, even empty: an empty `from` (all time) must stay so.
+        q.append_pair("from", self.from_text().trim());
         for (k, v) in [
-            ("from", &self.from),
             ("to", &self.to),
             ("location", &self.location),
             ("terminal", &self.terminal),
@@ -110,6 +138,8 @@ struct TransactionsPage {
     statuses: [&'static str; 4],
     next_page: Option<String>,
     export_link: Option<String>,
+    /// For a long period: where its totals are computed on their own.
+    totals_link: Option<String>,
     first_page: bool,
 }
 
@@ -122,6 +152,7 @@ impl TransactionsPage {
         let value = value.to_string();
         match field {
             "location" => self.query.location == value,
+            "from" => self.query.from_text() == value,
             "terminal" => self.query.terminal == value,
             "status" => self.query.status == value,
             _ => false,
@@ -136,12 +167,14 @@ pub async fn list(
 ) -> Result<HttpResponse, WebError> {
     let lang = session.lang;
     let merchant_id = session.merchant_id()?;
-    let query = query.into_inner();
+    let today = crate::time::now().date();
+    let query = query.into_inner().with_default_period(today);
     let filter = query.filter(lang)?;
     let cursor = match query.after.trim() {
         "" => None,
         text => Some(Cursor::decode(text).or_page(lang)?),
     };
+    let inline_totals = cursor.is_none() && query.short_period(today);
     let actor = session.actor.clone();
     let (locations, terminals, result) = state
         .db
@@ -150,7 +183,10 @@ pub async fn list(
             let terminals = management::summaries(conn, &actor, merchant_id, &DeviceFilter::default())?;
             let scope =
                 transactions::scope_for(conn, &actor, merchant_id, Permission::ViewTransactions, filter)?;
-            let result = transactions::page(conn, &scope, cursor, PAGE_SIZE)?;
+            let mut result = transactions::page_without_totals(conn, &scope, cursor, PAGE_SIZE)?;
+            if inline_totals {
+                result.totals = Some(transactions::totals(conn, &scope)?);
+            }
             Ok::<_, Error>((locations, terminals, result))
         })
         .await
@@ -174,6 +210,8 @@ pub async fn list(
             .as_deref()
             .map(|c| format!("/transactions?{}", query.query_string(Some(c)))),
         export_link: may_export.then(|| format!("/transactions/export.csv?{}", query.query_string(None))),
+        totals_link: (cursor.is_none() && !inline_totals)
+            .then(|| format!("/transactions/totals?{}", query.query_string(None))),
         first_page: cursor.is_none(),
         query,
         rows,
@@ -186,6 +224,43 @@ pub async fn list(
     page(&ctx, &page_data)
 }
 
+#[derive(Template)]
+#[template(path = "transaction_totals.html")]
+struct TotalsPage {
+    ctx: Ctx,
+    totals: Vec<CurrencyTotal>,
+    back: String,
+}
+
+/// The totals of a filter on their own page (a long period's), which the
+/// script loads into the list's page.
+pub async fn totals(
+    state: web::Data<AppState>,
+    session: Session,
+    query: web::Query<FilterQuery>,
+) -> Result<HttpResponse, WebError> {
+    let lang = session.lang;
+    let merchant_id = session.merchant_id()?;
+    let query = query.into_inner().with_default_period(crate::time::now().date());
+    let filter = query.filter(lang)?;
+    let actor = session.actor.clone();
+    let totals = state
+        .db
+        .run(move |conn| {
+            let scope =
+                transactions::scope_for(conn, &actor, merchant_id, Permission::ViewTransactions, filter)?;
+            transactions::totals(conn, &scope)
+        })
+        .await
+        .or_page(lang)?;
+    let body = TotalsPage {
+        ctx: session.ctx("transactions"),
+        totals,
+        back: format!("/transactions?{}", query.query_string(None)),
+    };
+    page(&body.ctx, &body)
+}
+
 /// The CSV of the filtered transactions (all pages), as the API exports it.
 pub async fn export(
     state: web::Data<AppState>,
@@ -194,7 +269,7 @@ pub async fn export(
 ) -> Result<HttpResponse, WebError> {
     let lang = session.lang;
     let merchant_id = session.merchant_id()?;
-    let filter = query.filter(lang)?;
+    let filter = query.into_inner().with_default_period(crate::time::now().date()).filter(lang)?;
     let actor = session.actor.clone();
     let scope = state
         .db

@@ -20,6 +20,15 @@ fn test_name(base: &str, db: &tms_e2e::TestDatabase) -> String {
     format!("{base}-{backend}")
 }
 
+/// A real 8×8 black-and-white PNG (a checkerboard).
+fn tiny_png() -> Vec<u8> {
+    hex::decode(
+        "89504e470d0a1a0a0000000d4948445200000008000000080100000000ec7483260000000e49444154789c\
+         6358c510ca808401214403fd2b236fdf0000000049454e44ae426082",
+    )
+    .expect("hex")
+}
+
 /// Signs in through the login form (no second step).
 async fn sign_in(browser: &mut Browser, server: &TestServer, email: &str, password: &str) {
     browser.goto(&server.url("/login")).await;
@@ -297,6 +306,35 @@ backend_test!(portal_merchant_tasks_reach_the_terminals, |db| {
     let params = body.parameters.iter().find(|p| p.app_id == "tms.terminal").expect("terminal parameters");
     assert!(!params.full);
     assert_eq!(serde_json::to_value(&params.changed).unwrap(), json!({"receipt.header": "Café du Port"}));
+    caisse_1.apply(&server.http, &server.base_url, &body).await;
+
+    // A receipt logo: a file that is not a PNG is refused; a PNG is previewed
+    // and reaches the terminals.
+    let dir = tempfile::tempdir().unwrap();
+    let not_png = dir.path().join("logo.txt");
+    std::fs::write(&not_png, "not an image").unwrap();
+    browser.send_file("#logo", &not_png).await;
+    browser.click("#logo-form button[type=submit]").await;
+    browser.expect_text("This file is not a PNG image").await;
+    let png = dir.path().join("logo.png");
+    std::fs::write(&png, tiny_png()).unwrap();
+    browser.send_file("#logo", &png).await;
+    browser.click("#logo-form button[type=submit]").await;
+    browser.expect_text("The settings were saved").await;
+    assert!(browser.exists("img.logo-preview").await);
+    browser.snap("settings-logo").await;
+    let Outcome::Answer(_, body) = caisse_1.contact(&server.http, &server.base_url).await else {
+        panic!("no answer")
+    };
+    let params = body.parameters.iter().find(|p| p.app_id == "tms.terminal").expect("terminal parameters");
+    use base64::Engine;
+    assert_eq!(
+        params.changed["receipt.logo"],
+        json!(base64::engine::general_purpose::STANDARD.encode(tiny_png())),
+        "only the logo changed: {:?}",
+        params.changed
+    );
+    assert_eq!(params.changed.len(), 1);
 
     // Deactivate the second terminal: after a confirmation that says what
     // happens, its credential is refused.

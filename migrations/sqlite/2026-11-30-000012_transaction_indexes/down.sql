@@ -1,0 +1,2 @@
+DROP INDEX transactions_location_time;
+DROP INDEX transactions_device_time;
