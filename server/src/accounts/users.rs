@@ -223,7 +223,7 @@ fn open_session(
 /// Where a browser login stands after its first step.
 pub enum BrowserLogin {
     /// Signed in: the session.
-    Signed(LoginResponse),
+    Signed(Box<LoginResponse>),
     /// The password was right and two-step verification is on: the code is
     /// asked next, with this short-lived proof of the first step.
     SecondFactor { pending: String },
@@ -247,7 +247,7 @@ pub fn begin_browser_login(
         return Ok(BrowserLogin::SecondFactor { pending });
     }
     attempt.succeeded(conn, &user.email)?;
-    Ok(BrowserLogin::Signed(open_session(conn, &user, BROWSER_SESSION, source_ip, settings)?))
+    Ok(BrowserLogin::Signed(Box::new(open_session(conn, &user, BROWSER_SESSION, source_ip, settings)?)))
 }
 
 /// The second step: the code from the authenticator app (or a recovery

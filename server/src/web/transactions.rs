@@ -73,13 +73,13 @@ impl FilterQuery {
         self
     }
 
-    fn from_text(&self) -> &str {
+    fn period_start(&self) -> &str {
         self.from.as_deref().unwrap_or_default()
     }
 
     /// Whether the totals are cheap enough to compute with the page.
     fn short_period(&self, today: NaiveDate) -> bool {
-        let from = NaiveDate::parse_from_str(self.from_text().trim(), "%Y-%m-%d").ok();
+        let from = NaiveDate::parse_from_str(self.period_start().trim(), "%Y-%m-%d").ok();
         let to = NaiveDate::parse_from_str(self.to.trim(), "%Y-%m-%d").ok().unwrap_or(today);
         from.is_some_and(|f| (to - f).num_days() < INLINE_TOTALS_DAYS)
     }
@@ -88,7 +88,7 @@ impl FilterQuery {
     fn filter(&self, lang: Lang) -> Result<TransactionFilter, WebError> {
         let start = |d: NaiveDate| -> NaiveDateTime { d.and_hms_opt(0, 0, 0).expect("midnight exists") };
         Ok(TransactionFilter {
-            from: Self::day(lang, "from", self.from_text())?.map(start),
+            from: Self::day(lang, "from", self.period_start())?.map(start),
             to: Self::day(lang, "to", &self.to)?.and_then(|d| d.succ_opt()).map(start),
             location_id: Self::id(&self.location),
             device_id: Self::id(&self.terminal),
@@ -101,7 +101,7 @@ impl FilterQuery {
     fn query_string(&self, after: Option<&str>) -> String {
         let mut q = url::form_urlencoded::Serializer::new(String::new());
         // Always sent, even empty: an empty `from` (all time) must stay so.
-        q.append_pair("from", self.from_text().trim());
+        q.append_pair("from", self.period_start().trim());
         for (k, v) in [
             ("to", &self.to),
             ("location", &self.location),
@@ -152,7 +152,7 @@ impl TransactionsPage {
         let value = value.to_string();
         match field {
             "location" => self.query.location == value,
-            "from" => self.query.from_text() == value,
+            "from" => self.query.period_start() == value,
             "terminal" => self.query.terminal == value,
             "status" => self.query.status == value,
             _ => false,
