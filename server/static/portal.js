@@ -21,6 +21,27 @@ document.addEventListener("DOMContentLoaded", () => {
       })
       .catch(() => {});
   }
+  // A part of the page that is waiting on terminals (an install on its way)
+  // refreshes itself every few seconds while the page is open.
+  for (const part of document.querySelectorAll("[data-refresh-every]")) {
+    const seconds = Math.max(2, Number(part.dataset.refreshEvery) || 10);
+    const refresh = () => {
+      fetch(window.location.href, { credentials: "same-origin" })
+        .then((response) => (response.ok ? response.text() : Promise.reject(response.status)))
+        .then((html) => {
+          const fresh = new DOMParser().parseFromString(html, "text/html").getElementById(part.id);
+          const current = document.getElementById(part.id);
+          if (!fresh || !current) return;
+          // Keep what the user ticked meanwhile.
+          const ticked = new Set(Array.from(current.querySelectorAll("input[type=checkbox]:checked"), (b) => b.value));
+          for (const box of fresh.querySelectorAll("input[type=checkbox]")) box.checked = ticked.has(box.value);
+          current.replaceWith(document.importNode(fresh, true));
+          if (fresh.hasAttribute("data-refresh-every")) setTimeout(refresh, seconds * 1000);
+        })
+        .catch(() => setTimeout(refresh, seconds * 4000));
+    };
+    setTimeout(refresh, seconds * 1000);
+  }
   // A form that failed: move focus to its message so screen readers say it.
   const alert = document.querySelector("main [role=alert]");
   if (alert) {

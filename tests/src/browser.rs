@@ -236,19 +236,18 @@ impl Browser {
         panic!("{needle:?} never appeared on {}:\n{text}", self.url().await);
     }
 
-    /// Waits until the page's first heading is `heading`.
+    /// Waits until the page's first heading is `heading` (read in one
+    /// script call, so a page being replaced meanwhile is no error).
     pub async fn expect_heading(&self, heading: &str) {
-        let mut seen = String::new();
+        let mut seen = Value::Null;
         for _ in 0..200 {
-            if self.exists("h1").await {
-                seen = self.text("h1").await;
-                if seen == heading {
-                    return;
-                }
+            seen = self.script("const h = document.querySelector('h1'); return h ? h.innerText : null").await;
+            if seen.as_str() == Some(heading) {
+                return;
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        panic!("the heading stayed {seen:?}, not {heading:?}, on {}", self.url().await);
+        panic!("the heading stayed {seen}, not {heading:?}, on {}", self.url().await);
     }
 
     /// The value of the cookie `name`, as the browser holds it.

@@ -50,7 +50,7 @@ pub const FLASH_COOKIE: &str = "tms_flash";
 /// The headers every page carries: no script but ours, no framing, no
 /// referrer leaving the site.
 const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'self'; style-src 'self'; \
-img-src 'self' data:; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
+img-src 'self' data:; connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
     use web::{get, post, resource};

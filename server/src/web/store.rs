@@ -69,6 +69,12 @@ impl CataloguePage {
 }
 
 impl AppPage {
+    /// Whether a terminal is still to act on a request: then the status
+    /// table refreshes itself.
+    fn waiting(&self) -> bool {
+        self.app.terminals.iter().any(|t| t.status == "requested" || t.status == "removal_requested")
+    }
+
     /// The download's size in the reader's units: kB under a megabyte.
     fn size(&self) -> String {
         let (value, key) = if self.app.size < 1_048_576 {

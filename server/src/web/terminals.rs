@@ -165,11 +165,9 @@ async fn load(
             .find(|d| d.id == id)
             .is_some_and(|d| d.online(crate::time::now()));
             let recent = if actor.may(merchant_id, Some(device.location_id), Permission::ViewTransactions) {
-                let filter = TransactionFilter {
-                    device_id: Some(id),
-                    location_id: Some(device.location_id),
-                    ..Default::default()
-                };
+                // The terminal alone names its rows (its location adds nothing, and
+                // would steer SQLite to the location's index).
+                let filter = TransactionFilter { device_id: Some(id), ..Default::default() };
                 let scope =
                     transactions::scope_for(conn, &actor, merchant_id, Permission::ViewTransactions, filter)?;
                 Some(transactions::page_rows(conn, &scope, None, 10)?.iter().map(|r| r.view()).collect())

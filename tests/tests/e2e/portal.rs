@@ -285,6 +285,11 @@ backend_test!(portal_merchant_tasks_reach_the_terminals, |db| {
     ids.sort();
     assert_eq!(ids, vec!["a-1", "a-2", "a-3"], "{csv}");
 
+    // All time: the page comes at once, its totals after it (their own request).
+    browser.goto(&server.url("/transactions?from=")).await;
+    browser.expect_text("5 transactions, net €62.50").await;
+    assert!(!browser.exists("[data-load-into]").await, "the totals replaced their link");
+
     // Terminal settings: a weak merchant password is refused before saving;
     // a new receipt header reaches the terminals, alone.
     browser.goto(&server.url(&format!("/locations/{location}/settings"))).await;
@@ -516,6 +521,16 @@ backend_test!(portal_app_store_installs_on_the_terminals_ticked, |db| {
         panic!()
     };
     assert_eq!(answer.status, "in_sync", "{body:?}");
+
+    // The terminal installs it and says so: the open page follows by itself.
+    let Outcome::Answer(_, body) = counter_1.contact(&server.http, &server.base_url).await else { panic!() };
+    counter_1.apply(&server.http, &server.base_url, &body).await;
+    let Outcome::Answer(answer, _) = counter_1.contact(&server.http, &server.base_url).await else {
+        panic!()
+    };
+    counter_1.accept(&answer, &trusted).expect("valid");
+    browser.expect_text("Installed (1.0.0)").await;
+    browser.snap("store-installed").await;
 });
 
 backend_test!(portal_users_groups_and_the_locked_profile, |db| {
