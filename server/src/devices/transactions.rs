@@ -365,6 +365,15 @@ pub fn scope_for(
         }
         Some(allowed)
     };
+    if let Some(d) = filter.device_id {
+        // Checked here so that the rows' condition can name the terminal alone.
+        match crate::devices::find(conn, d)? {
+            Some(device)
+                if device.merchant_id == merchant_id
+                    && actor.sees_location(merchant_id, device.location_id) => {}
+            _ => return Err(Error::not_found("device")),
+        }
+    }
     if let Some(l) = filter.location_id {
         if !actor.sees_location(merchant_id, l) {
             return Err(Error::not_found("location"));
@@ -381,7 +390,14 @@ type Predicate = Box<dyn BoxableExpression<transactions::table, Backend, SqlType
 /// The rows a scope covers, as one boxed condition (GROUP BY does not work on
 /// boxed queries, so the condition is boxed instead).
 fn predicate(scope: &Scope) -> Predicate {
-    let mut p: Predicate = Box::new(transactions::merchant_id.eq(scope.merchant_id));
+    // A terminal's rows are named by the terminal alone (`scope_for` checked
+    // it is the merchant's): naming the merchant too would let PostgreSQL and
+    // SQLite walk the merchant's index from the newest row instead of the
+    // terminal's.
+    let mut p: Predicate = match scope.filter.device_id {
+        Some(d) => Box::new(transactions::device_id.eq(d)),
+        None => Box::new(transactions::merchant_id.eq(scope.merchant_id)),
+    };
     if let Some(allowed) = &scope.locations {
         p = Box::new(p.and(transactions::location_id.eq_any(allowed.clone())));
     }
@@ -394,9 +410,6 @@ fn predicate(scope: &Scope) -> Predicate {
     }
     if let Some(l) = f.location_id {
         p = Box::new(p.and(transactions::location_id.eq(l)));
-    }
-    if let Some(d) = f.device_id {
-        p = Box::new(p.and(transactions::device_id.eq(d)));
     }
     if let Some(s) = &f.status {
         let effective = transactions::manual_status

@@ -821,3 +821,37 @@ backend_test!(a_retry_after_reactivating_the_same_hardware_is_not_stored_twice, 
     let (_, result) = upload(&server, &token(&again), batch).await;
     assert_eq!(result, json!({"accepted": 0, "duplicates": 1}));
 });
+
+backend_test!(a_transaction_filter_on_another_merchants_terminal_is_not_found, |db| {
+    let (server, op) = server_with_operator(&db).await;
+    let (merchant_a, _, admin_a) = merchant(&server, &op, "A", "admin@a.example", &["6100000001"]).await;
+    let (_, location_b, _) = merchant(&server, &op, "B", "admin@b.example", &["6100000002"]).await;
+    let (status, device_b) = activate_device(
+        &server,
+        "admin@b.example",
+        MERCHANT_PASSWORD,
+        "salespoint",
+        "6100000002",
+        location_b,
+        "B1",
+    )
+    .await;
+    assert_eq!(status, 201, "{device_b}");
+    let (status, uploaded) =
+        upload(&server, &token(&device_b), vec![transaction("b-1", 5, 990, "EUR", "success")]).await;
+    assert_eq!(status, 200, "{uploaded}");
+    let device_b = device_b["device_id"].as_i64().unwrap();
+    // The filter names the terminal alone in the query, so the scope checks it
+    // belongs to the merchant asked about.
+    for path in [
+        format!("/api/v1/merchants/{merchant_a}/transactions?device_id={device_b}"),
+        format!("/api/v1/merchants/{merchant_a}/transactions/export?device_id={device_b}"),
+    ] {
+        let (status, body) = get(&server, &admin_a, &path).await;
+        assert_eq!(
+            (status.as_u16(), body["error"]["code"].as_str()),
+            (404, Some("not_found")),
+            "{path}: {body}"
+        );
+    }
+});
