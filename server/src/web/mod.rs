@@ -317,6 +317,22 @@ impl ResponseError for WebError {
     }
 }
 
+/// A refusal the reader can act on, in their language: the catalogue's
+/// `<prefix>.refused_<code>` text where it has one (a weak password by the
+/// rule it breaks), else the domain's own sentence.
+pub fn refusal_text(lang: Lang, prefix: &str, e: &Error) -> String {
+    let key = match e.code() {
+        crate::error::ErrorCode::WeakPassword => {
+            format!(
+                "password.rule_{}",
+                e.public_details().get("rule").map(String::as_str).unwrap_or_default()
+            )
+        }
+        code => format!("{prefix}.refused_{}", code.as_str()),
+    };
+    lang.try_text(&key).map_or_else(|| e.public_message(), str::to_owned)
+}
+
 /// Turns a domain result into a page result in the reader's language.
 pub trait OrPage<T> {
     fn or_page(self, lang: Lang) -> Result<T, WebError>;

@@ -75,11 +75,7 @@ pub async fn set(
     match state.db.run(move |conn| users::activate_account(conn, &token, &password, ip.as_deref())).await {
         Ok(()) => Ok(redirect_with("/login", "flash.password_set")),
         Err(e) if e.code() == ErrorCode::WeakPassword => {
-            let rule = e.public_details().get("rule").cloned().unwrap_or_default();
-            let message = lang
-                .try_text(&format!("password.rule_{rule}"))
-                .map_or_else(|| e.public_message(), str::to_owned);
-            refuse(StatusCode::BAD_REQUEST, message, false)
+            refuse(StatusCode::BAD_REQUEST, super::refusal_text(lang, "password", &e), false)
         }
         Err(e) if e.code() == ErrorCode::ActivationTokenInvalid => {
             refuse(StatusCode::BAD_REQUEST, lang.text("password.link_dead").to_owned(), true)

@@ -45,17 +45,10 @@ async fn refused(
     e: Error,
 ) -> Result<HttpResponse, WebError> {
     let lang = session.lang;
-    let message = match e.code() {
-        ErrorCode::WeakPassword => {
-            let rule = e.public_details().get("rule").cloned().unwrap_or_default();
-            lang.try_text(&format!("password.rule_{rule}")).map_or_else(|| e.public_message(), str::to_owned)
-        }
-        ErrorCode::InvalidCredentials => lang.text("profile.wrong_password").to_owned(),
-        ErrorCode::InvalidTotp => lang.text("login.wrong_code").to_owned(),
-        ErrorCode::TooManyAttempts => lang.text("error.too_many_attempts").to_owned(),
-        _ if e.is_internal() => return Err(WebError::from_domain(lang, e)),
-        _ => e.public_message(),
-    };
+    if e.is_internal() {
+        return Err(WebError::from_domain(lang, e));
+    }
+    let message = super::refusal_text(lang, "profile", &e);
     let status = StatusCode::from_u16(e.code().status()).unwrap_or(StatusCode::BAD_REQUEST);
     let body = render(state, session, Some((form, message))).await?;
     Ok(html(status, &body))

@@ -43,6 +43,17 @@ struct SettingsPage {
     error: Option<String>,
 }
 
+/// An empty change of what a location sets, made from the portal.
+fn portal_change() -> ChangeParametersRequest {
+    ChangeParametersRequest {
+        set: BTreeMap::new(),
+        unset: Vec::new(),
+        lock: Vec::new(),
+        unlock: Vec::new(),
+        reason: "merchant portal".into(),
+    }
+}
+
 async fn render(
     state: &AppState,
     session: &Session,
@@ -125,13 +136,7 @@ pub async fn save(
     let lang = session.lang;
     let id = id.into_inner();
     let current = render(&state, &session, id, None).await?;
-    let mut request = ChangeParametersRequest {
-        set: BTreeMap::new(),
-        unset: Vec::new(),
-        lock: Vec::new(),
-        unlock: Vec::new(),
-        reason: "merchant portal".into(),
-    };
+    let mut request = portal_change();
     // Only what the form changed: an untouched field stays as the location
     // (or the level above it) has it, so the terminals receive only the change.
     let mut text_field = |key: &str, was: &str, now: &str| {
@@ -239,13 +244,7 @@ pub async fn save_logo(
         }
     }
     session.check_form(&csrf)?;
-    let mut request = ChangeParametersRequest {
-        set: BTreeMap::new(),
-        unset: Vec::new(),
-        lock: Vec::new(),
-        unlock: Vec::new(),
-        reason: "merchant portal".into(),
-    };
+    let mut request = portal_change();
     let refusal = if remove {
         None
     } else if too_big || file.len() > LOGO_MAX_BYTES {

@@ -171,9 +171,7 @@ async fn request(
             Ok(redirect_with(&format!("/store/{app_id}"), flash))
         }
         Err(e) if !e.is_internal() && e.code() != ErrorCode::NotFound && e.code() != ErrorCode::Forbidden => {
-            let message = lang
-                .try_text(&format!("store.refused_{}", e.code().as_str()))
-                .map_or_else(|| e.public_message(), str::to_owned);
+            let message = super::refusal_text(lang, "store", &e);
             let status = StatusCode::from_u16(e.code().status()).unwrap_or(StatusCode::BAD_REQUEST);
             let body = render(&state, &session, app_id, Some(message)).await?;
             Ok(html(status, &body))

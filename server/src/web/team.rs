@@ -108,9 +108,7 @@ async fn refused(state: &AppState, session: &Session, e: Error) -> Result<HttpRe
             let names = e.public_details().get("device_names").cloned().unwrap_or_default();
             lang.format("users.in_use", &[&names.replace(',', ", ")])
         }
-        code => lang
-            .try_text(&format!("users.refused_{}", code.as_str()))
-            .map_or_else(|| e.public_message(), str::to_owned),
+        _ => super::refusal_text(lang, "users", &e),
     };
     let status = StatusCode::from_u16(e.code().status()).unwrap_or(StatusCode::BAD_REQUEST);
     let body = render(state, session, Some(message)).await?;
