@@ -66,7 +66,9 @@ impl Browser {
             .spawn()
             .unwrap_or_else(|e| panic!("starting {driver}: {e}"));
         let base = format!("http://127.0.0.1:{port}");
-        let http = reqwest::Client::new();
+        // A browser that stops answering fails the test within a minute
+        // instead of holding the run.
+        let http = reqwest::Client::builder().timeout(Duration::from_secs(60)).build().expect("http client");
         for attempt in 0.. {
             match http.get(format!("{base}/status")).send().await {
                 Ok(r) if r.status().is_success() => break,
@@ -284,7 +286,7 @@ impl Browser {
             )
             .await;
             let shot = self
-                .cdp("Page.captureScreenshot", json!({"format": "png", "captureBeyondViewport": true}))
+                .cdp("Page.captureScreenshot", json!({"format": "png", "captureBeyondViewport": false}))
                 .await;
             let png = base64::engine::general_purpose::STANDARD
                 .decode(shot["data"].as_str().expect("screenshot data"))

@@ -491,6 +491,18 @@ backend_test!(portal_app_store_installs_on_the_terminals_ticked, |db| {
         .await;
     assert_eq!(status, 200, "{app}");
     publish_release(&server, &op, &key, tips, "app", "1.0.0", 1, &["A920"]).await;
+    // The listing's icon and a screenshot, as real images.
+    for (method, path) in [(Method::PUT, "icon"), (Method::POST, "screenshots")] {
+        let res = server
+            .http
+            .request(method, server.url(&format!("/api/v1/apps/{tips}/{path}")))
+            .bearer_auth(&op)
+            .body(tiny_png())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 200, "{path}");
+    }
 
     let Some(mut browser) = Browser::start(&test_name("store", &db), "en-GB,en").await else { return };
     sign_in(&mut browser, &server, email, MERCHANT_PASSWORD).await;
@@ -499,6 +511,15 @@ backend_test!(portal_app_store_installs_on_the_terminals_ticked, |db| {
     browser.snap("store").await;
     browser.click(&format!("a[href='/store/{tips}']")).await;
     browser.expect_heading("Pourboires").await;
+    // The images come through the portal's own addresses, with the session.
+    for img in [".app-head img.app-icon", ".shots img"] {
+        let loaded = browser
+            .script(&format!(
+                "const i = document.querySelector('{img}'); return i && i.complete && i.naturalWidth"
+            ))
+            .await;
+        assert_eq!(loaded, json!(8), "{img} shows the 8×8 picture");
+    }
     // The kiosk's model has no release: its box cannot be ticked, and says why.
     let kiosk_box = format!("#device-{}", kiosk.device_id);
     assert_eq!(browser.attribute(&kiosk_box, "disabled").await.as_deref(), Some("true"));
