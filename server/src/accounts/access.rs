@@ -104,6 +104,18 @@ impl Actor {
         }
     }
 
+    /// Whether the caller holds `permission` anywhere in the merchant:
+    /// merchant-wide or at one of its locations (what a menu offers).
+    pub fn may_somewhere(&self, merchant_id: i64, permission: Permission) -> bool {
+        match &self.role {
+            Role::Merchant(m) if m.merchant_id == merchant_id && !m.is_admin => {
+                m.permissions.contains(&permission)
+                    || m.locations.values().any(|granted| granted.contains(&permission))
+            }
+            _ => self.may(merchant_id, None, permission),
+        }
+    }
+
     /// 403 naming the missing permission; call after the visibility check.
     pub fn require(
         &self,

@@ -131,6 +131,8 @@ pub struct Ctx {
     pub flash: Option<&'static str>,
     /// This page's path and query, where a language switch comes back to.
     pub here: String,
+    /// The sections the user may open (the navigation shows only these).
+    pub sections: Vec<&'static str>,
 }
 
 impl Ctx {
@@ -176,6 +178,10 @@ impl Ctx {
 
     pub fn signed_in(&self) -> bool {
         !self.user_email.is_empty()
+    }
+
+    pub fn shows(&self, section: &str) -> bool {
+        self.sections.contains(&section)
     }
 
     pub fn current(&self, section: &str) -> &'static str {
@@ -303,6 +309,7 @@ impl ResponseError for WebError {
                         section: "",
                         flash: None,
                         here: "/".into(),
+                        sections: Vec::new(),
                     },
                     status: status.as_u16(),
                     message: message.clone(),
@@ -468,7 +475,28 @@ impl Session {
             section,
             flash: self.flash,
             here: self.here.clone(),
+            sections: self.sections(),
         }
+    }
+
+    /// The portal's sections this user may open: every user sees the
+    /// overview, locations and terminals; the others follow the permissions.
+    fn sections(&self) -> Vec<&'static str> {
+        use tms_packages::accounts::Permission;
+        let Some(merchant) = self.actor.merchant_id() else { return Vec::new() };
+        let may = |p: Permission| self.actor.may_somewhere(merchant, p);
+        [
+            ("home", true),
+            ("locations", true),
+            ("terminals", true),
+            ("transactions", may(Permission::ViewTransactions)),
+            ("store", may(Permission::InstallApps)),
+            ("users", self.actor.may(merchant, None, Permission::ManageUsers)),
+            ("activity", self.actor.is_admin_of(merchant)),
+        ]
+        .into_iter()
+        .filter_map(|(section, shown)| shown.then_some(section))
+        .collect()
     }
 
     /// Refuses a form that does not carry this session's token: a post
@@ -541,5 +569,6 @@ pub fn anonymous_ctx(req: &HttpRequest, form_token: String) -> Ctx {
         section: "",
         flash: flash_of(req, lang),
         here: here(req),
+        sections: Vec::new(),
     }
 }

@@ -40,7 +40,7 @@ pub async fn set_form(
         error: None,
         link_dead: false,
     };
-    with_form_cookie(&state, html(StatusCode::OK, &page), csrf, fresh)
+    with_form_cookie(&state, &req, html(StatusCode::OK, &page), csrf, fresh)
 }
 
 #[derive(Deserialize)]
@@ -93,7 +93,7 @@ struct ForgotPage {
 pub async fn forgot_form(state: web::Data<AppState>, req: HttpRequest) -> HttpResponse {
     let (csrf, fresh) = form_token(&req);
     let page = ForgotPage { ctx: anonymous_ctx(&req, csrf.clone()) };
-    with_form_cookie(&state, html(StatusCode::OK, &page), csrf, fresh)
+    with_form_cookie(&state, &req, html(StatusCode::OK, &page), csrf, fresh)
 }
 
 #[derive(Deserialize)]

@@ -54,14 +54,20 @@ pub fn form_token(req: &HttpRequest) -> (String, bool) {
     }
 }
 
+/// A page shown before sign-in: sets the form cookie when new, and clears
+/// the message it showed (so it does not follow the user in).
 pub fn with_form_cookie(
     state: &AppState,
+    req: &HttpRequest,
     mut response: HttpResponse,
     token: String,
     fresh: bool,
 ) -> HttpResponse {
     if fresh {
         let _ = response.add_cookie(&cookie(state, FORM_COOKIE, token, None));
+    }
+    if req.cookie(super::FLASH_COOKIE).is_some() {
+        let _ = response.add_cookie(&removal(super::FLASH_COOKIE));
     }
     response
 }
@@ -86,7 +92,7 @@ pub async fn form(
         next: safe_next(query.next.as_deref()),
         error: None,
     };
-    with_form_cookie(&state, html(StatusCode::OK, &page), token, fresh)
+    with_form_cookie(&state, &req, html(StatusCode::OK, &page), token, fresh)
 }
 
 #[derive(Deserialize)]
@@ -184,7 +190,7 @@ pub async fn code_form(
         next: safe_next(query.next.as_deref()),
         error: None,
     };
-    with_form_cookie(&state, html(StatusCode::OK, &page), token, fresh)
+    with_form_cookie(&state, &req, html(StatusCode::OK, &page), token, fresh)
 }
 
 #[derive(Deserialize)]

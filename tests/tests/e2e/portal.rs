@@ -626,4 +626,20 @@ backend_test!(portal_users_groups_and_the_locked_profile, |db| {
         json!([{"location_id": location, "permissions": ["view_transactions"]}]),
         "{group}"
     );
+
+    // The cashier's navigation offers only what the cashier may open.
+    browser.click("form[action='/logout'] button").await;
+    browser.expect_text("Vous êtes déconnecté").await;
+    sign_in(&mut browser, &server, cashier, MERCHANT_PASSWORD).await;
+    let nav: Vec<String> = browser
+        .script("return Array.from(document.querySelectorAll('nav a'), a => a.getAttribute('href'))")
+        .await
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(nav, vec!["/", "/locations", "/terminals"], "activate_app alone opens no other section");
+    assert!(!browser.body_text().await.contains("Vous êtes déconnecté"), "a message is shown once");
+    browser.snap("cashier-home").await;
 });
