@@ -41,7 +41,8 @@ pub async fn show(state: web::Data<AppState>, session: Session) -> Result<HttpRe
     let merchant_id = session.merchant_id()?;
     let actor = session.actor.clone();
     let now = crate::time::now();
-    let midnight = now.date().and_hms_opt(0, 0, 0).expect("midnight exists");
+    // Today's takings: since midnight in France.
+    let midnight = super::i18n::paris::day_start_utc(super::i18n::paris::today(now));
     let (locations, terminals, today) = state
         .db
         .run(move |conn| {

@@ -95,11 +95,13 @@ impl Lang {
         out
     }
 
-    /// A date and time, in UTC, as people of this language write it.
+    /// A moment (kept in UTC) in French time, as people of this language
+    /// write it.
     pub fn date_time(self, at: NaiveDateTime) -> String {
+        let local = paris::from_utc(at);
         match self {
-            Lang::Fr => at.format("%d/%m/%Y %H:%M UTC").to_string(),
-            Lang::En => at.format("%-d %b %Y, %H:%M UTC").to_string(),
+            Lang::Fr => local.format("%d/%m/%Y %H:%M").to_string(),
+            Lang::En => local.format("%-d %b %Y, %H:%M").to_string(),
         }
     }
 
@@ -150,6 +152,54 @@ impl Lang {
             Lang::En if symbol.chars().count() == 1 => format!("{sign}{symbol}{whole}{fraction}"),
             Lang::En => format!("{sign}{whole}{fraction} {symbol}"),
         }
+    }
+}
+
+/// French time (the portal's merchants are in France first): Central
+/// European Time, UTC+1, and summer time, UTC+2, from 01:00 UTC on the last
+/// Sunday of March to 01:00 UTC on the last Sunday of October (the EU rule
+/// since 1996). Times are stored in UTC; pages show and take them in this.
+pub mod paris {
+    use chrono::{Datelike, Duration, NaiveDate, NaiveDateTime};
+
+    fn last_sunday(year: i32, month: u32) -> NaiveDate {
+        let next_month = if month == 12 {
+            NaiveDate::from_ymd_opt(year + 1, 1, 1)
+        } else {
+            NaiveDate::from_ymd_opt(year, month + 1, 1)
+        }
+        .expect("a valid month");
+        let last = next_month.pred_opt().expect("a day before");
+        last - Duration::days(last.weekday().num_days_from_sunday() as i64)
+    }
+
+    /// Whether summer time is in force at this UTC moment.
+    pub fn summer_time(utc: NaiveDateTime) -> bool {
+        let year = utc.year();
+        let start = last_sunday(year, 3).and_hms_opt(1, 0, 0).expect("01:00");
+        let end = last_sunday(year, 10).and_hms_opt(1, 0, 0).expect("01:00");
+        utc >= start && utc < end
+    }
+
+    pub fn offset(utc: NaiveDateTime) -> Duration {
+        Duration::hours(if summer_time(utc) { 2 } else { 1 })
+    }
+
+    pub fn from_utc(utc: NaiveDateTime) -> NaiveDateTime {
+        utc + offset(utc)
+    }
+
+    /// The UTC moment a French day starts. The clocks change at 01:00 UTC
+    /// on a Sunday, never near a French midnight, so the offset an hour
+    /// before that midnight is the one in force at it.
+    pub fn day_start_utc(day: NaiveDate) -> NaiveDateTime {
+        let midnight = day.and_hms_opt(0, 0, 0).expect("midnight exists");
+        midnight - offset(midnight - Duration::hours(1))
+    }
+
+    /// Today in France.
+    pub fn today(utc_now: NaiveDateTime) -> NaiveDate {
+        from_utc(utc_now).date()
     }
 }
 
@@ -211,6 +261,8 @@ static CATALOGUES: LazyLock<Catalogues> = LazyLock::new(|| {
 
 #[cfg(test)]
 mod tests {
+    use chrono::NaiveDate;
+
     use super::*;
 
     #[test]
@@ -275,6 +327,26 @@ mod tests {
         assert_eq!(Lang::from_accept_language(Some("fr-FR")), Lang::Fr);
         assert_eq!(Lang::from_accept_language(Some("de")), Lang::Fr);
         assert_eq!(Lang::from_accept_language(None), Lang::Fr);
+    }
+
+    #[test]
+    fn french_time_follows_the_eu_summer_time_rule() {
+        let at = |s: &str| NaiveDateTime::parse_from_str(s, "%Y-%m-%d %H:%M").unwrap();
+        // 2026: summer time from 29 March 01:00 UTC to 25 October 01:00 UTC.
+        assert_eq!(paris::from_utc(at("2026-03-29 00:59")), at("2026-03-29 01:59"));
+        assert_eq!(paris::from_utc(at("2026-03-29 01:00")), at("2026-03-29 03:00"));
+        assert_eq!(paris::from_utc(at("2026-10-25 00:59")), at("2026-10-25 02:59"));
+        assert_eq!(paris::from_utc(at("2026-10-25 01:00")), at("2026-10-25 02:00"));
+        assert_eq!(paris::from_utc(at("2026-11-30 23:30")), at("2026-12-01 00:30"));
+        let day = |s: &str| NaiveDate::parse_from_str(s, "%Y-%m-%d").unwrap();
+        assert_eq!(paris::day_start_utc(day("2026-07-14")), at("2026-07-13 22:00"));
+        assert_eq!(paris::day_start_utc(day("2026-12-25")), at("2026-12-24 23:00"));
+        // The days the clocks change start at the offset of the night before.
+        assert_eq!(paris::day_start_utc(day("2026-03-29")), at("2026-03-28 23:00"));
+        assert_eq!(paris::day_start_utc(day("2026-10-25")), at("2026-10-24 22:00"));
+        assert_eq!(paris::today(at("2026-11-30 23:30")), day("2026-12-01"));
+        assert_eq!(Lang::Fr.date_time(at("2026-07-14 10:00")), "14/07/2026 12:00");
+        assert_eq!(Lang::En.date_time(at("2026-01-05 10:00")), "5 Jan 2026, 11:00");
     }
 
     #[test]

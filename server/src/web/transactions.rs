@@ -11,6 +11,7 @@ use tms_packages::accounts::Permission;
 use tms_packages::wire::accounts::LocationView;
 use tms_packages::wire::devices::{CurrencyTotal, TransactionView};
 
+use super::i18n::paris;
 use super::{Ctx, Lang, OrPage, Session, WebError, page};
 use crate::accounts::merchants;
 use crate::devices::export::{self, ExportFormat};
@@ -84,9 +85,10 @@ impl FilterQuery {
         from.is_some_and(|f| (to - f).num_days() < INLINE_TOTALS_DAYS)
     }
 
-    /// The domain's filter: `to` is a whole day, so up to the next midnight.
+    /// The domain's filter: days are French days, and `to` is a whole day,
+    /// so up to the next midnight.
     fn filter(&self, lang: Lang) -> Result<TransactionFilter, WebError> {
-        let start = |d: NaiveDate| -> NaiveDateTime { d.and_hms_opt(0, 0, 0).expect("midnight exists") };
+        let start = |d: NaiveDate| -> NaiveDateTime { paris::day_start_utc(d) };
         Ok(TransactionFilter {
             from: Self::day(lang, "from", self.period_start())?.map(start),
             to: Self::day(lang, "to", &self.to)?.and_then(|d| d.succ_opt()).map(start),
@@ -167,7 +169,7 @@ pub async fn list(
 ) -> Result<HttpResponse, WebError> {
     let lang = session.lang;
     let merchant_id = session.merchant_id()?;
-    let today = crate::time::now().date();
+    let today = paris::today(crate::time::now());
     let query = query.into_inner().with_default_period(today);
     let filter = query.filter(lang)?;
     let cursor = match query.after.trim() {
@@ -241,7 +243,7 @@ pub async fn totals(
 ) -> Result<HttpResponse, WebError> {
     let lang = session.lang;
     let merchant_id = session.merchant_id()?;
-    let query = query.into_inner().with_default_period(crate::time::now().date());
+    let query = query.into_inner().with_default_period(paris::today(crate::time::now()));
     let filter = query.filter(lang)?;
     let actor = session.actor.clone();
     let totals = state
@@ -269,7 +271,7 @@ pub async fn export(
 ) -> Result<HttpResponse, WebError> {
     let lang = session.lang;
     let merchant_id = session.merchant_id()?;
-    let filter = query.into_inner().with_default_period(crate::time::now().date()).filter(lang)?;
+    let filter = query.into_inner().with_default_period(paris::today(crate::time::now())).filter(lang)?;
     let actor = session.actor.clone();
     let scope = state
         .db
