@@ -320,11 +320,6 @@ pub fn set_language(conn: &mut DbConnection, actor: &Actor, language: Option<&st
     Ok(())
 }
 
-/// The portal language a user chose, if any.
-pub fn language_of(conn: &mut DbConnection, user_id: i64) -> Result<Option<String>, Error> {
-    Ok(users::table.find(user_id).select(users::language).first::<Option<String>>(conn).optional()?.flatten())
-}
-
 /// The credential check of terminal app activation: e-mail and password
 /// only. Two-step verification does not apply (a merchant makes an account
 /// "terminal-only" by turning it on), but the activation is audited.
@@ -374,6 +369,17 @@ pub fn resolve_token(
     source_ip: Option<String>,
     settings: &AccountSettings,
 ) -> Result<Actor, Error> {
+    Ok(resolve_session(conn, token, source_ip, settings)?.0)
+}
+
+/// [`resolve_token`], with the portal language the user chose (read with
+/// the user, so a page costs no second query for it).
+pub fn resolve_session(
+    conn: &mut DbConnection,
+    token: &str,
+    source_ip: Option<String>,
+    settings: &AccountSettings,
+) -> Result<(Actor, Option<String>), Error> {
     let unauthorized = || Error::new(ErrorCode::Unauthorized, "missing, expired or revoked token");
     let at = now();
     type Found = (i64, String, String, chrono::NaiveDateTime, Option<chrono::NaiveDateTime>, UserRow);
@@ -399,19 +405,19 @@ pub fn resolve_token(
     }
     // Bounded write load: last use is kept to the minute, not per request.
     if last_used.is_none_or(|t| at - t > Duration::minutes(1)) {
-        let update = diesel::update(user_tokens::table.find(token_id)).set(user_tokens::last_used_at.eq(at));
+        let token_row = user_tokens::table.find(token_id);
         if token_kind == TOKEN_SESSION && token_name == BROWSER_SESSION {
             // A browser session slides: idle minutes from now, never past its hours.
             let idle_end = at + Duration::minutes(settings.session_idle_minutes as i64);
             let absolute_end = created_at + Duration::hours(settings.session_ttl_hours as i64);
-            diesel::update(user_tokens::table.find(token_id))
+            diesel::update(token_row)
                 .set((
                     user_tokens::last_used_at.eq(at),
                     user_tokens::expires_at.eq(idle_end.min(absolute_end)),
                 ))
                 .execute(conn)?;
         } else {
-            update.execute(conn)?;
+            diesel::update(token_row).set(user_tokens::last_used_at.eq(at)).execute(conn)?;
         }
     }
     let role = match (user.kind.as_str(), &user.operator_role, user.merchant_id) {
@@ -421,14 +427,15 @@ pub fn resolve_token(
         }
         _ => return Err(unauthorized()),
     };
-    Ok(Actor {
+    let actor = Actor {
         user_id: user.id,
         email: user.email,
         role,
         token_id,
         session: token_kind == TOKEN_SESSION,
         source_ip,
-    })
+    };
+    Ok((actor, user.language))
 }
 
 /// What a merchant user may see and do: their own permissions and those their

@@ -150,8 +150,14 @@ pub const ONLINE_WITHIN: chrono::Duration = chrono::Duration::minutes(15);
 
 impl DeviceSummary {
     pub fn online(&self, at: NaiveDateTime) -> bool {
-        self.status == super::ACTIVE && self.last_contact_at.is_some_and(|t| at - t <= ONLINE_WITHIN)
+        is_online(&self.status, self.last_contact_at, at)
     }
+}
+
+/// Whether a terminal counts as online at `at`: active, and a contact
+/// within [`ONLINE_WITHIN`].
+pub fn is_online(status: &str, last_contact_at: Option<NaiveDateTime>, at: NaiveDateTime) -> bool {
+    status == super::ACTIVE && last_contact_at.is_some_and(|t| at - t <= ONLINE_WITHIN)
 }
 
 /// The merchant's terminals the caller sees, filtered, newest activation last.

@@ -61,6 +61,6 @@ pub async fn list(
             subject: e.subject,
         })
         .collect();
-    let ctx = session.ctx("activity");
-    page(&ctx, &ActivityPage { ctx: session.ctx("activity"), entries, next_page })
+    let body = ActivityPage { ctx: session.ctx("activity"), entries, next_page };
+    page(&body.ctx, &body)
 }

@@ -67,20 +67,23 @@ pub async fn show(state: web::Data<AppState>, session: Session) -> Result<HttpRe
         .await
         .or_page(lang)?;
     // The weak-password warning needs manage_settings; without it, none.
-    let weak = crate::parameters::weak_password_report(
-        &state.db,
-        &state.blobs,
-        session.actor.clone(),
-        Some(merchant_id),
+    let weak = super::unless_forbidden(
+        crate::parameters::weak_password_report(
+            &state.db,
+            &state.blobs,
+            session.actor.clone(),
+            Some(merchant_id),
+        )
+        .await,
     )
-    .await
-    .unwrap_or_default();
+    .or_page(lang)?;
 
-    // Apps that failed to install, for users who manage apps.
+    // Apps that failed to install.
     let failed_installs = {
         let actor = session.actor.clone();
         let query = crate::store::CatalogueQuery { merchant_id: None, search: None, category: None };
-        state.db.run(move |conn| crate::store::catalogue(conn, &actor, &query)).await.unwrap_or_default()
+        super::unless_forbidden(state.db.run(move |conn| crate::store::catalogue(conn, &actor, &query)).await)
+            .or_page(lang)?
     };
 
     let mut by_location: BTreeMap<i64, Vec<(i64, String)>> = BTreeMap::new();
@@ -138,6 +141,6 @@ pub async fn show(state: web::Data<AppState>, session: Session) -> Result<HttpRe
         };
         warnings.push(Warning { text, link: format!("/terminals/{}", t.id) });
     }
-    let ctx = session.ctx("home");
-    page(&ctx, &HomePage { ctx: session.ctx("home"), locations: cards, warnings })
+    let body = HomePage { ctx: session.ctx("home"), locations: cards, warnings };
+    page(&body.ctx, &body)
 }

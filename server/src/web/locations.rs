@@ -29,7 +29,7 @@ async fn render(
     state: &AppState,
     session: &Session,
     error: Option<(i64, String)>,
-) -> Result<(Ctx, LocationsPage), WebError> {
+) -> Result<LocationsPage, WebError> {
     let merchant_id = session.merchant_id()?;
     let actor = session.actor.clone();
     let views = state
@@ -44,12 +44,12 @@ async fn render(
             view,
         })
         .collect();
-    Ok((session.ctx("locations"), LocationsPage { ctx: session.ctx("locations"), locations, error }))
+    Ok(LocationsPage { ctx: session.ctx("locations"), locations, error })
 }
 
 pub async fn list(state: web::Data<AppState>, session: Session) -> Result<HttpResponse, WebError> {
-    let (ctx, body) = render(&state, &session, None).await?;
-    page(&ctx, &body)
+    let body = render(&state, &session, None).await?;
+    page(&body.ctx, &body)
 }
 
 #[derive(Deserialize)]
@@ -72,7 +72,7 @@ pub async fn rename(
         Ok(_) => Ok(redirect_with("/locations", "flash.location_renamed")),
         Err(e) if e.code() == crate::error::ErrorCode::InvalidRequest => {
             let message = session.lang.text("locations.name_invalid").to_owned();
-            let (_, body) = render(&state, &session, Some((id, message))).await?;
+            let body = render(&state, &session, Some((id, message))).await?;
             Ok(html(StatusCode::BAD_REQUEST, &body))
         }
         Err(e) => Err(WebError::from_domain(session.lang, e)),

@@ -340,6 +340,20 @@ pub fn refusal_text(lang: Lang, prefix: &str, e: &Error) -> String {
     lang.try_text(&key).map_or_else(|| e.public_message(), str::to_owned)
 }
 
+/// A part of a page some users may not see: empty for them (a 403 from
+/// the domain), any other failure still a failure.
+pub fn unless_forbidden<T: Default>(result: Result<T, Error>) -> Result<T, Error> {
+    match result {
+        Err(e) if e.code() == crate::error::ErrorCode::Forbidden => Ok(T::default()),
+        other => other,
+    }
+}
+
+/// The name of a location of the list, empty if it is not there.
+pub fn location_name(locations: &[tms_packages::wire::accounts::LocationView], id: i64) -> String {
+    locations.iter().find(|l| l.id == id).map(|l| l.name.clone()).unwrap_or_default()
+}
+
 /// Turns a domain result into a page result in the reader's language.
 pub trait OrPage<T> {
     fn or_page(self, lang: Lang) -> Result<T, WebError>;
@@ -444,9 +458,11 @@ pub fn request_lang(req: &HttpRequest) -> Lang {
 
 /// The message a redirect left, if it names a known text.
 fn flash_of(req: &HttpRequest, lang: Lang) -> Option<&'static str> {
-    let cookie = req.cookie(FLASH_COOKIE)?;
-    let key = cookie.value();
-    // Only the catalogue's own messages: a cookie cannot put text on a page.
+    known_flash(lang, req.cookie(FLASH_COOKIE)?.value())
+}
+
+/// Only the catalogue's own messages: a cookie cannot put text on a page.
+fn known_flash(lang: Lang, key: &str) -> Option<&'static str> {
     key.starts_with("flash.").then(|| lang.try_key(key)).flatten()
 }
 
@@ -536,26 +552,34 @@ impl FromRequest for Session {
             let settings = state.accounts.clone();
             let resolved = {
                 let token = token.clone();
-                state
-                    .db
-                    .run(move |conn| {
-                        let actor = users::resolve_token(conn, &token, ip, &settings)?;
-                        let language = users::language_of(conn, actor.user_id)?;
-                        Ok::<_, Error>((actor, language))
-                    })
-                    .await
+                state.db.run(move |conn| users::resolve_session(conn, &token, ip, &settings)).await
             };
             match resolved {
                 Ok((actor, language)) => {
                     let lang = language.as_deref().and_then(Lang::parse).unwrap_or(fallback);
-                    let flash =
-                        flash_cookie.filter(|k| k.starts_with("flash.")).and_then(|k| lang.try_key(&k));
+                    let flash = flash_cookie.and_then(|k| known_flash(lang, &k));
                     Ok(Session { actor, token, lang, flash, here })
                 }
                 Err(e) if e.code() == crate::error::ErrorCode::Unauthorized => Err(WebError::SignIn { next }),
                 Err(e) => Err(WebError::from_domain(fallback, e)),
             }
         })
+    }
+}
+
+/// Forms read as their fields in order: a field may repeat (ticked boxes
+/// of the same name), which a struct cannot hold.
+pub mod fields {
+    pub type Fields = actix_web::web::Form<Vec<(String, String)>>;
+
+    /// The first value of a field, empty when absent.
+    pub fn field<'a>(fields: &'a [(String, String)], name: &str) -> &'a str {
+        fields.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str()).unwrap_or_default()
+    }
+
+    /// Every value of a field.
+    pub fn all<'a>(fields: &'a [(String, String)], name: &'a str) -> impl Iterator<Item = &'a str> {
+        fields.iter().filter(move |(k, _)| k == name).map(|(_, v)| v.as_str())
     }
 }
 

@@ -31,6 +31,14 @@ struct SettingsPage {
     ctx: Ctx,
     location_id: i64,
     location: String,
+    values: LocationValues,
+    /// Terminals here whose password is weak (the default 99999 among them).
+    weak_terminals: usize,
+    error: Option<String>,
+}
+
+/// What the location itself sets, as the form shows it.
+struct LocationValues {
     header: String,
     footer: String,
     /// `inherit`, `on` or `off`
@@ -38,9 +46,55 @@ struct SettingsPage {
     password_set: bool,
     /// The location's own logo, as a `data:` URL for the preview.
     logo: Option<String>,
-    /// Terminals here whose password is weak (the default 99999 among them).
-    weak_terminals: usize,
-    error: Option<String>,
+}
+
+/// The location's current values (what a save compares the form with).
+async fn location_values(state: &AppState, session: &Session, id: i64) -> Result<LocationValues, WebError> {
+    let set = crate::parameters::show_scope(
+        &state.db,
+        &state.blobs,
+        session.actor.clone(),
+        TERMINAL_APP.to_owned(),
+        Level::Location,
+        id,
+        None,
+    )
+    .await
+    .or_page(session.lang)?;
+    let text = |key: &str| set.values.get(key).and_then(Value::as_str).unwrap_or_default().to_owned();
+    Ok(LocationValues {
+        header: text(HEADER),
+        footer: text(FOOTER),
+        customer_copy: match set.values.get(CUSTOMER_COPY) {
+            Some(Value::Bool(true)) => "on",
+            Some(Value::Bool(false)) => "off",
+            _ => "inherit",
+        },
+        password_set: set.values.contains_key(MERCHANT_PASSWORD_KEY),
+        logo: set.values.get(LOGO).and_then(Value::as_str).map(|b64| format!("data:image/png;base64,{b64}")),
+    })
+}
+
+/// Saves a change of what the location sets; the terminals hear of it.
+async fn apply(
+    state: &AppState,
+    session: &Session,
+    id: i64,
+    request: ChangeParametersRequest,
+) -> Result<(), crate::error::Error> {
+    let actor = session.actor.clone();
+    crate::parameters::change(
+        &state.db,
+        &state.blobs,
+        actor,
+        TERMINAL_APP.into(),
+        Level::Location,
+        id,
+        request,
+    )
+    .await?;
+    state.contact.caught_up().await;
+    Ok(())
 }
 
 /// An empty change of what a location sets, made from the portal.
@@ -65,39 +119,22 @@ async fn render(
     let actor = session.actor.clone();
     let location =
         state.db.run(move |conn| merchants::visible_location(conn, &actor, id)).await.or_page(lang)?;
-    let set = crate::parameters::show_scope(
-        &state.db,
-        &state.blobs,
-        session.actor.clone(),
-        TERMINAL_APP.to_owned(),
-        Level::Location,
-        id,
-        None,
+    let values = location_values(state, session, id).await?;
+    let weak = super::unless_forbidden(
+        crate::parameters::weak_password_report(
+            &state.db,
+            &state.blobs,
+            session.actor.clone(),
+            Some(merchant_id),
+        )
+        .await,
     )
-    .await
     .or_page(lang)?;
-    let weak = crate::parameters::weak_password_report(
-        &state.db,
-        &state.blobs,
-        session.actor.clone(),
-        Some(merchant_id),
-    )
-    .await
-    .unwrap_or_default();
-    let text = |key: &str| set.values.get(key).and_then(Value::as_str).unwrap_or_default().to_owned();
     Ok(SettingsPage {
         ctx: session.ctx("locations"),
         location_id: id,
         location: location.name,
-        header: text(HEADER),
-        footer: text(FOOTER),
-        customer_copy: match set.values.get(CUSTOMER_COPY) {
-            Some(Value::Bool(true)) => "on",
-            Some(Value::Bool(false)) => "off",
-            _ => "inherit",
-        },
-        password_set: set.values.contains_key(MERCHANT_PASSWORD_KEY),
-        logo: set.values.get(LOGO).and_then(Value::as_str).map(|b64| format!("data:image/png;base64,{b64}")),
+        values,
         weak_terminals: weak.iter().filter(|d| d.location_id == id).count(),
         error,
     })
@@ -109,8 +146,7 @@ pub async fn show(
     id: web::Path<i64>,
 ) -> Result<HttpResponse, WebError> {
     let body = render(&state, &session, id.into_inner(), None).await?;
-    let ctx = session.ctx("locations");
-    page(&ctx, &body)
+    page(&body.ctx, &body)
 }
 
 #[derive(Deserialize)]
@@ -135,7 +171,7 @@ pub async fn save(
     session.check_form(&form.csrf)?;
     let lang = session.lang;
     let id = id.into_inner();
-    let current = render(&state, &session, id, None).await?;
+    let current = location_values(&state, &session, id).await?;
     let mut request = portal_change();
     // Only what the form changed: an untouched field stays as the location
     // (or the level above it) has it, so the terminals receive only the change.
@@ -163,8 +199,8 @@ pub async fn save(
         if let Some(reason) = weak_pin_reason(password) {
             let message = lang.text(&format!("settings.weak_{reason}")).to_owned();
             let mut body = render(&state, &session, id, Some(message)).await?;
-            body.header = form.header.clone();
-            body.footer = form.footer.clone();
+            body.values.header = form.header.clone();
+            body.values.footer = form.footer.clone();
             return Ok(html(StatusCode::BAD_REQUEST, &body));
         }
         request.set.insert(MERCHANT_PASSWORD_KEY.into(), Value::String(password.to_owned()));
@@ -172,29 +208,16 @@ pub async fn save(
     if request.set.is_empty() && request.unset.is_empty() {
         return Ok(redirect_with(&format!("/locations/{id}/settings"), "flash.nothing_changed"));
     }
-    let outcome = crate::parameters::change(
-        &state.db,
-        &state.blobs,
-        session.actor.clone(),
-        TERMINAL_APP.into(),
-        Level::Location,
-        id,
-        request,
-    )
-    .await;
-    match outcome {
-        Ok(_) => {
-            state.contact.caught_up().await;
-            Ok(redirect_with(&format!("/locations/{id}/settings"), "flash.settings_saved"))
-        }
+    match apply(&state, &session, id, request).await {
+        Ok(()) => Ok(redirect_with(&format!("/locations/{id}/settings"), "flash.settings_saved")),
         Err(e) if matches!(e.code(), ErrorCode::InvalidParameter | ErrorCode::ParameterLocked) => {
             let details: BTreeMap<String, String> = e.public_details();
             let key = details.get("key").cloned().unwrap_or_default();
             let message =
                 lang.format(&format!("settings.refused_{}", e.code().as_str()), &[&key, &e.public_message()]);
             let mut body = render(&state, &session, id, Some(message)).await?;
-            body.header = form.header.clone();
-            body.footer = form.footer.clone();
+            body.values.header = form.header.clone();
+            body.values.footer = form.footer.clone();
             Ok(html(StatusCode::from_u16(e.code().status()).unwrap_or(StatusCode::BAD_REQUEST), &body))
         }
         Err(e) => Err(WebError::from_domain(lang, e)),
@@ -268,17 +291,6 @@ pub async fn save_logo(
             .set
             .insert(LOGO.into(), Value::String(base64::engine::general_purpose::STANDARD.encode(&file)));
     }
-    crate::parameters::change(
-        &state.db,
-        &state.blobs,
-        session.actor.clone(),
-        TERMINAL_APP.into(),
-        Level::Location,
-        id,
-        request,
-    )
-    .await
-    .or_page(lang)?;
-    state.contact.caught_up().await;
+    apply(&state, &session, id, request).await.or_page(lang)?;
     Ok(redirect_with(&format!("/locations/{id}/settings"), "flash.settings_saved"))
 }

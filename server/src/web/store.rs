@@ -9,6 +9,7 @@ use serde::Deserialize;
 use tms_packages::wire::accounts::LocationView;
 use tms_packages::wire::store::{StoreAppSummary, StoreAppView, StoreRequest};
 
+use super::fields::{Fields, all, field};
 use super::{Ctx, OrPage, Session, WebError, html, page, redirect_with};
 use crate::accounts::merchants;
 use crate::error::{Error, ErrorCode};
@@ -93,8 +94,7 @@ impl AppPage {
     }
 
     fn location_name(&self, id: impl super::Count) -> String {
-        let id = id.count();
-        self.locations.iter().find(|l| l.id == id).map(|l| l.name.clone()).unwrap_or_default()
+        super::location_name(&self.locations, id.count())
     }
 }
 
@@ -129,11 +129,7 @@ pub async fn show(
 
 /// The ticked terminals of the form: `device=<id>` fields, repeated.
 fn chosen(fields: &[(String, String)]) -> Vec<i64> {
-    fields.iter().filter(|(k, _)| k == "device").filter_map(|(_, v)| v.parse().ok()).collect()
-}
-
-fn field<'a>(fields: &'a [(String, String)], name: &str) -> &'a str {
-    fields.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str()).unwrap_or_default()
+    all(fields, "device").filter_map(|v| v.parse().ok()).collect()
 }
 
 async fn request(
@@ -184,7 +180,7 @@ pub async fn install(
     state: web::Data<AppState>,
     session: Session,
     app_id: web::Path<String>,
-    form: web::Form<Vec<(String, String)>>,
+    form: Fields,
 ) -> Result<HttpResponse, WebError> {
     request(state, session, app_id.into_inner(), form.into_inner(), true).await
 }
@@ -193,7 +189,7 @@ pub async fn uninstall(
     state: web::Data<AppState>,
     session: Session,
     app_id: web::Path<String>,
-    form: web::Form<Vec<(String, String)>>,
+    form: Fields,
 ) -> Result<HttpResponse, WebError> {
     request(state, session, app_id.into_inner(), form.into_inner(), false).await
 }

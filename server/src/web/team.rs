@@ -10,6 +10,7 @@ use askama::Template;
 use tms_packages::accounts::Permission;
 use tms_packages::wire::accounts::{GroupView, InviteUserRequest, LocationView, UserView};
 
+use super::fields::{Fields, all, field};
 use super::{Ctx, OrPage, Session, WebError, html, page, redirect_with};
 use crate::accounts::{groups, merchants, users};
 use crate::error::{Error, ErrorCode};
@@ -84,16 +85,6 @@ async fn render(state: &AppState, session: &Session, error: Option<String>) -> R
 pub async fn list(state: web::Data<AppState>, session: Session) -> Result<HttpResponse, WebError> {
     let body = render(&state, &session, None).await?;
     page(&body.ctx, &body)
-}
-
-type Fields = web::Form<Vec<(String, String)>>;
-
-fn field<'a>(fields: &'a [(String, String)], name: &str) -> &'a str {
-    fields.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str()).unwrap_or_default()
-}
-
-fn all<'a>(fields: &'a [(String, String)], name: &'a str) -> impl Iterator<Item = &'a str> {
-    fields.iter().filter(move |(k, _)| k == name).map(|(_, v)| v.as_str())
 }
 
 /// The page again with a change's refusal, in the reader's words where the

@@ -54,10 +54,6 @@ impl TerminalsPage {
     }
 }
 
-fn location_name(locations: &[LocationView], id: i64) -> String {
-    locations.iter().find(|l| l.id == id).map(|l| l.name.clone()).unwrap_or_default()
-}
-
 pub async fn list(
     state: web::Data<AppState>,
     session: Session,
@@ -101,7 +97,7 @@ pub async fn list(
     let terminals = found
         .into_iter()
         .map(|summary| TerminalRow {
-            location: location_name(&locations, summary.location_id),
+            location: super::location_name(&locations, summary.location_id),
             online: summary.online(now),
             last_contact: summary
                 .last_contact_at
@@ -115,20 +111,17 @@ pub async fn list(
             _ => true,
         })
         .collect();
-    let ctx = session.ctx("terminals");
-    page(
-        &ctx,
-        &TerminalsPage {
-            ctx: session.ctx("terminals"),
-            terminals,
-            locations,
-            models,
-            location,
-            model: model.unwrap_or_default(),
-            connection,
-            status: status.unwrap_or_else(|| "all".into()),
-        },
-    )
+    let body = TerminalsPage {
+        ctx: session.ctx("terminals"),
+        terminals,
+        locations,
+        models,
+        location,
+        model: model.unwrap_or_default(),
+        connection,
+        status: status.unwrap_or_else(|| "all".into()),
+    };
+    page(&body.ctx, &body)
 }
 
 #[derive(Template)]
@@ -143,27 +136,28 @@ struct TerminalPage {
     recent: Option<Vec<TransactionView>>,
 }
 
-async fn load(
-    state: &AppState,
-    session: &Session,
+/// A terminal the caller sees, and its location's name.
+fn device_and_location(
+    conn: &mut crate::db::DbConnection,
+    actor: &crate::accounts::access::Actor,
     id: i64,
-) -> Result<(DeviceView, String, bool, Option<Vec<TransactionView>>), WebError> {
+) -> Result<(DeviceView, String), crate::error::Error> {
+    let device = management::show(conn, actor, id)?;
+    let location = merchants::visible_location(conn, actor, device.location_id)?.name;
+    Ok((device, location))
+}
+
+pub async fn show(
+    state: web::Data<AppState>,
+    session: Session,
+    id: web::Path<i64>,
+) -> Result<HttpResponse, WebError> {
     let merchant_id = session.merchant_id()?;
-    let actor = session.actor.clone();
-    state
+    let (actor, id) = (session.actor.clone(), id.into_inner());
+    let (device, location, recent) = state
         .db
         .run(move |conn| {
-            let device = management::show(conn, &actor, id)?;
-            let location = merchants::visible_location(conn, &actor, device.location_id)?.name;
-            let online = management::summaries(
-                conn,
-                &actor,
-                merchant_id,
-                &DeviceFilter { location_id: Some(device.location_id), ..Default::default() },
-            )?
-            .into_iter()
-            .find(|d| d.id == id)
-            .is_some_and(|d| d.online(crate::time::now()));
+            let (device, location) = device_and_location(conn, &actor, id)?;
             let recent = if actor.may(merchant_id, Some(device.location_id), Permission::ViewTransactions) {
                 // The terminal alone names its rows (its location adds nothing, and
                 // would steer SQLite to the location's index).
@@ -174,25 +168,18 @@ async fn load(
             } else {
                 None
             };
-            Ok::<_, crate::error::Error>((device, location, online, recent))
+            Ok::<_, crate::error::Error>((device, location, recent))
         })
         .await
-        .or_page(session.lang)
-}
-
-pub async fn show(
-    state: web::Data<AppState>,
-    session: Session,
-    id: web::Path<i64>,
-) -> Result<HttpResponse, WebError> {
-    let (device, location, online, recent) = load(&state, &session, id.into_inner()).await?;
+        .or_page(session.lang)?;
+    let last_contact =
+        device.last_contact_at.as_deref().and_then(|t| crate::time::parse_time("last_contact_at", t).ok());
+    let online = management::is_online(&device.status, last_contact, crate::time::now());
     let may_deactivate = device.status == crate::devices::ACTIVE
         && session.actor.may(device.merchant_id, Some(device.location_id), Permission::ManageDevices);
-    let ctx = session.ctx("terminals");
-    page(
-        &ctx,
-        &TerminalPage { ctx: session.ctx("terminals"), device, location, online, may_deactivate, recent },
-    )
+    let body =
+        TerminalPage { ctx: session.ctx("terminals"), device, location, online, may_deactivate, recent };
+    page(&body.ctx, &body)
 }
 
 #[derive(Template)]
@@ -208,9 +195,12 @@ pub async fn confirm_deactivate(
     session: Session,
     id: web::Path<i64>,
 ) -> Result<HttpResponse, WebError> {
-    let (device, location, _, _) = load(&state, &session, id.into_inner()).await?;
-    let ctx = session.ctx("terminals");
-    page(&ctx, &DeactivatePage { ctx: session.ctx("terminals"), device, location })
+    session.merchant_id()?;
+    let (actor, id) = (session.actor.clone(), id.into_inner());
+    let (device, location) =
+        state.db.run(move |conn| device_and_location(conn, &actor, id)).await.or_page(session.lang)?;
+    let body = DeactivatePage { ctx: session.ctx("terminals"), device, location };
+    page(&body.ctx, &body)
 }
 
 #[derive(Deserialize)]

@@ -194,8 +194,7 @@ pub async fn list(
         .await
         .or_page(lang)?;
     let name_of = |id: i64| terminals.iter().find(|t| t.id == id).map(|t| t.name.clone()).unwrap_or_default();
-    let location_of =
-        |id: i64| locations.iter().find(|l| l.id == id).map(|l| l.name.clone()).unwrap_or_default();
+    let location_of = |id: i64| super::location_name(&locations, id);
     let rows = result
         .items
         .into_iter()
@@ -222,8 +221,7 @@ pub async fn list(
         terminals,
         statuses: STATUSES,
     };
-    let ctx = session.ctx("transactions");
-    page(&ctx, &page_data)
+    page(&page_data.ctx, &page_data)
 }
 
 #[derive(Template)]

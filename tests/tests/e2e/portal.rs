@@ -357,6 +357,22 @@ backend_test!(portal_merchant_tasks_reach_the_terminals, |db| {
         panic!("a deactivated terminal was answered")
     };
     assert_eq!((status, body["error"]["code"].as_str()), (401, Some("device_deactivated")), "{body}");
+
+    // The same pages in French.
+    browser.click("button[name=lang][value=fr]").await;
+    browser.expect_text("Numéro de série").await;
+    browser.snap("terminal-fr").await;
+    for (path, heading) in [
+        ("/terminals".to_owned(), "Terminaux".to_owned()),
+        ("/transactions".to_owned(), "Transactions".to_owned()),
+        (format!("/locations/{location}/settings"), "Paramètres des terminaux : Café du Port".to_owned()),
+        ("/locations".to_owned(), "Points de vente".to_owned()),
+    ] {
+        browser.goto(&server.url(&path)).await;
+        browser.expect_heading(&heading).await;
+        browser.snap(&format!("{}-fr", path.trim_start_matches('/').replace('/', "-"))).await;
+    }
+    browser.expect_text("Paramètres des terminaux").await;
 });
 
 backend_test!(portal_activation_link_and_forgotten_password, |db| {
@@ -552,6 +568,14 @@ backend_test!(portal_app_store_installs_on_the_terminals_ticked, |db| {
     counter_1.accept(&answer, &trusted).expect("valid");
     browser.expect_text("Installed (1.0.0)").await;
     browser.snap("store-installed").await;
+
+    // The same pages in French.
+    browser.click("button[name=lang][value=fr]").await;
+    browser.expect_text("Installée (1.0.0)").await;
+    browser.snap("store-app-fr").await;
+    browser.goto(&server.url("/store")).await;
+    browser.expect_heading("Boutique d'applications").await;
+    browser.snap("store-fr").await;
 });
 
 backend_test!(portal_users_groups_and_the_locked_profile, |db| {
