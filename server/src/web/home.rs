@@ -123,13 +123,13 @@ pub async fn show(state: web::Data<AppState>, session: Session) -> Result<HttpRe
     for (location, count) in weak_by_location {
         let name = locations.iter().find(|l| l.id == location).map(|l| l.name.as_str()).unwrap_or("?");
         warnings.push(Warning {
-            text: lang.format("home.warning_weak_password", &[&count, &name]),
+            text: lang.count_format("home.warning_weak_password", count as i64, &[&name]),
             link: format!("/locations/{location}/settings"),
         });
     }
     for app in failed_installs.iter().filter(|a| a.failed_on > 0) {
         warnings.push(Warning {
-            text: lang.format("home.warning_failed_install", &[&app.name, &app.failed_on]),
+            text: lang.count_format("home.warning_failed_install", app.failed_on as i64, &[&app.name]),
             link: format!("/store/{}", app.app_id),
         });
     }

@@ -95,6 +95,22 @@ impl Lang {
         out
     }
 
+    /// The text of `key` for a count `n` (written as `{1}`, with this
+    /// language's separators), then `rest` as `{2}`, …: the `<key>_one`
+    /// form where the language says "one" (English: 1; French: 0 and 1).
+    pub fn count_format(self, key: &str, n: i64, rest: &[&dyn std::fmt::Display]) -> String {
+        let one = match self {
+            Lang::En => n == 1,
+            Lang::Fr => n == 0 || n == 1,
+        };
+        let singular = format!("{key}_one");
+        let key = if one && self.try_text(&singular).is_some() { singular.as_str() } else { key };
+        let count = self.number(n);
+        let mut args: Vec<&dyn std::fmt::Display> = vec![&count];
+        args.extend_from_slice(rest);
+        self.format(key, &args)
+    }
+
     /// A moment (kept in UTC) in French time, as people of this language
     /// write it.
     pub fn date_time(self, at: NaiveDateTime) -> String {
@@ -303,7 +319,16 @@ mod tests {
         for file in files {
             let text = std::fs::read_to_string(&file).expect("readable");
             // ctx.t("key"), ctx.t1("key", …), lang.text("key"), lang.format("key", …).
-            for marker in [".t(\"", ".t1(\"", ".t2(\"", ".text(\"", ".format(\""] {
+            for marker in [
+                ".t(\"",
+                ".t1(\"",
+                ".t2(\"",
+                ".n1(\"",
+                ".n2(\"",
+                ".text(\"",
+                ".format(\"",
+                ".count_format(\"",
+            ] {
                 for (i, _) in text.match_indices(marker) {
                     let rest = &text[i + marker.len()..];
                     let key = &rest[..rest.find('"').expect("closing quote")];
@@ -357,5 +382,9 @@ mod tests {
         assert_eq!(Lang::Fr.amount(500, "JPY"), "500\u{a0}JPY");
         assert_eq!(Lang::En.number(1_000_000), "1,000,000");
         assert_eq!(Lang::Fr.number(999), "999");
+        assert_eq!(Lang::En.count_format("terminals.count", 1, &[]), "1 terminal");
+        assert_eq!(Lang::En.count_format("terminals.count", 0, &[]), "0 terminals");
+        assert_eq!(Lang::Fr.count_format("terminals.count", 0, &[]), "0 terminal");
+        assert_eq!(Lang::Fr.count_format("terminals.count", 1200, &[]), "1\u{202f}200 terminaux");
     }
 }

@@ -148,6 +148,15 @@ impl Ctx {
         self.lang.format(key, &[&a, &b])
     }
 
+    /// A text about a count, in its singular or plural form.
+    pub fn n1(&self, key: &str, n: impl Count) -> String {
+        self.lang.count_format(key, n.count(), &[])
+    }
+
+    pub fn n2(&self, key: &str, n: impl Count, b: impl Display) -> String {
+        self.lang.count_format(key, n.count(), &[&b])
+    }
+
     pub fn when(&self, rfc3339: &str) -> String {
         self.lang.date_time_text(rfc3339)
     }
@@ -197,6 +206,12 @@ pub trait Count {
 impl Count for i64 {
     fn count(&self) -> i64 {
         *self
+    }
+}
+
+impl Count for u64 {
+    fn count(&self) -> i64 {
+        i64::try_from(*self).unwrap_or(i64::MAX)
     }
 }
 
