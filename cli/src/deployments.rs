@@ -83,6 +83,15 @@ pub enum DeployCommand {
         /// Create it held: nothing is delivered until `tms rollout start` stages it
         #[arg(long)]
         hold: bool,
+        /// Delays before offering a failed or timed-out install again, one per retry;
+        /// after the last, the terminal has failed for good; `none`: no retry
+        /// [default: 0,1h,6h,24h]
+        #[arg(long, value_name = "DELAYS")]
+        retry_delays: Option<String>,
+        /// Times a terminal may postpone before a postponement counts as a failed attempt
+        /// [default: 10]
+        #[arg(long, value_name = "N")]
+        max_postpones: Option<u32>,
     },
     /// Deployments, newest first
     List {
@@ -149,6 +158,11 @@ fn print_deployment(d: &DeploymentView) {
     println!("action      {}", d.action.as_str());
     println!("window      {}", d.window.as_deref().unwrap_or("any time"));
     println!("wifi only   {}", if d.wifi_only { "yes" } else { "no" });
+    match d.retry_delays.as_str() {
+        "none" => println!("retries     none: a failed install is failed for good"),
+        delays => println!("retries     after {delays}, then failed for good"),
+    }
+    println!("postpones   {} allowed before one counts as a failure", d.max_postpones);
     println!("starts      {}", d.starts_at);
     println!("expires     {}", d.expires_at.as_deref().unwrap_or("never"));
     println!("status      {}", d.status);
@@ -169,7 +183,18 @@ fn print_deployment(d: &DeploymentView) {
 
 pub async fn deploy(client: &Client, command: DeployCommand, out: Output) -> anyhow::Result<()> {
     let deployment: DeploymentView = match command {
-        DeployCommand::Create { what, to, action, window, wifi_only, starts_at, expires_at, hold } => {
+        DeployCommand::Create {
+            what,
+            to,
+            action,
+            window,
+            wifi_only,
+            starts_at,
+            expires_at,
+            hold,
+            retry_delays,
+            max_postpones,
+        } => {
             let (app_id, version, remove) = match (what.release, what.remove) {
                 (Some(r), _) => (r.app, Some(r.version), false),
                 (None, Some(app)) => (app, None, true),
@@ -186,6 +211,8 @@ pub async fn deploy(client: &Client, command: DeployCommand, out: Output) -> any
                 window,
                 wifi_only,
                 hold,
+                retry_delays,
+                max_postpones,
             };
             client.call(Method::POST, "/api/v1/deployments", Some(&body)).await?
         }
@@ -259,6 +286,12 @@ pub enum RolloutCommand {
         /// The deployment's id
         deployment: i64,
     },
+    /// The terminals that failed to install the deployment's release and have not since:
+    /// retrying, timed out, or failed for good
+    Failures {
+        /// The deployment's id
+        deployment: i64,
+    },
     /// Apply the rollout's rules now (the server does every few seconds):
     /// advance a stage that succeeded, pause on failures past the limit
     Evaluate {
@@ -298,6 +331,15 @@ fn print_rollout(r: &RolloutView) {
         table(
             &["STAGE", "PERCENT", "DEVICES", "PENDING", "IN PROGRESS", "INSTALLED", "FAILED", "POSTPONED"],
             r.stage_stats.iter().map(|s| {
+                let mut failed = s.failed.to_string();
+                let detail: Vec<String> = [(s.timed_out, "timed out"), (s.failed_for_good, "for good")]
+                    .into_iter()
+                    .filter(|(n, _)| *n > 0)
+                    .map(|(n, what)| format!("{n} {what}"))
+                    .collect();
+                if !detail.is_empty() {
+                    failed = format!("{failed} ({})", detail.join(", "));
+                }
                 vec![
                     (s.stage + 1).to_string(),
                     format!("{} %", s.percent),
@@ -305,12 +347,38 @@ fn print_rollout(r: &RolloutView) {
                     s.pending.to_string(),
                     s.in_progress.to_string(),
                     s.installed.to_string(),
-                    s.failed.to_string(),
+                    failed,
                     s.postponed.to_string(),
                 ]
             }),
         );
     }
+}
+
+fn print_failures(list: &[FailedDeviceView]) {
+    if list.is_empty() {
+        println!("no failures");
+        return;
+    }
+    table(
+        &["DEVICE", "NAME", "MODEL", "STATUS", "ATTEMPTS", "ERROR", "NEXT OFFER", "LAST REPORT"],
+        list.iter().map(|f| {
+            vec![
+                f.device_id.to_string(),
+                f.device_name.clone(),
+                f.model.clone(),
+                f.status.clone(),
+                f.attempts.to_string(),
+                f.error_code.clone().unwrap_or_else(|| "-".into()),
+                if f.failed_for_good {
+                    "never (failed for good)".to_owned()
+                } else {
+                    f.retry_at.clone().unwrap_or_else(|| "next contact".into())
+                },
+                f.updated_at.clone(),
+            ]
+        }),
+    );
 }
 
 pub async fn rollout(client: &Client, command: RolloutCommand, out: Output) -> anyhow::Result<()> {
@@ -328,6 +396,12 @@ pub async fn rollout(client: &Client, command: RolloutCommand, out: Output) -> a
             let rollout: RolloutView =
                 client.get(&format!("/api/v1/deployments/{deployment}/rollout")).await?;
             out.show(&rollout, print_rollout);
+            return Ok(());
+        }
+        RolloutCommand::Failures { deployment } => {
+            let list: Vec<FailedDeviceView> =
+                client.get(&format!("/api/v1/deployments/{deployment}/failures")).await?;
+            out.show(&list, |list| print_failures(list));
             return Ok(());
         }
         RolloutCommand::Pause { deployment } => (deployment, "pause"),
@@ -459,6 +533,11 @@ fn print_plan(p: &DevicePlanView) {
         }
         if let Some(secs) = app.deferred_secs {
             println!("  deferred    {} (until its maintenance window opens)", duration(secs));
+        }
+        if app.failed_for_good {
+            println!("  held back   for good: its attempts ran out");
+        } else if let Some(at) = &app.retry_at {
+            println!("  held back   until {at}, after a failed attempt");
         }
         for c in &app.considered {
             println!("  considered  deployment {} ({}): {}", c.deployment_id, c.precedence, c.outcome);

@@ -304,6 +304,157 @@ pub fn rollback_plan(
     RollbackPlan { releases: chosen.into_iter().map(|c| c.release_id).collect(), uncovered_models }
 }
 
+/// How a deployment treats a terminal whose install failed (or timed
+/// out): offered again after each delay in turn, then no more. The default,
+/// `0,1h,6h,24h`: at its next contact, then after an hour, six hours and a
+/// day; a fifth failure is for good.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RetryPolicy {
+    /// Seconds to wait after the n-th failed attempt before offering again.
+    pub delays_secs: Vec<u32>,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> RetryPolicy {
+        RetryPolicy { delays_secs: vec![0, 3_600, 6 * 3_600, 24 * 3_600] }
+    }
+}
+
+/// Postponements a terminal may make before one counts as a failure.
+pub const DEFAULT_MAX_POSTPONES: u32 = 10;
+
+/// The most retries a deployment may set.
+pub const MAX_RETRIES: usize = 20;
+
+impl RetryPolicy {
+    /// After `attempts` failed attempts (this one included): seconds until
+    /// the next offer, or `None` when that was the last.
+    pub fn after_failure(&self, attempts: u32) -> Option<u32> {
+        self.delays_secs.get(attempts.max(1) as usize - 1).copied()
+    }
+
+    /// As stored: seconds, comma-separated (empty: no retry).
+    pub fn to_stored(&self) -> String {
+        self.delays_secs.iter().map(u32::to_string).collect::<Vec<_>>().join(",")
+    }
+
+    pub fn from_stored(text: &str) -> RetryPolicy {
+        RetryPolicy { delays_secs: text.split(',').filter_map(|s| s.trim().parse().ok()).collect() }
+    }
+
+    /// `0,1h,6h,24h` (seconds, or with `s`, `m`, `h`, `d`), or `none` for
+    /// no retry at all.
+    pub fn parse(text: &str) -> Result<RetryPolicy, String> {
+        let text = text.trim();
+        if text.eq_ignore_ascii_case("none") {
+            return Ok(RetryPolicy { delays_secs: Vec::new() });
+        }
+        let delays_secs = text
+            .split(',')
+            .map(|part| {
+                parse_delay(part.trim()).ok_or_else(|| format!("{part:?}: write delays like 0,1h,6h,24h"))
+            })
+            .collect::<Result<Vec<u32>, String>>()?;
+        if delays_secs.len() > MAX_RETRIES {
+            return Err(format!("at most {MAX_RETRIES} retries"));
+        }
+        Ok(RetryPolicy { delays_secs })
+    }
+
+    /// As `parse` reads it: `0,1h,6h,24h`, or `none`.
+    pub fn to_text(&self) -> String {
+        if self.delays_secs.is_empty() {
+            return "none".to_owned();
+        }
+        self.delays_secs.iter().map(|s| delay_text(*s)).collect::<Vec<_>>().join(",")
+    }
+}
+
+fn parse_delay(text: &str) -> Option<u32> {
+    let (digits, unit) = match text.find(|c: char| !c.is_ascii_digit()) {
+        Some(i) => text.split_at(i),
+        None => (text, "s"),
+    };
+    let n: u32 = digits.parse().ok()?;
+    let unit = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3_600,
+        "d" => 86_400,
+        _ => return None,
+    };
+    // Thirty days at most between two offers.
+    n.checked_mul(unit).filter(|s| *s <= 30 * 86_400)
+}
+
+fn delay_text(secs: u32) -> String {
+    match secs {
+        0 => "0".to_owned(),
+        s if s % 86_400 == 0 => format!("{}d", s / 86_400),
+        s if s % 3_600 == 0 => format!("{}h", s / 3_600),
+        s if s % 60 == 0 => format!("{}m", s / 60),
+        s => format!("{s}s"),
+    }
+}
+
+/// What ended a terminal's attempt without an install.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Setback {
+    /// It reported `failed`.
+    Failed,
+    /// It said nothing before the deadline.
+    TimedOut,
+    /// It put the change off (its merchant was busy, say).
+    Postponed,
+}
+
+/// Where a terminal's action stands after a setback.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Settlement {
+    /// A postponement within the deployment's limit: not a failure; the
+    /// deadline starts again.
+    Wait { postponements: u32 },
+    /// A failed attempt: offered again `retry_in_secs` later.
+    Retry { attempts: u32, postponements: u32, retry_in_secs: u32 },
+    /// The last attempt failed: no more offers of this release.
+    GiveUp { attempts: u32, postponements: u32 },
+}
+
+impl Settlement {
+    /// Whether the setback counts as a failed attempt.
+    pub fn is_failure(self) -> bool {
+        !matches!(self, Settlement::Wait { .. })
+    }
+}
+
+/// The rule for a setback: a failure or a timeout is one more failed
+/// attempt, retried by the policy; a postponement is not a failure until
+/// the terminal has postponed more than `max_postpones` times.
+pub fn settle(
+    setback: Setback,
+    attempts: u32,
+    postponements: u32,
+    policy: &RetryPolicy,
+    max_postpones: u32,
+) -> Settlement {
+    let postponements = postponements + u32::from(setback == Setback::Postponed);
+    if setback == Setback::Postponed && postponements <= max_postpones {
+        return Settlement::Wait { postponements };
+    }
+    let attempts = attempts + 1;
+    match policy.after_failure(attempts) {
+        Some(retry_in_secs) => Settlement::Retry { attempts, postponements, retry_in_secs },
+        None => Settlement::GiveUp { attempts, postponements },
+    }
+}
+
+/// Seconds a terminal has to finish an offered change before its silence
+/// counts as timed out: the configured time to install, plus the download
+/// at a slow link's speed (a 100 MiB release at 32 KiB/s adds 53 minutes).
+pub fn offer_deadline_secs(base_secs: u64, size_bytes: u64, slow_link_bytes_per_sec: u64) -> u64 {
+    base_secs.saturating_add(size_bytes.div_ceil(slow_link_bytes_per_sec.max(1)))
+}
+
 #[cfg(test)]
 mod tests {
     use proptest::prelude::*;
@@ -408,6 +559,52 @@ mod tests {
         assert_eq!(on_command(at(S::RolledBack, 2), C::Rollback, 3), None);
     }
 
+    #[test]
+    fn retry_delays_read_and_write_alike() {
+        let p = RetryPolicy::parse("0, 1h,6h ,24h").unwrap();
+        assert_eq!(p, RetryPolicy::default());
+        assert_eq!(p.to_text(), "0,1h,6h,1d");
+        assert_eq!(RetryPolicy::from_stored(&p.to_stored()), p);
+        assert_eq!(RetryPolicy::parse("none").unwrap().delays_secs, Vec::<u32>::new());
+        assert_eq!(RetryPolicy::parse("90s,15m").unwrap().to_text(), "90s,15m");
+        assert!(RetryPolicy::parse("1w").is_err());
+        assert!(RetryPolicy::parse("").is_err());
+        assert!(RetryPolicy::parse("31d").is_err(), "thirty days at most");
+        assert!(RetryPolicy::parse(&vec!["1h"; MAX_RETRIES + 1].join(",")).is_err());
+    }
+
+    #[test]
+    fn the_default_retries_at_the_next_contact_then_after_1h_6h_24h_then_stops() {
+        let p = RetryPolicy::default();
+        let mut attempts = 0;
+        let mut waits = Vec::new();
+        loop {
+            match settle(Setback::Failed, attempts, 0, &p, 3) {
+                Settlement::Retry { attempts: a, retry_in_secs, .. } => {
+                    waits.push(retry_in_secs);
+                    attempts = a;
+                }
+                Settlement::GiveUp { attempts: a, .. } => {
+                    assert_eq!(a, 5, "ten failures are five attempts at most");
+                    break;
+                }
+                Settlement::Wait { .. } => unreachable!("a failure never waits"),
+            }
+        }
+        assert_eq!(waits, [0, 3_600, 21_600, 86_400]);
+        assert_eq!(
+            settle(Setback::TimedOut, 0, 0, &RetryPolicy::parse("none").unwrap(), 3),
+            Settlement::GiveUp { attempts: 1, postponements: 0 }
+        );
+    }
+
+    #[test]
+    fn a_deadline_grows_with_the_download() {
+        assert_eq!(offer_deadline_secs(3_600, 0, 32_768), 3_600);
+        assert_eq!(offer_deadline_secs(3_600, 100 << 20, 32_768), 3_600 + 3_200);
+        assert_eq!(offer_deadline_secs(3_600, 1, 0), 3_601, "a zero speed is read as one byte a second");
+    }
+
     proptest! {
         #[test]
         fn commands_never_leave_a_rolled_back_rollout_nor_skip_stages(
@@ -500,6 +697,39 @@ mod tests {
                     .iter()
                     .any(|c| !c.withdrawn && c.version_code < bad.version_code && c.models.contains(model));
                 prop_assert_eq!(covered, possible);
+            }
+        }
+
+        #[test]
+        fn setbacks_count_once_each_and_postponing_fails_only_past_the_limit(
+            delays in prop::collection::vec(0u32..100_000, 0..6),
+            setbacks in prop::collection::vec(prop::sample::select(vec![Setback::Failed, Setback::TimedOut, Setback::Postponed]), 0..30),
+            max_postpones in 0u32..5,
+        ) {
+            let policy = RetryPolicy { delays_secs: delays.clone() };
+            let (mut attempts, mut postponements) = (0u32, 0u32);
+            for setback in setbacks {
+                let before = (attempts, postponements);
+                let s = settle(setback, attempts, postponements, &policy, max_postpones);
+                match s {
+                    Settlement::Wait { postponements: p } => {
+                        prop_assert_eq!(setback, Setback::Postponed);
+                        prop_assert!(p <= max_postpones);
+                        postponements = p;
+                    }
+                    Settlement::Retry { attempts: a, postponements: p, retry_in_secs } => {
+                        prop_assert_eq!(a, before.0 + 1);
+                        prop_assert_eq!(Some(retry_in_secs), delays.get(before.0 as usize).copied());
+                        (attempts, postponements) = (a, p);
+                    }
+                    Settlement::GiveUp { attempts: a, postponements: p } => {
+                        prop_assert_eq!(a, before.0 + 1);
+                        prop_assert_eq!(a as usize, delays.len() + 1, "given up exactly after the last retry");
+                        prop_assert!(setback != Setback::Postponed || p > max_postpones);
+                        break;
+                    }
+                }
+                prop_assert_eq!(s.is_failure(), setback != Setback::Postponed || postponements > max_postpones);
             }
         }
 

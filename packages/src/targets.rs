@@ -67,6 +67,8 @@ pub struct Deliveries {
     pub valid_until: i64,
     /// A maintenance window with a waiting change opens in this many seconds.
     pub window_opens_in: Option<u32>,
+    /// Changes not offered because their deployment is held back, by app.
+    pub held: Vec<(String, Hold)>,
 }
 
 impl Deliveries {
@@ -85,6 +87,25 @@ pub struct Registered<'a> {
     pub merchant_id: i64,
     pub location_id: i64,
     pub model: &'a str,
+    /// Deployments whose release failed on it and waits before another offer.
+    pub holds: &'a [Hold],
+}
+
+/// A deployment held back from one terminal after failed attempts: its
+/// change is not offered until `until` (Unix seconds), or never again when
+/// the attempts ran out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Hold {
+    pub deployment_id: i64,
+    pub attempts: u32,
+    /// `None`: failed for good.
+    pub until: Option<i64>,
+}
+
+impl Hold {
+    pub fn holds_at(&self, now: i64) -> bool {
+        self.until.is_none_or(|until| now < until)
+    }
 }
 
 /// Plans a terminal's apps from the state it reports and turns the plans
@@ -113,17 +134,21 @@ pub fn plan_apps(
     let local = local_secs_of_day(now, utc_offset_minutes);
     let in_force = snapshot.in_force(now);
     let plans = plan(&facts, &in_force.0, local);
-    let found = deliveries(snapshot, &in_force, &plans, state, local, now, valid_until);
+    let found = deliveries(snapshot, &in_force, &plans, state, device.holds, local, now, valid_until);
     (plans, found)
 }
 
 /// Turns the planner's decisions into instructions. `in_force` is as
-/// [`Snapshot::in_force`] gives it.
+/// [`Snapshot::in_force`] gives it. A change whose deployment is held back
+/// waits, as for a maintenance window: nothing else is offered for its app
+/// meanwhile, so a failing release is not swapped for an older one.
+#[allow(clippy::too_many_arguments)]
 fn deliveries(
     snapshot: &Snapshot,
     (in_force, next_edge): &(Vec<&Deployment>, Option<i64>),
     plans: &[AppPlan],
     state: &TerminalState,
+    holds: &[Hold],
     local_secs: u32,
     now: i64,
     valid_until: i64,
@@ -134,6 +159,7 @@ fn deliveries(
         target: state.clone(),
         valid_until: next_edge.map_or(valid_until, |edge| valid_until.min(edge)),
         window_opens_in: None,
+        held: Vec::new(),
     };
     for p in plans {
         let Some(decided) = p.deployment_id else { continue };
@@ -144,6 +170,13 @@ fn deliveries(
         let Some(change) = &p.change else { continue };
         if let Some(secs) = p.deferred_secs {
             out.window_opens_in = Some(out.window_opens_in.map_or(secs, |s| s.min(secs)));
+            continue;
+        }
+        if let Some(hold) = holds.iter().find(|h| h.deployment_id == decided && h.holds_at(now)) {
+            if let Some(until) = hold.until {
+                out.valid_until = out.valid_until.min(until);
+            }
+            out.held.push((p.app_id.clone(), *hold));
             continue;
         }
         let delivery = snapshot.deliveries.get(&decided).expect("deliveries follow deployments");
@@ -291,7 +324,7 @@ mod tests {
         fn instructions_follow_the_plans_and_the_target_is_the_state_once_applied(
             (snapshot, state) in snapshot_and_state(),
         ) {
-            let device = Registered { device_id: 5, merchant_id: 1, location_id: 10, model: "A920" };
+            let device = Registered { device_id: 5, merchant_id: 1, location_id: 10, model: "A920", holds: &[] };
             let (plans, found) = plan_apps(&snapshot, &device, &state, 0, 1_800_000_000, 1_800_003_600);
             prop_assert!(found.valid_until <= 1_800_003_600);
             for instruction in &found.apps {
@@ -316,6 +349,32 @@ mod tests {
             let (again, found_again) = plan_apps(&snapshot, &device, &state, 0, 1_800_000_000, 1_800_003_600);
             prop_assert_eq!(plans, again);
             prop_assert_eq!(found.apps, found_again.apps);
+        }
+
+        #[test]
+        fn a_held_deployment_is_not_offered_until_its_hold_ends(
+            (snapshot, state) in snapshot_and_state(),
+            held in prop::collection::vec((1i64..7, prop::option::of(0i64..7_200)), 0..4),
+        ) {
+            let now = 1_800_000_000;
+            let holds: Vec<Hold> = held
+                .iter()
+                .map(|(id, until)| Hold { deployment_id: *id, attempts: 1, until: until.map(|u| now - 3_600 + u) })
+                .collect();
+            let free = Registered { device_id: 5, merchant_id: 1, location_id: 10, model: "A920", holds: &[] };
+            let device = Registered { holds: &holds, ..free };
+            let (_, unheld) = plan_apps(&snapshot, &free, &state, 0, now, now + 3_600);
+            let (_, found) = plan_apps(&snapshot, &device, &state, 0, now, now + 3_600);
+            for instruction in &unheld.apps {
+                let hold = holds.iter().find(|h| h.deployment_id == instruction.deployment_id && h.holds_at(now));
+                let offered = found.apps.iter().any(|i| i == instruction);
+                prop_assert_eq!(offered, hold.is_none());
+                if let Some(Hold { until: Some(until), .. }) = hold {
+                    prop_assert!(found.valid_until <= *until, "looked at again when the hold ends");
+                }
+            }
+            prop_assert!(found.apps.iter().all(|i| unheld.apps.contains(i)), "a hold never brings another offer");
+            prop_assert_eq!(found.held.len() + found.apps.len(), unheld.apps.len());
         }
     }
 }

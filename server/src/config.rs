@@ -207,8 +207,10 @@ settings! {
     contact_flush_ms: u64 => u64 = 5000, env "TMS_CONTACT_FLUSH_MS", secret false;
     /// Seconds between rollout evaluations (advance a successful stage, pause on failures) [default: 15]
     rollout_check_secs: u64 => u64 = 15, env "TMS_ROLLOUT_CHECK_SECS", secret false;
-    /// Seconds after which an action a terminal left in a non-final state (downloading, installing, postponed, …) counts as failed [default: 3600]
+    /// Seconds a terminal has to install an offered release, on top of its download at the slow-link speed; silence past that deadline counts as a timed-out attempt (retried as its deployment says) [default: 3600]
     action_timeout_secs: u64 => u64 = 3600, env "TMS_ACTION_TIMEOUT_SECS", secret false;
+    /// Download speed, in bytes a second, that an offer's deadline allows for (256 kbit/s: a 100 MiB release adds 53 minutes) [default: 32768]
+    slow_link_bytes_per_sec: u64 => u64 = 32768, env "TMS_SLOW_LINK_BYTES_PER_SEC", secret false;
     /// For tests only, never in production: lets an operator admin move the server's clock forward (POST /api/v1/test/clock), so tests drive time instead of waiting for it [default: false]
     adjustable_clock: bool => bool = false, env "TMS_ADJUSTABLE_CLOCK", secret false;
 }

@@ -100,6 +100,7 @@ use crate::http::{accounts, acquirers, contact, devices, health, parameters, rel
         contact::cancel_deployment,
         contact::start_rollout,
         contact::rollout_status,
+        contact::deployment_failures,
         contact::rollout_command,
         contact::create_device_group,
         contact::list_device_groups,

@@ -84,6 +84,11 @@ pub fn unix_now() -> i64 {
     clock().unix()
 }
 
+/// Unix seconds as a stored timestamp (out of range reads as the epoch).
+pub fn from_unix(secs: i64) -> NaiveDateTime {
+    chrono::DateTime::from_timestamp(secs, 0).unwrap_or_default().naive_utc()
+}
+
 /// A stored timestamp (UTC) in its wire form, RFC 3339, to the second.
 pub fn rfc3339(at: NaiveDateTime) -> String {
     at.and_utc().to_rfc3339_opts(SecondsFormat::Secs, true)

@@ -32,6 +32,15 @@ wire! {
         /// Create it held: nothing is delivered until a rollout starts.
         #[serde(default)]
         pub hold: bool,
+        /// Delays before offering a failed (or timed-out) install again, one
+        /// per retry, e.g. `0,1h,6h,24h` (the default); after the last, the
+        /// terminal has failed for good. `none`: no retry.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub retry_delays: Option<String>,
+        /// Times a terminal may postpone the change before a postponement
+        /// counts as a failed attempt [default: 10].
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub max_postpones: Option<u32>,
     }
 
     pub struct DeploymentView {
@@ -53,6 +62,12 @@ wire! {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub window: Option<String>,
         pub wifi_only: bool,
+        /// Delays before each retry of a failed install, e.g. `0,1h,6h,1d`, or `none`.
+        #[serde(default = "default_retry_delays")]
+        pub retry_delays: String,
+        /// Postponements allowed before one counts as a failed attempt.
+        #[serde(default = "default_max_postpones")]
+        pub max_postpones: u32,
         /// `held` (waits for its rollout), `active`, `cancelled` or
         /// `superseded` (a store request replaced by a later one).
         pub status: String,
@@ -116,8 +131,38 @@ wire! {
         pub pending: u64,
         pub in_progress: u64,
         pub installed: u64,
+        /// Terminals that failed at least once and have not installed since
+        /// (retrying, timed out or failed for good).
         pub failed: u64,
+        /// Of the failed, those whose last attempt timed out.
+        #[serde(default)]
+        pub timed_out: u64,
+        /// Of the failed, those with no retry left.
+        #[serde(default)]
+        pub failed_for_good: u64,
         pub postponed: u64,
+    }
+
+    /// `GET /api/v1/deployments/{id}/failures`: a terminal that failed to
+    /// install the deployment's release and has not installed it since.
+    pub struct FailedDeviceView {
+        pub device_id: i64,
+        pub device_name: String,
+        pub model: String,
+        /// `failed`, `timed_out`, or where its retry stands (`offered`, `downloading`, …).
+        pub status: String,
+        /// Failed attempts (failures, timeouts, postponements past the limit).
+        pub attempts: u32,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub error_code: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub message: Option<String>,
+        /// When it is offered the release again (RFC 3339).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub retry_at: Option<String>,
+        /// No retry left: it is not offered the release again.
+        pub failed_for_good: bool,
+        pub updated_at: String,
     }
 
     /// `POST /api/v1/device-groups`: a static list or a dynamic filter.
@@ -184,6 +229,12 @@ wire! {
         /// The change waits for a maintenance window opening in this many seconds.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub deferred_secs: Option<u32>,
+        /// The change is held back after failed attempts: offered again at
+        /// this time (RFC 3339), or never when `failed_for_good`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub retry_at: Option<String>,
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        pub failed_for_good: bool,
         pub considered: Vec<ConsideredDeployment>,
     }
 
@@ -207,6 +258,14 @@ wire! {
 
 fn yes() -> bool {
     true
+}
+
+fn default_retry_delays() -> String {
+    crate::rollouts::RetryPolicy::default().to_text()
+}
+
+fn default_max_postpones() -> u32 {
+    crate::rollouts::DEFAULT_MAX_POSTPONES
 }
 
 fn operator_origin() -> String {

@@ -1,15 +1,17 @@
 //! What terminals report about each change, and the push history per device.
 
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use diesel::prelude::*;
+use tms_packages::rollouts::{RetryPolicy, Setback};
 use tms_packages::wire::contact::{ACTION_STATUSES, FeedbackRequest};
 use tms_packages::wire::deployments::ActionEventView;
 
 use crate::accounts::access::Actor;
-use crate::db::schema::{action_events, deployment_devices, deployments};
+use crate::db::schema::{action_events, deployment_actions, deployment_devices, deployments};
 use crate::db::{Db, DbConnection, DbError, WriteTurn};
-use crate::error::Error;
+use crate::error::{Error, ErrorCode};
 use crate::time::{now, rfc3339};
 
 fn clip(s: &Option<String>, max: usize) -> Option<String> {
@@ -227,26 +229,32 @@ fn statements(backend: crate::config::DatabaseBackend) -> &'static (String, Stri
     let build = || {
         let action_columns: Vec<(&str, &str)> =
             EVENT_COLUMNS.iter().copied().filter(|(name, _)| *name != "app_id").collect();
-        // The latest report of a device about a deployment is where it stands.
-        let actions = match backend {
-            // A REPLACE on SQLite: prepared once per connection, where an
-            // upsert would be prepared again on every call.
-            DatabaseBackend::Sqlite => {
-                insert_rows(backend, "REPLACE", "deployment_actions", &action_columns, "updated_at", "")
-            }
-            DatabaseBackend::Postgres => {
-                let set: Vec<String> = action_columns
-                    .iter()
-                    .map(|(name, _)| *name)
-                    .filter(|name| !matches!(*name, "deployment_id" | "device_id"))
-                    .chain(["updated_at"])
-                    .map(|name| format!("{name} = excluded.{name}"))
-                    .collect();
-                let tail =
-                    format!(" ON CONFLICT (deployment_id, device_id) DO UPDATE SET {}", set.join(", "));
-                insert_rows(backend, "INSERT", "deployment_actions", &action_columns, "updated_at", &tail)
-            }
-        };
+        // The latest report of a device about a deployment is where it
+        // stands; what the contact and the supervisor keep beside it (the
+        // offer's deadline, the attempts, a hold) is kept, except that an
+        // install ends the hold and a final report the deadline.
+        let set: Vec<String> = action_columns
+            .iter()
+            .map(|(name, _)| *name)
+            .filter(|name| !matches!(*name, "deployment_id" | "device_id"))
+            .chain(["updated_at"])
+            .map(|name| format!("{name} = excluded.{name}"))
+            .chain([
+                "deadline_at = CASE WHEN excluded.status IN ('installed', 'failed') THEN NULL \
+                 ELSE deployment_actions.deadline_at END"
+                    .to_owned(),
+                "retry_at = CASE WHEN excluded.status = 'installed' THEN NULL ELSE deployment_actions.retry_at END"
+                    .to_owned(),
+                "failed_for_good = CASE WHEN excluded.status = 'installed' THEN false \
+                 ELSE deployment_actions.failed_for_good END"
+                    .to_owned(),
+            ])
+            .collect();
+        // `WHERE true`: SQLite would read `ON` as a join's without it.
+        let tail =
+            format!(" WHERE true ON CONFLICT (deployment_id, device_id) DO UPDATE SET {}", set.join(", "));
+        let actions =
+            insert_rows(backend, "INSERT", "deployment_actions", &action_columns, "updated_at", &tail);
         let events = insert_rows(backend, "INSERT", "action_events", &EVENT_COLUMNS, "occurred_at", "");
         (actions, events)
     };
@@ -268,13 +276,18 @@ fn write_batch(
     use diesel::sql_types::{Text, Timestamp};
     // One lookup per deployment named (a batch names one or two): a
     // statement SQLite prepares once, where an `IN` list is prepared again.
-    let mut known: std::collections::HashMap<i64, Option<(String, String)>> = Default::default();
+    let mut known: HashMap<i64, Option<Named>> = HashMap::new();
     for (_, report) in batch {
         if let std::collections::hash_map::Entry::Vacant(slot) = known.entry(report.deployment_id) {
             slot.insert(
                 deployments::table
                     .find(report.deployment_id)
-                    .select((deployments::app_id, deployments::origin))
+                    .select((
+                        deployments::app_id,
+                        deployments::origin,
+                        deployments::retry_delays,
+                        deployments::max_postpones,
+                    ))
                     .first(conn)
                     .optional()?,
             );
@@ -283,9 +296,10 @@ fn write_batch(
     let mut results = Vec::with_capacity(batch.len());
     let mut events: Vec<Row> = Vec::with_capacity(batch.len());
     let mut store_installs = Vec::new();
+    let mut setbacks: Vec<(i64, i64, Setback)> = Vec::new();
     for (device_id, r) in batch {
         match &known[&r.deployment_id] {
-            Some((app, origin)) if *app == r.app_id => {
+            Some((app, origin, _, _)) if *app == r.app_id => {
                 events.push(Row {
                     deployment_id: r.deployment_id,
                     device_id: *device_id,
@@ -298,6 +312,9 @@ fn write_batch(
                 if origin == "store" && r.status == "installed" {
                     store_installs.push((r.deployment_id, *device_id, app.as_str()));
                 }
+                if let Some(setback) = setback_of(r) {
+                    setbacks.push((r.deployment_id, *device_id, setback));
+                }
                 results.push(Ok(()));
             }
             _ => results.push(Err(Error::not_found("deployment"))),
@@ -306,9 +323,23 @@ fn write_batch(
     if events.is_empty() {
         return Ok(results);
     }
+    // Where each terminal with a setback stood before these reports: a
+    // failure reported twice about one offer is one failed attempt.
+    let mut before: HashMap<(i64, i64), Option<String>> = HashMap::new();
+    for (deployment_id, device_id, _) in &setbacks {
+        if let std::collections::hash_map::Entry::Vacant(slot) = before.entry((*deployment_id, *device_id)) {
+            slot.insert(
+                deployment_actions::table
+                    .find((deployment_id, device_id))
+                    .select(deployment_actions::status)
+                    .first(conn)
+                    .optional()?,
+            );
+        }
+    }
     // The latest report of a device about a deployment is where it stands
     // (an upsert may not touch one row twice).
-    let mut latest: std::collections::HashMap<(i64, i64), usize> = std::collections::HashMap::new();
+    let mut latest: HashMap<(i64, i64), usize> = HashMap::new();
     for (i, e) in events.iter().enumerate() {
         latest.insert((e.deployment_id, e.device_id), i);
     }
@@ -334,10 +365,52 @@ fn write_batch(
             .bind::<Text, _>(rows)
             .execute(c))?;
     }
+    for (deployment_id, device_id, setback) in setbacks {
+        let previous = before.insert((deployment_id, device_id), Some(setback_status(setback).to_owned()));
+        let repeated = setback == Setback::Failed
+            && previous.flatten().is_some_and(|s| matches!(s.as_str(), "failed" | "timed_out"));
+        if repeated {
+            continue;
+        }
+        let Some((app_id, _, delays, max_postpones)) = &known[&deployment_id] else { continue };
+        let policy = RetryPolicy::from_stored(delays);
+        crate::rollouts::attempts::settle_setback(
+            conn,
+            (deployment_id, device_id, app_id),
+            setback,
+            &policy,
+            (*max_postpones).max(0) as u32,
+            at,
+        )?;
+    }
     for (deployment_id, device_id, app) in store_installs {
         finish_store_request(conn, deployment_id, device_id, app)?;
     }
     Ok(results)
+}
+
+/// A deployment as a report needs it: app, origin, retry delays, postponements allowed.
+type Named = (String, String, String, i32);
+
+/// What a report says went wrong, if anything: a failure (one the
+/// terminal can be blamed for: a release withdrawn under it is not) or a
+/// postponement.
+fn setback_of(report: &FeedbackRequest) -> Option<Setback> {
+    match report.status.as_str() {
+        "failed" if report.error_code.as_deref() != Some(ErrorCode::ReleaseWithdrawn.as_str()) => {
+            Some(Setback::Failed)
+        }
+        "postponed" => Some(Setback::Postponed),
+        _ => None,
+    }
+}
+
+fn setback_status(setback: Setback) -> &'static str {
+    match setback {
+        Setback::Failed => "failed",
+        Setback::TimedOut => "timed_out",
+        Setback::Postponed => "postponed",
+    }
 }
 
 /// A merchant's store request is done once per terminal: the terminal

@@ -21,6 +21,7 @@ use std::time::Duration;
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
 use tms_packages::contact::{Change, DeviceFacts, Skip, signed_answer_json};
+use tms_packages::rollouts::offer_deadline_secs;
 use tms_packages::wire::contact::{ContactBody, ContactRequest, FeedbackRequest, TerminalState};
 use tms_packages::wire::deployments::{AppPlanView, ConsideredDeployment, DevicePlanView, ParameterPlanView};
 use tms_signing::{PrivateKey, Sha256Digest};
@@ -36,6 +37,7 @@ use crate::devices::CallingDevice;
 use crate::error::{Error, ErrorCode};
 use crate::parameters::SetCache;
 use crate::rollouts;
+use crate::rollouts::attempts::Offer;
 use crate::rollouts::deployments::{self, Snapshot};
 use crate::time::{now, rfc3339};
 
@@ -47,6 +49,8 @@ pub struct ContactSettings {
     pub flush_interval: Duration,
     pub rollout_check: Duration,
     pub action_timeout: chrono::Duration,
+    /// The download speed an offer's deadline allows for, in bytes a second.
+    pub slow_link_bytes_per_sec: u64,
 }
 
 impl ContactSettings {
@@ -58,6 +62,7 @@ impl ContactSettings {
             flush_interval: Duration::from_millis(config.contact_flush_ms.max(10)),
             rollout_check: Duration::from_secs(config.rollout_check_secs.max(1)),
             action_timeout: chrono::Duration::seconds(config.action_timeout_secs.max(1) as i64),
+            slow_link_bytes_per_sec: config.slow_link_bytes_per_sec.max(1),
         }
     }
 }
@@ -82,6 +87,9 @@ struct Entry {
     /// The registered model (shared: a fleet has a handful), to plan again
     /// in memory when only deployments changed.
     model: Arc<str>,
+    /// A deployment is held back from it after failed attempts: it is
+    /// planned from the database, which knows until when.
+    held: bool,
 }
 
 /// The first half of a sha256 is plenty to tell states and tokens apart
@@ -117,6 +125,8 @@ const FLUSH_EARLY_REPORTS: usize = 20_000;
 struct Pending {
     contacts: HashMap<i64, NaiveDateTime>,
     reports: HashMap<i64, Report>,
+    /// Offers made, by (deployment, device): the first of a flush starts the deadline.
+    offers: HashMap<(i64, i64), Offer>,
 }
 
 pub struct ContactService {
@@ -357,9 +367,16 @@ impl ContactService {
         let computed_at = self.seen.read().expect("not poisoned").last;
         let snapshot = self.snapshot.read().expect("not poisoned").clone();
         let token = token.to_owned();
-        let found = self.db.run(move |conn| crate::devices::authenticate(conn, &token)).await;
+        let found = self
+            .db
+            .run(move |conn| {
+                let device = crate::devices::authenticate(conn, &token)?;
+                let holds = rollouts::attempts::holds_of(conn, device.id, crate::time::now())?;
+                Ok::<_, Error>((device, holds))
+            })
+            .await;
         let device = match found {
-            Ok(d) => Device { model: d.model.clone(), calling: CallingDevice::from(d) },
+            Ok((d, holds)) => Device { model: d.model.clone(), calling: CallingDevice::from(d), holds },
             Err(e) => {
                 self.entries.write().expect("not poisoned").remove(&key);
                 return Err(e);
@@ -416,6 +433,7 @@ impl ContactService {
             target_digest: raw_digest(&computed.body.target_digest),
             window_opens_in: computed.window_opens_in.map(|s| (now, s)),
             model: self.intern_model(&device.model),
+            held: !device.holds.is_empty(),
         };
         self.note(device.calling.id, Some((&request, &digest)));
         // A terminal with something to do calls again once it did it; its
@@ -423,7 +441,7 @@ impl ContactService {
         let answer = if computed.in_sync {
             self.in_sync(&computed.body.target_digest, now, &entry)
         } else {
-            self.with_changes(&mut computed.body, now, &entry)
+            self.with_changes(&mut computed.body, now, &entry, request.wifi)
         };
         self.entries.write().expect("not poisoned").insert(key, Arc::new(entry));
         answer
@@ -451,6 +469,9 @@ impl ContactService {
             }
             seen.last
         };
+        if entry.held {
+            return None;
+        }
         // Published before the position: at least as new as `computed_at`.
         let snapshot = self.snapshot.read().expect("not poisoned").clone();
         let state = &request.state;
@@ -459,6 +480,7 @@ impl ContactService {
             merchant_id: entry.merchant_id,
             location_id: entry.location_id,
             model: &entry.model,
+            holds: &[],
         };
         let (_, found) = target::plan_apps(
             &snapshot,
@@ -492,7 +514,7 @@ impl ContactService {
                 firmware: found.firmware,
                 ..ContactBody::default()
             };
-            self.with_changes(&mut body, now, &fresh)
+            self.with_changes(&mut body, now, &fresh, request.wifi)
         };
         self.entries.write().expect("not poisoned").insert(key, Arc::new(fresh));
         Some(answer)
@@ -543,7 +565,14 @@ impl ContactService {
         ))
     }
 
-    fn with_changes(&self, body: &mut ContactBody, now: i64, entry: &Entry) -> Result<String, Error> {
+    fn with_changes(
+        &self,
+        body: &mut ContactBody,
+        now: i64,
+        entry: &Entry,
+        on_wifi: bool,
+    ) -> Result<String, Error> {
+        self.note_offers(entry.device_id, body, on_wifi);
         let answer = self.sign(body, self.shared_issued_at(now))?;
         // A `ContactAnswer`, written around the signed answer's JSON.
         Ok(format!(
@@ -598,6 +627,20 @@ impl ContactService {
         let failure = report.status == "failed"
             && report.error_code.as_deref() != Some(ErrorCode::ReleaseWithdrawn.as_str());
         let deployment_id = report.deployment_id;
+        // A setback is weighed against the offer it answers: an offer this
+        // process has not written yet is written first.
+        if matches!(report.status.as_str(), "failed" | "postponed") {
+            let offer = self.pending.lock().expect("not poisoned").offers.remove(&(deployment_id, device_id));
+            if let Some(offer) = offer {
+                let turn = self.turn.clone();
+                self.db
+                    .run(move |conn| {
+                        let _turn = turn.take(conn);
+                        crate::db::write_tx(conn, |conn| rollouts::attempts::record_offers(conn, &[offer]))
+                    })
+                    .await?;
+            }
+        }
         self.feedback.record(&self.db, device_id, report).await?;
         if failure {
             self.after_failure(deployment_id).await?;
@@ -782,10 +825,40 @@ impl ContactService {
         }
     }
 
+    /// Keeps the releases an answer offers, for the flush to write with
+    /// their deadline: the configured time plus the download at a slow
+    /// link's speed. An offer for Wi-Fi only made to a terminal on mobile
+    /// data is not one it can act on: its clock does not start.
+    fn note_offers(&self, device_id: i64, body: &ContactBody, on_wifi: bool) {
+        let at = now();
+        let offers = body.apps.iter().chain(body.firmware.as_ref()).filter_map(|instruction| {
+            let release = instruction.release.as_ref()?;
+            if instruction.wifi_only && !on_wifi {
+                return None;
+            }
+            let secs = offer_deadline_secs(
+                self.settings.action_timeout.num_seconds().max(1) as u64,
+                release.size,
+                self.settings.slow_link_bytes_per_sec,
+            );
+            Some(Offer {
+                deployment_id: instruction.deployment_id,
+                device_id,
+                offered_at: at,
+                deadline_at: at + chrono::Duration::seconds(secs.min(i64::MAX as u64 / 1_000) as i64),
+            })
+        });
+        let mut pending = self.pending.lock().expect("not poisoned");
+        for offer in offers {
+            // The latest: a retry made before the flush is a new attempt.
+            pending.offers.insert((offer.deployment_id, offer.device_id), offer);
+        }
+    }
+
     /// Writes the contacts and reports gathered since the last flush.
     pub async fn flush(&self) -> Result<(), Error> {
         let batch = Arc::new(std::mem::take(&mut *self.pending.lock().expect("not poisoned")));
-        if batch.contacts.is_empty() && batch.reports.is_empty() {
+        if batch.contacts.is_empty() && batch.reports.is_empty() && batch.offers.is_empty() {
             return Ok(());
         }
         let written = {
@@ -798,6 +871,7 @@ impl ContactService {
             let batch = Arc::try_unwrap(batch).unwrap_or_else(|shared| Pending {
                 contacts: shared.contacts.clone(),
                 reports: HashMap::new(),
+                offers: shared.offers.clone(),
             });
             let mut pending = self.pending.lock().expect("not poisoned");
             for (id, at) in batch.contacts {
@@ -805,6 +879,9 @@ impl ContactService {
             }
             for (id, report) in batch.reports {
                 pending.reports.entry(id).or_insert(report);
+            }
+            for (key, offer) in batch.offers {
+                pending.offers.entry(key).or_insert(offer);
             }
             return Err(e.into());
         }
@@ -817,10 +894,11 @@ impl ContactService {
         actor.require_operator(deployments::READERS)?;
         // What this process heard from terminals and has not written yet.
         self.flush().await?;
-        let (device, inventory) = self
+        let (device, holds, inventory) = self
             .db
             .run(move |conn| {
                 let row = crate::devices::find(conn, device_id)?.ok_or_else(|| Error::not_found("device"))?;
+                let holds = rollouts::attempts::holds_of(conn, device_id, crate::time::now())?;
                 let inventory: Option<(String, i32, NaiveDateTime)> = device_inventory::table
                     .find(device_id)
                     .select((
@@ -830,7 +908,7 @@ impl ContactService {
                     ))
                     .first(conn)
                     .optional()?;
-                Ok::<_, Error>((row, inventory))
+                Ok::<_, Error>((row, holds, inventory))
             })
             .await?;
         let state: Option<(TerminalState, i32, NaiveDateTime)> = inventory
@@ -858,6 +936,7 @@ impl ContactService {
                 hardware_id: device.hardware_id.clone(),
             },
             model: device.model.clone(),
+            holds,
         };
         let snapshot = self.snapshot.read().expect("not poisoned").clone();
         let computed = target::compute(
@@ -934,6 +1013,7 @@ fn plan_view(
                 detail: serde_json::to_value(skip).unwrap_or_default(),
             }));
             considered.sort_by_key(|c| c.deployment_id);
+            let held = computed.held.iter().find(|(app, _)| *app == p.app_id).map(|(_, h)| h);
             AppPlanView {
                 app_id: p.app_id.clone(),
                 installed: state
@@ -945,6 +1025,8 @@ fn plan_view(
                 change: p.change.as_ref().map(|c| c.kind()),
                 release: p.change.as_ref().and(release).map(|o| o.version),
                 deferred_secs: p.deferred_secs,
+                retry_at: held.and_then(|h| h.until).map(|t| rfc3339(crate::time::from_unix(t))),
+                failed_for_good: held.is_some_and(|h| h.until.is_none()),
                 considered,
             }
         })
@@ -1018,6 +1100,13 @@ fn write_batch(conn: &mut DbConnection, batch: &Pending, turn: &WriteTurn) -> Re
             }
             Ok::<_, DbError>(())
         })?;
+    }
+    // After the reports: an offer whose first report came in meanwhile
+    // then finds it, and only dates it.
+    let offers: Vec<Offer> = batch.offers.values().copied().collect();
+    for chunk in offers.chunks(REPORTS_PER_TRANSACTION) {
+        let _turn = turn.take(conn);
+        crate::db::write_tx(conn, |conn| rollouts::attempts::record_offers(conn, chunk))?;
     }
     Ok(())
 }

@@ -29,6 +29,8 @@ const MAX_VALIDITY_SECS: i64 = 3_600;
 pub struct Device {
     pub calling: CallingDevice,
     pub model: String,
+    /// Deployments held back from it after failed attempts.
+    pub holds: Vec<Hold>,
 }
 
 #[derive(Debug, Clone)]
@@ -44,6 +46,8 @@ pub struct Computed {
     pub interval_secs: u64,
     /// A maintenance window with a waiting change opens in this many seconds.
     pub window_opens_in: Option<u32>,
+    /// Changes held back after failed attempts, by app.
+    pub held: Vec<(String, Hold)>,
 }
 
 async fn values_of(
@@ -60,7 +64,7 @@ async fn values_of(
     Ok(effective(schema, &refs).into_iter().map(|(k, (v, _))| (k, v)).collect())
 }
 
-pub use tms_packages::targets::{Deliveries, Registered, plan_apps};
+pub use tms_packages::targets::{Deliveries, Hold, Registered, plan_apps};
 
 #[allow(clippy::too_many_arguments)]
 pub async fn compute(
@@ -78,8 +82,9 @@ pub async fn compute(
         merchant_id: device.calling.merchant_id,
         location_id: device.calling.location_id,
         model: &device.model,
+        holds: &device.holds,
     };
-    let (plans, Deliveries { apps, firmware, mut target, mut valid_until, window_opens_in }) =
+    let (plans, Deliveries { apps, firmware, mut target, mut valid_until, window_opens_in, held: held_back }) =
         plan_apps(snapshot, &registered, state, utc_offset_minutes, now, now + MAX_VALIDITY_SECS);
     let mut body = ContactBody { apps, firmware, ..ContactBody::default() };
 
@@ -199,5 +204,6 @@ pub async fn compute(
         valid_until,
         interval_secs,
         window_opens_in,
+        held: held_back,
     })
 }

@@ -378,6 +378,7 @@ diesel::joinable!(releases -> apps (app_id));
 diesel::joinable!(device_sessions -> devices (device_id));
 diesel::joinable!(device_inventory -> devices (device_id));
 diesel::joinable!(device_contacts -> devices (device_id));
+diesel::joinable!(deployment_actions -> devices (device_id));
 diesel::joinable!(device_sessions -> users (user_id));
 diesel::joinable!(locations -> merchants (merchant_id));
 diesel::joinable!(terminals -> locations (location_id));
@@ -441,6 +442,8 @@ diesel::table! {
         created_by_email -> Text,
         origin -> Text,
         merchant_id -> Nullable<BigInt>,
+        retry_delays -> Text,
+        max_postpones -> Integer,
     }
 }
 
@@ -467,6 +470,7 @@ diesel::table! {
         rollback_deployment_id -> Nullable<BigInt>,
         created_at -> Timestamp,
         updated_at -> Timestamp,
+        reached_devices -> Nullable<BigInt>,
     }
 }
 
@@ -479,6 +483,12 @@ diesel::table! {
         error_code -> Nullable<Text>,
         message -> Nullable<Text>,
         updated_at -> Timestamp,
+        attempts -> Integer,
+        postponements -> Integer,
+        offered_at -> Nullable<Timestamp>,
+        deadline_at -> Nullable<Timestamp>,
+        retry_at -> Nullable<Timestamp>,
+        failed_for_good -> Bool,
     }
 }
 

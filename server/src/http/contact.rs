@@ -137,6 +137,19 @@ pub async fn rollout_status(
     Ok(web::Json(state.db.run(move |conn| rollouts::status(conn, &actor, id)).await?))
 }
 
+/// The rollout's failure list: the terminals that failed to install the deployment's release and
+/// have not installed it since (retrying, timed out, or failed for good, those first).
+#[utoipa::path(get, path = "/api/v1/deployments/{id}/failures", tag = "deployments", security(("bearer" = [])),
+    params(("id" = i64, Path)), responses((status = 200, body = Vec<FailedDeviceView>), (status = 404, body = ErrorEnvelope)))]
+pub async fn deployment_failures(
+    state: web::Data<AppState>,
+    actor: Actor,
+    id: web::Path<i64>,
+) -> Result<web::Json<Vec<FailedDeviceView>>, Error> {
+    let id = id.into_inner();
+    Ok(web::Json(state.db.run(move |conn| rollouts::attempts::failures(conn, &actor, id)).await?))
+}
+
 /// `pause`, `resume`, `halt`, `approve` (the next stage, when waiting for
 /// approval), `rollback` (a deployment pinning the previous release for the
 /// devices the rollout reached) or `evaluate` (apply the rollout's rules now,
@@ -249,6 +262,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     )
     .service(resource("/api/v1/deployments/{id}").route(get().to(show_deployment)))
     .service(resource("/api/v1/deployments/{id}/cancel").route(post().to(cancel_deployment)))
+    .service(resource("/api/v1/deployments/{id}/failures").route(get().to(deployment_failures)))
     .service(
         resource("/api/v1/deployments/{id}/rollout")
             .route(post().to(start_rollout))

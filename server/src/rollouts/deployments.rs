@@ -26,7 +26,7 @@ use crate::releases::{ReleaseRow, find_release};
 use crate::rollouts::{self, RolloutRow};
 use crate::time::parse_time;
 use crate::time::{now, rfc3339};
-use tms_packages::rollouts::RolloutStatus;
+use tms_packages::rollouts::{DEFAULT_MAX_POSTPONES, RetryPolicy, RolloutStatus};
 
 /// Who ships: release engineers and operator admins.
 pub const SHIPPERS: &[OperatorRole] = &[OperatorRole::OperatorAdmin, OperatorRole::ReleaseEngineer];
@@ -58,9 +58,20 @@ pub struct DeploymentRow {
     pub created_by_email: String,
     pub origin: String,
     pub merchant_id: Option<i64>,
+    pub retry_delays: String,
+    pub max_postpones: i32,
 }
 
 impl DeploymentRow {
+    /// How it retries a terminal whose install failed.
+    pub fn retry_policy(&self) -> RetryPolicy {
+        RetryPolicy::from_stored(&self.retry_delays)
+    }
+
+    pub fn max_postpones(&self) -> u32 {
+        self.max_postpones.max(0) as u32
+    }
+
     pub fn window(&self) -> Option<Window> {
         Some(Window { start_min: self.window_start_min? as u32, end_min: self.window_end_min? as u32 })
     }
@@ -169,6 +180,14 @@ pub fn create(
     if expires_at.is_some_and(|e| e <= starts_at) {
         return Err(Error::invalid("expires_at", "a deployment must expire after it starts"));
     }
+    let retry = match &request.retry_delays {
+        Some(text) => RetryPolicy::parse(text).map_err(|m| Error::invalid("retry_delays", m))?,
+        None => RetryPolicy::default(),
+    };
+    let max_postpones = request.max_postpones.unwrap_or(DEFAULT_MAX_POSTPONES);
+    if max_postpones > 1_000 {
+        return Err(Error::invalid("max_postpones", "at most 1000"));
+    }
     crate::db::write_tx(conn, |conn| {
         let app: Option<String> =
             apps::table.find(&request.app_id).select(apps::id).first(conn).optional()?;
@@ -212,6 +231,8 @@ pub fn create(
                 scope: None,
                 origin: "operator",
                 merchant_id: None,
+                retry,
+                max_postpones,
             },
         )?;
         let row = find(conn, id)?;
@@ -222,7 +243,8 @@ pub fn create(
                 &format!("deployment:{id}"),
                 None,
                 &json!({"app_id": request.app_id, "version": request.version, "remove": request.remove,
-                        "target": request.target, "action": row.action, "held": request.hold}),
+                        "target": request.target, "action": row.action, "held": request.hold,
+                        "retry_delays": row.retry_delays, "max_postpones": row.max_postpones}),
             ),
         )?;
         let scopes = row.scopes(conn)?;
@@ -250,6 +272,8 @@ pub struct NewDeployment<'a> {
     /// `operator`, or `store` for a merchant's request.
     pub origin: &'a str,
     pub merchant_id: Option<i64>,
+    pub retry: RetryPolicy,
+    pub max_postpones: u32,
 }
 
 pub fn insert(conn: &mut DbConnection, actor: &Actor, d: NewDeployment<'_>) -> Result<i64, Error> {
@@ -274,6 +298,8 @@ pub fn insert(conn: &mut DbConnection, actor: &Actor, d: NewDeployment<'_>) -> R
         deployments::created_by_email.eq(&actor.email),
         deployments::origin.eq(d.origin),
         deployments::merchant_id.eq(d.merchant_id),
+        deployments::retry_delays.eq(d.retry.to_stored()),
+        deployments::max_postpones.eq(d.max_postpones.min(i32::MAX as u32) as i32),
     );
     let insert = diesel::insert_into(deployments::table).values(values);
     let id: i64 = crate::per_backend!(conn, |c| insert.returning(deployments::id).get_result(c))?;
@@ -327,6 +353,8 @@ pub fn view(conn: &mut DbConnection, row: &DeploymentRow, with_stats: bool) -> R
         expires_at: row.expires_at.map(rfc3339),
         window: row.window().map(|w| w.to_string()),
         wifi_only: row.wifi_only,
+        retry_delays: row.retry_policy().to_text(),
+        max_postpones: row.max_postpones(),
         status: row.status.clone(),
         created_at: rfc3339(row.created_at),
         created_by: row.created_by_email.clone(),

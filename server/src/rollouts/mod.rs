@@ -4,6 +4,7 @@
 //! server process runs one; conditional updates make them agree) advances a
 //! stage that succeeded and pauses a rollout whose failures pass its limit.
 
+pub mod attempts;
 pub mod deployments;
 
 use std::borrow::Cow;
@@ -45,6 +46,7 @@ pub struct RolloutRow {
     pub rollback_deployment_id: Option<i64>,
     pub created_at: NaiveDateTime,
     pub updated_at: NaiveDateTime,
+    pub reached_devices: Option<i64>,
 }
 
 impl RolloutRow {
@@ -152,7 +154,7 @@ pub fn start(
     }
     let success_bp = percent_to_bp("success_percent", request.success_percent)?;
     let (max_failures, is_bp) = parse_max_failures(&request.max_failures)?;
-    crate::db::write_tx(conn, |conn| {
+    let started = crate::db::write_tx(conn, |conn| {
         let deployment = deployments::find(conn, deployment_id)?;
         if deployment.origin == "store" {
             return Err(Error::new(
@@ -205,8 +207,14 @@ pub fn start(
         let scopes = deployment.scopes(conn)?;
         changes::record(conn, &scopes)?;
         let rollout = for_deployment(conn, deployment_id)?.expect("just inserted");
-        view(conn, &deployment, &rollout, false)
-    })
+        Ok::<_, Error>((deployment, rollout))
+    });
+    let (deployment, rollout) = started?;
+    // Its first stage's size, for the failure reports to weigh a share
+    // limit against from the first one on.
+    let reached = tally(conn, &deployment, &rollout)?.devices;
+    remember_reached(conn, rollout.id, reached)?;
+    view(conn, &deployment, &rollout, false)
 }
 
 /// Carries out what a person asks of a rollout, as the transition table
@@ -354,6 +362,8 @@ fn create_rollback(
                 scope: Some((rollout.id, rollout.current_bp())),
                 origin: "operator",
                 merchant_id: None,
+                retry: deployment.retry_policy(),
+                max_postpones: deployment.max_postpones(),
             },
         )?;
     }
@@ -493,6 +503,13 @@ fn each_targeted(
     Ok(())
 }
 
+/// Where a terminal stands with a deployment, as the tally reads it.
+struct Standing {
+    status: String,
+    attempts: i32,
+    for_good: bool,
+}
+
 /// Counts per stage, plus what the supervisor decides on.
 struct Tally {
     stages: Vec<StageStats>,
@@ -523,17 +540,24 @@ fn tally(
     // terminals without the app are never offered it, so they do not count.
     let visibility: String = apps::table.find(&deployment.app_id).select(apps::visibility).first(conn)?;
     let update_only = candidate.as_ref().is_some_and(|c| !c.firmware) && visibility != "system";
-    // An install that failed because the release was withdrawn is not the
-    // terminal's failure: it counts as no report at all.
-    let statuses: HashMap<i64, String> = deployment_actions::table
+    // Where each terminal stands. An install that failed because the
+    // release was withdrawn is not the terminal's failure: it counts as no
+    // report at all.
+    let statuses: HashMap<i64, Standing> = deployment_actions::table
         .filter(deployment_actions::deployment_id.eq(deployment.id))
-        .select((deployment_actions::device_id, deployment_actions::status, deployment_actions::error_code))
-        .load::<(i64, String, Option<String>)>(conn)?
+        .select((
+            deployment_actions::device_id,
+            deployment_actions::status,
+            deployment_actions::error_code,
+            deployment_actions::attempts,
+            deployment_actions::failed_for_good,
+        ))
+        .load::<(i64, String, Option<String>, i32, bool)>(conn)?
         .into_iter()
-        .filter(|(_, status, code)| {
+        .filter(|(_, status, code, _, _)| {
             !(status == "failed" && code.as_deref() == Some(ErrorCode::ReleaseWithdrawn.as_str()))
         })
-        .map(|(device, status, _)| (device, status))
+        .map(|(device, status, _, attempts, for_good)| (device, Standing { status, attempts, for_good }))
         .collect();
     let mut out = Tally {
         stages: stages
@@ -548,6 +572,8 @@ fn tally(
                 in_progress: 0,
                 installed: 0,
                 failed: 0,
+                timed_out: 0,
+                failed_for_good: 0,
                 postponed: 0,
             })
             .collect(),
@@ -584,22 +610,32 @@ fn tally(
                 (Some(code), Some(has)) => has >= code,
                 _ => false,
             };
-            match statuses.get(&device.device_id).map(String::as_str) {
-                None if already => {
+            match statuses.get(&device.device_id) {
+                // Reported installed, or runs it (or a higher one) already.
+                Some(standing) if standing.status == "installed" => {
                     s.installed += 1;
                     out.installed += 1;
                 }
-                None => s.pending += 1,
-                Some("installed") => {
+                _ if already => {
                     s.installed += 1;
                     out.installed += 1;
                 }
-                Some("failed") => {
+                // Failed at least once and not installed since: a failure,
+                // whether it waits for a retry, retries or gave up.
+                Some(standing) if standing.attempts > 0 => {
                     s.failed += 1;
                     out.failed += 1;
+                    s.timed_out += u64::from(standing.status == "timed_out");
+                    s.failed_for_good += u64::from(standing.for_good);
                 }
-                Some("postponed") => s.postponed += 1,
-                Some(_) => s.in_progress += 1,
+                None => s.pending += 1,
+                Some(standing) => match standing.status.as_str() {
+                    "offered" => s.pending += 1,
+                    "postponed" => s.postponed += 1,
+                    // A failure not counted (an old withdrawn-release report) waits.
+                    "failed" | "timed_out" => s.pending += 1,
+                    _ => s.in_progress += 1,
+                },
             }
         },
     )?;
@@ -630,8 +666,6 @@ pub fn view(
     })
 }
 
-/// The rollout with fresh statistics (evaluated first, so what it shows is
-/// what the supervisor would do).
 /// Where a rollout stands. A read: it changes nothing (the supervisor and
 /// the commands move rollouts on).
 pub fn status(conn: &mut DbConnection, actor: &Actor, deployment_id: i64) -> Result<RolloutView, Error> {
@@ -639,28 +673,6 @@ pub fn status(conn: &mut DbConnection, actor: &Actor, deployment_id: i64) -> Res
     let deployment = deployments::find(conn, deployment_id)?;
     let rollout = for_deployment(conn, deployment_id)?.ok_or_else(|| Error::not_found("rollout"))?;
     view(conn, &deployment, &rollout, true)
-}
-
-/// Actions stuck in a non-final state past the timeout count as failed.
-fn expire_stuck(
-    conn: &mut DbConnection,
-    deployment_id: i64,
-    timeout: chrono::Duration,
-) -> Result<usize, DbError> {
-    let before = now() - timeout;
-    let finals: Vec<&str> = ["installed", "failed"].to_vec();
-    Ok(diesel::update(
-        deployment_actions::table
-            .filter(deployment_actions::deployment_id.eq(deployment_id))
-            .filter(deployment_actions::status.ne_all(finals))
-            .filter(deployment_actions::updated_at.lt(before)),
-    )
-    .set((
-        deployment_actions::status.eq("failed"),
-        deployment_actions::error_code.eq("timeout"),
-        deployment_actions::message.eq("no final report within the action timeout"),
-    ))
-    .execute(conn)?)
 }
 
 /// Applies the rollout's rules once: failures past the limit pause it; a
@@ -676,8 +688,11 @@ pub fn evaluate(
         return Ok(());
     }
     let deployment = deployments::find(conn, rollout.deployment_id)?;
-    crate::db::write_tx(conn, |conn| expire_stuck(conn, deployment.id, action_timeout))?;
+    attempts::expire_overdue(conn, Some(deployment.id), action_timeout)?;
     let t = tally(conn, &deployment, &rollout)?;
+    if rollout.reached_devices != Some(t.devices as i64) {
+        remember_reached(conn, rollout.id, t.devices)?;
+    }
     let counts = tms_packages::rollouts::Tally {
         devices: t.devices,
         compatible: t.compatible,
@@ -700,7 +715,7 @@ pub fn evaluate(
         Evaluation::Move(to) => (to, None),
     };
     let (status, stage) = (to.status.as_str(), to.stage as i32);
-    crate::db::write_tx(conn, |conn| {
+    let moved = crate::db::write_tx(conn, |conn| {
         // Conditional: of several processes evaluating at once, one moves it.
         let moved = diesel::update(
             rollouts::table
@@ -729,8 +744,26 @@ pub fn evaluate(
             let scopes = deployment.scopes(conn)?;
             changes::record(conn, &scopes)?;
         }
-        Ok::<_, Error>(())
-    })
+        Ok::<_, Error>(moved == 1)
+    })?;
+    // A stage reached more terminals: count them now, so a failure report
+    // weighs against the new stage's size at once.
+    if moved && to.stage != at.stage {
+        let rollout: RolloutRow =
+            rollouts::table.find(rollout_id).select(RolloutRow::as_select()).first(conn)?;
+        let t = tally(conn, &deployment, &rollout)?;
+        remember_reached(conn, rollout.id, t.devices)?;
+    }
+    Ok(())
+}
+
+fn remember_reached(conn: &mut DbConnection, rollout_id: i64, devices: u64) -> Result<(), DbError> {
+    crate::db::write_tx(conn, |conn| {
+        diesel::update(rollouts::table.find(rollout_id))
+            .set(rollouts::reached_devices.eq(devices.min(i64::MAX as u64) as i64))
+            .execute(conn)
+    })?;
+    Ok(())
 }
 
 /// Applies a rollout's rules now, as the supervisor's next pass would (a
@@ -751,10 +784,13 @@ pub fn evaluate_now(
 }
 
 /// After a terminal reported a failure about `deployment_id`: applies its
-/// rollout's rules at once when its failures may have crossed the limit.
-/// A count limit is checked with one count of the failures reported; a
-/// share limit needs the full tally, taken only when `share_check` (the
-/// caller spaces them out). Says whether the rollout changed.
+/// rollout's rules at once when its failures may have crossed the limit,
+/// checked with one count of the failed terminals (an indexed count)
+/// against the limit; a share is of the terminals in the stages reached
+/// as the last evaluation counted them (`reached_devices`, counted again
+/// whenever a stage moves). Only when that count is unknown does a share
+/// limit need the full tally, taken when `share_check` (the caller spaces
+/// them out). Says whether the rollout changed.
 pub fn evaluate_after_failure(
     conn: &mut DbConnection,
     deployment_id: i64,
@@ -765,16 +801,17 @@ pub fn evaluate_after_failure(
     if rollout.position().status != RolloutStatus::Running {
         return Ok(false);
     }
-    let may_cross = match rollout.rules().max_failures {
-        FailureLimit::Count(limit) => {
-            let failed: i64 = deployment_actions::table
-                .filter(deployment_actions::deployment_id.eq(deployment_id))
-                .filter(deployment_actions::status.eq("failed"))
-                .count()
-                .get_result(conn)?;
-            (failed.max(0) as u64).saturating_sub(rollout.failures_forgiven.max(0) as u64) > limit
+    let rules = rollout.rules();
+    let reached = match rules.max_failures {
+        FailureLimit::Count(_) => Some(0),
+        FailureLimit::ShareBp(_) => rollout.reached_devices.map(|n| n.max(0) as u64),
+    };
+    let may_cross = match reached {
+        Some(devices) => {
+            let failed = attempts::failed_count(conn, deployment_id)?;
+            failed.saturating_sub(rules.failures_forgiven) as f64 > rules.max_failures.tolerated(devices)
         }
-        FailureLimit::ShareBp(_) => share_check,
+        None => share_check,
     };
     if !may_cross {
         return Ok(false);
@@ -784,8 +821,15 @@ pub fn evaluate_after_failure(
     Ok(after != Some(rollout.position()))
 }
 
-/// One pass over every running rollout.
+/// One pass: silent terminals time out (in every deployment, staged or
+/// not), then every running rollout is evaluated.
 pub fn supervise(conn: &mut DbConnection, action_timeout: chrono::Duration) -> Result<(), Error> {
+    // A thousand at a time; a bound, for a pass must end.
+    for _ in 0..100 {
+        if attempts::expire_overdue(conn, None, action_timeout)? == 0 {
+            break;
+        }
+    }
     let running: Vec<i64> =
         rollouts::table.filter(rollouts::status.eq("running")).select(rollouts::id).load(conn)?;
     for id in running {

@@ -18,6 +18,7 @@ use diesel::prelude::*;
 use serde_json::json;
 use tms_packages::accounts::Permission;
 use tms_packages::contact::{ActionType, Candidate, DeviceFacts};
+use tms_packages::rollouts::{DEFAULT_MAX_POSTPONES, RetryPolicy};
 use tms_packages::store::{StoreRequestState, matches_search, newest_compatible, terminal_status};
 use tms_packages::wire::contact::TerminalState;
 use tms_packages::wire::store::*;
@@ -560,6 +561,8 @@ fn new_store_deployment<'a>(
         scope: None,
         origin: "store",
         merchant_id: Some(merchant_id),
+        retry: RetryPolicy::default(),
+        max_postpones: DEFAULT_MAX_POSTPONES,
     }
 }
 

@@ -1027,3 +1027,232 @@ backend_test!(the_failure_report_that_crosses_the_limit_pauses_the_rollout_befor
         assert!(changes(&contact(&server, t).await).apps.is_empty());
     }
 });
+
+/// The rollout's rules applied now, as the supervisor's next pass would.
+async fn evaluate(server: &TestServer, op: &str, deployment: i64) -> Value {
+    let (code, view) =
+        post(server, op, &format!("/api/v1/deployments/{deployment}/rollout/evaluate"), json!({})).await;
+    assert_eq!(code, 200, "{view}");
+    view
+}
+
+/// Writes what the contact noted (offers among it) now: the plan endpoint flushes.
+async fn flush(server: &TestServer, op: &str, t: &SimTerminal) {
+    let (code, plan) = get(server, op, &format!("/api/v1/devices/{}/plan", t.device_id)).await;
+    assert_eq!(code, 200, "{plan}");
+}
+
+fn offered(outcome: &Outcome) -> bool {
+    !changes(outcome).apps.is_empty()
+}
+
+backend_test!(a_terminal_silent_after_an_offer_times_out_by_a_deadline_that_allows_for_its_download, |db| {
+    // 600 s to install, plus the download at one byte a second: the
+    // artifact's size in seconds.
+    let (server, op) = server_with_operator_and(
+        &db,
+        &[
+            ("TMS_ADJUSTABLE_CLOCK", "true"),
+            ("TMS_ACTION_TIMEOUT_SECS", "600"),
+            ("TMS_SLOW_LINK_BYTES_PER_SEC", "1"),
+        ],
+    )
+    .await;
+    let fleet = fleet_on_1_0_0(&server, &op, 4, 1, 1).await;
+    let (id, _) = rollout_to_everyone(
+        &server,
+        &op,
+        "2.0.0",
+        json!({"stages": [100], "success_percent": 100, "max_failures": "1"}),
+    )
+    .await;
+    let mut size = 0;
+    for t in &fleet {
+        let body = changes(&contact(&server, t).await).clone();
+        size = body.apps[0].release.as_ref().unwrap().size;
+    }
+    assert!(size > 1_000, "the deadline must be told from the base alone: {size}");
+    // One starts and goes quiet, one never says a word, two install.
+    assert_eq!(fleet[0].feedback(&server.http, &server.base_url, id, APP, "downloading", None).await, 204);
+    for t in &fleet[2..] {
+        assert_eq!(t.feedback(&server.http, &server.base_url, id, APP, "installed", None).await, 204);
+    }
+    flush(&server, &op, &fleet[0]).await;
+
+    // Past the base time but within the download's: still waiting.
+    server.advance_clock(&op, 600 + size - 60).await;
+    let view = evaluate(&server, &op, id).await;
+    assert_eq!(view["status"], "running", "{view}");
+    assert_eq!(view["stage_stats"][0]["failed"], 0, "{view}");
+    assert_eq!(view["stage_stats"][0]["in_progress"], 1, "{view}");
+    assert_eq!(view["stage_stats"][0]["pending"], 1, "offered, not heard of: {view}");
+
+    // Past the deadline: both time out, count as failures and pause the rollout.
+    server.advance_clock(&op, 120).await;
+    let view = evaluate(&server, &op, id).await;
+    assert_eq!(view["status"], "paused", "{view}");
+    assert!(view["status_reason"].as_str().unwrap().contains("2 failures"), "{view}");
+    let stats = &view["stage_stats"][0];
+    assert_eq!((stats["failed"].as_u64(), stats["timed_out"].as_u64()), (Some(2), Some(2)), "{view}");
+    assert_eq!(stats["installed"], 2, "{view}");
+
+    // The history's last word is the timeout, not the download left at 40 %.
+    let (_, history) = get(&server, &op, &format!("/api/v1/devices/{}/actions", fleet[0].device_id)).await;
+    assert_eq!(history[0]["status"], "timed_out", "{history}");
+    assert_eq!(history[0]["error_code"], "timed_out", "{history}");
+    assert_eq!(history[1]["status"], "downloading", "{history}");
+    let (_, history) = get(&server, &op, &format!("/api/v1/devices/{}/actions", fleet[1].device_id)).await;
+    assert_eq!(history[0]["status"], "timed_out", "a terminal that never reported: {history}");
+
+    let (code, failures) = get(&server, &op, &format!("/api/v1/deployments/{id}/failures")).await;
+    assert_eq!(code, 200, "{failures}");
+    let failures = failures.as_array().unwrap();
+    assert_eq!(failures.len(), 2, "{failures:?}");
+    for f in failures {
+        assert_eq!((f["status"].as_str(), f["attempts"].as_u64()), (Some("timed_out"), Some(1)), "{f}");
+        assert_eq!(f["failed_for_good"], false, "{f}");
+        assert!(f["retry_at"].is_string(), "{f}");
+    }
+});
+
+backend_test!(a_failed_install_is_offered_again_after_each_delay_and_then_no_more, |db| {
+    let (server, op) = server_with_operator_and(&db, &[("TMS_ADJUSTABLE_CLOCK", "true")]).await;
+    let fleet = fleet_on_1_0_0(&server, &op, 1, 1, 1).await;
+    let t = &fleet[0];
+    let creds = tempfile::tempdir().unwrap();
+    let creds = creds.path().join("credentials.json");
+    let login = ["login", "--email", OPERATOR, "--password-stdin"];
+    assert_eq!(run_tms(&server, &creds, &login, Some(OPERATOR_PASSWORD)).0, 0);
+    let target = format!("devices:{}", t.device_id);
+    let release = format!("{APP}@2.0.0");
+    let create =
+        ["--json", "deploy", "create", "--release", &release, "--to", &target, "--retry-delays", "0,1h"];
+    let (code, out, err) = run_tms(&server, &creds, &create, None);
+    assert_eq!(code, 0, "{err}");
+    let deployment: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(
+        (deployment["retry_delays"].as_str(), deployment["max_postpones"].as_u64()),
+        (Some("0,1h"), Some(10))
+    );
+    let id = deployment["id"].as_i64().unwrap();
+    let fail = || async {
+        assert_eq!(t.feedback(&server.http, &server.base_url, id, APP, "downloading", None).await, 204);
+        assert_eq!(
+            t.feedback(&server.http, &server.base_url, id, APP, "failed", Some("install_failed")).await,
+            204
+        );
+    };
+
+    // The first failure is retried at the next contact; the same failure
+    // sent twice is one attempt.
+    assert!(offered(&contact(&server, t).await));
+    fail().await;
+    assert_eq!(
+        t.feedback(&server.http, &server.base_url, id, APP, "failed", Some("install_failed")).await,
+        204
+    );
+    assert!(offered(&contact(&server, t).await), "retried at once");
+    // The second waits an hour.
+    fail().await;
+    assert!(!offered(&contact(&server, t).await), "held back for an hour");
+    let (_, plan) = get(&server, &op, &format!("/api/v1/devices/{}/plan", t.device_id)).await;
+    assert!(plan["apps"][0]["retry_at"].is_string(), "{plan}");
+    let (_, failures) = get(&server, &op, &format!("/api/v1/deployments/{id}/failures")).await;
+    assert_eq!(failures[0]["attempts"], 2, "{failures}");
+    server.advance_clock(&op, 3_601).await;
+    assert!(offered(&contact(&server, t).await), "offered again after the hour");
+    // The third is for good.
+    fail().await;
+    assert!(!offered(&contact(&server, t).await));
+    let (_, failures) = get(&server, &op, &format!("/api/v1/deployments/{id}/failures")).await;
+    assert_eq!(failures.as_array().unwrap().len(), 1, "{failures}");
+    assert_eq!(
+        (failures[0]["attempts"].as_u64(), failures[0]["failed_for_good"].as_bool()),
+        (Some(3), Some(true))
+    );
+    let (code, out, err) = run_tms(&server, &creds, &["rollout", "failures", &id.to_string()], None);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("failed for good") && out.contains("install_failed"), "{out}");
+    let (code, out, err) = run_tms(&server, &creds, &["device", "plan", &t.device_id.to_string()], None);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("held back   for good"), "{out}");
+    server.advance_clock(&op, 3 * 86_400).await;
+    assert!(!offered(&contact(&server, t).await), "never offered again");
+});
+
+backend_test!(postponing_is_not_a_failure_until_the_deployments_limit_is_passed, |db| {
+    let (server, op) = server_with_operator_and(
+        &db,
+        &[("TMS_ADJUSTABLE_CLOCK", "true"), ("TMS_ACTION_TIMEOUT_SECS", "600")],
+    )
+    .await;
+    let fleet = fleet_on_1_0_0(&server, &op, 1, 1, 1).await;
+    let t = &fleet[0];
+    let (status, deployment) = post(
+        &server,
+        &op,
+        "/api/v1/deployments",
+        json!({"app_id": APP, "version": "2.0.0", "target": "everyone", "hold": true, "max_postpones": 2}),
+    )
+    .await;
+    assert_eq!(status, 201, "{deployment}");
+    let id = deployment["id"].as_i64().unwrap();
+    let rules = json!({"stages": [100], "success_percent": 100, "max_failures": "5"});
+    assert_eq!(post(&server, &op, &format!("/api/v1/deployments/{id}/rollout"), rules).await.0, 201);
+    assert!(offered(&contact(&server, t).await));
+    flush(&server, &op, t).await;
+    let postpone = || t.feedback(&server.http, &server.base_url, id, APP, "postponed", None);
+
+    // Two postponements: not failures, and each gives the terminal its time again.
+    assert_eq!(postpone().await, 204);
+    server.advance_clock(&op, 500).await;
+    assert_eq!(postpone().await, 204);
+    server.advance_clock(&op, 500).await;
+    let view = evaluate(&server, &op, id).await;
+    let stats = &view["stage_stats"][0];
+    assert_eq!((stats["failed"].as_u64(), stats["postponed"].as_u64()), (Some(0), Some(1)), "{view}");
+
+    // The third is one too many: a failed attempt, and it says why.
+    assert_eq!(postpone().await, 204);
+    let (_, failures) = get(&server, &op, &format!("/api/v1/deployments/{id}/failures")).await;
+    assert_eq!(failures.as_array().unwrap().len(), 1, "{failures}");
+    assert_eq!(failures[0]["error_code"], "postponed_too_often", "{failures}");
+    assert_eq!(failures[0]["attempts"], 1, "{failures}");
+    let (_, history) = get(&server, &op, &format!("/api/v1/devices/{}/actions", t.device_id)).await;
+    assert_eq!(
+        (history[0]["status"].as_str(), history[1]["status"].as_str()),
+        (Some("failed"), Some("postponed"))
+    );
+    let view = evaluate(&server, &op, id).await;
+    assert_eq!(view["stage_stats"][0]["failed"], 1, "{view}");
+});
+
+backend_test!(a_share_limit_pauses_the_rollout_on_the_report_that_crosses_it, |db| {
+    // The supervisor's pass is far off (15 s by default): the report itself pauses.
+    let (server, op) = server_with_operator(&db).await;
+    let fleet = fleet_on_1_0_0(&server, &op, 20, 1, 1).await;
+    let (id, _) = rollout_to_everyone(
+        &server,
+        &op,
+        "2.0.0",
+        json!({"stages": [100], "success_percent": 100, "max_failures": "10%"}),
+    )
+    .await;
+    for t in &fleet[..3] {
+        assert!(offered(&contact(&server, t).await));
+    }
+    // 10 % of 20 terminals tolerates two failures; reports within the
+    // same second, which a once-a-second full count would let through.
+    for (i, t) in fleet[..3].iter().enumerate() {
+        assert_eq!(
+            t.feedback(&server.http, &server.base_url, id, APP, "failed", Some("install_failed")).await,
+            204
+        );
+        let (_, view) = get(&server, &op, &format!("/api/v1/deployments/{id}/rollout")).await;
+        let expected = if i < 2 { "running" } else { "paused" };
+        assert_eq!(view["status"], expected, "after {} failures: {view}", i + 1);
+    }
+    for t in &fleet[3..] {
+        assert!(!offered(&contact(&server, t).await), "no offer follows the report that crossed the limit");
+    }
+});

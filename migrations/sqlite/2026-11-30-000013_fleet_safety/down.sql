@@ -1,0 +1,12 @@
+ALTER TABLE rollouts DROP COLUMN reached_devices;
+ALTER TABLE deployments DROP COLUMN max_postpones;
+ALTER TABLE deployments DROP COLUMN retry_delays;
+DROP INDEX deployment_actions_attempts;
+DROP INDEX deployment_actions_deadlines;
+DROP INDEX deployment_actions_holds;
+ALTER TABLE deployment_actions DROP COLUMN failed_for_good;
+ALTER TABLE deployment_actions DROP COLUMN retry_at;
+ALTER TABLE deployment_actions DROP COLUMN deadline_at;
+ALTER TABLE deployment_actions DROP COLUMN offered_at;
+ALTER TABLE deployment_actions DROP COLUMN postponements;
+ALTER TABLE deployment_actions DROP COLUMN attempts;
