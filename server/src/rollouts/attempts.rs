@@ -284,13 +284,19 @@ pub fn settle_setback(
     Ok(())
 }
 
+/// A terminal that failed at least once and has not installed since, as
+/// the partial index `deployment_actions_attempts` states it: written out,
+/// not bound, so that PostgreSQL's generic plans still match the index.
+fn counted_failure() -> diesel::expression::SqlLiteral<diesel::sql_types::Bool> {
+    diesel::dsl::sql("deployment_actions.attempts > 0 AND deployment_actions.status <> 'installed'")
+}
+
 /// Failed attempts counted against a deployment's rollout: terminals that
 /// failed at least once and have not installed since.
 pub fn failed_count(conn: &mut DbConnection, deployment_id: i64) -> Result<u64, DbError> {
     let n: i64 = deployment_actions::table
         .filter(deployment_actions::deployment_id.eq(deployment_id))
-        .filter(deployment_actions::attempts.gt(0))
-        .filter(deployment_actions::status.ne("installed"))
+        .filter(counted_failure())
         .count()
         .get_result(conn)?;
     Ok(n.max(0) as u64)
@@ -325,8 +331,7 @@ pub fn failures(
     let rows: Vec<Row> = deployment_actions::table
         .inner_join(devices::table)
         .filter(deployment_actions::deployment_id.eq(deployment_id))
-        .filter(deployment_actions::attempts.gt(0))
-        .filter(deployment_actions::status.ne("installed"))
+        .filter(counted_failure())
         .order((deployment_actions::failed_for_good.desc(), deployment_actions::updated_at.desc()))
         .limit(10_000)
         .select((
