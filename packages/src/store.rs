@@ -59,12 +59,12 @@ pub fn terminal_status(installed: bool, request: Option<StoreRequestState<'_>>) 
         None => "not_installed",
         Some(r) if !r.uninstall => match (installed, r.report) {
             (true, _) | (false, Some("installed")) => "installed",
-            (false, Some("failed")) => "failed",
+            (false, Some("failed" | "timed_out")) => "failed",
             (false, _) => "requested",
         },
         Some(r) => match (installed, r.report) {
             (false, _) | (true, Some("installed")) => "not_installed",
-            (true, Some("failed")) => "removal_failed",
+            (true, Some("failed" | "timed_out")) => "removal_failed",
             (true, _) => "removal_requested",
         },
     }

@@ -275,11 +275,13 @@ fn standing_requests(
     }
     for (deployment_id, app, device, release, requested_at) in rows {
         let report = reports.get(&(deployment_id, device));
-        let error = report.filter(|r| r.0 == "failed").map(|(_, code, message)| match (code, message) {
-            (Some(c), Some(m)) => format!("{c}: {m}"),
-            (Some(c), None) => c.clone(),
-            (None, m) => m.clone().unwrap_or_default(),
-        });
+        let error = report.filter(|r| matches!(r.0.as_str(), "failed" | "timed_out")).map(
+            |(_, code, message)| match (code, message) {
+                (Some(c), Some(m)) => format!("{c}: {m}"),
+                (Some(c), None) => c.clone(),
+                (None, m) => m.clone().unwrap_or_default(),
+            },
+        );
         let request = StandingRequest {
             deployment_id,
             uninstall: release.is_none(),

@@ -140,6 +140,12 @@ impl Ctx {
         self.lang.text(key)
     }
 
+    /// The text of a key made from data (a status a newer server may
+    /// add), or the data itself when the catalogue has none.
+    pub fn t_or<'a>(&self, key: &str, fallback: &'a str) -> &'a str {
+        self.lang.try_text(key).unwrap_or(fallback)
+    }
+
     pub fn t1(&self, key: &str, a: impl Display) -> String {
         self.lang.format(key, &[&a])
     }
