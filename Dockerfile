@@ -7,14 +7,30 @@ RUN apt-get update \
  && apt-get install -y --no-install-recommends libpq-dev pkg-config \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
+# The dependencies in a layer of their own, built from the manifests with
+# placeholder sources: a change to the project's sources rebuilds only its
+# own crates.
+COPY Cargo.toml Cargo.lock ./
+COPY signing/Cargo.toml signing/
+COPY packages/Cargo.toml packages/
+COPY server/Cargo.toml server/
+COPY cli/Cargo.toml cli/
+COPY tests/Cargo.toml tests/
+RUN for crate in signing packages server cli tests; do mkdir -p $crate/src; touch $crate/src/lib.rs; done \
+ && mkdir -p tests/src/bin tests/tests/e2e \
+ && for main in server/src/main.rs cli/src/main.rs tests/src/bin/tms-bench.rs tests/tests/e2e/main.rs; do \
+      echo 'fn main() {}' > $main; done \
+ && cargo build --locked --release -p tms-server -p tms-cli --bins
 COPY . .
-# The same build command as scripts/test, in release mode.
-RUN cargo build --locked --release --bins \
+# The real sources may be older than the placeholders: touched, so cargo
+# rebuilds the project's crates (and only those).
+RUN find signing packages server cli tests -name '*.rs' -exec touch {} + \
+ && cargo build --locked --release -p tms-server -p tms-cli --bins \
  && install -D target/release/tms-server target/release/tms -t /out/
 
 FROM debian:bookworm-slim
 RUN apt-get update \
- && apt-get install -y --no-install-recommends libpq5 ca-certificates curl \
+ && apt-get install -y --no-install-recommends libpq5 postgresql-client ca-certificates curl \
  && rm -rf /var/lib/apt/lists/* \
  && useradd --system --uid 10001 --home-dir /data --shell /usr/sbin/nologin tms \
  && mkdir -p /data && chown tms:tms /data
@@ -25,8 +41,9 @@ ENV TMS_DATA_DIR=/data \
     TMS_LOG_FORMAT=json
 VOLUME ["/data"]
 EXPOSE 8080
+# The port of TMS_LISTEN, whatever it is set to when the container runs.
 HEALTHCHECK --interval=30s --timeout=3s --start-period=20s --retries=3 \
-  CMD curl -fsS http://127.0.0.1:8080/healthz >/dev/null || exit 1
+  CMD curl -fsS "http://127.0.0.1:${TMS_LISTEN##*:}/healthz" >/dev/null || exit 1
 # SIGTERM (docker stop) drains in-flight requests, then the server exits 0.
 STOPSIGNAL SIGTERM
 ENTRYPOINT ["tms-server"]

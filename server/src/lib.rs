@@ -4,6 +4,7 @@
 pub mod accounts;
 pub mod acquirers;
 pub mod auth;
+pub mod backup;
 pub mod blobs;
 pub mod config;
 pub mod contact;

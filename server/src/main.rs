@@ -48,7 +48,27 @@ enum Command {
     /// Print the effective configuration, secrets masked, and where each value came from
     Config,
     /// Apply pending database migrations and exit (the server also does this at start-up)
-    Migrate,
+    Migrate {
+        /// Say what an upgrade would apply, and whether this server can run against the
+        /// database, without changing anything
+        #[arg(long)]
+        check: bool,
+    },
+    /// Take a consistent backup while the server serves: the database (SQLite's VACUUM INTO, or
+    /// pg_dump), every blob checked against its sha256, and a manifest naming the server and
+    /// schema versions
+    Backup {
+        /// An empty or new folder for the backup
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+    },
+    /// Restore a backup into an empty data directory, database and object store (run with the
+    /// settings of the installation to restore into)
+    Restore {
+        /// The folder `backup` wrote
+        #[arg(long, value_name = "DIR")]
+        from: PathBuf,
+    },
     /// Manage the payment provider's staff accounts from the server host
     #[command(subcommand)]
     Operator(OperatorCommand),
@@ -209,12 +229,89 @@ fn run(cli: Cli, matches: &clap::ArgMatches) -> anyhow::Result<()> {
             }
             Ok(())
         }
-        Command::Migrate => {
+        Command::Migrate { check: true } => {
+            let db = open_existing_db_unmigrated(&config)?;
+            let status = db.schema_status()?;
+            let at = database_named(&config);
+            println!("database  {at}");
+            println!("schema    {}", status.version().unwrap_or("empty"));
+            println!(
+                "server    tms-server {} (knows up to {})",
+                env!("CARGO_PKG_VERSION"),
+                Db::latest_migration()
+            );
+            if !status.unknown.is_empty() {
+                anyhow::bail!(
+                    "{}",
+                    tms_server::db::DbError::SchemaNewer {
+                        server_version: env!("CARGO_PKG_VERSION"),
+                        unknown: status.unknown,
+                    }
+                );
+            }
+            if status.pending.is_empty() {
+                println!("up to date: nothing to apply");
+            } else {
+                println!("would apply {} migrations:", status.pending.len());
+                for name in &status.pending {
+                    println!("  {name}");
+                }
+            }
+            Ok(())
+        }
+        Command::Migrate { check: false } => {
             init_logging(&config);
             let db = open_db(&config)?;
             let applied = db.migrate()?;
             tracing::info!(applied = applied.len(), versions = ?applied, "migrations applied");
             println!("{} migrations applied to {}", applied.len(), database_named(&config));
+            Ok(())
+        }
+        Command::Backup { out } => {
+            let db = open_existing_db_unmigrated(&config)?;
+            let blobs = BlobStore::from_config(&config)?;
+            let (backend, url) = config.database()?;
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+            let manifest = runtime.block_on(tms_server::backup::backup(&db, backend, &url, &blobs, &out))?;
+            println!(
+                "backup of {} (schema {}) in {}: {} blobs, {} bytes",
+                database_named(&config),
+                manifest.schema_version,
+                out.display(),
+                manifest.blobs,
+                manifest.blob_bytes
+            );
+            Ok(())
+        }
+        Command::Restore { from } => {
+            let (backend, url) = config.database()?;
+            let sqlite_path = match backend {
+                tms_server::config::DatabaseBackend::Sqlite => Some(PathBuf::from(&url)),
+                tms_server::config::DatabaseBackend::Postgres => None,
+            };
+            let target = tms_server::backup::RestoreTarget {
+                backend,
+                database_url: &url,
+                sqlite_path: sqlite_path.as_deref(),
+                data_dir: &config.data_dir,
+            };
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+            let manifest = runtime.block_on(tms_server::backup::restore(&from, &target, || {
+                Ok((
+                    open_db(&config)
+                        .map_err(|e| tms_server::backup::BackupError::Refused(format!("{e:#}")))?,
+                    BlobStore::from_config(&config)
+                        .map_err(|e| tms_server::backup::BackupError::Refused(e.to_string()))?,
+                ))
+            }))?;
+            println!(
+                "restored the backup of {} (tms-server {}, schema {}) into {}: {} blobs",
+                manifest.created_at,
+                manifest.server_version,
+                manifest.schema_version,
+                database_named(&config),
+                manifest.blobs
+            );
             Ok(())
         }
         Command::Operator(OperatorCommand::Create { email, role, password_stdin }) => {
@@ -286,11 +383,19 @@ fn open_db(config: &Config) -> anyhow::Result<Db> {
     Ok(Db::open(backend, &url, config.db_pool_size)?)
 }
 
-/// The database of a running installation, for an admin command. A SQLite
-/// file that does not exist is refused rather than created: run from the
-/// wrong directory, the command would otherwise fill a new, empty database
-/// that no server reads.
+/// The database of a running installation, for an admin command,
+/// migrated.
 fn open_existing_db(config: &Config) -> anyhow::Result<Db> {
+    let db = open_existing_db_unmigrated(config)?;
+    db.migrate().context("migrating the database")?;
+    Ok(db)
+}
+
+/// The database of a running installation, as it is. A SQLite file that
+/// does not exist is refused rather than created: run from the wrong
+/// directory, the command would otherwise fill a new, empty database that
+/// no server reads.
+fn open_existing_db_unmigrated(config: &Config) -> anyhow::Result<Db> {
     if let (tms_server::config::DatabaseBackend::Sqlite, path) = config.database()?
         && !std::path::Path::new(&path).exists()
     {
@@ -299,9 +404,7 @@ fn open_existing_db(config: &Config) -> anyhow::Result<Db> {
              or database_url): run this where the server keeps its data, or point the setting at it"
         );
     }
-    let db = open_db(config)?;
-    db.migrate().context("migrating the database")?;
-    Ok(db)
+    open_db(config)
 }
 
 /// The database a command worked on, for its last line (no password).
@@ -318,6 +421,14 @@ fn serve(config: Config) -> anyhow::Result<()> {
     };
     if tms_server::time::install(clock.clone()).is_err() {
         anyhow::bail!("the clock was read before the server installed its own");
+    }
+    if config.listen.ip().is_unspecified() && config.public_url.is_none() {
+        tracing::warn!(
+            public_url = %config.public_url(),
+            "public_url is not set and the server listens on every address: links in e-mails \
+             (activation, password reset) would point at this address, which nobody can open; set \
+             TMS_PUBLIC_URL (or --public-url) to the address people reach the server at"
+        );
     }
     // The port first: a taken one is reported before anything is migrated.
     let listener = std::net::TcpListener::bind(config.listen).with_context(|| {

@@ -53,6 +53,13 @@ pub enum DbError {
     Query(#[from] diesel::result::Error),
     #[error("running migrations: {0}")]
     Migration(String),
+    #[error(
+        "the database was migrated by a newer tms-server than this one ({server_version}): it has the \
+         migrations {} that this server does not know. Run the version that migrated it, or a newer \
+         one; an older server never runs against a newer schema",
+        unknown.join(", ")
+    )]
+    SchemaNewer { server_version: &'static str, unknown: Vec<String> },
     /// A stored row or blob that does not read back as what was written
     /// (a bad version, key or schema): data changed outside the server.
     #[error("stored data is unreadable: {0}")]
@@ -252,18 +259,56 @@ impl Db {
     }
 
     /// Applies pending migrations; returns the versions applied.
+    /// Applies the pending migrations (several servers starting at once on
+    /// one PostgreSQL take turns under an advisory lock: the first migrates,
+    /// the others find nothing left to do). A database a newer server
+    /// migrated is refused, not run against.
     pub fn migrate(&self) -> Result<Vec<String>, DbError> {
         let mut conn = self.get()?;
         let applied = match &mut *conn {
-            DbConnection::Sqlite(c) => run_migrations(c, SQLITE_MIGRATIONS)?,
+            DbConnection::Sqlite(c) => {
+                refuse_newer(c, SQLITE_MIGRATIONS)?;
+                run_migrations(c, SQLITE_MIGRATIONS)?
+            }
             DbConnection::Postgres(c) => {
                 c.batch_execute(&format!("SELECT pg_advisory_lock({MIGRATION_LOCK_KEY})"))?;
-                let result = run_migrations(c, POSTGRES_MIGRATIONS);
+                let result =
+                    refuse_newer(c, POSTGRES_MIGRATIONS).and_then(|_| run_migrations(c, POSTGRES_MIGRATIONS));
                 c.batch_execute(&format!("SELECT pg_advisory_unlock({MIGRATION_LOCK_KEY})"))?;
                 result?
             }
         };
         Ok(applied)
+    }
+
+    /// The newest migration this server carries (the same list on both
+    /// backends), by name.
+    pub fn latest_migration() -> String {
+        use diesel::migration::MigrationSource;
+        MigrationSource::<diesel::sqlite::Sqlite>::migrations(&SQLITE_MIGRATIONS)
+            .ok()
+            .and_then(|m| m.last().map(|m| m.name().to_string()))
+            .unwrap_or_default()
+    }
+
+    /// The newest migration this server carries, as a schema version (the
+    /// form the database records it in, which orders as the migrations do).
+    pub fn latest_version() -> String {
+        use diesel::migration::MigrationSource;
+        MigrationSource::<diesel::sqlite::Sqlite>::migrations(&SQLITE_MIGRATIONS)
+            .ok()
+            .and_then(|m| m.last().map(|m| m.name().version().to_string()))
+            .unwrap_or_default()
+    }
+
+    /// Where the database's schema stands against this server's
+    /// migrations, changing nothing.
+    pub fn schema_status(&self) -> Result<SchemaStatus, DbError> {
+        let mut conn = self.get()?;
+        match &mut *conn {
+            DbConnection::Sqlite(c) => schema_status(c, SQLITE_MIGRATIONS),
+            DbConnection::Postgres(c) => schema_status(c, POSTGRES_MIGRATIONS),
+        }
     }
 
     /// Reverts every migration (for the up → down → up test and for operators
@@ -344,6 +389,58 @@ where
             Err(e)
         }
     }
+}
+
+/// A database's schema against the migrations this server carries.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SchemaStatus {
+    /// Applied, in order (a version is the migration's folder name up to `_`).
+    pub applied: Vec<String>,
+    /// This server's migrations not applied yet, in order, by folder name.
+    pub pending: Vec<String>,
+    /// Applied by a newer server: versions this one does not know.
+    pub unknown: Vec<String>,
+}
+
+impl SchemaStatus {
+    /// The newest version applied, if any.
+    pub fn version(&self) -> Option<&str> {
+        self.applied.last().map(String::as_str)
+    }
+}
+
+fn schema_status<C>(conn: &mut C, source: EmbeddedMigrations) -> Result<SchemaStatus, DbError>
+where
+    C: MigrationHarness<C::Backend> + Connection,
+{
+    use diesel::migration::MigrationSource;
+    let known =
+        MigrationSource::<C::Backend>::migrations(&source).map_err(|e| DbError::Migration(e.to_string()))?;
+    let mut applied: Vec<String> = conn
+        .applied_migrations()
+        .map_err(|e| DbError::Migration(e.to_string()))?
+        .into_iter()
+        .map(|v| v.to_string())
+        .collect();
+    applied.sort();
+    let known: Vec<(String, String)> =
+        known.iter().map(|m| (m.name().version().to_string(), m.name().to_string())).collect();
+    let pending = known.iter().filter(|(v, _)| !applied.contains(v)).map(|(_, name)| name.clone()).collect();
+    let unknown = applied.iter().filter(|v| !known.iter().any(|(k, _)| k == *v)).cloned().collect();
+    Ok(SchemaStatus { applied, pending, unknown })
+}
+
+/// A binary older than the database's schema stops before touching it:
+/// the columns and meanings it does not know would be written wrong.
+fn refuse_newer<C>(conn: &mut C, source: EmbeddedMigrations) -> Result<(), DbError>
+where
+    C: MigrationHarness<C::Backend> + Connection,
+{
+    let status = schema_status(conn, source)?;
+    if status.unknown.is_empty() {
+        return Ok(());
+    }
+    Err(DbError::SchemaNewer { server_version: env!("CARGO_PKG_VERSION"), unknown: status.unknown })
 }
 
 fn run_migrations<C>(conn: &mut C, source: EmbeddedMigrations) -> Result<Vec<String>, DbError>

@@ -219,3 +219,243 @@ async fn readiness_follows_the_database_down_and_back() {
     let (status, body) = server.get_json("/readyz").await;
     assert_eq!(status, 200, "pooled connections to the old database must not linger: {body}");
 }
+
+/// A `tms-server` command on another installation's settings (database and data dir).
+fn server_command(db: &tms_e2e::TestDatabase, data_dir: &std::path::Path) -> std::process::Command {
+    let mut cmd = std::process::Command::new(tms_e2e::binary("tms-server"));
+    for (key, _) in std::env::vars() {
+        if key.starts_with("TMS_") {
+            cmd.env_remove(key);
+        }
+    }
+    cmd.env("TMS_DATABASE_URL", &db.url).env("TMS_DATA_DIR", data_dir);
+    cmd
+}
+
+fn count(pool: &tms_server::db::Db, table: &str) -> i64 {
+    use diesel::RunQueryDsl;
+    #[derive(diesel::QueryableByName)]
+    struct Count {
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        n: i64,
+    }
+    let mut conn = pool.get().unwrap();
+    let row: Count =
+        diesel::sql_query(format!("SELECT count(*) AS n FROM {table}")).get_result(&mut *conn).unwrap();
+    row.n
+}
+
+/// Every file under `dir`, by its path below it, with its bytes.
+fn files_under(dir: &std::path::Path) -> std::collections::BTreeMap<String, Vec<u8>> {
+    let mut out = std::collections::BTreeMap::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                stack.push(path);
+            } else {
+                let name = path.strip_prefix(dir).unwrap().display().to_string();
+                out.insert(name, std::fs::read(&path).unwrap());
+            }
+        }
+    }
+    out
+}
+
+backend_test!(an_older_server_refuses_a_database_a_newer_one_migrated, |db| {
+    let server = ServerBuilder::new().database(&db).start().await;
+    let data_dir = server.data_dir.clone();
+    assert_eq!(server.terminate().await.code(), Some(0));
+    let check = server_command(&db, &data_dir).args(["migrate", "--check"]).output().unwrap();
+    assert!(check.status.success(), "{}", String::from_utf8_lossy(&check.stderr));
+    assert!(
+        String::from_utf8_lossy(&check.stdout).contains("up to date"),
+        "{}",
+        String::from_utf8_lossy(&check.stdout)
+    );
+
+    // A newer server's migration, as it would leave it.
+    {
+        use diesel::RunQueryDsl;
+        let pool = db.pool();
+        let mut conn = pool.get().unwrap();
+        diesel::sql_query("INSERT INTO __diesel_schema_migrations (version) VALUES ('20990101000000')")
+            .execute(&mut *conn)
+            .unwrap();
+    }
+    let check = server_command(&db, &data_dir).args(["migrate", "--check"]).output().unwrap();
+    let said = String::from_utf8_lossy(&check.stderr).to_string();
+    assert!(!check.status.success());
+    assert!(said.contains("migrated by a newer tms-server") && said.contains("20990101000000"), "{said}");
+    // The server itself stops before serving, with the same words.
+    let mut serve = server_command(&db, &data_dir)
+        .args(["--listen", "127.0.0.1:0"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let status = loop {
+        if let Some(status) = serve.try_wait().unwrap() {
+            break status;
+        }
+        if std::time::Instant::now() > deadline {
+            serve.kill().unwrap();
+            panic!("the server started against a newer schema");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(serve.stderr.as_mut().unwrap(), &mut stderr).unwrap();
+    assert!(!status.success());
+    assert!(stderr.contains("migrated by a newer tms-server"), "{stderr}");
+});
+
+backend_test!(a_backup_taken_under_load_restores_every_committed_row_and_blob, |db| {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    use tms_e2e::fixtures::*;
+
+    let (server, op) = server_with_operator(&db).await;
+    const APP: &str = "eu.ccv.salespoint";
+    let key = app_with_key(&server, &op, APP, "app").await;
+    publish_release(&server, &op, &key, APP, "app", "1.0.0", 100, &["A920"]).await;
+    publish_release(&server, &op, &key, APP, "app", "2.0.0", 200, &["A920"]).await;
+    let (status, body) = post(
+        &server,
+        &op,
+        "/api/v1/parameters/tms.terminal/global/0",
+        serde_json::json!({"set": {"receipt.header": "Sauvegarde"}, "reason": "backup test"}),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let fleet = seed_fleet(&server, 24, 2, 2, "A920");
+
+    // Terminals upload transactions and call in, four at a time, until told to stop; each
+    // remembers the uploads answered before the backup began.
+    let stop = Arc::new(AtomicBool::new(false));
+    let backing_up = Arc::new(AtomicBool::new(false));
+    let mut load = Vec::new();
+    for group in fleet.chunks(6) {
+        let (group, stop, backing_up) = (group.to_vec(), stop.clone(), backing_up.clone());
+        let (http, base) = (server.http.clone(), server.base_url.clone());
+        load.push(tokio::spawn(async move {
+            let (mut before, mut during) = (Vec::new(), 0usize);
+            for n in 0.. {
+                if stop.load(Ordering::SeqCst) {
+                    break;
+                }
+                for t in &group {
+                    let id = format!("{}-{n}", t.device_id);
+                    let tx = transaction(&id, 1, 1_250, "EUR", "success");
+                    let res = http
+                        .post(format!("{base}/api/v1/terminal/transactions"))
+                        .bearer_auth(&t.token)
+                        .json(&serde_json::json!({"transactions": [tx]}))
+                        .send()
+                        .await
+                        .unwrap();
+                    assert!(res.status().is_success(), "{}", res.status());
+                    if backing_up.load(Ordering::SeqCst) {
+                        during += 1;
+                    } else {
+                        before.push(id);
+                    }
+                    t.contact(&http, &base).await;
+                }
+            }
+            (before, during)
+        }));
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    let out = tempfile::tempdir().unwrap();
+    let out = out.path().join("backup");
+    backing_up.store(true, Ordering::SeqCst);
+    let mut cmd = server.command();
+    cmd.arg("backup").arg("--out").arg(&out);
+    let backup = tokio::task::spawn_blocking(move || cmd.output().unwrap()).await.unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    stop.store(true, Ordering::SeqCst);
+    assert!(backup.status.success(), "{}", String::from_utf8_lossy(&backup.stderr));
+    let (mut committed, mut during) = (Vec::new(), 0);
+    for task in load {
+        let (before, d) = task.await.unwrap();
+        committed.extend(before);
+        during += d;
+    }
+    assert!(!committed.is_empty());
+    println!("{} uploads answered before the backup, {during} during and after it", committed.len());
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("manifest.json")).unwrap()).unwrap();
+    assert_eq!(manifest["server_version"], env!("CARGO_PKG_VERSION"), "{manifest}");
+    assert!(manifest["schema_version"].as_str().unwrap().starts_with("2026"), "{manifest}");
+
+    // Restore into a new database and data directory, then start a server there.
+    let restored_db = match db.backend {
+        tms_e2e::Backend::Sqlite => tms_e2e::TestDatabase::sqlite(),
+        tms_e2e::Backend::Postgres => tms_e2e::TestDatabase::postgres().unwrap(),
+    };
+    let place = tempfile::tempdir().unwrap();
+    let data_dir = place.path().join("data");
+    let restore =
+        server_command(&restored_db, &data_dir).arg("restore").arg("--from").arg(&out).output().unwrap();
+    assert!(restore.status.success(), "{}", String::from_utf8_lossy(&restore.stderr));
+    // Never over something.
+    let again =
+        server_command(&restored_db, &data_dir).arg("restore").arg("--from").arg(&out).output().unwrap();
+    assert!(!again.status.success());
+    assert!(
+        String::from_utf8_lossy(&again.stderr).contains("not empty"),
+        "{}",
+        String::from_utf8_lossy(&again.stderr)
+    );
+
+    let (original, restored) = (db.pool(), restored_db.pool());
+    for table in
+        ["devices", "releases", "apps", "parameter_set_versions", "merchants", "users", "server_keys"]
+    {
+        assert_eq!(count(&original, table), count(&restored, table), "{table}");
+    }
+    let ids: std::collections::BTreeSet<String> = {
+        use diesel::RunQueryDsl;
+        #[derive(diesel::QueryableByName)]
+        struct Id {
+            #[diesel(sql_type = diesel::sql_types::Text)]
+            terminal_tx_id: String,
+        }
+        let mut conn = restored.get().unwrap();
+        diesel::sql_query("SELECT terminal_tx_id FROM transactions")
+            .load::<Id>(&mut *conn)
+            .unwrap()
+            .into_iter()
+            .map(|r| r.terminal_tx_id)
+            .collect()
+    };
+    let missing: Vec<&String> = committed.iter().filter(|id| !ids.contains(*id)).collect();
+    assert!(missing.is_empty(), "{} committed transactions missing: {missing:?}", missing.len());
+    // The blobs (two artifacts, a parameter set, …), byte for byte.
+    let blobs = files_under(&server.data_dir.join("blobs/blobs"));
+    assert!(blobs.len() >= 3, "{:?}", blobs.keys());
+    assert_eq!(blobs, files_under(&data_dir.join("blobs/blobs")));
+
+    let restored_server = ServerBuilder::new()
+        .database(&restored_db)
+        .env("TMS_DATA_DIR", &data_dir.display().to_string())
+        .start()
+        .await;
+    let op = restored_server.login(OPERATOR, OPERATOR_PASSWORD).await;
+    let t = &fleet[0];
+    let (status, values) =
+        get(&restored_server, &op, &format!("/api/v1/devices/{}/parameters", t.device_id)).await;
+    assert_eq!(status, 200, "{values}");
+    assert_eq!(values["values"]["receipt.header"]["value"], "Sauvegarde", "{values}");
+    match t.contact(&restored_server.http, &restored_server.base_url).await {
+        tms_e2e::terminal::Outcome::Answer(..) => {}
+        other => panic!("the restored server does not know the terminal: {other:?}"),
+    }
+    let (status, releases) = get(&restored_server, &op, &format!("/api/v1/apps/{APP}/releases")).await;
+    assert_eq!(status, 200, "{releases}");
+    assert_eq!(releases.as_array().map(Vec::len), Some(2), "{releases}");
+});
