@@ -86,6 +86,16 @@ mod tests {
 
     use super::*;
 
+    /// The rules docs/terminal-api.md states, byte for byte.
+    #[test]
+    fn strings_and_numbers_are_written_as_the_terminal_api_page_says() {
+        let value = json!({"é/": "Café \u{7f}\u{1f}\n\t\u{8}\u{c}\r\"\\", "b": [-12, 0, 420], "a": null});
+        let expected = "{\"a\":null,\"b\":[-12,0,420],\"é/\":\"Café \u{7f}\\u001f\\n\\t\\b\\f\\r\\\"\\\\\"}";
+        assert_eq!(String::from_utf8(to_canonical_json(&value).unwrap()).unwrap(), expected);
+        assert!(to_canonical_json(&json!({"a": 1.5})).is_err(), "a float has no canonical form");
+        assert_eq!(&to_canonical_json(&json!("é")).unwrap()[1..3], [0xc3, 0xa9]);
+    }
+
     #[test]
     fn key_order_and_spacing_do_not_matter() {
         let a: Value =

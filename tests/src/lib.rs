@@ -47,6 +47,23 @@ pub(crate) fn require<T>(what: &str, found: Result<T, String>) -> Option<T> {
     }
 }
 
+/// `Some(())` when every program is on the PATH; else as [`require`] (a
+/// skip with a note on a developer machine, a failure in CI).
+pub fn require_programs(what: &str, programs: &[&str]) -> Option<()> {
+    let missing: Vec<&str> = programs
+        .iter()
+        .copied()
+        .filter(|p| {
+            !std::process::Command::new("sh")
+                .args(["-c", &format!("command -v {p}")])
+                .stdout(std::process::Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success())
+        })
+        .collect();
+    require(what, if missing.is_empty() { Ok(()) } else { Err(format!("{} not found", missing.join(", "))) })
+}
+
 /// Runs one test body on SQLite and on PostgreSQL, each with a fresh database:
 /// `backend_test!(name, |db| { ... })` defines `name::sqlite` and
 /// `name::postgres`.

@@ -12,3 +12,4 @@ mod portal;
 mod releases;
 mod storage;
 mod store;
+mod walkthrough;
