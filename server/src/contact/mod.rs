@@ -624,8 +624,11 @@ impl ContactService {
             // answer alike: ids reveal nothing.
             return Err(Error::not_found("deployment"));
         }
-        let failure = report.status == "failed"
-            && report.error_code.as_deref() != Some(ErrorCode::ReleaseWithdrawn.as_str());
+        // A postponement past the deployment's limit is a failure too: it
+        // is weighed (one count) like a reported failure.
+        let failure = (report.status == "failed"
+            && report.error_code.as_deref() != Some(ErrorCode::ReleaseWithdrawn.as_str()))
+            || report.status == "postponed";
         let deployment_id = report.deployment_id;
         // A setback is weighed against the offer it answers: an offer this
         // process has not written yet is written first.

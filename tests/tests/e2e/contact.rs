@@ -1197,7 +1197,8 @@ backend_test!(postponing_is_not_a_failure_until_the_deployments_limit_is_passed,
     .await;
     assert_eq!(status, 201, "{deployment}");
     let id = deployment["id"].as_i64().unwrap();
-    let rules = json!({"stages": [100], "success_percent": 100, "max_failures": "5"});
+    // No failure allowed: the postponement that becomes one pauses the rollout.
+    let rules = json!({"stages": [100], "success_percent": 100, "max_failures": "0"});
     assert_eq!(post(&server, &op, &format!("/api/v1/deployments/{id}/rollout"), rules).await.0, 201);
     assert!(offered(&contact(&server, t).await));
     flush(&server, &op, t).await;
@@ -1209,6 +1210,7 @@ backend_test!(postponing_is_not_a_failure_until_the_deployments_limit_is_passed,
     assert_eq!(postpone().await, 204);
     server.advance_clock(&op, 500).await;
     let view = evaluate(&server, &op, id).await;
+    assert_eq!(view["status"], "running", "postponing is no failure: {view}");
     let stats = &view["stage_stats"][0];
     assert_eq!((stats["failed"].as_u64(), stats["postponed"].as_u64()), (Some(0), Some(1)), "{view}");
 
@@ -1223,7 +1225,9 @@ backend_test!(postponing_is_not_a_failure_until_the_deployments_limit_is_passed,
         (history[0]["status"].as_str(), history[1]["status"].as_str()),
         (Some("failed"), Some("postponed"))
     );
-    let view = evaluate(&server, &op, id).await;
+    // The report that made it a failure paused the rollout before it was answered.
+    let (_, view) = get(&server, &op, &format!("/api/v1/deployments/{id}/rollout")).await;
+    assert_eq!(view["status"], "paused", "{view}");
     assert_eq!(view["stage_stats"][0]["failed"], 1, "{view}");
 });
 

@@ -459,3 +459,61 @@ backend_test!(a_backup_taken_under_load_restores_every_committed_row_and_blob, |
     assert_eq!(status, 200, "{releases}");
     assert_eq!(releases.as_array().map(Vec::len), Some(2), "{releases}");
 });
+
+backend_test!(a_backup_of_blobs_on_s3_restores_into_another_bucket, |db| {
+    use tms_e2e::fixtures::*;
+
+    let Some(s3) = MotoServer::start().await else { return };
+    let (server, op) = {
+        let server = ServerBuilder::new().database(&db).s3(&s3).start().await;
+        server.create_operator(OPERATOR, "operator_admin", OPERATOR_PASSWORD);
+        let op = server.login(OPERATOR, OPERATOR_PASSWORD).await;
+        (server, op)
+    };
+    const APP: &str = "eu.ccv.salespoint";
+    let key = app_with_key(&server, &op, APP, "app").await;
+    let release = publish_release(&server, &op, &key, APP, "app", "1.0.0", 100, &["A920"]).await;
+    let out = tempfile::tempdir().unwrap();
+    let out = out.path().join("backup");
+    let backup = server.command().arg("backup").arg("--out").arg(&out).output().unwrap();
+    assert!(backup.status.success(), "{}", String::from_utf8_lossy(&backup.stderr));
+    let sha = release["artifact_sha256"].as_str().unwrap();
+    let copied = std::fs::read(out.join("blobs").join(sha)).unwrap();
+    assert_eq!(tms_signing::Sha256Digest::of(&copied).to_hex(), sha);
+
+    // Into another bucket and database.
+    let Some(other) = MotoServer::start().await else { return };
+    let restored_db = match db.backend {
+        tms_e2e::Backend::Sqlite => tms_e2e::TestDatabase::sqlite(),
+        tms_e2e::Backend::Postgres => tms_e2e::TestDatabase::postgres().unwrap(),
+    };
+    let place = tempfile::tempdir().unwrap();
+    let data_dir = place.path().join("data");
+    let on_other = |cmd: &mut std::process::Command| {
+        cmd.env("TMS_OBJECT_STORE_URL", format!("s3://{}", other.bucket))
+            .env("TMS_S3_ENDPOINT", &other.endpoint)
+            .env("TMS_S3_ALLOW_HTTP", "true")
+            .env("TMS_S3_ACCESS_KEY_ID", "tms-test")
+            .env("TMS_S3_SECRET_ACCESS_KEY", "tms-test-secret");
+    };
+    let mut restore = server_command(&restored_db, &data_dir);
+    on_other(&mut restore);
+    let restore = restore.arg("restore").arg("--from").arg(&out).output().unwrap();
+    assert!(restore.status.success(), "{}", String::from_utf8_lossy(&restore.stderr));
+    let restored = ServerBuilder::new()
+        .database(&restored_db)
+        .s3(&other)
+        .env("TMS_DATA_DIR", &data_dir.display().to_string())
+        .start()
+        .await;
+    let op = restored.login(OPERATOR, OPERATOR_PASSWORD).await;
+    let res = restored
+        .http
+        .get(restored.url(&format!("/api/v1/apps/{APP}/releases/1.0.0/artifact")))
+        .bearer_auth(&op)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    assert_eq!(res.bytes().await.unwrap().as_ref(), copied.as_slice(), "the artifact, byte for byte");
+});
