@@ -67,6 +67,14 @@ impl TestDatabase {
 }
 
 impl TestDatabase {
+    /// A fresh, empty database of the same backend (to restore into, say).
+    pub fn another(&self) -> TestDatabase {
+        match self.backend {
+            Backend::Sqlite => TestDatabase::sqlite(),
+            Backend::Postgres => TestDatabase::postgres().expect("PostgreSQL, as for this database"),
+        }
+    }
+
     /// A connection pool on this database, for tests that call the server's
     /// library directly.
     pub fn pool(&self) -> tms_server::db::Db {

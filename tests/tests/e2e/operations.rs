@@ -393,10 +393,7 @@ backend_test!(a_backup_taken_under_load_restores_every_committed_row_and_blob, |
     assert!(manifest["schema_version"].as_str().unwrap().starts_with("2026"), "{manifest}");
 
     // Restore into a new database and data directory, then start a server there.
-    let restored_db = match db.backend {
-        tms_e2e::Backend::Sqlite => tms_e2e::TestDatabase::sqlite(),
-        tms_e2e::Backend::Postgres => tms_e2e::TestDatabase::postgres().unwrap(),
-    };
+    let restored_db = db.another();
     let place = tempfile::tempdir().unwrap();
     let data_dir = place.path().join("data");
     let restore =
@@ -483,10 +480,7 @@ backend_test!(a_backup_of_blobs_on_s3_restores_into_another_bucket, |db| {
 
     // Into another bucket and database.
     let Some(other) = MotoServer::start().await else { return };
-    let restored_db = match db.backend {
-        tms_e2e::Backend::Sqlite => tms_e2e::TestDatabase::sqlite(),
-        tms_e2e::Backend::Postgres => tms_e2e::TestDatabase::postgres().unwrap(),
-    };
+    let restored_db = db.another();
     let place = tempfile::tempdir().unwrap();
     let data_dir = place.path().join("data");
     let on_other = |cmd: &mut std::process::Command| {
