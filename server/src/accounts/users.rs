@@ -72,7 +72,15 @@ impl AccountSettings {
             self.failure_window_secs,
         )
     }
+
+    /// A login's limits plus the account's count of wrong codes.
+    fn second_factor_limits(&self, email: &str, source_ip: Option<&str>) -> Limits {
+        self.limits(email, source_ip).with_second_factor(email, self.max_failures_per_account)
+    }
 }
+
+/// The longest e-mail address there is (RFC 5321's path limit).
+pub const MAX_EMAIL_LEN: usize = 254;
 
 fn invalid_credentials() -> Error {
     Error::new(ErrorCode::InvalidCredentials, "wrong e-mail or password")
@@ -89,6 +97,13 @@ fn check_password(
     settings: &AccountSettings,
 ) -> Result<(UserRow, Attempt), Error> {
     let email = normalize_email(email);
+    // Longer is no address (RFC 5321), and nothing of it is written down.
+    if email.len() > MAX_EMAIL_LEN {
+        return Err(Error::invalid(
+            "email",
+            format!("an e-mail address has at most {MAX_EMAIL_LEN} characters"),
+        ));
+    }
     let attempt = throttle::begin(conn, &settings.limits(&email, source_ip))?;
     let user = rows::find_user_by_email(conn, &email)?;
     let matches = match user.as_ref().and_then(|u| u.password_hash.as_deref()) {
@@ -171,17 +186,23 @@ pub fn login(
     let (user, attempt) = check_password(conn, &request.email, &request.password, source_ip, settings)?;
     if user.totp_enabled {
         let Some(code) = request.totp_code.as_deref().filter(|c| !c.trim().is_empty()) else {
-            // The password was right: asking for the code is no failure.
-            attempt.succeeded(conn, &user.email)?;
+            // The password was right: asking for the code is no failure,
+            // and forgives none (codes guessed before stay counted).
+            attempt.password_right(conn)?;
             return Err(Error::new(
                 ErrorCode::TotpRequired,
                 "two-step verification is on: send the current code from your authenticator app",
             ));
         };
+        attempt.password_right(conn)?;
+        // Codes are counted per account, from every address together.
+        let attempt = throttle::begin(conn, &settings.second_factor_limits(&user.email, source_ip))?;
         if !check_second_factor(conn, &user, code)? {
             attempt.failed();
             return Err(Error::new(ErrorCode::InvalidTotp, "wrong, expired or already used code"));
         }
+        attempt.succeeded(conn, &user.email)?;
+        return open_session(conn, &user, "login", source_ip, settings);
     }
     attempt.succeeded(conn, &user.email)?;
     open_session(conn, &user, "login", source_ip, settings)
@@ -274,7 +295,7 @@ pub fn finish_browser_login(
     if user.status != USER_ACTIVE {
         return Err(expired());
     }
-    let attempt = throttle::begin(conn, &settings.limits(&user.email, source_ip))?;
+    let attempt = throttle::begin(conn, &settings.second_factor_limits(&user.email, source_ip))?;
     if !check_second_factor(conn, &user, code)? {
         attempt.failed();
         return Err(Error::new(ErrorCode::InvalidTotp, "wrong, expired or already used code"));

@@ -553,10 +553,11 @@ pub async fn list_audit(
 /// Routes of this module.
 pub fn routes(cfg: &mut web::ServiceConfig) {
     use web::{delete, get, patch, post, put, resource};
-    cfg.service(resource("/api/v1/auth/login").route(post().to(login)))
+    let small = || super::json_config(super::AUTH_BODY_LIMIT);
+    cfg.service(resource("/api/v1/auth/login").app_data(small()).route(post().to(login)))
         .service(resource("/api/v1/auth/logout").route(post().to(logout)))
         .service(resource("/api/v1/auth/me").route(get().to(me)))
-        .service(resource("/api/v1/auth/activate").route(post().to(activate)))
+        .service(resource("/api/v1/auth/activate").app_data(small()).route(post().to(activate)))
         .service(resource("/api/v1/auth/password").route(post().to(change_password)))
         .service(resource("/api/v1/auth/tokens").route(post().to(create_token)).route(get().to(list_tokens)))
         .service(resource("/api/v1/auth/tokens/{id}").route(delete().to(revoke_token)))

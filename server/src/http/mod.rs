@@ -62,10 +62,15 @@ pub struct AppState {
     pub clock: crate::time::Clock,
 }
 
-/// Registers every route and the extractor settings that turn malformed input
-/// into envelope errors.
-pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.app_data(web::JsonConfig::default().limit(1 << 20).error_handler(|err, _req| {
+/// Bodies of the requests made before anyone is authenticated (logins,
+/// activations): small, so that nobody can make the server read or store
+/// megabytes for free.
+pub const AUTH_BODY_LIMIT: usize = 16 * 1024;
+
+/// JSON bodies up to `limit` bytes, malformed or oversized ones answered
+/// with the error envelope.
+pub fn json_config(limit: usize) -> web::JsonConfig {
+    web::JsonConfig::default().limit(limit).error_handler(|err, _req| {
         let code = match &err {
             actix_web::error::JsonPayloadError::ContentType => ErrorCode::UnsupportedMediaType,
             actix_web::error::JsonPayloadError::Overflow { .. }
@@ -73,40 +78,46 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             _ => ErrorCode::InvalidJson,
         };
         Error::new(code, err.to_string()).into()
-    }))
-    .app_data(
-        web::QueryConfig::default()
-            .error_handler(|err, _req| Error::new(ErrorCode::BadRequest, err.to_string()).into()),
-    )
-    .app_data(
-        web::PathConfig::default()
-            .error_handler(|err, _req| Error::new(ErrorCode::NotFound, err.to_string()).into()),
-    )
-    // Resources with per-method routes: a known path with the wrong method
-    // answers 405 method_not_allowed, not 404.
-    .service(web::resource("/healthz").route(web::get().to(health::healthz)))
-    .service(web::resource("/readyz").route(web::get().to(health::readyz)))
-    .service(web::resource("/metrics").route(web::get().to(health::metrics)))
-    .service(web::resource("/openapi.json").route(web::get().to(health::openapi)))
-    .service(web::resource("/.well-known/tms/answer-keys").route(web::get().to(health::answer_keys)))
-    // Routes are tried in order and every pattern with a `{parameter}` is a
-    // regex match: the terminals' hot routes come before the management API
-    // (measured: 40 % of the server's CPU in the contact benchmark went to
-    // matching the routes registered before it).
-    .configure(contact::terminal_routes)
-    .configure(terminal::routes)
-    .configure(accounts::routes)
-    .configure(devices::routes)
-    .configure(releases::routes)
-    .configure(parameters::routes)
-    .configure(acquirers::routes)
-    .configure(contact::routes)
-    .configure(store::routes)
-    // The merchant portal's pages, after every API route.
-    .configure(crate::web::routes)
-    .default_service(web::to(|| async {
-        Err::<actix_web::HttpResponse, _>(Error::new(ErrorCode::NotFound, "no such endpoint"))
-    }));
+    })
+}
+
+/// Registers every route and the extractor settings that turn malformed input
+/// into envelope errors.
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.app_data(json_config(1 << 20))
+        .app_data(
+            web::QueryConfig::default()
+                .error_handler(|err, _req| Error::new(ErrorCode::BadRequest, err.to_string()).into()),
+        )
+        .app_data(
+            web::PathConfig::default()
+                .error_handler(|err, _req| Error::new(ErrorCode::NotFound, err.to_string()).into()),
+        )
+        // Resources with per-method routes: a known path with the wrong method
+        // answers 405 method_not_allowed, not 404.
+        .service(web::resource("/healthz").route(web::get().to(health::healthz)))
+        .service(web::resource("/readyz").route(web::get().to(health::readyz)))
+        .service(web::resource("/metrics").route(web::get().to(health::metrics)))
+        .service(web::resource("/openapi.json").route(web::get().to(health::openapi)))
+        .service(web::resource("/.well-known/tms/answer-keys").route(web::get().to(health::answer_keys)))
+        // Routes are tried in order and every pattern with a `{parameter}` is a
+        // regex match: the terminals' hot routes come before the management API
+        // (measured: 40 % of the server's CPU in the contact benchmark went to
+        // matching the routes registered before it).
+        .configure(contact::terminal_routes)
+        .configure(terminal::routes)
+        .configure(accounts::routes)
+        .configure(devices::routes)
+        .configure(releases::routes)
+        .configure(parameters::routes)
+        .configure(acquirers::routes)
+        .configure(contact::routes)
+        .configure(store::routes)
+        // The merchant portal's pages, after every API route.
+        .configure(crate::web::routes)
+        .default_service(web::to(|| async {
+            Err::<actix_web::HttpResponse, _>(Error::new(ErrorCode::NotFound, "no such endpoint"))
+        }));
 }
 
 /// Serves on `listener` (bound before anything else started, so a taken

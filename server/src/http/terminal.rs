@@ -157,17 +157,24 @@ pub async fn manual_status(
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
     use web::{get, post, resource};
-    cfg.service(resource("/api/v1/terminal/activation/start").route(post().to(activation_start)))
-        .service(resource("/api/v1/terminal/activation/complete").route(post().to(activation_complete)))
-        .service(resource("/api/v1/terminal/login").route(post().to(device_login)))
-        .service(resource("/api/v1/terminal/logout").route(post().to(device_logout)))
-        .service(
-            resource("/api/v1/terminal/transactions")
-                .route(post().to(upload_transactions))
-                .route(get().to(transaction_history)),
-        )
-        .service(
-            resource("/api/v1/terminal/transactions/{terminal_tx_id}/manual-status")
-                .route(post().to(manual_status)),
-        );
+    let small = || super::json_config(super::AUTH_BODY_LIMIT);
+    cfg.service(
+        resource("/api/v1/terminal/activation/start").app_data(small()).route(post().to(activation_start)),
+    )
+    .service(
+        resource("/api/v1/terminal/activation/complete")
+            .app_data(small())
+            .route(post().to(activation_complete)),
+    )
+    .service(resource("/api/v1/terminal/login").app_data(small()).route(post().to(device_login)))
+    .service(resource("/api/v1/terminal/logout").route(post().to(device_logout)))
+    .service(
+        resource("/api/v1/terminal/transactions")
+            .route(post().to(upload_transactions))
+            .route(get().to(transaction_history)),
+    )
+    .service(
+        resource("/api/v1/terminal/transactions/{terminal_tx_id}/manual-status")
+            .route(post().to(manual_status)),
+    );
 }

@@ -775,3 +775,93 @@ backend_test!(changing_ones_password_ends_other_sessions, |db| {
     assert_eq!(code, 0, "{out}{err}");
     server.login("pwd@pwd.example", "another long phrase").await;
 });
+
+fn login_failure_rows(db: &TestDatabase) -> i64 {
+    use diesel::RunQueryDsl;
+    #[derive(diesel::QueryableByName)]
+    struct Count {
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        n: i64,
+    }
+    let pool = db.pool();
+    let mut conn = pool.get().unwrap();
+    diesel::sql_query("SELECT count(*) AS n FROM login_failures").get_result::<Count>(&mut *conn).unwrap().n
+}
+
+backend_test!(codes_guessed_between_password_only_logins_are_throttled_per_account, |db| {
+    let (server, op) = server_with_operator(&db).await;
+    let email = "owner@cles.example";
+    let (_, _, admin) = merchant(&server, &op, "Clés", email, &["4100000001"]).await;
+    let (_, enrollment) = post(&server, &admin, "/api/v1/auth/2fa/enroll", json!({})).await;
+    let secret = tms_server::auth::totp::base32_decode(enrollment["secret"].as_str().unwrap()).unwrap();
+    let now = || std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+    let code = tms_server::auth::totp::current_code(&secret, now());
+    assert_eq!(post(&server, &admin, "/api/v1/auth/2fa/confirm", json!({"code": code})).await.0, 200);
+    let login = |body: Value| server.call(Method::POST, "/api/v1/auth/login", None, Some(body));
+    let wrong = |n: u32| {
+        let right = tms_server::auth::totp::current_code(&secret, now());
+        let guess = format!("{:06}", n);
+        if guess == right { "999999".to_owned() } else { guess }
+    };
+
+    // The attack: the right password, a wrong code, then the password alone
+    // (which answers totp_required), over and over. The default allows five
+    // failures per account; the password-only requests forgive none.
+    let mut wrong_codes_tried = 0;
+    for n in 0..12 {
+        let (status, body) =
+            login(json!({"email": email, "password": MERCHANT_PASSWORD, "totp_code": wrong(n)})).await;
+        if status == 429 {
+            break;
+        }
+        assert_eq!(body["error"]["code"], "invalid_totp", "{body}");
+        wrong_codes_tried += 1;
+        let (status, body) = login(json!({"email": email, "password": MERCHANT_PASSWORD})).await;
+        if status == 429 {
+            break;
+        }
+        assert_eq!((status.as_u16(), body["error"]["code"].as_str()), (401, Some("totp_required")), "{body}");
+    }
+    assert_eq!(wrong_codes_tried, 5, "five wrong codes, then the account waits");
+    // Throttled, even the right code waits; nothing more is written meanwhile.
+    let rows = login_failure_rows(&db);
+    let right = tms_server::auth::totp::current_code(&secret, now());
+    let (status, _) = login(json!({"email": email, "password": MERCHANT_PASSWORD, "totp_code": right})).await;
+    assert_eq!(status, 429);
+    assert_eq!(login_failure_rows(&db), rows, "a refused attempt leaves nothing");
+});
+
+backend_test!(oversized_logins_are_refused_and_leave_nothing_behind, |db| {
+    let (server, _op) = server_with_operator(&db).await;
+    let login = |body: Value| server.call(Method::POST, "/api/v1/auth/login", None, Some(body));
+    let before = login_failure_rows(&db);
+    // 900,000 characters: the body is refused before it is read whole.
+    let (status, body) =
+        login(json!({"email": format!("{}@x.example", "a".repeat(900_000)), "password": "x"})).await;
+    assert_eq!((status.as_u16(), body["error"]["code"].as_str()), (413, Some("payload_too_large")), "{body}");
+    // Longer than an address can be: refused, and not written down.
+    let (status, body) =
+        login(json!({"email": format!("{}@x.example", "a".repeat(300)), "password": "x"})).await;
+    assert_eq!((status.as_u16(), body["error"]["details"]["field"].as_str()), (400, Some("email")), "{body}");
+    let (status, _) = server
+        .call(
+            Method::POST,
+            "/api/v1/terminal/activation/start",
+            None,
+            Some(json!({"email": "a".repeat(20_000), "password": "x", "app": "salespoint", "hardware_id": "1", "model": "A920"})),
+        )
+        .await;
+    assert_eq!(status, 413);
+    assert_eq!(login_failure_rows(&db), before);
+    // Wrong passwords: five are written down, then each refusal writes nothing.
+    for _ in 0..5 {
+        let (status, _) = login(json!({"email": "nobody@x.example", "password": "wrong"})).await;
+        assert_eq!(status, 401);
+    }
+    let after_five = login_failure_rows(&db);
+    for _ in 0..10 {
+        let (status, _) = login(json!({"email": "nobody@x.example", "password": "wrong"})).await;
+        assert_eq!(status, 429);
+    }
+    assert_eq!(login_failure_rows(&db), after_five);
+});
