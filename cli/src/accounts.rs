@@ -154,6 +154,10 @@ pub struct PasswordArgs {
     /// Read the current and the new password from standard input (two lines)
     #[arg(long)]
     stdin: bool,
+    /// Keep your API tokens working (by default the change revokes them, with your other
+    /// sessions)
+    #[arg(long)]
+    keep_api_tokens: bool,
 }
 
 pub async fn change_password(client: &Client, args: PasswordArgs) -> anyhow::Result<()> {
@@ -179,10 +183,18 @@ pub async fn change_password(client: &Client, args: PasswordArgs) -> anyhow::Res
         .call(
             Method::POST,
             "/api/v1/auth/password",
-            Some(&ChangePasswordRequest { current_password: current, new_password: new }),
+            Some(&ChangePasswordRequest {
+                current_password: current,
+                new_password: new,
+                keep_api_tokens: args.keep_api_tokens,
+            }),
         )
         .await?;
-    println!("password changed; other sessions were logged out");
+    if args.keep_api_tokens {
+        println!("password changed; other sessions were logged out; API tokens kept");
+    } else {
+        println!("password changed; other sessions were logged out and API tokens revoked");
+    }
     Ok(())
 }
 

@@ -49,6 +49,11 @@ wire! {
     pub struct ChangePasswordRequest {
         pub current_password: String,
         pub new_password: String,
+        /// Keep the account's API tokens working. By default a password
+        /// change revokes them with the other sessions: a token taken by
+        /// whoever knew the old password must not outlive it.
+        #[serde(default)]
+        pub keep_api_tokens: bool,
     }
 
     pub struct CreateApiTokenRequest {

@@ -980,12 +980,14 @@ pub fn resend_activation(
 }
 
 /// Changes one's own password (from a login session, with the current
-/// password; failures count like failed logins). Every other session ends.
+/// password; failures count like failed logins). Every other session ends,
+/// and the API tokens are revoked unless `keep_api_tokens`.
 pub fn change_password(
     conn: &mut DbConnection,
     actor: &Actor,
     current: &str,
     new_password: &str,
+    keep_api_tokens: bool,
     settings: &AccountSettings,
 ) -> Result<(), Error> {
     actor.require_session()?;
@@ -1007,10 +1009,24 @@ pub fn change_password(
             .set((users::password_hash.eq(&hash), users::updated_at.eq(at)))
             .execute(conn)?;
         end_other_sessions(conn, user.id, actor.token_id)?;
+        let revoked = if keep_api_tokens { 0 } else { revoke_api_tokens(conn, user.id)? };
         let subject = format!("user:{}", user.id);
-        audit::record(conn, &actor.audit("user.password_change", &subject, user.merchant_id, &json!({})))?;
+        let detail = json!({"api_tokens_revoked": revoked});
+        audit::record(conn, &actor.audit("user.password_change", &subject, user.merchant_id, &detail))?;
         Ok(())
     })
+}
+
+/// Revokes every API token of a user still in force; says how many.
+fn revoke_api_tokens(conn: &mut DbConnection, user_id: i64) -> Result<usize, DbError> {
+    Ok(diesel::update(
+        user_tokens::table
+            .filter(user_tokens::user_id.eq(user_id))
+            .filter(user_tokens::kind.eq(TOKEN_API))
+            .filter(user_tokens::revoked_at.is_null()),
+    )
+    .set(user_tokens::revoked_at.eq(now()))
+    .execute(conn)?)
 }
 
 pub fn create_api_token(

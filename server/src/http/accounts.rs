@@ -118,7 +118,14 @@ pub async fn change_password(
     state
         .db
         .run(move |conn| {
-            users::change_password(conn, &actor, &body.current_password, &body.new_password, &settings)
+            users::change_password(
+                conn,
+                &actor,
+                &body.current_password,
+                &body.new_password,
+                body.keep_api_tokens,
+                &settings,
+            )
         })
         .await?;
     Ok(HttpResponse::NoContent().finish())

@@ -75,7 +75,11 @@ pub async fn change_password(
     }
     let (actor, settings) = (session.actor.clone(), state.accounts.clone());
     let (current, new) = (form.current.clone(), form.new.clone());
-    match state.db.run(move |conn| users::change_password(conn, &actor, &current, &new, &settings)).await {
+    match state
+        .db
+        .run(move |conn| users::change_password(conn, &actor, &current, &new, false, &settings))
+        .await
+    {
         Ok(()) => Ok(redirect_with("/profile", "flash.password_changed")),
         Err(e) => refused(&state, &session, "password", e).await,
     }

@@ -741,10 +741,17 @@ backend_test!(changing_ones_password_ends_other_sessions, |db| {
     assert_eq!((status.as_u16(), body["error"]["code"].as_str()), (401, Some("invalid_credentials")));
     let (status, body) = change(MERCHANT_PASSWORD, "password123").await;
     assert_eq!((status.as_u16(), body["error"]["code"].as_str()), (400, Some("weak_password")));
+    let (status, token) =
+        post(&server, &second, "/api/v1/auth/tokens", json!({"name": "ci", "expires_in_days": 30})).await;
+    assert_eq!(status, 201, "{token}");
+    let api_token = token["token"].as_str().unwrap().to_owned();
+    assert_eq!(get(&server, &api_token, "/api/v1/auth/me").await.0, 200);
     let (status, _) = change(MERCHANT_PASSWORD, "brand new pass phrase").await;
     assert_eq!(status, 204);
     let (status, _) = get(&server, &first, "/api/v1/auth/me").await;
     assert_eq!(status, 401, "the other session ended");
+    let (status, _) = get(&server, &api_token, "/api/v1/auth/me").await;
+    assert_eq!(status, 401, "an API token does not outlive the password it was made under");
     let (status, _) = get(&server, &second, "/api/v1/auth/me").await;
     assert_eq!(status, 200, "this one goes on");
     let (status, _) = server
