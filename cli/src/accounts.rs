@@ -150,6 +150,25 @@ pub async fn activate(client: &Client, args: ActivateArgs) -> anyhow::Result<()>
 }
 
 #[derive(Args, Debug)]
+pub struct PasswordResetArgs {
+    /// Your account's e-mail address
+    #[arg(long)]
+    email: String,
+}
+
+/// "I forgot my password": the server e-mails a link if the address has an account.
+pub async fn password_reset(client: &Client, args: PasswordResetArgs) -> anyhow::Result<()> {
+    let _: serde_json::Value = client
+        .call(Method::POST, "/api/v1/auth/password-reset", Some(&PasswordResetRequest { email: args.email }))
+        .await?;
+    println!(
+        "if the address has an account, a link to choose a new password is on its way (it works once, \
+         for one hour); open it, or run tms activate --token <the token in the link>"
+    );
+    Ok(())
+}
+
+#[derive(Args, Debug)]
 pub struct PasswordArgs {
     /// Read the current and the new password from standard input (two lines)
     #[arg(long)]

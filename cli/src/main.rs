@@ -61,6 +61,8 @@ enum Command {
     Activate(accounts::ActivateArgs),
     /// Change your password
     Password(accounts::PasswordArgs),
+    /// Forgot your password: get a link by e-mail to choose a new one
+    PasswordReset(accounts::PasswordResetArgs),
     /// API tokens for automation
     #[command(subcommand)]
     Token(accounts::TokenCommand),
@@ -185,6 +187,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Whoami => accounts::whoami(&client, out).await?,
         Command::Activate(args) => accounts::activate(&client, args).await?,
         Command::Password(args) => accounts::change_password(&client, args).await?,
+        Command::PasswordReset(args) => accounts::password_reset(&client, args).await?,
         Command::Token(c) => accounts::token(&client, c, out).await?,
         Command::TwoFactor(c) => accounts::two_factor(&client, c, out).await?,
         Command::Order(c) => accounts::order(&client, c, out).await?,

@@ -24,6 +24,7 @@ use crate::http::{accounts, acquirers, contact, devices, health, parameters, rel
         accounts::logout,
         accounts::me,
         accounts::activate,
+        accounts::password_reset,
         accounts::change_password,
         accounts::create_token,
         accounts::list_tokens,

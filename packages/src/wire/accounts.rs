@@ -46,6 +46,11 @@ wire! {
         pub password: String,
     }
 
+    /// `POST /api/v1/auth/password-reset`: "I forgot my password".
+    pub struct PasswordResetRequest {
+        pub email: String,
+    }
+
     pub struct ChangePasswordRequest {
         pub current_password: String,
         pub new_password: String,

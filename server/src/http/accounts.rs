@@ -104,6 +104,29 @@ pub async fn activate(
     Ok(HttpResponse::NoContent().finish())
 }
 
+/// "I forgot my password": if the address is an active account's (a merchant's user or an
+/// operator), a link valid one hour to choose a new one is e-mailed; set it with
+/// `POST /api/v1/auth/activate` and the link's token. The answer is the same whether the address
+/// has an account or not, and requests beyond a few per hour send nothing.
+#[utoipa::path(post, path = "/api/v1/auth/password-reset", tag = "auth", request_body = PasswordResetRequest,
+    responses((status = 202, description = "the same answer whatever the address")))]
+pub async fn password_reset(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    body: web::Json<PasswordResetRequest>,
+) -> Result<HttpResponse, Error> {
+    let ip = client_ip(&req);
+    let settings = state.accounts.clone();
+    let mail = state
+        .db
+        .run(move |conn| users::request_password_reset(conn, &body.email, ip.as_deref(), &settings))
+        .await?;
+    if let Some(mail) = mail {
+        deliver(&state, mail).await;
+    }
+    Ok(HttpResponse::Accepted().finish())
+}
+
 /// Change one's own password (ends every other session).
 #[utoipa::path(post, path = "/api/v1/auth/password", tag = "auth", security(("bearer" = [])),
     request_body = ChangePasswordRequest,
@@ -565,6 +588,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .service(resource("/api/v1/auth/logout").route(post().to(logout)))
         .service(resource("/api/v1/auth/me").route(get().to(me)))
         .service(resource("/api/v1/auth/activate").app_data(small()).route(post().to(activate)))
+        .service(resource("/api/v1/auth/password-reset").app_data(small()).route(post().to(password_reset)))
         .service(resource("/api/v1/auth/password").route(post().to(change_password)))
         .service(resource("/api/v1/auth/tokens").route(post().to(create_token)).route(get().to(list_tokens)))
         .service(resource("/api/v1/auth/tokens/{id}").route(delete().to(revoke_token)))

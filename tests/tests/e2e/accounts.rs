@@ -872,3 +872,43 @@ backend_test!(oversized_logins_are_refused_and_leave_nothing_behind, |db| {
     }
     assert_eq!(login_failure_rows(&db), after_five);
 });
+
+backend_test!(a_forgotten_password_is_reset_through_the_api_and_the_cli, |db| {
+    let (server, op) = server_with_operator(&db).await;
+    let email = "oubli@oubli.example";
+    let (_, _, session) = merchant(&server, &op, "Oubli", email, &["4200000001"]).await;
+    let reset = |email: &str| {
+        server.call(Method::POST, "/api/v1/auth/password-reset", None, Some(json!({"email": email})))
+    };
+    let sent = server.outbox().len();
+    // An unknown address gets the same answer, and nothing is sent.
+    assert_eq!(reset("nobody@oubli.example").await.0, 202);
+    assert_eq!(server.outbox().len(), sent);
+
+    let dir = tempfile::tempdir().unwrap();
+    let creds = dir.path().join("c.json");
+    let (code, out, err) = tms_e2e::run_tms(&server, &creds, &["password-reset", "--email", email], None);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("on its way"), "{out}");
+    assert_eq!(server.outbox().len(), sent + 1);
+    let token = server.activation_token_for(email);
+    let set = |token: String, password: &str| {
+        server.call(
+            Method::POST,
+            "/api/v1/auth/activate",
+            None,
+            Some(json!({"token": token, "password": password})),
+        )
+    };
+    assert_eq!(set(token.clone(), "a fresh pass phrase").await.0, 204);
+    assert_eq!(get(&server, &session, "/api/v1/auth/me").await.0, 401, "a reset ends every session");
+    server.login(email, "a fresh pass phrase").await;
+    assert_eq!(set(token, "yet another pass phrase").await.0, 400, "the link works once");
+
+    // Operators too.
+    assert_eq!(reset(OPERATOR).await.0, 202);
+    let token = server.activation_token_for(OPERATOR);
+    assert_eq!(set(token, "an operator's new phrase").await.0, 204);
+    server.login(OPERATOR, "an operator's new phrase").await;
+    assert_eq!(get(&server, &op, "/api/v1/auth/me").await.0, 401);
+});
