@@ -97,13 +97,7 @@ pub async fn backup(
     empty_folder(out, "a backup")?;
     std::fs::create_dir_all(out.join("blobs")).map_err(io("creating", out))?;
     let status = db.schema_status()?;
-    if !status.unknown.is_empty() {
-        return Err(DbError::SchemaNewer {
-            server_version: env!("CARGO_PKG_VERSION"),
-            unknown: status.unknown,
-        }
-        .into());
-    }
+    status.ensure_known()?;
     let schema_version = status.version().unwrap_or_default().to_owned();
     let database_file = match backend {
         DatabaseBackend::Sqlite => {
@@ -255,11 +249,7 @@ pub async fn restore(
         )));
     }
     if manifest.schema_version > Db::latest_version() {
-        return Err(DbError::SchemaNewer {
-            server_version: env!("CARGO_PKG_VERSION"),
-            unknown: vec![manifest.schema_version.clone()],
-        }
-        .into());
+        return Err(DbError::schema_newer(vec![manifest.schema_version.clone()]).into());
     }
     // Everything checked before anything is written.
     empty_folder(target.data_dir, "a restore")?;

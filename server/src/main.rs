@@ -240,15 +240,7 @@ fn run(cli: Cli, matches: &clap::ArgMatches) -> anyhow::Result<()> {
                 env!("CARGO_PKG_VERSION"),
                 Db::latest_migration()
             );
-            if !status.unknown.is_empty() {
-                anyhow::bail!(
-                    "{}",
-                    tms_server::db::DbError::SchemaNewer {
-                        server_version: env!("CARGO_PKG_VERSION"),
-                        unknown: status.unknown,
-                    }
-                );
-            }
+            status.ensure_known()?;
             if status.pending.is_empty() {
                 println!("up to date: nothing to apply");
             } else {

@@ -10,7 +10,7 @@ use tms_packages::wire::deployments::ActionEventView;
 
 use crate::accounts::access::Actor;
 use crate::db::schema::{action_events, deployment_actions, deployment_devices, deployments};
-use crate::db::{Db, DbConnection, DbError, WriteTurn};
+use crate::db::{Db, DbConnection, DbError, WriteTurn, insert_from_json};
 use crate::error::{Error, ErrorCode};
 use crate::time::{now, rfc3339};
 
@@ -190,37 +190,6 @@ const EVENT_COLUMNS: [(&str, &str); 7] = [
     ("message", "text"),
 ];
 
-/// `INSERT INTO table (columns…, time) SELECT … FROM a JSON array of rows`,
-/// for the backend; `time` is the one bound timestamp.
-fn insert_rows(
-    backend: crate::config::DatabaseBackend,
-    verb: &str,
-    table: &str,
-    columns: &[(&str, &str)],
-    time: &str,
-    tail: &str,
-) -> String {
-    use crate::config::DatabaseBackend;
-    let names: Vec<&str> = columns.iter().map(|(name, _)| *name).collect();
-    let (values, from, time_param) = match backend {
-        DatabaseBackend::Sqlite => (
-            columns.iter().map(|(name, _)| format!("value ->> '{name}'")).collect::<Vec<_>>(),
-            "json_each(?2)",
-            "?1",
-        ),
-        DatabaseBackend::Postgres => (
-            columns.iter().map(|(name, ty)| format!("(r ->> '{name}')::{ty}")).collect::<Vec<_>>(),
-            "json_array_elements($2::json) AS r",
-            "$1",
-        ),
-    };
-    format!(
-        "{verb} INTO {table} ({}, {time}) SELECT {}, {time_param} FROM {from}{tail}",
-        names.join(", "),
-        values.join(", ")
-    )
-}
-
 /// The two statements of a batch, per backend, built once.
 fn statements(backend: crate::config::DatabaseBackend) -> &'static (String, String) {
     use crate::config::DatabaseBackend;
@@ -253,9 +222,16 @@ fn statements(backend: crate::config::DatabaseBackend) -> &'static (String, Stri
         // `WHERE true`: SQLite would read `ON` as a join's without it.
         let tail =
             format!(" WHERE true ON CONFLICT (deployment_id, device_id) DO UPDATE SET {}", set.join(", "));
-        let actions =
-            insert_rows(backend, "INSERT", "deployment_actions", &action_columns, "updated_at", &tail);
-        let events = insert_rows(backend, "INSERT", "action_events", &EVENT_COLUMNS, "occurred_at", "");
+        let actions = insert_from_json(
+            backend,
+            "INSERT",
+            "deployment_actions",
+            &action_columns,
+            Some("updated_at"),
+            &tail,
+        );
+        let events =
+            insert_from_json(backend, "INSERT", "action_events", &EVENT_COLUMNS, Some("occurred_at"), "");
         (actions, events)
     };
     match backend {
@@ -395,7 +371,7 @@ type Named = (String, String, String, i32);
 /// What a report says went wrong, if anything: a failure (one the
 /// terminal can be blamed for: a release withdrawn under it is not) or a
 /// postponement.
-fn setback_of(report: &FeedbackRequest) -> Option<Setback> {
+pub fn setback_of(report: &FeedbackRequest) -> Option<Setback> {
     match report.status.as_str() {
         "failed" if report.error_code.as_deref() != Some(ErrorCode::ReleaseWithdrawn.as_str()) => {
             Some(Setback::Failed)

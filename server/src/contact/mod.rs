@@ -125,7 +125,8 @@ const FLUSH_EARLY_REPORTS: usize = 20_000;
 struct Pending {
     contacts: HashMap<i64, NaiveDateTime>,
     reports: HashMap<i64, Report>,
-    /// Offers made, by (deployment, device): the first of a flush starts the deadline.
+    /// Offers made, by (deployment, device): the latest of a flush is
+    /// written (a retry offered before the flush is a new attempt).
     offers: HashMap<(i64, i64), Offer>,
 }
 
@@ -624,15 +625,13 @@ impl ContactService {
             // answer alike: ids reveal nothing.
             return Err(Error::not_found("deployment"));
         }
-        // A postponement past the deployment's limit is a failure too: it
-        // is weighed (one count) like a reported failure.
-        let failure = (report.status == "failed"
-            && report.error_code.as_deref() != Some(ErrorCode::ReleaseWithdrawn.as_str()))
-            || report.status == "postponed";
+        // A failure, or a postponement (past the deployment's limit it is
+        // a failure too), is weighed (one count) once it is written.
+        let setback = feedback::setback_of(&report).is_some();
         let deployment_id = report.deployment_id;
         // A setback is weighed against the offer it answers: an offer this
         // process has not written yet is written first.
-        if matches!(report.status.as_str(), "failed" | "postponed") {
+        if setback {
             let offer = self.pending.lock().expect("not poisoned").offers.remove(&(deployment_id, device_id));
             if let Some(offer) = offer {
                 let turn = self.turn.clone();
@@ -645,7 +644,7 @@ impl ContactService {
             }
         }
         self.feedback.record(&self.db, device_id, report).await?;
-        if failure {
+        if setback {
             self.after_failure(deployment_id).await?;
         }
         Ok(())

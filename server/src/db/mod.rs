@@ -284,20 +284,20 @@ impl Db {
     /// The newest migration this server carries (the same list on both
     /// backends), by name.
     pub fn latest_migration() -> String {
-        use diesel::migration::MigrationSource;
-        MigrationSource::<diesel::sqlite::Sqlite>::migrations(&SQLITE_MIGRATIONS)
-            .ok()
-            .and_then(|m| m.last().map(|m| m.name().to_string()))
-            .unwrap_or_default()
+        Self::newest_migration(|name| name.to_string())
     }
 
     /// The newest migration this server carries, as a schema version (the
     /// form the database records it in, which orders as the migrations do).
     pub fn latest_version() -> String {
+        Self::newest_migration(|name| name.version().to_string())
+    }
+
+    fn newest_migration(read: impl Fn(&dyn diesel::migration::MigrationName) -> String) -> String {
         use diesel::migration::MigrationSource;
         MigrationSource::<diesel::sqlite::Sqlite>::migrations(&SQLITE_MIGRATIONS)
             .ok()
-            .and_then(|m| m.last().map(|m| m.name().version().to_string()))
+            .and_then(|m| m.last().map(|m| read(m.name())))
             .unwrap_or_default()
     }
 
@@ -407,6 +407,22 @@ impl SchemaStatus {
     pub fn version(&self) -> Option<&str> {
         self.applied.last().map(String::as_str)
     }
+
+    /// Refuses a schema a newer server migrated: this one would write its
+    /// columns and meanings wrong.
+    pub fn ensure_known(&self) -> Result<(), DbError> {
+        if self.unknown.is_empty() {
+            return Ok(());
+        }
+        Err(DbError::schema_newer(self.unknown.clone()))
+    }
+}
+
+impl DbError {
+    /// The database holds these migrations, which this server does not know.
+    pub fn schema_newer(unknown: Vec<String>) -> DbError {
+        DbError::SchemaNewer { server_version: env!("CARGO_PKG_VERSION"), unknown }
+    }
 }
 
 fn schema_status<C>(conn: &mut C, source: EmbeddedMigrations) -> Result<SchemaStatus, DbError>
@@ -430,17 +446,47 @@ where
     Ok(SchemaStatus { applied, pending, unknown })
 }
 
-/// A binary older than the database's schema stops before touching it:
-/// the columns and meanings it does not know would be written wrong.
+/// A binary older than the database's schema stops before touching it.
 fn refuse_newer<C>(conn: &mut C, source: EmbeddedMigrations) -> Result<(), DbError>
 where
     C: MigrationHarness<C::Backend> + Connection,
 {
-    let status = schema_status(conn, source)?;
-    if status.unknown.is_empty() {
-        return Ok(());
+    schema_status(conn, source)?.ensure_known()
+}
+
+/// `INSERT INTO table (columns…[, time]) SELECT … FROM a JSON array of
+/// rows`, for the backend: one statement, prepared once, writes thousands of
+/// rows (`columns` with their PostgreSQL types). With `time`, that column
+/// takes the one bound timestamp (parameter 1) and the array is parameter
+/// 2; without, the array is parameter 1.
+pub fn insert_from_json(
+    backend: crate::config::DatabaseBackend,
+    verb: &str,
+    table: &str,
+    columns: &[(&str, &str)],
+    time: Option<&str>,
+    tail: &str,
+) -> String {
+    use crate::config::DatabaseBackend;
+    let mut names: Vec<&str> = columns.iter().map(|(name, _)| *name).collect();
+    let (mut values, from) = match (backend, time.is_some()) {
+        (DatabaseBackend::Sqlite, timed) => (
+            columns.iter().map(|(name, _)| format!("value ->> '{name}'")).collect::<Vec<_>>(),
+            if timed { "json_each(?2)" } else { "json_each(?1)" },
+        ),
+        (DatabaseBackend::Postgres, timed) => (
+            columns.iter().map(|(name, ty)| format!("(r ->> '{name}')::{ty}")).collect::<Vec<_>>(),
+            if timed { "json_array_elements($2::json) AS r" } else { "json_array_elements($1::json) AS r" },
+        ),
+    };
+    if let Some(time) = time {
+        names.push(time);
+        values.push(match backend {
+            DatabaseBackend::Sqlite => "?1".to_owned(),
+            DatabaseBackend::Postgres => "$1".to_owned(),
+        });
     }
-    Err(DbError::SchemaNewer { server_version: env!("CARGO_PKG_VERSION"), unknown: status.unknown })
+    format!("{verb} INTO {table} ({}) SELECT {} FROM {from}{tail}", names.join(", "), values.join(", "))
 }
 
 fn run_migrations<C>(conn: &mut C, source: EmbeddedMigrations) -> Result<Vec<String>, DbError>

@@ -14,8 +14,9 @@ use tms_packages::wire::deployments::FailedDeviceView;
 
 use super::deployments::{self, READERS};
 use crate::accounts::access::Actor;
+use crate::config::DatabaseBackend;
 use crate::db::schema::{action_events, deployment_actions, deployments as deployment_rows, devices};
-use crate::db::{DbConnection, DbError};
+use crate::db::{DbConnection, DbError, insert_from_json};
 use crate::error::Error;
 use crate::time::{now, rfc3339};
 
@@ -74,48 +75,77 @@ pub fn record_offers(conn: &mut DbConnection, offers: &[Offer]) -> Result<(), Db
     if offers.is_empty() {
         return Ok(());
     }
-    let retry = "deployment_actions.status IN ('failed', 'timed_out') AND NOT deployment_actions.failed_for_good \
-                 AND (deployment_actions.retry_at IS NULL OR deployment_actions.retry_at <= excluded.offered_at)";
-    let undated = "deployment_actions.offered_at IS NULL \
-                   AND deployment_actions.status NOT IN ('installed', 'failed', 'timed_out')";
-    let when = |retry_value: &str, undated_value: &str, column: &str| {
-        format!(
-            "{column} = CASE WHEN {retry} THEN {retry_value} WHEN {undated} THEN {undated_value} \
-             ELSE deployment_actions.{column} END"
-        )
+    let backend = match conn {
+        DbConnection::Sqlite(_) => DatabaseBackend::Sqlite,
+        DbConnection::Postgres(_) => DatabaseBackend::Postgres,
     };
-    let set = [
-        when("'offered'", "deployment_actions.status", "status"),
-        when("NULL", "deployment_actions.progress_percent", "progress_percent"),
-        when("NULL", "deployment_actions.error_code", "error_code"),
-        when("NULL", "deployment_actions.message", "message"),
-        when("excluded.updated_at", "deployment_actions.updated_at", "updated_at"),
-        when("NULL", "deployment_actions.retry_at", "retry_at"),
-        when("excluded.offered_at", "excluded.offered_at", "offered_at"),
-        when("excluded.deadline_at", "excluded.deadline_at", "deadline_at"),
-    ]
-    .join(", ");
-    let json = serde_json::to_string(offers).expect("offers serialise");
-    match conn {
-        DbConnection::Sqlite(c) => diesel::sql_query(format!(
-            "INSERT INTO deployment_actions (deployment_id, device_id, status, offered_at, deadline_at, updated_at) \
-             SELECT value ->> 'deployment_id', value ->> 'device_id', 'offered', value ->> 'offered_at', \
-             value ->> 'deadline_at', value ->> 'offered_at' FROM json_each(?) WHERE true \
-             ON CONFLICT (deployment_id, device_id) DO UPDATE SET {set} WHERE ({retry}) OR ({undated})"
-        ))
-        .bind::<Text, _>(json)
-        .execute(c)?,
-        DbConnection::Postgres(c) => diesel::sql_query(format!(
-            "INSERT INTO deployment_actions (deployment_id, device_id, status, offered_at, deadline_at, updated_at) \
-             SELECT (r ->> 'deployment_id')::bigint, (r ->> 'device_id')::bigint, 'offered', \
-             (r ->> 'offered_at')::timestamp, (r ->> 'deadline_at')::timestamp, (r ->> 'offered_at')::timestamp \
-             FROM json_array_elements($1::json) AS r \
-             ON CONFLICT (deployment_id, device_id) DO UPDATE SET {set} WHERE ({retry}) OR ({undated})"
-        ))
-        .bind::<Text, _>(json)
-        .execute(c)?,
-    };
+    let rows: Vec<OfferRow<'_>> = offers
+        .iter()
+        .map(|offer| OfferRow { offer, status: "offered", updated_at: offer.offered_at })
+        .collect();
+    let json = serde_json::to_string(&rows).expect("offers serialise");
+    let statement = offer_statement(backend);
+    crate::per_backend!(conn, |c| diesel::sql_query(statement).bind::<Text, _>(&json).execute(c))?;
     Ok(())
+}
+
+/// An offer as the statement reads it: its JSON names are the columns.
+#[derive(serde::Serialize)]
+struct OfferRow<'a> {
+    #[serde(flatten)]
+    offer: &'a Offer,
+    status: &'static str,
+    /// A new action was last heard of when it was offered.
+    #[serde(serialize_with = "stored_time")]
+    updated_at: NaiveDateTime,
+}
+
+/// The columns of `OfferRow`, with their PostgreSQL types.
+const OFFER_COLUMNS: [(&str, &str); 6] = [
+    ("deployment_id", "bigint"),
+    ("device_id", "bigint"),
+    ("status", "text"),
+    ("offered_at", "timestamp"),
+    ("deadline_at", "timestamp"),
+    ("updated_at", "timestamp"),
+];
+
+/// The statement of [`record_offers`], per backend, built once.
+fn offer_statement(backend: DatabaseBackend) -> &'static str {
+    static SQLITE: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    static POSTGRES: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    let build = || {
+        let retry = "deployment_actions.status IN ('failed', 'timed_out') AND NOT deployment_actions.failed_for_good \
+                     AND (deployment_actions.retry_at IS NULL OR deployment_actions.retry_at <= excluded.offered_at)";
+        let undated = "deployment_actions.offered_at IS NULL \
+                       AND deployment_actions.status NOT IN ('installed', 'failed', 'timed_out')";
+        let when = |retry_value: &str, undated_value: &str, column: &str| {
+            format!(
+                "{column} = CASE WHEN {retry} THEN {retry_value} WHEN {undated} THEN {undated_value} \
+                 ELSE deployment_actions.{column} END"
+            )
+        };
+        let set = [
+            when("'offered'", "deployment_actions.status", "status"),
+            when("NULL", "deployment_actions.progress_percent", "progress_percent"),
+            when("NULL", "deployment_actions.error_code", "error_code"),
+            when("NULL", "deployment_actions.message", "message"),
+            when("excluded.updated_at", "deployment_actions.updated_at", "updated_at"),
+            when("NULL", "deployment_actions.retry_at", "retry_at"),
+            when("excluded.offered_at", "excluded.offered_at", "offered_at"),
+            when("excluded.deadline_at", "excluded.deadline_at", "deadline_at"),
+        ]
+        .join(", ");
+        // `WHERE true`: SQLite would read `ON` as a join's without it.
+        let tail = format!(
+            " WHERE true ON CONFLICT (deployment_id, device_id) DO UPDATE SET {set} WHERE ({retry}) OR ({undated})"
+        );
+        insert_from_json(backend, "INSERT", "deployment_actions", &OFFER_COLUMNS, None, &tail)
+    };
+    match backend {
+        DatabaseBackend::Sqlite => SQLITE.get_or_init(build),
+        DatabaseBackend::Postgres => POSTGRES.get_or_init(build),
+    }
 }
 
 /// Timeouts settled per pass at most (the next pass takes the rest).

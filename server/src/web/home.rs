@@ -67,16 +67,7 @@ pub async fn show(state: web::Data<AppState>, session: Session) -> Result<HttpRe
         .await
         .or_page(lang)?;
     // The weak-password warning needs manage_settings; without it, none.
-    let weak = super::unless_forbidden(
-        crate::parameters::weak_password_report(
-            &state.db,
-            &state.blobs,
-            session.actor.clone(),
-            Some(merchant_id),
-        )
-        .await,
-    )
-    .or_page(lang)?;
+    let weak = super::weak_password_terminals(&state, &session).await?;
 
     // Apps that failed to install.
     let failed_installs = {

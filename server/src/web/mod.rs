@@ -370,6 +370,25 @@ pub fn unless_forbidden<T: Default>(result: Result<T, Error>) -> Result<T, Error
     }
 }
 
+/// The merchant's terminals still on the default merchant password, for the
+/// warning pages show: none for a user who may not manage settings.
+pub async fn weak_password_terminals(
+    state: &AppState,
+    session: &Session,
+) -> Result<Vec<tms_packages::wire::parameters::ReportedDevice>, WebError> {
+    let merchant_id = session.merchant_id()?;
+    unless_forbidden(
+        crate::parameters::weak_password_report(
+            &state.db,
+            &state.blobs,
+            session.actor.clone(),
+            Some(merchant_id),
+        )
+        .await,
+    )
+    .or_page(session.lang)
+}
+
 /// The name of a location of the list, empty if it is not there.
 pub fn location_name(locations: &[tms_packages::wire::accounts::LocationView], id: i64) -> String {
     locations.iter().find(|l| l.id == id).map(|l| l.name.clone()).unwrap_or_default()

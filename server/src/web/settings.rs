@@ -115,21 +115,13 @@ async fn render(
     error: Option<String>,
 ) -> Result<SettingsPage, WebError> {
     let lang = session.lang;
-    let merchant_id = session.merchant_id()?;
+    // A merchant's page: an operator is told so before anything is read.
+    session.merchant_id()?;
     let actor = session.actor.clone();
     let location =
         state.db.run(move |conn| merchants::visible_location(conn, &actor, id)).await.or_page(lang)?;
     let values = location_values(state, session, id).await?;
-    let weak = super::unless_forbidden(
-        crate::parameters::weak_password_report(
-            &state.db,
-            &state.blobs,
-            session.actor.clone(),
-            Some(merchant_id),
-        )
-        .await,
-    )
-    .or_page(lang)?;
+    let weak = super::weak_password_terminals(state, session).await?;
     Ok(SettingsPage {
         ctx: session.ctx("locations"),
         location_id: id,
