@@ -189,12 +189,22 @@ settings! {
     session_ttl_hours: u64 => u64 = 12, env "TMS_SESSION_TTL_HOURS", secret false;
     /// Minutes without a request after which a browser session ends (the session's hours still bound it) [default: 30]
     session_idle_minutes: u64 => u64 = 30, env "TMS_SESSION_IDLE_MINUTES", secret false;
-    /// Failed logins per account within the window before further attempts are refused [default: 5]
-    login_max_failures_per_account: u32 => u32 = 5, env "TMS_LOGIN_MAX_FAILURES_PER_ACCOUNT", secret false;
-    /// Failed logins per client address within the window before further attempts are refused [default: 20]
-    login_max_failures_per_address: u32 => u32 = 20, env "TMS_LOGIN_MAX_FAILURES_PER_ADDRESS", secret false;
-    /// Seconds over which failed logins are counted [default: 900]
-    login_failure_window_secs: u64 => u64 = 900, env "TMS_LOGIN_FAILURE_WINDOW_SECS", secret false;
+    /// Failed logins for one account from one client address (or one activated terminal) before each further attempt waits [default: 3]
+    login_free_failures: u32 => u32 = 3, env "TMS_LOGIN_FREE_FAILURES", secret false;
+    /// Seconds the first attempt past the free failures waits after the last failure; each further failure doubles the wait [default: 30]
+    login_first_delay_secs: u64 => u64 = 30, env "TMS_LOGIN_FIRST_DELAY_SECS", secret false;
+    /// Longest wait between attempts for one account from one source [default: 900]
+    login_max_delay_secs: u64 => u64 = 900, env "TMS_LOGIN_MAX_DELAY_SECS", secret false;
+    /// Failed logins per account from every source together within the window, after which the account's logins wait for the window to pass (logins on activated terminals excepted) [default: 100]
+    login_max_failures_per_account: u32 => u32 = 100, env "TMS_LOGIN_MAX_FAILURES_PER_ACCOUNT", secret false;
+    /// Failed logins per client address, whatever the accounts, within the window [default: 50]
+    login_max_failures_per_address: u32 => u32 = 50, env "TMS_LOGIN_MAX_FAILURES_PER_ADDRESS", secret false;
+    /// Wrong two-step codes per account from every source together within the window; only a complete login forgives them [default: 5]
+    login_max_code_failures_per_account: u32 => u32 = 5, env "TMS_LOGIN_MAX_CODE_FAILURES_PER_ACCOUNT", secret false;
+    /// Seconds over which failed logins are counted [default: 3600]
+    login_failure_window_secs: u64 => u64 = 3600, env "TMS_LOGIN_FAILURE_WINDOW_SECS", secret false;
+    /// Addresses or CIDR ranges of reverse proxies, comma-separated (e.g. 10.0.0.0/8,::1): a request from one of them is attributed to the client its X-Forwarded-For header names, for throttling and the audit log; without it the connection's peer is the client
+    trusted_proxies: String => Option<String> = None, env "TMS_TRUSTED_PROXIES", secret false;
     /// Largest release artifact accepted, in bytes [default: 4294967296 (4 GiB)]
     max_artifact_bytes: u64 => u64 = 4 << 30, env "TMS_MAX_ARTIFACT_BYTES", secret false;
     /// Seconds a signed contact answer stays valid; a terminal refuses it afterwards, so this bounds how long an attacker can freeze a terminal on an old answer [default: 3600]
@@ -264,7 +274,14 @@ impl Config {
         }
         tracing_subscriber::EnvFilter::try_new(&self.log_level)
             .map_err(|e| ConfigError::Invalid { setting: "log_level", message: e.to_string() })?;
+        self.trusted_proxies()?;
         Ok(())
+    }
+
+    /// The reverse proxies whose `X-Forwarded-For` names the client.
+    pub fn trusted_proxies(&self) -> Result<crate::net::TrustedProxies, ConfigError> {
+        crate::net::TrustedProxies::parse(self.trusted_proxies.as_deref().unwrap_or(""))
+            .map_err(|message| ConfigError::Invalid { setting: "trusted_proxies", message })
     }
 
     /// The base URL for links in e-mail, without a trailing slash.

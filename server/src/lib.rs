@@ -15,6 +15,7 @@ pub mod fleet;
 pub mod http;
 pub mod mail;
 pub mod metrics;
+pub mod net;
 pub mod openapi;
 pub mod parameters;
 pub mod releases;

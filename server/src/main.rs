@@ -459,7 +459,9 @@ fn serve(config: Config) -> anyhow::Result<()> {
         );
         contact.spawn_tasks();
         db.spawn_checkpoints(std::time::Duration::from_secs(1));
+        let trusted_proxies = config.trusted_proxies()?;
         let state = AppState {
+            trusted_proxies,
             config: Arc::new(config),
             db,
             blobs,

@@ -16,7 +16,7 @@ use tms_packages::wire::accounts::{
 
 use super::access::{Actor, MerchantAccess, Role};
 use super::rows::{self, KIND_MERCHANT, KIND_OPERATOR, USER_ACTIVE, USER_INVITED, UserRow};
-use super::throttle::{self, Attempt, Limits};
+use super::throttle::{self, Attempt, Limits, Policy, Rule};
 use super::{PendingMail, activation_mail};
 use crate::auth::{password, tokens, totp};
 use crate::db::schema::{
@@ -45,9 +45,7 @@ pub struct AccountSettings {
     pub session_ttl_hours: u64,
     pub session_idle_minutes: u64,
     pub activation_ttl_hours: u64,
-    pub max_failures_per_account: u32,
-    pub max_failures_per_address: u32,
-    pub failure_window_secs: u64,
+    pub throttle: Policy,
 }
 
 impl AccountSettings {
@@ -57,25 +55,16 @@ impl AccountSettings {
             session_ttl_hours: config.session_ttl_hours,
             session_idle_minutes: config.session_idle_minutes,
             activation_ttl_hours: config.activation_ttl_hours,
-            max_failures_per_account: config.login_max_failures_per_account,
-            max_failures_per_address: config.login_max_failures_per_address,
-            failure_window_secs: config.login_failure_window_secs,
+            throttle: Policy {
+                free_failures: config.login_free_failures,
+                first_delay_secs: config.login_first_delay_secs,
+                max_delay_secs: config.login_max_delay_secs,
+                max_failures_per_account: config.login_max_failures_per_account,
+                max_failures_per_address: config.login_max_failures_per_address,
+                max_code_failures_per_account: config.login_max_code_failures_per_account,
+                window_secs: config.login_failure_window_secs,
+            },
         }
-    }
-
-    fn limits(&self, email: &str, source_ip: Option<&str>) -> Limits {
-        Limits::for_login(
-            email,
-            source_ip,
-            self.max_failures_per_account,
-            self.max_failures_per_address,
-            self.failure_window_secs,
-        )
-    }
-
-    /// A login's limits plus the account's count of wrong codes.
-    fn second_factor_limits(&self, email: &str, source_ip: Option<&str>) -> Limits {
-        self.limits(email, source_ip).with_second_factor(email, self.max_failures_per_account)
     }
 }
 
@@ -87,13 +76,15 @@ fn invalid_credentials() -> Error {
 }
 
 /// Checks e-mail and password, with throttling; returns the active user.
-/// Deliberately not a transaction: failures must be recorded even though the
-/// attempt fails.
+/// Typed on `known_device` (a terminal activated already), only that
+/// device's own failures count. Deliberately not a transaction: failures
+/// must be recorded even though the attempt fails.
 fn check_password(
     conn: &mut DbConnection,
     email: &str,
     password_given: &str,
     source_ip: Option<&str>,
+    known_device: Option<i64>,
     settings: &AccountSettings,
 ) -> Result<(UserRow, Attempt), Error> {
     let email = normalize_email(email);
@@ -104,7 +95,11 @@ fn check_password(
             format!("an e-mail address has at most {MAX_EMAIL_LEN} characters"),
         ));
     }
-    let attempt = throttle::begin(conn, &settings.limits(&email, source_ip))?;
+    let limits = match known_device {
+        Some(device_id) => settings.throttle.known_device(&email, device_id),
+        None => settings.throttle.password(&email, source_ip),
+    };
+    let attempt = throttle::begin(conn, &limits)?;
     let user = rows::find_user_by_email(conn, &email)?;
     let matches = match user.as_ref().and_then(|u| u.password_hash.as_deref()) {
         Some(stored) => password::verify(password_given, stored),
@@ -183,7 +178,7 @@ pub fn login(
     source_ip: Option<&str>,
     settings: &AccountSettings,
 ) -> Result<LoginResponse, Error> {
-    let (user, attempt) = check_password(conn, &request.email, &request.password, source_ip, settings)?;
+    let (user, attempt) = check_password(conn, &request.email, &request.password, source_ip, None, settings)?;
     if user.totp_enabled {
         let Some(code) = request.totp_code.as_deref().filter(|c| !c.trim().is_empty()) else {
             // The password was right: asking for the code is no failure,
@@ -196,15 +191,15 @@ pub fn login(
         };
         attempt.password_right(conn)?;
         // Codes are counted per account, from every address together.
-        let attempt = throttle::begin(conn, &settings.second_factor_limits(&user.email, source_ip))?;
+        let attempt = throttle::begin(conn, &settings.throttle.second_factor(&user.email, source_ip))?;
         if !check_second_factor(conn, &user, code)? {
             attempt.failed();
             return Err(Error::new(ErrorCode::InvalidTotp, "wrong, expired or already used code"));
         }
-        attempt.succeeded(conn, &user.email)?;
+        attempt.succeeded(conn)?;
         return open_session(conn, &user, "login", source_ip, settings);
     }
-    attempt.succeeded(conn, &user.email)?;
+    attempt.succeeded(conn)?;
     open_session(conn, &user, "login", source_ip, settings)
 }
 
@@ -260,14 +255,14 @@ pub fn begin_browser_login(
     source_ip: Option<&str>,
     settings: &AccountSettings,
 ) -> Result<BrowserLogin, Error> {
-    let (user, attempt) = check_password(conn, email, password_given, source_ip, settings)?;
+    let (user, attempt) = check_password(conn, email, password_given, source_ip, None, settings)?;
     if user.totp_enabled {
         attempt.failed();
         let ttl = Duration::minutes(SECOND_FACTOR_TTL_MINUTES);
         let (_, pending, _) = new_token(conn, user.id, TOKEN_SECOND_FACTOR, "login", ttl)?;
         return Ok(BrowserLogin::SecondFactor { pending });
     }
-    attempt.succeeded(conn, &user.email)?;
+    attempt.succeeded(conn)?;
     Ok(BrowserLogin::Signed(Box::new(open_session(conn, &user, BROWSER_SESSION, source_ip, settings)?)))
 }
 
@@ -295,7 +290,7 @@ pub fn finish_browser_login(
     if user.status != USER_ACTIVE {
         return Err(expired());
     }
-    let attempt = throttle::begin(conn, &settings.second_factor_limits(&user.email, source_ip))?;
+    let attempt = throttle::begin(conn, &settings.throttle.second_factor(&user.email, source_ip))?;
     if !check_second_factor(conn, &user, code)? {
         attempt.failed();
         return Err(Error::new(ErrorCode::InvalidTotp, "wrong, expired or already used code"));
@@ -306,7 +301,7 @@ pub fn finish_browser_login(
     if used != 1 {
         return Err(expired());
     }
-    attempt.succeeded(conn, &user.email)?;
+    attempt.succeeded(conn)?;
     open_session(conn, &user, BROWSER_SESSION, source_ip, settings)
 }
 
@@ -341,18 +336,20 @@ pub fn set_language(conn: &mut DbConnection, actor: &Actor, language: Option<&st
     Ok(())
 }
 
-/// The credential check of terminal app activation: e-mail and password
-/// only. Two-step verification does not apply (a merchant makes an account
+/// The credential check of terminal app activation and of logins on an
+/// activated terminal (`known_device`): e-mail and password only.
+/// Two-step verification does not apply (a merchant makes an account
 /// "terminal-only" by turning it on), but the activation is audited.
 pub fn check_terminal_activation_credentials(
     conn: &mut DbConnection,
     email: &str,
     password_given: &str,
     source_ip: Option<&str>,
+    known_device: Option<i64>,
     settings: &AccountSettings,
 ) -> Result<UserRow, Error> {
-    let (user, attempt) = check_password(conn, email, password_given, source_ip, settings)?;
-    attempt.succeeded(conn, &user.email)?;
+    let (user, attempt) = check_password(conn, email, password_given, source_ip, known_device, settings)?;
+    attempt.succeeded(conn)?;
     let Some(merchant_id) = user.merchant_id else {
         return Err(Error::forbidden("only a merchant's users activate the app"));
     };
@@ -581,11 +578,15 @@ pub fn request_password_reset(
         return Ok(None);
     }
     // Hashed: a key of fixed size whatever was typed.
-    let mut keys = vec![(format!("reset:{}", tokens::hash(&email)), RESET_PER_ACCOUNT)];
+    let mut rules =
+        vec![Rule::Ceiling { key: format!("reset:{}", tokens::hash(&email)), max: RESET_PER_ACCOUNT }];
     if let Some(ip) = source_ip {
-        keys.push((format!("reset-address:{}", tokens::hash(ip)), RESET_PER_ADDRESS));
+        rules.push(Rule::Ceiling {
+            key: format!("reset-address:{}", tokens::hash(ip)),
+            max: RESET_PER_ADDRESS,
+        });
     }
-    match throttle::begin(conn, &Limits { keys, window_secs: RESET_WINDOW_SECS }) {
+    match throttle::begin(conn, &Limits { rules, window_secs: RESET_WINDOW_SECS, forgives: Vec::new() }) {
         Ok(attempt) => attempt.failed(),
         Err(Error::Throttled { .. }) => return Ok(None),
         Err(e) => return Err(e),
@@ -992,15 +993,12 @@ pub fn change_password(
 ) -> Result<(), Error> {
     actor.require_session()?;
     let user = rows::find_user(conn, actor.user_id)?.ok_or_else(|| Error::not_found("user"))?;
-    let attempt = throttle::begin(
-        conn,
-        &Limits::for_account(&user.email, settings.max_failures_per_account, settings.failure_window_secs),
-    )?;
+    let attempt = throttle::begin(conn, &settings.throttle.signed_in(&user.email))?;
     if !user.password_hash.as_deref().is_some_and(|h| password::verify(current, h)) {
         attempt.failed();
         return Err(invalid_credentials());
     }
-    attempt.succeeded(conn, &user.email)?;
+    attempt.succeeded(conn)?;
     password::check_policy(new_password, &user.email).map_err(password::Weakness::into_error)?;
     let hash = password::hash(new_password);
     crate::db::write_tx(conn, |conn| {
@@ -1220,10 +1218,7 @@ pub fn disable_two_factor(
         return Err(Error::new(ErrorCode::TwoFactorNotEnabled, "two-step verification is not on"));
     }
     // Counted like logins: a stolen session must not become a password oracle.
-    let attempt = throttle::begin(
-        conn,
-        &Limits::for_account(&user.email, settings.max_failures_per_account, settings.failure_window_secs),
-    )?;
+    let attempt = throttle::begin(conn, &settings.throttle.signed_in(&user.email))?;
     if !user.password_hash.as_deref().is_some_and(|h| password::verify(password_given, h)) {
         attempt.failed();
         return Err(invalid_credentials());
@@ -1232,7 +1227,7 @@ pub fn disable_two_factor(
         attempt.failed();
         return Err(Error::new(ErrorCode::InvalidTotp, "wrong, expired or already used code"));
     }
-    attempt.succeeded(conn, &user.email)?;
+    attempt.succeeded(conn)?;
     crate::db::write_tx(conn, |conn| {
         diesel::update(users::table.find(user.id))
             .set((

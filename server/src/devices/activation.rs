@@ -72,6 +72,7 @@ pub fn start(
         &request.email,
         &request.password,
         source_ip,
+        None,
         settings,
     )?;
     let actor = users::actor_for(conn, &user, source_ip.map(str::to_owned))?;
@@ -316,14 +317,17 @@ pub fn login(
     source_ip: Option<&str>,
     settings: &AccountSettings,
 ) -> Result<(), Error> {
-    let user = users::check_terminal_activation_credentials(conn, email, password, source_ip, settings)
-        .map_err(|e| {
-            if e.code() == ErrorCode::Forbidden {
-                Error::forbidden("this user may not use the app")
-            } else {
-                e
-            }
-        })?;
+    let user = users::check_terminal_activation_credentials(
+        conn,
+        email,
+        password,
+        source_ip,
+        Some(device.id),
+        settings,
+    )
+    .map_err(|e| {
+        if e.code() == ErrorCode::Forbidden { Error::forbidden("this user may not use the app") } else { e }
+    })?;
     let actor = users::actor_for(conn, &user, source_ip.map(str::to_owned))?;
     if user.merchant_id != Some(device.merchant_id)
         || !actor.may(device.merchant_id, Some(device.location_id), Permission::ActivateApp)

@@ -44,9 +44,14 @@ pub fn device_token(req: &actix_web::HttpRequest) -> Result<String, Error> {
     })
 }
 
-/// The client's address as the server sees it (the peer of the connection).
+/// The client's address: the peer of the connection, or the address a
+/// trusted reverse proxy forwarded for (`trusted_proxies`).
 pub fn client_ip(req: &actix_web::HttpRequest) -> Option<String> {
-    req.peer_addr().map(|a| a.ip().to_string())
+    let peer = req.peer_addr()?.ip();
+    let Some(state) = req.app_data::<web::Data<AppState>>() else { return Some(peer.to_string()) };
+    let forwarded: Vec<&str> =
+        req.headers().get_all("x-forwarded-for").filter_map(|v| v.to_str().ok()).collect();
+    Some(state.trusted_proxies.client(peer, &forwarded).to_canonical().to_string())
 }
 
 /// What every handler may reach: passed in, never global.
@@ -60,6 +65,7 @@ pub struct AppState {
     pub contact: Arc<ContactService>,
     /// The clock the server reads (the one `time::now` reads).
     pub clock: crate::time::Clock,
+    pub trusted_proxies: crate::net::TrustedProxies,
 }
 
 /// Bodies of the requests made before anyone is authenticated (logins,

@@ -313,20 +313,16 @@ backend_test!(two_step_verification_guards_the_api_but_not_terminal_activation, 
 
     // The same e-mail and password still activate the app on a terminal.
     let pool = db.pool();
-    let settings = tms_server::accounts::users::AccountSettings {
-        public_url: server.base_url.clone(),
-        session_ttl_hours: 1,
-        session_idle_minutes: 30,
-        activation_ttl_hours: 1,
-        max_failures_per_account: 5,
-        max_failures_per_address: 20,
-        failure_window_secs: 900,
-    };
+    let defaults = tms_server::config::Config::resolve(Default::default(), None, |_| {
+        tms_server::config::Source::Default
+    });
+    let settings = tms_server::accounts::users::AccountSettings::from_config(&defaults);
     let mut conn = pool.get().unwrap();
     let user = tms_server::accounts::users::check_terminal_activation_credentials(
         &mut conn,
         email,
         MERCHANT_PASSWORD,
+        None,
         None,
         &settings,
     )
@@ -566,16 +562,13 @@ async fn activation_mail_goes_over_smtp_when_configured() {
 backend_test!(failed_logins_are_also_throttled_per_client_address, |db| {
     let (server, op) = server_with_operator_and(&db, &[("TMS_LOGIN_MAX_FAILURES_PER_ADDRESS", "4")]).await;
     let (_, _, _) = merchant(&server, &op, "Tabac", "t@tabac.example", &["9200000001"]).await;
-    // Guessing across many accounts from one address.
+    // Guessing across many accounts from one address. Without
+    // trusted_proxies, claiming other addresses in X-Forwarded-For changes
+    // nothing: the peer is the client.
     for i in 0..4 {
-        let (status, _) = server
-            .call(
-                Method::POST,
-                "/api/v1/auth/login",
-                None,
-                Some(json!({"email": format!("guess{i}@tabac.example"), "password": "nope nope nope"})),
-            )
-            .await;
+        let (status, _, _) =
+            login_from(&server, &format!("203.0.113.{i}"), &format!("guess{i}@tabac.example"), "nope nope")
+                .await;
         assert_eq!(status, 401);
     }
     let (status, body) = server
@@ -783,6 +776,93 @@ backend_test!(changing_ones_password_ends_other_sessions, |db| {
     server.login("pwd@pwd.example", "another long phrase").await;
 });
 
+/// A login through a proxy that says it comes from `ip`: status,
+/// `Retry-After` and body.
+async fn login_from(
+    server: &tms_e2e::TestServer,
+    ip: &str,
+    email: &str,
+    password: &str,
+) -> (u16, Option<u64>, Value) {
+    let res = server
+        .http
+        .post(server.url("/api/v1/auth/login"))
+        .header("x-forwarded-for", ip)
+        .json(&json!({"email": email, "password": password}))
+        .send()
+        .await
+        .unwrap();
+    let status = res.status().as_u16();
+    let retry_after = res.headers().get("retry-after").map(|v| v.to_str().unwrap().parse().unwrap());
+    (status, retry_after, res.json().await.unwrap_or(Value::Null))
+}
+
+backend_test!(guesses_from_elsewhere_slow_the_guesser_and_never_stop_the_shops_terminals, |db| {
+    let (server, op) = server_with_operator_and(
+        &db,
+        &[
+            ("TMS_TRUSTED_PROXIES", "127.0.0.0/8, ::1"),
+            ("TMS_LOGIN_MAX_FAILURES_PER_ACCOUNT", "8"),
+            ("TMS_ADJUSTABLE_CLOCK", "true"),
+        ],
+    )
+    .await;
+    let email = "patron@fournil.example";
+    let (merchant_id, location_id, _) = merchant(&server, &op, "Fournil", email, &["7100000001"]).await;
+    let terminal = activated_terminal(&server, email, (merchant_id, location_id), "7100000001", "A920").await;
+    let attacker = "203.0.113.9";
+    let owner = "198.51.100.7";
+
+    // Three free failures, then the guesser waits 30 s, then 60 s...
+    for _ in 0..3 {
+        assert_eq!(login_from(&server, attacker, email, "guess guess").await.0, 401);
+    }
+    let (status, retry_after, body) = login_from(&server, attacker, email, MERCHANT_PASSWORD).await;
+    assert_eq!((status, body["error"]["code"].as_str()), (429, Some("too_many_attempts")), "{body}");
+    assert!((1..=30).contains(&retry_after.unwrap()), "{retry_after:?}");
+    // ...while the owner, elsewhere, is not kept out.
+    let (status, _, body) = login_from(&server, owner, email, MERCHANT_PASSWORD).await;
+    assert_eq!(status, 200, "{body}");
+    let (_, events) = get(&server, &op, "/api/v1/audit?action=auth.login").await;
+    assert_eq!(events[0]["source_ip"], owner, "the audit log names the forwarded client: {}", events[0]);
+    server.advance_clock(&op, 30).await;
+    assert_eq!(login_from(&server, attacker, email, "guess guess").await.0, 401);
+    let (status, retry_after, _) = login_from(&server, attacker, email, "guess guess").await;
+    assert_eq!(status, 429);
+    assert!((31..=60).contains(&retry_after.unwrap()), "the wait doubled: {retry_after:?}");
+
+    // Guessers at more addresses use up the account's ceiling (8 here):
+    // then nobody logs in with a password from anywhere new...
+    for i in 10..13 {
+        for _ in 0..3 {
+            login_from(&server, &format!("203.0.113.{i}"), email, "guess guess").await;
+        }
+    }
+    let (status, retry_after, _) = login_from(&server, owner, email, MERCHANT_PASSWORD).await;
+    assert_eq!(status, 429, "the account's ceiling holds, whatever the address");
+    assert!(retry_after.unwrap() > 60, "{retry_after:?}");
+    let (status, _) = server
+        .call(
+            Method::POST,
+            "/api/v1/terminal/activation/start",
+            None,
+            Some(json!({"email": email, "password": MERCHANT_PASSWORD, "app": "salespoint", "hardware_id": "7100000002", "model": "A920"})),
+        )
+        .await;
+    assert_eq!(status, 429, "activating a new terminal is a login from somewhere new");
+    // ...but the shop's activated terminal does: only its own failures count.
+    let device_login = |password: &'static str| {
+        server.call(
+            Method::POST,
+            "/api/v1/terminal/login",
+            Some(&terminal.token),
+            Some(json!({"email": email, "password": password})),
+        )
+    };
+    assert_eq!(device_login("typo typo").await.0, 401);
+    assert_eq!(device_login(MERCHANT_PASSWORD).await.0, 204, "a known terminal logs in");
+});
+
 fn login_failure_rows(db: &TestDatabase) -> i64 {
     use diesel::RunQueryDsl;
     #[derive(diesel::QueryableByName)]
@@ -860,17 +940,17 @@ backend_test!(oversized_logins_are_refused_and_leave_nothing_behind, |db| {
         .await;
     assert_eq!(status, 413);
     assert_eq!(login_failure_rows(&db), before);
-    // Wrong passwords: five are written down, then each refusal writes nothing.
-    for _ in 0..5 {
+    // Wrong passwords: three are written down, then each refusal writes nothing.
+    for _ in 0..3 {
         let (status, _) = login(json!({"email": "nobody@x.example", "password": "wrong"})).await;
         assert_eq!(status, 401);
     }
-    let after_five = login_failure_rows(&db);
+    let after_three = login_failure_rows(&db);
     for _ in 0..10 {
         let (status, _) = login(json!({"email": "nobody@x.example", "password": "wrong"})).await;
         assert_eq!(status, 429);
     }
-    assert_eq!(login_failure_rows(&db), after_five);
+    assert_eq!(login_failure_rows(&db), after_three);
 });
 
 backend_test!(a_forgotten_password_is_reset_through_the_api_and_the_cli, |db| {
