@@ -14,8 +14,12 @@ use crate::accounts::rows;
 use crate::db::schema::{acquirer_contracts, acquirer_parameter_sets, acquirer_sessions, acquirers};
 use crate::db::{DbConnection, audit};
 use crate::devices::CallingDevice;
+
+/// Acquirer documents hold keys and credentials: sealed, bound to this.
+pub const SEALED_PURPOSE: &str = "acquirer_parameter_sets.document";
 use crate::error::{Error, ErrorCode};
 use crate::per_backend;
+use crate::secrets::MasterKeys;
 use crate::time::parse_time;
 use crate::time::{now, rfc3339};
 
@@ -92,6 +96,7 @@ pub fn add_parameters(
     actor: &Actor,
     acquirer_id: &str,
     request: &CreateAcquirerParametersRequest,
+    keys: &MasterKeys,
 ) -> Result<AcquirerParametersView, Error> {
     actor.require_operator(OPERATORS)?;
     if !request.document.is_object() {
@@ -110,7 +115,8 @@ pub fn add_parameters(
             .values((
                 acquirer_parameter_sets::acquirer_id.eq(acquirer_id),
                 acquirer_parameter_sets::version.eq(version),
-                acquirer_parameter_sets::document.eq(request.document.to_string()),
+                acquirer_parameter_sets::document
+                    .eq(keys.seal_text(SEALED_PURPOSE, &request.document.to_string())),
                 acquirer_parameter_sets::valid_until.eq(valid_until),
                 acquirer_parameter_sets::created_at.eq(now()),
             ))
@@ -309,8 +315,15 @@ pub fn run_session(
     conn: &mut DbConnection,
     device: &CallingDevice,
     acquirer_id: &str,
+    keys: &MasterKeys,
 ) -> Result<AcquirerSessionResult, Error> {
-    let outcome = session_outcome(conn, device, acquirer_id);
+    let outcome = session_outcome(conn, device, acquirer_id).and_then(|(mut result, stored)| {
+        let document = keys.open_text(SEALED_PURPOSE, &stored)?;
+        result.document = serde_json::from_str(&document).map_err(|_| {
+            Error::new(ErrorCode::AcquirerSessionFailed, "the acquirer's parameters are unreadable")
+        })?;
+        Ok(result)
+    });
     let (label, version) = match &outcome {
         Ok(r) => ("success", Some(r.parameter_version as i64)),
         Err(e) => (
@@ -334,11 +347,13 @@ pub fn run_session(
     outcome
 }
 
+/// The session's answer but its document (`null`), and the document as
+/// stored (sealed): the contact path needs only the version.
 fn session_outcome(
     conn: &mut DbConnection,
     device: &CallingDevice,
     acquirer_id: &str,
-) -> Result<AcquirerSessionResult, Error> {
+) -> Result<(AcquirerSessionResult, String), Error> {
     let not_found = || {
         Error::new(
             ErrorCode::AcquirerSessionNotFound,
@@ -390,17 +405,15 @@ fn session_outcome(
     if valid_until < at {
         return Err(Error::new(ErrorCode::AcquirerSessionExpired, "the acquirer's parameters have expired"));
     }
-    let document = serde_json::from_str(&document).map_err(|_| {
-        Error::new(ErrorCode::AcquirerSessionFailed, "the acquirer's parameters are unreadable")
-    })?;
-    Ok(AcquirerSessionResult {
+    let result = AcquirerSessionResult {
         acquirer_id: acquirer_id.to_owned(),
         acquirer_merchant_id: contract.acquirer_merchant_id.clone(),
         acquirer_terminal_id: contract.acquirer_terminal_id.clone(),
         parameter_version: version as u64,
         valid_until: rfc3339(valid_until),
-        document,
-    })
+        document: serde_json::Value::Null,
+    };
+    Ok((result, document))
 }
 
 /// The acquirers whose parameter session is due for a device, with their
@@ -419,7 +432,7 @@ pub fn due_sessions(
     acquirers.sort();
     let mut due = Vec::new();
     for acquirer in acquirers {
-        if let Ok(current) = session_outcome(conn, device, &acquirer)
+        if let Ok((current, _)) = session_outcome(conn, device, &acquirer)
             && held.get(&acquirer) != Some(&current.parameter_version)
         {
             due.push((acquirer, current.parameter_version));

@@ -15,6 +15,7 @@ use object_store::{
 use tms_signing::{Sha256Digest, Sha256Hasher};
 
 use crate::config::{Config, ConfigError, ObjectStoreLocation};
+use crate::secrets::MasterKeys;
 
 /// Parts of a staged upload: 8 MiB (S3 wants at least 5), at most 2 in
 /// flight, so an upload holds well under 64 MiB whatever its size.
@@ -89,6 +90,10 @@ pub enum StorageError {
     Config(#[from] ConfigError),
     #[error("blob {0} not found")]
     NotFound(Sha256Digest),
+    #[error(transparent)]
+    Secret(#[from] crate::secrets::SecretError),
+    #[error("this blob store was opened without the master key, so it cannot seal or open secrets")]
+    NoMasterKey,
 }
 
 /// The object store behind every blob of the TMS.
@@ -99,6 +104,8 @@ pub struct BlobStore {
     /// missing directory would look like an empty store.
     local_root: Option<PathBuf>,
     description: String,
+    /// Seals blobs that hold secrets (parameter sets).
+    master_keys: Option<Arc<MasterKeys>>,
 }
 
 impl BlobStore {
@@ -142,7 +149,7 @@ impl BlobStore {
                     Some(p) => Arc::new(PrefixStore::new(s3, p)) as Arc<dyn ObjectStore>,
                     None => s3,
                 };
-                Ok(BlobStore { store, local_root: None, description })
+                Ok(BlobStore { store, local_root: None, description, master_keys: None })
             }
         }
     }
@@ -156,7 +163,38 @@ impl BlobStore {
             store: Arc::new(store),
             description: format!("file://{}", root.display()),
             local_root: Some(root),
+            master_keys: None,
         })
+    }
+
+    /// The same store, sealing and opening secret-bearing blobs with `keys`.
+    pub fn sealing_with(mut self, keys: Arc<MasterKeys>) -> BlobStore {
+        self.master_keys = Some(keys);
+        self
+    }
+
+    fn master_keys(&self) -> Result<&MasterKeys, StorageError> {
+        self.master_keys.as_deref().ok_or(StorageError::NoMasterKey)
+    }
+
+    /// Seals `plain` for `purpose` and stores it under the sha256 of what
+    /// is stored (the name says nothing of the secret inside); returns that
+    /// and the id of the master key that sealed it.
+    pub async fn put_sealed(
+        &self,
+        purpose: &str,
+        plain: &[u8],
+    ) -> Result<(Sha256Digest, String), StorageError> {
+        let sealed = self.master_keys()?.seal(purpose, plain);
+        let key_id = crate::secrets::sealed_with(&sealed).unwrap_or_default().to_owned();
+        Ok((self.put_bytes(sealed).await?, key_id))
+    }
+
+    /// Opens a blob [`BlobStore::put_sealed`] stored (or one written in
+    /// clear before secrets were sealed).
+    pub async fn get_opened(&self, purpose: &str, digest: &Sha256Digest) -> Result<Vec<u8>, StorageError> {
+        let stored = self.get_bytes(digest).await?;
+        Ok(self.master_keys()?.open_sealed(purpose, &stored)?)
     }
 
     /// Where blobs live, for logs and `config`.

@@ -203,6 +203,8 @@ settings! {
     login_max_code_failures_per_account: u32 => u32 = 5, env "TMS_LOGIN_MAX_CODE_FAILURES_PER_ACCOUNT", secret false;
     /// Seconds over which failed logins are counted [default: 3600]
     login_failure_window_secs: u64 => u64 = 3600, env "TMS_LOGIN_FAILURE_WINDOW_SECS", secret false;
+    /// File holding the master keys that seal secrets at rest (two-step secrets, answer-signing keys, secret parameters, acquirer documents); created with mode 0600 on first start; back it up apart from the database [default: DATA_DIR/master.key]
+    master_key_file: PathBuf => Option<PathBuf> = None, env "TMS_MASTER_KEY_FILE", secret false;
     /// Addresses or CIDR ranges of reverse proxies, comma-separated (e.g. 10.0.0.0/8,::1): a request from one of them is attributed to the client its X-Forwarded-For header names, for throttling and the audit log; without it the connection's peer is the client
     trusted_proxies: String => Option<String> = None, env "TMS_TRUSTED_PROXIES", secret false;
     /// Largest release artifact accepted, in bytes [default: 4294967296 (4 GiB)]
@@ -276,6 +278,11 @@ impl Config {
             .map_err(|e| ConfigError::Invalid { setting: "log_level", message: e.to_string() })?;
         self.trusted_proxies()?;
         Ok(())
+    }
+
+    /// The master key file in effect (explicit, or in the data dir).
+    pub fn master_key_path(&self) -> PathBuf {
+        self.master_key_file.clone().unwrap_or_else(|| self.data_dir.join("master.key"))
     }
 
     /// The reverse proxies whose `X-Forwarded-For` names the client.
@@ -369,6 +376,9 @@ impl Config {
                     "database_url" => format!("{} (derived from data_dir)", self.database_url()),
                     "object_store_url" => {
                         format!("file://{} (derived from data_dir)", self.data_dir.join("blobs").display())
+                    }
+                    "master_key_file" => {
+                        format!("{} (derived from data_dir)", self.master_key_path().display())
                     }
                     _ => "(unset)".to_owned(),
                 },

@@ -30,6 +30,12 @@ pub enum Error {
     Mail(#[from] MailError),
 }
 
+impl From<crate::secrets::SecretError> for Error {
+    fn from(e: crate::secrets::SecretError) -> Error {
+        Error::Db(DbError::Secret(e))
+    }
+}
+
 impl From<diesel::result::Error> for Error {
     fn from(e: diesel::result::Error) -> Error {
         Error::Db(DbError::Query(e))

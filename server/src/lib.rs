@@ -20,6 +20,7 @@ pub mod openapi;
 pub mod parameters;
 pub mod releases;
 pub mod rollouts;
+pub mod secrets;
 pub mod server_keys;
 pub mod store;
 pub mod time;

@@ -105,8 +105,11 @@ enum FleetCommand {
 
 #[derive(Subcommand, Debug)]
 enum KeysCommand {
-    /// Retire the current key and make a new one (retired keys stay published)
+    /// Retire the current answer-signing key and make a new one (retired keys stay published)
     Rotate,
+    /// Make a new master key, seal every secret at rest again under it, and drop the old key
+    /// from the key file; running servers pick the new file up without a restart
+    RotateMaster,
     /// List the published keys
     List,
 }
@@ -315,11 +318,41 @@ fn run(cli: Cli, matches: &clap::ArgMatches) -> anyhow::Result<()> {
             println!("created operator {id} ({email}, {role}) in {}", database_named(&config));
             Ok(())
         }
+        Command::Keys(KeysCommand::RotateMaster) => {
+            let db = open_existing_db(&config)?;
+            let keys = Arc::new(open_master_keys(&config, &db)?);
+            actix_web::rt::System::new().block_on(async move {
+                let blobs = BlobStore::from_config(&config)
+                    .context("opening the object store")?
+                    .sealing_with(keys.clone());
+                let old = keys.current_id();
+                let settle = 2 * tms_server::secrets::RELOAD_CHECK;
+                let rotation = tms_server::secrets::reseal::rotate_master(&db, &blobs, &keys, settle).await?;
+                println!(
+                    "new master key {} (was {old}); sealed again: {} values, {} parameter sets",
+                    rotation.new_key, rotation.resealed.values, rotation.resealed.blobs
+                );
+                if rotation.remaining > 0 {
+                    anyhow::bail!(
+                        "{} secrets are still sealed under an old key (written meanwhile by a server that had                          not read the new key file yet?): the old key stays in {}; run this again",
+                        rotation.remaining,
+                        keys.path().display()
+                    );
+                }
+                println!(
+                    "dropped {} from {}; back the file up now",
+                    rotation.dropped.join(", "),
+                    keys.path().display()
+                );
+                Ok(())
+            })
+        }
         Command::Keys(command) => {
             let db = open_existing_db(&config)?;
             let mut conn = db.get()?;
             if let KeysCommand::Rotate = command {
-                let id = tms_server::server_keys::rotate(&mut conn)?;
+                let keys = open_master_keys(&config, &db)?;
+                let id = tms_server::server_keys::rotate(&mut conn, &keys)?;
                 println!("new answer-signing key {id}");
             }
             let keys = tms_server::server_keys::published(&mut conn)?;
@@ -399,6 +432,26 @@ fn open_existing_db_unmigrated(config: &Config) -> anyhow::Result<Db> {
     open_db(config)
 }
 
+/// The master keys, from their file, made on first use: never for a
+/// database whose secrets some other key sealed (a restore without its key
+/// file), which a new key would leave unreadable.
+fn open_master_keys(config: &Config, db: &Db) -> anyhow::Result<tms_server::secrets::MasterKeys> {
+    let path = config.master_key_path();
+    if !path.exists() {
+        let in_use = tms_server::secrets::reseal::keys_in_use(&mut *db.get()?)?;
+        if !in_use.is_empty() {
+            anyhow::bail!(
+                "there is no master key file at {} (the master_key_file setting), but the database holds \
+                 secrets sealed under master key {}: put the key file back from where it was backed up",
+                path.display(),
+                in_use.join(", ")
+            );
+        }
+    }
+    tms_server::secrets::MasterKeys::open_or_create(&path)
+        .with_context(|| format!("opening the master key file (master_key_file: {})", path.display()))
+}
+
 /// The database a command worked on, for its last line (no password).
 fn database_named(config: &Config) -> String {
     tms_server::config::mask_url_password(&config.database_url())
@@ -433,12 +486,27 @@ fn serve(config: Config) -> anyhow::Result<()> {
     if !applied.is_empty() {
         tracing::info!(versions = ?applied, "database migrated");
     }
-    let key_id = tms_server::server_keys::ensure_current(&mut *db.get()?)
+    let master_keys = Arc::new(open_master_keys(&config, &db)?);
+    let key_id = tms_server::server_keys::ensure_current(&mut *db.get()?, &master_keys)
         .context("preparing the answer-signing key")?;
-    tracing::info!(key_id, "answer-signing key");
+    tracing::info!(key_id, master_key = master_keys.current_id(), "answer-signing key");
     actix_web::rt::System::new().block_on(async move {
         // The S3 client needs a runtime to be built in.
-        let blobs = BlobStore::from_config(&config).context("opening the object store")?;
+        let blobs = BlobStore::from_config(&config)
+            .context("opening the object store")?
+            .sealing_with(master_keys.clone());
+        // Secrets written in clear by an older server, or under a key a
+        // rotation left behind, are sealed under the current key.
+        let resealed = tms_server::secrets::reseal::reseal_all(&db, &blobs, &master_keys)
+            .await
+            .context("sealing secrets under the master key")?;
+        if resealed != Default::default() {
+            tracing::info!(
+                values = resealed.values,
+                parameter_sets = resealed.blobs,
+                "sealed secrets at rest"
+            );
+        }
         // Uploads a crash interrupted are staged under uploads/; a day later they go.
         let sweeper = blobs.clone();
         tokio::spawn(async move {
@@ -452,16 +520,22 @@ fn serve(config: Config) -> anyhow::Result<()> {
             }
         });
         let mailer = Mailer::from_config(&config).context("setting up e-mail")?;
-        let accounts = AccountSettings::from_config(&config);
+        let accounts = AccountSettings::from_config(&config, master_keys.clone());
         let contact = Arc::new(
-            ContactService::open(db.clone(), blobs.clone(), ContactSettings::from_config(&config))
-                .context("preparing the contact service")?,
+            ContactService::open(
+                db.clone(),
+                blobs.clone(),
+                master_keys.clone(),
+                ContactSettings::from_config(&config),
+            )
+            .context("preparing the contact service")?,
         );
         contact.spawn_tasks();
         db.spawn_checkpoints(std::time::Duration::from_secs(1));
         let trusted_proxies = config.trusted_proxies()?;
         let state = AppState {
             trusted_proxies,
+            master_keys,
             config: Arc::new(config),
             db,
             blobs,

@@ -23,6 +23,10 @@ use crate::time::{now, rfc3339};
 
 const OPERATORS: &[OperatorRole] = &[OperatorRole::OperatorAdmin, OperatorRole::Support];
 
+/// Parameter sets may hold secrets (passwords, PINs): their blobs are
+/// sealed under the master key, and named by the digest of what is sealed.
+pub const SEALED_PURPOSE: &str = "parameter_set";
+
 fn invalid(e: tms_packages::parameters::ParamError) -> Error {
     Error::with_details(
         ErrorCode::InvalidParameter,
@@ -224,7 +228,7 @@ async fn load_set(blobs: &BlobStore, sha256: Option<&str>) -> Result<LevelSet, E
     let Some(sha) = sha256 else { return Ok(LevelSet::default()) };
     let digest: Sha256Digest =
         sha.parse().map_err(|_| DbError::Corrupt(format!("parameter set digest {sha:?}")))?;
-    let bytes = blobs.get_bytes(&digest).await?;
+    let bytes = blobs.get_opened(SEALED_PURPOSE, &digest).await?;
     Ok(serde_json::from_slice(&bytes)
         .map_err(|e| DbError::Corrupt(format!("parameter set blob {sha}: {e}")))?)
 }
@@ -369,7 +373,7 @@ pub async fn change(
     }
     let json =
         to_canonical_json(&serde_json::to_value(&next).expect("sets serialise")).map_err(DbError::Signing)?;
-    let digest = blobs.put_bytes(json).await?;
+    let (digest, sealed_with) = blobs.put_sealed(SEALED_PURPOSE, &json).await?;
 
     let changed = diff(&current.values, &next.values);
     let version = current_version + 1;
@@ -394,6 +398,7 @@ pub async fn change(
                     parameter_set_versions::created_by.eq(actor.user_id),
                     parameter_set_versions::created_by_email.eq(&actor.email),
                     parameter_set_versions::reason.eq(&reason),
+                    parameter_set_versions::sealed_with.eq(&sealed_with),
                 ))
                 .execute(conn)?;
             use crate::contact::changes::{self, Scope};

@@ -342,3 +342,32 @@ pub async fn publish_release_needing(
     assert_eq!(res.status(), 201);
     res.json().await.expect("a release view")
 }
+
+/// Acquirer `ccv` with a contract for a merchant's location (or the whole
+/// merchant) and a parameter set holding `document`, valid 30 days.
+pub async fn ccv_acquirer(
+    server: &TestServer,
+    op: &str,
+    merchant_id: i64,
+    location: Option<i64>,
+    document: Value,
+) {
+    post(server, op, "/api/v1/acquirers", json!({"id": "ccv", "name": "CCV"})).await;
+    let (status, body) = post(
+        server,
+        op,
+        &format!("/api/v1/merchants/{merchant_id}/acquirer-contracts"),
+        json!({"acquirer_id": "ccv", "location_id": location, "acquirer_merchant_id": "M-100", "acquirer_terminal_id": "T-7"}),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    let valid_until = (chrono::Utc::now() + chrono::Duration::days(30)).to_rfc3339();
+    let (status, body) = post(
+        server,
+        op,
+        "/api/v1/acquirers/ccv/parameter-sets",
+        json!({"document": document, "valid_until": valid_until}),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+}

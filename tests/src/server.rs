@@ -242,6 +242,17 @@ impl TestServer {
         assert!(out.status.success(), "operator create failed: {}", String::from_utf8_lossy(&out.stderr));
     }
 
+    /// The server's master key file (the data directory's, as the
+    /// server's default).
+    pub fn master_key_file(&self) -> PathBuf {
+        self.data_dir.join("master.key")
+    }
+
+    /// The server's master keys, read from its key file.
+    pub fn master_keys(&self) -> tms_server::secrets::MasterKeys {
+        tms_server::secrets::MasterKeys::open(&self.master_key_file()).expect("the server's master key file")
+    }
+
     /// Moves the clock of a server started with `TMS_ADJUSTABLE_CLOCK=true`
     /// forward (as an operator admin): tests drive time rather than wait.
     pub async fn advance_clock(&self, operator_admin: &str, secs: u64) {

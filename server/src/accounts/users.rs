@@ -2,6 +2,7 @@
 //! verification, and managing a merchant's users.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 use chrono::Duration;
 use diesel::prelude::*;
@@ -25,6 +26,7 @@ use crate::db::schema::{
 use crate::db::{DbConnection, DbError, audit};
 use crate::error::{Error, ErrorCode};
 use crate::per_backend;
+use crate::secrets::MasterKeys;
 use crate::time::{now, rfc3339};
 
 pub const TOKEN_SESSION: &str = "session";
@@ -46,15 +48,18 @@ pub struct AccountSettings {
     pub session_idle_minutes: u64,
     pub activation_ttl_hours: u64,
     pub throttle: Policy,
+    /// Seals two-step secrets.
+    pub master_keys: Arc<MasterKeys>,
 }
 
 impl AccountSettings {
-    pub fn from_config(config: &crate::config::Config) -> AccountSettings {
+    pub fn from_config(config: &crate::config::Config, master_keys: Arc<MasterKeys>) -> AccountSettings {
         AccountSettings {
             public_url: config.public_url(),
             session_ttl_hours: config.session_ttl_hours,
             session_idle_minutes: config.session_idle_minutes,
             activation_ttl_hours: config.activation_ttl_hours,
+            master_keys,
             throttle: Policy {
                 free_failures: config.login_free_failures,
                 first_delay_secs: config.login_first_delay_secs,
@@ -118,21 +123,49 @@ fn check_password(
     }
 }
 
+/// Where two-step secrets are kept, bound to their sealing.
+pub const TOTP_SEALED_PURPOSE: &str = "users.totp_secret";
+
+/// The user's two-step secret, opened.
+fn totp_secret(user: &UserRow, keys: &MasterKeys) -> Result<Option<String>, DbError> {
+    Ok(user.totp_secret.as_deref().map(|stored| keys.open_text(TOTP_SEALED_PURPOSE, stored)).transpose()?)
+}
+
+/// Whether `code` is the recovery code `stored` hashes: argon2id, or the
+/// sha256 that codes made before had.
+fn recovery_code_matches(code: &str, stored: &str) -> bool {
+    if stored.starts_with("$argon2") { password::verify(code, stored) } else { tokens::hash(code) == stored }
+}
+
 /// Accepts a current TOTP code (once) or an unused recovery code.
-fn check_second_factor(conn: &mut DbConnection, user: &UserRow, code: &str) -> Result<bool, DbError> {
+fn check_second_factor(
+    conn: &mut DbConnection,
+    user: &UserRow,
+    code: &str,
+    keys: &MasterKeys,
+) -> Result<bool, DbError> {
     let code = code.trim();
     if code.contains('-') {
+        let code = code.to_lowercase();
+        let unused: Vec<(i64, String)> = recovery_codes::table
+            .filter(recovery_codes::user_id.eq(user.id))
+            .filter(recovery_codes::used_at.is_null())
+            .select((recovery_codes::id, recovery_codes::code_hash))
+            .load(conn)?;
+        let Some((id, _)) = unused.iter().find(|(_, stored)| recovery_code_matches(&code, stored)) else {
+            return Ok(false);
+        };
+        // Conditional, so two requests racing with one code cannot both pass.
         let used = diesel::update(
-            recovery_codes::table
-                .filter(recovery_codes::user_id.eq(user.id))
-                .filter(recovery_codes::code_hash.eq(tokens::hash(&code.to_lowercase())))
-                .filter(recovery_codes::used_at.is_null()),
+            recovery_codes::table.filter(recovery_codes::id.eq(id)).filter(recovery_codes::used_at.is_null()),
         )
         .set(recovery_codes::used_at.eq(now()))
         .execute(conn)?;
         return Ok(used == 1);
     }
-    let Some(secret) = user.totp_secret.as_deref().and_then(totp::base32_decode) else { return Ok(false) };
+    let Some(secret) = totp_secret(user, keys)?.as_deref().and_then(totp::base32_decode) else {
+        return Ok(false);
+    };
     let Some(step) = totp::verify(&secret, code, now().and_utc().timestamp() as u64, user.totp_last_step)
     else {
         return Ok(false);
@@ -192,7 +225,7 @@ pub fn login(
         attempt.password_right(conn)?;
         // Codes are counted per account, from every address together.
         let attempt = throttle::begin(conn, &settings.throttle.second_factor(&user.email, source_ip))?;
-        if !check_second_factor(conn, &user, code)? {
+        if !check_second_factor(conn, &user, code, &settings.master_keys)? {
             attempt.failed();
             return Err(Error::new(ErrorCode::InvalidTotp, "wrong, expired or already used code"));
         }
@@ -291,7 +324,7 @@ pub fn finish_browser_login(
         return Err(expired());
     }
     let attempt = throttle::begin(conn, &settings.throttle.second_factor(&user.email, source_ip))?;
-    if !check_second_factor(conn, &user, code)? {
+    if !check_second_factor(conn, &user, code, &settings.master_keys)? {
         attempt.failed();
         return Err(Error::new(ErrorCode::InvalidTotp, "wrong, expired or already used code"));
     }
@@ -1111,7 +1144,11 @@ pub fn revoke_token(conn: &mut DbConnection, actor: &Actor, token_id: i64) -> Re
     Ok(())
 }
 
-pub fn enroll_two_factor(conn: &mut DbConnection, actor: &Actor) -> Result<TwoFactorEnrollment, Error> {
+pub fn enroll_two_factor(
+    conn: &mut DbConnection,
+    actor: &Actor,
+    settings: &AccountSettings,
+) -> Result<TwoFactorEnrollment, Error> {
     actor.require_session()?;
     let user = rows::find_user(conn, actor.user_id)?.ok_or_else(|| Error::not_found("user"))?;
     if user.totp_enabled {
@@ -1121,7 +1158,7 @@ pub fn enroll_two_factor(conn: &mut DbConnection, actor: &Actor) -> Result<TwoFa
     let encoded = totp::base32_encode(&secret);
     diesel::update(users::table.find(user.id))
         .set((
-            users::totp_secret.eq(&encoded),
+            users::totp_secret.eq(settings.master_keys.seal_text(TOTP_SEALED_PURPOSE, &encoded)),
             users::totp_last_step.eq(None::<i64>),
             users::updated_at.eq(now()),
         ))
@@ -1134,16 +1171,17 @@ pub fn enroll_two_factor(conn: &mut DbConnection, actor: &Actor) -> Result<TwoFa
 pub fn pending_two_factor(
     conn: &mut DbConnection,
     actor: &Actor,
+    settings: &AccountSettings,
 ) -> Result<Option<TwoFactorEnrollment>, Error> {
     let user = rows::find_user(conn, actor.user_id)?.ok_or_else(|| Error::not_found("user"))?;
     if user.totp_enabled {
         return Ok(None);
     }
-    Ok(user.totp_secret.as_deref().and_then(|encoded| {
-        let secret = totp::base32_decode(encoded)?;
+    Ok(totp_secret(&user, &settings.master_keys)?.and_then(|encoded| {
+        let secret = totp::base32_decode(&encoded)?;
         Some(TwoFactorEnrollment {
             otpauth_url: totp::otpauth_url("TMS", &user.email, &secret),
-            secret: encoded.to_owned(),
+            secret: encoded,
         })
     }))
 }
@@ -1152,6 +1190,7 @@ pub fn confirm_two_factor(
     conn: &mut DbConnection,
     actor: &Actor,
     code: &str,
+    settings: &AccountSettings,
 ) -> Result<RecoveryCodes, Error> {
     actor.require_session()?;
     crate::db::write_tx(conn, |conn| {
@@ -1165,7 +1204,7 @@ pub fn confirm_two_factor(
         if user.totp_secret.is_none() {
             return Err(Error::new(ErrorCode::TwoFactorNotEnabled, "start with enrolment"));
         }
-        if code.contains('-') || !check_second_factor(conn, &user, code)? {
+        if code.contains('-') || !check_second_factor(conn, &user, code, &settings.master_keys)? {
             return Err(Error::new(ErrorCode::InvalidTotp, "wrong or expired code"));
         }
         diesel::update(users::table.find(user.id))
@@ -1192,7 +1231,7 @@ pub fn confirm_two_factor(
             diesel::insert_into(recovery_codes::table)
                 .values((
                     recovery_codes::user_id.eq(user.id),
-                    recovery_codes::code_hash.eq(tokens::hash(code)),
+                    recovery_codes::code_hash.eq(password::hash(code)),
                 ))
                 .execute(conn)?;
         }
@@ -1223,7 +1262,7 @@ pub fn disable_two_factor(
         attempt.failed();
         return Err(invalid_credentials());
     }
-    if !check_second_factor(conn, &user, code)? {
+    if !check_second_factor(conn, &user, code, &settings.master_keys)? {
         attempt.failed();
         return Err(Error::new(ErrorCode::InvalidTotp, "wrong, expired or already used code"));
     }

@@ -140,6 +140,7 @@ pub struct ContactService {
     /// In-sync answers by target digest: (issue time, the signed answer as JSON).
     shared: Mutex<HashMap<String, (i64, Arc<str>)>>,
     key: RwLock<Arc<PrivateKey>>,
+    master_keys: Arc<crate::secrets::MasterKeys>,
     pending: Mutex<Pending>,
     sets: SetCache,
     /// One sync at a time: two could otherwise publish snapshots out of order.
@@ -168,11 +169,16 @@ fn token_key(token: &str) -> Digest128 {
 
 impl ContactService {
     /// Reads the deployments, the signing key and the change log's position.
-    pub fn open(db: Db, blobs: BlobStore, settings: ContactSettings) -> Result<ContactService, DbError> {
+    pub fn open(
+        db: Db,
+        blobs: BlobStore,
+        master_keys: Arc<crate::secrets::MasterKeys>,
+        settings: ContactSettings,
+    ) -> Result<ContactService, DbError> {
         let mut conn = db.get()?;
         let last = changes::current(&mut conn)?;
         let snapshot = deployments::load_snapshot(&mut conn)?;
-        let key = crate::server_keys::current_signing_key(&mut conn)?;
+        let key = crate::server_keys::current_signing_key(&mut conn, &master_keys)?;
         drop(conn);
         let turn = WriteTurn::default();
         Ok(ContactService {
@@ -184,6 +190,7 @@ impl ContactService {
             entries: RwLock::new(HashMap::new()),
             shared: Mutex::new(HashMap::new()),
             key: RwLock::new(Arc::new(key)),
+            master_keys,
             pending: Mutex::new(Pending::default()),
             sets: SetCache::default(),
             sync_lock: tokio::sync::Mutex::new(()),
@@ -255,6 +262,7 @@ impl ContactService {
         let _one_at_a_time = self.sync_lock.lock().await;
         let after = self.seen.read().expect("not poisoned").last;
         let prune = unix_now() - self.last_prune.load(Ordering::Relaxed) > 600;
+        let master_keys = self.master_keys.clone();
         let (found, snapshot, key) = self
             .db
             .run(move |conn| {
@@ -276,7 +284,7 @@ impl ContactService {
                     None
                 };
                 let key = if found.iter().any(|(_, s)| *s == Scope::Keys) {
-                    Some(crate::server_keys::current_signing_key(conn)?)
+                    Some(crate::server_keys::current_signing_key(conn, &master_keys)?)
                 } else {
                     None
                 };

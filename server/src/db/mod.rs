@@ -66,6 +66,10 @@ pub enum DbError {
     Corrupt(String),
     #[error("signing: {0}")]
     Signing(#[from] tms_signing::SigningError),
+    /// A sealed secret that does not open (a missing master key, or data
+    /// altered outside the server).
+    #[error(transparent)]
+    Secret(#[from] crate::secrets::SecretError),
     #[error("writing {what}: {source}")]
     Write { what: String, source: std::io::Error },
     /// A transaction that carried several callers' writes failed: each

@@ -315,6 +315,7 @@ diesel::table! {
         created_by -> BigInt,
         created_by_email -> Text,
         reason -> Text,
+        sealed_with -> Nullable<Text>,
     }
 }
 

@@ -197,7 +197,8 @@ pub async fn enroll_two_factor(
     state: web::Data<AppState>,
     actor: Actor,
 ) -> Result<web::Json<TwoFactorEnrollment>, Error> {
-    Ok(web::Json(state.db.run(move |conn| users::enroll_two_factor(conn, &actor)).await?))
+    let settings = state.accounts.clone();
+    Ok(web::Json(state.db.run(move |conn| users::enroll_two_factor(conn, &actor, &settings)).await?))
 }
 
 /// Turn two-step verification on with a first code; returns single-use recovery codes.
@@ -209,7 +210,10 @@ pub async fn confirm_two_factor(
     actor: Actor,
     body: web::Json<TwoFactorCode>,
 ) -> Result<web::Json<RecoveryCodes>, Error> {
-    Ok(web::Json(state.db.run(move |conn| users::confirm_two_factor(conn, &actor, &body.code)).await?))
+    let settings = state.accounts.clone();
+    Ok(web::Json(
+        state.db.run(move |conn| users::confirm_two_factor(conn, &actor, &body.code, &settings)).await?,
+    ))
 }
 
 /// Turn two-step verification off (password and a current code).

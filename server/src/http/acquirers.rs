@@ -38,7 +38,8 @@ pub async fn add_parameters(
     body: web::Json<CreateAcquirerParametersRequest>,
 ) -> Result<HttpResponse, Error> {
     let id = id.into_inner();
-    let view = state.db.run(move |conn| acquirers::add_parameters(conn, &actor, &id, &body)).await?;
+    let keys = state.master_keys.clone();
+    let view = state.db.run(move |conn| acquirers::add_parameters(conn, &actor, &id, &body, &keys)).await?;
     state.contact.caught_up().await;
     Ok(HttpResponse::Created().json(view))
 }
@@ -99,7 +100,8 @@ pub async fn session(
     acquirer_id: web::Path<String>,
 ) -> Result<web::Json<AcquirerSessionResult>, Error> {
     let acquirer_id = acquirer_id.into_inner();
-    Ok(web::Json(state.db.run(move |conn| acquirers::run_session(conn, &device, &acquirer_id)).await?))
+    let keys = state.master_keys.clone();
+    Ok(web::Json(state.db.run(move |conn| acquirers::run_session(conn, &device, &acquirer_id, &keys)).await?))
 }
 
 pub fn routes(cfg: &mut web::ServiceConfig) {

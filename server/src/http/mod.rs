@@ -66,6 +66,8 @@ pub struct AppState {
     /// The clock the server reads (the one `time::now` reads).
     pub clock: crate::time::Clock,
     pub trusted_proxies: crate::net::TrustedProxies,
+    /// Seals secrets at rest.
+    pub master_keys: Arc<crate::secrets::MasterKeys>,
 }
 
 /// Bodies of the requests made before anyone is authenticated (logins,

@@ -119,8 +119,12 @@ pub async fn start_two_factor(
 ) -> Result<HttpResponse, WebError> {
     session.check_form(&form.csrf)?;
     let actor = session.actor.clone();
-    let enrollment =
-        state.db.run(move |conn| users::enroll_two_factor(conn, &actor)).await.or_page(session.lang)?;
+    let settings = state.accounts.clone();
+    let enrollment = state
+        .db
+        .run(move |conn| users::enroll_two_factor(conn, &actor, &settings))
+        .await
+        .or_page(session.lang)?;
     let page = SetupPage {
         ctx: session.ctx("profile"),
         qr_svg: qr_svg(&enrollment.otpauth_url).or_page(session.lang)?,
@@ -152,7 +156,8 @@ pub async fn confirm_two_factor(
     let lang = session.lang;
     let actor = session.actor.clone();
     let code = form.code.clone();
-    match state.db.run(move |conn| users::confirm_two_factor(conn, &actor, &code)).await {
+    let settings = state.accounts.clone();
+    match state.db.run(move |conn| users::confirm_two_factor(conn, &actor, &code, &settings)).await {
         // Shown once, on this answer only (never stored in the clear).
         Ok(recovery) => {
             Ok(html(StatusCode::OK, &RecoveryPage { ctx: session.ctx("profile"), codes: recovery.codes }))
@@ -160,11 +165,12 @@ pub async fn confirm_two_factor(
         Err(e) if e.code() == ErrorCode::InvalidTotp || e.code() == ErrorCode::Unauthorized => {
             // The same secret stays pending: show it again with the refusal.
             let actor = session.actor.clone();
+            let settings = state.accounts.clone();
             let enrollment = state
                 .db
-                .run(move |conn| match users::pending_two_factor(conn, &actor)? {
+                .run(move |conn| match users::pending_two_factor(conn, &actor, &settings)? {
                     Some(pending) => Ok(pending),
-                    None => users::enroll_two_factor(conn, &actor),
+                    None => users::enroll_two_factor(conn, &actor, &settings),
                 })
                 .await
                 .or_page(lang)?;

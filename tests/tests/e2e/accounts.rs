@@ -316,7 +316,8 @@ backend_test!(two_step_verification_guards_the_api_but_not_terminal_activation, 
     let defaults = tms_server::config::Config::resolve(Default::default(), None, |_| {
         tms_server::config::Source::Default
     });
-    let settings = tms_server::accounts::users::AccountSettings::from_config(&defaults);
+    let settings =
+        tms_server::accounts::users::AccountSettings::from_config(&defaults, server.master_keys().into());
     let mut conn = pool.get().unwrap();
     let user = tms_server::accounts::users::check_terminal_activation_credentials(
         &mut conn,

@@ -55,7 +55,14 @@ async fn two_processes(
 ) -> Option<(tms_e2e::MotoServer, TestServer, TestServer, String, Vec<PublicKey>)> {
     let s3 = tms_e2e::MotoServer::start().await?;
     let a = ServerBuilder::new().database(db).s3(&s3).env("TMS_CONTACT_SYNC_MS", sync_ms).start().await;
-    let b = ServerBuilder::new().database(db).s3(&s3).env("TMS_CONTACT_SYNC_MS", sync_ms).start().await;
+    // Processes sharing a database share its master key file.
+    let b = ServerBuilder::new()
+        .database(db)
+        .s3(&s3)
+        .env("TMS_CONTACT_SYNC_MS", sync_ms)
+        .env("TMS_MASTER_KEY_FILE", &a.master_key_file().display().to_string())
+        .start()
+        .await;
     a.create_operator(OPERATOR, "operator_admin", OPERATOR_PASSWORD);
     let op = a.login(OPERATOR, OPERATOR_PASSWORD).await;
     let trusted = answer_keys(&a).await;
@@ -130,7 +137,8 @@ backend_test!(answer_keys_are_published_and_rotate, |db| {
 
     // An answer signed with the current key verifies against the published keys.
     let pool = db.pool();
-    let key = tms_server::server_keys::current_signing_key(&mut pool.get().unwrap()).unwrap();
+    let master_keys = server.master_keys();
+    let key = tms_server::server_keys::current_signing_key(&mut pool.get().unwrap(), &master_keys).unwrap();
     assert_eq!(key.public_key().key_id(), first);
     let answer = sign_answer(json!({"apps": []}), 1_000, 600, &key).unwrap();
     let trusted: Vec<PublicKey> = published["keys"]

@@ -10,6 +10,7 @@ mod operations;
 mod parameters;
 mod portal;
 mod releases;
+mod secrets;
 mod storage;
 mod store;
 mod walkthrough;

@@ -437,6 +437,8 @@ backend_test!(a_backup_taken_under_load_restores_every_committed_row_and_blob, |
     assert!(blobs.len() >= 3, "{:?}", blobs.keys());
     assert_eq!(blobs, files_under(&data_dir.join("blobs/blobs")));
 
+    // The master key is no part of a backup: it is put back beside it.
+    std::fs::copy(server.master_key_file(), data_dir.join("master.key")).unwrap();
     let restored_server = ServerBuilder::new()
         .database(&restored_db)
         .env("TMS_DATA_DIR", &data_dir.display().to_string())
@@ -494,6 +496,7 @@ backend_test!(a_backup_of_blobs_on_s3_restores_into_another_bucket, |db| {
     on_other(&mut restore);
     let restore = restore.arg("restore").arg("--from").arg(&out).output().unwrap();
     assert!(restore.status.success(), "{}", String::from_utf8_lossy(&restore.stderr));
+    std::fs::copy(server.master_key_file(), data_dir.join("master.key")).unwrap();
     let restored = ServerBuilder::new()
         .database(&restored_db)
         .s3(&other)

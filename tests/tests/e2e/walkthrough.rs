@@ -90,19 +90,8 @@ backend_test!(the_terminal_walkthrough_runs_as_written, |db| {
     )
     .await;
     assert_eq!(status, 201, "{body}");
-    post(&server, &op, "/api/v1/acquirers", json!({"id": "ccv", "name": "CCV"})).await;
-    let (status, body) = post(&server, &op, &format!("/api/v1/merchants/{merchant_id}/acquirer-contracts"),
-        json!({"acquirer_id": "ccv", "location_id": location, "acquirer_merchant_id": "M-100", "acquirer_terminal_id": "T-7"})).await;
-    assert_eq!(status, 201, "{body}");
-    let valid_until = (chrono::Utc::now() + chrono::Duration::days(30)).to_rfc3339();
-    let (status, body) = post(
-        &server,
-        &op,
-        "/api/v1/acquirers/ccv/parameter-sets",
-        json!({"document": {"emv": {"aid": ["A0000000041010"]}}, "valid_until": valid_until}),
-    )
-    .await;
-    assert_eq!(status, 201, "{body}");
+    ccv_acquirer(&server, &op, merchant_id, Some(location), json!({"emv": {"aid": ["A0000000041010"]}}))
+        .await;
 
     let (commands, answers) = blocks(PAGE);
     assert!(

@@ -1,0 +1,1 @@
+ALTER TABLE parameter_set_versions DROP COLUMN sealed_with;
