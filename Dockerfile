@@ -43,7 +43,8 @@ VOLUME ["/data"]
 EXPOSE 8080
 # The port of TMS_LISTEN, whatever it is set to when the container runs.
 HEALTHCHECK --interval=30s --timeout=3s --start-period=20s --retries=3 \
-  CMD curl -fsS "http://127.0.0.1:${TMS_LISTEN##*:}/healthz" >/dev/null || exit 1
+  CMD if [ -n "$TMS_TLS_CERT" ]; then scheme=https; else scheme=http; fi; \
+      curl -fsSk "$scheme://127.0.0.1:${TMS_LISTEN##*:}/healthz" >/dev/null || exit 1
 # SIGTERM (docker stop) drains in-flight requests, then the server exits 0.
 STOPSIGNAL SIGTERM
 ENTRYPOINT ["tms-server"]

@@ -203,6 +203,12 @@ settings! {
     login_max_code_failures_per_account: u32 => u32 = 5, env "TMS_LOGIN_MAX_CODE_FAILURES_PER_ACCOUNT", secret false;
     /// Seconds over which failed logins are counted [default: 3600]
     login_failure_window_secs: u64 => u64 = 3600, env "TMS_LOGIN_FAILURE_WINDOW_SECS", secret false;
+    /// PEM file of the TLS certificate chain: with tls_key, the server speaks HTTPS itself (and sends HSTS); without, plain HTTP, for loopback or behind a TLS-terminating proxy
+    tls_cert: PathBuf => Option<PathBuf> = None, env "TMS_TLS_CERT", secret false;
+    /// PEM file of the TLS certificate's private key
+    tls_key: PathBuf => Option<PathBuf> = None, env "TMS_TLS_KEY", secret false;
+    /// Seconds between looks at the TLS files: a renewed certificate is served from then on, without a restart [default: 10]
+    tls_reload_secs: u64 => u64 = 10, env "TMS_TLS_RELOAD_SECS", secret false;
     /// File holding the master keys that seal secrets at rest (two-step secrets, answer-signing keys, secret parameters, acquirer documents); created with mode 0600 on first start; back it up apart from the database [default: DATA_DIR/master.key]
     master_key_file: PathBuf => Option<PathBuf> = None, env "TMS_MASTER_KEY_FILE", secret false;
     /// Addresses or CIDR ranges of reverse proxies, comma-separated (e.g. 10.0.0.0/8,::1): a request from one of them is attributed to the client its X-Forwarded-For header names, for throttling and the audit log; without it the connection's peer is the client
@@ -277,6 +283,18 @@ impl Config {
         tracing_subscriber::EnvFilter::try_new(&self.log_level)
             .map_err(|e| ConfigError::Invalid { setting: "log_level", message: e.to_string() })?;
         self.trusted_proxies()?;
+        if self.tls_cert.is_some() != self.tls_key.is_some() {
+            return Err(ConfigError::Invalid {
+                setting: "tls_cert",
+                message: "give both tls_cert and tls_key (TMS_TLS_CERT, TMS_TLS_KEY), or neither".into(),
+            });
+        }
+        if self.tls_reload_secs == 0 {
+            return Err(ConfigError::Invalid {
+                setting: "tls_reload_secs",
+                message: "must be at least 1".into(),
+            });
+        }
         Ok(())
     }
 
@@ -295,6 +313,7 @@ impl Config {
     pub fn public_url(&self) -> String {
         match &self.public_url {
             Some(url) => url.trim_end_matches('/').to_owned(),
+            None if self.tls_cert.is_some() => format!("https://{}", self.listen),
             None => format!("http://{}", self.listen),
         }
     }

@@ -475,6 +475,20 @@ fn serve(config: Config) -> anyhow::Result<()> {
              TMS_PUBLIC_URL (or --public-url) to the address people reach the server at"
         );
     }
+    let tls = match (&config.tls_cert, &config.tls_key) {
+        (Some(cert), Some(key)) => Some(Arc::new(
+            tms_server::http::tls::ReloadingCert::load(cert, key)
+                .context("loading the TLS certificate (tls_cert, tls_key)")?,
+        )),
+        _ => None,
+    };
+    if tls.is_none() && !config.listen.ip().is_loopback() && config.trusted_proxies.is_none() {
+        tracing::warn!(
+            listen = %config.listen,
+            "serving plain HTTP on an address others can reach: give the server a certificate (TMS_TLS_CERT, \
+             TMS_TLS_KEY), or put a TLS-terminating proxy in front of it (and name it in TMS_TRUSTED_PROXIES)"
+        );
+    }
     // The port first: a taken one is reported before anything is migrated.
     let listener = std::net::TcpListener::bind(config.listen).with_context(|| {
         format!("cannot listen on {} (the listen setting: --listen or TMS_LISTEN)", config.listen)
@@ -536,6 +550,7 @@ fn serve(config: Config) -> anyhow::Result<()> {
         let state = AppState {
             trusted_proxies,
             master_keys,
+            tls,
             config: Arc::new(config),
             db,
             blobs,

@@ -13,6 +13,7 @@ pub mod parameters;
 pub mod releases;
 pub mod store;
 pub mod terminal;
+pub mod tls;
 
 use std::sync::Arc;
 
@@ -68,6 +69,8 @@ pub struct AppState {
     pub trusted_proxies: crate::net::TrustedProxies,
     /// Seals secrets at rest.
     pub master_keys: Arc<crate::secrets::MasterKeys>,
+    /// The certificate, when the server speaks HTTPS itself.
+    pub tls: Option<Arc<tls::ReloadingCert>>,
 }
 
 /// Bodies of the requests made before anyone is authenticated (logins,
@@ -128,6 +131,43 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         }));
 }
 
+/// Looks at the certificate files every `every_secs` and serves a renewed
+/// certificate from the next handshake on; a reload is audited.
+fn spawn_tls_reload(state: web::Data<AppState>, cert: Arc<tls::ReloadingCert>, every_secs: u64) {
+    actix_web::rt::spawn(async move {
+        loop {
+            tokio::time::sleep(std::time::Duration::from_secs(every_secs)).await;
+            match cert.reload_if_changed() {
+                Ok(false) => {}
+                Ok(true) => {
+                    tracing::info!(cert = %cert.cert_path().display(), "TLS certificate reloaded");
+                    let detail = serde_json::json!({"cert": cert.cert_path().display().to_string()});
+                    let recorded = state
+                        .db
+                        .run(move |conn| {
+                            crate::db::audit::record(
+                                conn,
+                                &crate::db::audit::NewAuditEvent::now(
+                                    "tms-server",
+                                    "tls.reload",
+                                    "tls",
+                                    &detail,
+                                ),
+                            )
+                        })
+                        .await;
+                    if let Err(e) = recorded {
+                        tracing::error!(error = %e, "recording the TLS reload");
+                    }
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "TLS files changed but do not load: the certificate in use stays")
+                }
+            }
+        }
+    });
+}
+
 /// Serves on `listener` (bound before anything else started, so a taken
 /// port is the first thing reported) until SIGTERM, then drains in-flight
 /// requests for up to `shutdown_timeout_secs`.
@@ -156,7 +196,14 @@ pub async fn serve(state: AppState, listener: std::net::TcpListener) -> std::io:
     if let Some(workers) = config.workers {
         server = server.workers(workers);
     }
-    let server = server.listen(listener)?;
+    let server = match &state.tls {
+        Some(cert) => {
+            let tls_config = cert.server_config().map_err(std::io::Error::other)?;
+            spawn_tls_reload(state.clone(), cert.clone(), config.tls_reload_secs);
+            server.listen_rustls_0_23(listener, tls_config)?
+        }
+        None => server.listen(listener)?,
+    };
     let listen: Vec<String> = server.addrs().iter().map(ToString::to_string).collect();
     tracing::info!(
         listen = %listen.join(","),

@@ -122,6 +122,10 @@ pub async fn observe(
     if let Ok(value) = HeaderValue::from_str(&id) {
         res.headers_mut().insert(REQUEST_ID_HEADER, value);
     }
+    if state.as_ref().is_some_and(|s| s.tls.is_some()) {
+        res.headers_mut()
+            .insert(header::STRICT_TRANSPORT_SECURITY, HeaderValue::from_static(super::tls::HSTS));
+    }
 
     let elapsed = started.elapsed();
     // Pages say how long the server took to make them (read by tms-bench

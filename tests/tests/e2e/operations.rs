@@ -514,3 +514,112 @@ backend_test!(a_backup_of_blobs_on_s3_restores_into_another_bucket, |db| {
     assert_eq!(res.status(), 200);
     assert_eq!(res.bytes().await.unwrap().as_ref(), copied.as_slice(), "the artifact, byte for byte");
 });
+
+/// A certificate authority for tests, and a certificate it signs for this
+/// machine's loopback: (CA certificate PEM, certificate PEM, key PEM).
+fn certificate_for_loopback(ca_name: &str) -> (String, String, String) {
+    let ca_key = rcgen::KeyPair::generate().unwrap();
+    let mut ca = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    ca.distinguished_name.push(rcgen::DnType::CommonName, ca_name);
+    let ca_cert = ca.self_signed(&ca_key).unwrap();
+    let issuer = rcgen::Issuer::new(ca, ca_key);
+    let key = rcgen::KeyPair::generate().unwrap();
+    let cert = rcgen::CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned()])
+        .unwrap()
+        .signed_by(&key, &issuer)
+        .unwrap();
+    (ca_cert.pem(), cert.pem(), key.serialize_pem())
+}
+
+/// `curl --cacert` against the server's TLS listener: the status, or
+/// `None` when the handshake or the certificate check failed.
+fn curl_https(ca: &std::path::Path, url: &str) -> (Option<u16>, String) {
+    let out = std::process::Command::new("curl")
+        .args(["--silent", "--show-error", "--include", "--max-time", "10", "--cacert"])
+        .arg(ca)
+        .arg(url)
+        .output()
+        .expect("curl");
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    let status = text.split_whitespace().nth(1).and_then(|s| s.parse().ok()).filter(|_| out.status.success());
+    (status, format!("{text}{}", String::from_utf8_lossy(&out.stderr)))
+}
+
+#[tokio::test]
+async fn the_server_speaks_tls_itself_and_serves_a_renewed_certificate_without_restart() {
+    use tms_e2e::fixtures::*;
+    if tms_e2e::require_programs("the TLS test", &["curl"]).is_none() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (cert_path, key_path) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    let (ca_path, renewed_ca_path) = (dir.path().join("ca.pem"), dir.path().join("renewed-ca.pem"));
+    let (ca, cert, key) = certificate_for_loopback("TMS test CA");
+    std::fs::write(&ca_path, ca).unwrap();
+    std::fs::write(&cert_path, cert).unwrap();
+    std::fs::write(&key_path, key).unwrap();
+    let db = tms_e2e::TestDatabase::sqlite();
+    let server = ServerBuilder::new()
+        .database(&db)
+        .env("TMS_TLS_CERT", &cert_path.display().to_string())
+        .env("TMS_TLS_KEY", &key_path.display().to_string())
+        .env("TMS_TLS_RELOAD_SECS", "1")
+        .start()
+        .await;
+    let https = server.base_url.replace("http://", "https://");
+
+    let (status, answer) = curl_https(&ca_path, &format!("{https}/healthz"));
+    assert_eq!(status, Some(200), "{answer}");
+    assert!(answer.to_lowercase().contains("strict-transport-security: max-age=31536000"), "HSTS: {answer}");
+    let plain = reqwest::get(format!("{}/healthz", server.base_url)).await;
+    assert!(plain.is_err() || !plain.unwrap().status().is_success(), "no plain HTTP on the TLS port");
+
+    // A renewal (from another authority, so the test can tell which one is
+    // served) replaces the files as a certificate manager would.
+    let (renewed_ca, renewed_cert, renewed_key) = certificate_for_loopback("TMS renewed CA");
+    std::fs::write(&renewed_ca_path, renewed_ca).unwrap();
+    std::fs::write(dir.path().join("key.new"), renewed_key).unwrap();
+    std::fs::write(dir.path().join("cert.new"), renewed_cert).unwrap();
+    std::fs::rename(dir.path().join("key.new"), &key_path).unwrap();
+    std::fs::rename(dir.path().join("cert.new"), &cert_path).unwrap();
+    let mut served = None;
+    for _ in 0..80 {
+        if let (Some(200), _) = curl_https(&renewed_ca_path, &format!("{https}/healthz")) {
+            served = Some(());
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+    }
+    assert!(served.is_some(), "the renewed certificate was not served: {}", server.logs().join("\n"));
+    assert_eq!(curl_https(&ca_path, &format!("{https}/healthz")).0, None, "the old one is gone");
+
+    // The reload is in the audit log; the server never restarted.
+    server.create_operator(OPERATOR, "operator_admin", OPERATOR_PASSWORD);
+    let client = reqwest::Client::builder()
+        .add_root_certificate(
+            reqwest::Certificate::from_pem(&std::fs::read(&renewed_ca_path).unwrap()).unwrap(),
+        )
+        .build()
+        .unwrap();
+    let login: serde_json::Value = client
+        .post(format!("{https}/api/v1/auth/login"))
+        .json(&serde_json::json!({"email": OPERATOR, "password": OPERATOR_PASSWORD}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let events: serde_json::Value = client
+        .get(format!("{https}/api/v1/audit?action=tls.reload"))
+        .bearer_auth(login["token"].as_str().unwrap())
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(events[0]["action"], "tls.reload", "{events}");
+    assert_eq!(server.logs().iter().filter(|l| l.contains("tms-server listening")).count(), 1);
+}
