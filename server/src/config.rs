@@ -203,6 +203,12 @@ settings! {
     login_max_code_failures_per_account: u32 => u32 = 5, env "TMS_LOGIN_MAX_CODE_FAILURES_PER_ACCOUNT", secret false;
     /// Seconds over which failed logins are counted [default: 3600]
     login_failure_window_secs: u64 => u64 = 3600, env "TMS_LOGIN_FAILURE_WINDOW_SECS", secret false;
+    /// Seconds a request body may pause before the request is refused with 408 (a client holding a connection by sending slowly) [default: 20]
+    body_idle_secs: u64 => u64 = 20, env "TMS_BODY_IDLE_SECS", secret false;
+    /// Bytes a second a request body must keep up on average after its first 10 seconds; far below any real link, so artifact uploads that stream for minutes pass [default: 1024]
+    body_min_bytes_per_sec: u64 => u64 = 1024, env "TMS_BODY_MIN_BYTES_PER_SEC", secret false;
+    /// Connections one client address may hold open to the terminal API (a shop's terminals share one address behind its router); requests on connections past it get 429 and the connection closes; trusted proxies are not limited [default: 256]
+    max_connections_per_address: usize => usize = 256, env "TMS_MAX_CONNECTIONS_PER_ADDRESS", secret false;
     /// PEM file of the TLS certificate chain: with tls_key, the server speaks HTTPS itself (and sends HSTS); without, plain HTTP, for loopback or behind a TLS-terminating proxy
     tls_cert: PathBuf => Option<PathBuf> = None, env "TMS_TLS_CERT", secret false;
     /// PEM file of the TLS certificate's private key
@@ -287,6 +293,12 @@ impl Config {
             return Err(ConfigError::Invalid {
                 setting: "tls_cert",
                 message: "give both tls_cert and tls_key (TMS_TLS_CERT, TMS_TLS_KEY), or neither".into(),
+            });
+        }
+        if self.body_idle_secs == 0 {
+            return Err(ConfigError::Invalid {
+                setting: "body_idle_secs",
+                message: "must be at least 1".into(),
             });
         }
         if self.tls_reload_secs == 0 {

@@ -67,7 +67,8 @@ impl TrustedProxies {
         Ok(TrustedProxies { ranges })
     }
 
-    fn trusts(&self, addr: IpAddr) -> bool {
+    /// Whether `addr` is one of the trusted proxies.
+    pub fn is_proxy(&self, addr: IpAddr) -> bool {
         self.ranges.iter().any(|range| range.contains(addr))
     }
 
@@ -77,14 +78,14 @@ impl TrustedProxies {
     /// not one of ours (addresses further left were written by the client
     /// and prove nothing).
     pub fn client(&self, peer: IpAddr, forwarded_for: &[&str]) -> IpAddr {
-        if !self.trusts(peer) {
+        if !self.is_proxy(peer) {
             return peer;
         }
         let mut client = peer;
         for hop in forwarded_for.iter().rev().flat_map(|value| value.rsplit(',')) {
             let Ok(addr) = hop.trim().parse::<IpAddr>() else { return client };
             client = addr;
-            if !self.trusts(addr) {
+            if !self.is_proxy(addr) {
                 break;
             }
         }

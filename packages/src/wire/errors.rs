@@ -114,6 +114,10 @@ error_codes! {
     RangeNotSatisfiable = "range_not_satisfiable", 416;
     UnsupportedMediaType = "unsupported_media_type", 415;
     TooManyAttempts = "too_many_attempts", 429;
+    /// This address holds too many connections to the terminal API.
+    TooManyConnections = "too_many_connections", 429;
+    /// The request's body came too slowly, or stopped.
+    RequestTimeout = "request_timeout", 408;
     NotReady = "not_ready", 503;
     Internal = "internal", 500;
 }

@@ -8,6 +8,7 @@ pub mod contact;
 pub mod devices;
 pub mod error;
 pub mod health;
+pub mod limits;
 pub mod observe;
 pub mod parameters;
 pub mod releases;
@@ -86,6 +87,9 @@ pub fn json_config(limit: usize) -> web::JsonConfig {
             actix_web::error::JsonPayloadError::ContentType => ErrorCode::UnsupportedMediaType,
             actix_web::error::JsonPayloadError::Overflow { .. }
             | actix_web::error::JsonPayloadError::OverflowKnownLength { .. } => ErrorCode::PayloadTooLarge,
+            actix_web::error::JsonPayloadError::Payload(e) if limits::is_too_slow(e) => {
+                ErrorCode::RequestTimeout
+            }
             _ => ErrorCode::InvalidJson,
         };
         Error::new(code, err.to_string()).into()
@@ -180,6 +184,7 @@ pub async fn serve(state: AppState, listener: std::net::TcpListener) -> std::io:
         move || {
             App::new()
                 .app_data(state.clone())
+                .wrap(actix_web::middleware::from_fn(limits::limit))
                 .wrap(actix_web::middleware::from_fn(observe::observe))
                 .configure(|cfg| {
                     // Only a test's server has this route at all.
@@ -192,7 +197,15 @@ pub async fn serve(state: AppState, listener: std::net::TcpListener) -> std::io:
                 })
         }
     })
-    .shutdown_timeout(config.shutdown_timeout_secs);
+    .shutdown_timeout(config.shutdown_timeout_secs)
+    .on_connect({
+        let connections = Arc::new(limits::ConnectionCounter::default());
+        move |io, extensions| {
+            if let Some(address) = limits::peer_of(io) {
+                extensions.insert(connections.open(address));
+            }
+        }
+    });
     if let Some(workers) = config.workers {
         server = server.workers(workers);
     }

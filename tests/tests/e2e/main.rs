@@ -1,6 +1,7 @@
 //! End-to-end tests: one binary, one module per area.
 
 mod accounts;
+mod attacks;
 mod cli;
 mod config;
 mod contact;
