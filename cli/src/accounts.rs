@@ -774,12 +774,68 @@ pub enum OperatorCommand {
         #[arg(long)]
         role: String,
     },
+    /// List the operators, with their roles and whether they are active
+    List,
+    /// Change an operator's role (the last active operator admin stays one)
+    SetRole {
+        id: i64,
+        /// operator_admin, release_engineer or support
+        role: String,
+    },
+    /// Disable an operator: no login from now on, and every session and API token ends
+    Disable { id: i64 },
+    /// Enable a disabled operator again
+    Enable { id: i64 },
 }
 
 pub async fn operator(client: &Client, command: OperatorCommand, out: Output) -> anyhow::Result<()> {
-    let OperatorCommand::Invite { email, role } = command;
-    let u: UserView =
-        client.call(Method::POST, "/api/v1/operators", Some(&json!({"email": email, "role": role}))).await?;
-    out.show(&u, |u| println!("invited {} as operator {}; an activation e-mail was sent", u.email, u.id));
+    let change = |id: i64, body: serde_json::Value| async move {
+        client.call::<UserView>(Method::PATCH, &format!("/api/v1/operators/{id}"), Some(&body)).await
+    };
+    let show_status = |u: &UserView| {
+        println!(
+            "operator {} ({}): {}, {}",
+            u.id,
+            u.email,
+            u.operator_role.as_deref().unwrap_or("-"),
+            u.status
+        )
+    };
+    match command {
+        OperatorCommand::Invite { email, role } => {
+            let u: UserView = client
+                .call(Method::POST, "/api/v1/operators", Some(&json!({"email": email, "role": role})))
+                .await?;
+            out.show(&u, |u| {
+                println!("invited {} as operator {}; an activation e-mail was sent", u.email, u.id)
+            });
+        }
+        OperatorCommand::List => {
+            let list: Vec<UserView> = client.get("/api/v1/operators").await?;
+            out.show(&list, |l| {
+                table(
+                    &["ID", "EMAIL", "ROLE", "STATUS", "2FA"],
+                    l.iter().map(|u| {
+                        vec![
+                            u.id.to_string(),
+                            u.email.clone(),
+                            u.operator_role.clone().unwrap_or_default(),
+                            u.status.clone(),
+                            if u.two_factor_enabled { "on".into() } else { "off".into() },
+                        ]
+                    }),
+                )
+            });
+        }
+        OperatorCommand::SetRole { id, role } => {
+            out.show(&change(id, json!({"role": role})).await?, show_status)
+        }
+        OperatorCommand::Disable { id } => {
+            out.show(&change(id, json!({"disabled": true})).await?, show_status)
+        }
+        OperatorCommand::Enable { id } => {
+            out.show(&change(id, json!({"disabled": false})).await?, show_status)
+        }
+    }
     Ok(())
 }

@@ -33,6 +33,8 @@ use crate::http::{accounts, acquirers, contact, devices, health, parameters, rel
         accounts::confirm_two_factor,
         accounts::disable_two_factor,
         accounts::invite_operator,
+        accounts::list_operators,
+        accounts::change_operator,
         accounts::create_order,
         accounts::list_merchants,
         accounts::show_merchant,

@@ -13,6 +13,8 @@ use crate::time::rfc3339;
 
 pub const USER_ACTIVE: &str = "active";
 pub const USER_INVITED: &str = "invited";
+/// An operator an operator admin switched off: no login, no session, no token.
+pub const USER_DISABLED: &str = "disabled";
 pub const KIND_OPERATOR: &str = "operator";
 pub const KIND_MERCHANT: &str = "merchant";
 pub const MERCHANT_PENDING: &str = "pending_activation";

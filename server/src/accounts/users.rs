@@ -16,7 +16,7 @@ use tms_packages::wire::accounts::{
 };
 
 use super::access::{Actor, MerchantAccess, Role};
-use super::rows::{self, KIND_MERCHANT, KIND_OPERATOR, USER_ACTIVE, USER_INVITED, UserRow};
+use super::rows::{self, KIND_MERCHANT, KIND_OPERATOR, USER_ACTIVE, USER_DISABLED, USER_INVITED, UserRow};
 use super::throttle::{self, Attempt, Limits, Policy, Rule};
 use super::{PendingMail, activation_mail};
 use crate::auth::{password, tokens, totp};
@@ -789,6 +789,102 @@ pub fn invite_operator(
         )?;
         invitation(conn, id, settings)
     })
+}
+
+/// The payment provider's staff, for operator admins.
+pub fn list_operators(conn: &mut DbConnection, actor: &Actor) -> Result<Vec<UserView>, Error> {
+    actor.require_operator(&[OperatorRole::OperatorAdmin])?;
+    let operators: Vec<UserRow> = users::table
+        .filter(users::kind.eq(KIND_OPERATOR))
+        .order(users::id)
+        .select(UserRow::as_select())
+        .load(conn)?;
+    Ok(operators.iter().map(|u| rows::user_view(conn, u)).collect::<Result<_, _>>()?)
+}
+
+/// What an operator admin changes about another operator (or themselves).
+#[derive(Debug, Clone, Default)]
+pub struct OperatorChange {
+    pub role: Option<OperatorRole>,
+    /// `true`: disable (every session and API token ends); `false`: enable
+    /// again.
+    pub disabled: Option<bool>,
+}
+
+/// Changes an operator's role, or disables or re-enables them; never
+/// leaves the TMS without an active operator admin. Audited.
+pub fn change_operator(
+    conn: &mut DbConnection,
+    actor: &Actor,
+    user_id: i64,
+    change: &OperatorChange,
+) -> Result<UserView, Error> {
+    actor.require_operator(&[OperatorRole::OperatorAdmin])?;
+    crate::db::write_tx(conn, |conn| {
+        let user = rows::find_user(conn, user_id)?
+            .filter(|u| u.kind == KIND_OPERATOR)
+            .ok_or_else(|| Error::not_found("operator"))?;
+        let admin = OperatorRole::OperatorAdmin.as_str();
+        let role = change.role.map(|r| r.as_str().to_owned()).or_else(|| user.operator_role.clone());
+        let status = match change.disabled {
+            Some(true) => USER_DISABLED,
+            Some(false) if user.status == USER_DISABLED => {
+                if user.password_hash.is_some() {
+                    USER_ACTIVE
+                } else {
+                    USER_INVITED
+                }
+            }
+            _ => user.status.as_str(),
+        };
+        let was_admin = user.operator_role.as_deref() == Some(admin) && user.status == USER_ACTIVE;
+        if was_admin && !(role.as_deref() == Some(admin) && status == USER_ACTIVE) {
+            keep_an_operator_admin(conn, user.id)?;
+        }
+        if role == user.operator_role && status == user.status {
+            return Ok(rows::user_view(conn, &user)?);
+        }
+        diesel::update(users::table.find(user.id))
+            .set((users::operator_role.eq(&role), users::status.eq(status), users::updated_at.eq(now())))
+            .execute(conn)?;
+        let subject = format!("user:{}", user.id);
+        if role != user.operator_role {
+            let detail = json!({"from": user.operator_role, "to": role});
+            audit::record(conn, &actor.audit("operator.role_change", &subject, None, &detail))?;
+        }
+        if status == USER_DISABLED && user.status != USER_DISABLED {
+            let sessions = end_other_sessions(conn, user.id, 0)?;
+            let api_tokens = revoke_api_tokens(conn, user.id)?;
+            let detail = json!({"sessions_ended": sessions, "api_tokens_revoked": api_tokens});
+            audit::record(conn, &actor.audit("operator.disable", &subject, None, &detail))?;
+        } else if user.status == USER_DISABLED && status != USER_DISABLED {
+            audit::record(conn, &actor.audit("operator.enable", &subject, None, &json!({"status": status})))?;
+        }
+        let user = rows::find_user(conn, user.id)?.ok_or_else(|| Error::not_found("operator"))?;
+        Ok(rows::user_view(conn, &user)?)
+    })
+}
+
+/// Refuses a change that would leave no active operator admin but `user_id`.
+fn keep_an_operator_admin(conn: &mut DbConnection, user_id: i64) -> Result<(), Error> {
+    let admins = users::table
+        .filter(users::kind.eq(KIND_OPERATOR))
+        .filter(users::operator_role.eq(OperatorRole::OperatorAdmin.as_str()))
+        .filter(users::status.eq(USER_ACTIVE))
+        .order(users::id)
+        .select(users::id);
+    // Two admins disabling each other at once must not both succeed: on
+    // PostgreSQL every admin's row is locked, in one order, so the second
+    // waits for the first and then counts one admin fewer (SQLite writes
+    // are serialised).
+    let admins: Vec<i64> = match conn {
+        DbConnection::Postgres(c) => admins.for_update().load(c)?,
+        _ => admins.load(conn)?,
+    };
+    if admins.iter().all(|id| *id == user_id) {
+        return Err(Error::new(ErrorCode::LastAdmin, "the TMS keeps at least one active operator admin"));
+    }
+    Ok(())
 }
 
 /// Nobody hands out more than they hold: a non-admin grants only permissions

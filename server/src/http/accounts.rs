@@ -262,6 +262,48 @@ pub async fn invite_operator(
     Ok(HttpResponse::Created().json(user))
 }
 
+/// The payment provider's staff (operator admins).
+#[utoipa::path(get, path = "/api/v1/operators", tag = "accounts", security(("bearer" = [])),
+    responses((status = 200, body = Vec<UserView>), (status = 403, body = ErrorEnvelope)))]
+pub async fn list_operators(
+    state: web::Data<AppState>,
+    actor: Actor,
+) -> Result<web::Json<Vec<UserView>>, Error> {
+    Ok(web::Json(state.db.run(move |conn| users::list_operators(conn, &actor)).await?))
+}
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+pub struct ChangeOperatorRequest {
+    /// `operator_admin`, `release_engineer` or `support`.
+    pub role: Option<String>,
+    /// `true` disables the operator (no login; every session and API token
+    /// ends); `false` enables them again.
+    pub disabled: Option<bool>,
+}
+
+/// Change an operator's role, or disable or enable them (operator admins);
+/// the last active operator admin stays one.
+#[utoipa::path(patch, path = "/api/v1/operators/{id}", tag = "accounts", security(("bearer" = [])),
+    params(("id" = i64, Path)), request_body = ChangeOperatorRequest,
+    responses((status = 200, body = UserView), (status = 403, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope),
+        (status = 409, description = "`last_admin`", body = ErrorEnvelope)))]
+pub async fn change_operator(
+    state: web::Data<AppState>,
+    actor: Actor,
+    id: web::Path<i64>,
+    body: web::Json<ChangeOperatorRequest>,
+) -> Result<web::Json<UserView>, Error> {
+    let role = body
+        .role
+        .as_deref()
+        .map(str::parse::<OperatorRole>)
+        .transpose()
+        .map_err(|e: tms_packages::accounts::UnknownName| Error::invalid("role", e.to_string()))?;
+    let change = users::OperatorChange { role, disabled: body.disabled };
+    let id = id.into_inner();
+    Ok(web::Json(state.db.run(move |conn| users::change_operator(conn, &actor, id, &change)).await?))
+}
+
 // ---- orders, merchants, locations, terminals ----
 
 /// Record an order: the first creates the merchant and mails its admin; a new
@@ -599,7 +641,10 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .service(resource("/api/v1/auth/2fa/enroll").route(post().to(enroll_two_factor)))
         .service(resource("/api/v1/auth/2fa/confirm").route(post().to(confirm_two_factor)))
         .service(resource("/api/v1/auth/2fa/disable").route(post().to(disable_two_factor)))
-        .service(resource("/api/v1/operators").route(post().to(invite_operator)))
+        .service(
+            resource("/api/v1/operators").route(post().to(invite_operator)).route(get().to(list_operators)),
+        )
+        .service(resource("/api/v1/operators/{id}").route(patch().to(change_operator)))
         .service(resource("/api/v1/orders").route(post().to(create_order)))
         .service(resource("/api/v1/merchants").route(get().to(list_merchants)))
         .service(resource("/api/v1/merchants/{id}").route(get().to(show_merchant)))

@@ -993,3 +993,110 @@ backend_test!(a_forgotten_password_is_reset_through_the_api_and_the_cli, |db| {
     server.login(OPERATOR, "an operator's new phrase").await;
     assert_eq!(get(&server, &op, "/api/v1/auth/me").await.0, 401);
 });
+
+/// Invites an operator and sets their password; returns their id and a session.
+async fn operator_with(server: &tms_e2e::TestServer, op: &str, email: &str, role: &str) -> (i64, String) {
+    let (status, user) = post(server, op, "/api/v1/operators", json!({"email": email, "role": role})).await;
+    assert_eq!(status, 201, "{user}");
+    activate(server, email, "staff pass phrase").await;
+    (user["id"].as_i64().unwrap(), server.login(email, "staff pass phrase").await)
+}
+
+backend_test!(operators_are_listed_changed_disabled_and_the_last_admin_stays, |db| {
+    let (server, op) = server_with_operator(&db).await;
+    let server = &server;
+    let (support_id, support) = operator_with(server, &op, "support@psp.example", "support").await;
+    let (status, token) =
+        post(server, &support, "/api/v1/auth/tokens", json!({"name": "script", "expires_in_days": 30})).await;
+    assert_eq!(status, 201, "{token}");
+    let support_token = token["token"].as_str().unwrap().to_owned();
+    let change = async |session: &str, id: i64, body: Value| {
+        server.call(Method::PATCH, &format!("/api/v1/operators/{id}"), Some(session), Some(body)).await
+    };
+
+    // Only operator admins list and change operators.
+    let (status, list) = get(server, &op, "/api/v1/operators").await;
+    assert_eq!(status, 200);
+    let roles: Vec<(String, String)> = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| (u["email"].as_str().unwrap().to_owned(), u["operator_role"].as_str().unwrap().to_owned()))
+        .collect();
+    assert_eq!(
+        roles,
+        [
+            (OPERATOR.to_owned(), "operator_admin".to_owned()),
+            ("support@psp.example".into(), "support".into())
+        ]
+    );
+    assert_eq!(get(server, &support, "/api/v1/operators").await.0, 403);
+    let (_, me) = get(server, &op, "/api/v1/auth/me").await;
+    let admin_id = me["id"].as_i64().unwrap();
+    assert_eq!(change(&support, admin_id, json!({"disabled": true})).await.0, 403);
+
+    // Disabled: no login, and the session and the API token end (from the CLI).
+    let dir = tempfile::tempdir().unwrap();
+    let creds = dir.path().join("c.json");
+    tms_e2e::run_tms(
+        server,
+        &creds,
+        &["login", "--email", OPERATOR, "--password-stdin"],
+        Some(OPERATOR_PASSWORD),
+    );
+    let (code, out, err) =
+        tms_e2e::run_tms(server, &creds, &["operator", "disable", &support_id.to_string()], None);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("support@psp.example") && out.contains("disabled"), "{out}");
+    assert_eq!(get(server, &support, "/api/v1/auth/me").await.0, 401);
+    assert_eq!(get(server, &support_token, "/api/v1/auth/me").await.0, 401);
+    let (status, _) = server
+        .call(
+            Method::POST,
+            "/api/v1/auth/login",
+            None,
+            Some(json!({"email": "support@psp.example", "password": "staff pass phrase"})),
+        )
+        .await;
+    assert_eq!(status, 401);
+    // Enabled again, with another role.
+    let (status, body) =
+        change(&op, support_id, json!({"disabled": false, "role": "release_engineer"})).await;
+    assert_eq!((status.as_u16(), body["status"].as_str()), (200, Some("active")), "{body}");
+    assert_eq!(body["operator_role"], "release_engineer");
+    server.login("support@psp.example", "staff pass phrase").await;
+    let (code, out, _) = tms_e2e::run_tms(server, &creds, &["operator", "list"], None);
+    assert_eq!(code, 0);
+    assert!(out.contains("release_engineer") && out.contains("active"), "{out}");
+    let (status, body) = change(&op, support_id, json!({"role": "king"})).await;
+    assert_eq!((status.as_u16(), body["error"]["details"]["field"].as_str()), (400, Some("role")), "{body}");
+
+    // The last active operator admin can neither leave nor step down.
+    let (status, body) = change(&op, admin_id, json!({"disabled": true})).await;
+    assert_eq!((status.as_u16(), body["error"]["code"].as_str()), (409, Some("last_admin")), "{body}");
+    let (status, body) = change(&op, admin_id, json!({"role": "support"})).await;
+    assert_eq!((status.as_u16(), body["error"]["code"].as_str()), (409, Some("last_admin")), "{body}");
+    // With a second admin, two disabling each other at once: one stays.
+    let (second_id, second) = operator_with(server, &op, "second@psp.example", "operator_admin").await;
+    let (a, b) = tokio::join!(
+        change(&op, second_id, json!({"disabled": true})),
+        change(&second, admin_id, json!({"disabled": true}))
+    );
+    assert!(!(a.0 == 200 && b.0 == 200), "both admins disabled: {a:?} {b:?}");
+    let survivor = if a.0 == 200 { &op } else { &second };
+    let (status, list) = get(server, survivor, "/api/v1/operators").await;
+    assert_eq!(status, 200, "the survivor is still an admin: {list}");
+    let active_admins = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|u| u["operator_role"] == "operator_admin" && u["status"] == "active")
+        .count();
+    assert_eq!(active_admins, 1, "{list}");
+
+    let (_, events) = get(server, survivor, "/api/v1/audit?limit=50").await;
+    let actions: Vec<&str> = events.as_array().unwrap().iter().filter_map(|e| e["action"].as_str()).collect();
+    for action in ["operator.disable", "operator.enable", "operator.role_change"] {
+        assert!(actions.contains(&action), "{action} in {actions:?}");
+    }
+});
