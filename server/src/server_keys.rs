@@ -55,7 +55,18 @@ pub fn rotate(conn: &mut DbConnection, keys: &MasterKeys) -> Result<String, DbEr
             .execute(conn)?;
         // Every server process picks the new key up from the change log.
         crate::contact::changes::record(conn, &[crate::contact::changes::Scope::Keys])?;
-        insert_new(conn, keys)
+        let id = insert_new(conn, keys)?;
+        let detail = serde_json::json!({"key_id": id});
+        crate::db::audit::record(
+            conn,
+            &crate::db::audit::NewAuditEvent::now(
+                "tms-server keys rotate",
+                "keys.rotate",
+                "answer-keys",
+                &detail,
+            ),
+        )?;
+        Ok(id)
     })
 }
 

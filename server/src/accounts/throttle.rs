@@ -54,6 +54,7 @@ pub struct Policy {
 
 /// The rules for one attempt, counted over one window, and the keys a
 /// complete login forgives.
+#[derive(Clone, Debug)]
 pub struct Limits {
     pub rules: Vec<Rule>,
     pub window_secs: u64,
@@ -160,7 +161,7 @@ fn address_key(ip: &str) -> String {
 #[must_use]
 pub struct Attempt {
     ids: Vec<i64>,
-    forgives: Vec<String>,
+    limits: Limits,
 }
 
 /// Records the attempt, then refuses it (429, with when to retry) if a rule
@@ -186,7 +187,7 @@ pub fn begin(conn: &mut DbConnection, limits: &Limits) -> Result<Attempt, Error>
         diesel::delete(login_failures::table.filter(login_failures::id.eq_any(&ids))).execute(conn)?;
         return Err(refusal);
     }
-    Ok(Attempt { ids, forgives: limits.forgives.clone() })
+    Ok(Attempt { ids, limits: limits.clone() })
 }
 
 /// Refuses when a rule refuses an attempt made now, counting the failures
@@ -239,8 +240,20 @@ fn refused(
 }
 
 impl Attempt {
-    /// The attempt failed: it stays counted.
-    pub fn failed(self) {}
+    /// The attempt failed: it stays counted. When this failure makes the
+    /// next attempt wait, says for how long.
+    pub fn failed(self, conn: &mut DbConnection) -> Result<Option<u64>, Error> {
+        let window_start = now() - Duration::seconds(self.limits.window_secs as i64);
+        match refused(conn, &self.limits, window_start, &[]) {
+            Ok(()) => Ok(None),
+            Err(Error::Throttled { retry_after_secs, .. }) => Ok(Some(retry_after_secs)),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Counted as a failure until a later step succeeds, without being one
+    /// (a browser login's first step before its code; a reset request).
+    pub fn held(self) {}
 
     /// The password was right but the login is not complete (the second
     /// factor is asked next): this attempt is no failure, and nothing
@@ -256,8 +269,10 @@ impl Attempt {
     /// together may guess, whoever logs in meanwhile.
     pub fn succeeded(self, conn: &mut DbConnection) -> Result<(), DbError> {
         diesel::delete(login_failures::table.filter(login_failures::id.eq_any(&self.ids))).execute(conn)?;
-        diesel::delete(login_failures::table.filter(login_failures::throttle_key.eq_any(&self.forgives)))
-            .execute(conn)?;
+        diesel::delete(
+            login_failures::table.filter(login_failures::throttle_key.eq_any(&self.limits.forgives)),
+        )
+        .execute(conn)?;
         Ok(())
     }
 }

@@ -80,6 +80,43 @@ fn invalid_credentials() -> Error {
     Error::new(ErrorCode::InvalidCredentials, "wrong e-mail or password")
 }
 
+/// A failed login, password or code, for the audit trail (never what was
+/// typed: the account, how, why, from where).
+struct Failure<'a> {
+    user: Option<&'a UserRow>,
+    /// The address typed, for an account that does not exist: only a
+    /// digest of it is kept, to tell repeated guesses apart.
+    email: &'a str,
+    via: &'a str,
+    reason: &'a str,
+    source_ip: Option<&'a str>,
+}
+
+/// Records a failed attempt: it stays counted, and the audit trail gets
+/// `auth.login_failed`, plus `auth.throttled` when this failure makes the
+/// next attempts wait.
+fn record_failure(conn: &mut DbConnection, attempt: Attempt, failure: Failure<'_>) -> Result<(), Error> {
+    let throttled = attempt.failed(conn)?;
+    let (actor, subject) = match failure.user {
+        Some(user) => (user.email.clone(), format!("user:{}", user.id)),
+        None => ("(unknown account)".to_owned(), format!("account:{}", &tokens::hash(failure.email)[..12])),
+    };
+    let event = |action, detail: serde_json::Value| audit::NewAuditEvent {
+        actor_user_id: failure.user.map(|u| u.id),
+        merchant_id: failure.user.and_then(|u| u.merchant_id),
+        source_ip: failure.source_ip,
+        ..audit::NewAuditEvent::now(&actor, action, &subject, &detail)
+    };
+    audit::record(conn, &event("auth.login_failed", json!({"via": failure.via, "reason": failure.reason})))?;
+    if let Some(retry_after_secs) = throttled {
+        audit::record(
+            conn,
+            &event("auth.throttled", json!({"via": failure.via, "retry_after_secs": retry_after_secs})),
+        )?;
+    }
+    Ok(())
+}
+
 /// Checks e-mail and password, with throttling; returns the active user.
 /// Typed on `known_device` (a terminal activated already), only that
 /// device's own failures count. Deliberately not a transaction: failures
@@ -90,6 +127,7 @@ fn check_password(
     password_given: &str,
     source_ip: Option<&str>,
     known_device: Option<i64>,
+    via: &str,
     settings: &AccountSettings,
 ) -> Result<(UserRow, Attempt), Error> {
     let email = normalize_email(email);
@@ -114,13 +152,18 @@ fn check_password(
             false
         }
     };
-    match user {
-        Some(user) if matches && user.status == USER_ACTIVE => Ok((user, attempt)),
-        _ => {
-            attempt.failed();
-            Err(invalid_credentials())
-        }
-    }
+    let reason = match &user {
+        Some(user) if matches && user.status == USER_ACTIVE => return Ok((user.clone(), attempt)),
+        Some(user) if matches => format!("account_{}", user.status),
+        Some(_) => "wrong_password".to_owned(),
+        None => "unknown_account".to_owned(),
+    };
+    record_failure(
+        conn,
+        attempt,
+        Failure { user: user.as_ref(), email: &email, via, reason: &reason, source_ip },
+    )?;
+    Err(invalid_credentials())
 }
 
 /// Where two-step secrets are kept, bound to their sealing.
@@ -143,6 +186,7 @@ fn check_second_factor(
     user: &UserRow,
     code: &str,
     keys: &MasterKeys,
+    source_ip: Option<&str>,
 ) -> Result<bool, DbError> {
     let code = code.trim();
     if code.contains('-') {
@@ -161,6 +205,20 @@ fn check_second_factor(
         )
         .set(recovery_codes::used_at.eq(now()))
         .execute(conn)?;
+        if used == 1 {
+            let remaining = unused.len() - 1;
+            let subject = format!("user:{}", user.id);
+            let detail = json!({"remaining": remaining});
+            audit::record(
+                conn,
+                &audit::NewAuditEvent {
+                    actor_user_id: Some(user.id),
+                    merchant_id: user.merchant_id,
+                    source_ip,
+                    ..audit::NewAuditEvent::now(&user.email, "auth.recovery_code_used", &subject, &detail)
+                },
+            )?;
+        }
         return Ok(used == 1);
     }
     let Some(secret) = totp_secret(user, keys)?.as_deref().and_then(totp::base32_decode) else {
@@ -211,7 +269,8 @@ pub fn login(
     source_ip: Option<&str>,
     settings: &AccountSettings,
 ) -> Result<LoginResponse, Error> {
-    let (user, attempt) = check_password(conn, &request.email, &request.password, source_ip, None, settings)?;
+    let (user, attempt) =
+        check_password(conn, &request.email, &request.password, source_ip, None, "api", settings)?;
     if user.totp_enabled {
         let Some(code) = request.totp_code.as_deref().filter(|c| !c.trim().is_empty()) else {
             // The password was right: asking for the code is no failure,
@@ -225,8 +284,15 @@ pub fn login(
         attempt.password_right(conn)?;
         // Codes are counted per account, from every address together.
         let attempt = throttle::begin(conn, &settings.throttle.second_factor(&user.email, source_ip))?;
-        if !check_second_factor(conn, &user, code, &settings.master_keys)? {
-            attempt.failed();
+        if !check_second_factor(conn, &user, code, &settings.master_keys, source_ip)? {
+            let failure = Failure {
+                user: Some(&user),
+                email: &user.email,
+                via: "api",
+                reason: "wrong_code",
+                source_ip,
+            };
+            record_failure(conn, attempt, failure)?;
             return Err(Error::new(ErrorCode::InvalidTotp, "wrong, expired or already used code"));
         }
         attempt.succeeded(conn)?;
@@ -288,9 +354,9 @@ pub fn begin_browser_login(
     source_ip: Option<&str>,
     settings: &AccountSettings,
 ) -> Result<BrowserLogin, Error> {
-    let (user, attempt) = check_password(conn, email, password_given, source_ip, None, settings)?;
+    let (user, attempt) = check_password(conn, email, password_given, source_ip, None, "portal", settings)?;
     if user.totp_enabled {
-        attempt.failed();
+        attempt.held();
         let ttl = Duration::minutes(SECOND_FACTOR_TTL_MINUTES);
         let (_, pending, _) = new_token(conn, user.id, TOKEN_SECOND_FACTOR, "login", ttl)?;
         return Ok(BrowserLogin::SecondFactor { pending });
@@ -324,8 +390,10 @@ pub fn finish_browser_login(
         return Err(expired());
     }
     let attempt = throttle::begin(conn, &settings.throttle.second_factor(&user.email, source_ip))?;
-    if !check_second_factor(conn, &user, code, &settings.master_keys)? {
-        attempt.failed();
+    if !check_second_factor(conn, &user, code, &settings.master_keys, source_ip)? {
+        let failure =
+            Failure { user: Some(&user), email: &user.email, via: "portal", reason: "wrong_code", source_ip };
+        record_failure(conn, attempt, failure)?;
         return Err(Error::new(ErrorCode::InvalidTotp, "wrong, expired or already used code"));
     }
     let used = diesel::update(user_tokens::table.find(pending_id).filter(user_tokens::revoked_at.is_null()))
@@ -381,7 +449,9 @@ pub fn check_terminal_activation_credentials(
     known_device: Option<i64>,
     settings: &AccountSettings,
 ) -> Result<UserRow, Error> {
-    let (user, attempt) = check_password(conn, email, password_given, source_ip, known_device, settings)?;
+    let via = if known_device.is_some() { "terminal_login" } else { "terminal_activation" };
+    let (user, attempt) =
+        check_password(conn, email, password_given, source_ip, known_device, via, settings)?;
     attempt.succeeded(conn)?;
     let Some(merchant_id) = user.merchant_id else {
         return Err(Error::forbidden("only a merchant's users activate the app"));
@@ -620,7 +690,7 @@ pub fn request_password_reset(
         });
     }
     match throttle::begin(conn, &Limits { rules, window_secs: RESET_WINDOW_SECS, forgives: Vec::new() }) {
-        Ok(attempt) => attempt.failed(),
+        Ok(attempt) => attempt.held(),
         Err(Error::Throttled { .. }) => return Ok(None),
         Err(e) => return Err(e),
     }
@@ -1124,7 +1194,15 @@ pub fn change_password(
     let user = rows::find_user(conn, actor.user_id)?.ok_or_else(|| Error::not_found("user"))?;
     let attempt = throttle::begin(conn, &settings.throttle.signed_in(&user.email))?;
     if !user.password_hash.as_deref().is_some_and(|h| password::verify(current, h)) {
-        attempt.failed();
+        let source_ip = actor.source_ip.as_deref();
+        let failure = Failure {
+            user: Some(&user),
+            email: &user.email,
+            via: "password_change",
+            reason: "wrong_password",
+            source_ip,
+        };
+        record_failure(conn, attempt, failure)?;
         return Err(invalid_credentials());
     }
     attempt.succeeded(conn)?;
@@ -1300,7 +1378,9 @@ pub fn confirm_two_factor(
         if user.totp_secret.is_none() {
             return Err(Error::new(ErrorCode::TwoFactorNotEnabled, "start with enrolment"));
         }
-        if code.contains('-') || !check_second_factor(conn, &user, code, &settings.master_keys)? {
+        if code.contains('-')
+            || !check_second_factor(conn, &user, code, &settings.master_keys, actor.source_ip.as_deref())?
+        {
             return Err(Error::new(ErrorCode::InvalidTotp, "wrong or expired code"));
         }
         diesel::update(users::table.find(user.id))
@@ -1354,12 +1434,17 @@ pub fn disable_two_factor(
     }
     // Counted like logins: a stolen session must not become a password oracle.
     let attempt = throttle::begin(conn, &settings.throttle.signed_in(&user.email))?;
+    let source_ip = actor.source_ip.as_deref();
+    let via = "two_factor_disable";
     if !user.password_hash.as_deref().is_some_and(|h| password::verify(password_given, h)) {
-        attempt.failed();
+        let failure =
+            Failure { user: Some(&user), email: &user.email, via, reason: "wrong_password", source_ip };
+        record_failure(conn, attempt, failure)?;
         return Err(invalid_credentials());
     }
-    if !check_second_factor(conn, &user, code, &settings.master_keys)? {
-        attempt.failed();
+    if !check_second_factor(conn, &user, code, &settings.master_keys, source_ip)? {
+        let failure = Failure { user: Some(&user), email: &user.email, via, reason: "wrong_code", source_ip };
+        record_failure(conn, attempt, failure)?;
         return Err(Error::new(ErrorCode::InvalidTotp, "wrong, expired or already used code"));
     }
     attempt.succeeded(conn)?;

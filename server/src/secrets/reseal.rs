@@ -189,6 +189,7 @@ pub async fn rotate_master(
     keys: &std::sync::Arc<MasterKeys>,
     settle: std::time::Duration,
 ) -> Result<Rotation, Error> {
+    let old_key = keys.current_id();
     let new_key = keys.add_key()?;
     // Until every process has read the new file, one may still seal under
     // the old key; what it seals then is caught by the passes below.
@@ -206,5 +207,21 @@ pub async fn rotate_master(
         }
     }
     let dropped = if remaining == 0 { keys.drop_old_keys()? } else { Vec::new() };
+    let detail = serde_json::json!({
+        "from": old_key, "to": new_key, "values": resealed.values, "parameter_sets": resealed.blobs,
+        "dropped": dropped, "remaining": remaining,
+    });
+    db.run(move |conn| {
+        crate::db::audit::record(
+            conn,
+            &crate::db::audit::NewAuditEvent::now(
+                "tms-server keys rotate-master",
+                "keys.rotate_master",
+                "master-key",
+                &detail,
+            ),
+        )
+    })
+    .await?;
     Ok(Rotation { new_key, resealed, dropped, remaining })
 }

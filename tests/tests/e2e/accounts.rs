@@ -1100,3 +1100,71 @@ backend_test!(operators_are_listed_changed_disabled_and_the_last_admin_stays, |d
         assert!(actions.contains(&action), "{action} in {actions:?}");
     }
 });
+
+backend_test!(security_events_are_in_the_audit_log_without_what_was_typed, |db| {
+    let (server, op) = server_with_operator(&db).await;
+    let email = "veille@veille.example";
+    let (_, _, admin) = merchant(&server, &op, "Veille", email, &["4300000001"]).await;
+    let login = |email: &'static str, password: &'static str, code: Option<String>| {
+        let server = &server;
+        async move {
+            let mut body = json!({"email": email, "password": password});
+            if let Some(code) = code {
+                body["totp_code"] = json!(code);
+            }
+            server.call(Method::POST, "/api/v1/auth/login", None, Some(body)).await
+        }
+    };
+    let events = |token: String, action: &'static str| {
+        let server = &server;
+        async move { get(server, &token, &format!("/api/v1/audit?action={action}")).await.1 }
+    };
+
+    // A wrong password, and an account that does not exist.
+    assert_eq!(login(email, "typed-secret-1", None).await.0, 401);
+    assert_eq!(login("ghost@veille.example", "typed-secret-2", None).await.0, 401);
+    let failed = events(op.clone(), "auth.login_failed").await;
+    assert_eq!(failed.as_array().unwrap().len(), 2, "{failed}");
+    assert_eq!(failed[1]["actor"], email);
+    assert_eq!(failed[1]["detail"]["reason"], "wrong_password");
+    assert_eq!(failed[1]["detail"]["via"], "api");
+    assert_eq!(failed[1]["source_ip"], "127.0.0.1");
+    assert_eq!(failed[0]["detail"]["reason"], "unknown_account");
+    assert!(failed[0]["subject"].as_str().unwrap().starts_with("account:"), "{failed}");
+    let all = get(&server, &op, "/api/v1/audit?limit=200").await.1.to_string();
+    for typed in ["typed-secret-1", "typed-secret-2", "ghost@veille.example"] {
+        assert!(!all.contains(typed), "{typed} is not kept: {all}");
+    }
+    // The merchant's admin sees the failures on the merchant's own accounts.
+    let own = events(admin.clone(), "auth.login_failed").await;
+    assert_eq!(own.as_array().unwrap().len(), 1, "{own}");
+
+    // The failure that makes the next attempts wait says so.
+    for _ in 0..3 {
+        login(OPERATOR, "not the pass phrase", None).await;
+    }
+    let throttled = events(op.clone(), "auth.throttled").await;
+    assert_eq!(throttled.as_array().unwrap().len(), 1, "{throttled}");
+    assert_eq!(throttled[0]["actor"], OPERATOR);
+    assert!(throttled[0]["detail"]["retry_after_secs"].as_u64().unwrap() > 0, "{throttled}");
+
+    // Two-step verification on, a recovery code used.
+    let (_, enrollment) = post(&server, &admin, "/api/v1/auth/2fa/enroll", json!({})).await;
+    let secret = tms_server::auth::totp::base32_decode(enrollment["secret"].as_str().unwrap()).unwrap();
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+    let code = tms_server::auth::totp::current_code(&secret, now);
+    let (_, recovery) = post(&server, &admin, "/api/v1/auth/2fa/confirm", json!({"code": code})).await;
+    let recovery_code = recovery["codes"][3].as_str().unwrap().to_owned();
+    let (status, body) = login(email, MERCHANT_PASSWORD, Some(recovery_code.clone())).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(events(op.clone(), "user.two_factor_enable").await.as_array().unwrap().len(), 1);
+    let used = events(op.clone(), "auth.recovery_code_used").await;
+    assert_eq!(used[0]["detail"]["remaining"], 9, "{used}");
+    assert!(!used.to_string().contains(&recovery_code));
+
+    // Key rotations from the command line.
+    let out = server.command().args(["keys", "rotate"]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let rotated = events(op.clone(), "keys.rotate").await;
+    assert_eq!(rotated[0]["actor"], "tms-server keys rotate", "{rotated}");
+});

@@ -219,6 +219,9 @@ backend_test!(no_secret_is_kept_in_clear_and_a_master_key_rotation_keeps_each_re
     assert!(err.contains("no master key file") && err.contains(&second_key), "{err}");
     assert!(!missing.exists());
 
+    let (_, rotation) = get(&server, &op, "/api/v1/audit?action=keys.rotate_master").await;
+    assert_eq!(rotation[0]["detail"]["to"], second_key, "{rotation}");
+    assert_eq!(rotation[0]["detail"]["dropped"][0], first_key.as_str(), "{rotation}");
     let (status, audit) = get(&server, &op, "/api/v1/audit?limit=200").await;
     assert_eq!(status, 200);
     assert!(!serde_json::to_string(&audit).unwrap().contains(menu_password), "{audit}");
