@@ -92,6 +92,13 @@ struct Failure<'a> {
     source_ip: Option<&'a str>,
 }
 
+impl<'a> Failure<'a> {
+    /// A failure on an account that exists.
+    fn of(user: &'a UserRow, via: &'a str, reason: &'a str, source_ip: Option<&'a str>) -> Failure<'a> {
+        Failure { user: Some(user), email: &user.email, via, reason, source_ip }
+    }
+}
+
 /// Records a failed attempt: it stays counted, and the audit trail gets
 /// `auth.login_failed`, plus `auth.throttled` when this failure makes the
 /// next attempts wait.
@@ -285,13 +292,7 @@ pub fn login(
         // Codes are counted per account, from every address together.
         let attempt = throttle::begin(conn, &settings.throttle.second_factor(&user.email, source_ip))?;
         if !check_second_factor(conn, &user, code, &settings.master_keys, source_ip)? {
-            let failure = Failure {
-                user: Some(&user),
-                email: &user.email,
-                via: "api",
-                reason: "wrong_code",
-                source_ip,
-            };
+            let failure = Failure::of(&user, "api", "wrong_code", source_ip);
             record_failure(conn, attempt, failure)?;
             return Err(Error::new(ErrorCode::InvalidTotp, "wrong, expired or already used code"));
         }
@@ -391,8 +392,7 @@ pub fn finish_browser_login(
     }
     let attempt = throttle::begin(conn, &settings.throttle.second_factor(&user.email, source_ip))?;
     if !check_second_factor(conn, &user, code, &settings.master_keys, source_ip)? {
-        let failure =
-            Failure { user: Some(&user), email: &user.email, via: "portal", reason: "wrong_code", source_ip };
+        let failure = Failure::of(&user, "portal", "wrong_code", source_ip);
         record_failure(conn, attempt, failure)?;
         return Err(Error::new(ErrorCode::InvalidTotp, "wrong, expired or already used code"));
     }
@@ -1195,13 +1195,7 @@ pub fn change_password(
     let attempt = throttle::begin(conn, &settings.throttle.signed_in(&user.email))?;
     if !user.password_hash.as_deref().is_some_and(|h| password::verify(current, h)) {
         let source_ip = actor.source_ip.as_deref();
-        let failure = Failure {
-            user: Some(&user),
-            email: &user.email,
-            via: "password_change",
-            reason: "wrong_password",
-            source_ip,
-        };
+        let failure = Failure::of(&user, "password_change", "wrong_password", source_ip);
         record_failure(conn, attempt, failure)?;
         return Err(invalid_credentials());
     }
@@ -1437,13 +1431,12 @@ pub fn disable_two_factor(
     let source_ip = actor.source_ip.as_deref();
     let via = "two_factor_disable";
     if !user.password_hash.as_deref().is_some_and(|h| password::verify(password_given, h)) {
-        let failure =
-            Failure { user: Some(&user), email: &user.email, via, reason: "wrong_password", source_ip };
+        let failure = Failure::of(&user, via, "wrong_password", source_ip);
         record_failure(conn, attempt, failure)?;
         return Err(invalid_credentials());
     }
     if !check_second_factor(conn, &user, code, &settings.master_keys, source_ip)? {
-        let failure = Failure { user: Some(&user), email: &user.email, via, reason: "wrong_code", source_ip };
+        let failure = Failure::of(&user, via, "wrong_code", source_ip);
         record_failure(conn, attempt, failure)?;
         return Err(Error::new(ErrorCode::InvalidTotp, "wrong, expired or already used code"));
     }
