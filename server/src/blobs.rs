@@ -96,6 +96,14 @@ pub enum StorageError {
     NoMasterKey,
 }
 
+/// A blob as the store lists it.
+#[derive(Debug, Clone)]
+pub struct StoredBlob {
+    pub digest: Sha256Digest,
+    pub size: u64,
+    pub written_at: chrono::NaiveDateTime,
+}
+
 /// The object store behind every blob of the TMS.
 #[derive(Clone, Debug)]
 pub struct BlobStore {
@@ -331,6 +339,23 @@ impl BlobStore {
         if let Err(e) = self.store.delete(&staged.path).await {
             tracing::warn!(error = %e, path = %staged.path, "could not delete a staged upload");
         }
+    }
+
+    /// Every content-addressed blob in the store (not staged uploads).
+    pub async fn list_blobs(&self) -> Result<Vec<StoredBlob>, StorageError> {
+        use futures_util::StreamExt;
+        let mut listing = self.store.list(Some(&Path::from("blobs/sha256")));
+        let mut found = Vec::new();
+        while let Some(meta) = listing.next().await {
+            let meta = meta?;
+            // Anything else in there (a stray file) is not ours to judge.
+            let Some(digest) = meta.location.filename().and_then(|name| name.parse::<Sha256Digest>().ok())
+            else {
+                continue;
+            };
+            found.push(StoredBlob { digest, size: meta.size, written_at: meta.last_modified.naive_utc() });
+        }
+        Ok(found)
     }
 
     /// Deletes a blob (one no release refers to any more).

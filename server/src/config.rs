@@ -209,6 +209,10 @@ settings! {
     body_min_bytes_per_sec: u64 => u64 = 1024, env "TMS_BODY_MIN_BYTES_PER_SEC", secret false;
     /// Connections one client address may hold open to the terminal API (a shop's terminals share one address behind its router); requests on connections past it get 429 and the connection closes; trusted proxies are not limited [default: 256]
     max_connections_per_address: usize => usize = 256, env "TMS_MAX_CONNECTIONS_PER_ADDRESS", secret false;
+    /// Days a blob no row names stays before it is deleted (so a backup in progress or a racing publish never loses one) [default: 7]
+    blob_gc_grace_days: u64 => u64 = 7, env "TMS_BLOB_GC_GRACE_DAYS", secret false;
+    /// Seconds between passes of blob collection [default: 3600]
+    blob_gc_interval_secs: u64 => u64 = 3600, env "TMS_BLOB_GC_INTERVAL_SECS", secret false;
     /// PEM file of the TLS certificate chain: with tls_key, the server speaks HTTPS itself (and sends HSTS); without, plain HTTP, for loopback or behind a TLS-terminating proxy
     tls_cert: PathBuf => Option<PathBuf> = None, env "TMS_TLS_CERT", secret false;
     /// PEM file of the TLS certificate's private key
@@ -298,6 +302,12 @@ impl Config {
         if self.body_idle_secs == 0 {
             return Err(ConfigError::Invalid {
                 setting: "body_idle_secs",
+                message: "must be at least 1".into(),
+            });
+        }
+        if self.blob_gc_interval_secs == 0 {
+            return Err(ConfigError::Invalid {
+                setting: "blob_gc_interval_secs",
                 message: "must be at least 1".into(),
             });
         }

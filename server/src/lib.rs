@@ -5,6 +5,7 @@ pub mod accounts;
 pub mod acquirers;
 pub mod auth;
 pub mod backup;
+pub mod blob_gc;
 pub mod blobs;
 pub mod config;
 pub mod contact;

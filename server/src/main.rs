@@ -69,6 +69,9 @@ enum Command {
         #[arg(long, value_name = "DIR")]
         from: PathBuf,
     },
+    /// The blob store: collect blobs no row names any more
+    #[command(subcommand)]
+    Blobs(BlobsCommand),
     /// Manage the payment provider's staff accounts from the server host
     #[command(subcommand)]
     Operator(OperatorCommand),
@@ -100,6 +103,17 @@ enum FleetCommand {
         /// Where the device tokens go (CSV)
         #[arg(long)]
         tokens: std::path::PathBuf,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum BlobsCommand {
+    /// Mark blobs no row names, and delete those that stayed so for blob_gc_grace_days (the
+    /// server also does this every blob_gc_interval_secs)
+    Gc {
+        /// List what would be marked and deleted, and change nothing
+        #[arg(long)]
+        dry_run: bool,
     },
 }
 
@@ -261,6 +275,44 @@ fn run(cli: Cli, matches: &clap::ArgMatches) -> anyhow::Result<()> {
             tracing::info!(applied = applied.len(), versions = ?applied, "migrations applied");
             println!("{} migrations applied to {}", applied.len(), database_named(&config));
             Ok(())
+        }
+        Command::Blobs(BlobsCommand::Gc { dry_run }) => {
+            let db = open_existing_db(&config)?;
+            let grace = chrono::Duration::days(config.blob_gc_grace_days as i64);
+            actix_web::rt::System::new().block_on(async move {
+                let blobs = BlobStore::from_config(&config).context("opening the object store")?;
+                let collection = tms_server::blob_gc::collect(&db, &blobs, grace, dry_run).await?;
+                for orphan in &collection.orphans {
+                    let fate = if orphan.due {
+                        "delete now".to_owned()
+                    } else {
+                        format!("delete after {}", tms_server::time::rfc3339(orphan.since + grace))
+                    };
+                    println!(
+                        "{}  {:>12} bytes  unreferenced since {}  {fate}",
+                        orphan.sha256,
+                        orphan.size,
+                        tms_server::time::rfc3339(orphan.since)
+                    );
+                }
+                let waiting = collection.orphans.iter().filter(|o| !o.due).count();
+                if dry_run {
+                    let due: Vec<_> = collection.orphans.iter().filter(|o| o.due).collect();
+                    println!(
+                        "dry run: {} blobs, {} would be deleted ({} bytes), {} waiting for their grace period; nothing changed",
+                        collection.blobs,
+                        due.len(),
+                        due.iter().map(|o| o.size).sum::<u64>(),
+                        waiting
+                    );
+                } else {
+                    println!(
+                        "{} blobs: {} deleted ({} bytes), {} waiting for their grace period",
+                        collection.blobs, collection.deleted, collection.deleted_bytes, waiting
+                    );
+                }
+                Ok(())
+            })
         }
         Command::Backup { out } => {
             let db = open_existing_db_unmigrated(&config)?;
@@ -533,6 +585,30 @@ fn serve(config: Config) -> anyhow::Result<()> {
                 tokio::time::sleep(std::time::Duration::from_secs(3600)).await;
             }
         });
+        let metrics = Metrics::default();
+        {
+            let (db, blobs, metrics) = (db.clone(), blobs.clone(), metrics.clone());
+            let grace = chrono::Duration::days(config.blob_gc_grace_days as i64);
+            let every = std::time::Duration::from_secs(config.blob_gc_interval_secs);
+            tokio::spawn(async move {
+                loop {
+                    tokio::time::sleep(every).await;
+                    match tms_server::blob_gc::collect(&db, &blobs, grace, false).await {
+                        Ok(collection) => {
+                            if collection.deleted > 0 {
+                                tracing::info!(
+                                    deleted = collection.deleted,
+                                    bytes = collection.deleted_bytes,
+                                    "collected orphan blobs"
+                                );
+                            }
+                            metrics.record_blob_collection(&collection);
+                        }
+                        Err(e) => tracing::warn!(error = %e, "could not collect orphan blobs"),
+                    }
+                }
+            });
+        }
         let mailer = Mailer::from_config(&config).context("setting up e-mail")?;
         let accounts = AccountSettings::from_config(&config, master_keys.clone());
         let contact = Arc::new(
@@ -554,7 +630,7 @@ fn serve(config: Config) -> anyhow::Result<()> {
             config: Arc::new(config),
             db,
             blobs,
-            metrics: Metrics::default(),
+            metrics,
             mailer,
             accounts,
             contact,

@@ -28,9 +28,19 @@ struct Series {
     buckets: [u64; BUCKETS.len() + 1],
 }
 
-#[derive(Debug, Default)]
+/// Blob collection's figures, since the process started.
+#[derive(Debug, Default, Clone, Copy)]
+struct BlobCollection {
+    orphans: usize,
+    deleted: u64,
+    deleted_bytes: u64,
+    last_pass_unix: i64,
+}
+
+#[derive(Debug, Default, Clone)]
 pub struct Metrics {
-    requests: Mutex<HashMap<SeriesKey, Series>>,
+    requests: std::sync::Arc<Mutex<HashMap<SeriesKey, Series>>>,
+    blob_collection: std::sync::Arc<Mutex<BlobCollection>>,
 }
 
 impl Metrics {
@@ -43,6 +53,15 @@ impl Metrics {
         series.count += 1;
         series.sum_seconds += seconds;
         series.buckets[slot] += 1;
+    }
+
+    /// A pass of blob collection.
+    pub fn record_blob_collection(&self, pass: &crate::blob_gc::Collection) {
+        let mut figures = self.blob_collection.lock().unwrap_or_else(|p| p.into_inner());
+        figures.orphans = pass.orphans.len();
+        figures.deleted += pass.deleted as u64;
+        figures.deleted_bytes += pass.deleted_bytes;
+        figures.last_pass_unix = crate::time::unix_now();
     }
 
     /// The Prometheus text exposition of everything measured so far.
@@ -83,6 +102,35 @@ impl Metrics {
             ("tms_db_pool_max_connections", "Most database connections the pool opens.", pool.max),
         ] {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}");
+        }
+        let blobs = *self.blob_collection.lock().unwrap_or_else(|p| p.into_inner());
+        for (name, kind, help, value) in [
+            (
+                "tms_blob_orphans",
+                "gauge",
+                "Blobs no row names, waiting for their grace period.",
+                blobs.orphans as i64,
+            ),
+            (
+                "tms_blob_gc_deleted_total",
+                "counter",
+                "Orphan blobs deleted by blob collection.",
+                blobs.deleted as i64,
+            ),
+            (
+                "tms_blob_gc_deleted_bytes_total",
+                "counter",
+                "Bytes of the orphan blobs deleted.",
+                blobs.deleted_bytes as i64,
+            ),
+            (
+                "tms_blob_gc_last_pass_timestamp_seconds",
+                "gauge",
+                "When blob collection last ran (0: not yet).",
+                blobs.last_pass_unix,
+            ),
+        ] {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}");
         }
         out
     }

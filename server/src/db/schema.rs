@@ -365,6 +365,13 @@ diesel::table! {
 }
 
 diesel::table! {
+    blob_orphans (sha256) {
+        sha256 -> Text,
+        marked_at -> Timestamp,
+    }
+}
+
+diesel::table! {
     server_keys (key_id) {
         key_id -> Text,
         private_pem -> Text,
