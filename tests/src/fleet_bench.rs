@@ -295,6 +295,8 @@ pub async fn run(args: FleetArgs) {
         .env("TMS_LOG_LEVEL", "warn,tms_server::http=info,tms_server::http::observe=warn")
         .env("TMS_ROLLOUT_CHECK_SECS", "20")
         .env("TMS_DB_POOL_SIZE", "16")
+        // The load generator is one address standing for a whole fleet.
+        .env("TMS_MAX_CONNECTIONS_PER_ADDRESS", "1000000")
         .start()
         .await;
     server.create_operator(OPERATOR, "operator_admin", OPERATOR_PASSWORD);

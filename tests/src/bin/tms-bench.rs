@@ -102,8 +102,13 @@ async fn main() {
     if args.artifact {
         return artifact_bench(&args, &db).await;
     }
-    let server =
-        ServerBuilder::new().database(&db).env("TMS_LOG_LEVEL", "warn,tms_server::http=info").start().await;
+    // The load generator is one address standing for a whole fleet.
+    let server = ServerBuilder::new()
+        .database(&db)
+        .env("TMS_LOG_LEVEL", "warn,tms_server::http=info")
+        .env("TMS_MAX_CONNECTIONS_PER_ADDRESS", "1000000")
+        .start()
+        .await;
     server.create_operator(OPERATOR, "operator_admin", OPERATOR_PASSWORD);
     let op = server.login(OPERATOR, OPERATOR_PASSWORD).await;
     let (merchant_id, location, admin) =
