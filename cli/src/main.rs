@@ -4,6 +4,7 @@
 mod accounts;
 mod client;
 mod credentials;
+mod delta;
 mod deployments;
 mod devices;
 mod output;
@@ -118,6 +119,9 @@ enum Command {
     Release(releases::ReleaseCommand),
     /// Download a release's artifact (resumes a partial file, checks the sha256)
     Download(releases::DownloadArgs),
+    /// Binary deltas between releases: apply one by hand (offline)
+    #[command(subcommand)]
+    Delta(delta::DeltaCommand),
     /// Deployments: deliver a release to terminals, or remove an app from them
     #[command(subcommand)]
     Deploy(deployments::DeployCommand),
@@ -206,6 +210,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::App(c) => releases::app(&client, c, out).await?,
         Command::Release(c) => releases::release(&client, c, out).await?,
         Command::Download(args) => releases::download(&client, args, out).await?,
+        Command::Delta(c) => delta::delta(c, out)?,
         Command::Deploy(c) => deployments::deploy(&client, c, out).await?,
         Command::Rollout(c) => deployments::rollout(&client, c, out).await?,
         Command::Store(c) => store::store(&client, c, out).await?,

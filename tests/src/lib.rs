@@ -7,6 +7,7 @@
 
 pub mod browser;
 mod database;
+pub mod delta_bench;
 pub mod fixtures;
 pub mod fleet_bench;
 pub mod portal_bench;

@@ -16,6 +16,12 @@
 //! seeds a merchant and reports every portal page's server time (see
 //! `tms_e2e::portal_bench`; the target: under 50 ms).
 //!
+//! `tms-bench delta [--apk-mib 64] [--changed-percent 10] [--firmware-mib 256]
+//! [--level 15]` builds and applies deltas between two versions of an
+//! APK-like archive and of a firmware-like image (see
+//! `tms_e2e::delta_bench`) and reports each delta's share of the full
+//! artifact, build time and peak memory.
+//!
 //! `tms-bench fleet --terminals 1000000 [--concurrency 64] [--storm-concurrency 256]
 //! [--seconds 30] [--merchants 1000 --locations-per-merchant 10] [--backend …]`
 //! seeds a fleet and drives it through the scenarios of the contact (see
@@ -73,6 +79,10 @@ enum Bench {
     /// Seed a merchant with many terminals and transactions, sign in as a browser does, and
     /// report each portal page's server time (p50, p99; target: under 50 ms)
     Portal(tms_e2e::portal_bench::PortalArgs),
+    /// Build and apply deltas between two versions of an APK-like archive and of a
+    /// firmware-like image; report each delta's share of the full artifact, build time and
+    /// peak memory
+    Delta(tms_e2e::delta_bench::DeltaArgs),
 }
 
 struct Args {
@@ -91,6 +101,7 @@ async fn main() {
     let args = match Cli::parse().bench {
         Bench::Fleet(args) => return tms_e2e::fleet_bench::run(args).await,
         Bench::Portal(args) => return tms_e2e::portal_bench::run(args).await,
+        Bench::Delta(args) => return tms_e2e::delta_bench::run(args).await,
         Bench::Export { rows, postgres } => Args { artifact: false, rows, mib: 0, postgres },
         Bench::Artifact { mib, postgres } => Args { artifact: true, rows: 0, mib, postgres },
     };

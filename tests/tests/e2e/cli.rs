@@ -283,3 +283,45 @@ backend_test!(device_and_transaction_commands, |db| {
     assert_eq!(code, 1);
     assert!(err.contains("not_found"), "{err}");
 });
+
+#[test]
+fn a_delta_applies_by_hand_and_a_wrong_one_writes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let base: Vec<u8> = (0..200_000u32).flat_map(|i| (i.wrapping_mul(2_654_435_761)).to_le_bytes()).collect();
+    let mut target = base.clone();
+    target[50_000..60_000].fill(7);
+    let mut delta = Vec::new();
+    tms_delta::build(&base, &mut &target[..], target.len() as u64, tms_delta::DEFAULT_LEVEL, &mut delta)
+        .unwrap();
+    assert!(delta.len() < target.len() / 10, "{} bytes", delta.len());
+    let path = |name: &str| dir.path().join(name);
+    std::fs::write(path("base.apk"), &base).unwrap();
+    let other: Vec<u8> = base.iter().rev().copied().collect();
+    std::fs::write(path("other.apk"), &other).unwrap();
+    std::fs::write(path("1-to-2.delta"), &delta).unwrap();
+    let sha = tms_signing::Sha256Digest::of(&target).to_hex();
+    let apply = |base: &str, out: &str, expect: &str| {
+        tms()
+            .args(["delta", "apply"])
+            .arg(path(base))
+            .arg(path("1-to-2.delta"))
+            .arg("--out")
+            .arg(path(out))
+            .args(["--expect-sha256", expect])
+            .output()
+            .unwrap()
+    };
+    let out = apply("base.apk", "new.apk", &sha);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains(&sha));
+    assert_eq!(std::fs::read(path("new.apk")).unwrap(), target);
+    // Another sha256 expected: refused, nothing written.
+    let out = apply("base.apk", "refused.apk", &"0".repeat(64));
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("nothing written"));
+    assert!(!path("refused.apk").exists());
+    // Another base: refused, nothing written.
+    let out = apply("other.apk", "wrong.apk", &sha);
+    assert!(!out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
+    assert!(!path("wrong.apk").exists());
+}
