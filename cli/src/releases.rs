@@ -657,6 +657,12 @@ fn print_release(r: &ReleaseView) {
     if !r.release_notes.is_empty() {
         println!("notes        {}", r.release_notes);
     }
+    for d in &r.deltas {
+        println!(
+            "delta from   {} ({}): {} bytes, sha256 {}",
+            d.base_version, d.base_sha256, d.size, d.sha256
+        );
+    }
 }
 
 pub async fn release(client: &Client, command: ReleaseCommand, out: Output) -> anyhow::Result<()> {

@@ -13,7 +13,9 @@ use diesel::prelude::*;
 use tms_signing::Sha256Digest;
 
 use crate::blobs::BlobStore;
-use crate::db::schema::{app_screenshots, apps, blob_orphans, parameter_set_versions, releases};
+use crate::db::schema::{
+    app_screenshots, apps, blob_orphans, parameter_set_versions, release_deltas, releases,
+};
 use crate::db::{Db, DbConnection, DbError};
 use crate::error::Error;
 use crate::per_backend;
@@ -52,6 +54,12 @@ fn referenced(conn: &mut DbConnection) -> Result<HashSet<String>, DbError> {
     names.extend(parameter_set_versions::table.select(parameter_set_versions::sha256).load::<String>(conn)?);
     names.extend(app_screenshots::table.select(app_screenshots::sha256).load::<String>(conn)?);
     names.extend(
+        release_deltas::table
+            .filter(release_deltas::sha256.is_not_null())
+            .select(release_deltas::sha256.assume_not_null())
+            .load::<String>(conn)?,
+    );
+    names.extend(
         apps::table
             .filter(apps::icon_sha256.is_not_null())
             .select(apps::icon_sha256.assume_not_null())
@@ -67,10 +75,12 @@ fn is_referenced(conn: &mut DbConnection, sha256: &str) -> Result<bool, DbError>
     let set = parameter_set_versions::table.filter(parameter_set_versions::sha256.eq(sha256));
     let screenshot = app_screenshots::table.filter(app_screenshots::sha256.eq(sha256));
     let icon = apps::table.filter(apps::icon_sha256.eq(sha256));
+    let delta = release_deltas::table.filter(release_deltas::sha256.eq(sha256));
     Ok(diesel::select(exists(release)).get_result(conn)?
         || diesel::select(exists(set)).get_result(conn)?
         || diesel::select(exists(screenshot)).get_result(conn)?
-        || diesel::select(exists(icon)).get_result(conn)?)
+        || diesel::select(exists(icon)).get_result(conn)?
+        || diesel::select(exists(delta)).get_result(conn)?)
 }
 
 /// One pass: marks new orphans, forgets marks of blobs named again or gone,

@@ -213,6 +213,14 @@ settings! {
     blob_gc_grace_days: u64 => u64 = 7, env "TMS_BLOB_GC_GRACE_DAYS", secret false;
     /// Seconds between passes of blob collection [default: 3600]
     blob_gc_interval_secs: u64 => u64 = 3600, env "TMS_BLOB_GC_INTERVAL_SECS", secret false;
+    /// Earlier releases of the same app each release gets a binary delta from, built in the background (0: none) [default: 3]
+    delta_from_releases: usize => usize = 3, env "TMS_DELTA_FROM_RELEASES", secret false;
+    /// Largest base artifact a delta is built from, in MiB: building holds base and target in memory plus zstd's window [default: 1024]
+    delta_max_base_mib: u64 => u64 = 1024, env "TMS_DELTA_MAX_BASE_MIB", secret false;
+    /// zstd level deltas are built at (long-distance matching finds what versions share; higher levels barely shrink deltas and cost far more time) [default: 9]
+    delta_level: i32 => i32 = 9, env "TMS_DELTA_LEVEL", secret false;
+    /// Seconds between looks for releases whose deltas are not built yet [default: 60]
+    delta_check_secs: u64 => u64 = 60, env "TMS_DELTA_CHECK_SECS", secret false;
     /// PEM file of the TLS certificate chain: with tls_key, the server speaks HTTPS itself (and sends HSTS); without, plain HTTP, for loopback or behind a TLS-terminating proxy
     tls_cert: PathBuf => Option<PathBuf> = None, env "TMS_TLS_CERT", secret false;
     /// PEM file of the TLS certificate's private key
@@ -302,6 +310,12 @@ impl Config {
         if self.body_idle_secs == 0 {
             return Err(ConfigError::Invalid {
                 setting: "body_idle_secs",
+                message: "must be at least 1".into(),
+            });
+        }
+        if self.delta_check_secs == 0 {
+            return Err(ConfigError::Invalid {
+                setting: "delta_check_secs",
                 message: "must be at least 1".into(),
             });
         }

@@ -609,6 +609,24 @@ fn serve(config: Config) -> anyhow::Result<()> {
                 }
             });
         }
+        if config.delta_from_releases > 0 {
+            let (db, blobs) = (db.clone(), blobs.clone());
+            let settings = tms_server::releases::deltas::DeltaSettings {
+                from_releases: config.delta_from_releases,
+                max_base_bytes: config.delta_max_base_mib << 20,
+                min_saving_percent: 30,
+                level: config.delta_level,
+            };
+            let every = std::time::Duration::from_secs(config.delta_check_secs);
+            tokio::spawn(async move {
+                loop {
+                    tokio::time::sleep(every).await;
+                    if let Err(e) = tms_server::releases::deltas::build_pending(&db, &blobs, settings).await {
+                        tracing::warn!(error = %e, "could not build release deltas");
+                    }
+                }
+            });
+        }
         let mailer = Mailer::from_config(&config).context("setting up e-mail")?;
         let accounts = AccountSettings::from_config(&config, master_keys.clone());
         let contact = Arc::new(

@@ -80,5 +80,20 @@ wire! {
         /// The manifest exactly as signed, to verify `signature` against the
         /// publisher key (its canonical JSON is what was signed).
         pub manifest: crate::releases::ReleaseManifest,
+        /// Deltas from earlier releases to this one (on `show` only).
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        pub deltas: Vec<DeltaView>,
+    }
+}
+
+wire! {
+    /// A delta that turns an earlier release's artifact into this one's.
+    pub struct DeltaView {
+        /// The release it applies to (what the terminal runs).
+        pub base_version: String,
+        /// The artifact it applies to, exactly.
+        pub base_sha256: String,
+        pub sha256: String,
+        pub size: u64,
     }
 }

@@ -365,6 +365,19 @@ diesel::table! {
 }
 
 diesel::table! {
+    release_deltas (release_id, base_release_id) {
+        release_id -> BigInt,
+        base_release_id -> BigInt,
+        base_sha256 -> Text,
+        status -> Text,
+        sha256 -> Nullable<Text>,
+        size -> Nullable<BigInt>,
+        reason -> Nullable<Text>,
+        created_at -> Timestamp,
+    }
+}
+
+diesel::table! {
     blob_orphans (sha256) {
         sha256 -> Text,
         marked_at -> Timestamp,
@@ -571,4 +584,5 @@ diesel::allow_tables_to_appear_in_same_query!(
     contact_changes,
     app_screenshots,
     app_merchants,
+    release_deltas,
 );

@@ -221,9 +221,16 @@ pub async fn show_release(
     path: web::Path<(String, String)>,
 ) -> Result<web::Json<ReleaseView>, Error> {
     let (app_id, version) = path.into_inner();
-    Ok(web::Json(
-        state.db.run(move |conn| releases::show_release(conn, &actor, &app_id, &version)).await?.view(),
-    ))
+    let view = state
+        .db
+        .run(move |conn| {
+            let release = releases::show_release(conn, &actor, &app_id, &version)?;
+            let mut view = release.view();
+            view.deltas = releases::deltas::of_release(conn, release.id)?;
+            Ok::<_, crate::error::Error>(view)
+        })
+        .await?;
+    Ok(web::Json(view))
 }
 
 /// Withdraw a release: never offered again; terminals that have it keep it.

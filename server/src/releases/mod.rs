@@ -5,6 +5,8 @@
 //! manifest costs no upload), the artifact is staged and hashed, and only
 //! then `record` commits the release row.
 
+pub mod deltas;
+
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
 use serde_json::json;
@@ -109,6 +111,7 @@ impl ReleaseRow {
             published_at: rfc3339(self.published_at),
             withdrawn_at: self.withdrawn_at.map(rfc3339),
             download_path: format!("/api/v1/apps/{}/releases/{}/artifact", self.app_id, self.version),
+            deltas: Vec::new(),
         }
     }
 }

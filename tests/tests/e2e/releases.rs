@@ -523,3 +523,57 @@ backend_test!(withdrawn_artifacts_and_damaged_downloads, |db| {
         .unwrap();
     assert_eq!(res.status(), 404);
 });
+
+backend_test!(deltas_are_built_in_the_background_from_earlier_releases, |db| {
+    use tms_e2e::fixtures::*;
+    const APP: &str = "eu.ccv.delta";
+    let (server, op) = server_with_operator_and(&db, &[("TMS_DELTA_CHECK_SECS", "1")]).await;
+    let key = app_with_key(&server, &op, APP, "app").await;
+    for (version, code) in [("1.0.0", 100), ("2.0.0", 200), ("3.0.0", 300)] {
+        publish_release(&server, &op, &key, APP, "app", version, code, &["A920"]).await;
+    }
+    // The fixture's artifact of a version, as published.
+    let artifact = |version: &str| format!("{APP} {version} artifact").repeat(100).into_bytes();
+    let mut shown = serde_json::Value::Null;
+    for _ in 0..100 {
+        shown = get(&server, &op, &format!("/api/v1/apps/{APP}/releases/3.0.0")).await.1;
+        if shown["deltas"].as_array().is_some_and(|d| d.len() == 2) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let deltas = shown["deltas"].as_array().unwrap_or_else(|| panic!("no deltas: {shown}"));
+    let bases: Vec<&str> = deltas.iter().map(|d| d["base_version"].as_str().unwrap()).collect();
+    assert_eq!(bases, ["2.0.0", "1.0.0"], "{shown}");
+    // Each one turns exactly its base into the release's signed artifact.
+    for delta in deltas {
+        let sha = delta["sha256"].as_str().unwrap();
+        let base_version = delta["base_version"].as_str().unwrap();
+        assert_eq!(delta["base_sha256"], tms_signing::Sha256Digest::of(&artifact(base_version)).to_hex());
+        let stored =
+            std::fs::read(server.data_dir.join("blobs/blobs/sha256").join(&sha[..2]).join(sha)).unwrap();
+        assert_eq!(delta["size"], stored.len() as u64);
+        assert!(stored.len() * 10 < artifact("3.0.0").len(), "{} bytes", stored.len());
+        let mut rebuilt = Vec::new();
+        tms_delta::apply(&artifact(base_version), &mut &stored[..], &mut rebuilt).unwrap();
+        assert_eq!(
+            tms_signing::Sha256Digest::of(&rebuilt).to_hex(),
+            shown["artifact_sha256"].as_str().unwrap()
+        );
+    }
+    // The CLI lists them.
+    let dir = tempfile::tempdir().unwrap();
+    let creds = dir.path().join("c.json");
+    tms_e2e::run_tms(
+        &server,
+        &creds,
+        &["login", "--email", OPERATOR, "--password-stdin"],
+        Some(OPERATOR_PASSWORD),
+    );
+    let (code, out, err) = tms_e2e::run_tms(&server, &creds, &["release", "show", APP, "3.0.0"], None);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("delta from   2.0.0") && out.contains("delta from   1.0.0"), "{out}");
+    // Deltas are named blobs: blob collection keeps them.
+    let (_, two) = get(&server, &op, &format!("/api/v1/apps/{APP}/releases/2.0.0")).await;
+    assert_eq!(two["deltas"].as_array().map(Vec::len), Some(1), "2.0.0 from 1.0.0: {two}");
+});
