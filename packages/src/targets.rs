@@ -8,12 +8,14 @@
 use std::collections::HashMap;
 
 use crate::contact::{AppPlan, Change, Deployment, DeviceFacts, local_secs_of_day, plan};
-use crate::wire::contact::{AppInstruction, InstalledApp, ReleaseOffer, TerminalState};
+use crate::wire::contact::{AppInstruction, DeltaOffer, InstalledApp, ReleaseOffer, TerminalState};
 
 /// What the contact needs to know about one deployment beyond the plan.
 #[derive(Debug, Clone)]
 pub struct Delivery {
     pub offer: Option<ReleaseOffer>,
+    /// Deltas to the offered release, from earlier artifacts.
+    pub deltas: Vec<DeltaOffer>,
     pub wifi_only: bool,
     pub starts_at: i64,
     pub expires_at: Option<i64>,
@@ -138,6 +140,16 @@ pub fn plan_apps(
     (plans, found)
 }
 
+/// The release offer of a delivery for this terminal: with the delta from
+/// exactly the artifact it runs of this app, if there is one. Matched by
+/// sha256, never by version: a terminal whose artifact differs gets none.
+fn offer_for(delivery: &Delivery, state: &TerminalState, app_id: &str) -> Option<ReleaseOffer> {
+    let mut offer = delivery.offer.clone()?;
+    let installed = state.apps.iter().find(|a| a.app_id == app_id);
+    offer.delta = installed.and_then(|a| delivery.deltas.iter().find(|d| d.base_sha256 == a.sha256)).cloned();
+    Some(offer)
+}
+
 /// Turns the planner's decisions into instructions. `in_force` is as
 /// [`Snapshot::in_force`] gives it. A change whose deployment is held back
 /// waits, as for a maintenance window: nothing else is offered for its app
@@ -192,7 +204,11 @@ fn deliveries(
             deployment_id: decided,
             action,
             wifi_only: delivery.wifi_only,
-            release: if matches!(change, Change::Remove) { None } else { delivery.offer.clone() },
+            release: if matches!(change, Change::Remove) {
+                None
+            } else {
+                offer_for(delivery, state, &p.app_id)
+            },
         };
         let target = &mut out.target;
         match (&instruction.release, change) {
@@ -253,6 +269,7 @@ mod tests {
             signature: String::new(),
             key_id: String::new(),
             download_path: String::new(),
+            delta: None,
         }
     }
 
@@ -296,9 +313,16 @@ mod tests {
                         rollback_from: None,
                         mode: DeliveryMode::InstallOrUpdate,
                     });
-                    snapshot
-                        .deliveries
-                        .insert(id, Delivery { offer, wifi_only: false, starts_at: 0, expires_at: None });
+                    snapshot.deliveries.insert(
+                        id,
+                        Delivery {
+                            offer,
+                            deltas: Vec::new(),
+                            wifi_only: false,
+                            starts_at: 0,
+                            expires_at: None,
+                        },
+                    );
                 }
                 let state = TerminalState {
                     model: "A920".into(),

@@ -80,6 +80,7 @@ use crate::http::{accounts, acquirers, contact, devices, health, parameters, rel
         releases::withdraw,
         releases::download,
         releases::device_download,
+        releases::device_delta_download,
         parameters::put_schema,
         parameters::get_schema,
         parameters::show,

@@ -132,6 +132,23 @@ wire! {
         pub key_id: String,
         /// Relative to the server; HTTP Range is supported.
         pub download_path: String,
+        /// A smaller download, when the server has a delta from exactly the
+        /// artifact this terminal runs (matched by its sha256): apply it to
+        /// the installed artifact, check the result's sha256 against
+        /// `manifest`, and download `download_path` instead when anything
+        /// does not match.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub delta: Option<DeltaOffer>,
+    }
+
+    /// A delta from one artifact to the release's.
+    pub struct DeltaOffer {
+        /// The artifact it applies to: what the terminal runs.
+        pub base_sha256: String,
+        pub sha256: String,
+        pub size: u64,
+        /// Relative to the server; HTTP Range is supported.
+        pub download_path: String,
     }
 
     /// New parameters for one app.

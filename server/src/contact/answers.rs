@@ -135,6 +135,7 @@ mod tests {
             signature: "cd".repeat(64),
             key_id: "ef".repeat(32),
             download_path: format!("/api/v1/releases/{release_id}/artifact"),
+            delta: None,
         }
     }
 

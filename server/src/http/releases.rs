@@ -308,6 +308,31 @@ pub async fn device_download(
     artifacts::serve(&state, &req, digest, release.artifact_size as u64, &name).await
 }
 
+/// A terminal downloads a delta by its sha256 (GET or HEAD; `Range` to resume): only a delta
+/// to a release that a deployment in force offers this terminal.
+#[utoipa::path(get, path = "/api/v1/terminal/deltas/{sha256}", tag = "terminal", security(("device" = [])),
+    params(("sha256" = String, Path)),
+    responses((status = 200, content_type = "application/octet-stream", body = Vec<u8>), (status = 206, description = "the requested range"),
+        (status = 404, body = ErrorEnvelope), (status = 416, body = ErrorEnvelope)))]
+pub async fn device_delta_download(
+    state: web::Data<AppState>,
+    device: CallingDevice,
+    req: HttpRequest,
+    sha256: web::Path<String>,
+) -> Result<HttpResponse, Error> {
+    let digest: Sha256Digest = sha256.parse().map_err(|_| Error::not_found("delta"))?;
+    let hex = digest.to_hex();
+    let targets =
+        state.db.run(move |conn| releases::deltas::targets_of(conn, &hex).map_err(Error::from)).await?;
+    let ids: Vec<i64> = targets.iter().map(|(id, _)| *id).collect();
+    let offered = state.contact.offered_release(&device, &ids).await?;
+    let Some((release_id, size)) = targets.into_iter().find(|(id, _)| Some(*id) == offered) else {
+        return Err(Error::not_found("delta"));
+    };
+    let name = format!("release-{release_id}-{}.delta", &digest.to_hex()[..12]);
+    artifacts::serve(&state, &req, digest, size, &name).await
+}
+
 pub fn routes(cfg: &mut web::ServiceConfig) {
     use web::{get, head, patch, post, resource};
     cfg.service(resource("/api/v1/apps").route(post().to(create_app)).route(get().to(list_apps)))
@@ -335,5 +360,10 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             resource("/api/v1/terminal/artifacts/{sha256}")
                 .route(get().to(device_download))
                 .route(head().to(device_download)),
+        )
+        .service(
+            resource("/api/v1/terminal/deltas/{sha256}")
+                .route(get().to(device_delta_download))
+                .route(head().to(device_delta_download)),
         );
 }

@@ -162,11 +162,45 @@ pub async fn build_pending(db: &Db, blobs: &BlobStore, settings: DeltaSettings) 
                     release_deltas::created_at.eq(now()),
                 ))
                 .on_conflict_do_nothing();
-            crate::per_backend!(conn, |c| insert.execute(c)).map_err(DbError::from)
+            crate::per_backend!(conn, |c| insert.execute(c))?;
+            if status == BUILT {
+                // Every process's contact offers it from its next snapshot.
+                crate::contact::changes::record(conn, &[crate::contact::changes::Scope::Deployments])?;
+            }
+            Ok::<_, DbError>(())
         })
         .await?;
     }
     Ok(built)
+}
+
+/// The deltas built to these releases: (release, base sha256, delta sha256,
+/// size).
+pub fn built_for(
+    conn: &mut DbConnection,
+    release_ids: &[i64],
+) -> Result<Vec<(i64, String, String, u64)>, DbError> {
+    let rows: Vec<(i64, String, Option<String>, Option<i64>)> = release_deltas::table
+        .filter(release_deltas::release_id.eq_any(release_ids))
+        .filter(release_deltas::status.eq(BUILT))
+        .select((
+            release_deltas::release_id,
+            release_deltas::base_sha256,
+            release_deltas::sha256,
+            release_deltas::size,
+        ))
+        .load(conn)?;
+    Ok(rows.into_iter().filter_map(|(r, base, sha, size)| Some((r, base, sha?, size? as u64))).collect())
+}
+
+/// The releases a delta leads to, with its size: (release id, size).
+pub fn targets_of(conn: &mut DbConnection, sha256: &str) -> Result<Vec<(i64, u64)>, DbError> {
+    let rows: Vec<(i64, Option<i64>)> = release_deltas::table
+        .filter(release_deltas::sha256.eq(sha256))
+        .filter(release_deltas::status.eq(BUILT))
+        .select((release_deltas::release_id, release_deltas::size))
+        .load(conn)?;
+    Ok(rows.into_iter().filter_map(|(id, size)| Some((id, size? as u64))).collect())
 }
 
 /// The deltas built to a release, newest base first.

@@ -578,6 +578,7 @@ pub fn offer(release: &ReleaseRow) -> ReleaseOffer {
         signature: view.signature,
         key_id: release.key_id.clone(),
         download_path: format!("/api/v1/terminal/artifacts/{}", release.artifact_sha256),
+        delta: None,
     }
 }
 
@@ -616,6 +617,15 @@ pub fn load_snapshot(conn: &mut DbConnection) -> Result<Snapshot, DbError> {
         .into_iter()
         .map(|r| (r.id, r))
         .collect();
+    let mut deltas: HashMap<i64, Vec<tms_packages::wire::contact::DeltaOffer>> = HashMap::new();
+    for (release_id, base_sha256, sha256, size) in crate::releases::deltas::built_for(conn, &release_ids)? {
+        deltas.entry(release_id).or_default().push(tms_packages::wire::contact::DeltaOffer {
+            download_path: format!("/api/v1/terminal/deltas/{sha256}"),
+            base_sha256,
+            sha256,
+            size,
+        });
+    }
     // The operator's deployments of store and private apps only update them.
     let app_ids: BTreeSet<&str> = rows.iter().map(|r| r.app_id.as_str()).collect();
     let merchant_chosen: BTreeSet<String> = apps::table
@@ -645,6 +655,7 @@ pub fn load_snapshot(conn: &mut DbConnection) -> Result<Snapshot, DbError> {
             row.id,
             Delivery {
                 offer,
+                deltas: row.release_id.and_then(|id| deltas.get(&id)).cloned().unwrap_or_default(),
                 wifi_only: row.wifi_only,
                 starts_at: row.starts_at.and_utc().timestamp(),
                 expires_at: row.expires_at.map(|e| e.and_utc().timestamp()),

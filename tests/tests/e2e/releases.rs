@@ -573,7 +573,70 @@ backend_test!(deltas_are_built_in_the_background_from_earlier_releases, |db| {
     let (code, out, err) = tms_e2e::run_tms(&server, &creds, &["release", "show", APP, "3.0.0"], None);
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("delta from   2.0.0") && out.contains("delta from   1.0.0"), "{out}");
-    // Deltas are named blobs: blob collection keeps them.
     let (_, two) = get(&server, &op, &format!("/api/v1/apps/{APP}/releases/2.0.0")).await;
     assert_eq!(two["deltas"].as_array().map(Vec::len), Some(1), "2.0.0 from 1.0.0: {two}");
+
+    // A terminal running 1.0.0 is offered 3.0.0 with the delta from exactly
+    // its artifact; one whose 1.0.0 artifact differs gets none.
+    let (merchant_id, location_id, _) =
+        merchant(&server, &op, "Delta", "delta@delta.example", &["8100000001", "8100000002"]).await;
+    let sha = |version: &str| tms_signing::Sha256Digest::of(&artifact(version)).to_hex();
+    let on_one = tms_e2e::fixtures::activated_terminal(
+        &server,
+        "delta@delta.example",
+        (merchant_id, location_id),
+        "8100000001",
+        "A920",
+    )
+    .await
+    .with_app(APP, "1.0.0", 100, &sha("1.0.0"));
+    let altered = tms_e2e::fixtures::activated_terminal(
+        &server,
+        "delta@delta.example",
+        (merchant_id, location_id),
+        "8100000002",
+        "A920",
+    )
+    .await
+    .with_app(APP, "1.0.0", 100, &"0".repeat(64));
+    let (status, body) = post(
+        &server,
+        &op,
+        "/api/v1/deployments",
+        json!({"app_id": APP, "version": "3.0.0", "target": "everyone"}),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    let offer_to = |terminal: &tms_e2e::terminal::SimTerminal| {
+        let server = &server;
+        let terminal = terminal.clone();
+        async move {
+            let tms_e2e::terminal::Outcome::Answer(_, body) =
+                terminal.contact(&server.http, &server.base_url).await
+            else {
+                panic!("refused")
+            };
+            body.apps.first().and_then(|a| a.release.clone())
+        }
+    };
+    let offer = offer_to(&on_one).await.expect("3.0.0 offered");
+    let delta = offer.delta.expect("the delta from 1.0.0 offered");
+    assert_eq!(delta.base_sha256, sha("1.0.0"));
+    assert_eq!(offer_to(&altered).await.expect("3.0.0 offered").delta, None, "no delta for another artifact");
+    // The terminal downloads it, applies it, and checks the signed sha256.
+    let res =
+        server.http.get(server.url(&delta.download_path)).bearer_auth(&on_one.token).send().await.unwrap();
+    assert_eq!(res.status(), 200);
+    let bytes = res.bytes().await.unwrap();
+    assert_eq!(bytes.len() as u64, delta.size);
+    let mut rebuilt = Vec::new();
+    tms_delta::apply(&artifact("1.0.0"), &mut &bytes[..], &mut rebuilt).unwrap();
+    assert_eq!(
+        Sha256Digest::of(&rebuilt).to_hex(),
+        offer.manifest.artifact_sha256,
+        "what the publisher signed"
+    );
+    // A delta the terminal is not offered is not there for it.
+    let (status, _) = server.call(Method::GET, "/api/v1/terminal/deltas/00", Some(&on_one.token), None).await;
+    assert_eq!(status, 404);
 });
