@@ -573,7 +573,7 @@ pub async fn device_actions(client: &Client, id: i64, out: Output) -> anyhow::Re
     let events: Vec<ActionEventView> = client.get(&format!("/api/v1/devices/{id}/actions")).await?;
     out.show(&events, |l| {
         table(
-            &["AT", "DEPLOYMENT", "APP", "STATUS", "PROGRESS", "ERROR", "MESSAGE"],
+            &["AT", "DEPLOYMENT", "APP", "STATUS", "PROGRESS", "DOWNLOAD", "ERROR", "MESSAGE"],
             l.iter().map(|e| {
                 vec![
                     e.at.clone(),
@@ -581,6 +581,7 @@ pub async fn device_actions(client: &Client, id: i64, out: Output) -> anyhow::Re
                     e.app_id.clone(),
                     e.status.clone(),
                     e.progress_percent.map(|p| format!("{p} %")).unwrap_or_else(|| "-".into()),
+                    e.download.clone().unwrap_or_else(|| "-".into()),
                     e.error_code.clone().unwrap_or_else(|| "-".into()),
                     e.message.clone().unwrap_or_default(),
                 ]

@@ -269,6 +269,7 @@ impl SimTerminal {
             progress_percent: None,
             error_code: error_code.map(str::to_owned),
             message: error_code.map(|_| "simulated failure".to_owned()),
+            download: None,
         };
         http.post(feedback_url(base_url))
             .bearer_auth(&self.token)

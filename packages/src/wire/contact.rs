@@ -178,8 +178,16 @@ wire! {
         pub error_code: Option<String>,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub message: Option<String>,
+        /// How the release came: `delta` (the offer's delta, applied and
+        /// checked) or `full` (the artifact, also after a delta that did
+        /// not apply).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub download: Option<String>,
     }
 }
+
+/// The ways a terminal fetches a release, as it reports them.
+pub const DOWNLOAD_WAYS: [&str; 2] = ["delta", "full"];
 
 /// The statuses a terminal reports, and which of them end an action.
 pub const ACTION_STATUSES: [&str; 6] =

@@ -197,6 +197,9 @@ wire! {
         pub error_code: Option<String>,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub message: Option<String>,
+        /// `delta` or `full`, as the terminal reported it.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub download: Option<String>,
         pub at: String,
     }
 

@@ -5,7 +5,7 @@ use std::sync::{Arc, Mutex};
 
 use diesel::prelude::*;
 use tms_packages::rollouts::{RetryPolicy, Setback};
-use tms_packages::wire::contact::{ACTION_STATUSES, FeedbackRequest};
+use tms_packages::wire::contact::{ACTION_STATUSES, DOWNLOAD_WAYS, FeedbackRequest};
 use tms_packages::wire::deployments::ActionEventView;
 
 use crate::accounts::access::Actor;
@@ -126,6 +126,9 @@ fn validate(report: &FeedbackRequest) -> Result<(), Error> {
     if !ACTION_STATUSES.contains(&report.status.as_str()) {
         return Err(Error::invalid("status", format!("one of {}", ACTION_STATUSES.join(", "))));
     }
+    if report.download.as_deref().is_some_and(|way| !DOWNLOAD_WAYS.contains(&way)) {
+        return Err(Error::invalid("download", format!("one of {}", DOWNLOAD_WAYS.join(", "))));
+    }
     if report.progress_percent.is_some_and(|p| p > 100) {
         return Err(Error::invalid("progress_percent", "a percentage is 0 to 100"));
     }
@@ -174,13 +177,14 @@ struct Row<'a> {
     progress_percent: Option<u8>,
     error_code: Option<String>,
     message: Option<String>,
+    download: Option<&'a str>,
 }
 
 /// The columns of `Row`, with their PostgreSQL types: the statements are
 /// built from this list, so a column is named once. The history
 /// (`action_events`) takes them all; where a device stands
 /// (`deployment_actions`) all but the app.
-const EVENT_COLUMNS: [(&str, &str); 7] = [
+const EVENT_COLUMNS: [(&str, &str); 8] = [
     ("deployment_id", "bigint"),
     ("device_id", "bigint"),
     ("app_id", "text"),
@@ -188,6 +192,7 @@ const EVENT_COLUMNS: [(&str, &str); 7] = [
     ("progress_percent", "int"),
     ("error_code", "text"),
     ("message", "text"),
+    ("download", "text"),
 ];
 
 /// The two statements of a batch, per backend, built once.
@@ -284,6 +289,7 @@ fn write_batch(
                     progress_percent: r.progress_percent,
                     error_code: clip(&r.error_code, 80),
                     message: clip(&r.message, 1_000),
+                    download: r.download.as_deref(),
                 });
                 if origin == "store" && r.status == "installed" {
                     store_installs.push((r.deployment_id, *device_id, app.as_str()));
@@ -429,7 +435,17 @@ pub fn history(
     if !actor.sees_location(device.merchant_id, device.location_id) {
         return Err(Error::not_found("device"));
     }
-    type Row = (i64, i64, String, String, Option<i32>, Option<String>, Option<String>, chrono::NaiveDateTime);
+    type Row = (
+        i64,
+        i64,
+        String,
+        String,
+        Option<i32>,
+        Option<String>,
+        Option<String>,
+        Option<String>,
+        chrono::NaiveDateTime,
+    );
     let rows: Vec<Row> = action_events::table
         .filter(action_events::device_id.eq(device_id))
         .order(action_events::id.desc())
@@ -442,12 +458,13 @@ pub fn history(
             action_events::progress_percent,
             action_events::error_code,
             action_events::message,
+            action_events::download,
             action_events::occurred_at,
         ))
         .load(conn)?;
     Ok(rows
         .into_iter()
-        .map(|(device_id, deployment_id, app_id, status, progress, error_code, message, at)| {
+        .map(|(device_id, deployment_id, app_id, status, progress, error_code, message, download, at)| {
             ActionEventView {
                 device_id,
                 deployment_id,
@@ -456,6 +473,7 @@ pub fn history(
                 progress_percent: progress.map(|p| p as u8),
                 error_code,
                 message,
+                download,
                 at: rfc3339(at),
             }
         })

@@ -510,6 +510,7 @@ diesel::table! {
         deadline_at -> Nullable<Timestamp>,
         retry_at -> Nullable<Timestamp>,
         failed_for_good -> Bool,
+        download -> Nullable<Text>,
     }
 }
 
@@ -524,6 +525,7 @@ diesel::table! {
         error_code -> Nullable<Text>,
         message -> Nullable<Text>,
         occurred_at -> Timestamp,
+        download -> Nullable<Text>,
     }
 }
 

@@ -19,6 +19,9 @@ use crate::time::now;
 
 pub const BUILT: &str = "built";
 pub const SKIPPED: &str = "skipped";
+/// A delta to a release since withdrawn: never offered again, so its blob
+/// is left to blob collection.
+pub const RETIRED: &str = "retired";
 
 /// How deltas are built, from the configuration.
 #[derive(Debug, Clone, Copy)]
@@ -128,10 +131,33 @@ async fn try_pair(
     Ok(Outcome::Built { sha256, size })
 }
 
-/// Builds every pending delta, one at a time; returns how many were built.
+/// Retires the deltas to withdrawn releases: their rows stay (the pair is
+/// not tried again), their blobs go with blob collection.
+pub fn retire_withdrawn(conn: &mut DbConnection) -> Result<usize, DbError> {
+    let withdrawn = releases::table.filter(releases::withdrawn_at.is_not_null()).select(releases::id);
+    Ok(diesel::update(
+        release_deltas::table
+            .filter(release_deltas::status.eq(BUILT))
+            .filter(release_deltas::release_id.eq_any(withdrawn)),
+    )
+    .set((
+        release_deltas::status.eq(RETIRED),
+        release_deltas::sha256.eq(None::<String>),
+        release_deltas::reason.eq(Some("release_withdrawn")),
+    ))
+    .execute(conn)?)
+}
+
+/// Retires the deltas of withdrawn releases, then builds every pending
+/// delta, one at a time; returns how many were built.
 pub async fn build_pending(db: &Db, blobs: &BlobStore, settings: DeltaSettings) -> Result<usize, Error> {
     let from = settings.from_releases;
-    let pairs = db.run(move |conn| pending(conn, from)).await?;
+    let pairs = db
+        .run(move |conn| {
+            retire_withdrawn(conn)?;
+            pending(conn, from)
+        })
+        .await?;
     let mut built = 0;
     for (target, base) in pairs {
         let outcome = try_pair(blobs, &target, &base, settings).await?;

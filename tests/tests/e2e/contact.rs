@@ -864,6 +864,7 @@ backend_test!(a_batch_of_reports_that_fails_whole_is_written_one_report_at_a_tim
         progress_percent: None,
         error_code: None,
         message: Some("from the batch test".into()),
+        download: None,
     };
     let (installed, unknown, orphan) =
         (report(id, "installed"), report(id + 1_000, "installed"), report(id, "failed"));

@@ -1,0 +1,2 @@
+ALTER TABLE action_events DROP COLUMN download;
+ALTER TABLE deployment_actions DROP COLUMN download;
