@@ -636,7 +636,75 @@ backend_test!(deltas_are_built_in_the_background_from_earlier_releases, |db| {
         offer.manifest.artifact_sha256,
         "what the publisher signed"
     );
+    // A delta damaged on the way never passes the check against the signed
+    // sha256: the terminal falls back to the full download.
+    let mut damaged = bytes.to_vec();
+    let middle = damaged.len() / 2;
+    damaged[middle] ^= 0xff;
+    let signed = offer.manifest.artifact_sha256.clone();
+    let checked = |base: &[u8], delta: &[u8]| {
+        let mut out = Vec::new();
+        tms_delta::apply(base, &mut &delta[..], &mut out)
+            .ok()
+            .filter(|_| Sha256Digest::of(&out).to_hex() == signed)
+    };
+    assert!(checked(&artifact("1.0.0"), &damaged).is_none(), "a damaged delta is refused by the check");
+    let res =
+        server.http.get(server.url(&offer.download_path)).bearer_auth(&on_one.token).send().await.unwrap();
+    assert_eq!(res.status(), 200, "the full artifact is there to fall back to");
+    assert_eq!(Sha256Digest::of(&res.bytes().await.unwrap()).to_hex(), offer.manifest.artifact_sha256);
+    // The delta resumes with Range like an artifact.
+    let res = server
+        .http
+        .get(server.url(&delta.download_path))
+        .bearer_auth(&on_one.token)
+        .header("range", "bytes=10-")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 206);
+    assert_eq!(res.bytes().await.unwrap(), bytes.slice(10..));
+    // It says which way it took; the other one fell back to the full artifact.
+    let deployment_id = body["id"].as_i64().unwrap();
+    for (terminal, way) in [(&on_one, "delta"), (&altered, "full")] {
+        let feedback =
+            json!({"deployment_id": deployment_id, "app_id": APP, "status": "installed", "download": way});
+        let (status, answer) = server
+            .call(Method::POST, "/api/v1/terminal/feedback", Some(&terminal.token), Some(feedback))
+            .await;
+        assert!(status.is_success(), "{answer}");
+        let (_, actions) =
+            get(&server, &op, &format!("/api/v1/devices/{}/actions", terminal.device_id)).await;
+        assert_eq!(actions[0]["download"], way, "{actions}");
+    }
+    let feedback =
+        json!({"deployment_id": deployment_id, "app_id": APP, "status": "installed", "download": "pigeon"});
+    let (status, answer) =
+        server.call(Method::POST, "/api/v1/terminal/feedback", Some(&on_one.token), Some(feedback)).await;
+    assert_eq!(
+        (status.as_u16(), answer["error"]["details"]["field"].as_str()),
+        (400, Some("download")),
+        "{answer}"
+    );
     // A delta the terminal is not offered is not there for it.
     let (status, _) = server.call(Method::GET, "/api/v1/terminal/deltas/00", Some(&on_one.token), None).await;
     assert_eq!(status, 404);
+
+    // Withdrawn, 3.0.0 is never offered again: its deltas are retired, and
+    // their blobs left to blob collection.
+    let (status, _) =
+        post(&server, &op, &format!("/api/v1/apps/{APP}/releases/3.0.0/withdraw"), json!({})).await;
+    assert_eq!(status, 200);
+    let mut left = usize::MAX;
+    for _ in 0..100 {
+        let (_, shown) = get(&server, &op, &format!("/api/v1/apps/{APP}/releases/3.0.0")).await;
+        left = shown["deltas"].as_array().map_or(0, Vec::len);
+        if left == 0 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(left, 0, "the withdrawn release's deltas are retired");
+    let (_, two) = get(&server, &op, &format!("/api/v1/apps/{APP}/releases/2.0.0")).await;
+    assert_eq!(two["deltas"].as_array().map(Vec::len), Some(1), "2.0.0 keeps its delta");
 });
