@@ -80,6 +80,28 @@ fn invalid_credentials() -> Error {
     Error::new(ErrorCode::InvalidCredentials, "wrong e-mail or password")
 }
 
+/// Records what a user did as themselves (subject `user:ID`, their
+/// merchant's trail), from `source_ip`.
+fn record_own(
+    conn: &mut DbConnection,
+    user: &UserRow,
+    action: &str,
+    detail: &serde_json::Value,
+    source_ip: Option<&str>,
+) -> Result<(), DbError> {
+    let subject = format!("user:{}", user.id);
+    audit::record(
+        conn,
+        &audit::NewAuditEvent {
+            actor_user_id: Some(user.id),
+            merchant_id: user.merchant_id,
+            source_ip,
+            ..audit::NewAuditEvent::now(&user.email, action, &subject, detail)
+        },
+    )?;
+    Ok(())
+}
+
 /// A failed login, password or code, for the audit trail (never what was
 /// typed: the account, how, why, from where).
 struct Failure<'a> {
@@ -213,18 +235,8 @@ fn check_second_factor(
         .set(recovery_codes::used_at.eq(now()))
         .execute(conn)?;
         if used == 1 {
-            let remaining = unused.len() - 1;
-            let subject = format!("user:{}", user.id);
-            let detail = json!({"remaining": remaining});
-            audit::record(
-                conn,
-                &audit::NewAuditEvent {
-                    actor_user_id: Some(user.id),
-                    merchant_id: user.merchant_id,
-                    source_ip,
-                    ..audit::NewAuditEvent::now(&user.email, "auth.recovery_code_used", &subject, &detail)
-                },
-            )?;
+            let detail = json!({"remaining": unused.len() - 1});
+            record_own(conn, user, "auth.recovery_code_used", &detail, source_ip)?;
         }
         return Ok(used == 1);
     }
@@ -318,21 +330,7 @@ fn open_session(
         Duration::hours(settings.session_ttl_hours as i64)
     };
     let (_, token, expires_at) = new_token(conn, user.id, TOKEN_SESSION, name, ttl)?;
-    let subject = format!("user:{}", user.id);
-    audit::record(
-        conn,
-        &audit::NewAuditEvent {
-            actor_user_id: Some(user.id),
-            merchant_id: user.merchant_id,
-            source_ip,
-            ..audit::NewAuditEvent::now(
-                &user.email,
-                "auth.login",
-                &subject,
-                &json!({"two_factor": user.totp_enabled}),
-            )
-        },
-    )?;
+    record_own(conn, user, "auth.login", &json!({"two_factor": user.totp_enabled}), source_ip)?;
     Ok(LoginResponse { token, expires_at: rfc3339(expires_at), user: rows::user_view(conn, user)? })
 }
 
@@ -453,9 +451,9 @@ pub fn check_terminal_activation_credentials(
     let (user, attempt) =
         check_password(conn, email, password_given, source_ip, known_device, via, settings)?;
     attempt.succeeded(conn)?;
-    let Some(merchant_id) = user.merchant_id else {
+    if user.merchant_id.is_none() {
         return Err(Error::forbidden("only a merchant's users activate the app"));
-    };
+    }
     let access = merchant_access(conn, &user)?.expect("a merchant user");
     let may_somewhere = access.is_admin
         || access.permissions.contains(&Permission::ActivateApp)
@@ -465,21 +463,8 @@ pub fn check_terminal_activation_credentials(
             "this user may not activate the app: it needs the activate_app permission",
         ));
     }
-    let subject = format!("user:{}", user.id);
-    audit::record(
-        conn,
-        &audit::NewAuditEvent {
-            actor_user_id: Some(user.id),
-            merchant_id: Some(merchant_id),
-            source_ip,
-            ..audit::NewAuditEvent::now(
-                &user.email,
-                "auth.terminal_activation",
-                &subject,
-                &json!({"two_factor_enabled": user.totp_enabled, "two_factor_applied": false}),
-            )
-        },
-    )?;
+    let detail = json!({"two_factor_enabled": user.totp_enabled, "two_factor_applied": false});
+    record_own(conn, &user, "auth.terminal_activation", &detail, source_ip)?;
     Ok(user)
 }
 
@@ -647,16 +632,7 @@ pub fn activate_account(
                 .set(merchants::status.eq(rows::MERCHANT_ACTIVE))
                 .execute(conn)?;
         }
-        let subject = format!("user:{user_id}");
-        audit::record(
-            conn,
-            &audit::NewAuditEvent {
-                actor_user_id: Some(user_id),
-                merchant_id: user.merchant_id,
-                source_ip,
-                ..audit::NewAuditEvent::now(&user.email, "user.activate", &subject, &json!({}))
-            },
-        )?;
+        record_own(conn, &user, "user.activate", &json!({}), source_ip)?;
         Ok(())
     })
 }
@@ -700,16 +676,7 @@ pub fn request_password_reset(
         return Ok(None);
     }
     let token = issue_activation_token(conn, user.id, RESET_TTL_HOURS)?;
-    let subject = format!("user:{}", user.id);
-    audit::record(
-        conn,
-        &audit::NewAuditEvent {
-            actor_user_id: Some(user.id),
-            merchant_id: user.merchant_id,
-            source_ip,
-            ..audit::NewAuditEvent::now(&user.email, "user.password_reset_request", &subject, &json!({}))
-        },
-    )?;
+    record_own(conn, &user, "user.password_reset_request", &json!({}), source_ip)?;
     Ok(Some(super::password_reset_mail(&settings.public_url, &user.email, &token, RESET_TTL_HOURS)))
 }
 
