@@ -145,8 +145,12 @@ pub fn plan_apps(
 /// sha256, never by version: a terminal whose artifact differs gets none.
 fn offer_for(delivery: &Delivery, state: &TerminalState, app_id: &str) -> Option<ReleaseOffer> {
     let mut offer = delivery.offer.clone()?;
-    let installed = state.apps.iter().find(|a| a.app_id == app_id);
-    offer.delta = installed.and_then(|a| delivery.deltas.iter().find(|d| d.base_sha256 == a.sha256)).cloned();
+    let installed = if offer.manifest.kind == "firmware" {
+        state.firmware_sha256.as_deref()
+    } else {
+        state.apps.iter().find(|a| a.app_id == app_id).map(|a| a.sha256.as_str())
+    };
+    offer.delta = installed.and_then(|sha| delivery.deltas.iter().find(|d| d.base_sha256 == sha)).cloned();
     Some(offer)
 }
 
@@ -215,6 +219,10 @@ fn deliveries(
             (_, Change::Remove) => target.apps.retain(|a| a.app_id != p.app_id),
             (Some(offer), _) if offer.manifest.kind == "firmware" => {
                 target.firmware = offer.version.clone();
+                // A terminal that reports its image's sha256 reports the new one.
+                if target.firmware_sha256.is_some() {
+                    target.firmware_sha256 = Some(offer.sha256.clone());
+                }
             }
             (Some(offer), _) => {
                 target.apps.retain(|a| a.app_id != p.app_id);
@@ -327,6 +335,7 @@ mod tests {
                 let state = TerminalState {
                     model: "A920".into(),
                     firmware: "9.0.0".into(),
+                    firmware_sha256: None,
                     apps: installed
                         .into_iter()
                         .map(|(app, code)| InstalledApp {
@@ -341,6 +350,75 @@ mod tests {
                 };
                 (snapshot, state)
             })
+    }
+
+    #[test]
+    fn a_delta_is_offered_only_against_exactly_the_image_the_terminal_reports() {
+        let candidate = Candidate {
+            release_id: 20,
+            app_id: "firmware".into(),
+            version: semver::Version::new(10, 0, 0),
+            version_code: 1000,
+            models: vec!["A920".into()],
+            min_firmware: None,
+            withdrawn: false,
+            firmware: true,
+        };
+        let mut full = offer(&candidate);
+        full.manifest.kind = "firmware".into();
+        let delta = DeltaOffer {
+            base_sha256: "aa".repeat(32),
+            sha256: "dd".repeat(32),
+            size: 10,
+            download_path: "/api/v1/terminal/deltas/dd".into(),
+        };
+        let mut snapshot = Snapshot::default();
+        snapshot.deployments.push(Deployment {
+            id: 1,
+            payload: Payload::Release(candidate),
+            target: Target::Everyone,
+            action: ActionType::Soft,
+            sequence: 1,
+            pinned: false,
+            rollout: None,
+            window: None,
+            wifi_only: false,
+            rollback_from: None,
+            mode: DeliveryMode::InstallOrUpdate,
+        });
+        snapshot.deliveries.insert(
+            1,
+            Delivery {
+                offer: Some(full),
+                deltas: vec![delta.clone()],
+                wifi_only: false,
+                starts_at: 0,
+                expires_at: None,
+            },
+        );
+        let device = Registered { device_id: 5, merchant_id: 1, location_id: 10, model: "A920", holds: &[] };
+        let on = |sha: Option<String>| TerminalState {
+            model: "A920".into(),
+            firmware: "9.0.0".into(),
+            firmware_sha256: sha,
+            apps: Vec::new(),
+            parameters: Default::default(),
+            acquirers: Default::default(),
+        };
+        let offered = |state: &TerminalState| {
+            let (_, found) = plan_apps(&snapshot, &device, state, 0, 1_800_000_000, 1_800_003_600);
+            let offer = found.firmware.and_then(|i| i.release).expect("the firmware offered");
+            (offer.delta, found.target)
+        };
+        let (got, target) = offered(&on(Some("aa".repeat(32))));
+        assert_eq!(got, Some(delta));
+        assert_eq!(target.firmware, "10.0.0");
+        assert_eq!(target.firmware_sha256, Some(format!("{:064x}", 20)), "the image's sha256 once flashed");
+        let (got, _) = offered(&on(Some("bb".repeat(32))));
+        assert_eq!(got, None, "another image gets the full download");
+        let (got, target) = offered(&on(None));
+        assert_eq!(got, None, "a terminal that does not say which image it runs gets the full download");
+        assert_eq!(target.firmware_sha256, None, "and is not expected to report one");
     }
 
     proptest! {

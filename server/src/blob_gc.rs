@@ -88,7 +88,13 @@ fn is_referenced(conn: &mut DbConnection, sha256: &str) -> Result<bool, DbError>
 /// changes nothing.
 pub async fn collect(db: &Db, blobs: &BlobStore, grace: Duration, dry: bool) -> Result<Collection, Error> {
     let (names, marks) = db
-        .run(|conn| {
+        .run(move |conn| {
+            if !dry {
+                let retired = crate::releases::deltas::retire_unused_bases(conn)?;
+                if retired > 0 {
+                    tracing::info!(retired, "retired deltas from withdrawn bases no terminal runs");
+                }
+            }
             let names = referenced(conn)?;
             let marks: HashMap<String, NaiveDateTime> = blob_orphans::table
                 .select((blob_orphans::sha256, blob_orphans::marked_at))

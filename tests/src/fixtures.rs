@@ -299,6 +299,53 @@ pub async fn publish_release(
     publish_release_needing(server, op, key, app_id, kind, version, code, models, None).await
 }
 
+/// A deployment of `version` of `app_id` to every terminal; its view.
+pub async fn deploy_to_everyone(server: &TestServer, op: &str, app_id: &str, version: &str) -> Value {
+    let (status, body) = post(
+        server,
+        op,
+        "/api/v1/deployments",
+        json!({"app_id": app_id, "version": version, "target": "everyone"}),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    body
+}
+
+/// The artifact [`publish_release`] publishes for a version: 32 KiB that
+/// do not compress, most of it shared by every version of the app and two
+/// 1 KiB chunks of its own, as a new APK changes some entries. A delta
+/// between two versions therefore carries little of its own and depends on
+/// its base: applied to another base it gives bytes the sha256 check
+/// refuses.
+pub fn artifact_of(app_id: &str, version: &str) -> Vec<u8> {
+    const CHUNK: usize = 1024;
+    const CHUNKS: usize = 32;
+    let noise = |seed: &str, len: usize| {
+        let mut out = Vec::with_capacity(len + 32);
+        let mut counter = 0u64;
+        while out.len() < len {
+            out.extend_from_slice(
+                tms_signing::Sha256Digest::of(format!("{seed}/{counter}").as_bytes()).as_bytes(),
+            );
+            counter += 1;
+        }
+        out.truncate(len);
+        out
+    };
+    let own = tms_signing::Sha256Digest::of(format!("{app_id} {version}").as_bytes()).as_bytes()[0] as usize;
+    let own = 1 + own % (CHUNKS - 1);
+    let mut bytes = Vec::with_capacity(CHUNK * CHUNKS);
+    for i in 0..CHUNKS {
+        if i == 0 || i == own {
+            bytes.extend(noise(&format!("{app_id} {version} {i}"), CHUNK));
+        } else {
+            bytes.extend(noise(&format!("{app_id} {i}"), CHUNK));
+        }
+    }
+    bytes
+}
+
 /// [`publish_release`] of a release that needs at least `min_firmware`.
 #[allow(clippy::too_many_arguments)]
 pub async fn publish_release_needing(
@@ -313,7 +360,7 @@ pub async fn publish_release_needing(
     min_firmware: Option<&str>,
 ) -> Value {
     use base64::Engine;
-    let bytes: Vec<u8> = format!("{app_id} {version} artifact").repeat(100).into_bytes();
+    let bytes = artifact_of(app_id, version);
     let manifest = tms_packages::releases::SignedManifest::sign(
         tms_packages::releases::ReleaseManifest {
             app_id: app_id.into(),

@@ -8,9 +8,10 @@ use serde::Deserialize;
 use serde_json::Value;
 use tms_packages::contact::{AnswerError, verify_contact_answer};
 use tms_packages::wire::contact::{
-    ContactAnswer, ContactBody, ContactRequest, FeedbackRequest, InstalledApp, TerminalState,
+    ContactAnswer, ContactBody, ContactRequest, FeedbackRequest, InstalledApp, ReleaseOffer, TerminalState,
 };
 use tms_signing::PublicKey;
+use tms_signing::Sha256Digest;
 
 #[derive(Debug, Clone)]
 pub struct SimTerminal {
@@ -101,6 +102,7 @@ impl SimTerminal {
             state: TerminalState {
                 model: model.to_owned(),
                 firmware: "9.0.0".into(),
+                firmware_sha256: None,
                 apps: Vec::new(),
                 parameters: Default::default(),
                 acquirers: Default::default(),
@@ -226,7 +228,12 @@ impl SimTerminal {
         for change in body.apps.iter().chain(body.firmware.iter()) {
             match (&change.release, change.change.as_str()) {
                 (_, "remove") => self.state.apps.retain(|a| a.app_id != change.app_id),
-                (Some(r), _) if r.manifest.kind == "firmware" => self.state.firmware = r.version.clone(),
+                (Some(r), _) if r.manifest.kind == "firmware" => {
+                    self.state.firmware = r.version.clone();
+                    if self.state.firmware_sha256.is_some() {
+                        self.state.firmware_sha256 = Some(r.sha256.clone());
+                    }
+                }
                 (Some(r), _) => {
                     let (app, version, code, sha) =
                         (change.app_id.clone(), r.version.clone(), r.version_code, r.sha256.clone());
@@ -253,6 +260,85 @@ impl SimTerminal {
         }
     }
 
+    /// Fetches an offered release as the payment app does: the delta when
+    /// one is offered and the terminal still has the base it names (its
+    /// bytes, `installed`), applied and checked against the sha256 the
+    /// publisher signed; the full artifact otherwise, or when the delta
+    /// fails to download, to apply or to check. Returns the artifact and
+    /// which way it came (`delta` or `full`, as feedback reports it); an
+    /// artifact whose sha256 the publisher did not sign is never returned.
+    pub async fn fetch_release(
+        &self,
+        http: &reqwest::Client,
+        base_url: &str,
+        offer: &ReleaseOffer,
+        installed: Option<&[u8]>,
+    ) -> Result<(Vec<u8>, &'static str), String> {
+        let signed = &offer.manifest.artifact_sha256;
+        if let (Some(delta), Some(base)) = (&offer.delta, installed)
+            && Sha256Digest::of(base).to_hex() == delta.base_sha256
+            && let Ok(patch) = self.download(http, base_url, &delta.download_path).await
+            && Sha256Digest::of(&patch).to_hex() == delta.sha256
+        {
+            let mut rebuilt = Vec::with_capacity(offer.size as usize);
+            if tms_delta::apply(base, &mut &patch[..], &mut rebuilt).is_ok()
+                && Sha256Digest::of(&rebuilt).to_hex() == *signed
+            {
+                return Ok((rebuilt, "delta"));
+            }
+        }
+        let full = self.download(http, base_url, &offer.download_path).await?;
+        if Sha256Digest::of(&full).to_hex() != *signed {
+            return Err(format!("the artifact of {} is not what the publisher signed", offer.version));
+        }
+        Ok((full, "full"))
+    }
+
+    async fn download(&self, http: &reqwest::Client, base_url: &str, path: &str) -> Result<Vec<u8>, String> {
+        let res = http
+            .get(format!("{base_url}{path}"))
+            .bearer_auth(&self.token)
+            .send()
+            .await
+            .map_err(|e| e.to_string())?;
+        if !res.status().is_success() {
+            return Err(format!("{path}: {}", res.status()));
+        }
+        Ok(res.bytes().await.map_err(|e| e.to_string())?.to_vec())
+    }
+
+    /// Reports that a change was installed and which way its download came.
+    pub async fn report_installed(
+        &self,
+        http: &reqwest::Client,
+        base_url: &str,
+        deployment_id: i64,
+        app_id: &str,
+        download: &str,
+    ) -> u16 {
+        let body = FeedbackRequest {
+            deployment_id,
+            app_id: app_id.to_owned(),
+            status: "installed".to_owned(),
+            progress_percent: None,
+            error_code: None,
+            message: None,
+            download: Some(download.to_owned()),
+        };
+        self.send_feedback(http, base_url, &body).await
+    }
+
+    async fn send_feedback(&self, http: &reqwest::Client, base_url: &str, body: &FeedbackRequest) -> u16 {
+        http.post(feedback_url(base_url))
+            .bearer_auth(&self.token)
+            .json(body)
+            .send()
+            .await
+            .expect("feedback")
+            .status()
+            .as_u16()
+    }
+
     pub async fn feedback(
         &self,
         http: &reqwest::Client,
@@ -271,13 +357,6 @@ impl SimTerminal {
             message: error_code.map(|_| "simulated failure".to_owned()),
             download: None,
         };
-        http.post(feedback_url(base_url))
-            .bearer_auth(&self.token)
-            .json(&body)
-            .send()
-            .await
-            .expect("feedback")
-            .status()
-            .as_u16()
+        self.send_feedback(http, base_url, &body).await
     }
 }

@@ -25,6 +25,12 @@ wire! {
     pub struct TerminalState {
         pub model: String,
         pub firmware: String,
+        /// sha256 of the firmware image the terminal runs, hex, when it
+        /// knows it: a firmware delta is offered only against exactly that
+        /// image. Left out of the digest when absent, so terminals that do
+        /// not report it keep their digests.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub firmware_sha256: Option<String>,
         pub apps: Vec<InstalledApp>,
         /// The parameter version (`g.m.l.d`) last applied, per app id.
         #[serde(default)]
@@ -205,6 +211,8 @@ struct CanonicalState<'a> {
     acquirers: &'a BTreeMap<String, u64>,
     apps: Vec<CanonicalApp<'a>>,
     firmware: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    firmware_sha256: Option<&'a str>,
     model: &'a str,
     parameters: &'a BTreeMap<String, String>,
 }
@@ -235,6 +243,7 @@ impl TerminalState {
             acquirers: &self.acquirers,
             apps,
             firmware: &self.firmware,
+            firmware_sha256: self.firmware_sha256.as_deref(),
             model: &self.model,
             parameters: &self.parameters,
         };
@@ -263,6 +272,7 @@ mod tests {
         let state = TerminalState {
             model: "A920 \"pro\" é".into(),
             firmware: "PayDroid_9.0\n".into(),
+            firmware_sha256: Some("cd".into()),
             apps: vec![app("z.app", 7), app("a.app", 1)],
             parameters: BTreeMap::from([
                 ("tms.terminal".into(), "1.2.3.4".into()),
@@ -281,6 +291,7 @@ mod tests {
         let a = TerminalState {
             model: "A920".into(),
             firmware: "8.1".into(),
+            firmware_sha256: None,
             apps: vec![app("a", 1), app("b", 2)],
             parameters: BTreeMap::from([("tms.terminal".into(), "1.0.0.0".into())]),
             acquirers: BTreeMap::new(),
@@ -293,5 +304,23 @@ mod tests {
         let mut c = a.clone();
         c.acquirers.insert("acq".into(), 3);
         assert_ne!(a.digest(), c.digest());
+        let mut d = a.clone();
+        d.firmware_sha256 = Some("cd".into());
+        assert_ne!(a.digest(), d.digest());
+    }
+
+    #[test]
+    fn a_state_without_a_firmware_sha256_keeps_the_digest_it_had() {
+        // The digest terminals computed before the field existed.
+        let state = TerminalState {
+            model: "A920".into(),
+            firmware: "8.1".into(),
+            firmware_sha256: None,
+            apps: vec![app("a", 1)],
+            parameters: BTreeMap::new(),
+            acquirers: BTreeMap::new(),
+        };
+        let before = r#"{"acquirers":{},"apps":[{"app_id":"a","sha256":"ab","version":"1.1","version_code":1}],"firmware":"8.1","model":"A920","parameters":{}}"#;
+        assert_eq!(state.digest(), Sha256Digest::of(before.as_bytes()).to_hex());
     }
 }

@@ -930,6 +930,7 @@ impl ContactService {
                 TerminalState {
                     model: device.model.clone(),
                     firmware: "unknown".into(),
+                    firmware_sha256: None,
                     apps: Vec::new(),
                     parameters: Default::default(),
                     acquirers: Default::default(),

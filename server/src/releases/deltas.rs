@@ -148,6 +148,51 @@ pub fn retire_withdrawn(conn: &mut DbConnection) -> Result<usize, DbError> {
     .execute(conn)?)
 }
 
+/// Retires the deltas from a withdrawn base no terminal reports running
+/// any more: once a base is withdrawn no terminal gets it again, so when
+/// the last one has moved on its deltas serve nobody. "Reports running" is
+/// the sha256 anywhere in a terminal's last reported state (apps and
+/// firmware alike); that is one scan of the inventory per withdrawn base,
+/// stopping at the first terminal found, so it runs with blob collection,
+/// not with every delta check. Returns how many were retired.
+pub fn retire_unused_bases(conn: &mut DbConnection) -> Result<usize, DbError> {
+    use crate::db::schema::device_inventory;
+    let withdrawn = releases::table.filter(releases::withdrawn_at.is_not_null()).select(releases::id);
+    let bases: Vec<String> = release_deltas::table
+        .filter(release_deltas::status.eq(BUILT))
+        .filter(release_deltas::base_release_id.eq_any(withdrawn))
+        .select(release_deltas::base_sha256)
+        .distinct()
+        .load(conn)?;
+    let mut retired = 0;
+    for base in bases {
+        // A sha256 is hex: nothing in it is a LIKE wildcard.
+        let running: Option<i64> = device_inventory::table
+            .filter(device_inventory::state_json.like(format!("%{base}%")))
+            .select(device_inventory::device_id)
+            .first(conn)
+            .optional()?;
+        if running.is_some() {
+            continue;
+        }
+        retired += diesel::update(
+            release_deltas::table
+                .filter(release_deltas::status.eq(BUILT))
+                .filter(release_deltas::base_sha256.eq(&base)),
+        )
+        .set((
+            release_deltas::status.eq(RETIRED),
+            release_deltas::sha256.eq(None::<String>),
+            release_deltas::reason.eq(Some("base_unused")),
+        ))
+        .execute(conn)?;
+    }
+    if retired > 0 {
+        crate::contact::changes::record(conn, &[crate::contact::changes::Scope::Deployments])?;
+    }
+    Ok(retired)
+}
+
 /// Retires the deltas of withdrawn releases, then builds every pending
 /// delta, one at a time; returns how many were built.
 pub async fn build_pending(db: &Db, blobs: &BlobStore, settings: DeltaSettings) -> Result<usize, Error> {

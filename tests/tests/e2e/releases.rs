@@ -361,14 +361,7 @@ backend_test!(downloads_support_ranges_etags_and_devices, |db| {
     let other_token = other_device["device_token"].as_str().unwrap().to_owned();
     let res = download(other_token.clone()).await.unwrap();
     assert_eq!(res.status(), 404);
-    let (status, body) = post(
-        &server,
-        &op,
-        "/api/v1/deployments",
-        json!({"app_id": APP, "version": "2.0.0", "target": "everyone"}),
-    )
-    .await;
-    assert_eq!(status, 201, "{body}");
+    deploy_to_everyone(&server, &op, APP, "2.0.0").await;
     let res = download(other_token).await.unwrap();
     assert_eq!(res.status(), 404, "an A35 is never offered a release for the A920 and A80");
     let res = download(device_token.to_owned()).await.unwrap();
@@ -533,7 +526,7 @@ backend_test!(deltas_are_built_in_the_background_from_earlier_releases, |db| {
         publish_release(&server, &op, &key, APP, "app", version, code, &["A920"]).await;
     }
     // The fixture's artifact of a version, as published.
-    let artifact = |version: &str| format!("{APP} {version} artifact").repeat(100).into_bytes();
+    let artifact = |version: &str| artifact_of(APP, version);
     let mut shown = serde_json::Value::Null;
     for _ in 0..100 {
         shown = get(&server, &op, &format!("/api/v1/apps/{APP}/releases/3.0.0")).await.1;
@@ -599,15 +592,8 @@ backend_test!(deltas_are_built_in_the_background_from_earlier_releases, |db| {
     )
     .await
     .with_app(APP, "1.0.0", 100, &"0".repeat(64));
-    let (status, body) = post(
-        &server,
-        &op,
-        "/api/v1/deployments",
-        json!({"app_id": APP, "version": "3.0.0", "target": "everyone"}),
-    )
-    .await;
-    assert_eq!(status, 201, "{body}");
-    let offer_to = |terminal: &tms_e2e::terminal::SimTerminal| {
+    let body = deploy_to_everyone(&server, &op, APP, "3.0.0").await;
+    let answer_to = |terminal: &tms_e2e::terminal::SimTerminal| {
         let server = &server;
         let terminal = terminal.clone();
         async move {
@@ -616,31 +602,37 @@ backend_test!(deltas_are_built_in_the_background_from_earlier_releases, |db| {
             else {
                 panic!("refused")
             };
-            body.apps.first().and_then(|a| a.release.clone())
+            body
         }
     };
+    let offer_to = |terminal: &tms_e2e::terminal::SimTerminal| {
+        let answer = answer_to(terminal);
+        async move { answer.await.apps.first().and_then(|a| a.release.clone()) }
+    };
     let offer = offer_to(&on_one).await.expect("3.0.0 offered");
-    let delta = offer.delta.expect("the delta from 1.0.0 offered");
+    let delta = offer.delta.clone().expect("the delta from 1.0.0 offered");
     assert_eq!(delta.base_sha256, sha("1.0.0"));
     assert_eq!(offer_to(&altered).await.expect("3.0.0 offered").delta, None, "no delta for another artifact");
-    // The terminal downloads it, applies it, and checks the signed sha256.
+    // The terminal fetches it as the payment app does: the delta, applied
+    // to its 1.0.0 and checked against the sha256 the publisher signed.
+    let (fetched, way) =
+        on_one.fetch_release(&server.http, &server.base_url, &offer, Some(&artifact("1.0.0"))).await.unwrap();
+    assert_eq!((way, fetched == artifact("3.0.0")), ("delta", true), "byte-identical to 3.0.0");
+    // With another base in hand (its 1.0.0 was replaced by 2.0.0 since it
+    // reported), it takes the full artifact; the one with no delta too.
+    let (fetched, way) =
+        on_one.fetch_release(&server.http, &server.base_url, &offer, Some(&artifact("2.0.0"))).await.unwrap();
+    assert_eq!((way, fetched == artifact("3.0.0")), ("full", true));
+    let altered_offer = offer_to(&altered).await.unwrap();
+    let (_, way) = altered.fetch_release(&server.http, &server.base_url, &altered_offer, None).await.unwrap();
+    assert_eq!(way, "full");
+    // Neither a wrong base nor a delta damaged on the way ever gives bytes
+    // that pass the check against the signed sha256.
     let res =
         server.http.get(server.url(&delta.download_path)).bearer_auth(&on_one.token).send().await.unwrap();
     assert_eq!(res.status(), 200);
     let bytes = res.bytes().await.unwrap();
     assert_eq!(bytes.len() as u64, delta.size);
-    let mut rebuilt = Vec::new();
-    tms_delta::apply(&artifact("1.0.0"), &mut &bytes[..], &mut rebuilt).unwrap();
-    assert_eq!(
-        Sha256Digest::of(&rebuilt).to_hex(),
-        offer.manifest.artifact_sha256,
-        "what the publisher signed"
-    );
-    // A delta damaged on the way never passes the check against the signed
-    // sha256: the terminal falls back to the full download.
-    let mut damaged = bytes.to_vec();
-    let middle = damaged.len() / 2;
-    damaged[middle] ^= 0xff;
     let signed = offer.manifest.artifact_sha256.clone();
     let checked = |base: &[u8], delta: &[u8]| {
         let mut out = Vec::new();
@@ -648,11 +640,12 @@ backend_test!(deltas_are_built_in_the_background_from_earlier_releases, |db| {
             .ok()
             .filter(|_| Sha256Digest::of(&out).to_hex() == signed)
     };
+    assert!(checked(&artifact("1.0.0"), &bytes).is_some());
+    assert!(checked(&artifact("2.0.0"), &bytes).is_none(), "a wrong base is refused by the check");
+    let mut damaged = bytes.to_vec();
+    let middle = damaged.len() / 2;
+    damaged[middle] ^= 0xff;
     assert!(checked(&artifact("1.0.0"), &damaged).is_none(), "a damaged delta is refused by the check");
-    let res =
-        server.http.get(server.url(&offer.download_path)).bearer_auth(&on_one.token).send().await.unwrap();
-    assert_eq!(res.status(), 200, "the full artifact is there to fall back to");
-    assert_eq!(Sha256Digest::of(&res.bytes().await.unwrap()).to_hex(), offer.manifest.artifact_sha256);
     // The delta resumes with Range like an artifact.
     let res = server
         .http
@@ -664,15 +657,11 @@ backend_test!(deltas_are_built_in_the_background_from_earlier_releases, |db| {
         .unwrap();
     assert_eq!(res.status(), 206);
     assert_eq!(res.bytes().await.unwrap(), bytes.slice(10..));
-    // It says which way it took; the other one fell back to the full artifact.
+    // Each says which way it took.
     let deployment_id = body["id"].as_i64().unwrap();
     for (terminal, way) in [(&on_one, "delta"), (&altered, "full")] {
-        let feedback =
-            json!({"deployment_id": deployment_id, "app_id": APP, "status": "installed", "download": way});
-        let (status, answer) = server
-            .call(Method::POST, "/api/v1/terminal/feedback", Some(&terminal.token), Some(feedback))
-            .await;
-        assert!(status.is_success(), "{answer}");
+        let status = terminal.report_installed(&server.http, &server.base_url, deployment_id, APP, way).await;
+        assert!((200..300).contains(&status), "{status}");
         let (_, actions) =
             get(&server, &op, &format!("/api/v1/devices/{}/actions", terminal.device_id)).await;
         assert_eq!(actions[0]["download"], way, "{actions}");
@@ -707,4 +696,57 @@ backend_test!(deltas_are_built_in_the_background_from_earlier_releases, |db| {
     assert_eq!(left, 0, "the withdrawn release's deltas are retired");
     let (_, two) = get(&server, &op, &format!("/api/v1/apps/{APP}/releases/2.0.0")).await;
     assert_eq!(two["deltas"].as_array().map(Vec::len), Some(1), "2.0.0 keeps its delta");
+
+    // Firmware too, matched by the sha256 of the image the terminal reports
+    // running (a terminal that does not report it gets the full image).
+    const FIRMWARE: &str = "paydroid.a920";
+    let key = app_with_key(&server, &op, FIRMWARE, "firmware").await;
+    for (version, code) in [("9.0.0", 900), ("10.0.0", 1000)] {
+        publish_release(&server, &op, &key, FIRMWARE, "firmware", version, code, &["A920"]).await;
+    }
+    for _ in 0..100 {
+        let (_, shown) = get(&server, &op, &format!("/api/v1/apps/{FIRMWARE}/releases/10.0.0")).await;
+        if shown["deltas"].as_array().is_some_and(|d| d.len() == 1) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    deploy_to_everyone(&server, &op, FIRMWARE, "10.0.0").await;
+    let image = |version: &str| artifact_of(FIRMWARE, version);
+    let mut reporting = on_one.clone();
+    reporting.state.firmware_sha256 = Some(Sha256Digest::of(&image("9.0.0")).to_hex());
+    let firmware_offer = |terminal: &tms_e2e::terminal::SimTerminal| {
+        let answer = answer_to(terminal);
+        async move { answer.await.firmware.and_then(|f| f.release).expect("10.0.0 offered") }
+    };
+    let offer = firmware_offer(&reporting).await;
+    assert_eq!(offer.delta.as_ref().map(|d| d.base_sha256.clone()), reporting.state.firmware_sha256);
+    let (flashed, way) =
+        reporting.fetch_release(&server.http, &server.base_url, &offer, Some(&image("9.0.0"))).await.unwrap();
+    assert_eq!((way, flashed == image("10.0.0")), ("delta", true));
+    assert_eq!(firmware_offer(&on_one).await.delta, None, "no sha256 reported, no delta");
+
+    // A delta from a withdrawn base stays while a terminal still reports
+    // running that base, and is retired by blob collection once none does.
+    let (status, _) =
+        post(&server, &op, &format!("/api/v1/apps/{APP}/releases/1.0.0/withdraw"), json!({})).await;
+    assert_eq!(status, 200);
+    let collect = || {
+        let out = server.command().args(["blobs", "gc"]).output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    };
+    let deltas_of_two = || async {
+        let (_, two) = get(&server, &op, &format!("/api/v1/apps/{APP}/releases/2.0.0")).await;
+        two["deltas"].as_array().map_or(0, Vec::len)
+    };
+    // The plan reads what the terminal last reported (written first).
+    get(&server, &op, &format!("/api/v1/devices/{}/plan", on_one.device_id)).await;
+    collect();
+    assert_eq!(deltas_of_two().await, 1, "a terminal still runs 1.0.0");
+    let mut moved_on = on_one.clone();
+    moved_on.install(APP, "2.0.0", 200, &sha("2.0.0"));
+    moved_on.contact(&server.http, &server.base_url).await;
+    get(&server, &op, &format!("/api/v1/devices/{}/plan", on_one.device_id)).await;
+    collect();
+    assert_eq!(deltas_of_two().await, 0, "no terminal runs 1.0.0 any more");
 });
