@@ -5,6 +5,7 @@
 #![forbid(unsafe_code)]
 
 pub mod accounts;
+pub mod commands;
 pub mod contact;
 pub mod devices;
 pub mod parameters;

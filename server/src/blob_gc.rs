@@ -14,7 +14,7 @@ use tms_signing::Sha256Digest;
 
 use crate::blobs::BlobStore;
 use crate::db::schema::{
-    app_screenshots, apps, blob_orphans, parameter_set_versions, release_deltas, releases,
+    app_screenshots, apps, blob_orphans, device_logs, parameter_set_versions, release_deltas, releases,
 };
 use crate::db::{Db, DbConnection, DbError};
 use crate::error::Error;
@@ -59,6 +59,7 @@ fn referenced(conn: &mut DbConnection) -> Result<HashSet<String>, DbError> {
             .select(release_deltas::sha256.assume_not_null())
             .load::<String>(conn)?,
     );
+    names.extend(device_logs::table.select(device_logs::sha256).load::<String>(conn)?);
     names.extend(
         apps::table
             .filter(apps::icon_sha256.is_not_null())
@@ -69,18 +70,20 @@ fn referenced(conn: &mut DbConnection) -> Result<HashSet<String>, DbError> {
 }
 
 /// Whether a row names `sha256` now (checked again just before a delete).
-fn is_referenced(conn: &mut DbConnection, sha256: &str) -> Result<bool, DbError> {
+pub(crate) fn is_referenced(conn: &mut DbConnection, sha256: &str) -> Result<bool, DbError> {
     use diesel::dsl::exists;
     let release = releases::table.filter(releases::artifact_sha256.eq(sha256));
     let set = parameter_set_versions::table.filter(parameter_set_versions::sha256.eq(sha256));
     let screenshot = app_screenshots::table.filter(app_screenshots::sha256.eq(sha256));
     let icon = apps::table.filter(apps::icon_sha256.eq(sha256));
     let delta = release_deltas::table.filter(release_deltas::sha256.eq(sha256));
+    let log = device_logs::table.filter(device_logs::sha256.eq(sha256));
     Ok(diesel::select(exists(release)).get_result(conn)?
         || diesel::select(exists(set)).get_result(conn)?
         || diesel::select(exists(screenshot)).get_result(conn)?
         || diesel::select(exists(icon)).get_result(conn)?
-        || diesel::select(exists(delta)).get_result(conn)?)
+        || diesel::select(exists(delta)).get_result(conn)?
+        || diesel::select(exists(log)).get_result(conn)?)
 }
 
 /// One pass: marks new orphans, forgets marks of blobs named again or gone,

@@ -221,6 +221,10 @@ settings! {
     delta_level: i32 => i32 = 9, env "TMS_DELTA_LEVEL", secret false;
     /// Seconds between looks for releases whose deltas are not built yet [default: 60]
     delta_check_secs: u64 => u64 = 60, env "TMS_DELTA_CHECK_SECS", secret false;
+    /// Terminals a group command is queued for per second, so a group of 100,000 is not asked at once [default: 500]
+    command_fanout_per_sec: u64 => u64 = 500, env "TMS_COMMAND_FANOUT_PER_SEC", secret false;
+    /// Days a log a terminal uploaded is kept; then it is deleted from the object store [default: 30]
+    log_retention_days: u64 => u64 = 30, env "TMS_LOG_RETENTION_DAYS", secret false;
     /// PEM file of the TLS certificate chain: with tls_key, the server speaks HTTPS itself (and sends HSTS); without, plain HTTP, for loopback or behind a TLS-terminating proxy
     tls_cert: PathBuf => Option<PathBuf> = None, env "TMS_TLS_CERT", secret false;
     /// PEM file of the TLS certificate's private key
@@ -310,6 +314,18 @@ impl Config {
         if self.body_idle_secs == 0 {
             return Err(ConfigError::Invalid {
                 setting: "body_idle_secs",
+                message: "must be at least 1".into(),
+            });
+        }
+        if self.command_fanout_per_sec == 0 {
+            return Err(ConfigError::Invalid {
+                setting: "command_fanout_per_sec",
+                message: "must be at least 1".into(),
+            });
+        }
+        if self.log_retention_days == 0 {
+            return Err(ConfigError::Invalid {
+                setting: "log_retention_days",
                 message: "must be at least 1".into(),
             });
         }

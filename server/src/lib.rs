@@ -7,6 +7,7 @@ pub mod auth;
 pub mod backup;
 pub mod blob_gc;
 pub mod blobs;
+pub mod commands;
 pub mod config;
 pub mod contact;
 pub mod db;

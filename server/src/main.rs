@@ -627,6 +627,49 @@ fn serve(config: Config) -> anyhow::Result<()> {
                 }
             });
         }
+        {
+            // Group commands fanned out a second's share at a time.
+            let fan_db = db.clone();
+            let per_pass = config.command_fanout_per_sec.min(i64::MAX as u64) as i64;
+            tokio::spawn(async move {
+                loop {
+                    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                    if let Err(e) =
+                        fan_db.run(move |conn| tms_server::commands::fan_out(conn, per_pass)).await
+                    {
+                        tracing::warn!(error = %e, "could not fan out group commands");
+                    }
+                }
+            });
+            // Expired commands and logs past their retention (deleted from
+            // the object store).
+            let (db, blobs) = (db.clone(), blobs.clone());
+            tokio::spawn(async move {
+                loop {
+                    tokio::time::sleep(std::time::Duration::from_secs(30)).await;
+                    let now = tms_server::time::now();
+                    let swept = db
+                        .run(move |conn| {
+                            tms_server::commands::expire(conn, now)?;
+                            tms_server::commands::logs::expire(conn, now)
+                        })
+                        .await;
+                    match swept {
+                        Ok(gone) => {
+                            for sha256 in gone {
+                                let Ok(digest) = sha256.parse::<tms_signing::Sha256Digest>() else {
+                                    continue;
+                                };
+                                if let Err(e) = blobs.delete_blob(&digest).await {
+                                    tracing::warn!(error = %e, sha256, "could not delete an expired log");
+                                }
+                            }
+                        }
+                        Err(e) => tracing::warn!(error = %e, "could not expire commands and logs"),
+                    }
+                }
+            });
+        }
         let mailer = Mailer::from_config(&config).context("setting up e-mail")?;
         let accounts = AccountSettings::from_config(&config, master_keys.clone());
         let contact = Arc::new(

@@ -3,7 +3,9 @@
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use crate::http::{accounts, acquirers, contact, devices, health, parameters, releases, store, terminal};
+use crate::http::{
+    accounts, acquirers, commands, contact, devices, health, parameters, releases, store, terminal,
+};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -62,6 +64,16 @@ use crate::http::{accounts, acquirers, contact, devices, health, parameters, rel
         terminal::upload_transactions,
         terminal::transaction_history,
         terminal::manual_status,
+        commands::issue,
+        commands::list,
+        commands::show,
+        commands::cancel,
+        commands::issue_to_group,
+        commands::show_batch,
+        commands::list_logs,
+        commands::download_log,
+        commands::report,
+        commands::upload_log,
         devices::list_devices,
         devices::show_device,
         devices::deactivate_device,
@@ -140,6 +152,7 @@ use crate::http::{accounts, acquirers, contact, devices, health, parameters, rel
         (name = "auth", description = "Login, sessions, API tokens and two-step verification"),
         (name = "accounts", description = "Merchants, orders, locations, users, groups and the audit trail"),
         (name = "terminal", description = "What the payment app on a terminal or phone calls"),
+        (name = "commands", description = "Remote commands to terminals (lock, unlock, restart, message, log collection) and collected logs"),
         (name = "devices", description = "Devices and transactions, for support and merchants"),
         (name = "releases", description = "Apps, publisher keys, signed releases and their artifacts"),
         (name = "parameters", description = "Parameter schemas, values per level, versions and reports"),

@@ -110,6 +110,11 @@ wire! {
         /// version than the acquirer's current one).
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         pub acquirer_sessions: Vec<String>,
+        /// Commands from support or the merchant, oldest first: carry out
+        /// each once (by id), then report its result. Sent again at every
+        /// contact until reported, expired or cancelled.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        pub commands: Vec<crate::wire::commands::CommandInstruction>,
     }
 
     /// Install, update or remove one app (or flash firmware).

@@ -100,6 +100,8 @@ error_codes! {
     AcquirerSessionFailed = "acquirer_session_failed", 409;
     TwoFactorAlreadyEnabled = "two_factor_already_enabled", 409;
     TwoFactorNotEnabled = "two_factor_not_enabled", 409;
+    /// The command was already carried out, failed, expired or was cancelled.
+    CommandFinished = "command_finished", 409;
     /// The rollout is not in a state that allows this action.
     RolloutState = "rollout_state", 409;
     NoPreviousRelease = "no_previous_release", 409;

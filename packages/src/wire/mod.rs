@@ -18,6 +18,7 @@ macro_rules! wire {
 
 pub mod accounts;
 pub mod acquirers;
+pub mod commands;
 pub mod contact;
 pub mod deployments;
 pub mod devices;

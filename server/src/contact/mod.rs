@@ -380,12 +380,16 @@ impl ContactService {
             .db
             .run(move |conn| {
                 let device = crate::devices::authenticate(conn, &token)?;
-                let holds = rollouts::attempts::holds_of(conn, device.id, crate::time::now())?;
-                Ok::<_, Error>((device, holds))
+                let at = crate::time::now();
+                let holds = rollouts::attempts::holds_of(conn, device.id, at)?;
+                let commands = crate::commands::open_for_device(conn, device.id, at)?;
+                Ok::<_, Error>((device, holds, commands))
             })
             .await;
         let device = match found {
-            Ok((d, holds)) => Device { model: d.model.clone(), calling: CallingDevice::from(d), holds },
+            Ok((d, holds, commands)) => {
+                Device { model: d.model.clone(), calling: CallingDevice::from(d), holds, commands }
+            }
             Err(e) => {
                 self.entries.write().expect("not poisoned").remove(&key);
                 return Err(e);
@@ -444,6 +448,11 @@ impl ContactService {
             model: self.intern_model(&device.model),
             held: !device.holds.is_empty(),
         };
+        if !computed.body.commands.is_empty() {
+            let ids: Vec<i64> = computed.body.commands.iter().map(|c| c.id).collect();
+            let at = crate::time::from_unix(now);
+            self.db.run(move |conn| crate::commands::mark_delivered(conn, &ids, at)).await?;
+        }
         self.note(device.calling.id, Some((&request, &digest)));
         // A terminal with something to do calls again once it did it; its
         // answer is not kept (a million of them would not fit in memory).
@@ -904,11 +913,12 @@ impl ContactService {
         actor.require_operator(deployments::READERS)?;
         // What this process heard from terminals and has not written yet.
         self.flush().await?;
-        let (device, holds, inventory) = self
+        let (device, (holds, commands), inventory) = self
             .db
             .run(move |conn| {
                 let row = crate::devices::find(conn, device_id)?.ok_or_else(|| Error::not_found("device"))?;
                 let holds = rollouts::attempts::holds_of(conn, device_id, crate::time::now())?;
+                let commands = crate::commands::open_for_device(conn, device_id, crate::time::now())?;
                 let inventory: Option<(String, i32, NaiveDateTime)> = device_inventory::table
                     .find(device_id)
                     .select((
@@ -918,7 +928,7 @@ impl ContactService {
                     ))
                     .first(conn)
                     .optional()?;
-                Ok::<_, Error>((row, holds, inventory))
+                Ok::<_, Error>((row, (holds, commands), inventory))
             })
             .await?;
         let state: Option<(TerminalState, i32, NaiveDateTime)> = inventory
@@ -948,6 +958,7 @@ impl ContactService {
             },
             model: device.model.clone(),
             holds,
+            commands,
         };
         let snapshot = self.snapshot.read().expect("not poisoned").clone();
         let computed = target::compute(

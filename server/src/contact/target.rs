@@ -31,6 +31,8 @@ pub struct Device {
     pub model: String,
     /// Deployments held back from it after failed attempts.
     pub holds: Vec<Hold>,
+    /// Its open commands, oldest first (read with the device).
+    pub commands: Vec<tms_packages::wire::commands::CommandInstruction>,
 }
 
 #[derive(Debug, Clone)]
@@ -186,10 +188,19 @@ pub async fn compute(
         body.acquirer_sessions.push(acquirer.clone());
     }
 
+    // Commands from support or the merchant. A terminal with one open is
+    // answered from the database at every contact until it reports (its
+    // target is not kept valid); one without pays nothing on the fast path.
+    body.commands = device.commands.clone();
+    if !body.commands.is_empty() {
+        valid_until = now;
+    }
+
     let in_sync = body.apps.is_empty()
         && body.firmware.is_none()
         && body.parameters.is_empty()
-        && body.acquirer_sessions.is_empty();
+        && body.acquirer_sessions.is_empty()
+        && body.commands.is_empty();
     body.target_digest = target.digest();
     if !in_sync {
         body.device_id = Some(device.calling.id);

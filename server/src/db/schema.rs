@@ -545,6 +545,65 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    device_commands (id) {
+        id -> BigInt,
+        device_id -> BigInt,
+        kind -> Text,
+        message -> Nullable<Text>,
+        log_name -> Nullable<Text>,
+        log_since -> Nullable<Timestamp>,
+        log_until -> Nullable<Timestamp>,
+        log_max_bytes -> Nullable<BigInt>,
+        state -> Text,
+        issued_by -> Text,
+        batch_id -> Nullable<BigInt>,
+        created_at -> Timestamp,
+        expires_at -> Timestamp,
+        delivered_at -> Nullable<Timestamp>,
+        finished_at -> Nullable<Timestamp>,
+        error_code -> Nullable<Text>,
+        result_message -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
+    command_batches (id) {
+        id -> BigInt,
+        target -> Text,
+        kind -> Text,
+        message -> Nullable<Text>,
+        log_name -> Nullable<Text>,
+        log_since -> Nullable<Timestamp>,
+        log_until -> Nullable<Timestamp>,
+        log_max_bytes -> Nullable<BigInt>,
+        issued_by -> Text,
+        merchant_scope -> Nullable<BigInt>,
+        created_at -> Timestamp,
+        expires_at -> Timestamp,
+        next_device_id -> BigInt,
+        queued -> BigInt,
+        fanned_out_at -> Nullable<Timestamp>,
+    }
+}
+
+diesel::table! {
+    device_logs (id) {
+        id -> BigInt,
+        device_id -> BigInt,
+        command_id -> BigInt,
+        name -> Text,
+        sha256 -> Text,
+        size -> BigInt,
+        content_encoding -> Nullable<Text>,
+        uploaded_at -> Timestamp,
+        expires_at -> Timestamp,
+    }
+}
+
+diesel::joinable!(device_commands -> devices (device_id));
+diesel::joinable!(device_logs -> device_commands (command_id));
+
 diesel::allow_tables_to_appear_in_same_query!(
     audit_events,
     merchants,
@@ -587,4 +646,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     app_screenshots,
     app_merchants,
     release_deltas,
+    device_commands,
+    command_batches,
+    device_logs,
 );

@@ -4,6 +4,7 @@
 pub mod accounts;
 pub mod acquirers;
 pub mod artifacts;
+pub mod commands;
 pub mod contact;
 pub mod devices;
 pub mod error;
@@ -121,8 +122,10 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         // matching the routes registered before it).
         .configure(contact::terminal_routes)
         .configure(terminal::routes)
+        .configure(commands::terminal_routes)
         .configure(accounts::routes)
         .configure(devices::routes)
+        .configure(commands::routes)
         .configure(releases::routes)
         .configure(parameters::routes)
         .configure(acquirers::routes)

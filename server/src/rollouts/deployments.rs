@@ -99,13 +99,15 @@ pub fn device_list(conn: &mut DbConnection, deployment_id: i64) -> Result<Vec<i6
 }
 
 /// A parsed `target`: kind, id, and the device list of a `devices:` target.
-struct ParsedTarget {
-    kind: &'static str,
-    id: Option<i64>,
-    devices: Vec<i64>,
+pub(crate) struct ParsedTarget {
+    pub kind: &'static str,
+    pub id: Option<i64>,
+    pub devices: Vec<i64>,
 }
 
-fn parse_target(conn: &mut DbConnection, text: &str) -> Result<ParsedTarget, Error> {
+/// Reads `everyone`, `merchant:M`, `location:L`, `group:G` or
+/// `devices:D1,D2,…`, checking that what it names exists.
+pub(crate) fn parse_target(conn: &mut DbConnection, text: &str) -> Result<ParsedTarget, Error> {
     let bad = |m: String| Error::new(ErrorCode::InvalidTarget, m);
     let text = text.trim();
     if text == "everyone" {
@@ -793,6 +795,11 @@ fn rolled_back_code(conn: &mut DbConnection, deployment_id: i64) -> Result<Optio
 /// The group a deployment targets, as the planner sees it.
 pub fn load_snapshot_target(conn: &mut DbConnection, row: &DeploymentRow) -> Result<Target, DbError> {
     load_group_target(conn, row.target_id.unwrap_or_default())
+}
+
+/// A device group as the planner sees it: its members, or its filter.
+pub(crate) fn group_target(conn: &mut DbConnection, id: i64) -> Result<Target, DbError> {
+    load_group_target(conn, id)
 }
 
 fn load_group_target(conn: &mut DbConnection, id: i64) -> Result<Target, DbError> {

@@ -1,0 +1,64 @@
+-- Commands support and merchants send to terminals, delivered in the
+-- contact answer until the terminal reports a result, expires or is
+-- cancelled.
+CREATE TABLE device_commands (
+    id INTEGER PRIMARY KEY AUTOINCREMENT NOT NULL,
+    device_id BIGINT NOT NULL REFERENCES devices (id),
+    kind TEXT NOT NULL,
+    message TEXT,
+    log_name TEXT,
+    log_since TIMESTAMP,
+    log_until TIMESTAMP,
+    log_max_bytes BIGINT,
+    state TEXT NOT NULL,
+    issued_by TEXT NOT NULL,
+    batch_id BIGINT,
+    created_at TIMESTAMP NOT NULL,
+    expires_at TIMESTAMP NOT NULL,
+    delivered_at TIMESTAMP,
+    finished_at TIMESTAMP,
+    error_code TEXT,
+    result_message TEXT
+);
+-- The contact finds a terminal's open commands; support lists them.
+CREATE INDEX device_commands_device ON device_commands (device_id, state);
+-- Expiry finds open commands past their time.
+CREATE INDEX device_commands_expiry ON device_commands (state, expires_at);
+-- A group command reaches each terminal once, whichever process fans it out.
+CREATE UNIQUE INDEX device_commands_batch ON device_commands (batch_id, device_id);
+
+-- One command for many terminals: fanned out by a background task, a
+-- bounded number of terminals per second, in device id order.
+CREATE TABLE command_batches (
+    id INTEGER PRIMARY KEY AUTOINCREMENT NOT NULL,
+    target TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    message TEXT,
+    log_name TEXT,
+    log_since TIMESTAMP,
+    log_until TIMESTAMP,
+    log_max_bytes BIGINT,
+    issued_by TEXT NOT NULL,
+    merchant_scope BIGINT,
+    created_at TIMESTAMP NOT NULL,
+    expires_at TIMESTAMP NOT NULL,
+    next_device_id BIGINT NOT NULL,
+    queued BIGINT NOT NULL,
+    fanned_out_at TIMESTAMP
+);
+
+-- Logs terminals uploaded for collect_logs commands, deleted from the
+-- object store after their retention.
+CREATE TABLE device_logs (
+    id INTEGER PRIMARY KEY AUTOINCREMENT NOT NULL,
+    device_id BIGINT NOT NULL REFERENCES devices (id),
+    command_id BIGINT NOT NULL UNIQUE REFERENCES device_commands (id),
+    name TEXT NOT NULL,
+    sha256 TEXT NOT NULL,
+    size BIGINT NOT NULL,
+    content_encoding TEXT,
+    uploaded_at TIMESTAMP NOT NULL,
+    expires_at TIMESTAMP NOT NULL
+);
+CREATE INDEX device_logs_device ON device_logs (device_id);
+CREATE INDEX device_logs_expiry ON device_logs (expires_at);
