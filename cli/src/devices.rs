@@ -61,6 +61,31 @@ pub enum DeviceCommand {
     /// Device groups: static lists or filters, to target deployments at
     #[command(subcommand)]
     Group(DeviceGroupCommand),
+    /// Send a command to the terminal: lock, unlock, restart, message, collect_logs, refresh_inventory
+    Command {
+        /// The device's id
+        id: i64,
+        #[command(flatten)]
+        command: crate::commands::CommandArgs,
+    },
+    /// The commands sent to the terminal, newest first
+    Commands {
+        /// The device's id
+        id: i64,
+        #[arg(long, default_value_t = 50)]
+        limit: i64,
+    },
+    /// The logs the terminal uploaded (support), or download one with --get
+    Logs {
+        /// The device's id
+        id: i64,
+        /// Download this log (its id in the list)
+        #[arg(long)]
+        get: Option<i64>,
+        /// Where to write it [default: device-ID-LOG-COMMAND.log, .gz when compressed]
+        #[arg(long)]
+        out: Option<std::path::PathBuf>,
+    },
 }
 
 fn print_devices(devices: &[DeviceView]) {
@@ -155,6 +180,15 @@ pub async fn device(client: &Client, command: DeviceCommand, out: Output) -> any
         DeviceCommand::Plan { id } => return deployments::device_plan(client, id, out).await,
         DeviceCommand::Actions { id } => return deployments::device_actions(client, id, out).await,
         DeviceCommand::Group(c) => return deployments::device_group(client, c, out).await,
+        DeviceCommand::Command { id, command } => {
+            return crate::commands::send_to_device(client, id, command, out).await;
+        }
+        DeviceCommand::Commands { id, limit } => {
+            return crate::commands::list_for_device(client, id, limit, out).await;
+        }
+        DeviceCommand::Logs { id, get, out: file } => {
+            return crate::commands::logs(client, id, get, file, out).await;
+        }
     };
     out.show(&device, print_device);
     Ok(())

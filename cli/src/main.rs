@@ -3,6 +3,7 @@
 
 mod accounts;
 mod client;
+mod commands;
 mod credentials;
 mod delta;
 mod deployments;
@@ -94,6 +95,9 @@ enum Command {
     /// Devices: the payment app activated on terminals and phones
     #[command(subcommand)]
     Device(devices::DeviceCommand),
+    /// Commands to terminals: send one to a whole target, show, cancel, follow a group command
+    #[command(name = "command", subcommand)]
+    Commands(commands::CommandCommand),
     /// Transactions: overview and export
     #[command(name = "tx", subcommand)]
     Transactions(devices::TransactionCommand),
@@ -202,6 +206,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Audit(c) => accounts::audit(&client, c, out).await?,
         Command::Operator(c) => accounts::operator(&client, c, out).await?,
         Command::Device(c) => devices::device(&client, c, out).await?,
+        Command::Commands(c) => commands::command(&client, c, out).await?,
         Command::Transactions(c) => devices::transactions(&client, c, out).await?,
         Command::Keygen(args) => releases::keygen(args, out)?,
         Command::Key(KeyCommand::Show { file }) => releases::key_show(&file, out)?,

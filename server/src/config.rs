@@ -225,6 +225,8 @@ settings! {
     command_fanout_per_sec: u64 => u64 = 500, env "TMS_COMMAND_FANOUT_PER_SEC", secret false;
     /// Days a log a terminal uploaded is kept; then it is deleted from the object store [default: 30]
     log_retention_days: u64 => u64 = 30, env "TMS_LOG_RETENTION_DAYS", secret false;
+    /// Seconds between sweeps that expire commands past their time and delete logs past their retention [default: 30]
+    command_sweep_secs: u64 => u64 = 30, env "TMS_COMMAND_SWEEP_SECS", secret false;
     /// PEM file of the TLS certificate chain: with tls_key, the server speaks HTTPS itself (and sends HSTS); without, plain HTTP, for loopback or behind a TLS-terminating proxy
     tls_cert: PathBuf => Option<PathBuf> = None, env "TMS_TLS_CERT", secret false;
     /// PEM file of the TLS certificate's private key
@@ -320,6 +322,12 @@ impl Config {
         if self.command_fanout_per_sec == 0 {
             return Err(ConfigError::Invalid {
                 setting: "command_fanout_per_sec",
+                message: "must be at least 1".into(),
+            });
+        }
+        if self.command_sweep_secs == 0 {
+            return Err(ConfigError::Invalid {
+                setting: "command_sweep_secs",
                 message: "must be at least 1".into(),
             });
         }

@@ -644,9 +644,10 @@ fn serve(config: Config) -> anyhow::Result<()> {
             // Expired commands and logs past their retention (deleted from
             // the object store).
             let (db, blobs) = (db.clone(), blobs.clone());
+            let every = std::time::Duration::from_secs(config.command_sweep_secs);
             tokio::spawn(async move {
                 loop {
-                    tokio::time::sleep(std::time::Duration::from_secs(30)).await;
+                    tokio::time::sleep(every).await;
                     let now = tms_server::time::now();
                     let swept = db
                         .run(move |conn| {

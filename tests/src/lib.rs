@@ -17,7 +17,7 @@ pub mod terminal;
 
 pub use database::{Backend, TestDatabase};
 pub use s3::MotoServer;
-pub use server::{ServerBuilder, TestServer, binary, rss_of, run_tms};
+pub use server::{ServerBuilder, TestServer, binary, login_tms, rss_of, run_tms};
 
 /// Whether this run is CI's, where a missing PostgreSQL or S3 server is a
 /// failure rather than a skipped test.

@@ -391,3 +391,11 @@ pub fn rss_of(pid: u32) -> Option<u64> {
         .ok()?;
     Some(kib * 1024)
 }
+
+/// Logs the `tms` CLI in as `email` into `credentials` (the password on
+/// standard input), asserting it succeeded.
+pub fn login_tms(server: &TestServer, credentials: &std::path::Path, email: &str, password: &str) {
+    let (code, _, err) =
+        run_tms(server, credentials, &["login", "--email", email, "--password-stdin"], Some(password));
+    assert_eq!(code, 0, "tms login as {email}: {err}");
+}

@@ -181,6 +181,13 @@ mod tests {
                 removed: vec!["old".into()],
             }],
             acquirer_sessions: vec!["worldline".into()],
+            commands: vec![tms_packages::wire::commands::CommandInstruction {
+                id: 9,
+                kind: "lock".into(),
+                message: Some("Fermé".into()),
+                log: None,
+                expires_at: 1_800_000_000,
+            }],
         };
         let before = body.clone();
         assert_eq!(writer.canonical(&mut body).unwrap(), expected(&before));

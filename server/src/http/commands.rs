@@ -24,7 +24,7 @@ use crate::http::error::{Error, ErrorCode};
         (status = 400, description = "`invalid_request` naming the field", body = ErrorEnvelope),
         (status = 403, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope),
         (status = 409, description = "the device is not active", body = ErrorEnvelope)))]
-pub async fn issue(
+pub async fn issue_command(
     state: web::Data<AppState>,
     actor: Actor,
     id: web::Path<i64>,
@@ -46,7 +46,7 @@ pub struct CommandListQuery {
 #[utoipa::path(get, path = "/api/v1/devices/{id}/commands", tag = "commands", security(("bearer" = [])),
     params(("id" = i64, Path), CommandListQuery),
     responses((status = 200, body = [CommandView]), (status = 404, body = ErrorEnvelope)))]
-pub async fn list(
+pub async fn list_device_commands(
     state: web::Data<AppState>,
     actor: Actor,
     id: web::Path<i64>,
@@ -58,7 +58,7 @@ pub async fn list(
 
 #[utoipa::path(get, path = "/api/v1/commands/{id}", tag = "commands", security(("bearer" = [])),
     params(("id" = i64, Path)), responses((status = 200, body = CommandView), (status = 404, body = ErrorEnvelope)))]
-pub async fn show(
+pub async fn show_command(
     state: web::Data<AppState>,
     actor: Actor,
     id: web::Path<i64>,
@@ -72,7 +72,7 @@ pub async fn show(
     params(("id" = i64, Path)),
     responses((status = 200, body = CommandView), (status = 403, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope),
         (status = 409, description = "`command_finished`", body = ErrorEnvelope)))]
-pub async fn cancel(
+pub async fn cancel_command(
     state: web::Data<AppState>,
     actor: Actor,
     id: web::Path<i64>,
@@ -90,7 +90,7 @@ pub async fn cancel(
     responses((status = 202, body = CommandBatchView),
         (status = 400, description = "`invalid_request` or `invalid_target`", body = ErrorEnvelope),
         (status = 403, body = ErrorEnvelope)))]
-pub async fn issue_to_group(
+pub async fn issue_group_command(
     state: web::Data<AppState>,
     actor: Actor,
     body: web::Json<GroupCommandRequest>,
@@ -102,7 +102,7 @@ pub async fn issue_to_group(
 /// A group command: how far its fan-out got and its commands by state.
 #[utoipa::path(get, path = "/api/v1/command-batches/{id}", tag = "commands", security(("bearer" = [])),
     params(("id" = i64, Path)), responses((status = 200, body = CommandBatchView), (status = 404, body = ErrorEnvelope)))]
-pub async fn show_batch(
+pub async fn show_command_batch(
     state: web::Data<AppState>,
     actor: Actor,
     id: web::Path<i64>,
@@ -115,7 +115,7 @@ pub async fn show_batch(
 #[utoipa::path(get, path = "/api/v1/devices/{id}/logs", tag = "commands", security(("bearer" = [])),
     params(("id" = i64, Path)),
     responses((status = 200, body = [CollectedLogView]), (status = 403, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope)))]
-pub async fn list_logs(
+pub async fn list_device_logs(
     state: web::Data<AppState>,
     actor: Actor,
     id: web::Path<i64>,
@@ -130,7 +130,7 @@ pub async fn list_logs(
     params(("id" = i64, Path)),
     responses((status = 200, content_type = "application/octet-stream"), (status = 403, body = ErrorEnvelope),
         (status = 404, body = ErrorEnvelope)))]
-pub async fn download_log(
+pub async fn download_device_log(
     state: web::Data<AppState>,
     req: HttpRequest,
     actor: Actor,
@@ -147,7 +147,7 @@ pub async fn download_log(
     params(("id" = i64, Path)), request_body = CommandResultRequest,
     responses((status = 200, body = CommandView), (status = 400, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope),
         (status = 409, description = "`command_finished`: expired, cancelled or already reported", body = ErrorEnvelope)))]
-pub async fn report(
+pub async fn report_command_result(
     state: web::Data<AppState>,
     device: CallingDevice,
     id: web::Path<i64>,
@@ -169,7 +169,7 @@ pub async fn report(
         (status = 409, description = "`command_finished`, or a command that collects no log", body = ErrorEnvelope),
         (status = 413, description = "`payload_too_large`: past the command's max_bytes", body = ErrorEnvelope),
         (status = 415, description = "an encoding other than gzip", body = ErrorEnvelope)))]
-pub async fn upload_log(
+pub async fn upload_command_log(
     state: web::Data<AppState>,
     req: HttpRequest,
     device: CallingDevice,
@@ -227,17 +227,25 @@ pub async fn upload_log(
 
 pub fn terminal_routes(cfg: &mut web::ServiceConfig) {
     use web::{post, put, resource};
-    cfg.service(resource("/api/v1/terminal/commands/{id}/result").route(post().to(report)))
-        .service(resource("/api/v1/terminal/commands/{id}/log").route(put().to(upload_log)));
+    cfg.service(resource("/api/v1/terminal/commands/{id}/result").route(post().to(report_command_result)))
+        .service(resource("/api/v1/terminal/commands/{id}/log").route(put().to(upload_command_log)));
 }
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
     use web::{get, head, post, resource};
-    cfg.service(resource("/api/v1/devices/{id}/commands").route(post().to(issue)).route(get().to(list)))
-        .service(resource("/api/v1/devices/{id}/logs").route(get().to(list_logs)))
-        .service(resource("/api/v1/commands").route(post().to(issue_to_group)))
-        .service(resource("/api/v1/commands/{id}").route(get().to(show)))
-        .service(resource("/api/v1/commands/{id}/cancel").route(post().to(cancel)))
-        .service(resource("/api/v1/command-batches/{id}").route(get().to(show_batch)))
-        .service(resource("/api/v1/logs/{id}").route(get().to(download_log)).route(head().to(download_log)));
+    cfg.service(
+        resource("/api/v1/devices/{id}/commands")
+            .route(post().to(issue_command))
+            .route(get().to(list_device_commands)),
+    )
+    .service(resource("/api/v1/devices/{id}/logs").route(get().to(list_device_logs)))
+    .service(resource("/api/v1/commands").route(post().to(issue_group_command)))
+    .service(resource("/api/v1/commands/{id}").route(get().to(show_command)))
+    .service(resource("/api/v1/commands/{id}/cancel").route(post().to(cancel_command)))
+    .service(resource("/api/v1/command-batches/{id}").route(get().to(show_command_batch)))
+    .service(
+        resource("/api/v1/logs/{id}")
+            .route(get().to(download_device_log))
+            .route(head().to(download_device_log)),
+    );
 }

@@ -1038,12 +1038,7 @@ backend_test!(operators_are_listed_changed_disabled_and_the_last_admin_stays, |d
     // Disabled: no login, and the session and the API token end (from the CLI).
     let dir = tempfile::tempdir().unwrap();
     let creds = dir.path().join("c.json");
-    tms_e2e::run_tms(
-        server,
-        &creds,
-        &["login", "--email", OPERATOR, "--password-stdin"],
-        Some(OPERATOR_PASSWORD),
-    );
+    tms_e2e::login_tms(server, &creds, OPERATOR, OPERATOR_PASSWORD);
     let (code, out, err) =
         tms_e2e::run_tms(server, &creds, &["operator", "disable", &support_id.to_string()], None);
     assert_eq!(code, 0, "{out}{err}");

@@ -325,3 +325,86 @@ fn a_delta_applies_by_hand_and_a_wrong_one_writes_nothing() {
     assert!(!out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
     assert!(!path("wrong.apk").exists());
 }
+
+backend_test!(support_sends_commands_and_fetches_a_log_from_the_cli, |db| {
+    use tms_e2e::fixtures::*;
+    let (server, op) = server_with_operator(&db).await;
+    let (merchant_id, location, _) =
+        merchant(&server, &op, "Kiosque", "admin@kiosque.example", &["9600000001"]).await;
+    let mut terminal =
+        activated_terminal(&server, "admin@kiosque.example", (merchant_id, location), "9600000001", "A920")
+            .await;
+    let id = terminal.device_id.to_string();
+    let dir = tempfile::tempdir().unwrap();
+    let creds = dir.path().join("c.json");
+    tms_e2e::login_tms(&server, &creds, OPERATOR, OPERATOR_PASSWORD);
+    let tms = |args: &[&str]| {
+        let (code, out, err) = run_tms(&server, &creds, args, None);
+        assert_eq!(code, 0, "tms {args:?}: {err}");
+        out
+    };
+    let out = tms(&["device", "command", &id, "lock", "--message", "Appelez-nous"]);
+    assert!(out.contains("lock (Appelez-nous)") && out.contains("queued"), "{out}");
+    let out = tms(&["device", "command", &id, "collect-logs", "--log", "system", "--max-bytes", "4096"]);
+    assert!(out.contains("collect_logs (log system)"), "{out}");
+    // A bad request is refused with the server's message.
+    let (code, _, err) = run_tms(&server, &creds, &["device", "command", &id, "reboot"], None);
+    assert_ne!(code, 0);
+    assert!(err.contains("reboot"), "{err}");
+
+    // The terminal gets both, uploads the log, and reports the lock.
+    let tms_e2e::terminal::Outcome::Answer(_, body) = terminal.contact(&server.http, &server.base_url).await
+    else {
+        panic!("refused")
+    };
+    assert_eq!(body.commands.len(), 2);
+    let upload = body.commands[1].log.clone().unwrap().upload_path;
+    let res = server
+        .http
+        .put(server.url(&upload))
+        .bearer_auth(&terminal.token)
+        .body("12:00 boot\n12:01 payment app started\n")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 201);
+    let (status, _) = server
+        .call(
+            reqwest::Method::POST,
+            &format!("/api/v1/terminal/commands/{}/result", body.commands[0].id),
+            Some(&terminal.token),
+            Some(serde_json::json!({"status": "succeeded"})),
+        )
+        .await;
+    assert_eq!(status, 200);
+    terminal.apply(&server.http, &server.base_url, &body).await;
+
+    let out = tms(&["device", "commands", &id]);
+    assert!(out.lines().filter(|l| l.contains("succeeded")).count() == 2, "{out}");
+    let out = tms(&["device", "logs", &id]);
+    assert!(out.contains("system") && out.contains(" 37 "), "{out}");
+    let log_id = out.lines().nth(1).unwrap().split_whitespace().next().unwrap().to_owned();
+    let file = dir.path().join("system.log");
+    tms(&["device", "logs", &id, "--get", &log_id, "--out", file.to_str().unwrap()]);
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), "12:00 boot\n12:01 payment app started\n");
+
+    // A group command, followed, and a command cancelled.
+    let out = tms(&["command", "send", "--target", &format!("devices:{id}"), "restart"]);
+    let batch = out.lines().next().unwrap().split_whitespace().last().unwrap().to_owned();
+    let mut shown = String::new();
+    for _ in 0..50 {
+        shown = tms(&["command", "batch", &batch]);
+        if shown.contains("queued      1\n") {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(shown.contains("queued      1\n") && shown.contains("kind        restart"), "{shown}");
+    let restart = tms(&["device", "commands", &id, "--json"]);
+    let restart: serde_json::Value = serde_json::from_str(&restart).unwrap();
+    let restart_id = restart[0]["id"].to_string();
+    let out = tms(&["command", "cancel", &restart_id]);
+    assert!(out.contains("cancelled"), "{out}");
+    let out = tms(&["command", "show", &restart_id]);
+    assert!(out.contains("restart") && out.contains("cancelled"), "{out}");
+});

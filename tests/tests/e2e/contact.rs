@@ -425,13 +425,7 @@ backend_test!(failures_in_the_first_stage_pause_it_and_rollback_delivers_the_pre
     // Through the CLI, as a release engineer would.
     let creds = tempfile::tempdir().unwrap();
     let creds = creds.path().join("credentials.json");
-    let (code, _, err) = run_tms(
-        &server,
-        &creds,
-        &["login", "--email", OPERATOR, "--password-stdin"],
-        Some(OPERATOR_PASSWORD),
-    );
-    assert_eq!(code, 0, "{err}");
+    tms_e2e::login_tms(&server, &creds, OPERATOR, OPERATOR_PASSWORD);
     let (code, out, err) = run_tms(
         &server,
         &creds,
@@ -635,13 +629,7 @@ backend_test!(groups_windows_removals_and_a_stage_that_succeeds_advances_by_itse
     // A dynamic group of the A80s, made with the CLI.
     let creds = tempfile::tempdir().unwrap();
     let creds = creds.path().join("credentials.json");
-    let (code, _, err) = run_tms(
-        &server,
-        &creds,
-        &["login", "--email", OPERATOR, "--password-stdin"],
-        Some(OPERATOR_PASSWORD),
-    );
-    assert_eq!(code, 0, "{err}");
+    tms_e2e::login_tms(&server, &creds, OPERATOR, OPERATOR_PASSWORD);
     let (code, out, err) = run_tms(
         &server,
         &creds,

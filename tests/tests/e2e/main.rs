@@ -3,6 +3,7 @@
 mod accounts;
 mod attacks;
 mod cli;
+mod commands;
 mod config;
 mod contact;
 mod database;

@@ -438,13 +438,7 @@ backend_test!(withdrawn_artifacts_and_damaged_downloads, |db| {
     // The CLI repairs a file that is too long or wrong, rather than trusting it.
     let dir = tempfile::tempdir().unwrap();
     let creds = dir.path().join("c.json");
-    let (code, _, err) = run_tms(
-        &server,
-        &creds,
-        &["login", "--email", OPERATOR, "--password-stdin"],
-        Some(OPERATOR_PASSWORD),
-    );
-    assert_eq!(code, 0, "{err}");
+    tms_e2e::login_tms(&server, &creds, OPERATOR, OPERATOR_PASSWORD);
     let target = dir.path().join("a.apk");
     for damaged in [vec![0u8; 600_000], {
         let mut wrong = bytes.clone();
@@ -557,12 +551,7 @@ backend_test!(deltas_are_built_in_the_background_from_earlier_releases, |db| {
     // The CLI lists them.
     let dir = tempfile::tempdir().unwrap();
     let creds = dir.path().join("c.json");
-    tms_e2e::run_tms(
-        &server,
-        &creds,
-        &["login", "--email", OPERATOR, "--password-stdin"],
-        Some(OPERATOR_PASSWORD),
-    );
+    tms_e2e::login_tms(&server, &creds, OPERATOR, OPERATOR_PASSWORD);
     let (code, out, err) = tms_e2e::run_tms(&server, &creds, &["release", "show", APP, "3.0.0"], None);
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("delta from   2.0.0") && out.contains("delta from   1.0.0"), "{out}");
