@@ -425,6 +425,16 @@ pub enum MerchantCommand {
     Terminals {
         id: i64,
     },
+    /// Hours without contact before the merchant's terminals count as missing
+    MissingThreshold {
+        id: i64,
+        /// 1 to 2160
+        #[arg(long, conflicts_with = "default", required_unless_present = "default")]
+        hours: Option<i64>,
+        /// Back to the server's default (missing_after_hours)
+        #[arg(long)]
+        default: bool,
+    },
 }
 
 pub async fn merchant(client: &Client, command: MerchantCommand, out: Output) -> anyhow::Result<()> {
@@ -448,6 +458,16 @@ pub async fn merchant(client: &Client, command: MerchantCommand, out: Output) ->
                 println!("contact  {}", m.contact_email);
                 println!("status   {}", m.status);
                 println!("created  {}", m.created_at);
+            });
+        }
+        MerchantCommand::MissingThreshold { id, hours, default: _ } => {
+            let body = tms_packages::wire::devices::MissingThresholdRequest { hours };
+            let view: tms_packages::wire::devices::MissingThresholdView = client
+                .call(Method::PUT, &format!("/api/v1/merchants/{id}/missing-threshold"), Some(&body))
+                .await?;
+            out.show(&view, |v| {
+                let whose = if v.default { "the server's default" } else { "its own" };
+                println!("merchant {}: missing after {} h without contact ({whose})", v.merchant_id, v.hours);
             });
         }
         MerchantCommand::Terminals { id } => {

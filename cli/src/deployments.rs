@@ -539,6 +539,9 @@ fn print_plan(p: &DevicePlanView) {
         } else if let Some(at) = &app.retry_at {
             println!("  held back   until {at}, after a failed attempt");
         }
+        if let (Some(needs), Some(free)) = (app.storage_needed_bytes, app.storage_free_bytes) {
+            println!("  held        needs {}, {} free", human_size(needs), human_size(free));
+        }
         for c in &app.considered {
             println!("  considered  deployment {} ({}): {}", c.deployment_id, c.precedence, c.outcome);
         }
@@ -591,9 +594,33 @@ pub async fn device_actions(client: &Client, id: i64, out: Output) -> anyhow::Re
     Ok(())
 }
 
+/// A size as people read it on a terminal's storage: 48 MiB, 1.2 GiB, 32 KiB.
+fn human_size(bytes: u64) -> String {
+    const UNITS: [&str; 4] = ["bytes", "KiB", "MiB", "GiB"];
+    let mut value = bytes as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit < UNITS.len() - 1 {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 || value >= 10.0 {
+        format!("{value:.0} {}", UNITS[unit])
+    } else {
+        format!("{value:.1} {}", UNITS[unit])
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sizes_read_as_on_a_terminal() {
+        assert_eq!(human_size(500), "500 bytes");
+        assert_eq!(human_size(32 * 1024), "32 KiB");
+        assert_eq!(human_size(48 << 20), "48 MiB");
+        assert_eq!(human_size(1_288_490_189), "1.2 GiB");
+    }
 
     #[test]
     fn releases_and_targets_parse() {

@@ -61,6 +61,12 @@ pub enum DeviceCommand {
     /// Device groups: static lists or filters, to target deployments at
     #[command(subcommand)]
     Group(DeviceGroupCommand),
+    /// Terminals not heard from for longer than their merchant's threshold, longest silent first
+    Missing {
+        /// Only this merchant's
+        #[arg(long)]
+        merchant: Option<i64>,
+    },
     /// Send a command to the terminal: lock, unlock, restart, message, collect_logs, refresh_inventory
     Command {
         /// The device's id
@@ -123,6 +129,27 @@ fn print_device(d: &DeviceView) {
         "apps          {}",
         if d.installed_apps.is_empty() { "-".into() } else { d.installed_apps.join(", ") }
     );
+    if let Some(free) = d.free_storage_bytes {
+        println!("free storage  {:.1} GiB", free as f64 / (1u64 << 30) as f64);
+    }
+    if let Some(h) = &d.health {
+        let at = d.health_reported_at.as_deref().unwrap_or("-");
+        if let Some(b) = h.battery_percent {
+            let charging = if h.charging == Some(true) { ", charging" } else { "" };
+            println!("battery       {b} %{charging}");
+        }
+        if let Some(n) = &h.network {
+            let signal = h.signal_percent.map(|s| format!(", signal {s} %")).unwrap_or_default();
+            println!("network       {n}{signal}");
+        }
+        if let Some(p) = &h.printer {
+            println!("printer       {}", if p == "paper_out" { "out of paper" } else { p });
+        }
+        if let Some(up) = h.uptime_secs {
+            println!("up for        {} h {} min", up / 3600, up % 3600 / 60);
+        }
+        println!("health as of  {at}");
+    }
     println!("activated     {}", d.activated_at);
     println!("last contact  {}", d.last_contact_at.as_deref().unwrap_or("-"));
     if let Some(at) = &d.deactivated_at {
@@ -180,6 +207,28 @@ pub async fn device(client: &Client, command: DeviceCommand, out: Output) -> any
         DeviceCommand::Plan { id } => return deployments::device_plan(client, id, out).await,
         DeviceCommand::Actions { id } => return deployments::device_actions(client, id, out).await,
         DeviceCommand::Group(c) => return deployments::device_group(client, c, out).await,
+        DeviceCommand::Missing { merchant } => {
+            let q = query(&[("merchant_id", merchant.map(|m| m.to_string()))]);
+            let list: Vec<MissingTerminalView> =
+                client.get(&format!("/api/v1/missing-terminals?{q}")).await?;
+            out.show(&list, |l| {
+                table(
+                    &["DEVICE", "NAME", "HARDWARE", "MERCHANT", "LOCATION", "LAST CONTACT", "MISSING SINCE"],
+                    l.iter().map(|m| {
+                        vec![
+                            m.device_id.to_string(),
+                            m.name.clone(),
+                            m.hardware_id.clone(),
+                            m.merchant_id.to_string(),
+                            m.location_id.to_string(),
+                            m.last_contact_at.clone(),
+                            m.missing_since.clone(),
+                        ]
+                    }),
+                )
+            });
+            return Ok(());
+        }
         DeviceCommand::Command { id, command } => {
             return crate::commands::send_to_device(client, id, command, out).await;
         }

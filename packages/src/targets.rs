@@ -71,7 +71,15 @@ pub struct Deliveries {
     pub window_opens_in: Option<u32>,
     /// Changes not offered because their deployment is held back, by app.
     pub held: Vec<(String, Hold)>,
+    /// Changes not offered because the artifact does not fit in the free
+    /// storage the terminal reported: (app, bytes needed, bytes free).
+    pub short_of_space: Vec<(String, u64, u64)>,
 }
+
+/// A change held for want of storage is looked at again this often: the
+/// terminal's free space is not part of its state, so nothing else would
+/// bring its next report to the planner.
+pub const STORAGE_RECHECK_SECS: i64 = 600;
 
 impl Deliveries {
     /// Whether the target has an app with a parameter schema that the
@@ -83,7 +91,7 @@ impl Deliveries {
     }
 }
 
-/// A registered terminal, as the planner needs it besides what it reports.
+/// A terminal as the planner needs it besides its reported state.
 pub struct Registered<'a> {
     pub device_id: i64,
     pub merchant_id: i64,
@@ -91,6 +99,9 @@ pub struct Registered<'a> {
     pub model: &'a str,
     /// Deployments whose release failed on it and waits before another offer.
     pub holds: &'a [Hold],
+    /// The free storage it reported with this contact; 0 when it did not
+    /// say (older terminals), which holds nothing back.
+    pub free_storage_bytes: u64,
 }
 
 /// A deployment held back from one terminal after failed attempts: its
@@ -136,7 +147,16 @@ pub fn plan_apps(
     let local = local_secs_of_day(now, utc_offset_minutes);
     let in_force = snapshot.in_force(now);
     let plans = plan(&facts, &in_force.0, local);
-    let found = deliveries(snapshot, &in_force, &plans, state, device.holds, local, now, valid_until);
+    let found = deliveries(
+        snapshot,
+        &in_force,
+        &plans,
+        state,
+        (device.holds, device.free_storage_bytes),
+        local,
+        now,
+        valid_until,
+    );
     (plans, found)
 }
 
@@ -164,7 +184,7 @@ fn deliveries(
     (in_force, next_edge): &(Vec<&Deployment>, Option<i64>),
     plans: &[AppPlan],
     state: &TerminalState,
-    holds: &[Hold],
+    (holds, free_storage_bytes): (&[Hold], u64),
     local_secs: u32,
     now: i64,
     valid_until: i64,
@@ -176,6 +196,7 @@ fn deliveries(
         valid_until: next_edge.map_or(valid_until, |edge| valid_until.min(edge)),
         window_opens_in: None,
         held: Vec::new(),
+        short_of_space: Vec::new(),
     };
     for p in plans {
         let Some(decided) = p.deployment_id else { continue };
@@ -214,6 +235,15 @@ fn deliveries(
                 offer_for(delivery, state, &p.app_id)
             },
         };
+        // The artifact is written whole even when a delta brings it.
+        if let Some(offer) = &instruction.release
+            && free_storage_bytes > 0
+            && offer.size > free_storage_bytes
+        {
+            out.short_of_space.push((p.app_id.clone(), offer.size, free_storage_bytes));
+            out.valid_until = out.valid_until.min(now + STORAGE_RECHECK_SECS);
+            continue;
+        }
         let target = &mut out.target;
         match (&instruction.release, change) {
             (_, Change::Remove) => target.apps.retain(|a| a.app_id != p.app_id),
@@ -255,12 +285,24 @@ mod tests {
 
     const APPS: [&str; 3] = ["eu.ccv.salespoint", "eu.ccv.tips", "eu.ccv.loyalty"];
 
+    /// Terminal 5, free of holds, that reported no free storage.
+    fn device_5() -> Registered<'static> {
+        Registered {
+            device_id: 5,
+            merchant_id: 1,
+            location_id: 10,
+            model: "A920",
+            holds: &[],
+            free_storage_bytes: 0,
+        }
+    }
+
     fn offer(c: &Candidate) -> ReleaseOffer {
         ReleaseOffer {
             release_id: c.release_id,
             version: c.version.to_string(),
             version_code: c.version_code,
-            size: 1,
+            size: c.version_code,
             sha256: format!("{:064x}", c.release_id),
             manifest: ReleaseManifest {
                 app_id: c.app_id.clone(),
@@ -268,7 +310,7 @@ mod tests {
                 version: c.version.to_string(),
                 version_code: c.version_code,
                 artifact_sha256: format!("{:064x}", c.release_id),
-                artifact_size: 1,
+                artifact_size: c.version_code,
                 models: c.models.clone(),
                 min_firmware: None,
                 release_notes: String::new(),
@@ -396,7 +438,7 @@ mod tests {
                 expires_at: None,
             },
         );
-        let device = Registered { device_id: 5, merchant_id: 1, location_id: 10, model: "A920", holds: &[] };
+        let device = device_5();
         let on = |sha: Option<String>| TerminalState {
             model: "A920".into(),
             firmware: "9.0.0".into(),
@@ -423,10 +465,42 @@ mod tests {
 
     proptest! {
         #[test]
+        fn nothing_larger_than_the_free_storage_is_offered(
+            (snapshot, state) in snapshot_and_state(),
+            free in 0u64..700,
+        ) {
+            let now = 1_800_000_000;
+            let unknown = device_5();
+            let device = Registered { free_storage_bytes: free, ..unknown };
+            let (_, unbounded) = plan_apps(&snapshot, &unknown, &state, 0, now, now + 3_600);
+            let (_, found) = plan_apps(&snapshot, &device, &state, 0, now, now + 3_600);
+            // The fixture's artifacts have as many bytes as their version code.
+            for instruction in &unbounded.apps {
+                let fits = free == 0 || instruction.release.as_ref().is_none_or(|o| o.size <= free);
+                prop_assert_eq!(found.apps.contains(instruction), fits);
+                if !fits {
+                    let needs = instruction.release.as_ref().map_or(0, |o| o.size);
+                    let held = found
+                        .short_of_space
+                        .iter()
+                        .any(|(app, n, has)| *app == instruction.app_id && *n == needs && *has == free);
+                    prop_assert!(held, "held for space");
+                    prop_assert!(found.valid_until <= now + STORAGE_RECHECK_SECS);
+                    // Not applied: the target keeps what the terminal has.
+                    let reported = state.apps.iter().find(|a| a.app_id == instruction.app_id);
+                    let target = found.target.apps.iter().find(|a| a.app_id == instruction.app_id);
+                    prop_assert_eq!(target, reported);
+                }
+            }
+        }
+    }
+
+    proptest! {
+        #[test]
         fn instructions_follow_the_plans_and_the_target_is_the_state_once_applied(
             (snapshot, state) in snapshot_and_state(),
         ) {
-            let device = Registered { device_id: 5, merchant_id: 1, location_id: 10, model: "A920", holds: &[] };
+            let device = device_5();
             let (plans, found) = plan_apps(&snapshot, &device, &state, 0, 1_800_000_000, 1_800_003_600);
             prop_assert!(found.valid_until <= 1_800_003_600);
             for instruction in &found.apps {
@@ -463,7 +537,7 @@ mod tests {
                 .iter()
                 .map(|(id, until)| Hold { deployment_id: *id, attempts: 1, until: until.map(|u| now - 3_600 + u) })
                 .collect();
-            let free = Registered { device_id: 5, merchant_id: 1, location_id: 10, model: "A920", holds: &[] };
+            let free = device_5();
             let device = Registered { holds: &holds, ..free };
             let (_, unheld) = plan_apps(&snapshot, &free, &state, 0, now, now + 3_600);
             let (_, found) = plan_apps(&snapshot, &device, &state, 0, now, now + 3_600);

@@ -227,6 +227,10 @@ settings! {
     log_retention_days: u64 => u64 = 30, env "TMS_LOG_RETENTION_DAYS", secret false;
     /// Seconds between sweeps that expire commands past their time and delete logs past their retention [default: 30]
     command_sweep_secs: u64 => u64 = 30, env "TMS_COMMAND_SWEEP_SECS", secret false;
+    /// Hours without a contact after which an active terminal is missing (a merchant may have its own) [default: 24]
+    missing_after_hours: u64 => u64 = 24, env "TMS_MISSING_AFTER_HOURS", secret false;
+    /// Seconds between passes that find missing terminals and those back [default: 60]
+    missing_check_secs: u64 => u64 = 60, env "TMS_MISSING_CHECK_SECS", secret false;
     /// PEM file of the TLS certificate chain: with tls_key, the server speaks HTTPS itself (and sends HSTS); without, plain HTTP, for loopback or behind a TLS-terminating proxy
     tls_cert: PathBuf => Option<PathBuf> = None, env "TMS_TLS_CERT", secret false;
     /// PEM file of the TLS certificate's private key
@@ -295,11 +299,20 @@ impl Config {
     fn validate(&self) -> Result<(), ConfigError> {
         self.database()?;
         self.object_store()?;
-        if self.db_pool_size == 0 {
-            return Err(ConfigError::Invalid {
-                setting: "db_pool_size",
-                message: "must be at least 1".into(),
-            });
+        for (setting, value) in [
+            ("db_pool_size", u64::from(self.db_pool_size)),
+            ("body_idle_secs", self.body_idle_secs),
+            ("command_fanout_per_sec", self.command_fanout_per_sec),
+            ("missing_check_secs", self.missing_check_secs),
+            ("command_sweep_secs", self.command_sweep_secs),
+            ("log_retention_days", self.log_retention_days),
+            ("delta_check_secs", self.delta_check_secs),
+            ("blob_gc_interval_secs", self.blob_gc_interval_secs),
+            ("tls_reload_secs", self.tls_reload_secs),
+        ] {
+            if value == 0 {
+                return Err(ConfigError::Invalid { setting, message: "must be at least 1".into() });
+            }
         }
         if self.workers == Some(0) {
             return Err(ConfigError::Invalid { setting: "workers", message: "must be at least 1".into() });
@@ -313,46 +326,10 @@ impl Config {
                 message: "give both tls_cert and tls_key (TMS_TLS_CERT, TMS_TLS_KEY), or neither".into(),
             });
         }
-        if self.body_idle_secs == 0 {
+        if !(1..=24 * 90).contains(&self.missing_after_hours) {
             return Err(ConfigError::Invalid {
-                setting: "body_idle_secs",
-                message: "must be at least 1".into(),
-            });
-        }
-        if self.command_fanout_per_sec == 0 {
-            return Err(ConfigError::Invalid {
-                setting: "command_fanout_per_sec",
-                message: "must be at least 1".into(),
-            });
-        }
-        if self.command_sweep_secs == 0 {
-            return Err(ConfigError::Invalid {
-                setting: "command_sweep_secs",
-                message: "must be at least 1".into(),
-            });
-        }
-        if self.log_retention_days == 0 {
-            return Err(ConfigError::Invalid {
-                setting: "log_retention_days",
-                message: "must be at least 1".into(),
-            });
-        }
-        if self.delta_check_secs == 0 {
-            return Err(ConfigError::Invalid {
-                setting: "delta_check_secs",
-                message: "must be at least 1".into(),
-            });
-        }
-        if self.blob_gc_interval_secs == 0 {
-            return Err(ConfigError::Invalid {
-                setting: "blob_gc_interval_secs",
-                message: "must be at least 1".into(),
-            });
-        }
-        if self.tls_reload_secs == 0 {
-            return Err(ConfigError::Invalid {
-                setting: "tls_reload_secs",
-                message: "must be at least 1".into(),
+                setting: "missing_after_hours",
+                message: "from 1 hour to 90 days (2160)".into(),
             });
         }
         Ok(())

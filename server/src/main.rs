@@ -671,6 +671,38 @@ fn serve(config: Config) -> anyhow::Result<()> {
                 }
             });
         }
+        {
+            // Missing terminals: those crossing a threshold since the last pass.
+            let (db, metrics) = (db.clone(), metrics.clone());
+            let default_hours = config.missing_after_hours as i64;
+            let every = std::time::Duration::from_secs(config.missing_check_secs);
+            tokio::spawn(async move {
+                let mut since: Option<chrono::NaiveDateTime> = None;
+                loop {
+                    tokio::time::sleep(every).await;
+                    let now = tms_server::time::now();
+                    let found = db
+                        .run(move |conn| tms_server::devices::missing::pass(conn, default_hours, now, since))
+                        .await;
+                    match found {
+                        Ok(pass) => {
+                            since = Some(now);
+                            if !pass.now_missing.is_empty() || !pass.back.is_empty() {
+                                tracing::info!(
+                                    missing = pass.missing,
+                                    went_missing = pass.now_missing.len(),
+                                    back = pass.back.len(),
+                                    examined = pass.examined,
+                                    "missing terminals"
+                                );
+                            }
+                            metrics.record_missing_pass(&pass);
+                        }
+                        Err(e) => tracing::warn!(error = %e, "could not look for missing terminals"),
+                    }
+                }
+            });
+        }
         let mailer = Mailer::from_config(&config).context("setting up e-mail")?;
         let accounts = AccountSettings::from_config(&config, master_keys.clone());
         let contact = Arc::new(

@@ -37,10 +37,25 @@ struct BlobCollection {
     last_pass_unix: i64,
 }
 
+/// The missing-terminal pass's figures (-1: no pass yet).
+#[derive(Debug, Clone, Copy)]
+struct MissingTerminals {
+    missing: i64,
+    went_missing: u64,
+    came_back: u64,
+}
+
+impl Default for MissingTerminals {
+    fn default() -> Self {
+        MissingTerminals { missing: -1, went_missing: 0, came_back: 0 }
+    }
+}
+
 #[derive(Debug, Default, Clone)]
 pub struct Metrics {
     requests: std::sync::Arc<Mutex<HashMap<SeriesKey, Series>>>,
     blob_collection: std::sync::Arc<Mutex<BlobCollection>>,
+    missing: std::sync::Arc<Mutex<MissingTerminals>>,
 }
 
 impl Metrics {
@@ -62,6 +77,14 @@ impl Metrics {
         figures.deleted += pass.deleted as u64;
         figures.deleted_bytes += pass.deleted_bytes;
         figures.last_pass_unix = crate::time::unix_now();
+    }
+
+    /// A pass of the missing-terminal check.
+    pub fn record_missing_pass(&self, pass: &crate::devices::missing::Pass) {
+        let mut figures = self.missing.lock().unwrap_or_else(|p| p.into_inner());
+        figures.missing = pass.missing as i64;
+        figures.went_missing += pass.now_missing.len() as u64;
+        figures.came_back += pass.back.len() as u64;
     }
 
     /// The Prometheus text exposition of everything measured so far.
@@ -104,6 +127,7 @@ impl Metrics {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}");
         }
         let blobs = *self.blob_collection.lock().unwrap_or_else(|p| p.into_inner());
+        let missing = *self.missing.lock().unwrap_or_else(|p| p.into_inner());
         for (name, kind, help, value) in [
             (
                 "tms_blob_orphans",
@@ -128,6 +152,24 @@ impl Metrics {
                 "gauge",
                 "When blob collection last ran (0: not yet).",
                 blobs.last_pass_unix,
+            ),
+            (
+                "tms_terminals_missing",
+                "gauge",
+                "Active terminals not heard from for longer than their threshold (-1: not counted yet).",
+                missing.missing,
+            ),
+            (
+                "tms_terminals_went_missing_total",
+                "counter",
+                "Terminals this process found missing.",
+                missing.went_missing as i64,
+            ),
+            (
+                "tms_terminals_came_back_total",
+                "counter",
+                "Missing terminals this process saw come back.",
+                missing.came_back as i64,
             ),
         ] {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}");

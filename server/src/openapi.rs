@@ -74,6 +74,8 @@ use crate::http::{
         commands::download_device_log,
         commands::report_command_result,
         commands::upload_command_log,
+        devices::list_missing,
+        devices::set_missing_threshold,
         devices::list_devices,
         devices::show_device,
         devices::deactivate_device,

@@ -21,6 +21,10 @@ pub struct SimTerminal {
     pub location_id: i64,
     pub state: TerminalState,
     pub utc_offset_minutes: i32,
+    /// Sent with each contact when set.
+    pub health: Option<tms_packages::wire::contact::TerminalHealth>,
+    /// Reported with each contact [default: 1 GiB].
+    pub free_storage_bytes: u64,
     /// The issue time of the last answer accepted (answers never go back).
     pub last_issued_at: Option<i64>,
     /// The last request body and the state it was made from: a load
@@ -29,7 +33,10 @@ pub struct SimTerminal {
     request_cache: RequestCache,
 }
 
-type RequestCache = std::sync::Arc<std::sync::Mutex<Option<(TerminalState, Vec<u8>)>>>;
+/// What a request is made from besides its constant fields: the state, the
+/// health and the free storage.
+type RequestKey = (TerminalState, Option<tms_packages::wire::contact::TerminalHealth>, u64);
+type RequestCache = std::sync::Arc<std::sync::Mutex<Option<(RequestKey, Vec<u8>)>>>;
 
 /// Reads the tokens file `tms-server fleet seed` writes.
 pub fn load_fleet(path: &Path) -> Vec<SimTerminal> {
@@ -108,6 +115,8 @@ impl SimTerminal {
                 acquirers: Default::default(),
             },
             utc_offset_minutes: 60,
+            health: None,
+            free_storage_bytes: 1 << 30,
             last_issued_at: None,
             request_cache: Default::default(),
         }
@@ -135,7 +144,8 @@ impl SimTerminal {
             wifi: true,
             time_zone: "Europe/Amsterdam".into(),
             utc_offset_minutes: self.utc_offset_minutes,
-            free_storage_bytes: 1 << 30,
+            free_storage_bytes: self.free_storage_bytes,
+            health: self.health.clone(),
         }
     }
 
@@ -185,10 +195,15 @@ impl SimTerminal {
         let body = {
             let mut cache = self.request_cache.lock().expect("not poisoned");
             match &*cache {
-                Some((state, bytes)) if *state == self.state => bytes.clone(),
+                Some(((state, health, free), bytes))
+                    if *state == self.state && *health == self.health && *free == self.free_storage_bytes =>
+                {
+                    bytes.clone()
+                }
                 _ => {
                     let bytes = serde_json::to_vec(&self.request()).expect("requests serialise");
-                    *cache = Some((self.state.clone(), bytes.clone()));
+                    let key = (self.state.clone(), self.health.clone(), self.free_storage_bytes);
+                    *cache = Some((key, bytes.clone()));
                     bytes
                 }
             }

@@ -62,3 +62,30 @@ CREATE TABLE device_logs (
 );
 CREATE INDEX device_logs_device ON device_logs (device_id);
 CREATE INDEX device_logs_expiry ON device_logs (expires_at);
+
+-- The latest health a terminal reported (battery, network, printer,
+-- uptime), written with the batched contact records.
+CREATE TABLE device_health (
+    device_id BIGINT PRIMARY KEY NOT NULL REFERENCES devices (id),
+    health_json TEXT NOT NULL,
+    free_storage_bytes BIGINT NOT NULL,
+    reported_at TIMESTAMP NOT NULL
+);
+
+-- Terminals not heard from for longer than their merchant's threshold,
+-- until their next contact.
+CREATE TABLE missing_devices (
+    device_id BIGINT PRIMARY KEY NOT NULL REFERENCES devices (id),
+    merchant_id BIGINT NOT NULL,
+    last_contact_at TIMESTAMP NOT NULL,
+    missing_since TIMESTAMP NOT NULL
+);
+CREATE INDEX missing_devices_merchant ON missing_devices (merchant_id);
+-- A merchant's own threshold, where it differs from missing_after_hours.
+CREATE TABLE merchant_missing_thresholds (
+    merchant_id BIGINT PRIMARY KEY NOT NULL REFERENCES merchants (id),
+    hours BIGINT NOT NULL
+);
+-- The missing pass reads only the terminals whose last contact crossed a
+-- threshold since the previous pass, through this index.
+CREATE INDEX device_contacts_at ON device_contacts (contacted_at);

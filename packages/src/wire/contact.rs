@@ -56,6 +56,30 @@ wire! {
         pub utc_offset_minutes: i32,
         #[serde(default)]
         pub free_storage_bytes: u64,
+        /// How the terminal is doing (kept as its latest, for support).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub health: Option<TerminalHealth>,
+    }
+
+    /// A terminal's health at a contact; every field optional.
+    #[derive(Default)]
+    pub struct TerminalHealth {
+        /// 0 to 100.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub battery_percent: Option<u8>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub charging: Option<bool>,
+        /// `wifi`, `mobile`, `ethernet` or `none`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub network: Option<String>,
+        /// Signal strength, 0 to 100.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub signal_percent: Option<u8>,
+        /// `ok`, `paper_out`, `error` or `absent`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub printer: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub uptime_secs: Option<u64>,
     }
 
     /// An answer signed by a server key (see `/.well-known/tms/answer-keys`).
@@ -254,6 +278,26 @@ impl TerminalState {
         };
         let bytes = serde_json::to_vec(&canonical).expect("a terminal state is plain data");
         Sha256Digest::of(&bytes).to_hex()
+    }
+}
+
+impl TerminalHealth {
+    /// The first field out of its range, with why: the contact is refused
+    /// rather than a wrong value shown to support.
+    pub fn invalid_field(&self) -> Option<(&'static str, &'static str)> {
+        if self.battery_percent.is_some_and(|b| b > 100) {
+            return Some(("health.battery_percent", "from 0 to 100"));
+        }
+        if self.signal_percent.is_some_and(|s| s > 100) {
+            return Some(("health.signal_percent", "from 0 to 100"));
+        }
+        if self.network.as_deref().is_some_and(|n| !["wifi", "mobile", "ethernet", "none"].contains(&n)) {
+            return Some(("health.network", "wifi, mobile, ethernet or none"));
+        }
+        if self.printer.as_deref().is_some_and(|p| !["ok", "paper_out", "error", "absent"].contains(&p)) {
+            return Some(("health.printer", "ok, paper_out, error or absent"));
+        }
+        None
     }
 }
 

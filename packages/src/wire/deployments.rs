@@ -238,6 +238,12 @@ wire! {
         pub retry_at: Option<String>,
         #[serde(default, skip_serializing_if = "std::ops::Not::not")]
         pub failed_for_good: bool,
+        /// The change is held: its artifact needs this many bytes and the
+        /// terminal reported `storage_free_bytes` free.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub storage_needed_bytes: Option<u64>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub storage_free_bytes: Option<u64>,
         pub considered: Vec<ConsideredDeployment>,
     }
 

@@ -158,6 +158,14 @@ wire! {
         pub reported_model: Option<String>,
         /// Apps the device reported at its last TMS contact.
         pub installed_apps: Vec<String>,
+        /// Free storage it reported with its last state.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub free_storage_bytes: Option<u64>,
+        /// Its latest health report (battery, network, printer, uptime).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub health: Option<super::contact::TerminalHealth>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub health_reported_at: Option<String>,
         pub activated_at: String,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub last_contact_at: Option<String>,
@@ -171,6 +179,31 @@ wire! {
         pub sessions: Vec<DeviceSessionView>,
         /// The last acquirer parameter session per acquirer.
         pub acquirer_sessions: Vec<super::acquirers::AcquirerSessionView>,
+    }
+
+    /// A terminal not heard from for longer than its merchant's threshold.
+    pub struct MissingTerminalView {
+        pub device_id: i64,
+        pub merchant_id: i64,
+        pub location_id: i64,
+        pub name: String,
+        pub hardware_id: String,
+        pub last_contact_at: String,
+        pub missing_since: String,
+    }
+
+    /// `PUT /api/v1/merchants/{id}/missing-threshold`.
+    pub struct MissingThresholdRequest {
+        /// Hours without contact before a terminal is missing, 1 to 2160;
+        /// `null`: the server's default (`missing_after_hours`).
+        pub hours: Option<i64>,
+    }
+
+    pub struct MissingThresholdView {
+        pub merchant_id: i64,
+        pub hours: i64,
+        /// Whether this is the server's default.
+        pub default: bool,
     }
 
     pub struct UpdateDeviceRequest {

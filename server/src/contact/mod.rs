@@ -22,7 +22,9 @@ use chrono::NaiveDateTime;
 use diesel::prelude::*;
 use tms_packages::contact::{Change, DeviceFacts, Skip, signed_answer_json};
 use tms_packages::rollouts::offer_deadline_secs;
-use tms_packages::wire::contact::{ContactBody, ContactRequest, FeedbackRequest, TerminalState};
+use tms_packages::wire::contact::{
+    ContactBody, ContactRequest, FeedbackRequest, TerminalHealth, TerminalState,
+};
 use tms_packages::wire::deployments::{AppPlanView, ConsideredDeployment, DevicePlanView, ParameterPlanView};
 use tms_signing::{PrivateKey, Sha256Digest};
 
@@ -31,7 +33,7 @@ use crate::blobs::BlobStore;
 use crate::config::Config;
 use crate::contact::changes::{Scope, Seen};
 use crate::contact::target::{Computed, Device};
-use crate::db::schema::{deployment_actions, device_inventory};
+use crate::db::schema::{deployment_actions, device_health, device_inventory};
 use crate::db::{Db, DbConnection, DbError, WriteTurn};
 use crate::devices::CallingDevice;
 use crate::error::{Error, ErrorCode};
@@ -90,6 +92,20 @@ struct Entry {
     /// A deployment is held back from it after failed attempts: it is
     /// planned from the database, which knows until when.
     held: bool,
+    /// A change waits for storage: the free KiB it was planned with (0:
+    /// none waits). More free space reported is planned again at once.
+    /// (A u32 in the padding after `held`: entries stay the same size.)
+    space_planned_kib: u32,
+}
+
+/// What a contact reports of its health, for [`ContactService::note`].
+fn health_of(request: &ContactRequest) -> Option<(&TerminalHealth, u64)> {
+    request.health.as_ref().map(|h| (h, request.free_storage_bytes))
+}
+
+/// KiB as an entry keeps them.
+fn kib(bytes: u64) -> u32 {
+    (bytes / 1024).min(u64::from(u32::MAX)) as u32
 }
 
 /// The first half of a sha256 is plenty to tell states and tokens apart
@@ -128,6 +144,9 @@ struct Pending {
     /// Offers made, by (deployment, device): the latest of a flush is
     /// written (a retry offered before the flush is a new attempt).
     offers: HashMap<(i64, i64), Offer>,
+    /// Health reports as JSON with the free storage reported beside them
+    /// (0: not known here), the latest per device.
+    health: HashMap<i64, (String, u64)>,
 }
 
 pub struct ContactService {
@@ -315,6 +334,9 @@ impl ContactService {
 
     /// Answers a contact, with the `ContactAnswer` as JSON.
     pub async fn contact(&self, token: &str, request: ContactRequest) -> Result<String, Error> {
+        if let Some((field, message)) = request.health.as_ref().and_then(TerminalHealth::invalid_field) {
+            return Err(Error::invalid(field, message));
+        }
         let digest = request.state.digest();
         if !digest.eq_ignore_ascii_case(request.digest.trim()) {
             return Err(Error::new(
@@ -330,12 +352,13 @@ impl ContactService {
             && now < entry.valid_until
             && entry.utc_offset_minutes == request.utc_offset_minutes
             && reported == entry.target_digest
+            && (entry.space_planned_kib == 0 || kib(request.free_storage_bytes) <= entry.space_planned_kib)
         {
             if reported != entry.state_digest {
                 // It applied the answer it got: its new firmware or apps may
                 // open further changes, which a plan in memory finds.
                 if let Some(answer) = self.replan(key, &entry, &request, &digest, now) {
-                    self.note(entry.device_id, Some((&request, &digest)));
+                    self.note(entry.device_id, Some((&request, &digest)), health_of(&request));
                     return answer;
                 }
                 return self.slow_path(key, token, request, digest, now).await;
@@ -354,11 +377,11 @@ impl ContactService {
                 )
             };
             if others_hold && deployments_hold {
-                self.note(entry.device_id, None);
+                self.note(entry.device_id, None, health_of(&request));
                 return self.in_sync(&digest, now, &entry);
             }
             if others_hold && let Some(answer) = self.replan(key, &entry, &request, &digest, now) {
-                self.note(entry.device_id, None);
+                self.note(entry.device_id, None, health_of(&request));
                 return answer;
             }
         }
@@ -387,9 +410,13 @@ impl ContactService {
             })
             .await;
         let device = match found {
-            Ok((d, holds, commands)) => {
-                Device { model: d.model.clone(), calling: CallingDevice::from(d), holds, commands }
-            }
+            Ok((d, holds, commands)) => Device {
+                model: d.model.clone(),
+                calling: CallingDevice::from(d),
+                holds,
+                commands,
+                free_storage_bytes: request.free_storage_bytes,
+            },
             Err(e) => {
                 self.entries.write().expect("not poisoned").remove(&key);
                 return Err(e);
@@ -447,13 +474,18 @@ impl ContactService {
             window_opens_in: computed.window_opens_in.map(|s| (now, s)),
             model: self.intern_model(&device.model),
             held: !device.holds.is_empty(),
+            space_planned_kib: if computed.short_of_space.is_empty() {
+                0
+            } else {
+                kib(request.free_storage_bytes).max(1)
+            },
         };
         if !computed.body.commands.is_empty() {
             let ids: Vec<i64> = computed.body.commands.iter().map(|c| c.id).collect();
             let at = crate::time::from_unix(now);
             self.db.run(move |conn| crate::commands::mark_delivered(conn, &ids, at)).await?;
         }
-        self.note(device.calling.id, Some((&request, &digest)));
+        self.note(device.calling.id, Some((&request, &digest)), health_of(&request));
         // A terminal with something to do calls again once it did it; its
         // answer is not kept (a million of them would not fit in memory).
         let answer = if computed.in_sync {
@@ -499,6 +531,7 @@ impl ContactService {
             location_id: entry.location_id,
             model: &entry.model,
             holds: &[],
+            free_storage_bytes: request.free_storage_bytes,
         };
         let (_, found) = target::plan_apps(
             &snapshot,
@@ -519,6 +552,11 @@ impl ContactService {
             state_digest: raw_digest(digest),
             target_digest: raw_digest(&target_digest),
             window_opens_in: found.window_opens_in.map(|s| (now, s)),
+            space_planned_kib: if found.short_of_space.is_empty() {
+                0
+            } else {
+                kib(request.free_storage_bytes).max(1)
+            },
             ..entry.clone()
         };
         let answer = if in_sync {
@@ -636,7 +674,7 @@ impl ContactService {
                 self.db.run(move |conn| crate::devices::authenticate(conn, &token)).await?.id
             }
         };
-        self.note(device_id, None);
+        self.note(device_id, None, None);
         if !self.may_report(known.as_deref(), device_id, &report).await? {
             // Another terminal's deployment and one that does not exist
             // answer alike: ids reveal nothing.
@@ -818,12 +856,20 @@ impl ContactService {
     /// Remembers that a terminal called another terminal endpoint, for the
     /// next batch of last-contact times.
     pub fn heard_from(&self, device_id: i64) {
-        self.note(device_id, None);
+        self.note(device_id, None, None);
     }
 
     /// Remembers a contact (and a reported state) for the next batch.
-    fn note(&self, device_id: i64, report: Option<(&ContactRequest, &str)>) {
+    /// `health`: the health report and the free storage sent with it.
+    fn note(
+        &self,
+        device_id: i64,
+        report: Option<(&ContactRequest, &str)>,
+        health: Option<(&TerminalHealth, u64)>,
+    ) {
         let at = now();
+        let health =
+            health.map(|(h, free)| (serde_json::to_string(h).expect("health reports serialise"), free));
         let report = report.map(|(r, digest)| Report {
             state_json: serde_json::to_string(&r.state).expect("states serialise"),
             firmware: r.state.firmware.clone(),
@@ -836,6 +882,9 @@ impl ContactService {
         });
         let mut pending = self.pending.lock().expect("not poisoned");
         pending.contacts.insert(device_id, at);
+        if let Some(health) = health {
+            pending.health.insert(device_id, health);
+        }
         if let Some(report) = report {
             pending.reports.insert(device_id, report);
             if pending.reports.len() == FLUSH_EARLY_REPORTS {
@@ -877,7 +926,11 @@ impl ContactService {
     /// Writes the contacts and reports gathered since the last flush.
     pub async fn flush(&self) -> Result<(), Error> {
         let batch = Arc::new(std::mem::take(&mut *self.pending.lock().expect("not poisoned")));
-        if batch.contacts.is_empty() && batch.reports.is_empty() && batch.offers.is_empty() {
+        if batch.contacts.is_empty()
+            && batch.reports.is_empty()
+            && batch.offers.is_empty()
+            && batch.health.is_empty()
+        {
             return Ok(());
         }
         let written = {
@@ -891,6 +944,7 @@ impl ContactService {
                 contacts: shared.contacts.clone(),
                 reports: HashMap::new(),
                 offers: shared.offers.clone(),
+                health: HashMap::new(),
             });
             let mut pending = self.pending.lock().expect("not poisoned");
             for (id, at) in batch.contacts {
@@ -901,6 +955,9 @@ impl ContactService {
             }
             for (key, offer) in batch.offers {
                 pending.offers.entry(key).or_insert(offer);
+            }
+            for (id, health) in batch.health {
+                pending.health.entry(id).or_insert(health);
             }
             return Err(e.into());
         }
@@ -913,26 +970,45 @@ impl ContactService {
         actor.require_operator(deployments::READERS)?;
         // What this process heard from terminals and has not written yet.
         self.flush().await?;
-        let (device, (holds, commands), inventory) = self
+        let (device, (holds, commands, health), inventory) = self
             .db
             .run(move |conn| {
                 let row = crate::devices::find(conn, device_id)?.ok_or_else(|| Error::not_found("device"))?;
                 let holds = rollouts::attempts::holds_of(conn, device_id, crate::time::now())?;
                 let commands = crate::commands::open_for_device(conn, device_id, crate::time::now())?;
-                let inventory: Option<(String, i32, NaiveDateTime)> = device_inventory::table
+                let inventory: Option<(String, i32, NaiveDateTime, i64)> = device_inventory::table
                     .find(device_id)
                     .select((
                         device_inventory::state_json,
                         device_inventory::utc_offset_minutes,
                         device_inventory::reported_at,
+                        device_inventory::free_storage_bytes,
                     ))
                     .first(conn)
                     .optional()?;
-                Ok::<_, Error>((row, (holds, commands), inventory))
+                let health: Option<(i64, NaiveDateTime)> = device_health::table
+                    .find(device_id)
+                    .select((device_health::free_storage_bytes, device_health::reported_at))
+                    .first(conn)
+                    .optional()?;
+                Ok::<_, Error>((row, (holds, commands, health), inventory))
             })
             .await?;
+        // The newer of the free storage reported with a state and with health.
+        let free_storage_bytes = match (inventory.as_ref().map(|i| (i.3, i.2)), health) {
+            (Some((state_free, state_at)), Some((health_free, health_at))) => {
+                if health_at >= state_at {
+                    health_free
+                } else {
+                    state_free
+                }
+            }
+            (Some((free, _)), None) | (None, Some((free, _))) => free,
+            (None, None) => 0,
+        }
+        .max(0) as u64;
         let state: Option<(TerminalState, i32, NaiveDateTime)> = inventory
-            .and_then(|(json, offset, at)| serde_json::from_str(&json).ok().map(|s| (s, offset, at)));
+            .and_then(|(json, offset, at, _)| serde_json::from_str(&json).ok().map(|s| (s, offset, at)));
         let reported_at = state.as_ref().map(|(_, _, at)| rfc3339(*at));
         let (state, offset) = match state {
             Some((s, offset, _)) => (s, offset),
@@ -959,6 +1035,7 @@ impl ContactService {
             model: device.model.clone(),
             holds,
             commands,
+            free_storage_bytes,
         };
         let snapshot = self.snapshot.read().expect("not poisoned").clone();
         let computed = target::compute(
@@ -1036,6 +1113,7 @@ fn plan_view(
             }));
             considered.sort_by_key(|c| c.deployment_id);
             let held = computed.held.iter().find(|(app, _)| *app == p.app_id).map(|(_, h)| h);
+            let short = computed.short_of_space.iter().find(|(app, _, _)| *app == p.app_id);
             AppPlanView {
                 app_id: p.app_id.clone(),
                 installed: state
@@ -1049,6 +1127,8 @@ fn plan_view(
                 deferred_secs: p.deferred_secs,
                 retry_at: held.and_then(|h| h.until).map(|t| rfc3339(crate::time::from_unix(t))),
                 failed_for_good: held.is_some_and(|h| h.until.is_none()),
+                storage_needed_bytes: short.map(|(_, needs, _)| *needs),
+                storage_free_bytes: short.map(|(_, _, free)| *free),
                 considered,
             }
         })
@@ -1113,6 +1193,42 @@ fn write_batch(conn: &mut DbConnection, batch: &Pending, turn: &WriteTurn) -> Re
             .execute(c),
         })?;
     }
+    let health: Vec<(i64, &str, i64)> = batch
+        .health
+        .iter()
+        .map(|(id, (h, free))| (*id, h.as_str(), (*free).min(i64::MAX as u64) as i64))
+        .collect();
+    for chunk in health.chunks(CONTACTS_PER_STATEMENT) {
+        let _turn = turn.take(conn);
+        crate::db::write_tx(conn, |conn| match conn {
+            DbConnection::Sqlite(c) => diesel::sql_query(
+                "INSERT INTO device_health (device_id, health_json, free_storage_bytes, reported_at) \
+                 SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]'), \
+                 json_extract(value, '$[2]'), ? FROM json_each(?) WHERE true \
+                 ON CONFLICT (device_id) DO UPDATE SET health_json = excluded.health_json, \
+                 free_storage_bytes = excluded.free_storage_bytes, reported_at = excluded.reported_at",
+            )
+            .bind::<Timestamp, _>(at)
+            .bind::<Text, _>(serde_json::to_string(chunk).expect("reports serialise"))
+            .execute(c),
+            DbConnection::Postgres(c) => {
+                let ids: Vec<i64> = chunk.iter().map(|h| h.0).collect();
+                let reports: Vec<&str> = chunk.iter().map(|h| h.1).collect();
+                let free: Vec<i64> = chunk.iter().map(|h| h.2).collect();
+                diesel::sql_query(
+                    "INSERT INTO device_health (device_id, health_json, free_storage_bytes, reported_at) \
+                     SELECT unnest($1), unnest($2), unnest($3), $4 \
+                     ON CONFLICT (device_id) DO UPDATE SET health_json = excluded.health_json, \
+                     free_storage_bytes = excluded.free_storage_bytes, reported_at = excluded.reported_at",
+                )
+                .bind::<Array<BigInt>, _>(ids)
+                .bind::<Array<Text>, _>(reports)
+                .bind::<Array<BigInt>, _>(free)
+                .bind::<Timestamp, _>(at)
+                .execute(c)
+            }
+        })?;
+    }
     let reports: Vec<(&i64, &Report)> = batch.reports.iter().collect();
     for chunk in reports.chunks(REPORTS_PER_TRANSACTION) {
         let _turn = turn.take(conn);
@@ -1158,4 +1274,21 @@ fn write_report(conn: &mut DbConnection, device_id: i64, r: &Report) -> Result<(
             .execute(c)?,
     };
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_cached_target_stays_128_bytes() {
+        // A million terminals keep one each: a field added must fit the padding.
+        assert!(std::mem::size_of::<Entry>() <= 128, "{} bytes", std::mem::size_of::<Entry>());
+    }
+
+    #[test]
+    fn free_storage_is_kept_in_kib() {
+        assert_eq!(kib(10_000), 9);
+        assert_eq!(kib(u64::MAX), u32::MAX);
+    }
 }

@@ -33,6 +33,8 @@ pub struct Device {
     pub holds: Vec<Hold>,
     /// Its open commands, oldest first (read with the device).
     pub commands: Vec<tms_packages::wire::commands::CommandInstruction>,
+    /// The free storage it reported (0: not reported).
+    pub free_storage_bytes: u64,
 }
 
 #[derive(Debug, Clone)]
@@ -50,6 +52,8 @@ pub struct Computed {
     pub window_opens_in: Option<u32>,
     /// Changes held back after failed attempts, by app.
     pub held: Vec<(String, Hold)>,
+    /// Changes held back for want of storage: (app, bytes needed, bytes free).
+    pub short_of_space: Vec<(String, u64, u64)>,
 }
 
 async fn values_of(
@@ -85,9 +89,20 @@ pub async fn compute(
         location_id: device.calling.location_id,
         model: &device.model,
         holds: &device.holds,
+        free_storage_bytes: device.free_storage_bytes,
     };
-    let (plans, Deliveries { apps, firmware, mut target, mut valid_until, window_opens_in, held: held_back }) =
-        plan_apps(snapshot, &registered, state, utc_offset_minutes, now, now + MAX_VALIDITY_SECS);
+    let (
+        plans,
+        Deliveries {
+            apps,
+            firmware,
+            mut target,
+            mut valid_until,
+            window_opens_in,
+            held: held_back,
+            short_of_space,
+        },
+    ) = plan_apps(snapshot, &registered, state, utc_offset_minutes, now, now + MAX_VALIDITY_SECS);
     let mut body = ContactBody { apps, firmware, ..ContactBody::default() };
 
     // Parameters: the terminal's own, and those of every app it will have
@@ -216,5 +231,6 @@ pub async fn compute(
         interval_secs,
         window_opens_in,
         held: held_back,
+        short_of_space,
     })
 }

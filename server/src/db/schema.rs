@@ -601,6 +601,32 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    device_health (device_id) {
+        device_id -> BigInt,
+        health_json -> Text,
+        free_storage_bytes -> BigInt,
+        reported_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    missing_devices (device_id) {
+        device_id -> BigInt,
+        merchant_id -> BigInt,
+        last_contact_at -> Timestamp,
+        missing_since -> Timestamp,
+    }
+}
+
+diesel::table! {
+    merchant_missing_thresholds (merchant_id) {
+        merchant_id -> BigInt,
+        hours -> BigInt,
+    }
+}
+
+diesel::joinable!(missing_devices -> devices (device_id));
 diesel::joinable!(device_commands -> devices (device_id));
 diesel::joinable!(device_logs -> device_commands (command_id));
 
@@ -649,4 +675,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     device_commands,
     command_batches,
     device_logs,
+    device_health,
+    missing_devices,
+    merchant_missing_thresholds,
 );

@@ -12,7 +12,7 @@ use tms_packages::wire::devices::{DeviceSessionView, DeviceView, UpdateDeviceReq
 use super::{ACTIVE, DEACTIVATED, DeviceRow};
 use crate::accounts::access::Actor;
 use crate::accounts::rows;
-use crate::db::schema::{device_contacts, device_inventory, device_sessions, devices, users};
+use crate::db::schema::{device_contacts, device_health, device_inventory, device_sessions, devices, users};
 use crate::db::{DbConnection, DbError, audit};
 use crate::error::{Error, ErrorCode};
 use crate::time::{now, rfc3339};
@@ -38,13 +38,37 @@ fn view(conn: &mut DbConnection, d: &DeviceRow) -> Result<DeviceView, Error> {
         .load(conn)?;
     let last_contact_at: Option<NaiveDateTime> =
         device_contacts::table.find(d.id).select(device_contacts::contacted_at).first(conn).optional()?;
-    let inventory: Option<(String, String)> = device_inventory::table
+    let inventory: Option<(String, String, i64, NaiveDateTime)> = device_inventory::table
         .find(d.id)
-        .select((device_inventory::firmware, device_inventory::state_json))
+        .select((
+            device_inventory::firmware,
+            device_inventory::state_json,
+            device_inventory::free_storage_bytes,
+            device_inventory::reported_at,
+        ))
         .first(conn)
         .optional()?;
+    let health: Option<(String, i64, NaiveDateTime)> = device_health::table
+        .find(d.id)
+        .select((device_health::health_json, device_health::free_storage_bytes, device_health::reported_at))
+        .first(conn)
+        .optional()?;
+    // The newer of the free storage reported with a state and with health.
+    let free_storage_bytes =
+        match (inventory.as_ref().map(|i| (i.2, i.3)), health.as_ref().map(|h| (h.1, h.2))) {
+            (Some((_, state_at)), Some((free, health_at))) if health_at >= state_at => Some(free),
+            (Some((free, _)), _) | (None, Some((free, _))) => Some(free),
+            (None, None) => None,
+        }
+        .filter(|b| *b > 0)
+        .map(|b| b as u64);
+    // Written by this server from a parsed report.
+    let (health, health_reported_at) = match health {
+        Some((json, _, at)) => (serde_json::from_str(&json).ok(), Some(rfc3339(at))),
+        None => (None, None),
+    };
     let (firmware_version, installed_apps, reported_model) = match inventory {
-        Some((firmware, json)) => {
+        Some((firmware, json, _, _)) => {
             // Written by this server from a parsed state: unreadable only if
             // a later version changed its shape, and then the apps are unknown.
             let state = serde_json::from_str::<TerminalState>(&json).ok();
@@ -70,6 +94,9 @@ fn view(conn: &mut DbConnection, d: &DeviceRow) -> Result<DeviceView, Error> {
         firmware_version,
         reported_model,
         installed_apps,
+        free_storage_bytes,
+        health,
+        health_reported_at,
         activated_at: rfc3339(d.activated_at),
         last_contact_at: last_contact_at.map(rfc3339),
         deactivated_at: d.deactivated_at.map(rfc3339),

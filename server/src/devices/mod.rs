@@ -4,6 +4,7 @@
 pub mod activation;
 pub mod export;
 pub mod management;
+pub mod missing;
 pub mod transactions;
 
 use chrono::NaiveDateTime;

@@ -11,6 +11,7 @@ use utoipa::IntoParams;
 use crate::accounts::access::Actor;
 use crate::devices::export::{self, ExportFormat};
 use crate::devices::management::{self, DeviceFilter};
+use crate::devices::missing;
 use crate::devices::transactions::{self, Cursor, Scope, TransactionFilter};
 use crate::http::AppState;
 use crate::http::error::{Error, ErrorChain};
@@ -207,13 +208,53 @@ pub async fn export_transactions(
         .streaming(stream))
 }
 
+#[derive(Debug, Deserialize, IntoParams)]
+pub struct MissingQuery {
+    /// Only this merchant's (a merchant's user: always their own).
+    pub merchant_id: Option<i64>,
+}
+
+/// Terminals not heard from for longer than their merchant's threshold,
+/// longest silent first.
+#[utoipa::path(get, path = "/api/v1/missing-terminals", tag = "devices", security(("bearer" = [])),
+    params(MissingQuery),
+    responses((status = 200, body = [MissingTerminalView]), (status = 403, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope)))]
+pub async fn list_missing(
+    state: web::Data<AppState>,
+    actor: Actor,
+    query: web::Query<MissingQuery>,
+) -> Result<web::Json<Vec<MissingTerminalView>>, Error> {
+    let merchant = query.merchant_id;
+    Ok(web::Json(state.db.run(move |conn| missing::list(conn, &actor, merchant)).await?))
+}
+
+/// A merchant's own missing-terminal threshold, or back to the default.
+#[utoipa::path(put, path = "/api/v1/merchants/{id}/missing-threshold", tag = "devices", security(("bearer" = [])),
+    params(("id" = i64, Path)), request_body = MissingThresholdRequest,
+    responses((status = 200, body = MissingThresholdView), (status = 400, body = ErrorEnvelope),
+        (status = 403, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope)))]
+pub async fn set_missing_threshold(
+    state: web::Data<AppState>,
+    actor: Actor,
+    id: web::Path<i64>,
+    body: web::Json<MissingThresholdRequest>,
+) -> Result<web::Json<MissingThresholdView>, Error> {
+    let (id, hours) = (id.into_inner(), body.hours);
+    let default_hours = state.config.missing_after_hours as i64;
+    Ok(web::Json(
+        state.db.run(move |conn| missing::set_threshold(conn, &actor, id, hours, default_hours)).await?,
+    ))
+}
+
 pub fn routes(cfg: &mut web::ServiceConfig) {
-    use web::{get, patch, post, resource};
+    use web::{get, patch, post, put, resource};
     cfg.service(resource("/api/v1/merchants/{id}/devices").route(get().to(list_devices)))
         .service(
             resource("/api/v1/devices/{id}").route(get().to(show_device)).route(patch().to(update_device)),
         )
         .service(resource("/api/v1/devices/{id}/deactivate").route(post().to(deactivate_device)))
+        .service(resource("/api/v1/missing-terminals").route(get().to(list_missing)))
+        .service(resource("/api/v1/merchants/{id}/missing-threshold").route(put().to(set_missing_threshold)))
         .service(resource("/api/v1/merchants/{id}/transactions").route(get().to(list_transactions)))
         .service(resource("/api/v1/merchants/{id}/transactions/export").route(get().to(export_transactions)));
 }

@@ -336,3 +336,78 @@ backend_test!(a_group_command_reaches_each_of_a_thousand_terminals_once, |db| {
     .await;
     assert_eq!((status.as_u16(), bad["error"]["code"].as_str()), (400, Some("invalid_target")));
 });
+
+backend_test!(health_is_kept_for_support_and_a_download_waits_for_storage, |db| {
+    use tms_packages::wire::contact::TerminalHealth;
+    let (server, op) = server_with_operator(&db).await;
+    let (merchant_id, location_id, _) =
+        merchant(&server, &op, "Marché", "owner@marche.example", &["9300000001"]).await;
+    let mut terminal =
+        activated_terminal(&server, "owner@marche.example", (merchant_id, location_id), "9300000001", "A920")
+            .await;
+    let health = TerminalHealth {
+        battery_percent: Some(54),
+        charging: Some(true),
+        network: Some("mobile".into()),
+        signal_percent: Some(70),
+        printer: Some("paper_out".into()),
+        uptime_secs: Some(3 * 3600 + 120),
+    };
+    terminal.health = Some(health.clone());
+    let Outcome::Answer(_, first) = terminal.contact(&server.http, &server.base_url).await else {
+        panic!("refused")
+    };
+    terminal.apply(&server.http, &server.base_url, &first).await;
+    // In sync now: the fast path keeps the latest health too.
+    terminal.health = Some(TerminalHealth { battery_percent: Some(53), ..health.clone() });
+    let (status, _) = commands_of(&server, &mut terminal).await;
+    assert_eq!(status, "in_sync");
+    // (The plan writes what the server heard and has not written yet.)
+    get(&server, &op, &format!("/api/v1/devices/{}/plan", terminal.device_id)).await;
+    let (_, shown) = get(&server, &op, &format!("/api/v1/devices/{}", terminal.device_id)).await;
+    assert_eq!(shown["health"]["battery_percent"], 53, "{shown}");
+    assert_eq!(shown["health"]["printer"], "paper_out");
+    assert_eq!(shown["free_storage_bytes"], 1u64 << 30);
+    assert!(shown["health_reported_at"].is_string());
+    let dir = tempfile::tempdir().unwrap();
+    let creds = dir.path().join("c.json");
+    tms_e2e::login_tms(&server, &creds, OPERATOR, OPERATOR_PASSWORD);
+    let (code, out, err) =
+        tms_e2e::run_tms(&server, &creds, &["device", "show", &terminal.device_id.to_string()], None);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("battery       53 %, charging") && out.contains("out of paper"), "{out}");
+    // A report out of range is refused, naming the field.
+    terminal.health = Some(TerminalHealth { battery_percent: Some(150), ..health.clone() });
+    let Outcome::Refused(status, body) = terminal.contact(&server.http, &server.base_url).await else {
+        panic!("a battery at 150 % accepted")
+    };
+    assert_eq!((status, body["error"]["details"]["field"].as_str()), (400, Some("health.battery_percent")));
+    terminal.health = Some(health);
+
+    // A release larger than the free storage waits, and the plan says why.
+    const APP: &str = "eu.ccv.storage";
+    let key = app_with_key(&server, &op, APP, "app").await;
+    publish_release(&server, &op, &key, APP, "app", "1.0.0", 100, &["A920"]).await;
+    deploy_to_everyone(&server, &op, APP, "1.0.0").await;
+    terminal.free_storage_bytes = 10_000;
+    let Outcome::Answer(_, body) = terminal.contact(&server.http, &server.base_url).await else {
+        panic!("refused")
+    };
+    assert!(body.apps.is_empty(), "32 KiB does not fit in 10,000 bytes");
+    let (_, plan) = get(&server, &op, &format!("/api/v1/devices/{}/plan", terminal.device_id)).await;
+    let app = plan["apps"].as_array().unwrap().iter().find(|a| a["app_id"] == APP).unwrap().clone();
+    assert_eq!(
+        (app["storage_needed_bytes"].as_u64(), app["storage_free_bytes"].as_u64()),
+        (Some(32_768), Some(10_000))
+    );
+    let (code, out, err) =
+        tms_e2e::run_tms(&server, &creds, &["device", "plan", &terminal.device_id.to_string()], None);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("held        needs 32 KiB, 9.8 KiB free"), "{out}");
+    // Once it reports room, it gets the release at once (not after the recheck).
+    terminal.free_storage_bytes = 1 << 30;
+    let Outcome::Answer(_, body) = terminal.contact(&server.http, &server.base_url).await else {
+        panic!("refused")
+    };
+    assert_eq!(body.apps.first().map(|a| a.app_id.as_str()), Some(APP));
+});

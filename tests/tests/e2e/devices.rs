@@ -855,3 +855,123 @@ backend_test!(a_transaction_filter_on_another_merchants_terminal_is_not_found, |
         );
     }
 });
+
+backend_test!(a_silent_terminal_goes_missing_and_comes_back_at_its_next_contact, |db| {
+    use tms_e2e::fixtures::*;
+    use tms_e2e::terminal::Outcome;
+    let (server, op) = server_with_operator_and(
+        &db,
+        &[("TMS_ADJUSTABLE_CLOCK", "true"), ("TMS_MISSING_CHECK_SECS", "1"), ("TMS_CONTACT_FLUSH_MS", "100")],
+    )
+    .await;
+    let (shop, shop_location, shop_admin) =
+        merchant(&server, &op, "Épicerie", "owner@epicerie.example", &["9400000001"]).await;
+    let (kiosk, kiosk_location, _) =
+        merchant(&server, &op, "Kiosque", "owner@kiosque.example", &["9400000002"]).await;
+    let grocer =
+        activated_terminal(&server, "owner@epicerie.example", (shop, shop_location), "9400000001", "A920")
+            .await;
+    let kiosk_terminal =
+        activated_terminal(&server, "owner@kiosque.example", (kiosk, kiosk_location), "9400000002", "A920")
+            .await;
+    for t in [&grocer, &kiosk_terminal] {
+        assert!(matches!(t.contact(&server.http, &server.base_url).await, Outcome::Answer(..)));
+    }
+    // The kiosk's merchant waits two days before worrying.
+    let (status, set) = server
+        .call(
+            Method::PUT,
+            &format!("/api/v1/merchants/{kiosk}/missing-threshold"),
+            Some(&op),
+            Some(json!({"hours": 48})),
+        )
+        .await;
+    assert_eq!(
+        (status.as_u16(), set["hours"].as_i64(), set["default"].as_bool()),
+        (200, Some(48), Some(false)),
+        "{set}"
+    );
+    let (status, _) = server
+        .call(
+            Method::PUT,
+            &format!("/api/v1/merchants/{kiosk}/missing-threshold"),
+            Some(&shop_admin),
+            Some(json!({"hours": 1})),
+        )
+        .await;
+    assert_eq!(status, 403, "a merchant does not set it");
+    let missing_ids = |token: String| {
+        let server = &server;
+        async move {
+            let (status, list) = get(server, &token, "/api/v1/missing-terminals").await;
+            assert_eq!(status, 200, "{list}");
+            list.as_array().unwrap().iter().map(|m| m["device_id"].as_i64().unwrap()).collect::<Vec<_>>()
+        }
+    };
+    let metric = || async {
+        let text = server.http.get(server.url("/metrics")).send().await.unwrap().text().await.unwrap();
+        text.lines()
+            .find_map(|l| l.strip_prefix("tms_terminals_missing "))
+            .and_then(|v| v.parse::<i64>().ok())
+            .unwrap_or(-2)
+    };
+    // Wait for `want` passes' worth of change.
+    let settle = |op: String, want: Vec<i64>| async move {
+        let mut ids = Vec::new();
+        for _ in 0..100 {
+            ids = missing_ids(op.clone()).await;
+            if ids == want {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        ids
+    };
+    server.advance_clock(&op, 25 * 3600).await;
+    let op = server.login(OPERATOR, OPERATOR_PASSWORD).await;
+    assert_eq!(
+        settle(op.clone(), vec![grocer.device_id]).await,
+        [grocer.device_id],
+        "24 h for the grocer, 48 h for the kiosk"
+    );
+    assert_eq!(metric().await, 1);
+    // The merchant sees its own, with when it was last heard from.
+    let shop_admin = server.login("owner@epicerie.example", MERCHANT_PASSWORD).await;
+    let (_, own) = get(&server, &shop_admin, "/api/v1/missing-terminals").await;
+    assert_eq!(own.as_array().map(Vec::len), Some(1), "{own}");
+    assert!(own[0]["last_contact_at"].is_string() && own[0]["missing_since"].is_string());
+    let kiosk_admin = server.login("owner@kiosque.example", MERCHANT_PASSWORD).await;
+    assert!(missing_ids(kiosk_admin.clone()).await.is_empty());
+    // Its next contact brings it back; the kiosk's goes missing after 48 h.
+    assert!(matches!(grocer.contact(&server.http, &server.base_url).await, Outcome::Answer(..)));
+    server.advance_clock(&op, 23 * 3600 + 1800).await;
+    let op = server.login(OPERATOR, OPERATOR_PASSWORD).await;
+    assert_eq!(settle(op.clone(), vec![kiosk_terminal.device_id]).await, [kiosk_terminal.device_id]);
+    // A day after its last contact, the grocer's is missing again.
+    server.advance_clock(&op, 3600).await;
+    let op = server.login(OPERATOR, OPERATOR_PASSWORD).await;
+    let mut both = vec![grocer.device_id, kiosk_terminal.device_id];
+    both.sort();
+    let mut found = settle(op.clone(), both.clone()).await;
+    found.sort();
+    assert_eq!(found, both);
+    // The audit trail tells the story.
+    let (_, events) = get(&server, &op, &format!("/api/v1/audit?subject=device:{}", grocer.device_id)).await;
+    let actions: Vec<&str> = events.as_array().unwrap().iter().filter_map(|e| e["action"].as_str()).collect();
+    assert!(actions.contains(&"device.missing") && actions.contains(&"device.back"), "{actions:?}");
+    // The CLI lists them.
+    let dir = tempfile::tempdir().unwrap();
+    let creds = dir.path().join("c.json");
+    tms_e2e::login_tms(&server, &creds, OPERATOR, OPERATOR_PASSWORD);
+    let (code, out, err) = tms_e2e::run_tms(&server, &creds, &["device", "missing"], None);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("9400000001") && out.contains("9400000002"), "{out}");
+    let (code, out, err) = tms_e2e::run_tms(
+        &server,
+        &creds,
+        &["merchant", "missing-threshold", &kiosk.to_string(), "--default"],
+        None,
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("missing after 24 h") && out.contains("default"), "{out}");
+});
