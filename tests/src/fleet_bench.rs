@@ -45,6 +45,9 @@ pub struct FleetArgs {
     /// sqlite or postgres
     #[arg(long = "backend", value_name = "BACKEND", default_value = "sqlite", value_parser = postgres_backend, action = clap::ArgAction::Set)]
     pub postgres: bool,
+    /// Terminals send a health report (battery, network, printer, uptime) with every contact
+    #[arg(long)]
+    pub health: bool,
 }
 
 /// `--backend`: whether it names PostgreSQL.
@@ -312,6 +315,19 @@ pub async fn run(args: FleetArgs) {
         seed_fleet(&server, args.terminals, args.merchants, args.locations_per_merchant, "A920,A80")
             .into_iter()
             .map(|t| t.with_app(APP, "1.0.0", 100, &sha1))
+            .map(|mut t| {
+                if args.health {
+                    t.health = Some(tms_packages::wire::contact::TerminalHealth {
+                        battery_percent: Some((t.device_id % 101) as u8),
+                        charging: Some(t.device_id % 2 == 0),
+                        network: Some(if t.device_id % 3 == 0 { "mobile" } else { "wifi" }.into()),
+                        signal_percent: Some((t.device_id % 97) as u8),
+                        printer: Some("ok".into()),
+                        uptime_secs: Some((t.device_id * 7 % 86_400) as u64),
+                    });
+                }
+                t
+            })
             .collect();
     let seed_secs = seeding.elapsed().as_secs_f64();
     let rss = || server.rss_bytes();
