@@ -12,6 +12,7 @@ mod output;
 mod parameters;
 mod releases;
 mod store;
+mod webhooks;
 
 use std::process::ExitCode;
 
@@ -98,6 +99,9 @@ enum Command {
     /// Commands to terminals: send one to a whole target, show, cancel, follow a group command
     #[command(name = "command", subcommand)]
     Commands(commands::CommandCommand),
+    /// Webhooks: signed HTTPS notifications of events (terminal missing, install failed, …)
+    #[command(subcommand)]
+    Webhook(webhooks::WebhookCommand),
     /// Transactions: overview and export
     #[command(name = "tx", subcommand)]
     Transactions(devices::TransactionCommand),
@@ -207,6 +211,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Operator(c) => accounts::operator(&client, c, out).await?,
         Command::Device(c) => devices::device(&client, c, out).await?,
         Command::Commands(c) => commands::command(&client, c, out).await?,
+        Command::Webhook(c) => webhooks::webhook(&client, c, out).await?,
         Command::Transactions(c) => devices::transactions(&client, c, out).await?,
         Command::Keygen(args) => releases::keygen(args, out)?,
         Command::Key(KeyCommand::Show { file }) => releases::key_show(&file, out)?,

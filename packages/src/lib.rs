@@ -13,4 +13,5 @@ pub mod releases;
 pub mod rollouts;
 pub mod store;
 pub mod targets;
+pub mod webhooks;
 pub mod wire;

@@ -231,6 +231,10 @@ settings! {
     missing_after_hours: u64 => u64 = 24, env "TMS_MISSING_AFTER_HOURS", secret false;
     /// Seconds between passes that find missing terminals and those back [default: 60]
     missing_check_secs: u64 => u64 = 60, env "TMS_MISSING_CHECK_SECS", secret false;
+    /// Milliseconds between looks for webhook deliveries due [default: 1000]
+    webhook_poll_ms: u64 => u64 = 1000, env "TMS_WEBHOOK_POLL_MS", secret false;
+    /// Seconds a webhook receiver has to answer before the attempt counts as failed [default: 10]
+    webhook_timeout_secs: u64 => u64 = 10, env "TMS_WEBHOOK_TIMEOUT_SECS", secret false;
     /// PEM file of the TLS certificate chain: with tls_key, the server speaks HTTPS itself (and sends HSTS); without, plain HTTP, for loopback or behind a TLS-terminating proxy
     tls_cert: PathBuf => Option<PathBuf> = None, env "TMS_TLS_CERT", secret false;
     /// PEM file of the TLS certificate's private key
@@ -309,6 +313,8 @@ impl Config {
             ("delta_check_secs", self.delta_check_secs),
             ("blob_gc_interval_secs", self.blob_gc_interval_secs),
             ("tls_reload_secs", self.tls_reload_secs),
+            ("webhook_poll_ms", self.webhook_poll_ms),
+            ("webhook_timeout_secs", self.webhook_timeout_secs),
         ] {
             if value == 0 {
                 return Err(ConfigError::Invalid { setting, message: "must be at least 1".into() });

@@ -27,3 +27,4 @@ pub mod server_keys;
 pub mod store;
 pub mod time;
 pub mod web;
+pub mod webhooks;

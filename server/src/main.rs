@@ -703,6 +703,27 @@ fn serve(config: Config) -> anyhow::Result<()> {
                 }
             });
         }
+        {
+            // Webhook deliveries from the outbox, whatever process raised them.
+            let (db, keys) = (db.clone(), master_keys.clone());
+            let every = std::time::Duration::from_millis(config.webhook_poll_ms);
+            let http = reqwest::Client::builder()
+                .timeout(std::time::Duration::from_secs(config.webhook_timeout_secs))
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .context("preparing the webhook client")?;
+            tokio::spawn(async move {
+                loop {
+                    tokio::time::sleep(every).await;
+                    match tms_server::webhooks::deliver_due(&db, &http, &keys, 100).await {
+                        // A full round: more may be due at once.
+                        Ok(100) => continue,
+                        Ok(_) => {}
+                        Err(e) => tracing::warn!(error = %e, "could not deliver webhooks"),
+                    }
+                }
+            });
+        }
         let mailer = Mailer::from_config(&config).context("setting up e-mail")?;
         let accounts = AccountSettings::from_config(&config, master_keys.clone());
         let contact = Arc::new(

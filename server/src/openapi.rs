@@ -4,7 +4,7 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
 use crate::http::{
-    accounts, acquirers, commands, contact, devices, health, parameters, releases, store, terminal,
+    accounts, acquirers, commands, contact, devices, health, parameters, releases, store, terminal, webhooks,
 };
 
 #[derive(OpenApi)]
@@ -126,6 +126,10 @@ use crate::http::{
         contact::delete_device_group,
         contact::device_plan,
         contact::device_actions,
+        webhooks::create_webhook,
+        webhooks::list_webhooks,
+        webhooks::delete_webhook,
+        webhooks::webhook_deliveries,
         store::update_app,
         store::set_icon,
         store::add_screenshot,
@@ -160,6 +164,7 @@ use crate::http::{
         (name = "parameters", description = "Parameter schemas, values per level, versions and reports"),
         (name = "acquirers", description = "Acquirers, contracts and their parameter sets"),
         (name = "deployments", description = "Deployments, rollouts, device groups and what a terminal will get"),
+        (name = "webhooks", description = "Signed HTTPS notifications of terminal, rollout, command and transaction events"),
         (name = "store", description = "The merchant app store: listings, catalogue, installs and uninstalls"),
     )
 )]

@@ -8,12 +8,14 @@
 mod canonical;
 mod digest;
 mod keys;
+mod webhook;
 
 pub use canonical::{
     Member, to_canonical_json, write_canonical_json, write_canonical_object, write_json_string,
 };
 pub use digest::{Sha256Digest, Sha256Hasher, Sha256Reader, sha256_reader};
 pub use keys::{PrivateKey, PublicKey};
+pub use webhook::{WEBHOOK_TOLERANCE_SECS, webhook_signature, webhook_signature_valid};
 
 /// Errors of this crate.
 #[derive(Debug, thiserror::Error)]

@@ -94,3 +94,4 @@ macro_rules! backend_test {
 
 mod smtp;
 pub use smtp::SmtpSink;
+pub mod webhook_receiver;

@@ -1,3 +1,5 @@
+DROP TABLE webhook_deliveries;
+DROP TABLE webhook_subscriptions;
 DROP INDEX device_contacts_at;
 DROP TABLE merchant_missing_thresholds;
 DROP TABLE missing_devices;

@@ -89,3 +89,34 @@ CREATE TABLE merchant_missing_thresholds (
 -- The missing pass reads only the terminals whose last contact crossed a
 -- threshold since the previous pass, through this index.
 CREATE INDEX device_contacts_at ON device_contacts (contacted_at);
+
+-- Webhook subscriptions: an operator's (every merchant's events) or a
+-- merchant's (its own), with a signing secret sealed by the master key.
+CREATE TABLE webhook_subscriptions (
+    id INTEGER PRIMARY KEY AUTOINCREMENT NOT NULL,
+    merchant_id BIGINT REFERENCES merchants (id),
+    url TEXT NOT NULL,
+    events TEXT NOT NULL,
+    secret TEXT NOT NULL,
+    created_by BIGINT NOT NULL,
+    created_at TIMESTAMP NOT NULL,
+    deleted_at TIMESTAMP
+);
+-- The outbox: one row per (event, subscription), written in the
+-- transaction that raises the event, delivered by a background task.
+CREATE TABLE webhook_deliveries (
+    id INTEGER PRIMARY KEY AUTOINCREMENT NOT NULL,
+    subscription_id BIGINT NOT NULL REFERENCES webhook_subscriptions (id),
+    event_id TEXT NOT NULL,
+    event TEXT NOT NULL,
+    body TEXT NOT NULL,
+    status TEXT NOT NULL,
+    attempts INTEGER NOT NULL,
+    next_attempt_at TIMESTAMP NOT NULL,
+    last_status_code INTEGER,
+    last_error TEXT,
+    created_at TIMESTAMP NOT NULL,
+    delivered_at TIMESTAMP
+);
+CREATE INDEX webhook_deliveries_due ON webhook_deliveries (status, next_attempt_at);
+CREATE INDEX webhook_deliveries_subscription ON webhook_deliveries (subscription_id, id);

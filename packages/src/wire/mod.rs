@@ -27,6 +27,7 @@ pub mod parameters;
 pub mod releases;
 pub mod server_keys;
 pub mod store;
+pub mod webhooks;
 
 pub use errors::ErrorCode;
 

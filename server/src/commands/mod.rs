@@ -378,7 +378,21 @@ pub fn report(
             .filter(|r| r.device_id == device.id)
             .ok_or_else(|| Error::not_found("command"))?;
         let now = crate::time::now();
-        move_to(conn, &row, event, now, error_code, message.as_deref())?;
+        let state = move_to(conn, &row, event, now, error_code, message.as_deref())?;
+        if state == CommandState::Failed {
+            crate::webhooks::enqueue(
+                conn,
+                "command.failed",
+                Some(device.merchant_id),
+                json!({
+                    "command_id": row.id,
+                    "device_id": device.id,
+                    "kind": row.kind,
+                    "error_code": error_code,
+                    "message": message,
+                }),
+            )?;
+        }
         // Its cached answer carried the command: the next contact is
         // answered without it.
         changes::record(conn, &[Scope::Device(device.id)])?;

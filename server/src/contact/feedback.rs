@@ -9,7 +9,7 @@ use tms_packages::wire::contact::{ACTION_STATUSES, DOWNLOAD_WAYS, FeedbackReques
 use tms_packages::wire::deployments::ActionEventView;
 
 use crate::accounts::access::Actor;
-use crate::db::schema::{action_events, deployment_actions, deployment_devices, deployments};
+use crate::db::schema::{action_events, deployment_actions, deployment_devices, deployments, devices};
 use crate::db::{Db, DbConnection, DbError, WriteTurn, insert_from_json};
 use crate::error::{Error, ErrorCode};
 use crate::time::{now, rfc3339};
@@ -277,7 +277,7 @@ fn write_batch(
     let mut results = Vec::with_capacity(batch.len());
     let mut events: Vec<Row> = Vec::with_capacity(batch.len());
     let mut store_installs = Vec::new();
-    let mut setbacks: Vec<(i64, i64, Setback)> = Vec::new();
+    let mut setbacks: Vec<(i64, i64, Setback, Option<&str>)> = Vec::new();
     for (device_id, r) in batch {
         match &known[&r.deployment_id] {
             Some((app, origin, _, _)) if *app == r.app_id => {
@@ -295,7 +295,7 @@ fn write_batch(
                     store_installs.push((r.deployment_id, *device_id, app.as_str()));
                 }
                 if let Some(setback) = setback_of(r) {
-                    setbacks.push((r.deployment_id, *device_id, setback));
+                    setbacks.push((r.deployment_id, *device_id, setback, r.error_code.as_deref()));
                 }
                 results.push(Ok(()));
             }
@@ -308,7 +308,7 @@ fn write_batch(
     // Where each terminal with a setback stood before these reports: a
     // failure reported twice about one offer is one failed attempt.
     let mut before: HashMap<(i64, i64), Option<String>> = HashMap::new();
-    for (deployment_id, device_id, _) in &setbacks {
+    for (deployment_id, device_id, _, _) in &setbacks {
         if let std::collections::hash_map::Entry::Vacant(slot) = before.entry((*deployment_id, *device_id)) {
             slot.insert(
                 deployment_actions::table
@@ -347,7 +347,7 @@ fn write_batch(
             .bind::<Text, _>(rows)
             .execute(c))?;
     }
-    for (deployment_id, device_id, setback) in setbacks {
+    for (deployment_id, device_id, setback, error_code) in setbacks {
         let previous = before.insert((deployment_id, device_id), Some(setback_status(setback).to_owned()));
         let repeated = setback == Setback::Failed
             && previous.flatten().is_some_and(|s| matches!(s.as_str(), "failed" | "timed_out"));
@@ -364,6 +364,17 @@ fn write_batch(
             (*max_postpones).max(0) as u32,
             at,
         )?;
+        if setback == Setback::Failed {
+            let merchant: Option<i64> =
+                devices::table.find(device_id).select(devices::merchant_id).first(conn).optional()?;
+            crate::webhooks::enqueue(
+                conn,
+                "install.failed",
+                merchant,
+                serde_json::json!({"deployment_id": deployment_id, "device_id": device_id, "app_id": app_id,
+                                   "error_code": error_code}),
+            )?;
+        }
     }
     for (deployment_id, device_id, app) in store_installs {
         finish_store_request(conn, deployment_id, device_id, app)?;

@@ -627,6 +627,37 @@ diesel::table! {
 }
 
 diesel::joinable!(missing_devices -> devices (device_id));
+diesel::table! {
+    webhook_subscriptions (id) {
+        id -> BigInt,
+        merchant_id -> Nullable<BigInt>,
+        url -> Text,
+        events -> Text,
+        secret -> Text,
+        created_by -> BigInt,
+        created_at -> Timestamp,
+        deleted_at -> Nullable<Timestamp>,
+    }
+}
+
+diesel::table! {
+    webhook_deliveries (id) {
+        id -> BigInt,
+        subscription_id -> BigInt,
+        event_id -> Text,
+        event -> Text,
+        body -> Text,
+        status -> Text,
+        attempts -> Integer,
+        next_attempt_at -> Timestamp,
+        last_status_code -> Nullable<Integer>,
+        last_error -> Nullable<Text>,
+        created_at -> Timestamp,
+        delivered_at -> Nullable<Timestamp>,
+    }
+}
+
+diesel::joinable!(webhook_deliveries -> webhook_subscriptions (subscription_id));
 diesel::joinable!(device_commands -> devices (device_id));
 diesel::joinable!(device_logs -> device_commands (command_id));
 
@@ -678,4 +709,6 @@ diesel::allow_tables_to_appear_in_same_query!(
     device_health,
     missing_devices,
     merchant_missing_thresholds,
+    webhook_subscriptions,
+    webhook_deliveries,
 );

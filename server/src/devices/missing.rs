@@ -140,6 +140,13 @@ fn record(
     let mut event = audit::NewAuditEvent::now("system", action, &subject, &detail);
     event.merchant_id = Some(merchant_id);
     audit::record(conn, &event)?;
+    let webhook = if action == "device.back" { "terminal.back" } else { "terminal.missing" };
+    crate::webhooks::enqueue(
+        conn,
+        webhook,
+        Some(merchant_id),
+        json!({"device_id": device_id, "last_contact_at": rfc3339(last_contact_at)}),
+    )?;
     Ok(())
 }
 

@@ -288,6 +288,19 @@ pub fn set_manual_status(
                 )
             },
         )?;
+        crate::webhooks::enqueue(
+            conn,
+            "transaction.manual_status",
+            Some(tx.merchant_id),
+            json!({
+                "transaction_id": tx.id,
+                "terminal_tx_id": tx.terminal_tx_id,
+                "device_id": device.id,
+                "automatic_status": tx.status,
+                "manual_status": wanted.as_str(),
+                "set_by": email,
+            }),
+        )?;
         let tx: TransactionRow =
             transactions::table.find(tx.id).select(TransactionRow::as_select()).first(conn)?;
         Ok(tx.view())

@@ -16,6 +16,7 @@ pub mod releases;
 pub mod store;
 pub mod terminal;
 pub mod tls;
+pub mod webhooks;
 
 use std::sync::Arc;
 
@@ -126,6 +127,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .configure(accounts::routes)
         .configure(devices::routes)
         .configure(commands::routes)
+        .configure(webhooks::routes)
         .configure(releases::routes)
         .configure(parameters::routes)
         .configure(acquirers::routes)

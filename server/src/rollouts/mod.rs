@@ -281,6 +281,14 @@ pub fn command(
                 "the rollout changed while this was asked: look at its status and ask again",
             ));
         }
+        if to.status == RolloutStatus::Paused {
+            crate::webhooks::enqueue(
+                conn,
+                "rollout.paused",
+                None,
+                json!({"deployment_id": deployment_id, "automatic": false, "by": actor.email, "stage": stage}),
+            )?;
+        }
         audit::record(
             conn,
             &actor.audit(
@@ -741,6 +749,15 @@ pub fn evaluate(
                             "installed": t.installed, "failed": t.failed, "compatible": t.compatible}),
                 ),
             )?;
+            if to.status == RolloutStatus::Paused {
+                crate::webhooks::enqueue(
+                    conn,
+                    "rollout.paused",
+                    None,
+                    json!({"deployment_id": deployment.id, "automatic": true, "reason": reason, "stage": stage,
+                           "failed": t.failed, "installed": t.installed}),
+                )?;
+            }
             let scopes = deployment.scopes(conn)?;
             changes::record(conn, &scopes)?;
         }

@@ -6,7 +6,9 @@ use diesel::prelude::*;
 
 use super::{MasterKeys, sealed_text_prefix};
 use crate::blobs::BlobStore;
-use crate::db::schema::{acquirer_parameter_sets, parameter_set_versions, server_keys, users};
+use crate::db::schema::{
+    acquirer_parameter_sets, parameter_set_versions, server_keys, users, webhook_subscriptions,
+};
 use crate::db::{Db, DbConnection, DbError};
 use crate::error::Error;
 
@@ -69,7 +71,11 @@ pub fn count_not_current(conn: &mut DbConnection, keys: &MasterKeys) -> Result<u
         )
         .count()
         .get_result(conn)?;
-    Ok((signing + totp + documents + sets) as usize)
+    let webhooks: i64 = webhook_subscriptions::table
+        .filter(webhook_subscriptions::secret.not_like(&prefix))
+        .count()
+        .get_result(conn)?;
+    Ok((signing + totp + documents + sets + webhooks) as usize)
 }
 
 fn reseal_values(conn: &mut DbConnection, keys: &MasterKeys, current: &str) -> Result<usize, Error> {
@@ -113,6 +119,20 @@ fn reseal_values(conn: &mut DbConnection, keys: &MasterKeys, current: &str) -> R
             acquirer_parameter_sets::table.find(id).filter(acquirer_parameter_sets::document.eq(&stored)),
         )
         .set(acquirer_parameter_sets::document.eq(sealed))
+        .execute(conn)?;
+    }
+
+    let purpose = crate::webhooks::SEALED_PURPOSE;
+    let rows: Vec<(i64, String)> = webhook_subscriptions::table
+        .filter(webhook_subscriptions::secret.not_like(&prefix))
+        .select((webhook_subscriptions::id, webhook_subscriptions::secret))
+        .load(conn)?;
+    for (id, stored) in rows {
+        let sealed = keys.seal_text(purpose, &keys.open_text(purpose, &stored)?);
+        done += diesel::update(
+            webhook_subscriptions::table.find(id).filter(webhook_subscriptions::secret.eq(&stored)),
+        )
+        .set(webhook_subscriptions::secret.eq(sealed))
         .execute(conn)?;
     }
     Ok(done)

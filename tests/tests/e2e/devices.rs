@@ -877,6 +877,15 @@ backend_test!(a_silent_terminal_goes_missing_and_comes_back_at_its_next_contact,
     for t in [&grocer, &kiosk_terminal] {
         assert!(matches!(t.contact(&server.http, &server.base_url).await, Outcome::Answer(..)));
     }
+    let receiver = tms_e2e::webhook_receiver::WebhookReceiver::start(Vec::new()).await;
+    let (status, hook) = post(
+        &server,
+        &op,
+        "/api/v1/webhooks",
+        json!({"url": receiver.url, "events": ["terminal.missing", "terminal.back"]}),
+    )
+    .await;
+    assert_eq!(status, 201, "{hook}");
     // The kiosk's merchant waits two days before worrying.
     let (status, set) = server
         .call(
@@ -959,6 +968,22 @@ backend_test!(a_silent_terminal_goes_missing_and_comes_back_at_its_next_contact,
     let (_, events) = get(&server, &op, &format!("/api/v1/audit?subject=device:{}", grocer.device_id)).await;
     let actions: Vec<&str> = events.as_array().unwrap().iter().filter_map(|e| e["action"].as_str()).collect();
     assert!(actions.contains(&"device.missing") && actions.contains(&"device.back"), "{actions:?}");
+    // And so do the webhooks (the server delivers them within a second).
+    let got: Vec<(String, i64)> = receiver
+        .wait_for(4)
+        .await
+        .iter()
+        .map(|r| {
+            (r.json()["type"].as_str().unwrap().to_owned(), r.json()["data"]["device_id"].as_i64().unwrap())
+        })
+        .collect();
+    for expected in [
+        ("terminal.missing".to_owned(), grocer.device_id),
+        ("terminal.back".to_owned(), grocer.device_id),
+        ("terminal.missing".to_owned(), kiosk_terminal.device_id),
+    ] {
+        assert!(got.contains(&expected), "{expected:?} in {got:?}");
+    }
     // The CLI lists them.
     let dir = tempfile::tempdir().unwrap();
     let creds = dir.path().join("c.json");

@@ -16,3 +16,4 @@ mod secrets;
 mod storage;
 mod store;
 mod walkthrough;
+mod webhooks;
