@@ -223,6 +223,27 @@ pub async fn serve(state: AppState, listener: std::net::TcpListener) -> std::io:
         None => server.listen(listener)?,
     };
     let listen: Vec<String> = server.addrs().iter().map(ToString::to_string).collect();
+    // Signals are ours, registered before the server says it listens: actix
+    // registers its own only once the server first runs, and a SIGTERM sent
+    // right after "listening" would otherwise kill the process outright.
+    // SIGTERM drains in-flight requests; SIGINT and SIGQUIT stop at once.
+    let server = server.disable_signals().run();
+    let handle = server.handle();
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut terminate = signal(SignalKind::terminate())?;
+        let mut interrupt = signal(SignalKind::interrupt())?;
+        let mut quit = signal(SignalKind::quit())?;
+        tokio::spawn(async move {
+            let graceful = tokio::select! {
+                _ = terminate.recv() => true,
+                _ = interrupt.recv() => false,
+                _ = quit.recv() => false,
+            };
+            tracing::info!(graceful, "stopping");
+            handle.stop(graceful).await;
+        });
+    }
     tracing::info!(
         listen = %listen.join(","),
         data_dir = %config.data_dir.display(),
@@ -231,7 +252,7 @@ pub async fn serve(state: AppState, listener: std::net::TcpListener) -> std::io:
         version = env!("CARGO_PKG_VERSION"),
         "tms-server listening"
     );
-    server.run().await?;
+    server.await?;
     tracing::info!("tms-server stopped");
     Ok(())
 }
