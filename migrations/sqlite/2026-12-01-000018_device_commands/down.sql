@@ -1,6 +1,6 @@
 DROP TABLE webhook_deliveries;
 DROP TABLE webhook_subscriptions;
-DROP INDEX device_contacts_at;
+DROP TABLE device_contact_hours;
 DROP TABLE merchant_missing_thresholds;
 DROP TABLE missing_devices;
 DROP TABLE device_health;

@@ -1174,23 +1174,49 @@ fn write_batch(conn: &mut DbConnection, batch: &Pending, turn: &WriteTurn) -> Re
         let _turn = turn.take(conn);
         // An upsert changes only the time of a device seen before: no row
         // moves and its reference to the device is not checked again.
+        // The hour of the last contact changes once an hour per terminal:
+        // its upsert writes nothing (and touches no index) the other times.
+        let hour = at.and_utc().timestamp().div_euclid(3_600);
         crate::db::write_tx(conn, |conn| match conn {
-            DbConnection::Sqlite(c) => diesel::sql_query(
-                "INSERT INTO device_contacts (device_id, contacted_at) \
-                 SELECT value, ? FROM json_each(?) WHERE true \
-                 ON CONFLICT (device_id) DO UPDATE SET contacted_at = excluded.contacted_at",
-            )
-            .bind::<Timestamp, _>(at)
-            .bind::<Text, _>(serde_json::to_string(chunk).expect("ids serialise"))
-            .execute(c),
-            DbConnection::Postgres(c) => diesel::sql_query(
-                "INSERT INTO device_contacts (device_id, contacted_at) \
-                 SELECT unnest($1), $2 \
-                 ON CONFLICT (device_id) DO UPDATE SET contacted_at = excluded.contacted_at",
-            )
-            .bind::<Array<BigInt>, _>(chunk)
-            .bind::<Timestamp, _>(at)
-            .execute(c),
+            DbConnection::Sqlite(c) => {
+                let ids = serde_json::to_string(chunk).expect("ids serialise");
+                diesel::sql_query(
+                    "INSERT INTO device_contacts (device_id, contacted_at) \
+                     SELECT value, ? FROM json_each(?) WHERE true \
+                     ON CONFLICT (device_id) DO UPDATE SET contacted_at = excluded.contacted_at",
+                )
+                .bind::<Timestamp, _>(at)
+                .bind::<Text, _>(&ids)
+                .execute(c)?;
+                diesel::sql_query(
+                    "INSERT INTO device_contact_hours (device_id, hour) \
+                     SELECT value, ? FROM json_each(?) WHERE true \
+                     ON CONFLICT (device_id) DO UPDATE SET hour = excluded.hour \
+                     WHERE device_contact_hours.hour <> excluded.hour",
+                )
+                .bind::<BigInt, _>(hour)
+                .bind::<Text, _>(&ids)
+                .execute(c)
+            }
+            DbConnection::Postgres(c) => {
+                diesel::sql_query(
+                    "INSERT INTO device_contacts (device_id, contacted_at) \
+                     SELECT unnest($1), $2 \
+                     ON CONFLICT (device_id) DO UPDATE SET contacted_at = excluded.contacted_at",
+                )
+                .bind::<Array<BigInt>, _>(chunk)
+                .bind::<Timestamp, _>(at)
+                .execute(c)?;
+                diesel::sql_query(
+                    "INSERT INTO device_contact_hours (device_id, hour) \
+                     SELECT unnest($1), $2 \
+                     ON CONFLICT (device_id) DO UPDATE SET hour = excluded.hour \
+                     WHERE device_contact_hours.hour <> excluded.hour",
+                )
+                .bind::<Array<BigInt>, _>(chunk)
+                .bind::<BigInt, _>(hour)
+                .execute(c)
+            }
         })?;
     }
     let health: Vec<(i64, &str, i64)> = batch

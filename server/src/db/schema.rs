@@ -658,6 +658,14 @@ diesel::table! {
 }
 
 diesel::joinable!(webhook_deliveries -> webhook_subscriptions (subscription_id));
+diesel::table! {
+    device_contact_hours (device_id) {
+        device_id -> BigInt,
+        hour -> BigInt,
+    }
+}
+
+diesel::joinable!(device_contact_hours -> devices (device_id));
 diesel::joinable!(device_commands -> devices (device_id));
 diesel::joinable!(device_logs -> device_commands (command_id));
 
@@ -711,4 +719,5 @@ diesel::allow_tables_to_appear_in_same_query!(
     merchant_missing_thresholds,
     webhook_subscriptions,
     webhook_deliveries,
+    device_contact_hours,
 );
