@@ -29,7 +29,7 @@ pub struct DeltaArgs {
 }
 
 /// Bytes that do not compress (a xorshift stream), like compressed content.
-fn noise(len: usize, seed: u64) -> Vec<u8> {
+pub fn noise(len: usize, seed: u64) -> Vec<u8> {
     let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
     (0..len)
         .map(|_| {

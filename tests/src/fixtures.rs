@@ -321,17 +321,11 @@ pub async fn deploy_to_everyone(server: &TestServer, op: &str, app_id: &str, ver
 pub fn artifact_of(app_id: &str, version: &str) -> Vec<u8> {
     const CHUNK: usize = 1024;
     const CHUNKS: usize = 32;
+    // Seeded by name, so each version of each app is its own and stable.
     let noise = |seed: &str, len: usize| {
-        let mut out = Vec::with_capacity(len + 32);
-        let mut counter = 0u64;
-        while out.len() < len {
-            out.extend_from_slice(
-                tms_signing::Sha256Digest::of(format!("{seed}/{counter}").as_bytes()).as_bytes(),
-            );
-            counter += 1;
-        }
-        out.truncate(len);
-        out
+        let digest = tms_signing::Sha256Digest::of(seed.as_bytes());
+        let seed = u64::from_le_bytes(digest.as_bytes()[..8].try_into().expect("8 bytes"));
+        crate::delta_bench::noise(len, seed)
     };
     let own = tms_signing::Sha256Digest::of(format!("{app_id} {version}").as_bytes()).as_bytes()[0] as usize;
     let own = 1 + own % (CHUNKS - 1);

@@ -26,6 +26,7 @@ use crate::accounts::access::{Actor, Role};
 use crate::contact::changes::{self, Scope};
 use crate::db::schema::{command_batches, device_commands, device_inventory, devices};
 use crate::db::{DbConnection, DbError, audit};
+use crate::devices::management::visible as visible_device;
 use crate::devices::{ACTIVE, CallingDevice, DeviceRow};
 use crate::error::{Error, ErrorCode};
 use crate::time::{from_unix, parse_time, rfc3339};
@@ -69,12 +70,7 @@ impl CommandRow {
     }
 
     pub fn log_spec(&self) -> Option<LogSpec> {
-        Some(LogSpec {
-            name: self.log_name.clone()?,
-            since: self.log_since.map(|t| t.and_utc().timestamp()),
-            until: self.log_until.map(|t| t.and_utc().timestamp()),
-            max_bytes: self.log_max_bytes.unwrap_or_default().max(0) as u64,
-        })
+        log_spec_of(&self.log_name, self.log_since, self.log_until, self.log_max_bytes)
     }
 
     fn view(&self, log_id: Option<i64>, now: NaiveDateTime) -> CommandView {
@@ -119,6 +115,22 @@ impl CommandRow {
     }
 }
 
+/// The log a command or a group command asks for, from its stored columns
+/// (both tables keep them alike).
+fn log_spec_of(
+    name: &Option<String>,
+    since: Option<NaiveDateTime>,
+    until: Option<NaiveDateTime>,
+    max_bytes: Option<i64>,
+) -> Option<LogSpec> {
+    Some(LogSpec {
+        name: name.clone()?,
+        since: since.map(|t| t.and_utc().timestamp()),
+        until: until.map(|t| t.and_utc().timestamp()),
+        max_bytes: max_bytes.unwrap_or_default().max(0) as u64,
+    })
+}
+
 /// Reads a request into the checked command; the times are RFC 3339.
 fn spec_of(request: &CommandRequest) -> Result<CommandSpec, Error> {
     let time = |field: &str, t: &Option<String>| {
@@ -152,13 +164,6 @@ fn require_sender(
             Err(Error::forbidden(format!("{kind} is for the payment provider's support")))
         }
         Role::Merchant(_) => actor.require(merchant_id, location_id, Permission::ManageDevices),
-    }
-}
-
-fn visible_device(conn: &mut DbConnection, actor: &Actor, device_id: i64) -> Result<DeviceRow, Error> {
-    match crate::devices::find(conn, device_id)? {
-        Some(d) if actor.sees_location(d.merchant_id, d.location_id) => Ok(d),
-        _ => Err(Error::not_found("device")),
     }
 }
 
@@ -437,12 +442,7 @@ impl BatchRow {
         Ok(CommandSpec {
             kind: self.kind.parse().map_err(|m: String| Error::invalid("kind", m))?,
             message: self.message.clone(),
-            log: self.log_name.as_ref().map(|name| LogSpec {
-                name: name.clone(),
-                since: self.log_since.map(|t| t.and_utc().timestamp()),
-                until: self.log_until.map(|t| t.and_utc().timestamp()),
-                max_bytes: self.log_max_bytes.unwrap_or_default().max(0) as u64,
-            }),
+            log: log_spec_of(&self.log_name, self.log_since, self.log_until, self.log_max_bytes),
             expires_in_secs: (self.expires_at - self.created_at).num_seconds().max(0) as u64,
         })
     }

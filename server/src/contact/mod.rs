@@ -994,19 +994,10 @@ impl ContactService {
                 Ok::<_, Error>((row, (holds, commands, health), inventory))
             })
             .await?;
-        // The newer of the free storage reported with a state and with health.
-        let free_storage_bytes = match (inventory.as_ref().map(|i| (i.3, i.2)), health) {
-            (Some((state_free, state_at)), Some((health_free, health_at))) => {
-                if health_at >= state_at {
-                    health_free
-                } else {
-                    state_free
-                }
-            }
-            (Some((free, _)), None) | (None, Some((free, _))) => free,
-            (None, None) => 0,
-        }
-        .max(0) as u64;
+        let free_storage_bytes =
+            crate::devices::latest_free_storage(inventory.as_ref().map(|i| (i.3, i.2)), health)
+                .unwrap_or(0)
+                .max(0) as u64;
         let state: Option<(TerminalState, i32, NaiveDateTime)> = inventory
             .and_then(|(json, offset, at, _)| serde_json::from_str(&json).ok().map(|s| (s, offset, at)));
         let reported_at = state.as_ref().map(|(_, _, at)| rfc3339(*at));

@@ -53,15 +53,12 @@ fn view(conn: &mut DbConnection, d: &DeviceRow) -> Result<DeviceView, Error> {
         .select((device_health::health_json, device_health::free_storage_bytes, device_health::reported_at))
         .first(conn)
         .optional()?;
-    // The newer of the free storage reported with a state and with health.
-    let free_storage_bytes =
-        match (inventory.as_ref().map(|i| (i.2, i.3)), health.as_ref().map(|h| (h.1, h.2))) {
-            (Some((_, state_at)), Some((free, health_at))) if health_at >= state_at => Some(free),
-            (Some((free, _)), _) | (None, Some((free, _))) => Some(free),
-            (None, None) => None,
-        }
-        .filter(|b| *b > 0)
-        .map(|b| b as u64);
+    let free_storage_bytes = super::latest_free_storage(
+        inventory.as_ref().map(|i| (i.2, i.3)),
+        health.as_ref().map(|h| (h.1, h.2)),
+    )
+    .filter(|b| *b > 0)
+    .map(|b| b as u64);
     // Written by this server from a parsed report.
     let (health, health_reported_at) = match health {
         Some((json, _, at)) => (serde_json::from_str(&json).ok(), Some(rfc3339(at))),
@@ -247,7 +244,8 @@ pub fn summaries(
 }
 
 /// A device the caller sees, or 404.
-fn visible(conn: &mut DbConnection, actor: &Actor, device_id: i64) -> Result<DeviceRow, Error> {
+/// A device the caller sees (its merchant and location), or 404.
+pub(crate) fn visible(conn: &mut DbConnection, actor: &Actor, device_id: i64) -> Result<DeviceRow, Error> {
     match super::find(conn, device_id)? {
         Some(d) if actor.sees_location(d.merchant_id, d.location_id) => Ok(d),
         _ => Err(Error::not_found("device")),

@@ -89,16 +89,7 @@ pub fn pass(
             if contacted_at >= now - Duration::hours(hours) {
                 continue;
             }
-            let insert = diesel::insert_into(missing_devices::table)
-                .values((
-                    missing_devices::device_id.eq(device_id),
-                    missing_devices::merchant_id.eq(merchant_id),
-                    missing_devices::last_contact_at.eq(contacted_at),
-                    missing_devices::missing_since.eq(now),
-                ))
-                .on_conflict_do_nothing();
-            if crate::per_backend!(conn, |c| insert.execute(c))? == 1 {
-                record(conn, "device.missing", device_id, merchant_id, contacted_at)?;
+            if mark_missing(conn, device_id, merchant_id, contacted_at, now)? {
                 out.now_missing.push(device_id);
             }
         }
@@ -137,6 +128,30 @@ pub fn pass(
         out.missing = missing_devices::table.count().get_result::<i64>(conn)? as u64;
         Ok(out)
     })
+}
+
+/// Marks a terminal missing, with its event; false when it already was
+/// (another process marked it first).
+fn mark_missing(
+    conn: &mut DbConnection,
+    device_id: i64,
+    merchant_id: i64,
+    contacted_at: NaiveDateTime,
+    now: NaiveDateTime,
+) -> Result<bool, DbError> {
+    let insert = diesel::insert_into(missing_devices::table)
+        .values((
+            missing_devices::device_id.eq(device_id),
+            missing_devices::merchant_id.eq(merchant_id),
+            missing_devices::last_contact_at.eq(contacted_at),
+            missing_devices::missing_since.eq(now),
+        ))
+        .on_conflict_do_nothing();
+    let marked = crate::per_backend!(conn, |c| insert.execute(c))? == 1;
+    if marked {
+        record(conn, "device.missing", device_id, merchant_id, contacted_at)?;
+    }
+    Ok(marked)
 }
 
 fn record(
@@ -250,15 +265,7 @@ pub fn set_threshold(
             .select((devices::id, device_contacts::contacted_at))
             .load(conn)?;
         for (device_id, contacted_at) in silent {
-            diesel::insert_into(missing_devices::table)
-                .values((
-                    missing_devices::device_id.eq(device_id),
-                    missing_devices::merchant_id.eq(merchant_id),
-                    missing_devices::last_contact_at.eq(contacted_at),
-                    missing_devices::missing_since.eq(now),
-                ))
-                .execute(conn)?;
-            record(conn, "device.missing", device_id, merchant_id, contacted_at)?;
+            mark_missing(conn, device_id, merchant_id, contacted_at, now)?;
         }
         let subject = format!("merchant:{merchant_id}");
         audit::record(

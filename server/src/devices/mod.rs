@@ -128,3 +128,16 @@ pub fn name_taken(name: &str, existing: &str) -> Error {
 pub fn find(conn: &mut DbConnection, id: i64) -> Result<Option<DeviceRow>, DbError> {
     Ok(devices::table.find(id).select(DeviceRow::as_select()).first(conn).optional()?)
 }
+
+/// The free storage a terminal reported last: with its state or with its
+/// health report, whichever is newer (each as bytes and when).
+pub fn latest_free_storage(
+    with_state: Option<(i64, NaiveDateTime)>,
+    with_health: Option<(i64, NaiveDateTime)>,
+) -> Option<i64> {
+    match (with_state, with_health) {
+        (Some((_, state_at)), Some((free, health_at))) if health_at >= state_at => Some(free),
+        (Some((free, _)), _) | (None, Some((free, _))) => Some(free),
+        (None, None) => None,
+    }
+}
