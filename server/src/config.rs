@@ -231,6 +231,8 @@ settings! {
     missing_after_hours: u64 => u64 = 24, env "TMS_MISSING_AFTER_HOURS", secret false;
     /// Seconds between passes that find missing terminals and those back [default: 60]
     missing_check_secs: u64 => u64 = 60, env "TMS_MISSING_CHECK_SECS", secret false;
+    /// Seconds between counts of the fleet by model, firmware and app version for the console's overview (a full scan) [default: 300]
+    console_summary_secs: u64 => u64 = 300, env "TMS_CONSOLE_SUMMARY_SECS", secret false;
     /// Milliseconds between looks for webhook deliveries due [default: 1000]
     webhook_poll_ms: u64 => u64 = 1000, env "TMS_WEBHOOK_POLL_MS", secret false;
     /// Seconds a webhook receiver has to answer before the attempt counts as failed [default: 10]
@@ -314,6 +316,7 @@ impl Config {
             ("blob_gc_interval_secs", self.blob_gc_interval_secs),
             ("tls_reload_secs", self.tls_reload_secs),
             ("webhook_poll_ms", self.webhook_poll_ms),
+            ("console_summary_secs", self.console_summary_secs),
             ("webhook_timeout_secs", self.webhook_timeout_secs),
         ] {
             if value == 0 {

@@ -738,7 +738,22 @@ fn serve(config: Config) -> anyhow::Result<()> {
         contact.spawn_tasks();
         db.spawn_checkpoints(std::time::Duration::from_secs(1));
         let trusted_proxies = config.trusted_proxies()?;
+        // The console's fleet counts: a full scan, taken in the background.
+        let fleet_summary = Arc::new(tms_server::devices::overview::SummaryCache::default());
+        {
+            let (db, summary) = (db.clone(), fleet_summary.clone());
+            let every = std::time::Duration::from_secs(config.console_summary_secs);
+            tokio::spawn(async move {
+                loop {
+                    if let Err(e) = summary.refresh(&db).await {
+                        tracing::warn!(error = %e, "could not count the fleet");
+                    }
+                    tokio::time::sleep(every).await;
+                }
+            });
+        }
         let state = AppState {
+            fleet_summary,
             trusted_proxies,
             master_keys,
             tls,

@@ -13,7 +13,7 @@ pub mod changes;
 pub mod feedback;
 pub mod target;
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
@@ -147,6 +147,8 @@ struct Pending {
     /// Health reports as JSON with the free storage reported beside them
     /// (0: not known here), the latest per device.
     health: HashMap<i64, (String, u64)>,
+    /// Contacts counted per minute (unix minute): the console's chart.
+    contact_minutes: BTreeMap<i64, i64>,
 }
 
 pub struct ContactService {
@@ -358,7 +360,7 @@ impl ContactService {
                 // It applied the answer it got: its new firmware or apps may
                 // open further changes, which a plan in memory finds.
                 if let Some(answer) = self.replan(key, &entry, &request, &digest, now) {
-                    self.note(entry.device_id, Some((&request, &digest)), health_of(&request));
+                    self.note(entry.device_id, true, Some((&request, &digest)), health_of(&request));
                     return answer;
                 }
                 return self.slow_path(key, token, request, digest, now).await;
@@ -377,11 +379,11 @@ impl ContactService {
                 )
             };
             if others_hold && deployments_hold {
-                self.note(entry.device_id, None, health_of(&request));
+                self.note(entry.device_id, true, None, health_of(&request));
                 return self.in_sync(&digest, now, &entry);
             }
             if others_hold && let Some(answer) = self.replan(key, &entry, &request, &digest, now) {
-                self.note(entry.device_id, None, health_of(&request));
+                self.note(entry.device_id, true, None, health_of(&request));
                 return answer;
             }
         }
@@ -485,7 +487,7 @@ impl ContactService {
             let at = crate::time::from_unix(now);
             self.db.run(move |conn| crate::commands::mark_delivered(conn, &ids, at)).await?;
         }
-        self.note(device.calling.id, Some((&request, &digest)), health_of(&request));
+        self.note(device.calling.id, true, Some((&request, &digest)), health_of(&request));
         // A terminal with something to do calls again once it did it; its
         // answer is not kept (a million of them would not fit in memory).
         let answer = if computed.in_sync {
@@ -674,7 +676,7 @@ impl ContactService {
                 self.db.run(move |conn| crate::devices::authenticate(conn, &token)).await?.id
             }
         };
-        self.note(device_id, None, None);
+        self.note(device_id, false, None, None);
         if !self.may_report(known.as_deref(), device_id, &report).await? {
             // Another terminal's deployment and one that does not exist
             // answer alike: ids reveal nothing.
@@ -856,14 +858,16 @@ impl ContactService {
     /// Remembers that a terminal called another terminal endpoint, for the
     /// next batch of last-contact times.
     pub fn heard_from(&self, device_id: i64) {
-        self.note(device_id, None, None);
+        self.note(device_id, false, None, None);
     }
 
     /// Remembers a contact (and a reported state) for the next batch.
+    /// `contact`: a contact (counted per minute), not another call.
     /// `health`: the health report and the free storage sent with it.
     fn note(
         &self,
         device_id: i64,
+        contact: bool,
         report: Option<(&ContactRequest, &str)>,
         health: Option<(&TerminalHealth, u64)>,
     ) {
@@ -882,6 +886,9 @@ impl ContactService {
         });
         let mut pending = self.pending.lock().expect("not poisoned");
         pending.contacts.insert(device_id, at);
+        if contact {
+            *pending.contact_minutes.entry(at.and_utc().timestamp().div_euclid(60)).or_default() += 1;
+        }
         if let Some(health) = health {
             pending.health.insert(device_id, health);
         }
@@ -930,6 +937,7 @@ impl ContactService {
             && batch.reports.is_empty()
             && batch.offers.is_empty()
             && batch.health.is_empty()
+            && batch.contact_minutes.is_empty()
         {
             return Ok(());
         }
@@ -945,6 +953,7 @@ impl ContactService {
                 reports: HashMap::new(),
                 offers: shared.offers.clone(),
                 health: HashMap::new(),
+                contact_minutes: shared.contact_minutes.clone(),
             });
             let mut pending = self.pending.lock().expect("not poisoned");
             for (id, at) in batch.contacts {
@@ -958,6 +967,9 @@ impl ContactService {
             }
             for (id, health) in batch.health {
                 pending.health.entry(id).or_insert(health);
+            }
+            for (minute, n) in batch.contact_minutes {
+                *pending.contact_minutes.entry(minute).or_default() += n;
             }
             return Err(e.into());
         }
@@ -1262,6 +1274,12 @@ fn write_batch(conn: &mut DbConnection, batch: &Pending, turn: &WriteTurn) -> Re
     for chunk in offers.chunks(REPORTS_PER_TRANSACTION) {
         let _turn = turn.take(conn);
         crate::db::write_tx(conn, |conn| rollouts::attempts::record_offers(conn, chunk))?;
+    }
+    // Last: a failed flush keeps its counts for the next one, which must
+    // not add them twice.
+    if !batch.contact_minutes.is_empty() {
+        let _turn = turn.take(conn);
+        crate::devices::overview::add_contact_minutes(conn, &batch.contact_minutes)?;
     }
     Ok(())
 }

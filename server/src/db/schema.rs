@@ -665,12 +665,20 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    contact_minutes (minute) {
+        minute -> BigInt,
+        contacts -> BigInt,
+    }
+}
+
 diesel::joinable!(device_contact_hours -> devices (device_id));
 diesel::joinable!(device_commands -> devices (device_id));
 diesel::joinable!(device_logs -> device_commands (command_id));
 
 diesel::allow_tables_to_appear_in_same_query!(
     audit_events,
+    contact_minutes,
     merchants,
     locations,
     orders,

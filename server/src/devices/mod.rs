@@ -5,6 +5,8 @@ pub mod activation;
 pub mod export;
 pub mod management;
 pub mod missing;
+pub mod overview;
+pub mod search;
 pub mod transactions;
 
 use chrono::NaiveDateTime;

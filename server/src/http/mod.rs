@@ -74,6 +74,8 @@ pub struct AppState {
     pub master_keys: Arc<crate::secrets::MasterKeys>,
     /// The certificate, when the server speaks HTTPS itself.
     pub tls: Option<Arc<tls::ReloadingCert>>,
+    /// The console's latest counts of the fleet.
+    pub fleet_summary: Arc<crate::devices::overview::SummaryCache>,
 }
 
 /// Bodies of the requests made before anyone is authenticated (logins,

@@ -38,6 +38,10 @@ struct HomePage {
 
 pub async fn show(state: web::Data<AppState>, session: Session) -> Result<HttpResponse, WebError> {
     let lang = session.lang;
+    // The operator's staff have their own console.
+    if session.actor.operator_role().is_some() {
+        return Ok(super::redirect("/console/"));
+    }
     let merchant_id = session.merchant_id()?;
     let actor = session.actor.clone();
     let now = crate::time::now();

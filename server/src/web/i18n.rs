@@ -306,11 +306,15 @@ mod tests {
         let en = parse_catalogue(SOURCES[0].1).expect("parses");
         let root = concat!(env!("CARGO_MANIFEST_DIR"), "/");
         let mut files = Vec::new();
-        for dir in ["templates", "src/web"] {
-            for entry in std::fs::read_dir(format!("{root}{dir}")).expect("readable") {
+        let mut dirs: Vec<std::path::PathBuf> =
+            ["templates", "src/web"].iter().map(|d| format!("{root}{d}").into()).collect();
+        while let Some(dir) = dirs.pop() {
+            for entry in std::fs::read_dir(&dir).expect("readable") {
                 let path = entry.expect("entry").path();
-                // This file names the markers themselves.
-                if !path.ends_with("i18n.rs") {
+                if path.is_dir() {
+                    dirs.push(path);
+                } else if !path.ends_with("i18n.rs") {
+                    // i18n.rs names the markers themselves.
                     files.push(path);
                 }
             }

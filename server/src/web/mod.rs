@@ -11,6 +11,7 @@ pub mod assets;
 pub mod i18n;
 
 mod activity;
+pub mod console;
 mod home;
 mod locations;
 mod password;
@@ -116,6 +117,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     .service(resource("/store/{app_id}/uninstall").route(post().to(store::uninstall)))
     .service(resource("/store/{app_id}/icon").route(get().to(store::icon)))
     .service(resource("/store/{app_id}/screenshots/{screenshot_id}").route(get().to(store::screenshot)));
+    console::routes(cfg);
 }
 
 /// What every page's frame needs: the language, the signed-in user, the
@@ -133,7 +135,24 @@ pub struct Ctx {
     pub here: String,
     /// The sections the user may open (the navigation shows only these).
     pub sections: Vec<&'static str>,
+    /// The operator console's frame rather than the merchant portal's.
+    pub console: bool,
 }
+
+/// Every section of the navigation: (section, link, catalogue key), in
+/// the order shown. The portal's sections, then the console's.
+const NAV: &[(&str, &str, &str)] = &[
+    ("home", "/", "nav.home"),
+    ("locations", "/locations", "nav.locations"),
+    ("terminals", "/terminals", "nav.terminals"),
+    ("transactions", "/transactions", "nav.transactions"),
+    ("store", "/store", "nav.store"),
+    ("users", "/users", "nav.users"),
+    ("activity", "/activity", "nav.activity"),
+    ("console.overview", "/console/", "console.nav.overview"),
+    ("console.terminals", "/console/terminals", "console.nav.terminals"),
+    ("console.deployments", "/console/deployments", "console.nav.deployments"),
+];
 
 impl Ctx {
     pub fn t(&self, key: &str) -> &'static str {
@@ -144,6 +163,12 @@ impl Ctx {
     /// add), or the data itself when the catalogue has none.
     pub fn t_or<'a>(&self, key: &str, fallback: &'a str) -> &'a str {
         self.lang.try_text(key).unwrap_or(fallback)
+    }
+
+    /// The text of `prefix` + `value` (a status, a kind), or the value
+    /// itself when the catalogue has none (one a newer server added).
+    pub fn t_of<'a>(&self, prefix: &str, value: &'a str) -> &'a str {
+        self.lang.try_text(&format!("{prefix}{value}")).unwrap_or(value)
     }
 
     pub fn t1(&self, key: &str, a: impl Display) -> String {
@@ -197,6 +222,23 @@ impl Ctx {
 
     pub fn shows(&self, section: &str) -> bool {
         self.sections.contains(&section)
+    }
+
+    /// The navigation's links this user sees: (link, text, section).
+    pub fn nav(&self) -> Vec<(&'static str, &'static str, &'static str)> {
+        NAV.iter()
+            .filter(|(section, _, _)| self.shows(section))
+            .map(|(section, href, key)| (*href, self.t(key), *section))
+            .collect()
+    }
+
+    /// Where the brand leads: the console's or the portal's home.
+    pub fn home_link(&self) -> &'static str {
+        if self.console { "/console/" } else { "/" }
+    }
+
+    pub fn app_name(&self) -> &'static str {
+        self.t(if self.console { "console.name" } else { "app.name" })
     }
 
     pub fn current(&self, section: &str) -> &'static str {
@@ -331,6 +373,7 @@ impl ResponseError for WebError {
                         flash: None,
                         here: "/".into(),
                         sections: Vec::new(),
+                        console: false,
                     },
                     status: status.as_u16(),
                     message: message.clone(),
@@ -532,6 +575,7 @@ impl Session {
             flash: self.flash,
             here: self.here.clone(),
             sections: self.sections(),
+            console: self.actor.operator_role().is_some(),
         }
     }
 
@@ -539,6 +583,9 @@ impl Session {
     /// overview, locations and terminals; the others follow the permissions.
     fn sections(&self) -> Vec<&'static str> {
         use tms_packages::accounts::Permission;
+        if let Some(role) = self.actor.operator_role() {
+            return console::sections(role);
+        }
         let Some(merchant) = self.actor.merchant_id() else { return Vec::new() };
         let may = |p: Permission| self.actor.may_somewhere(merchant, p);
         [
@@ -634,5 +681,6 @@ pub fn anonymous_ctx(req: &HttpRequest, form_token: String) -> Ctx {
         flash: flash_of(req, lang),
         here: here(req),
         sections: Vec::new(),
+        console: false,
     }
 }

@@ -5,6 +5,7 @@ mod attacks;
 mod cli;
 mod commands;
 mod config;
+mod console;
 mod contact;
 mod database;
 mod devices;

@@ -1,0 +1,263 @@
+//! Deployments and their rollouts: the list, a deployment's stages with
+//! a chart of where each stage's terminals stand (refreshed while the page
+//! is open), the failures with the terminals' error codes, and the rollout
+//! commands, each confirmed on a page that says what it will do and to how
+//! many terminals.
+
+use actix_web::{HttpResponse, web};
+use askama::Template;
+use serde::Deserialize;
+use tms_packages::accounts::OperatorRole;
+use tms_packages::rollouts::{Position, RolloutCommand, RolloutStatus, on_command};
+use tms_packages::wire::deployments::{DeploymentView, FailedDeviceView, RolloutView, StageStats};
+
+use super::charts::StackedBar;
+use super::staff;
+use crate::http::AppState;
+use crate::rollouts::deployments::{self, SHIPPERS};
+use crate::web::{Ctx, OrPage, Session, WebError, page, redirect_with};
+
+#[derive(Template)]
+#[template(path = "console/deployments.html")]
+struct ListPage {
+    ctx: Ctx,
+    deployments: Vec<DeploymentView>,
+}
+
+pub async fn list(state: web::Data<AppState>, session: Session) -> Result<HttpResponse, WebError> {
+    staff(&session)?;
+    let actor = session.actor.clone();
+    let deployments =
+        state.db.run(move |conn| deployments::list(conn, &actor, None)).await.or_page(session.lang)?;
+    let body = ListPage { ctx: session.ctx("console.deployments"), deployments };
+    page(&body.ctx, &body)
+}
+
+/// A stage as the page shows it.
+pub struct StageRow {
+    pub stats: StageStats,
+    pub bar: StackedBar,
+    pub current: bool,
+}
+
+#[derive(Template)]
+#[template(path = "console/deployment.html")]
+struct ShowPage {
+    ctx: Ctx,
+    deployment: DeploymentView,
+    rollout: Option<RolloutView>,
+    stages: Vec<StageRow>,
+    /// Stages not reached yet: (number, percent).
+    later: Vec<(usize, f64)>,
+    failures: Vec<FailedDeviceView>,
+    /// The commands this user may give the rollout now, and whether each
+    /// undoes work (shown as a danger).
+    commands: Vec<(&'static str, bool)>,
+    /// Whether the rollout is moving, so the page refreshes itself.
+    live: bool,
+}
+
+fn position(rollout: &RolloutView) -> Position {
+    Position {
+        status: rollout.status.parse().unwrap_or(RolloutStatus::Paused),
+        stage: rollout.current_stage as usize,
+    }
+}
+
+/// The commands a user may give a rollout where it stands.
+fn possible_commands(role: OperatorRole, rollout: Option<&RolloutView>) -> Vec<RolloutCommand> {
+    let Some(rollout) = rollout else { return Vec::new() };
+    if !SHIPPERS.contains(&role) {
+        return Vec::new();
+    }
+    RolloutCommand::ALL
+        .into_iter()
+        .filter(|c| on_command(position(rollout), *c, rollout.stages.len()).is_some())
+        .collect()
+}
+
+/// Halting and rolling back cannot be undone.
+fn undoes_work(command: RolloutCommand) -> bool {
+    matches!(command, RolloutCommand::Halt | RolloutCommand::Rollback)
+}
+
+fn stage_bar(s: &StageStats) -> StackedBar {
+    let others_failed = s.failed.saturating_sub(s.timed_out);
+    StackedBar::new(&[
+        ("installed", s.installed, "console.rollout.installed"),
+        ("in-progress", s.in_progress, "console.rollout.in_progress"),
+        ("postponed", s.postponed, "console.rollout.postponed"),
+        ("failed", others_failed, "console.rollout.failed"),
+        ("timed-out", s.timed_out, "console.rollout.timed_out"),
+        ("pending", s.pending, "console.rollout.pending"),
+    ])
+}
+
+async fn load(
+    state: &AppState,
+    session: &Session,
+    id: i64,
+) -> Result<(DeploymentView, Option<RolloutView>, Vec<FailedDeviceView>), WebError> {
+    let actor = session.actor.clone();
+    state
+        .db
+        .run(move |conn| {
+            let deployment = deployments::show(conn, &actor, id)?;
+            let rollout = match deployment.rollout {
+                Some(_) => Some(crate::rollouts::status(conn, &actor, id)?),
+                None => None,
+            };
+            let failures = crate::rollouts::attempts::failures(conn, &actor, id)?;
+            Ok::<_, crate::error::Error>((deployment, rollout, failures))
+        })
+        .await
+        .or_page(session.lang)
+}
+
+pub async fn show(
+    state: web::Data<AppState>,
+    session: Session,
+    id: web::Path<i64>,
+) -> Result<HttpResponse, WebError> {
+    let role = staff(&session)?;
+    let (deployment, rollout, failures) = load(&state, &session, id.into_inner()).await?;
+    let stages = rollout
+        .iter()
+        .flat_map(|r| {
+            r.stage_stats.iter().map(|s| StageRow {
+                bar: stage_bar(s),
+                current: s.stage == r.current_stage,
+                stats: s.clone(),
+            })
+        })
+        .collect();
+    let later = rollout
+        .iter()
+        .flat_map(|r| r.stages.iter().enumerate().skip(r.stage_stats.len()).map(|(i, p)| (i + 1, *p)))
+        .collect();
+    let live = rollout.as_ref().is_some_and(|r| matches!(r.status.as_str(), "running" | "waiting_approval"));
+    let body = ShowPage {
+        ctx: session.ctx("console.deployments"),
+        commands: possible_commands(role, rollout.as_ref())
+            .into_iter()
+            .map(|c| (c.as_str(), undoes_work(c)))
+            .collect(),
+        deployment,
+        rollout,
+        stages,
+        later,
+        failures,
+        live,
+    };
+    page(&body.ctx, &body)
+}
+
+/// The figures a confirmation states.
+pub struct Reach {
+    /// Terminals in the stages reached that have not installed the release.
+    pub waiting: u64,
+    pub installed: u64,
+    /// For an approval: the next stage's share and about how many terminals it adds.
+    pub next_percent: f64,
+    pub next_adds: u64,
+}
+
+fn reach(rollout: &RolloutView) -> Reach {
+    let devices: u64 = rollout.stage_stats.iter().map(|s| s.devices).sum();
+    let installed: u64 = rollout.stage_stats.iter().map(|s| s.installed).sum();
+    let current = rollout.current_percent;
+    let next_percent = rollout.stages.get(rollout.current_stage as usize + 1).copied().unwrap_or(100.0);
+    // Terminals fall in stages by a uniform hash: a stage's share of the
+    // target is its share of the whole, so the reached stages tell the size.
+    let next_adds = if current > 0.0 {
+        ((devices as f64) * (next_percent - current) / current).round().max(0.0) as u64
+    } else {
+        0
+    };
+    Reach { waiting: devices.saturating_sub(installed), installed, next_percent, next_adds }
+}
+
+#[derive(Template)]
+#[template(path = "console/confirm_rollout.html")]
+struct ConfirmPage {
+    ctx: Ctx,
+    deployment: DeploymentView,
+    command: &'static str,
+    danger: bool,
+    /// What the command will do, in the reader's words.
+    effect: String,
+}
+
+fn parse_command(session: &Session, text: &str) -> Result<RolloutCommand, WebError> {
+    text.parse().map_err(|_| WebError::not_found(session.lang))
+}
+
+pub async fn confirm(
+    state: web::Data<AppState>,
+    session: Session,
+    path: web::Path<(i64, String)>,
+) -> Result<HttpResponse, WebError> {
+    let role = staff(&session)?;
+    let (id, command) = path.into_inner();
+    let command = parse_command(&session, &command)?;
+    let (deployment, rollout, _) = load(&state, &session, id).await?;
+    let lang = session.lang;
+    let Some(rollout) = rollout else { return Err(WebError::not_found(lang)) };
+    if !possible_commands(role, Some(&rollout)).contains(&command) {
+        // A stale page: the rollout moved on, or this role may not.
+        return Ok(redirect_with(&format!("/console/deployments/{id}"), "flash.rollout_moved"));
+    }
+    let r = reach(&rollout);
+    let release = format!("{} {}", deployment.app_id, deployment.version.clone().unwrap_or_default());
+    let effect = match command {
+        RolloutCommand::Pause => lang.format("console.rollout.effect_pause", &[&release, &r.waiting]),
+        RolloutCommand::Resume => lang.format("console.rollout.effect_resume", &[&release, &r.waiting]),
+        RolloutCommand::Halt => lang.format("console.rollout.effect_halt", &[&release, &r.waiting]),
+        RolloutCommand::Approve => lang.format(
+            "console.rollout.effect_approve",
+            &[&(rollout.current_stage + 2), &r.next_percent, &r.next_adds, &release],
+        ),
+        RolloutCommand::Rollback => lang.format("console.rollout.effect_rollback", &[&release, &r.installed]),
+    };
+    let body = ConfirmPage {
+        ctx: session.ctx("console.deployments"),
+        deployment,
+        command: command.as_str(),
+        danger: undoes_work(command),
+        effect,
+    };
+    page(&body.ctx, &body)
+}
+
+#[derive(Deserialize)]
+pub struct CommandForm {
+    csrf: String,
+}
+
+pub async fn command(
+    state: web::Data<AppState>,
+    session: Session,
+    path: web::Path<(i64, String)>,
+    form: web::Form<CommandForm>,
+) -> Result<HttpResponse, WebError> {
+    session.check_form(&form.csrf)?;
+    staff(&session)?;
+    let (id, command) = path.into_inner();
+    let command = parse_command(&session, &command)?;
+    let actor = session.actor.clone();
+    state
+        .db
+        .run(move |conn| crate::rollouts::command(conn, &actor, id, command))
+        .await
+        .or_page(session.lang)?;
+    // Terminals learn of it at their next contact.
+    state.contact.caught_up().await;
+    let flash = match command {
+        RolloutCommand::Pause => "flash.rollout_paused",
+        RolloutCommand::Resume => "flash.rollout_resumed",
+        RolloutCommand::Halt => "flash.rollout_halted",
+        RolloutCommand::Approve => "flash.rollout_approved",
+        RolloutCommand::Rollback => "flash.rollout_rolled_back",
+    };
+    Ok(redirect_with(&format!("/console/deployments/{id}"), flash))
+}

@@ -1,0 +1,47 @@
+//! The operator console: the fleet, its terminals and its rollouts for the
+//! operator's staff (operator admins, release engineers, support), on the
+//! portal's frame (sign-in, sessions, form tokens, languages), under
+//! `/console/`. Each page shows what the user's role allows; the domain
+//! functions check the role again.
+
+mod charts;
+mod deployments;
+mod overview;
+mod terminals;
+
+use actix_web::http::StatusCode;
+use actix_web::web;
+use tms_packages::accounts::OperatorRole;
+
+use super::{Session, WebError};
+
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    use web::{get, post, resource};
+    cfg.service(resource("/console").route(get().to(overview::to_console)))
+        .service(resource("/console/").route(get().to(overview::show)))
+        .service(resource("/console/terminals").route(get().to(terminals::search)))
+        .service(resource("/console/terminals/{id}").route(get().to(terminals::show)))
+        .service(resource("/console/deployments").route(get().to(deployments::list)))
+        .service(resource("/console/deployments/{id}").route(get().to(deployments::show)))
+        .service(
+            resource("/console/deployments/{id}/rollout/{command}")
+                .route(get().to(deployments::confirm))
+                .route(post().to(deployments::command)),
+        );
+}
+
+/// The console's sections a role opens.
+pub fn sections(_role: OperatorRole) -> Vec<&'static str> {
+    // Every operator role reads the fleet, its terminals and its rollouts;
+    // what a role may change is checked by the domain where it changes.
+    vec!["console.overview", "console.terminals", "console.deployments"]
+}
+
+/// The signed-in user's operator role; a merchant's user is refused.
+pub fn staff(session: &Session) -> Result<OperatorRole, WebError> {
+    session.actor.operator_role().ok_or_else(|| WebError::Page {
+        lang: session.lang,
+        status: StatusCode::FORBIDDEN,
+        message: session.lang.text("console.merchants_refused").to_owned(),
+    })
+}

@@ -1,0 +1,269 @@
+//! The operator console in a real Chromium: the fleet overview, the
+//! terminal search, a terminal's plan explained for support, and a paused
+//! rollout resumed after a confirmation that says what it will do. Every
+//! page visited is saved as a PNG at desktop and phone widths.
+
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use tms_e2e::backend_test;
+use tms_e2e::browser::Browser;
+use tms_e2e::fixtures::*;
+use tms_e2e::terminal::{Outcome, SimTerminal};
+use tms_e2e::{Backend, TestServer};
+use tms_signing::PublicKey;
+
+const APP: &str = "eu.ccv.payment";
+
+fn test_name(base: &str, db: &tms_e2e::TestDatabase) -> String {
+    let backend = match db.backend {
+        Backend::Sqlite => "sqlite",
+        Backend::Postgres => "postgres",
+    };
+    format!("{base}-{backend}")
+}
+
+/// Signs in through the login form and waits for the page after it.
+async fn sign_in(browser: &mut Browser, server: &TestServer, email: &str, password: &str) {
+    browser.goto(&server.url("/login")).await;
+    browser.fill("#email", email).await;
+    browser.fill("#password", password).await;
+    browser.click("form[action='/login'] button[type=submit]").await;
+    for _ in 0..200 {
+        if !browser.url().await.ends_with("/login") {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("not signed in: {}", browser.body_text().await);
+}
+
+async fn sign_out(browser: &mut Browser) {
+    browser.click("form[action='/logout'] button[type=submit]").await;
+    for _ in 0..200 {
+        if browser.url().await.ends_with("/login") {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("not signed out");
+}
+
+async fn sync(server: &TestServer, t: &mut SimTerminal, trusted: &[PublicKey]) {
+    for _ in 0..4 {
+        match t.contact(&server.http, &server.base_url).await {
+            Outcome::Answer(answer, body) => {
+                t.accept(&answer, trusted).expect("a valid answer");
+                if answer.status == "in_sync" {
+                    return;
+                }
+                t.apply(&server.http, &server.base_url, &body).await;
+            }
+            Outcome::Refused(status, body) => panic!("contact refused: {status} {body}"),
+        }
+    }
+    panic!("not in sync after four contacts");
+}
+
+/// Applies the rollout's rules until it is `status` (reports are written
+/// in batches, so one may land just after an evaluation).
+async fn wait_for_rollout(server: &TestServer, op: &str, deployment: i64, status: &str) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (code, view) =
+            post(server, op, &format!("/api/v1/deployments/{deployment}/rollout/evaluate"), json!({})).await;
+        assert_eq!(code, 200, "{view}");
+        if view["status"] == status {
+            return view;
+        }
+        assert!(Instant::now() < deadline, "the rollout never became {status}: {view}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+backend_test!(console_shows_the_fleet_explains_a_terminal_and_resumes_a_paused_rollout, |db| {
+    let (server, op) =
+        server_with_operator_and(&db, &[("TMS_CONTACT_FLUSH_MS", "100"), ("TMS_CONSOLE_SUMMARY_SECS", "1")])
+            .await;
+    let email = "gerant@epicerie.example";
+    let serials = ["6100000001", "6100000002", "6100000003", "6100000004", "6100000005", "6100000006"];
+    let (merchant_id, location, _) = merchant(&server, &op, "Épicerie Fine", email, &serials).await;
+    let trusted = answer_keys(&server).await;
+    let mut fleet = Vec::new();
+    for serial in serials {
+        fleet.push(activated_terminal(&server, email, (merchant_id, location), serial, "A920").await);
+    }
+    let key = app_with_key(&server, &op, APP, "app").await;
+    publish_release(&server, &op, &key, APP, "app", "1.0.0", 100, &["A920"]).await;
+    publish_release(&server, &op, &key, APP, "app", "1.1.0", 110, &["A920"]).await;
+    deploy_to_everyone(&server, &op, APP, "1.0.0").await;
+    for t in fleet.iter_mut() {
+        sync(&server, t, &trusted).await;
+    }
+    // 1.1.0 in two stages; one failure pauses it.
+    let (status, deployment) = post(
+        &server,
+        &op,
+        "/api/v1/deployments",
+        json!({"app_id": APP, "version": "1.1.0", "target": "everyone", "hold": true}),
+    )
+    .await;
+    assert_eq!(status, 201, "{deployment}");
+    let id = deployment["id"].as_i64().unwrap();
+    let (status, rollout) = post(
+        &server,
+        &op,
+        &format!("/api/v1/deployments/{id}/rollout"),
+        json!({"stages": [50, 100], "success_percent": 100, "max_failures": "0"}),
+    )
+    .await;
+    assert_eq!(status, 201, "{rollout}");
+    let (mut failed, mut waiting) = (None, None);
+    for t in fleet.iter_mut() {
+        let Outcome::Answer(answer, body) = t.contact(&server.http, &server.base_url).await else {
+            panic!("contact refused")
+        };
+        t.accept(&answer, &trusted).expect("a valid answer");
+        let offered = body.apps.iter().any(|a| a.release.as_ref().is_some_and(|r| r.version == "1.1.0"));
+        if offered && failed.is_none() {
+            let code = t
+                .feedback(&server.http, &server.base_url, id, APP, "failed", Some("insufficient_storage"))
+                .await;
+            assert_eq!(code, 204);
+            failed = Some(t.device_id);
+        } else if !offered && waiting.is_none() {
+            waiting = Some(t.device_id);
+        }
+    }
+    let waiting = waiting.expect("a terminal outside the first stage");
+    failed.expect("a terminal in the first stage");
+    let paused = wait_for_rollout(&server, &op, id, "paused").await;
+
+    let Some(mut browser) = Browser::start(&test_name("console", &db), "en-GB,en").await else { return };
+    // The operator lands on the console's overview.
+    sign_in(&mut browser, &server, OPERATOR, OPERATOR_PASSWORD).await;
+    assert!(browser.url().await.ends_with("/console/"), "{}", browser.url().await);
+    browser.expect_heading("Fleet overview").await;
+    // The counts are taken every second here; the page shows the latest.
+    for _ in 0..100 {
+        if browser.text("#fleet-totals").await.contains("6 active terminals") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        browser.goto(&server.url("/console/")).await;
+    }
+    assert!(browser.text("#fleet-totals").await.contains("6 active terminals"));
+    let models = browser.text("#chart-models table").await;
+    assert!(models.contains("A920") && models.contains("6"), "{models}");
+    let versions = browser.text("#chart-app-0 table").await;
+    assert!(versions.contains("1.0.0"), "{versions}");
+    assert!(browser.text("#rollouts").await.contains("Paused"));
+    assert!(browser.exists("#chart-models svg rect").await);
+    assert!(browser.exists("#chart-contacts svg polyline").await);
+    browser.snap("overview").await;
+
+    // Support on the phone: the serial as the merchant reads it off the terminal.
+    browser.click("a[href='/console/terminals']").await;
+    browser.expect_heading("Terminals").await;
+    browser.fill("#f-serial", "61000000").await;
+    browser.click("form[role=search] button[type=submit]").await;
+    for _ in 0..200 {
+        if browser.url().await.contains("serial=61000000") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let rows = browser.script("return document.querySelectorAll('#found tbody tr').length").await;
+    assert_eq!(rows, 6, "{}", browser.body_text().await);
+    browser.snap("search").await;
+    browser.fill("#f-serial", "99").await;
+    browser.click("form[role=search] button[type=submit]").await;
+    browser.expect_text("No terminal matches this search.").await;
+
+    // Why a terminal has not got 1.1.0: the rollout is paused.
+    browser.goto(&server.url(&format!("/console/terminals/{waiting}"))).await;
+    browser.expect_text("What it will get next, and why").await;
+    let plan = browser.text("#plan").await;
+    assert!(plan.contains(&format!("Deployment #{id} ({APP} 1.1.0) is paused")), "{plan}");
+    assert!(browser.text("#history").await.contains("Installed"));
+    browser.snap("terminal-rollout-paused").await;
+
+    // The rollout: paused by the failure, which the page names.
+    browser.goto(&server.url(&format!("/console/deployments/{id}"))).await;
+    assert_eq!(browser.text("#rollout-status").await, "Paused");
+    assert!(browser.text("#failures").await.contains("insufficient_storage"));
+    assert!(browser.exists("#stage-1 svg rect.failed").await);
+    browser.snap("rollout-paused").await;
+    browser.click("#rollout-commands a[href$='/rollout/resume']").await;
+    browser.expect_heading("Resume").await;
+    let stage_devices = paused["stage_stats"][0]["devices"].as_u64().unwrap();
+    let installed = paused["stage_stats"][0]["installed"].as_u64().unwrap();
+    let effect = browser.text("#effect").await;
+    assert!(
+        effect.contains(&format!("offered again to the {} terminals", stage_devices - installed)),
+        "{effect}"
+    );
+    browser.snap("confirm-resume").await;
+    browser
+        .click(&format!("form[action='/console/deployments/{id}/rollout/resume'] button[type=submit]"))
+        .await;
+    browser.expect_text("The rollout is running again.").await;
+    let (_, now) = get(&server, &op, &format!("/api/v1/deployments/{id}/rollout")).await;
+    assert_eq!(now["status"], "running", "{now}");
+    browser.snap("rollout-resumed").await;
+
+    // Running again, the rollout has reached the first stage only: a
+    // terminal outside it is told apart, which support can tell the merchant.
+    let mut outside = None;
+    for t in &fleet {
+        let (status, plan) = get(&server, &op, &format!("/api/v1/devices/{}/plan", t.device_id)).await;
+        assert_eq!(status, 200, "{plan}");
+        if plan["apps"][0]["considered"].as_array().is_some_and(|c| {
+            c.iter().any(|d| d["deployment_id"] == id && d["detail"]["reason"] == "not_in_stage")
+        }) {
+            outside = Some(t.device_id);
+        }
+    }
+    let waiting = outside.expect("a terminal outside the first stage");
+    browser.goto(&server.url(&format!("/console/terminals/{waiting}"))).await;
+    browser.expect_text("What it will get next, and why").await;
+    let plan = browser.text("#plan").await;
+    assert!(plan.contains("Not in the rollout's stages yet"), "{plan}");
+    assert!(plan.contains("Decides"), "{plan}");
+    browser.snap("terminal").await;
+
+    // In French.
+    browser.click("form.lang button[value=fr]").await;
+    browser.expect_text("Ce qu’il recevra ensuite, et pourquoi").await;
+    browser.goto(&server.url("/console/")).await;
+    browser.expect_heading("Vue d’ensemble du parc").await;
+    assert!(browser.text("#fleet-totals").await.contains("6 terminaux actifs"));
+    browser.snap("overview-fr").await;
+    browser.goto(&server.url(&format!("/console/terminals/{waiting}"))).await;
+    assert!(browser.text("#plan").await.contains("Pas encore dans les étapes du déploiement"));
+    browser.snap("terminal-fr").await;
+    browser.goto(&server.url(&format!("/console/deployments/{id}"))).await;
+    browser.snap("rollout-fr").await;
+    browser.goto(&server.url("/console/terminals?model=A920")).await;
+    browser.snap("search-fr").await;
+    browser.click("form.lang button[value=en]").await;
+    browser.expect_heading("Terminals").await;
+
+    // Support sees the rollout but may not steer it.
+    sign_out(&mut browser).await;
+    server.create_operator("support@psp.example", "support", OPERATOR_PASSWORD);
+    sign_in(&mut browser, &server, "support@psp.example", OPERATOR_PASSWORD).await;
+    browser.goto(&server.url(&format!("/console/deployments/{id}"))).await;
+    browser.expect_text("Running").await;
+    assert!(!browser.exists("#rollout-commands").await);
+    browser.goto(&server.url(&format!("/console/deployments/{id}/rollout/pause"))).await;
+    browser.expect_text("The rollout has moved on since that page was shown").await;
+    browser.snap("support-rollout").await;
+
+    // A merchant's user is sent to the portal's side of the house.
+    sign_out(&mut browser).await;
+    sign_in(&mut browser, &server, email, MERCHANT_PASSWORD).await;
+    browser.goto(&server.url("/console/")).await;
+    browser.expect_text("This console is for the operator's staff").await;
+    browser.snap("merchant-refused").await;
+});
