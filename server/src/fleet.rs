@@ -11,7 +11,7 @@ use tms_packages::accounts::address_key;
 use tms_signing::Sha256Digest;
 
 use crate::auth::tokens;
-use crate::db::schema::{devices, locations, merchants, orders, terminals, users};
+use crate::db::schema::{device_inventory, devices, locations, merchants, orders, terminals, users};
 use crate::db::{DbConnection, DbError};
 use crate::time::now;
 
@@ -23,7 +23,14 @@ pub struct FleetSpec {
     pub models: Vec<String>,
     /// Tokens are `tms_d_` + sha256(seed, device number).
     pub token_seed: String,
+    /// A state each terminal has reported, as if it had called once: this
+    /// app (id, version, version code) on one of three firmware versions
+    /// in turn. `None`: terminals that never called.
+    pub reported: Option<(String, String, u64)>,
 }
+
+/// The firmware versions seeded terminals report, in turn.
+pub const SEEDED_FIRMWARE: [&str; 3] = ["9.0.0", "9.1.0", "10.0.0"];
 
 /// The device token of the n-th seeded terminal.
 pub fn seeded_token(seed: &str, n: u64) -> String {
@@ -131,6 +138,35 @@ pub fn seed(conn: &mut DbConnection, spec: &FleetSpec, out: &mut dyn Write) -> R
                 ));
                 let device =
                     id_of(conn, |c| crate::per_backend!(c, |c| insert.returning(devices::id).get_result(c)))?;
+                if let Some((app_id, version, code)) = &spec.reported {
+                    let state = tms_packages::wire::contact::TerminalState {
+                        model: model.clone(),
+                        firmware: SEEDED_FIRMWARE[(i % 3) as usize].to_owned(),
+                        firmware_sha256: None,
+                        apps: vec![tms_packages::wire::contact::InstalledApp {
+                            app_id: app_id.clone(),
+                            version: version.clone(),
+                            version_code: *code,
+                            sha256: "0".repeat(64),
+                        }],
+                        parameters: Default::default(),
+                        acquirers: Default::default(),
+                    };
+                    diesel::insert_into(device_inventory::table)
+                        .values((
+                            device_inventory::device_id.eq(device),
+                            device_inventory::firmware.eq(&state.firmware),
+                            device_inventory::state_json
+                                .eq(serde_json::to_string(&state).expect("states serialise")),
+                            device_inventory::digest.eq(state.digest()),
+                            device_inventory::wifi.eq(true),
+                            device_inventory::time_zone.eq("Europe/Paris"),
+                            device_inventory::utc_offset_minutes.eq(60),
+                            device_inventory::free_storage_bytes.eq(1i64 << 30),
+                            device_inventory::reported_at.eq(at),
+                        ))
+                        .execute(conn)?;
+                }
                 lines.push(format!("{device},{token},{model},{merchant},{location}\n"));
             }
             Ok::<_, DbError>(())

@@ -103,7 +103,19 @@ enum FleetCommand {
         /// Where the device tokens go (CSV)
         #[arg(long)]
         tokens: std::path::PathBuf,
+        /// Each terminal has reported running this app, as APP_ID@VERSION:CODE (e.g.
+        /// eu.ccv.payment@1.0.0:100), on firmware 9.0.0, 9.1.0 or 10.0.0 in turn; without it,
+        /// the terminals never called
+        #[arg(long, value_parser = parse_reported_app)]
+        reported_app: Option<(String, String, u64)>,
     },
+}
+
+fn parse_reported_app(text: &str) -> Result<(String, String, u64), String> {
+    let (app, rest) = text.split_once('@').ok_or("APP_ID@VERSION:CODE")?;
+    let (version, code) = rest.split_once(':').ok_or("APP_ID@VERSION:CODE")?;
+    let code = code.parse().map_err(|e| format!("the version code: {e}"))?;
+    Ok((app.to_owned(), version.to_owned(), code))
 }
 
 #[derive(Subcommand, Debug)]
@@ -425,6 +437,7 @@ fn run(cli: Cli, matches: &clap::ArgMatches) -> anyhow::Result<()> {
             models,
             token_seed,
             tokens,
+            reported_app,
         }) => {
             let db = open_existing_db(&config)?;
             let mut conn = db.get()?;
@@ -437,6 +450,7 @@ fn run(cli: Cli, matches: &clap::ArgMatches) -> anyhow::Result<()> {
                 terminals,
                 models: models.split(',').map(|m| m.trim().to_owned()).filter(|m| !m.is_empty()).collect(),
                 token_seed,
+                reported: reported_app,
             };
             let started = std::time::Instant::now();
             let n = tms_server::fleet::seed(&mut conn, &spec, &mut out)?;

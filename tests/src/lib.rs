@@ -6,6 +6,7 @@
 #![forbid(unsafe_code)]
 
 pub mod browser;
+pub mod console_bench;
 mod database;
 pub mod delta_bench;
 pub mod fixtures;

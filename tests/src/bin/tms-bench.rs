@@ -22,6 +22,11 @@
 //! `tms_e2e::delta_bench`) and reports each delta's share of the full
 //! artifact, build time and peak memory.
 //!
+//! `tms-bench console [--terminals 1000000] [--backend …]` seeds a fleet
+//! that reported its state, starts a rollout to everyone at 10 % and
+//! reports the operator console's page times (see `tms_e2e::console_bench`;
+//! the target: under 100 ms).
+//!
 //! `tms-bench fleet --terminals 1000000 [--concurrency 64] [--storm-concurrency 256]
 //! [--seconds 30] [--merchants 1000 --locations-per-merchant 10] [--backend …]`
 //! seeds a fleet and drives it through the scenarios of the contact (see
@@ -83,6 +88,9 @@ enum Bench {
     /// firmware-like image; report each delta's share of the full artifact, build time and
     /// peak memory
     Delta(tms_e2e::delta_bench::DeltaArgs),
+    /// Seed a fleet that reported its state, start a rollout to everyone, and report the
+    /// operator console's page times (p50, p99; target: under 100 ms)
+    Console(tms_e2e::console_bench::ConsoleArgs),
 }
 
 struct Args {
@@ -102,6 +110,7 @@ async fn main() {
         Bench::Fleet(args) => return tms_e2e::fleet_bench::run(args).await,
         Bench::Portal(args) => return tms_e2e::portal_bench::run(args).await,
         Bench::Delta(args) => return tms_e2e::delta_bench::run(args).await,
+        Bench::Console(args) => return tms_e2e::console_bench::run(args).await,
         Bench::Export { rows, postgres } => Args { artifact: false, rows, mib: 0, postgres },
         Bench::Artifact { mib, postgres } => Args { artifact: true, rows: 0, mib, postgres },
     };

@@ -163,6 +163,14 @@ struct TerminalPage {
 }
 
 impl TerminalPage {
+    /// A parameter's value as support reads it out: text without quotes.
+    fn shown(&self, value: &Value) -> String {
+        match value {
+            Value::String(s) if s.is_empty() => self.ctx.t("console.terminal.empty").to_owned(),
+            other => value_text(other),
+        }
+    }
+
     fn release_text(&self, d: &tms_packages::wire::deployments::DeploymentView) -> String {
         format!("{} {}", d.app_id, d.version.as_deref().unwrap_or_default())
     }
