@@ -737,6 +737,9 @@ pub struct AuditArgs {
     /// Only this action, e.g. user.update
     #[arg(long)]
     action: Option<String>,
+    /// Only events at or before this time (RFC 3339, e.g. 2026-11-30T18:00:00Z)
+    #[arg(long)]
+    until: Option<String>,
     /// Paging: events older than this id
     #[arg(long)]
     before: Option<i64>,
@@ -759,6 +762,7 @@ pub async fn audit(client: &Client, command: AuditCommand, out: Output) -> anyho
         ("user_id", a.user.map(|v| v.to_string())),
         ("subject", a.subject),
         ("action", a.action),
+        ("until", a.until),
         ("before_id", a.before.map(|v| v.to_string())),
     ] {
         if let Some(value) = value {

@@ -41,7 +41,8 @@ pub async fn run(args: ConsoleArgs) {
     } else {
         TestDatabase::sqlite()
     };
-    let seeder = ServerBuilder::new().database(&db).env("TMS_LOG_LEVEL", "warn").start().await;
+    let seeder =
+        ServerBuilder::new().database(&db).env("TMS_LOG_LEVEL", "warn,tms_server::http=info").start().await;
     seeder.create_operator(OPERATOR, "operator_admin", OPERATOR_PASSWORD);
     let op = seeder.login(OPERATOR, OPERATOR_PASSWORD).await;
     let key = app_with_key(&seeder, &op, APP, "app").await;
@@ -81,6 +82,10 @@ pub async fn run(args: ConsoleArgs) {
     )
     .await;
     assert_eq!(status, 201, "{rollout}");
+    // The second server reads the secrets the first sealed: the same master key.
+    let keys = tempfile::tempdir().expect("temp dir").keep();
+    let master_key = keys.join("master.key");
+    std::fs::copy(seeder.master_key_file(), &master_key).expect("copy the master key");
     drop(seeder);
 
     // A server started on the seeded database counts the fleet at its start.
@@ -89,6 +94,7 @@ pub async fn run(args: ConsoleArgs) {
         .database(&db)
         .env("TMS_LOG_LEVEL", "warn,tms_server::http=info")
         .env("TMS_CONSOLE_SUMMARY_SECS", "86400")
+        .env("TMS_MASTER_KEY_FILE", &master_key.display().to_string())
         .start()
         .await;
     let session = sign_in(&server, OPERATOR, OPERATOR_PASSWORD).await;

@@ -73,6 +73,8 @@ pub struct AuditFilter {
     pub action: Option<String>,
     /// Only events older than this id (paging).
     pub before_id: Option<i64>,
+    /// Only events at or before this moment.
+    pub until: Option<NaiveDateTime>,
     pub limit: i64,
 }
 
@@ -92,6 +94,9 @@ pub fn list(conn: &mut DbConnection, filter: &AuditFilter) -> Result<Vec<AuditEv
     }
     if let Some(before) = filter.before_id {
         query = query.filter(audit_events::id.lt(before));
+    }
+    if let Some(until) = filter.until {
+        query = query.filter(audit_events::occurred_at.le(until));
     }
     Ok(query.order(audit_events::id.desc()).limit(filter.limit).select(AuditEvent::as_select()).load(conn)?)
 }

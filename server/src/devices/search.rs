@@ -174,9 +174,18 @@ pub fn search(
             query = query.filter(device_contacts::device_id.nullable().is_null());
         }
     }
+    // By firmware, the inventory's index holds the terminals in device
+    // order: ordering by its device id lets the database read the page off
+    // that index instead of sorting every terminal on that version.
+    let by_firmware = trimmed(&q.firmware).is_some();
     if let Some(after) = q.after {
-        query = query.filter(devices::id.gt(after));
+        query = if by_firmware {
+            query.filter(device_inventory::device_id.gt(after))
+        } else {
+            query.filter(devices::id.gt(after))
+        };
     }
+    query = if by_firmware { query.order(device_inventory::device_id) } else { query.order(devices::id) };
     type Row = (
         i64,
         i64,
@@ -191,7 +200,6 @@ pub fn search(
         Option<NaiveDateTime>,
     );
     let mut found: Vec<Row> = query
-        .order(devices::id)
         .limit(limit + 1)
         .select((
             devices::id,

@@ -583,6 +583,8 @@ pub struct AuditQuery {
     pub subject: Option<String>,
     /// Only this action, e.g. `user.update`.
     pub action: Option<String>,
+    /// Only events at or before this time (RFC 3339).
+    pub until: Option<String>,
     /// Paging: only events older than this id.
     pub before_id: Option<i64>,
     /// At most this many (1 to 500) [default: 100].
@@ -605,6 +607,7 @@ pub async fn list_audit(
         subject: q.subject,
         action: q.action,
         before_id: q.before_id,
+        until: q.until.as_deref().map(|t| crate::time::parse_time("until", t)).transpose()?,
         limit: q.limit.unwrap_or(100).clamp(1, 500),
     };
     let events = state.db.run(move |conn| crate::accounts::audit_trail(conn, &actor, filter)).await?;

@@ -497,6 +497,20 @@ backend_test!(api_tokens_last_admins_and_the_audit_trail, |db| {
     assert_eq!(events[0]["detail"]["before"]["permissions"], "");
     assert_eq!(events[0]["detail"]["after"]["permissions"], "export_transactions");
     assert_eq!(events[0]["source_ip"], "127.0.0.1");
+    // Up to a time: the end of the invitation's second keeps it; a time before it keeps nothing.
+    let invited_at =
+        chrono::DateTime::parse_from_rfc3339(events[3]["occurred_at"].as_str().unwrap()).unwrap();
+    let until = (invited_at + chrono::Duration::milliseconds(999)).to_rfc3339();
+    let until = url::form_urlencoded::byte_serialize(until.as_bytes()).collect::<String>();
+    let (_, earlier) =
+        get(&server, &admin, &format!("/api/v1/audit?subject=user:{clerk_id}&until={until}")).await;
+    assert_eq!(earlier.as_array().unwrap().last().unwrap()["action"], "user.invite");
+    let (_, none) =
+        get(&server, &admin, &format!("/api/v1/audit?subject=user:{clerk_id}&until=2000-01-01T00:00:00Z"))
+            .await;
+    assert_eq!(none.as_array().unwrap().len(), 0, "{none}");
+    let (status, bad) = get(&server, &admin, "/api/v1/audit?until=yesterday").await;
+    assert_eq!((status.as_u16(), bad["error"]["code"].as_str()), (400, Some("invalid_request")), "{bad}");
     let (_, by_operator) =
         get(&server, &op, &format!("/api/v1/audit?merchant_id={merchant_id}&action=order.create")).await;
     assert_eq!(by_operator.as_array().unwrap().len(), 1);

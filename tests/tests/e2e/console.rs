@@ -267,3 +267,86 @@ backend_test!(console_shows_the_fleet_explains_a_terminal_and_resumes_a_paused_r
     browser.expect_text("This console is for the operator's staff").await;
     browser.snap("merchant-refused").await;
 });
+
+backend_test!(console_operator_users_keep_an_admin_and_the_audit_log_tells_who_did_what, |db| {
+    let (server, _op) = server_with_operator(&db).await;
+    server.create_operator("release@psp.example", "release_engineer", OPERATOR_PASSWORD);
+    let Some(mut browser) = Browser::start(&test_name("console-operators", &db), "en-GB,en").await else {
+        return;
+    };
+    sign_in(&mut browser, &server, OPERATOR, OPERATOR_PASSWORD).await;
+    browser.click("a[href='/console/operators']").await;
+    browser.expect_heading("Operator users").await;
+    // A colleague invited from the page.
+    browser.fill("#invite-email", "support@psp.example").await;
+    browser.select("#invite-role", "support").await;
+    browser.click("#invite button[type=submit]").await;
+    browser.expect_text("The invitation is sent.").await;
+    assert!(browser.text("#operators").await.contains("support@psp.example"));
+    browser.snap("operators").await;
+    // The only operator admin cannot disable themselves, nor become support.
+    let me = browser
+        .script("return document.querySelector('#operators tr .tag').closest('tr').id")
+        .await
+        .as_str()
+        .expect("my row")
+        .to_owned();
+    browser.click(&format!("#{me} button[value=disable]")).await;
+    browser.expect_text("This would leave no active operator admin").await;
+    browser.snap("last-admin-refused").await;
+    browser.select(&format!("#{me} select"), "support").await;
+    browser.click(&format!("#{me} .role-form button[type=submit]")).await;
+    browser.expect_text("This would leave no active operator admin").await;
+    // The release engineer is made support, then back.
+    let release_row = browser
+        .script(
+            "return [...document.querySelectorAll('#operators tbody tr')]\
+             .find(r => r.innerText.includes('release@psp.example')).id",
+        )
+        .await
+        .as_str()
+        .expect("the release engineer's row")
+        .to_owned();
+    browser.select(&format!("#{release_row} select"), "support").await;
+    browser.click(&format!("#{release_row} .role-form button[type=submit]")).await;
+    browser.expect_text("The operator is changed.").await;
+    browser.select(&format!("#{release_row} select"), "release_engineer").await;
+    browser.click(&format!("#{release_row} .role-form button[type=submit]")).await;
+    browser.expect_text("The operator is changed.").await;
+
+    // The audit log names who did it, filtered by action.
+    browser.goto(&server.url("/console/audit?what=operator.role_change")).await;
+    browser.expect_heading("Audit log").await;
+    let rows = browser.script("return document.querySelectorAll('#audit tbody tr').length").await;
+    assert_eq!(rows, 2, "{}", browser.body_text().await);
+    let audit = browser.text("#audit").await;
+    assert!(audit.contains(OPERATOR) && audit.contains("Changed an operator's role"), "{audit}");
+    browser.snap("audit").await;
+    browser.goto(&server.url("/console/audit?what=operator.role_change&until=2020-01-31")).await;
+    browser.expect_text("No event matches these filters.").await;
+    browser.goto(&server.url("/console/audit?what=operator.role_change&until=someday")).await;
+    browser.expect_text("The day is not a date (YYYY-MM-DD); it was left out.").await;
+    assert_eq!(browser.script("return document.querySelectorAll('#audit tbody tr').length").await, 2);
+    browser.goto(&server.url("/console/audit?who=nobody@psp.example")).await;
+    browser.expect_text("No account has this e-mail address.").await;
+    browser.goto(&server.url("/console/audit?what=operator.role_change")).await;
+    browser.click("form.lang button[value=fr]").await;
+    browser.expect_heading("Journal d’audit").await;
+    browser.expect_text("Rôle d'un opérateur modifié").await;
+    browser.snap("audit-fr").await;
+    browser.goto(&server.url("/console/operators")).await;
+    browser.expect_heading("Utilisateurs opérateur").await;
+    browser.snap("operators-fr").await;
+    browser.click("form.lang button[value=en]").await;
+    browser.expect_heading("Operator users").await;
+
+    // A release engineer sees neither the operator users nor the audit log.
+    sign_out(&mut browser).await;
+    sign_in(&mut browser, &server, "release@psp.example", OPERATOR_PASSWORD).await;
+    browser.expect_heading("Fleet overview").await;
+    assert!(!browser.exists("a[href='/console/operators']").await);
+    assert!(!browser.exists("a[href='/console/audit']").await);
+    browser.goto(&server.url("/console/operators")).await;
+    browser.expect_text("You do not have the permission this needs").await;
+    browser.snap("release-engineer-refused").await;
+});

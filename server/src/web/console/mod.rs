@@ -4,8 +4,10 @@
 //! `/console/`. Each page shows what the user's role allows; the domain
 //! functions check the role again.
 
+mod audit;
 mod charts;
 mod deployments;
+mod operators;
 mod overview;
 mod terminals;
 
@@ -27,14 +29,28 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             resource("/console/deployments/{id}/rollout/{command}")
                 .route(get().to(deployments::confirm))
                 .route(post().to(deployments::command)),
-        );
+        )
+        .service(
+            resource("/console/operators")
+                .route(get().to(operators::list))
+                .route(post().to(operators::invite)),
+        )
+        .service(resource("/console/operators/{id}").route(post().to(operators::change)))
+        .service(resource("/console/audit").route(get().to(audit::list)));
 }
 
 /// The console's sections a role opens.
-pub fn sections(_role: OperatorRole) -> Vec<&'static str> {
+pub fn sections(role: OperatorRole) -> Vec<&'static str> {
     // Every operator role reads the fleet, its terminals and its rollouts;
     // what a role may change is checked by the domain where it changes.
-    vec!["console.overview", "console.terminals", "console.deployments"]
+    let mut sections = vec!["console.overview", "console.terminals", "console.deployments"];
+    if matches!(role, OperatorRole::OperatorAdmin | OperatorRole::Support) {
+        sections.push("console.audit");
+    }
+    if role == OperatorRole::OperatorAdmin {
+        sections.push("console.operators");
+    }
+    sections
 }
 
 /// The signed-in user's operator role; a merchant's user is refused.
