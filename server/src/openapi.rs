@@ -118,6 +118,7 @@ use crate::http::{
         contact::cancel_deployment,
         contact::start_rollout,
         contact::rollout_status,
+        contact::rollout_history,
         contact::deployment_failures,
         contact::rollout_command,
         contact::create_device_group,

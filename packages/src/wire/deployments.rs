@@ -143,6 +143,26 @@ wire! {
         pub postponed: u64,
     }
 
+    /// Where a rollout's stages stood at one count (the supervisor counts
+    /// each active rollout every pass while it runs, once a minute while it
+    /// is paused or waits for approval, and keeps the last count of each
+    /// minute).
+    pub struct RolloutCountsView {
+        pub counted_at: String,
+        /// Per stage reached at that count.
+        pub stages: Vec<StageStats>,
+    }
+
+    /// `GET /api/v1/deployments/{id}/rollout/history`: the rollout's counts
+    /// over time, oldest first, at most a few hundred of them, evenly
+    /// spaced over the rollout's life, the latest always included.
+    pub struct RolloutHistoryView {
+        pub deployment_id: i64,
+        /// Minutes between two counts listed (1 for a young rollout).
+        pub step_minutes: u32,
+        pub counts: Vec<RolloutCountsView>,
+    }
+
     /// `GET /api/v1/deployments/{id}/failures`: a terminal that failed to
     /// install the deployment's release and has not installed it since.
     pub struct FailedDeviceView {

@@ -672,6 +672,24 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    rollout_stage_counts (rollout_id, minute, stage) {
+        rollout_id -> BigInt,
+        minute -> BigInt,
+        stage -> Integer,
+        counted_at -> Timestamp,
+        devices -> BigInt,
+        pending -> BigInt,
+        in_progress -> BigInt,
+        installed -> BigInt,
+        failed -> BigInt,
+        timed_out -> BigInt,
+        failed_for_good -> BigInt,
+        postponed -> BigInt,
+    }
+}
+
+diesel::joinable!(rollout_stage_counts -> rollouts (rollout_id));
 diesel::joinable!(device_contact_hours -> devices (device_id));
 diesel::joinable!(device_commands -> devices (device_id));
 diesel::joinable!(device_logs -> device_commands (command_id));
@@ -679,6 +697,7 @@ diesel::joinable!(device_logs -> device_commands (command_id));
 diesel::allow_tables_to_appear_in_same_query!(
     audit_events,
     contact_minutes,
+    rollout_stage_counts,
     merchants,
     locations,
     orders,

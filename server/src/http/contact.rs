@@ -137,6 +137,19 @@ pub async fn rollout_status(
     Ok(web::Json(state.db.run(move |conn| rollouts::status(conn, &actor, id)).await?))
 }
 
+/// Where the rollout's stages stood over its life, as the supervisor counted them (the last count of
+/// each minute; a few hundred counts at most, evenly spaced, the latest always in).
+#[utoipa::path(get, path = "/api/v1/deployments/{id}/rollout/history", tag = "deployments", security(("bearer" = [])),
+    params(("id" = i64, Path)), responses((status = 200, body = RolloutHistoryView), (status = 404, body = ErrorEnvelope)))]
+pub async fn rollout_history(
+    state: web::Data<AppState>,
+    actor: Actor,
+    id: web::Path<i64>,
+) -> Result<web::Json<RolloutHistoryView>, Error> {
+    let id = id.into_inner();
+    Ok(web::Json(state.db.run(move |conn| rollouts::counts::history(conn, &actor, id)).await?))
+}
+
 /// The rollout's failure list: the terminals that failed to install the deployment's release and
 /// have not installed it since (retrying, timed out, or failed for good, those first).
 #[utoipa::path(get, path = "/api/v1/deployments/{id}/failures", tag = "deployments", security(("bearer" = [])),
@@ -268,6 +281,8 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             .route(post().to(start_rollout))
             .route(get().to(rollout_status)),
     )
+    // Before the commands' resource, which would answer a GET with 405.
+    .service(resource("/api/v1/deployments/{id}/rollout/history").route(get().to(rollout_history)))
     .service(resource("/api/v1/deployments/{id}/rollout/{command}").route(post().to(rollout_command)))
     .service(
         resource("/api/v1/device-groups")

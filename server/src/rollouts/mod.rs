@@ -5,6 +5,7 @@
 //! stage that succeeded and pauses a rollout whose failures pass its limit.
 
 pub mod attempts;
+pub mod counts;
 pub mod deployments;
 
 use std::borrow::Cow;
@@ -683,6 +684,32 @@ pub fn status(conn: &mut DbConnection, actor: &Actor, deployment_id: i64) -> Res
     view(conn, &deployment, &rollout, true)
 }
 
+/// Where a rollout stands with its latest count (at most a pass of the
+/// supervisor old while it runs, a minute while paused), and when that count
+/// was taken: what a page shows without counting every targeted terminal
+/// while it waits. A rollout never counted yet is counted now.
+pub fn status_counted(
+    conn: &mut DbConnection,
+    actor: &Actor,
+    deployment_id: i64,
+) -> Result<(RolloutView, NaiveDateTime), Error> {
+    actor.require_operator(deployments::READERS)?;
+    let deployment = deployments::find(conn, deployment_id)?;
+    let rollout = for_deployment(conn, deployment_id)?.ok_or_else(|| Error::not_found("rollout"))?;
+    let mut view = view(conn, &deployment, &rollout, false)?;
+    let counted_at = match counts::latest(conn, &rollout)? {
+        Some((at, stages)) => {
+            view.stage_stats = stages;
+            at
+        }
+        None => {
+            view.stage_stats = counts::count(conn, &deployment, &rollout)?;
+            now()
+        }
+    };
+    Ok((view, counted_at))
+}
+
 /// Applies the rollout's rules once: failures past the limit pause it; a
 /// stage that reached its success threshold advances (or waits for approval).
 pub fn evaluate(
@@ -698,6 +725,7 @@ pub fn evaluate(
     let deployment = deployments::find(conn, rollout.deployment_id)?;
     attempts::expire_overdue(conn, Some(deployment.id), action_timeout)?;
     let t = tally(conn, &deployment, &rollout)?;
+    counts::record(conn, rollout.id, &t.stages, now())?;
     if rollout.reached_devices != Some(t.devices as i64) {
         remember_reached(conn, rollout.id, t.devices)?;
     }
@@ -769,6 +797,7 @@ pub fn evaluate(
         let rollout: RolloutRow =
             rollouts::table.find(rollout_id).select(RolloutRow::as_select()).first(conn)?;
         let t = tally(conn, &deployment, &rollout)?;
+        counts::record(conn, rollout.id, &t.stages, now())?;
         remember_reached(conn, rollout.id, t.devices)?;
     }
     Ok(())
@@ -795,9 +824,17 @@ pub fn evaluate_now(
     actor.require_operator(SHIPPERS)?;
     let deployment = deployments::find(conn, deployment_id)?;
     let rollout = for_deployment(conn, deployment_id)?.ok_or_else(|| Error::not_found("rollout"))?;
+    let was_running = rollout.position().status == RolloutStatus::Running;
     evaluate(conn, rollout.id, action_timeout)?;
     let rollout = for_deployment(conn, deployment_id)?.ok_or_else(|| Error::not_found("rollout"))?;
-    view(conn, &deployment, &rollout, true)
+    let mut view = view(conn, &deployment, &rollout, false)?;
+    // A running rollout was counted just now by its evaluation; any other
+    // is counted here, as asked.
+    view.stage_stats = match counts::latest(conn, &rollout)? {
+        Some((_, stages)) if was_running => stages,
+        _ => counts::count(conn, &deployment, &rollout)?,
+    };
+    Ok(view)
 }
 
 /// After a terminal reported a failure about `deployment_id`: applies its
@@ -852,5 +889,6 @@ pub fn supervise(conn: &mut DbConnection, action_timeout: chrono::Duration) -> R
     for id in running {
         evaluate(conn, id, action_timeout)?;
     }
+    counts::count_idle(conn)?;
     Ok(())
 }

@@ -82,9 +82,15 @@ async fn wait_for_rollout(server: &TestServer, op: &str, deployment: i64, status
 }
 
 backend_test!(console_shows_the_fleet_explains_a_terminal_and_resumes_a_paused_rollout, |db| {
-    let (server, op) =
-        server_with_operator_and(&db, &[("TMS_CONTACT_FLUSH_MS", "100"), ("TMS_CONSOLE_SUMMARY_SECS", "1")])
-            .await;
+    let (server, op) = server_with_operator_and(
+        &db,
+        &[
+            ("TMS_CONTACT_FLUSH_MS", "100"),
+            ("TMS_CONSOLE_SUMMARY_SECS", "1"),
+            ("TMS_ADJUSTABLE_CLOCK", "true"),
+        ],
+    )
+    .await;
     let email = "gerant@epicerie.example";
     let serials = ["6100000001", "6100000002", "6100000003", "6100000004", "6100000005", "6100000006"];
     let (merchant_id, location, _) = merchant(&server, &op, "Épicerie Fine", email, &serials).await;
@@ -138,6 +144,21 @@ backend_test!(console_shows_the_fleet_explains_a_terminal_and_resumes_a_paused_r
     let waiting = waiting.expect("a terminal outside the first stage");
     failed.expect("a terminal in the first stage");
     let paused = wait_for_rollout(&server, &op, id, "paused").await;
+    // Counted again two minutes later (a paused rollout is counted when
+    // asked, and by the supervisor once a minute): the stages over time.
+    server.advance_clock(&op, 120).await;
+    let (code, again) =
+        post(&server, &op, &format!("/api/v1/deployments/{id}/rollout/evaluate"), json!({})).await;
+    assert_eq!(code, 200, "{again}");
+    assert_eq!(again["stage_stats"], paused["stage_stats"], "{again}");
+    let (code, history) = get(&server, &op, &format!("/api/v1/deployments/{id}/rollout/history")).await;
+    assert_eq!(code, 200, "{history}");
+    let counts = history["counts"].as_array().expect("counts");
+    assert!(counts.len() >= 2, "{history}");
+    assert_eq!(history["step_minutes"], 1, "{history}");
+    assert_eq!(counts.last().unwrap()["stages"], paused["stage_stats"], "{history}");
+    let (code, _) = get(&server, &op, "/api/v1/deployments/999999/rollout/history").await;
+    assert_eq!(code, 404);
 
     let Some(mut browser) = Browser::start(&test_name("console", &db), "en-GB,en").await else { return };
     // The operator lands on the console's overview.
@@ -193,6 +214,13 @@ backend_test!(console_shows_the_fleet_explains_a_terminal_and_resumes_a_paused_r
     assert_eq!(browser.text("#rollout-status").await, "Paused");
     assert!(browser.text("#failures").await.contains("insufficient_storage"));
     assert!(browser.exists("#stage-1 svg rect.failed").await);
+    // The stage over time: a band of failures, the counts in a table too.
+    assert!(browser.exists("#stage-1 svg.stacked-area polygon.failed").await);
+    assert!(browser.text("#counted-at").await.starts_with("Counted at"));
+    let rows =
+        browser.script("return document.querySelectorAll('#stage-1 .counts-table tbody tr').length").await;
+    // (The supervisor may have counted once more since.)
+    assert!(rows.as_u64().is_some_and(|n| n >= counts.len() as u64), "{rows}");
     browser.snap("rollout-paused").await;
     browser.click("#rollout-commands a[href$='/rollout/resume']").await;
     browser.expect_heading("Resume").await;

@@ -129,6 +129,72 @@ impl StackedBar {
     }
 }
 
+/// One stage's terminals by where they stand over time: a band per part,
+/// stacked in the order given, as polygons.
+pub struct StackedArea {
+    /// (CSS class, catalogue key, `x,y x,y …` of the band's outline).
+    pub bands: Vec<(&'static str, &'static str, String)>,
+    pub height: f64,
+    /// (x, label) of the marks along the time axis.
+    pub ticks: Vec<(f64, String)>,
+}
+
+impl StackedArea {
+    /// `times` ascending (unix seconds), `values[i]` the parts at
+    /// `times[i]` in the order of `parts` (class, catalogue key); about
+    /// `tick_count` marks labelled by `label(time)`.
+    pub fn new(
+        parts: &[(&'static str, &'static str)],
+        times: &[i64],
+        values: &[Vec<u64>],
+        tick_count: usize,
+        label: impl Fn(i64) -> String,
+    ) -> StackedArea {
+        let height = 80.0;
+        // The largest total is the top of the chart.
+        let max = values.iter().map(|v| v.iter().sum::<u64>()).max().unwrap_or(0);
+        let scale = if max > 0 { height / max as f64 } else { 0.0 };
+        let (first, last) = (times.first().copied().unwrap_or(0), times.last().copied().unwrap_or(0));
+        let span = (last - first).max(0) as f64;
+        // One count only: a flat band across the chart.
+        let xs: Vec<f64> = if times.len() == 1 {
+            vec![0.0, WIDTH]
+        } else {
+            times.iter().map(|t| if span > 0.0 { (t - first) as f64 / span * WIDTH } else { 0.0 }).collect()
+        };
+        let at = |i: usize| if times.len() == 1 { 0 } else { i };
+        let mut below = vec![0u64; xs.len()];
+        let mut bands = Vec::new();
+        for (k, (class, key)) in parts.iter().enumerate() {
+            let above: Vec<u64> =
+                (0..xs.len()).map(|i| below[i] + values[at(i)].get(k).copied().unwrap_or(0)).collect();
+            if above != below {
+                let y = |n: u64| height - n as f64 * scale;
+                let upper = (0..xs.len()).map(|i| format!("{:.1},{:.1}", xs[i], y(above[i])));
+                let lower = (0..xs.len()).rev().map(|i| format!("{:.1},{:.1}", xs[i], y(below[i])));
+                bands.push((*class, *key, upper.chain(lower).collect::<Vec<_>>().join(" ")));
+            }
+            below = above;
+        }
+        let ticks = if times.len() < 2 || span <= 0.0 {
+            times.first().map(|t| vec![(0.0, label(*t))]).unwrap_or_default()
+        } else {
+            let marks = tick_count.max(2);
+            let mut ticks: Vec<(f64, String)> = Vec::new();
+            for i in 0..marks {
+                let x = WIDTH * i as f64 / (marks - 1) as f64;
+                let text = label(first + (span * i as f64 / (marks - 1) as f64) as i64);
+                // A short span shows the same minute twice: once is enough.
+                if ticks.last().is_none_or(|(_, last)| *last != text) {
+                    ticks.push((x, text));
+                }
+            }
+            ticks
+        };
+        StackedArea { bands, height, ticks }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -155,6 +221,29 @@ mod tests {
         assert_eq!(chart.ticks.len(), 3);
         let flat = LineChart::new(&[0, 0], 1, |i| i.to_string());
         assert_eq!(flat.points, "0.0,160.0 600.0,160.0");
+    }
+
+    #[test]
+    fn stacked_bands_sit_on_each_other_and_reach_the_top_at_the_largest_total() {
+        let parts = [("installed", "k1"), ("failed", "k2"), ("pending", "k3")];
+        let area = StackedArea::new(
+            &parts,
+            &[0, 60, 120],
+            &[vec![0, 0, 10], vec![5, 0, 5], vec![10, 0, 0]],
+            3,
+            |t| t.to_string(),
+        );
+        // No failure at any time: no band for it.
+        assert_eq!(area.bands.iter().map(|b| b.0).collect::<Vec<_>>(), ["installed", "pending"]);
+        assert_eq!(area.bands[0].2, "0.0,80.0 300.0,40.0 600.0,0.0 600.0,80.0 300.0,80.0 0.0,80.0");
+        assert_eq!(area.bands[1].2, "0.0,0.0 300.0,0.0 600.0,0.0 600.0,0.0 300.0,40.0 0.0,80.0");
+        assert_eq!(area.ticks, [(0.0, "0".into()), (300.0, "60".into()), (600.0, "120".into())]);
+        let one = StackedArea::new(&parts, &[60], &[vec![1, 1, 0]], 3, |t| t.to_string());
+        assert_eq!(one.bands[0].2, "0.0,40.0 600.0,40.0 600.0,80.0 0.0,80.0");
+        assert_eq!(one.ticks.len(), 1);
+        let minutes =
+            StackedArea::new(&parts, &[0, 120], &[vec![1, 0, 0], vec![1, 0, 0]], 5, |t| (t / 60).to_string());
+        assert_eq!(minutes.ticks, [(0.0, "0".into()), (300.0, "1".into()), (600.0, "2".into())]);
     }
 
     #[test]

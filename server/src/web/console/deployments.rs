@@ -9,9 +9,11 @@ use askama::Template;
 use serde::Deserialize;
 use tms_packages::accounts::OperatorRole;
 use tms_packages::rollouts::{Position, RolloutCommand, RolloutStatus, on_command};
-use tms_packages::wire::deployments::{DeploymentView, FailedDeviceView, RolloutView, StageStats};
+use tms_packages::wire::deployments::{
+    DeploymentView, FailedDeviceView, RolloutHistoryView, RolloutView, StageStats,
+};
 
-use super::charts::StackedBar;
+use super::charts::{StackedArea, StackedBar};
 use super::staff;
 use crate::http::AppState;
 use crate::rollouts::deployments::{self, SHIPPERS};
@@ -38,6 +40,24 @@ pub struct StageRow {
     pub stats: StageStats,
     pub bar: StackedBar,
     pub current: bool,
+    /// Where its terminals stood over time, when counted more than once.
+    pub over_time: Option<StackedArea>,
+    /// The counts behind that chart, newest first: (time as text, counts).
+    pub counts: Vec<(String, StageStats)>,
+}
+
+/// A stage's parts, in the order of the bar, the chart and the legend.
+const PARTS: [(&str, &str); 6] = [
+    ("installed", "console.rollout.installed"),
+    ("in-progress", "console.rollout.in_progress"),
+    ("postponed", "console.rollout.postponed"),
+    ("failed", "console.rollout.failed"),
+    ("timed-out", "console.rollout.timed_out"),
+    ("pending", "console.rollout.pending"),
+];
+
+fn parts_of(s: &StageStats) -> [u64; 6] {
+    [s.installed, s.in_progress, s.postponed, s.failed.saturating_sub(s.timed_out), s.timed_out, s.pending]
 }
 
 #[derive(Template)]
@@ -55,6 +75,8 @@ struct ShowPage {
     commands: Vec<(&'static str, bool)>,
     /// Whether the rollout is moving, so the page refreshes itself.
     live: bool,
+    /// When the stages shown were counted.
+    counted_at: String,
 }
 
 fn position(rollout: &RolloutView) -> Position {
@@ -82,33 +104,70 @@ fn undoes_work(command: RolloutCommand) -> bool {
 }
 
 fn stage_bar(s: &StageStats) -> StackedBar {
-    let others_failed = s.failed.saturating_sub(s.timed_out);
-    StackedBar::new(&[
-        ("installed", s.installed, "console.rollout.installed"),
-        ("in-progress", s.in_progress, "console.rollout.in_progress"),
-        ("postponed", s.postponed, "console.rollout.postponed"),
-        ("failed", others_failed, "console.rollout.failed"),
-        ("timed-out", s.timed_out, "console.rollout.timed_out"),
-        ("pending", s.pending, "console.rollout.pending"),
-    ])
+    let values = parts_of(s);
+    let parts: Vec<_> = PARTS.iter().zip(values).map(|((class, key), n)| (*class, n, *key)).collect();
+    StackedBar::new(&parts)
 }
 
-async fn load(
-    state: &AppState,
-    session: &Session,
-    id: i64,
-) -> Result<(DeploymentView, Option<RolloutView>, Vec<FailedDeviceView>), WebError> {
+/// A stage's counts over time as a chart, and as the table beside it.
+fn stage_over_time(
+    lang: crate::web::Lang,
+    history: &RolloutHistoryView,
+    stage: u32,
+) -> (Option<StackedArea>, Vec<(String, StageStats)>) {
+    let mut times = Vec::new();
+    let mut values = Vec::new();
+    let mut rows = Vec::new();
+    for count in &history.counts {
+        let Some(s) = count.stages.iter().find(|s| s.stage == stage) else { continue };
+        let Ok(at) = chrono::DateTime::parse_from_rfc3339(&count.counted_at) else { continue };
+        times.push(at.timestamp());
+        values.push(parts_of(s).to_vec());
+        rows.push((lang.date_time(at.naive_utc()), s.clone()));
+    }
+    rows.reverse();
+    if times.len() < 2 {
+        return (None, rows);
+    }
+    let long = times.last().unwrap_or(&0) - times.first().unwrap_or(&0) > 20 * 3600;
+    let label = |t: i64| {
+        let local = crate::web::i18n::paris::from_utc(crate::time::from_unix(t));
+        local.format(if long { "%d/%m %H:%M" } else { "%H:%M" }).to_string()
+    };
+    (Some(StackedArea::new(&PARTS, &times, &values, 5, label)), rows)
+}
+
+/// What a deployment's pages show: the deployment, its rollout as last
+/// counted (and when), its counts over time when `with_history`, and its
+/// failures.
+struct Loaded {
+    deployment: DeploymentView,
+    rollout: Option<(RolloutView, chrono::NaiveDateTime)>,
+    history: Option<RolloutHistoryView>,
+    failures: Vec<FailedDeviceView>,
+}
+
+async fn load(state: &AppState, session: &Session, id: i64, with_history: bool) -> Result<Loaded, WebError> {
     let actor = session.actor.clone();
     state
         .db
         .run(move |conn| {
             let deployment = deployments::show(conn, &actor, id)?;
-            let rollout = match deployment.rollout {
-                Some(_) => Some(crate::rollouts::status(conn, &actor, id)?),
-                None => None,
+            let (rollout, history) = match deployment.rollout {
+                Some(_) => (
+                    Some(crate::rollouts::status_counted(conn, &actor, id)?),
+                    match with_history {
+                        true => Some(crate::rollouts::counts::history(conn, &actor, id)?),
+                        false => None,
+                    },
+                ),
+                None => (None, None),
             };
-            let failures = crate::rollouts::attempts::failures(conn, &actor, id)?;
-            Ok::<_, crate::error::Error>((deployment, rollout, failures))
+            let failures = match with_history {
+                true => crate::rollouts::attempts::failures(conn, &actor, id)?,
+                false => Vec::new(),
+            };
+            Ok::<_, crate::error::Error>(Loaded { deployment, rollout, history, failures })
         })
         .await
         .or_page(session.lang)
@@ -120,14 +179,25 @@ pub async fn show(
     id: web::Path<i64>,
 ) -> Result<HttpResponse, WebError> {
     let role = staff(&session)?;
-    let (deployment, rollout, failures) = load(&state, &session, id.into_inner()).await?;
+    let Loaded { deployment, rollout, history, failures } =
+        load(&state, &session, id.into_inner(), true).await?;
+    let lang = session.lang;
+    let counted_at = rollout.as_ref().map(|(_, at)| lang.date_time(*at)).unwrap_or_default();
+    let rollout = rollout.map(|(r, _)| r);
     let stages = rollout
         .iter()
         .flat_map(|r| {
-            r.stage_stats.iter().map(|s| StageRow {
-                bar: stage_bar(s),
-                current: s.stage == r.current_stage,
-                stats: s.clone(),
+            let history = history.as_ref();
+            r.stage_stats.iter().map(move |s| {
+                let (over_time, counts) =
+                    history.map(|h| stage_over_time(lang, h, s.stage)).unwrap_or_default();
+                StageRow {
+                    bar: stage_bar(s),
+                    current: s.stage == r.current_stage,
+                    stats: s.clone(),
+                    over_time,
+                    counts,
+                }
             })
         })
         .collect();
@@ -148,6 +218,7 @@ pub async fn show(
         later,
         failures,
         live,
+        counted_at,
     };
     page(&body.ctx, &body)
 }
@@ -200,9 +271,9 @@ pub async fn confirm(
     let role = staff(&session)?;
     let (id, command) = path.into_inner();
     let command = parse_command(&session, &command)?;
-    let (deployment, rollout, _) = load(&state, &session, id).await?;
+    let Loaded { deployment, rollout, .. } = load(&state, &session, id, false).await?;
     let lang = session.lang;
-    let Some(rollout) = rollout else { return Err(WebError::not_found(lang)) };
+    let Some((rollout, _)) = rollout else { return Err(WebError::not_found(lang)) };
     if !possible_commands(role, Some(&rollout)).contains(&command) {
         // A stale page: the rollout moved on, or this role may not.
         return Ok(redirect_with(&format!("/console/deployments/{id}"), "flash.rollout_moved"));

@@ -72,8 +72,11 @@ pub async fn show(state: web::Data<AppState>, session: Session) -> Result<HttpRe
             &top_with_others(&versions, others),
         ));
     }
+    // In French time, as every time the pages show.
     let minute_text = |minute: i64| {
-        DateTime::from_timestamp(minute * 60, 0).map(|t| t.format("%H:%M").to_string()).unwrap_or_default()
+        DateTime::from_timestamp(minute * 60, 0)
+            .map(|t| crate::web::i18n::paris::from_utc(t.naive_utc()).format("%H:%M").to_string())
+            .unwrap_or_default()
     };
     let values: Vec<i64> = found.contacts.iter().map(|c| c.1).collect();
     let first_minute = found.contacts.first().map(|c| c.0).unwrap_or_default();
