@@ -7,7 +7,7 @@
 //! answer's `Server-Timing` header (the target: under 100 ms at p99 for
 //! the fleet overview, the terminal search and the rollout page).
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use clap::Args;
 use serde_json::json;
@@ -115,6 +115,20 @@ pub async fn run(args: ConsoleArgs) {
         .and_then(|rest| rest.split('-').next())
         .map(|run| format!("FLEET-{run}-"))
         .expect("a seeded serial on the first page");
+    // The rollout page shows the supervisor's latest count: wait for its
+    // first pass over the rollout (it counts every targeted terminal).
+    let op = server.login(OPERATOR, OPERATOR_PASSWORD).await;
+    let waited = Instant::now();
+    loop {
+        let (status, history) = get(&server, &op, &format!("/api/v1/deployments/{id}/rollout/history")).await;
+        assert_eq!(status, 200, "{history}");
+        if history["counts"].as_array().is_some_and(|c| !c.is_empty()) {
+            break;
+        }
+        assert!(waited.elapsed() < Duration::from_secs(300), "the supervisor never counted the rollout");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    eprintln!("rollout first counted by the supervisor after {:.1} s", waited.elapsed().as_secs_f64());
     let middle = args.terminals / 2;
     let pages: Vec<(&str, String)> = vec![
         ("fleet overview", "/console/".into()),

@@ -491,6 +491,33 @@ pub fn show_release(
     find_release(conn, app_id, version)
 }
 
+/// What withdrawing a release would stop, for a confirmation: the release,
+/// its deployments still delivering it, and their rollouts a withdrawal
+/// halts.
+pub fn withdraw_reach(
+    conn: &mut DbConnection,
+    actor: &Actor,
+    app_id: &str,
+    version: &str,
+) -> Result<(ReleaseView, i64, i64), Error> {
+    actor.require_operator(PUBLISHERS)?;
+    use crate::db::schema::{deployments, rollouts};
+    use tms_packages::rollouts::RolloutStatus;
+    let release = find_release(conn, app_id, version)?;
+    let delivering: i64 = deployments::table
+        .filter(deployments::release_id.eq(release.id))
+        .filter(deployments::status.eq("active"))
+        .count()
+        .get_result(conn)?;
+    let halted: i64 = rollouts::table
+        .inner_join(deployments::table.on(deployments::id.eq(rollouts::deployment_id)))
+        .filter(deployments::release_id.eq(release.id))
+        .filter(rollouts::status.eq_any(RolloutStatus::halt_sources().map(RolloutStatus::as_str)))
+        .count()
+        .get_result(conn)?;
+    Ok((release.view(), delivering, halted))
+}
+
 /// A withdrawn release is never offered again; terminals that have it keep it.
 pub fn withdraw(
     conn: &mut DbConnection,

@@ -152,6 +152,7 @@ const NAV: &[(&str, &str, &str)] = &[
     ("console.overview", "/console/", "console.nav.overview"),
     ("console.terminals", "/console/terminals", "console.nav.terminals"),
     ("console.deployments", "/console/deployments", "console.nav.deployments"),
+    ("console.apps", "/console/apps", "console.nav.apps"),
     ("console.audit", "/console/audit", "console.nav.audit"),
     ("console.operators", "/console/operators", "console.nav.operators"),
 ];

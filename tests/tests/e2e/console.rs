@@ -1,7 +1,9 @@
 //! The operator console in a real Chromium: the fleet overview, the
-//! terminal search, a terminal's plan explained for support, and a paused
-//! rollout resumed after a confirmation that says what it will do. Every
-//! page visited is saved as a PNG at desktop and phone widths.
+//! terminal search, a terminal's plan explained for support, a paused
+//! rollout over time and resumed after a confirmation that says what it
+//! will do, operator users and the audit log, apps with their keys and a
+//! release withdrawn. Every page visited is saved as a PNG at desktop and
+//! phone widths.
 
 use std::time::{Duration, Instant};
 
@@ -377,4 +379,111 @@ backend_test!(console_operator_users_keep_an_admin_and_the_audit_log_tells_who_d
     browser.goto(&server.url("/console/operators")).await;
     browser.expect_text("You do not have the permission this needs").await;
     browser.snap("release-engineer-refused").await;
+});
+
+backend_test!(console_apps_show_releases_and_keys_and_withdraw_after_a_confirmation, |db| {
+    let (server, op) = server_with_operator(&db).await;
+    let key = app_with_key(&server, &op, APP, "app").await;
+    publish_release(&server, &op, &key, APP, "app", "1.0.0", 100, &["A920"]).await;
+    publish_release(&server, &op, &key, APP, "app", "1.1.0", 110, &["A920", "A80"]).await;
+    let (status, deployment) = post(
+        &server,
+        &op,
+        "/api/v1/deployments",
+        json!({"app_id": APP, "version": "1.1.0", "target": "everyone", "hold": true}),
+    )
+    .await;
+    assert_eq!(status, 201, "{deployment}");
+    let id = deployment["id"].as_i64().unwrap();
+    let (status, rollout) = post(
+        &server,
+        &op,
+        &format!("/api/v1/deployments/{id}/rollout"),
+        json!({"stages": [10, 100], "success_percent": 95, "max_failures": "1%"}),
+    )
+    .await;
+    assert_eq!(status, 201, "{rollout}");
+    server.create_operator("release@psp.example", "release_engineer", OPERATOR_PASSWORD);
+    server.create_operator("support@psp.example", "support", OPERATOR_PASSWORD);
+    let Some(mut browser) = Browser::start(&test_name("console-apps", &db), "en-GB,en").await else { return };
+
+    // A release engineer finds the app and its releases, newest first.
+    sign_in(&mut browser, &server, "release@psp.example", OPERATOR_PASSWORD).await;
+    browser.click("a[href='/console/apps']").await;
+    browser.expect_heading("Apps").await;
+    assert!(browser.text("#apps").await.contains(APP));
+    browser.snap("apps").await;
+    browser.click(&format!("#apps a[href='/console/apps/{APP}']")).await;
+    browser.expect_text("Publisher keys").await;
+    let releases = browser.text("#releases").await;
+    assert!(releases.find("1.1.0").unwrap() < releases.find("1.0.0").unwrap(), "{releases}");
+    assert!(releases.contains("A920, A80"), "{releases}");
+    assert!(browser.text("#keys").await.contains(&key.public_key().key_id()));
+    browser.snap("app").await;
+
+    // A key that is not one is refused with what to paste, the name kept.
+    browser.fill("#key-name", "release laptop").await;
+    browser.fill("#key-public", "not a key").await;
+    browser.click("#add-key button[type=submit]").await;
+    browser.expect_text("This public key cannot be read").await;
+    assert_eq!(browser.script("return document.querySelector('#key-name').value").await, "release laptop");
+    browser.snap("key-refused").await;
+    let laptop = tms_signing::PrivateKey::generate().public_key();
+    browser.fill("#key-public", &laptop.to_hex()).await;
+    browser.click("#add-key button[type=submit]").await;
+    browser.expect_text("The publisher key is added.").await;
+    let laptop_id = laptop.key_id();
+    assert!(browser.text(&format!("#key-{laptop_id}")).await.contains("Active"));
+    // Revoked after a confirmation naming it.
+    browser.click(&format!("#key-{laptop_id} a.button")).await;
+    browser.expect_heading("Revoke a publisher key").await;
+    assert!(browser.text("#effect").await.contains("“release laptop”"));
+    browser.snap("confirm-revoke").await;
+    browser.click("form.actions button[type=submit]").await;
+    browser.expect_text("The publisher key is revoked").await;
+    assert!(browser.text(&format!("#key-{laptop_id}")).await.contains("Revoked"));
+
+    // Withdrawing 1.1.0: the confirmation says what stops.
+    browser.click("#release-1\\.1\\.0 a.button").await;
+    browser.expect_heading("Withdraw a release").await;
+    let effect = browser.text("#effect").await;
+    assert!(effect.contains(&format!("{APP} 1.1.0 will never be offered")), "{effect}");
+    assert!(effect.contains("1 deployments deliver it now") && effect.contains("1 of their rollouts"), "{effect}");
+    browser.snap("confirm-withdraw").await;
+    browser.click("form.actions button[type=submit]").await;
+    browser.expect_text("The release is withdrawn").await;
+    assert!(browser.text("#release-1\\.1\\.0").await.contains("Withdrawn"));
+    assert!(!browser.exists("#release-1\\.1\\.0 a.button").await);
+    browser.snap("withdrawn").await;
+    let (_, now) = get(&server, &op, &format!("/api/v1/deployments/{id}/rollout")).await;
+    assert_eq!(now["status"], "halted", "{now}");
+    let (_, release) = get(&server, &op, &format!("/api/v1/apps/{APP}/releases/1.1.0")).await;
+    assert!(release["withdrawn_at"].is_string(), "{release}");
+    // A confirmation opened again after the fact changes nothing.
+    browser.goto(&server.url(&format!("/console/apps/{APP}/releases/1.1.0/withdraw"))).await;
+    browser.expect_text("This release was already withdrawn.").await;
+
+    // In French.
+    browser.click("form.lang button[value=fr]").await;
+    browser.expect_text("Clés d’éditeur").await;
+    assert!(browser.text("#release-1\\.1\\.0").await.contains("Retirée"));
+    browser.snap("app-fr").await;
+    browser.goto(&server.url(&format!("/console/apps/{APP}/releases/1.0.0/withdraw"))).await;
+    browser.expect_heading("Retirer une version").await;
+    browser.snap("confirm-withdraw-fr").await;
+    browser.click("form.lang button[value=en]").await;
+    browser.expect_heading("Withdraw a release").await;
+
+    // Support reads the app but changes nothing.
+    sign_out(&mut browser).await;
+    sign_in(&mut browser, &server, "support@psp.example", OPERATOR_PASSWORD).await;
+    browser.goto(&server.url(&format!("/console/apps/{APP}"))).await;
+    browser.expect_text("Publisher keys").await;
+    assert!(!browser.exists("#add-key").await);
+    assert!(!browser.exists("#releases a.button").await);
+    browser.snap("app-support").await;
+    browser.goto(&server.url(&format!("/console/apps/{APP}/releases/1.0.0/withdraw"))).await;
+    browser.expect_text("You do not have the permission this needs.").await;
+    let (_, release) = get(&server, &op, &format!("/api/v1/apps/{APP}/releases/1.0.0")).await;
+    assert!(release["withdrawn_at"].is_null(), "{release}");
 });

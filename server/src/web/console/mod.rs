@@ -4,6 +4,7 @@
 //! `/console/`. Each page shows what the user's role allows; the domain
 //! functions check the role again.
 
+mod apps;
 mod audit;
 mod charts;
 mod deployments;
@@ -36,14 +37,28 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
                 .route(post().to(operators::invite)),
         )
         .service(resource("/console/operators/{id}").route(post().to(operators::change)))
-        .service(resource("/console/audit").route(get().to(audit::list)));
+        .service(resource("/console/audit").route(get().to(audit::list)))
+        .service(resource("/console/apps").route(get().to(apps::list)))
+        .service(resource("/console/apps/{app_id}").route(get().to(apps::show)))
+        .service(resource("/console/apps/{app_id}/keys").route(post().to(apps::add_key)))
+        .service(
+            resource("/console/apps/{app_id}/keys/{key_id}/revoke")
+                .route(get().to(apps::confirm_revoke))
+                .route(post().to(apps::revoke)),
+        )
+        .service(
+            resource("/console/apps/{app_id}/releases/{version}/withdraw")
+                .route(get().to(apps::confirm_withdraw))
+                .route(post().to(apps::withdraw)),
+        );
 }
 
 /// The console's sections a role opens.
 pub fn sections(role: OperatorRole) -> Vec<&'static str> {
-    // Every operator role reads the fleet, its terminals and its rollouts;
+    // Every operator role reads the fleet, its terminals, its rollouts and
+    // the apps;
     // what a role may change is checked by the domain where it changes.
-    let mut sections = vec!["console.overview", "console.terminals", "console.deployments"];
+    let mut sections = vec!["console.overview", "console.terminals", "console.deployments", "console.apps"];
     if matches!(role, OperatorRole::OperatorAdmin | OperatorRole::Support) {
         sections.push("console.audit");
     }

@@ -1,0 +1,281 @@
+//! Apps and their releases: every operator role reads them; operator
+//! admins and release engineers add and revoke publisher keys and withdraw
+//! releases, each undoing act confirmed on a page that says what it stops.
+//! Publishing stays a signed act done where the key is (`tms sign`, then
+//! `tms release publish`); the app's page says how.
+
+use actix_web::{HttpResponse, web};
+use askama::Template;
+use serde::Deserialize;
+use tms_packages::wire::releases::{AddPublisherKeyRequest, AppView, ReleaseView};
+
+use super::staff;
+use crate::error::ErrorCode;
+use crate::http::AppState;
+use crate::releases::{self, PUBLISHERS};
+use crate::web::{Ctx, OrPage, Session, WebError, page, redirect_with};
+
+#[derive(Template)]
+#[template(path = "console/apps.html")]
+struct ListPage {
+    ctx: Ctx,
+    apps: Vec<AppView>,
+}
+
+impl ListPage {
+    fn active_keys(&self, app: &AppView) -> usize {
+        app.keys.iter().filter(|k| k.revoked_at.is_none()).count()
+    }
+}
+
+pub async fn list(state: web::Data<AppState>, session: Session) -> Result<HttpResponse, WebError> {
+    staff(&session)?;
+    let actor = session.actor.clone();
+    let apps = state.db.run(move |conn| releases::list_apps(conn, &actor)).await.or_page(session.lang)?;
+    let body = ListPage { ctx: session.ctx("console.apps"), apps };
+    page(&body.ctx, &body)
+}
+
+#[derive(Template)]
+#[template(path = "console/app.html")]
+struct ShowPage {
+    ctx: Ctx,
+    app: AppView,
+    releases: Vec<ReleaseView>,
+    /// Whether this user adds and revokes keys and withdraws releases.
+    publisher: bool,
+    /// A refusal of the key just submitted, in the reader's words.
+    refusal: Option<String>,
+    /// The form as submitted, kept when refused: (name, public key).
+    key_form: (String, String),
+}
+
+impl ShowPage {
+    /// A digest or key, shortened for a table (the page's title has it whole).
+    fn short(&self, hex: &str) -> String {
+        hex.chars().take(12).collect::<String>() + "…"
+    }
+
+    fn size(&self, bytes: &u64) -> String {
+        byte_size(self.ctx.lang, *bytes)
+    }
+}
+
+/// A size as people read it: bytes, KiB, MiB or GiB with one decimal.
+fn byte_size(lang: crate::web::Lang, bytes: u64) -> String {
+    const UNITS: [&str; 4] = ["B", "KiB", "MiB", "GiB"];
+    let mut value = bytes as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit < UNITS.len() - 1 {
+        value /= 1024.0;
+        unit += 1;
+    }
+    let text = if unit == 0 { format!("{bytes}") } else { format!("{value:.1}") };
+    let text = match lang {
+        crate::web::Lang::Fr => text.replace('.', ","),
+        crate::web::Lang::En => text,
+    };
+    let unit = match (lang, UNITS[unit]) {
+        (crate::web::Lang::Fr, "B") => "o",
+        (crate::web::Lang::Fr, "KiB") => "Kio",
+        (crate::web::Lang::Fr, "MiB") => "Mio",
+        (crate::web::Lang::Fr, "GiB") => "Gio",
+        (_, u) => u,
+    };
+    format!("{text}\u{a0}{unit}")
+}
+
+async fn render(
+    state: &AppState,
+    session: &Session,
+    app_id: String,
+    refusal: Option<String>,
+    key_form: (String, String),
+) -> Result<HttpResponse, WebError> {
+    let role = staff(session)?;
+    let actor = session.actor.clone();
+    let (app, releases) = state
+        .db
+        .run(move |conn| {
+            let app = releases::show_app(conn, &actor, &app_id)?;
+            let found = releases::list_releases(conn, &actor, &app_id)?;
+            Ok::<_, crate::error::Error>((app, found))
+        })
+        .await
+        .or_page(session.lang)?;
+    let body = ShowPage {
+        ctx: session.ctx("console.apps"),
+        app,
+        releases,
+        publisher: PUBLISHERS.contains(&role),
+        refusal,
+        key_form,
+    };
+    page(&body.ctx, &body)
+}
+
+pub async fn show(
+    state: web::Data<AppState>,
+    session: Session,
+    app_id: web::Path<String>,
+) -> Result<HttpResponse, WebError> {
+    render(&state, &session, app_id.into_inner(), None, Default::default()).await
+}
+
+#[derive(Deserialize)]
+pub struct KeyForm {
+    csrf: String,
+    name: String,
+    public_key: String,
+}
+
+pub async fn add_key(
+    state: web::Data<AppState>,
+    session: Session,
+    app_id: web::Path<String>,
+    form: web::Form<KeyForm>,
+) -> Result<HttpResponse, WebError> {
+    session.check_form(&form.csrf)?;
+    staff(&session)?;
+    let app_id = app_id.into_inner();
+    let form = form.into_inner();
+    let request = AddPublisherKeyRequest { name: form.name.clone(), public_key: form.public_key.trim().to_owned() };
+    let (actor, id) = (session.actor.clone(), app_id.clone());
+    match state.db.run(move |conn| releases::add_key(conn, &actor, &id, &request)).await {
+        Ok(_) => Ok(redirect_with(&format!("/console/apps/{app_id}"), "flash.key_added")),
+        Err(e) if matches!(e.code(), ErrorCode::InvalidRequest | ErrorCode::Conflict) => {
+            let refusal = crate::web::refusal_text(session.lang, "console.apps", &e);
+            render(&state, &session, app_id, Some(refusal), (form.name, form.public_key)).await
+        }
+        Err(e) => Err(WebError::from_domain(session.lang, e)),
+    }
+}
+
+#[derive(Template)]
+#[template(path = "console/confirm_app.html")]
+struct ConfirmPage {
+    ctx: Ctx,
+    app_id: String,
+    /// The page's heading and button, as catalogue keys.
+    heading: &'static str,
+    button: &'static str,
+    /// What the act will do, in the reader's words.
+    effect: String,
+    action: String,
+}
+
+fn refuse_unless_publisher(session: &Session) -> Result<(), WebError> {
+    let role = staff(session)?;
+    if PUBLISHERS.contains(&role) {
+        Ok(())
+    } else {
+        Err(WebError::from_domain(session.lang, crate::error::Error::forbidden("this role may not change apps")))
+    }
+}
+
+pub async fn confirm_revoke(
+    state: web::Data<AppState>,
+    session: Session,
+    path: web::Path<(String, String)>,
+) -> Result<HttpResponse, WebError> {
+    refuse_unless_publisher(&session)?;
+    let (app_id, key_id) = path.into_inner();
+    let (actor, id) = (session.actor.clone(), app_id.clone());
+    let app = state.db.run(move |conn| releases::show_app(conn, &actor, &id)).await.or_page(session.lang)?;
+    let Some(key) = app.keys.iter().find(|k| k.key_id == key_id && k.revoked_at.is_none()) else {
+        return Err(WebError::not_found(session.lang));
+    };
+    let body = ConfirmPage {
+        ctx: session.ctx("console.apps"),
+        effect: session.lang.format("console.apps.effect_revoke", &[&key.name, &key.key_id, &app.id]),
+        action: format!("/console/apps/{}/keys/{}/revoke", app.id, key.key_id),
+        app_id: app.id.clone(),
+        heading: "console.apps.revoke_heading",
+        button: "console.apps.confirm_revoke",
+    };
+    page(&body.ctx, &body)
+}
+
+#[derive(Deserialize)]
+pub struct ConfirmForm {
+    csrf: String,
+}
+
+pub async fn revoke(
+    state: web::Data<AppState>,
+    session: Session,
+    path: web::Path<(String, String)>,
+    form: web::Form<ConfirmForm>,
+) -> Result<HttpResponse, WebError> {
+    session.check_form(&form.csrf)?;
+    staff(&session)?;
+    let (app_id, key_id) = path.into_inner();
+    let (actor, id) = (session.actor.clone(), app_id.clone());
+    state.db.run(move |conn| releases::revoke_key(conn, &actor, &id, &key_id)).await.or_page(session.lang)?;
+    Ok(redirect_with(&format!("/console/apps/{app_id}"), "flash.key_revoked"))
+}
+
+pub async fn confirm_withdraw(
+    state: web::Data<AppState>,
+    session: Session,
+    path: web::Path<(String, String)>,
+) -> Result<HttpResponse, WebError> {
+    refuse_unless_publisher(&session)?;
+    let (app_id, version) = path.into_inner();
+    let actor = session.actor.clone();
+    let (release, delivering, halted) = state
+        .db
+        .run(move |conn| releases::withdraw_reach(conn, &actor, &app_id, &version))
+        .await
+        .or_page(session.lang)?;
+    if release.withdrawn_at.is_some() {
+        return Ok(redirect_with(&format!("/console/apps/{}", release.app_id), "flash.already_withdrawn"));
+    }
+    let name = format!("{} {}", release.app_id, release.version);
+    let body = ConfirmPage {
+        ctx: session.ctx("console.apps"),
+        effect: session.lang.format("console.apps.effect_withdraw", &[&name, &delivering, &halted]),
+        action: format!("/console/apps/{}/releases/{}/withdraw", release.app_id, release.version),
+        app_id: release.app_id,
+        heading: "console.apps.withdraw_heading",
+        button: "console.apps.confirm_withdraw",
+    };
+    page(&body.ctx, &body)
+}
+
+pub async fn withdraw(
+    state: web::Data<AppState>,
+    session: Session,
+    path: web::Path<(String, String)>,
+    form: web::Form<ConfirmForm>,
+) -> Result<HttpResponse, WebError> {
+    session.check_form(&form.csrf)?;
+    staff(&session)?;
+    let (app_id, version) = path.into_inner();
+    let (actor, id) = (session.actor.clone(), app_id.clone());
+    match state.db.run(move |conn| releases::withdraw(conn, &actor, &id, &version)).await {
+        Ok(_) => {
+            // Terminals learn of it at their next contact.
+            state.contact.caught_up().await;
+            Ok(redirect_with(&format!("/console/apps/{app_id}"), "flash.release_withdrawn"))
+        }
+        Err(e) if e.code() == ErrorCode::Conflict => {
+            Ok(redirect_with(&format!("/console/apps/{app_id}"), "flash.already_withdrawn"))
+        }
+        Err(e) => Err(WebError::from_domain(session.lang, e)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::web::Lang;
+
+    #[test]
+    fn sizes_read_in_each_language() {
+        assert_eq!(byte_size(Lang::En, 512), "512\u{a0}B");
+        assert_eq!(byte_size(Lang::En, 1536), "1.5\u{a0}KiB");
+        assert_eq!(byte_size(Lang::Fr, 5 * 1024 * 1024 + 1024 * 102), "5,1\u{a0}Mio");
+        assert_eq!(byte_size(Lang::Fr, 3 << 30), "3,0\u{a0}Gio");
+    }
+}
