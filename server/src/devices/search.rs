@@ -7,7 +7,9 @@ use chrono::NaiveDateTime;
 use diesel::prelude::*;
 
 use crate::accounts::access::Actor;
-use crate::db::schema::{device_contacts, device_inventory, devices, locations, merchants};
+use crate::db::schema::{
+    device_contact_hours, device_contacts, device_inventory, devices, locations, merchants,
+};
 use crate::db::{DbConnection, MultiBackend};
 use crate::error::Error;
 use crate::rollouts::deployments::READERS;
@@ -115,6 +117,10 @@ fn prefix_end(prefix: &str) -> Option<String> {
     None
 }
 
+/// Below this many terminals contacted in the last hours, the search for
+/// the terminals online starts from them.
+const FEW_ONLINE: i64 = 10_000;
+
 fn trimmed(value: &Option<String>) -> Option<&str> {
     value.as_deref().map(str::trim).filter(|v| !v.is_empty())
 }
@@ -163,7 +169,21 @@ pub fn search(
     match q.contact {
         None => {}
         Some(ContactFilter::Online) => {
-            query = query.filter(device_contacts::contacted_at.ge(now - super::management::ONLINE_WITHIN));
+            let since = now - super::management::ONLINE_WITHIN;
+            query = query.filter(device_contacts::contacted_at.ge(since));
+            // Terminals in contact lately are read off the hour of their
+            // last contact when they are few (a night, an estate switched
+            // off): walking the fleet in device order would read every
+            // terminal to find them. When they are many, that walk finds a
+            // page of them at once.
+            let hour = since.and_utc().timestamp().div_euclid(3_600);
+            let recent = device_contact_hours::table
+                .filter(device_contact_hours::hour.ge(hour))
+                .select(device_contact_hours::device_id);
+            let few = recent.limit(FEW_ONLINE).load::<i64>(conn)?.len() < FEW_ONLINE as usize;
+            if few {
+                query = query.filter(devices::id.eq_any(recent));
+            }
         }
         Some(ContactFilter::SilentFor(quiet)) => {
             query = query.filter(

@@ -199,6 +199,13 @@ backend_test!(console_shows_the_fleet_explains_a_terminal_and_resumes_a_paused_r
     let rows = browser.script("return document.querySelectorAll('#found tbody tr').length").await;
     assert_eq!(rows, 6, "{}", browser.body_text().await);
     browser.snap("search").await;
+    // All six were in contact minutes ago: online, none silent for a day.
+    browser.goto(&server.url("/console/terminals?contact=online")).await;
+    let rows = browser.script("return document.querySelectorAll('#found tbody tr').length").await;
+    assert_eq!(rows, 6, "{}", browser.body_text().await);
+    browser.goto(&server.url("/console/terminals?contact=silent_24h")).await;
+    browser.expect_text("No terminal matches this search.").await;
+    browser.goto(&server.url("/console/terminals?serial=61000000")).await;
     browser.fill("#f-serial", "99").await;
     browser.click("form[role=search] button[type=submit]").await;
     browser.expect_text("No terminal matches this search.").await;
@@ -448,7 +455,10 @@ backend_test!(console_apps_show_releases_and_keys_and_withdraw_after_a_confirmat
     browser.expect_heading("Withdraw a release").await;
     let effect = browser.text("#effect").await;
     assert!(effect.contains(&format!("{APP} 1.1.0 will never be offered")), "{effect}");
-    assert!(effect.contains("1 deployments deliver it now") && effect.contains("1 of their rollouts"), "{effect}");
+    assert!(
+        effect.contains("1 deployments deliver it now") && effect.contains("1 of their rollouts"),
+        "{effect}"
+    );
     browser.snap("confirm-withdraw").await;
     browser.click("form.actions button[type=submit]").await;
     browser.expect_text("The release is withdrawn").await;

@@ -139,7 +139,8 @@ pub async fn add_key(
     staff(&session)?;
     let app_id = app_id.into_inner();
     let form = form.into_inner();
-    let request = AddPublisherKeyRequest { name: form.name.clone(), public_key: form.public_key.trim().to_owned() };
+    let request =
+        AddPublisherKeyRequest { name: form.name.clone(), public_key: form.public_key.trim().to_owned() };
     let (actor, id) = (session.actor.clone(), app_id.clone());
     match state.db.run(move |conn| releases::add_key(conn, &actor, &id, &request)).await {
         Ok(_) => Ok(redirect_with(&format!("/console/apps/{app_id}"), "flash.key_added")),
@@ -169,7 +170,10 @@ fn refuse_unless_publisher(session: &Session) -> Result<(), WebError> {
     if PUBLISHERS.contains(&role) {
         Ok(())
     } else {
-        Err(WebError::from_domain(session.lang, crate::error::Error::forbidden("this role may not change apps")))
+        Err(WebError::from_domain(
+            session.lang,
+            crate::error::Error::forbidden("this role may not change apps"),
+        ))
     }
 }
 
