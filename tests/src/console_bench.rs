@@ -65,23 +65,14 @@ pub async fn run(args: ConsoleArgs) {
     let seed_secs = started.elapsed().as_secs_f64();
     eprintln!("  {seed_secs:.1} s");
 
-    let (status, deployment) = post(
+    let (id, _) = rollout_to_everyone(
         &seeder,
         &op,
-        "/api/v1/deployments",
-        json!({"app_id": APP, "version": "1.1.0", "target": "everyone", "hold": true}),
-    )
-    .await;
-    assert_eq!(status, 201, "{deployment}");
-    let id = deployment["id"].as_i64().expect("deployment id");
-    let (status, rollout) = post(
-        &seeder,
-        &op,
-        &format!("/api/v1/deployments/{id}/rollout"),
+        APP,
+        "1.1.0",
         json!({"stages": [10, 100], "success_percent": 95, "max_failures": "1%", "auto_advance": false}),
     )
     .await;
-    assert_eq!(status, 201, "{rollout}");
     // The second server reads the secrets the first sealed: the same master key.
     let keys = tempfile::tempdir().expect("temp dir").keep();
     let master_key = keys.join("master.key");

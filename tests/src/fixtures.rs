@@ -312,6 +312,29 @@ pub async fn deploy_to_everyone(server: &TestServer, op: &str, app_id: &str, ver
     body
 }
 
+/// Holds a deployment of `version` of `app_id` for everyone and starts its
+/// rollout with `rules`: (deployment id, rollout view).
+pub async fn rollout_to_everyone(
+    server: &TestServer,
+    op: &str,
+    app_id: &str,
+    version: &str,
+    rules: Value,
+) -> (i64, Value) {
+    let (status, deployment) = post(
+        server,
+        op,
+        "/api/v1/deployments",
+        json!({"app_id": app_id, "version": version, "target": "everyone", "hold": true}),
+    )
+    .await;
+    assert_eq!(status, 201, "{deployment}");
+    let id = deployment["id"].as_i64().expect("deployment id");
+    let (status, rollout) = post(server, op, &format!("/api/v1/deployments/{id}/rollout"), rules).await;
+    assert_eq!(status, 201, "{rollout}");
+    (id, rollout)
+}
+
 /// The artifact [`publish_release`] publishes for a version: 32 KiB that
 /// do not compress, most of it shared by every version of the app and two
 /// 1 KiB chunks of its own, as a new APK changes some entries. A delta

@@ -101,7 +101,7 @@ pub fn count(
     Ok(stages)
 }
 
-fn load_minute(
+fn load_minutes(
     conn: &mut DbConnection,
     rollout_id: i64,
     minutes: &[i64],
@@ -150,7 +150,7 @@ pub fn latest(
         .select(diesel::dsl::max(counts::minute))
         .first(conn)?;
     let Some(last) = last else { return Ok(None) };
-    let found = load_minute(conn, rollout.id, &[last])?;
+    let found = load_minutes(conn, rollout.id, &[last])?;
     let stages_bp = rollout.stages_bp();
     Ok(found.get(&last).and_then(|rows| {
         let at = rows.first()?.1;
@@ -190,7 +190,7 @@ pub fn history(
         .load(conn)?;
     let (picked, step) = spread(&minutes, HISTORY_POINTS);
     let stages_bp = rollout.stages_bp();
-    let found = load_minute(conn, rollout.id, &picked)?;
+    let found = load_minutes(conn, rollout.id, &picked)?;
     Ok(RolloutHistoryView {
         deployment_id,
         step_minutes: step.clamp(1, i64::from(u32::MAX)) as u32,
@@ -204,22 +204,17 @@ pub fn history(
 /// is older than a minute (ten for a completed one).
 pub fn count_idle(conn: &mut DbConnection) -> Result<(), Error> {
     let at = now();
-    let idle: Vec<(i64, String, NaiveDateTime, Option<i64>)> = rollouts::table
-        .left_join(counts::table.on(counts::rollout_id.eq(rollouts::id)))
-        .filter(rollouts::status.eq_any(["paused", "waiting_approval", "completed"]))
-        .group_by((rollouts::id, rollouts::status, rollouts::updated_at))
-        .select((
-            rollouts::id,
-            rollouts::status,
-            rollouts::updated_at,
-            diesel::dsl::max(counts::minute.nullable()),
-        ))
-        .load(conn)?;
-    for (id, status, updated_at, last) in idle {
+    let idle: Vec<(i64, String, Option<i64>)> =
+        rollouts::table
+            .left_join(counts::table.on(counts::rollout_id.eq(rollouts::id)))
+            .filter(rollouts::status.eq_any(["paused", "waiting_approval"]).or(
+                rollouts::status.eq("completed").and(rollouts::updated_at.gt(at - COUNTED_AFTER_COMPLETION)),
+            ))
+            .group_by((rollouts::id, rollouts::status))
+            .select((rollouts::id, rollouts::status, diesel::dsl::max(counts::minute.nullable())))
+            .load(conn)?;
+    for (id, status, last) in idle {
         let every = if status == "completed" { 10 } else { 1 };
-        if status == "completed" && at - updated_at > COUNTED_AFTER_COMPLETION {
-            continue;
-        }
         if last.is_some_and(|m| minute_of(at) - m < every) {
             continue;
         }

@@ -90,6 +90,8 @@ backend_test!(console_shows_the_fleet_explains_a_terminal_and_resumes_a_paused_r
             ("TMS_CONTACT_FLUSH_MS", "100"),
             ("TMS_CONSOLE_SUMMARY_SECS", "1"),
             ("TMS_ADJUSTABLE_CLOCK", "true"),
+            // The supervisor's passes (and its counts of paused rollouts) run during the test.
+            ("TMS_ROLLOUT_CHECK_SECS", "1"),
         ],
     )
     .await;
@@ -109,23 +111,14 @@ backend_test!(console_shows_the_fleet_explains_a_terminal_and_resumes_a_paused_r
         sync(&server, t, &trusted).await;
     }
     // 1.1.0 in two stages; one failure pauses it.
-    let (status, deployment) = post(
+    let (id, _) = rollout_to_everyone(
         &server,
         &op,
-        "/api/v1/deployments",
-        json!({"app_id": APP, "version": "1.1.0", "target": "everyone", "hold": true}),
-    )
-    .await;
-    assert_eq!(status, 201, "{deployment}");
-    let id = deployment["id"].as_i64().unwrap();
-    let (status, rollout) = post(
-        &server,
-        &op,
-        &format!("/api/v1/deployments/{id}/rollout"),
+        APP,
+        "1.1.0",
         json!({"stages": [50, 100], "success_percent": 100, "max_failures": "0"}),
     )
     .await;
-    assert_eq!(status, 201, "{rollout}");
     let (mut failed, mut waiting) = (None, None);
     for t in fleet.iter_mut() {
         let Outcome::Answer(answer, body) = t.contact(&server.http, &server.base_url).await else {
@@ -295,6 +288,8 @@ backend_test!(console_shows_the_fleet_explains_a_terminal_and_resumes_a_paused_r
     assert!(!browser.exists("#rollout-commands").await);
     browser.goto(&server.url(&format!("/console/deployments/{id}/rollout/pause"))).await;
     browser.expect_text("The rollout has moved on since that page was shown").await;
+    let logs = server.logs();
+    assert!(!logs.iter().any(|l| l.contains("could not evaluate rollouts")), "{logs:?}");
     browser.snap("support-rollout").await;
 
     // A merchant's user is sent to the portal's side of the house.
@@ -393,23 +388,14 @@ backend_test!(console_apps_show_releases_and_keys_and_withdraw_after_a_confirmat
     let key = app_with_key(&server, &op, APP, "app").await;
     publish_release(&server, &op, &key, APP, "app", "1.0.0", 100, &["A920"]).await;
     publish_release(&server, &op, &key, APP, "app", "1.1.0", 110, &["A920", "A80"]).await;
-    let (status, deployment) = post(
+    let (id, _) = rollout_to_everyone(
         &server,
         &op,
-        "/api/v1/deployments",
-        json!({"app_id": APP, "version": "1.1.0", "target": "everyone", "hold": true}),
-    )
-    .await;
-    assert_eq!(status, 201, "{deployment}");
-    let id = deployment["id"].as_i64().unwrap();
-    let (status, rollout) = post(
-        &server,
-        &op,
-        &format!("/api/v1/deployments/{id}/rollout"),
+        APP,
+        "1.1.0",
         json!({"stages": [10, 100], "success_percent": 95, "max_failures": "1%"}),
     )
     .await;
-    assert_eq!(status, 201, "{rollout}");
     server.create_operator("release@psp.example", "release_engineer", OPERATOR_PASSWORD);
     server.create_operator("support@psp.example", "support", OPERATOR_PASSWORD);
     let Some(mut browser) = Browser::start(&test_name("console-apps", &db), "en-GB,en").await else { return };

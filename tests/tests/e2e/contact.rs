@@ -94,23 +94,6 @@ async fn fleet_on_1_0_0(
     fleet
 }
 
-/// Holds a deployment of `version` of the app for everyone and starts its
-/// rollout with `rules`: (deployment id, rollout view).
-async fn rollout_to_everyone(server: &TestServer, op: &str, version: &str, rules: Value) -> (i64, Value) {
-    let (status, deployment) = post(
-        server,
-        op,
-        "/api/v1/deployments",
-        json!({"app_id": APP, "version": version, "target": "everyone", "hold": true}),
-    )
-    .await;
-    assert_eq!(status, 201, "{deployment}");
-    let id = deployment["id"].as_i64().unwrap();
-    let (status, rollout) = post(server, op, &format!("/api/v1/deployments/{id}/rollout"), rules).await;
-    assert_eq!(status, 201, "{rollout}");
-    (id, rollout)
-}
-
 /// Applies the rollout's rules (as the supervisor does) until it reaches
 /// `status`: terminals' reports are written in batches, so a report may land
 /// just after an evaluation.
@@ -395,6 +378,7 @@ backend_test!(a_stage_counts_as_compatible_only_the_terminals_the_planner_would_
     let (id, _) = rollout_to_everyone(
         &server,
         &op,
+        APP,
         "2.0.0",
         json!({"stages": [100], "success_percent": 100, "max_failures": "0"}),
     )
@@ -701,6 +685,7 @@ backend_test!(groups_windows_removals_and_a_stage_that_succeeds_advances_by_itse
     let (id, _) = rollout_to_everyone(
         &server,
         &op,
+        APP,
         "1.1.0",
         json!({"stages": [50, 100], "success_percent": 100, "max_failures": "0"}),
     )
@@ -899,6 +884,7 @@ backend_test!(a_rollback_takes_each_model_back_to_its_own_last_release_and_says_
     let (id, _) = rollout_to_everyone(
         &server,
         &op,
+        APP,
         "4.5.0",
         json!({"stages": [100], "success_percent": 100, "max_failures": "0"}),
     )
@@ -944,6 +930,7 @@ backend_test!(withdrawing_the_release_halts_its_rollout_and_its_terminals_do_not
     let (id, _) = rollout_to_everyone(
         &server,
         &op,
+        APP,
         "2.0.0",
         json!({"stages": [100], "success_percent": 100, "max_failures": "0"}),
     )
@@ -1004,6 +991,7 @@ backend_test!(the_failure_report_that_crosses_the_limit_pauses_the_rollout_befor
     let (id, _) = rollout_to_everyone(
         &server,
         &op,
+        APP,
         "2.0.0",
         json!({"stages": [100], "success_percent": 100, "max_failures": "1"}),
     )
@@ -1059,6 +1047,7 @@ backend_test!(a_terminal_silent_after_an_offer_times_out_by_a_deadline_that_allo
     let (id, _) = rollout_to_everyone(
         &server,
         &op,
+        APP,
         "2.0.0",
         json!({"stages": [100], "success_percent": 100, "max_failures": "1"}),
     )
@@ -1235,6 +1224,7 @@ backend_test!(a_share_limit_pauses_the_rollout_on_the_report_that_crosses_it, |d
     let (id, _) = rollout_to_everyone(
         &server,
         &op,
+        APP,
         "2.0.0",
         json!({"stages": [100], "success_percent": 100, "max_failures": "10%"}),
     )

@@ -79,6 +79,13 @@ struct ShowPage {
     counted_at: String,
 }
 
+impl ShowPage {
+    /// The legend: the parts in the order the bars and charts stack them.
+    fn parts(&self) -> &'static [(&'static str, &'static str)] {
+        &PARTS
+    }
+}
+
 fn position(rollout: &RolloutView) -> Position {
     Position {
         status: rollout.status.parse().unwrap_or(RolloutStatus::Paused),
@@ -137,9 +144,9 @@ fn stage_over_time(
     (Some(StackedArea::new(&PARTS, &times, &values, 5, label)), rows)
 }
 
-/// What a deployment's pages show: the deployment, its rollout as last
-/// counted (and when), its counts over time when `with_history`, and its
-/// failures.
+/// What a deployment's pages show: the deployment and its rollout as last
+/// counted (and when); for the `whole` page (not a confirmation) also the
+/// counts over time and the failures.
 struct Loaded {
     deployment: DeploymentView,
     rollout: Option<(RolloutView, chrono::NaiveDateTime)>,
@@ -147,7 +154,7 @@ struct Loaded {
     failures: Vec<FailedDeviceView>,
 }
 
-async fn load(state: &AppState, session: &Session, id: i64, with_history: bool) -> Result<Loaded, WebError> {
+async fn load(state: &AppState, session: &Session, id: i64, whole: bool) -> Result<Loaded, WebError> {
     let actor = session.actor.clone();
     state
         .db
@@ -156,17 +163,12 @@ async fn load(state: &AppState, session: &Session, id: i64, with_history: bool) 
             let (rollout, history) = match deployment.rollout {
                 Some(_) => (
                     Some(crate::rollouts::status_counted(conn, &actor, id)?),
-                    match with_history {
-                        true => Some(crate::rollouts::counts::history(conn, &actor, id)?),
-                        false => None,
-                    },
+                    if whole { Some(crate::rollouts::counts::history(conn, &actor, id)?) } else { None },
                 ),
                 None => (None, None),
             };
-            let failures = match with_history {
-                true => crate::rollouts::attempts::failures(conn, &actor, id)?,
-                false => Vec::new(),
-            };
+            let failures =
+                if whole { crate::rollouts::attempts::failures(conn, &actor, id)? } else { Vec::new() };
             Ok::<_, crate::error::Error>(Loaded { deployment, rollout, history, failures })
         })
         .await
