@@ -184,9 +184,15 @@ impl StackedArea {
             for i in 0..marks {
                 let x = WIDTH * i as f64 / (marks - 1) as f64;
                 let text = label(first + (span * i as f64 / (marks - 1) as f64) as i64);
-                // A short span shows the same minute twice: once is enough.
-                if ticks.last().is_none_or(|(_, last)| *last != text) {
-                    ticks.push((x, text));
+                // A short span shows the same minute twice: once is enough,
+                // and the end of the axis keeps its mark.
+                match ticks.last_mut() {
+                    Some((last_x, last)) if *last == text => {
+                        if i == marks - 1 {
+                            *last_x = x;
+                        }
+                    }
+                    _ => ticks.push((x, text)),
                 }
             }
             ticks
@@ -244,6 +250,10 @@ mod tests {
         let minutes =
             StackedArea::new(&parts, &[0, 120], &[vec![1, 0, 0], vec![1, 0, 0]], 5, |t| (t / 60).to_string());
         assert_eq!(minutes.ticks, [(0.0, "0".into()), (300.0, "1".into()), (600.0, "2".into())]);
+        // The last minute repeated: its mark stays at the end of the axis.
+        let late =
+            StackedArea::new(&parts, &[0, 100], &[vec![1, 0, 0], vec![1, 0, 0]], 5, |t| (t / 60).to_string());
+        assert_eq!(late.ticks, [(0.0, "0".into()), (600.0, "1".into())]);
     }
 
     #[test]
