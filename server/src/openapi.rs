@@ -113,6 +113,7 @@ use crate::http::{
         contact::terminal_contact,
         contact::terminal_feedback,
         contact::create_deployment,
+        contact::preview_deployment,
         contact::list_deployments,
         contact::show_deployment,
         contact::cancel_deployment,

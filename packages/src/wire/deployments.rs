@@ -185,6 +185,34 @@ wire! {
         pub updated_at: String,
     }
 
+    /// `POST /api/v1/deployments/preview`: what a deployment would reach,
+    /// before it is saved.
+    pub struct DeploymentPreview {
+        /// Active terminals the target holds.
+        pub targeted: u64,
+        /// Of those, terminals it would deliver to (or remove the app from).
+        pub receive: u64,
+        /// Terminals that run this release or a later one already.
+        pub already: u64,
+        /// Terminals without the app: an operator's release of a store or
+        /// private app only updates it where merchants installed it, and a
+        /// removal has nothing to remove there.
+        pub without_app: u64,
+        /// Terminals the release does not fit, by model and reason.
+        pub incompatible: Vec<IncompatibleTerminals>,
+    }
+
+    pub struct IncompatibleTerminals {
+        pub model: String,
+        /// `model` (the release names other models) or `firmware` (older
+        /// than the release needs).
+        pub reason: String,
+        /// The firmware the release needs, when that is the reason.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub needs_firmware: Option<String>,
+        pub terminals: u64,
+    }
+
     /// `POST /api/v1/device-groups`: a static list or a dynamic filter.
     pub struct CreateDeviceGroupRequest {
         pub name: String,
@@ -202,6 +230,10 @@ wire! {
         pub filter: Option<String>,
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         pub devices: Vec<i64>,
+        /// Active terminals in the group now (a dynamic group's count reads
+        /// every terminal's last report): given by the group's own page only.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub terminals: Option<u64>,
         pub created_at: String,
     }
 

@@ -65,6 +65,24 @@ pub async fn create_deployment(
     Ok(HttpResponse::Created().json(view))
 }
 
+/// What a deployment would reach if it were saved now: the terminals its
+/// target holds, those it would deliver to, those already up to date, and
+/// those the release does not fit, by model and reason. Refuses what the
+/// creation would refuse.
+#[utoipa::path(post, path = "/api/v1/deployments/preview", tag = "deployments", security(("bearer" = [])),
+    request_body = CreateDeploymentRequest,
+    responses((status = 200, body = DeploymentPreview),
+        (status = 400, description = "`invalid_target` or `invalid_request`", body = ErrorEnvelope),
+        (status = 403, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope),
+        (status = 409, description = "the release was withdrawn", body = ErrorEnvelope)))]
+pub async fn preview_deployment(
+    state: web::Data<AppState>,
+    actor: Actor,
+    body: web::Json<CreateDeploymentRequest>,
+) -> Result<web::Json<DeploymentPreview>, Error> {
+    Ok(web::Json(state.db.run(move |conn| rollouts::preview::preview(conn, &actor, &body)).await?))
+}
+
 #[derive(Debug, Deserialize, IntoParams)]
 pub struct DeploymentQuery {
     /// Only this app's deployments.
@@ -273,6 +291,8 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.service(
         resource("/api/v1/deployments").route(post().to(create_deployment)).route(get().to(list_deployments)),
     )
+    // Before `{id}`, which would answer a POST with 405.
+    .service(resource("/api/v1/deployments/preview").route(post().to(preview_deployment)))
     .service(resource("/api/v1/deployments/{id}").route(get().to(show_deployment)))
     .service(resource("/api/v1/deployments/{id}/cancel").route(post().to(cancel_deployment)))
     .service(resource("/api/v1/deployments/{id}/failures").route(get().to(deployment_failures)))

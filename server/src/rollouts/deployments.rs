@@ -105,6 +105,21 @@ pub(crate) struct ParsedTarget {
     pub devices: Vec<i64>,
 }
 
+impl ParsedTarget {
+    /// A saved deployment's target.
+    pub fn of(conn: &mut DbConnection, row: &DeploymentRow) -> Result<ParsedTarget, DbError> {
+        let kind = match row.target_kind.as_str() {
+            "merchant" => "merchant",
+            "location" => "location",
+            "group" => "group",
+            "devices" => "devices",
+            _ => "everyone",
+        };
+        let devices = if kind == "devices" { device_list(conn, row.id)? } else { Vec::new() };
+        Ok(ParsedTarget { kind, id: row.target_id, devices })
+    }
+}
+
 /// Reads `everyone`, `merchant:M`, `location:L`, `group:G` or
 /// `devices:D1,D2,…`, checking that what it names exists.
 pub(crate) fn parse_target(conn: &mut DbConnection, text: &str) -> Result<ParsedTarget, Error> {
@@ -196,22 +211,7 @@ pub fn create(
         if app.is_none() {
             return Err(Error::not_found("app"));
         }
-        let release = match (&request.version, request.remove) {
-            (Some(_), true) => {
-                return Err(Error::invalid("version", "a removal names no version"));
-            }
-            (None, false) => {
-                return Err(Error::invalid("version", "name the release to deliver, or ask for a removal"));
-            }
-            (Some(v), false) => {
-                let r = find_release(conn, &request.app_id, v)?;
-                if r.withdrawn_at.is_some() {
-                    return Err(Error::new(ErrorCode::Conflict, "this release was withdrawn"));
-                }
-                Some(r)
-            }
-            (None, true) => None,
-        };
+        let release = release_to_deliver(conn, request)?;
         let target = parse_target(conn, &request.target)?;
         let id = insert(
             conn,
@@ -253,6 +253,26 @@ pub fn create(
         changes::record(conn, &scopes)?;
         view(conn, &row, false)
     })
+}
+
+/// The release a request delivers (none for a removal), refused when it
+/// is unknown or withdrawn.
+pub(crate) fn release_to_deliver(
+    conn: &mut DbConnection,
+    request: &CreateDeploymentRequest,
+) -> Result<Option<ReleaseRow>, Error> {
+    match (&request.version, request.remove) {
+        (Some(_), true) => Err(Error::invalid("version", "a removal names no version")),
+        (None, false) => Err(Error::invalid("version", "name the release to deliver, or ask for a removal")),
+        (Some(v), false) => {
+            let r = find_release(conn, &request.app_id, v)?;
+            if r.withdrawn_at.is_some() {
+                return Err(Error::new(ErrorCode::Conflict, "this release was withdrawn"));
+            }
+            Ok(Some(r))
+        }
+        (None, true) => Ok(None),
+    }
 }
 
 pub struct NewDeployment<'a> {
@@ -444,7 +464,14 @@ fn group_view(
     } else {
         Vec::new()
     };
-    Ok(DeviceGroupView { id, name, filter, devices: members, created_at: rfc3339(created_at) })
+    Ok(DeviceGroupView {
+        id,
+        name,
+        filter,
+        devices: members,
+        terminals: None,
+        created_at: rfc3339(created_at),
+    })
 }
 
 fn group_row(
@@ -533,7 +560,9 @@ pub fn list_groups(conn: &mut DbConnection, actor: &Actor) -> Result<Vec<DeviceG
 pub fn show_group(conn: &mut DbConnection, actor: &Actor, id: i64) -> Result<DeviceGroupView, Error> {
     actor.require_operator(READERS)?;
     let row = group_row(conn, id)?;
-    Ok(group_view(conn, row)?)
+    let mut view = group_view(conn, row)?;
+    view.terminals = Some(crate::rollouts::preview::group_size(conn, actor, id)?);
+    Ok(view)
 }
 
 /// Refused while a deployment that is not cancelled targets the group.
@@ -790,11 +819,6 @@ fn rolled_back_code(conn: &mut DbConnection, deployment_id: i64) -> Result<Optio
         .first(conn)
         .optional()?;
     Ok(code.map(|c| c as u64))
-}
-
-/// The group a deployment targets, as the planner sees it.
-pub fn load_snapshot_target(conn: &mut DbConnection, row: &DeploymentRow) -> Result<Target, DbError> {
-    load_group_target(conn, row.target_id.unwrap_or_default())
 }
 
 /// A device group as the planner sees it: its members, or its filter.

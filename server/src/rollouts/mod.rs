@@ -7,6 +7,7 @@
 pub mod attempts;
 pub mod counts;
 pub mod deployments;
+pub mod preview;
 
 use std::borrow::Cow;
 use std::collections::HashMap;
@@ -19,7 +20,9 @@ use tms_packages::rollouts::{
     Evaluation, FailureLimit, Position, RolloutCommand, RolloutStatus, Rules, on_command, rollback_plan,
 };
 use tms_packages::wire::contact::TerminalState;
-use tms_packages::wire::deployments::{RolloutView, StageStats, StartRolloutRequest};
+use tms_packages::wire::deployments::{
+    CreateDeploymentRequest, DeploymentView, RolloutView, StageStats, StartRolloutRequest,
+};
 
 use self::deployments::{DeploymentRow, NewDeployment, SHIPPERS};
 use crate::accounts::access::Actor;
@@ -141,6 +144,48 @@ fn parse_max_failures(text: &str) -> Result<(i32, bool), Error> {
     }
 }
 
+/// A rollout's rules as stored: stages and success threshold in basis
+/// points, and the failure limit (a count, or basis points).
+struct StoredRules {
+    stages: Vec<u32>,
+    success_bp: u32,
+    max_failures: i32,
+    max_failures_is_bp: bool,
+}
+
+fn rules_of(request: &StartRolloutRequest) -> Result<StoredRules, Error> {
+    let stages: Vec<u32> =
+        request.stages.iter().map(|p| percent_to_bp("stages", *p)).collect::<Result<_, _>>()?;
+    if stages.is_empty() || stages.windows(2).any(|w| w[0] >= w[1]) || stages.last() != Some(&ALL_BP) {
+        return Err(Error::invalid("stages", "stages rise and end at 100, e.g. 1,10,50,100"));
+    }
+    let success_bp = percent_to_bp("success_percent", request.success_percent)?;
+    let (max_failures, max_failures_is_bp) = parse_max_failures(&request.max_failures)?;
+    Ok(StoredRules { stages, success_bp, max_failures, max_failures_is_bp })
+}
+
+/// Checks a rollout's rules without saving anything (for a preview).
+pub fn check_rules(request: &StartRolloutRequest) -> Result<(), Error> {
+    rules_of(request).map(|_| ())
+}
+
+/// Creates a deployment and, with `rollout`, starts its rollout: the
+/// deployment is held until then, so no terminal gets it unstaged, and the
+/// rollout's rules are checked before anything is saved.
+pub fn create_staged(
+    conn: &mut DbConnection,
+    actor: &Actor,
+    request: &CreateDeploymentRequest,
+    rollout: Option<&StartRolloutRequest>,
+) -> Result<DeploymentView, Error> {
+    let Some(rollout) = rollout else { return deployments::create(conn, actor, request) };
+    rules_of(rollout)?;
+    let held = CreateDeploymentRequest { hold: true, ..request.clone() };
+    let created = deployments::create(conn, actor, &held)?;
+    start(conn, actor, created.id, rollout)?;
+    deployments::show(conn, actor, created.id)
+}
+
 pub fn start(
     conn: &mut DbConnection,
     actor: &Actor,
@@ -148,13 +193,7 @@ pub fn start(
     request: &StartRolloutRequest,
 ) -> Result<RolloutView, Error> {
     actor.require_operator(SHIPPERS)?;
-    let stages: Vec<u32> =
-        request.stages.iter().map(|p| percent_to_bp("stages", *p)).collect::<Result<_, _>>()?;
-    if stages.is_empty() || stages.windows(2).any(|w| w[0] >= w[1]) || stages.last() != Some(&ALL_BP) {
-        return Err(Error::invalid("stages", "stages rise and end at 100, e.g. 1,10,50,100"));
-    }
-    let success_bp = percent_to_bp("success_percent", request.success_percent)?;
-    let (max_failures, is_bp) = parse_max_failures(&request.max_failures)?;
+    let StoredRules { stages, success_bp, max_failures, max_failures_is_bp: is_bp } = rules_of(request)?;
     let started = crate::db::write_tx(conn, |conn| {
         let deployment = deployments::find(conn, deployment_id)?;
         if deployment.origin == "store" {
@@ -386,7 +425,8 @@ fn create_rollback(
             stages.iter().position(|bp| b < *bp).is_some_and(|stage| stage <= reached)
         };
         let mut left = 0u64;
-        each_targeted(conn, deployment, in_reached_stage, |device| {
+        let target = deployments::ParsedTarget::of(conn, deployment)?;
+        each_targeted(conn, &deployment.app_id, &target, in_reached_stage, |device| {
             let uncovered = plan.uncovered_models.iter().any(|m| m.eq_ignore_ascii_case(device.model));
             if uncovered && device.installed_code == Some(rolled_back.version_code) {
                 left += 1;
@@ -434,7 +474,8 @@ struct ReportedApp<'a> {
 /// cost seconds.
 fn each_targeted(
     conn: &mut DbConnection,
-    deployment: &DeploymentRow,
+    app_id: &str,
+    target: &deployments::ParsedTarget,
     wanted: impl Fn(i64) -> bool,
     mut visit: impl FnMut(Targeted<'_>),
 ) -> Result<(), DbError> {
@@ -450,17 +491,11 @@ fn each_targeted(
         ))
         .into_boxed();
     let mut group: Option<Target> = None;
-    match (deployment.target_kind.as_str(), deployment.target_id) {
+    match (target.kind, target.id) {
         ("merchant", Some(id)) => query = query.filter(devices::merchant_id.eq(id)),
         ("location", Some(id)) => query = query.filter(devices::location_id.eq(id)),
-        ("devices", _) => {
-            let ids = deployments::device_list(conn, deployment.id)?;
-            query = query.filter(devices::id.eq_any(ids));
-        }
-        ("group", Some(_)) => {
-            let snapshot_target = deployments::load_snapshot_target(conn, deployment)?;
-            group = Some(snapshot_target);
-        }
+        ("devices", _) => query = query.filter(devices::id.eq_any(target.devices.clone())),
+        ("group", Some(id)) => group = Some(deployments::group_target(conn, id)?),
         _ => {}
     }
     type Row = (i64, i64, i64, String, Option<String>);
@@ -493,17 +528,17 @@ fn each_targeted(
                 if !target.matches(&facts) {
                     continue;
                 }
-                let code = state.as_ref().and_then(|s| {
-                    s.apps.iter().find(|a| a.app_id == deployment.app_id).map(|a| a.version_code)
-                });
+                let code = state
+                    .as_ref()
+                    .and_then(|s| s.apps.iter().find(|a| a.app_id == app_id).map(|a| a.version_code));
                 (state.map(|s| Cow::Owned(s.firmware)), code)
             }
             None => {
                 let versions: Option<ReportedVersions<'_>> =
                     state.as_deref().and_then(|s| serde_json::from_str(s).ok());
-                let code = versions.as_ref().and_then(|v| {
-                    v.apps.iter().find(|a| a.app_id == deployment.app_id).map(|a| a.version_code)
-                });
+                let code = versions
+                    .as_ref()
+                    .and_then(|v| v.apps.iter().find(|a| a.app_id == app_id).map(|a| a.version_code));
                 (versions.map(|v| v.firmware), code)
             }
         };
@@ -597,9 +632,11 @@ fn tally(
         let b = bucket(rollout.id, device_id);
         stages.iter().position(|bp| b < *bp).filter(|stage| *stage <= reached)
     };
+    let target = deployments::ParsedTarget::of(conn, deployment)?;
     each_targeted(
         conn,
-        deployment,
+        &deployment.app_id,
+        &target,
         |id| stage_of(id).is_some(),
         |device| {
             if update_only && device.installed_code.is_none() && !statuses.contains_key(&device.device_id) {

@@ -407,6 +407,19 @@ pub fn refusal_text(lang: Lang, prefix: &str, e: &Error) -> String {
     lang.try_text(&key).map_or_else(|| e.public_message(), str::to_owned)
 }
 
+/// A refusal of a form, in the reader's words: the text of
+/// `<prefix>.bad_<field>` for an invalid field when the catalogue has it
+/// (the domain's message is English), then `<prefix>.refused_<code>`, then
+/// the domain's message.
+pub fn form_refusal(lang: Lang, prefix: &str, e: &Error) -> String {
+    let field = e.public_details().get("field").cloned();
+    let key = match (e.code(), field) {
+        (crate::error::ErrorCode::InvalidRequest, Some(field)) => format!("{prefix}.bad_{field}"),
+        (code, _) => format!("{prefix}.refused_{}", code.as_str()),
+    };
+    lang.try_text(&key).map_or_else(|| e.public_message(), str::to_owned)
+}
+
 /// A part of a page some users may not see: empty for them (a 403 from
 /// the domain), any other failure still a failure.
 pub fn unless_forbidden<T: Default>(result: Result<T, Error>) -> Result<T, Error> {

@@ -483,3 +483,209 @@ backend_test!(console_apps_show_releases_and_keys_and_withdraw_after_a_confirmat
     let (_, release) = get(&server, &op, &format!("/api/v1/apps/{APP}/releases/1.0.0")).await;
     assert!(release["withdrawn_at"].is_null(), "{release}");
 });
+
+backend_test!(console_deployment_to_a_device_group_previews_what_the_rollout_then_reaches, |db| {
+    let (server, op) = server_with_operator_and(&db, &[("TMS_CONTACT_FLUSH_MS", "100")]).await;
+    server.create_operator("release@psp.example", "release_engineer", OPERATOR_PASSWORD);
+    let email = "gerant@boulangerie.example";
+    // Twelve A920 and two A35 in the pilot group, two A920 outside it.
+    let serials: Vec<String> = (1..=16).map(|i| format!("62000000{i:02}")).collect();
+    let refs: Vec<&str> = serials.iter().map(String::as_str).collect();
+    let (merchant_id, location, _) = merchant(&server, &op, "Boulangerie Pilote", email, &refs).await;
+    let trusted = answer_keys(&server).await;
+    let mut fleet = Vec::new();
+    for (i, serial) in refs.iter().enumerate() {
+        let model = if (12..14).contains(&i) { "A35" } else { "A920" };
+        fleet.push(activated_terminal(&server, email, (merchant_id, location), serial, model).await);
+    }
+    let pilot: Vec<i64> = fleet[..14].iter().map(|t| t.device_id).collect();
+    let key = app_with_key(&server, &op, APP, "app").await;
+    publish_release(&server, &op, &key, APP, "app", "2.0.0", 200, &["A920"]).await;
+
+    // The same preview through the API: what the page will say.
+    let (code, preview) = post(
+        &server,
+        &op,
+        "/api/v1/deployments/preview",
+        json!({"app_id": APP, "version": "2.0.0", "target": format!("devices:{}", pilot.iter().map(i64::to_string).collect::<Vec<_>>().join(","))}),
+    )
+    .await;
+    assert_eq!(code, 200, "{preview}");
+    assert_eq!(preview["targeted"], 14, "{preview}");
+    assert_eq!(preview["receive"], 12, "{preview}");
+    assert_eq!(preview["incompatible"], json!([{"model": "A35", "reason": "model", "terminals": 2}]));
+    let (code, refused) = post(
+        &server,
+        &op,
+        "/api/v1/deployments/preview",
+        json!({"app_id": APP, "version": "9.9.9", "target": "everyone"}),
+    )
+    .await;
+    assert_eq!(code, 404, "{refused}");
+    let (code, refused) = post(
+        &server,
+        &op,
+        "/api/v1/deployments/preview",
+        json!({"app_id": APP, "version": "2.0.0", "target": "group:77"}),
+    )
+    .await;
+    assert_eq!(
+        (code.as_u16(), refused["error"]["code"].as_str()),
+        (400, Some("invalid_target")),
+        "{refused}"
+    );
+
+    let Some(mut browser) = Browser::start(&test_name("console-new-deployment", &db), "en-GB,en").await
+    else {
+        return;
+    };
+    sign_in(&mut browser, &server, "release@psp.example", OPERATOR_PASSWORD).await;
+    // The pilot group, listed by hand; a dynamic group of the A35s.
+    browser.goto(&server.url("/console/groups")).await;
+    browser.expect_heading("Device groups").await;
+    browser.fill("#group-name", "Pilot shops").await;
+    browser.click("#kind-static").await;
+    browser.fill("#group-devices", &pilot.iter().map(i64::to_string).collect::<Vec<_>>().join(", ")).await;
+    browser.click("#new-group button[type=submit]").await;
+    browser.expect_text("The group is created.").await;
+    assert!(
+        browser.text("#group-size").await.contains("14 active terminals"),
+        "{}",
+        browser.body_text().await
+    );
+    browser.snap("group").await;
+    let group_url = browser.url().await;
+    let group_id: i64 = group_url.rsplit('/').next().unwrap().parse().expect("a group id");
+    browser.goto(&server.url("/console/groups")).await;
+    browser.fill("#group-name", "Every A35").await;
+    browser.fill("#group-filter", "model=A35 and firmware>").await;
+    browser.click("#new-group button[type=submit]").await;
+    browser.expect_text("This filter cannot be read").await;
+    browser.fill("#group-filter", "model=A35").await;
+    browser.click("#new-group button[type=submit]").await;
+    browser.expect_text("The group is created.").await;
+    assert!(
+        browser.text("#group-size").await.contains("2 active terminals"),
+        "{}",
+        browser.body_text().await
+    );
+    browser.goto(&server.url("/console/groups")).await;
+    assert!(browser.text("#groups").await.contains("14 terminals listed"));
+    browser.snap("groups").await;
+
+    // From the pilot group's page to a new deployment, staged 10 % first.
+    browser.goto(&group_url).await;
+    browser.click("a[href^='/console/deployments/new']").await;
+    browser.expect_heading("New deployment").await;
+    browser.select("#release", &format!("{APP}@2.0.0")).await;
+    assert!(
+        browser.script("return document.querySelector('#target-group').checked").await.as_bool().unwrap()
+    );
+    browser.fill("#stages", "10, 100").await;
+    browser.fill("#success_percent", "100").await;
+    browser.fill("#max_failures", "0").await;
+    assert!(!browser.exists("#create").await);
+    browser.click("button[value=preview]").await;
+    browser.expect_text("What it reaches").await;
+    let headline = browser.text("#preview-headline").await;
+    assert_eq!(headline, "Its target holds 14 terminals: 12 will receive it, 2 are incompatible.");
+    let details = browser.text("#preview-details").await;
+    assert!(details.contains("2 are incompatible: the release does not run on A35."), "{details}");
+    assert!(browser.text("#preview-stage").await.contains("The first stage (10 %) takes about 1 of"));
+    browser.snap("preview").await;
+    // Changed after its preview: previewed again, not saved.
+    browser.fill("#stages", "10, 50, 100").await;
+    browser.click("#create").await;
+    browser.expect_text("The form changed since its preview").await;
+    let (_, none) = get(&server, &op, "/api/v1/deployments").await;
+    assert_eq!(none.as_array().map(Vec::len), Some(0), "{none}");
+    browser.fill("#stages", "10, 100").await;
+    browser.click("button[value=preview]").await;
+    // The new page has the preview without the note that the form changed.
+    for _ in 0..200 {
+        if !browser.exists("#refusal").await && browser.exists("#preview").await {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    browser.click("#create").await;
+    browser.expect_text("The deployment is saved.").await;
+    let id: i64 = browser
+        .url()
+        .await
+        .rsplit('/')
+        .next()
+        .and_then(|s| s.split('?').next())
+        .and_then(|s| s.parse().ok())
+        .expect("the deployment's page");
+    assert_eq!(browser.text("#rollout-status").await, "Running");
+    browser.snap("deployment-created").await;
+    let (_, created) = get(&server, &op, &format!("/api/v1/deployments/{id}")).await;
+    assert_eq!(created["target"], format!("group:{group_id}"), "{created}");
+    assert_eq!(created["rollout"]["stages"], json!([10.0, 100.0]), "{created}");
+
+    // The terminals call: the first stage's terminals are offered it, and
+    // the rollout counts exactly those.
+    let offered_in = |body: &tms_packages::wire::contact::ContactBody| {
+        body.apps.iter().any(|a| a.release.as_ref().is_some_and(|r| r.version == "2.0.0"))
+    };
+    let mut first_stage = 0u64;
+    for t in fleet.iter_mut() {
+        let Outcome::Answer(answer, body) = t.contact(&server.http, &server.base_url).await else {
+            panic!("contact refused")
+        };
+        t.accept(&answer, &trusted).expect("a valid answer");
+        if offered_in(&body) {
+            first_stage += 1;
+            t.apply(&server.http, &server.base_url, &body).await;
+        }
+    }
+    let (_, status) = get(&server, &op, &format!("/api/v1/deployments/{id}/rollout")).await;
+    assert_eq!(status["stage_stats"][0]["devices"], first_stage, "{status}");
+    wait_for_rollout(&server, &op, id, "waiting_approval").await;
+    // Every stage open: exactly the twelve the preview announced.
+    let (code, approved) =
+        post(&server, &op, &format!("/api/v1/deployments/{id}/rollout/approve"), json!({})).await;
+    assert_eq!(code, 200, "{approved}");
+    let mut receiving = Vec::new();
+    for t in fleet.iter_mut() {
+        let Outcome::Answer(answer, body) = t.contact(&server.http, &server.base_url).await else {
+            panic!("contact refused")
+        };
+        t.accept(&answer, &trusted).expect("a valid answer");
+        if offered_in(&body) {
+            receiving.push(t.device_id);
+        }
+    }
+    assert_eq!(receiving.len() as u64 + first_stage, preview["receive"].as_u64().unwrap(), "{receiving:?}");
+    assert!(receiving.iter().all(|d| pilot[..12].contains(d)), "{receiving:?}");
+
+    // In French, at the same place.
+    browser.click("form.lang button[value=fr]").await;
+    browser.goto(&server.url(&format!("/console/deployments/new?group={group_id}"))).await;
+    browser.expect_heading("Nouveau déploiement").await;
+    browser.select("#release", &format!("{APP}@2.0.0")).await;
+    browser.fill("#stages", "10, 200").await;
+    browser.click("button[value=preview]").await;
+    browser.expect_text("Les paliers sont des pourcentages croissants").await;
+    browser.fill("#stages", "").await;
+    browser.click("button[value=preview]").await;
+    browser.expect_text("Ce qu’il atteint").await;
+    // The first stage's terminals run it now.
+    assert_eq!(
+        browser.text("#preview-headline").await,
+        format!("Sa cible compte 14 terminaux : {} la recevront, 2 sont incompatibles.", 12 - first_stage)
+    );
+    browser.snap("preview-fr").await;
+    browser.goto(&server.url("/console/groups")).await;
+    browser.snap("groups-fr").await;
+
+    // Support reads the groups but creates no deployment.
+    sign_out(&mut browser).await;
+    server.create_operator("support@psp.example", "support", OPERATOR_PASSWORD);
+    sign_in(&mut browser, &server, "support@psp.example", OPERATOR_PASSWORD).await;
+    browser.goto(&server.url("/console/deployments")).await;
+    assert!(!browser.exists("#new-deployment-link").await);
+    browser.goto(&server.url("/console/deployments/new")).await;
+    browser.expect_text("créent les déploiements").await;
+});

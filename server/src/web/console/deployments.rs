@@ -24,14 +24,17 @@ use crate::web::{Ctx, OrPage, Session, WebError, page, redirect_with};
 struct ListPage {
     ctx: Ctx,
     deployments: Vec<DeploymentView>,
+    /// Whether this user creates deployments.
+    shipper: bool,
 }
 
 pub async fn list(state: web::Data<AppState>, session: Session) -> Result<HttpResponse, WebError> {
-    staff(&session)?;
+    let role = staff(&session)?;
     let actor = session.actor.clone();
     let deployments =
         state.db.run(move |conn| deployments::list(conn, &actor, None)).await.or_page(session.lang)?;
-    let body = ListPage { ctx: session.ctx("console.deployments"), deployments };
+    let body =
+        ListPage { ctx: session.ctx("console.deployments"), deployments, shipper: SHIPPERS.contains(&role) };
     page(&body.ctx, &body)
 }
 

@@ -8,6 +8,8 @@ mod apps;
 mod audit;
 mod charts;
 mod deployments;
+mod groups;
+mod new_deployment;
 mod operators;
 mod overview;
 mod terminals;
@@ -25,7 +27,16 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .service(resource("/console/terminals").route(get().to(terminals::search)))
         .service(resource("/console/terminals/{id}").route(get().to(terminals::show)))
         .service(resource("/console/deployments").route(get().to(deployments::list)))
+        // Before `{id}`, which would take `new` for an id.
+        .service(
+            resource("/console/deployments/new")
+                .route(get().to(new_deployment::new))
+                .route(post().to(new_deployment::submit)),
+        )
         .service(resource("/console/deployments/{id}").route(get().to(deployments::show)))
+        .service(resource("/console/groups").route(get().to(groups::list)).route(post().to(groups::create)))
+        .service(resource("/console/groups/{id}").route(get().to(groups::show)))
+        .service(resource("/console/groups/{id}/delete").route(post().to(groups::delete)))
         .service(
             resource("/console/deployments/{id}/rollout/{command}")
                 .route(get().to(deployments::confirm))
