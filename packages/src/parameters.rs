@@ -466,6 +466,67 @@ pub fn shown(schema: &Schema, key: &str, value: &Value) -> Value {
     if schema.is_secret(key) { Value::from("(set)") } else { value.clone() }
 }
 
+/// A change asked of what one level sets for one scope.
+#[derive(Debug, Clone, Copy)]
+pub struct Change<'a> {
+    pub set: &'a BTreeMap<String, Value>,
+    pub unset: &'a [String],
+    pub lock: &'a [String],
+    pub unlock: &'a [String],
+}
+
+/// Why a change is refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ChangeRefusal {
+    /// The key is locked at `at` (this level, against a merchant's user; or
+    /// a less specific level, against anyone).
+    Locked {
+        key: String,
+        at: Level,
+    },
+    Invalid(ParamError),
+}
+
+/// What `level` sets after `change`, from what it sets now (`current`)
+/// and what the less specific levels set (`above`). An operator may change
+/// a key locked at this very level (an operator locked it); nobody sets a
+/// key locked above.
+pub fn apply_change(
+    schema: &Schema,
+    above: &[(Level, &LevelSet)],
+    current: &LevelSet,
+    level: Level,
+    operator: bool,
+    change: Change<'_>,
+) -> Result<LevelSet, ChangeRefusal> {
+    for key in change.set.keys().chain(change.unset) {
+        if !operator && current.locked.contains(key) {
+            return Err(ChangeRefusal::Locked { key: key.clone(), at: level });
+        }
+    }
+    let mut next = current.clone();
+    for (key, value) in change.set {
+        schema.check(key, value, level).map_err(ChangeRefusal::Invalid)?;
+        if let Some(at) = locked_above(above, key, level) {
+            return Err(ChangeRefusal::Locked { key: key.clone(), at });
+        }
+        next.values.insert(key.clone(), value.clone());
+    }
+    for key in change.unset.iter().chain(change.lock).chain(change.unlock) {
+        if !schema.keys.contains_key(key) {
+            return Err(ChangeRefusal::Invalid(refuse(key, "unknown parameter")));
+        }
+    }
+    for key in change.unset {
+        next.values.remove(key);
+    }
+    next.locked.extend(change.lock.iter().cloned());
+    for key in change.unlock {
+        next.locked.remove(key);
+    }
+    Ok(next)
+}
+
 #[cfg(test)]
 mod tests {
     use serde_json::json;
@@ -477,6 +538,53 @@ mod tests {
             values: values.iter().map(|(k, v)| ((*k).to_owned(), v.clone())).collect(),
             locked: locked.iter().map(|k| (*k).to_owned()).collect(),
         }
+    }
+
+    #[test]
+    fn a_change_is_refused_where_a_lock_stands_and_applied_otherwise() {
+        let s = Schema::terminal();
+        let global = set(&[("receipt.header", json!("G"))], &["receipt.footer"]);
+        let here = set(&[("receipt.header", json!("L"))], &["receipt.header"]);
+        let above = [(Level::Global, &global)];
+        let values = BTreeMap::from([("receipt.header".to_owned(), json!("New"))]);
+        let none: [String; 0] = [];
+        let setting = Change { set: &values, unset: &none, lock: &none, unlock: &none };
+        // Locked at this very level: a merchant's user may not, an operator may.
+        assert_eq!(
+            apply_change(&s, &above, &here, Level::Location, false, setting),
+            Err(ChangeRefusal::Locked { key: "receipt.header".into(), at: Level::Location })
+        );
+        let next = apply_change(&s, &above, &here, Level::Location, true, setting).unwrap();
+        assert_eq!(next.values["receipt.header"], json!("New"));
+        assert!(next.locked.contains("receipt.header"), "a change of value keeps the lock");
+        // Locked above: nobody sets it here.
+        let footer = BTreeMap::from([("receipt.footer".to_owned(), json!("F"))]);
+        let refused = apply_change(
+            &s,
+            &above,
+            &LevelSet::default(),
+            Level::Location,
+            true,
+            Change { set: &footer, unset: &none, lock: &none, unlock: &none },
+        );
+        assert_eq!(refused, Err(ChangeRefusal::Locked { key: "receipt.footer".into(), at: Level::Global }));
+        // Unset, lock and unlock name known keys only; they apply in place.
+        let unknown = ["nope".to_owned()];
+        assert!(matches!(
+            apply_change(&s, &above, &here, Level::Location, true, Change { set: &BTreeMap::new(), unset: &unknown, lock: &none, unlock: &none }),
+            Err(ChangeRefusal::Invalid(e)) if e.key == "nope"
+        ));
+        let header = ["receipt.header".to_owned()];
+        let next = apply_change(
+            &s,
+            &above,
+            &here,
+            Level::Location,
+            true,
+            Change { set: &BTreeMap::new(), unset: &header, lock: &none, unlock: &header },
+        )
+        .unwrap();
+        assert_eq!(next, LevelSet::default());
     }
 
     #[test]

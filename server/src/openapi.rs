@@ -100,6 +100,8 @@ use crate::http::{
         parameters::show,
         parameters::change,
         parameters::history,
+        parameters::overview,
+        parameters::preview,
         parameters::device,
         parameters::device_diff,
         parameters::weak_password_report,

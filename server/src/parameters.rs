@@ -7,8 +7,8 @@ use diesel::prelude::*;
 use serde_json::{Value, json};
 use tms_packages::accounts::{OperatorRole, Permission};
 use tms_packages::parameters::{
-    EffectiveVersion, Level, LevelSet, MERCHANT_PASSWORD_KEY, Origin, Schema, TERMINAL_APP, diff, effective,
-    locked_above, shown, weak_pin_reason,
+    Change, ChangeRefusal, EffectiveVersion, Level, LevelSet, MERCHANT_PASSWORD_KEY, Origin, Schema,
+    TERMINAL_APP, apply_change, diff, effective, locked_above, shown, weak_pin_reason,
 };
 use tms_packages::wire::parameters::*;
 use tms_signing::{Sha256Digest, to_canonical_json};
@@ -296,23 +296,52 @@ pub async fn show_scope(
     Ok(set_view(&schema, &app_id, level, scope_id, versions[0].1, &sets[0].1))
 }
 
-/// Applies a change as a new version of what the level sets for the scope.
-pub async fn change(
+/// What a change works from: the schema, the scopes from global down to
+/// the target, and each one's latest version and set (global first).
+struct Prepared {
+    schema: Schema,
+    chain: Chain,
+    versions: Vec<(Level, u64, Option<String>)>,
+    sets: Vec<(Level, LevelSet)>,
+}
+
+impl Prepared {
+    /// The target's version and set.
+    fn current(&self) -> (u64, &LevelSet) {
+        (self.versions.last().expect("target").1, &self.sets.last().expect("target").1)
+    }
+
+    /// What the less specific levels set.
+    fn above(&self) -> Vec<(Level, &LevelSet)> {
+        self.sets[..self.sets.len() - 1].iter().map(|(l, s)| (*l, s)).collect()
+    }
+
+    fn levels(&self) -> Vec<(Level, &LevelSet)> {
+        self.sets.iter().map(|(l, s)| (*l, s)).collect()
+    }
+}
+
+/// Loads what a scope's parameters are worked out from; with a `change`,
+/// checks first that the actor may make it.
+async fn prepare(
     db: &Db,
     blobs: &BlobStore,
-    actor: Actor,
-    app_id: String,
+    actor: &Actor,
+    app_id: &str,
     level: Level,
     scope_id: i64,
-    request: ChangeParametersRequest,
-) -> Result<ParameterSetView, Error> {
+    change: Option<&ChangeParametersRequest>,
+) -> Result<Prepared, Error> {
     let (schema, chain, versions) = {
-        let (actor, app_id, lock_change) =
-            (actor.clone(), app_id.clone(), !request.lock.is_empty() || !request.unlock.is_empty());
+        let (actor, app_id) = (actor.clone(), app_id.to_owned());
+        let lock_change = change.is_some_and(|r| !r.lock.is_empty() || !r.unlock.is_empty());
+        let changing = change.is_some();
         db.run(move |conn| {
             let schema = schema_for(conn, &app_id)?;
             let chain = chain_of(conn, &actor, level, scope_id)?;
-            require_change(conn, &actor, &chain)?;
+            if changing {
+                require_change(conn, &actor, &chain)?;
+            }
             if lock_change {
                 actor
                     .require_operator(OPERATORS)
@@ -324,50 +353,151 @@ pub async fn change(
         .await?
     };
     let sets = load_sets(blobs, &versions).await?;
-    let (current_version, current) =
-        (versions.last().expect("target").1, sets.last().expect("target").1.clone());
-    let above: Vec<(Level, &LevelSet)> = sets[..sets.len() - 1].iter().map(|(l, s)| (*l, s)).collect();
+    Ok(Prepared { schema, chain, versions, sets })
+}
 
-    let mut next = current.clone();
-    // A key an operator locked at this very level is the operator's too.
+/// What the level would set after `request`, checked as a change is.
+async fn planned(
+    db: &Db,
+    blobs: &BlobStore,
+    actor: &Actor,
+    app_id: &str,
+    level: Level,
+    scope_id: i64,
+    request: &ChangeParametersRequest,
+) -> Result<(Prepared, LevelSet), Error> {
+    let p = prepare(db, blobs, actor, app_id, level, scope_id, Some(request)).await?;
     let operator = actor.operator_role().is_some_and(|r| OPERATORS.contains(&r));
-    for key in request.set.keys().chain(&request.unset) {
-        if !operator && current.locked.contains(key) {
-            return Err(Error::with_details(
-                ErrorCode::ParameterLocked,
-                format!("{key} is locked at the {level} level"),
-                BTreeMap::from([("key".to_owned(), key.clone())]),
-            ));
+    let next = apply_change(&p.schema, &p.above(), p.current().1, level, operator, change_of(request))
+        .map_err(refusal)?;
+    Ok((p, next))
+}
+
+fn origin_text(origin: Origin) -> String {
+    serde_json::to_value(origin).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default()
+}
+
+/// Active terminals a scope holds: what a change there may reach.
+fn terminals_in_scope(conn: &mut DbConnection, level: Level, scope_id: i64) -> Result<u64, DbError> {
+    let active = devices::table.filter(devices::status.eq("active")).into_boxed();
+    let scoped = match level {
+        Level::Global => active,
+        Level::Merchant => active.filter(devices::merchant_id.eq(scope_id)),
+        Level::Location => active.filter(devices::location_id.eq(scope_id)),
+        Level::Device => active.filter(devices::id.eq(scope_id)),
+    };
+    let n: i64 = scoped.count().get_result(conn)?;
+    Ok(n as u64)
+}
+
+/// A scope's parameters for a person: what the level sets here, what a
+/// terminal of the scope without values of its own gets, the level each
+/// value comes from, the level above that locked a key, and how many
+/// terminals the scope holds.
+pub async fn scope_overview(
+    db: &Db,
+    blobs: &BlobStore,
+    actor: Actor,
+    app_id: String,
+    level: Level,
+    scope_id: i64,
+) -> Result<ScopeParametersView, Error> {
+    let p = prepare(db, blobs, &actor, &app_id, level, scope_id, None).await?;
+    let levels = p.levels();
+    let effective_values = effective(&p.schema, &levels);
+    let values = p
+        .schema
+        .keys
+        .keys()
+        .map(|key| {
+            let found = effective_values.get(key);
+            (
+                key.clone(),
+                ScopedValue {
+                    value: found.map(|(v, _)| shown(&p.schema, key, v)),
+                    origin: found.map(|(_, o)| origin_text(*o)),
+                    locked_above: locked_above(&levels, key, level).map(|l| l.as_str().to_owned()),
+                },
+            )
+        })
+        .collect();
+    let (version, set) = p.current();
+    let set = set_view(&p.schema, &app_id, level, scope_id, version, set);
+    let terminals = db.run(move |conn| terminals_in_scope(conn, level, scope_id)).await?;
+    Ok(ScopeParametersView { set, schema: p.schema, effective: values, terminals })
+}
+
+/// What a change would do, saving nothing: each key whose value for the
+/// scope's terminals, value set here or lock changes, before and after, and
+/// how many terminals the scope holds. Refuses what [`change`] would refuse.
+pub async fn preview_change(
+    db: &Db,
+    blobs: &BlobStore,
+    actor: Actor,
+    app_id: String,
+    level: Level,
+    scope_id: i64,
+    request: ChangeParametersRequest,
+) -> Result<ParameterChangePreview, Error> {
+    let (p, next) = planned(db, blobs, &actor, &app_id, level, scope_id, &request).await?;
+    let (version, current) = p.current();
+    let before = effective(&p.schema, &p.levels());
+    let mut after_levels = p.above();
+    after_levels.push((level, &next));
+    let after = effective(&p.schema, &after_levels);
+    let show = |key: &str, found: Option<&(Value, Origin)>| {
+        (found.map(|(v, _)| shown(&p.schema, key, v)), found.map(|(_, o)| origin_text(*o)))
+    };
+    let mut changes = Vec::new();
+    for key in p.schema.keys.keys() {
+        let lock = match (current.locked.contains(key), next.locked.contains(key)) {
+            (false, true) => Some("locked".to_owned()),
+            (true, false) => Some("unlocked".to_owned()),
+            _ => None,
+        };
+        let (b, a) = (before.get(key), after.get(key));
+        if b == a && lock.is_none() && current.values.get(key) == next.values.get(key) {
+            continue;
         }
+        let ((before, before_origin), (after, after_origin)) = (show(key, b), show(key, a));
+        changes.push(KeyChange { key: key.clone(), before, before_origin, after, after_origin, lock });
     }
-    for (key, value) in &request.set {
-        schema.check(key, value, level).map_err(invalid)?;
-        if let Some(by) = locked_above(&above, key, level) {
-            return Err(Error::with_details(
-                ErrorCode::ParameterLocked,
-                format!("{key} is locked at the {by} level"),
-                BTreeMap::from([("key".to_owned(), key.clone())]),
-            ));
-        }
-        next.values.insert(key.clone(), value.clone());
+    let terminals = db.run(move |conn| terminals_in_scope(conn, level, scope_id)).await?;
+    Ok(ParameterChangePreview {
+        version: if next == *current { version } else { version + 1 },
+        changes,
+        terminals,
+    })
+}
+
+fn change_of(request: &ChangeParametersRequest) -> Change<'_> {
+    Change { set: &request.set, unset: &request.unset, lock: &request.lock, unlock: &request.unlock }
+}
+
+fn refusal(r: ChangeRefusal) -> Error {
+    match r {
+        ChangeRefusal::Locked { key, at } => Error::with_details(
+            ErrorCode::ParameterLocked,
+            format!("{key} is locked at the {at} level"),
+            BTreeMap::from([("key".to_owned(), key), ("level".to_owned(), at.as_str().to_owned())]),
+        ),
+        ChangeRefusal::Invalid(e) => invalid(e),
     }
-    for key in request.unset.iter().chain(&request.lock).chain(&request.unlock) {
-        if !schema.keys.contains_key(key) {
-            return Err(invalid(tms_packages::parameters::ParamError {
-                key: key.clone(),
-                reason: "unknown parameter".into(),
-            }));
-        }
-    }
-    for key in &request.unset {
-        next.values.remove(key);
-    }
-    for key in &request.lock {
-        next.locked.insert(key.clone());
-    }
-    for key in &request.unlock {
-        next.locked.remove(key);
-    }
+}
+
+/// Applies a change as a new version of what the level sets for the scope.
+pub async fn change(
+    db: &Db,
+    blobs: &BlobStore,
+    actor: Actor,
+    app_id: String,
+    level: Level,
+    scope_id: i64,
+    request: ChangeParametersRequest,
+) -> Result<ParameterSetView, Error> {
+    let (prepared, next) = planned(db, blobs, &actor, &app_id, level, scope_id, &request).await?;
+    let (current_version, current) = (prepared.current().0, prepared.current().1.clone());
+    let Prepared { schema, chain, .. } = prepared;
     if next == current {
         return Ok(set_view(&schema, &app_id, level, scope_id, current_version, &current));
     }

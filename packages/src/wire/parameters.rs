@@ -72,6 +72,60 @@ wire! {
         pub removed: Vec<String>,
     }
 
+    /// A scope's parameters for a person: what its level sets, what the
+    /// scope's terminals get and from where.
+    pub struct ScopeParametersView {
+        /// What the level sets here.
+        pub set: ParameterSetView,
+        pub schema: crate::parameters::Schema,
+        /// Every key of the schema, as a terminal of the scope without values
+        /// of its own gets it.
+        pub effective: BTreeMap<String, ScopedValue>,
+        /// Active terminals in the scope.
+        pub terminals: u64,
+    }
+
+    pub struct ScopedValue {
+        /// None when no level sets it and it has no default; secrets as `(set)`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        #[cfg_attr(feature = "openapi", schema(value_type = Option<Value>))]
+        pub value: Option<Value>,
+        /// `default`, `global`, `merchant`, `location` or `device`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub origin: Option<String>,
+        /// The less specific level that locked the key: it cannot be set here.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub locked_above: Option<String>,
+    }
+
+    /// What a change would do, before it is saved.
+    pub struct ParameterChangePreview {
+        /// The version the scope's set would become (the current one when
+        /// the change changes nothing).
+        pub version: u64,
+        pub changes: Vec<KeyChange>,
+        /// Active terminals in the scope (those with a value of their own
+        /// for a key keep it).
+        pub terminals: u64,
+    }
+
+    pub struct KeyChange {
+        pub key: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        #[cfg_attr(feature = "openapi", schema(value_type = Option<Value>))]
+        pub before: Option<Value>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub before_origin: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        #[cfg_attr(feature = "openapi", schema(value_type = Option<Value>))]
+        pub after: Option<Value>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub after_origin: Option<String>,
+        /// `locked` or `unlocked` when the change does that here.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub lock: Option<String>,
+    }
+
     /// A terminal whose merchant-menu password is weak.
     pub struct ReportedDevice {
         pub device_id: i64,

@@ -104,6 +104,53 @@ pub async fn history(
     Ok(web::Json(parameters::history(&state.db, &state.blobs, actor, app_id, level(&lvl)?, scope).await?))
 }
 
+/// A scope's parameters for a person: what its level sets, what its
+/// terminals get and from which level, the keys locked above, and how many
+/// terminals it holds.
+#[utoipa::path(get, path = "/api/v1/parameters/{app_id}/{level}/{scope_id}/overview", tag = "parameters", security(("bearer" = [])),
+    params(("app_id" = String, Path), ("level" = String, Path), ("scope_id" = i64, Path)),
+    responses((status = 200, body = ScopeParametersView), (status = 404, body = ErrorEnvelope)))]
+pub async fn overview(
+    state: web::Data<AppState>,
+    actor: Actor,
+    path: web::Path<(String, String, i64)>,
+) -> Result<web::Json<ScopeParametersView>, Error> {
+    let (app_id, lvl, scope) = path.into_inner();
+    Ok(web::Json(
+        parameters::scope_overview(&state.db, &state.blobs, actor, app_id, level(&lvl)?, scope).await?,
+    ))
+}
+
+/// What a change would do, saving nothing: each key's value for the
+/// scope's terminals before and after, and how many terminals the scope
+/// holds. Refuses what the change would refuse.
+#[utoipa::path(post, path = "/api/v1/parameters/{app_id}/{level}/{scope_id}/preview", tag = "parameters", security(("bearer" = [])),
+    params(("app_id" = String, Path), ("level" = String, Path), ("scope_id" = i64, Path)), request_body = ChangeParametersRequest,
+    responses((status = 200, body = ParameterChangePreview),
+        (status = 400, description = "`invalid_parameter` naming the key", body = ErrorEnvelope),
+        (status = 403, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope),
+        (status = 409, description = "`parameter_locked`", body = ErrorEnvelope)))]
+pub async fn preview(
+    state: web::Data<AppState>,
+    actor: Actor,
+    path: web::Path<(String, String, i64)>,
+    body: web::Json<ChangeParametersRequest>,
+) -> Result<web::Json<ParameterChangePreview>, Error> {
+    let (app_id, lvl, scope) = path.into_inner();
+    Ok(web::Json(
+        parameters::preview_change(
+            &state.db,
+            &state.blobs,
+            actor,
+            app_id,
+            level(&lvl)?,
+            scope,
+            body.into_inner(),
+        )
+        .await?,
+    ))
+}
+
 #[derive(Debug, Deserialize, IntoParams)]
 pub struct AppQuery {
     /// The app [default: tms.terminal, the terminal's own settings].
@@ -179,6 +226,8 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             .route(post().to(change)),
     )
     .service(resource("/api/v1/parameters/{app_id}/{level}/{scope_id}/history").route(get().to(history)))
+    .service(resource("/api/v1/parameters/{app_id}/{level}/{scope_id}/overview").route(get().to(overview)))
+    .service(resource("/api/v1/parameters/{app_id}/{level}/{scope_id}/preview").route(post().to(preview)))
     .service(resource("/api/v1/devices/{id}/parameters").route(get().to(device)))
     .service(resource("/api/v1/devices/{id}/parameters/diff").route(get().to(device_diff)))
     .service(resource("/api/v1/reports/weak-merchant-password").route(get().to(weak_password_report)));

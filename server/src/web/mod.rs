@@ -153,6 +153,7 @@ const NAV: &[(&str, &str, &str)] = &[
     ("console.terminals", "/console/terminals", "console.nav.terminals"),
     ("console.deployments", "/console/deployments", "console.nav.deployments"),
     ("console.apps", "/console/apps", "console.nav.apps"),
+    ("console.parameters", "/console/parameters", "console.nav.parameters"),
     ("console.audit", "/console/audit", "console.nav.audit"),
     ("console.operators", "/console/operators", "console.nav.operators"),
 ];

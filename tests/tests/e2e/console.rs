@@ -689,3 +689,156 @@ backend_test!(console_deployment_to_a_device_group_previews_what_the_rollout_the
     browser.goto(&server.url("/console/deployments/new")).await;
     browser.expect_text("créent les déploiements").await;
 });
+
+backend_test!(console_support_changes_a_location_parameter_after_seeing_the_diff_and_the_count, |db| {
+    let (server, op) = server_with_operator(&db).await;
+    server.create_operator("support@psp.example", "support", OPERATOR_PASSWORD);
+    let email = "gerant@fromagerie.example";
+    let serials = ["6300000001", "6300000002", "6300000003"];
+    let (merchant_id, location, _) = merchant(&server, &op, "Fromagerie", email, &serials).await;
+    let mut devices = Vec::new();
+    for serial in serials {
+        devices.push(
+            activated_terminal(&server, email, (merchant_id, location), serial, "A920").await.device_id,
+        );
+    }
+    app_with_key(&server, &op, APP, "app").await;
+    let every = json!(["global", "merchant", "location", "device"]);
+    let schema = json!({"keys": {
+        "tip_percent": {"type": "integer", "min": 0, "max": 30, "default": 5, "levels": every, "description": "Tip suggested on the receipt"},
+        "currency": {"type": "enum", "values": ["EUR", "CHF"], "default": "EUR", "levels": every},
+        "contactless": {"type": "boolean", "default": true, "levels": every},
+        "admin_pin": {"type": "secret", "max_len": 8, "min_len": 4, "digits": true, "levels": every},
+        "header": {"type": "string", "max_len": 40, "levels": every}
+    }});
+    let (code, body) = server
+        .call(reqwest::Method::PUT, &format!("/api/v1/apps/{APP}/parameter-schema"), Some(&op), Some(schema))
+        .await;
+    assert_eq!(code, 200, "{body}");
+    // Every terminal: a 10 % tip, and the currency locked.
+    let (code, body) = post(
+        &server,
+        &op,
+        &format!("/api/v1/parameters/{APP}/global/0"),
+        json!({"set": {"tip_percent": 10, "currency": "EUR"}, "lock": ["currency"], "reason": "launch"}),
+    )
+    .await;
+    assert_eq!(code, 200, "{body}");
+    // The preview through the API: nothing saved.
+    let (code, preview) = post(
+        &server,
+        &op,
+        &format!("/api/v1/parameters/{APP}/location/{location}/preview"),
+        json!({"set": {"tip_percent": 15}}),
+    )
+    .await;
+    assert_eq!(code, 200, "{preview}");
+    assert_eq!(preview["terminals"], 3, "{preview}");
+    assert_eq!(
+        preview["changes"],
+        json!([{"key": "tip_percent", "before": 10, "before_origin": "global", "after": 15, "after_origin": "location"}])
+    );
+    let (code, refused) = post(
+        &server,
+        &op,
+        &format!("/api/v1/parameters/{APP}/location/{location}/preview"),
+        json!({"set": {"currency": "CHF"}}),
+    )
+    .await;
+    assert_eq!(
+        (code.as_u16(), refused["error"]["code"].as_str()),
+        (409, Some("parameter_locked")),
+        "{refused}"
+    );
+    let (_, history) =
+        get(&server, &op, &format!("/api/v1/parameters/{APP}/location/{location}/history")).await;
+    assert_eq!(history, json!([]));
+
+    let Some(mut browser) = Browser::start(&test_name("console-parameters", &db), "en-GB,en").await else {
+        return;
+    };
+    sign_in(&mut browser, &server, "support@psp.example", OPERATOR_PASSWORD).await;
+    browser.click("a[href='/console/parameters']").await;
+    browser.expect_heading("Parameters").await;
+    browser.select("#app", APP).await;
+    browser.select("#level", "location").await;
+    browser.fill("#scope", &location.to_string()).await;
+    browser.click("#choose-scope button[type=submit]").await;
+    browser.expect_heading(&format!("{APP} — location #{location}")).await;
+    assert!(browser.text("#scope-terminals").await.contains("3 active terminals"));
+    let tip = browser.text("#key-tip_percent .effective").await;
+    assert!(tip.contains("10") && tip.contains("every terminal"), "{tip}");
+    let currency = browser.text("#key-currency").await;
+    assert!(currency.contains("locked at the level: every terminal"), "{currency}");
+    assert!(!browser.exists("#v-currency").await);
+    browser.snap("location").await;
+
+    // A value the schema refuses is refused, naming the key (the browser
+    // itself keeps numbers within their bounds).
+    browser.fill("#v-admin_pin", "12").await;
+    browser.click("button[value=review]").await;
+    browser.expect_text("Not saved: admin_pin").await;
+    browser.fill("#v-admin_pin", "").await;
+    // Tip 15 and no contactless here: the diff and the count come first.
+    browser.fill("#v-tip_percent", "15").await;
+    browser.select("#v-contactless", "false").await;
+    browser.click("button[value=review]").await;
+    browser.expect_text("What the change does").await;
+    assert_eq!(
+        browser.text("#review-reach").await,
+        "It reaches the 3 active terminals of this scope (a terminal with its own value for a key keeps it)."
+    );
+    let diff = browser.text("#diff").await;
+    assert!(
+        diff.contains("tip_percent")
+            && diff.contains("10 (every terminal)")
+            && diff.contains("15 (set here)"),
+        "{diff}"
+    );
+    assert!(diff.contains("contactless") && diff.contains("true (default)"), "{diff}");
+    let (_, history) =
+        get(&server, &op, &format!("/api/v1/parameters/{APP}/location/{location}/history")).await;
+    assert_eq!(history, json!([]), "nothing is saved by a review");
+    browser.snap("review").await;
+    browser.fill("#reason", "Summer promotion").await;
+    browser.click("#save").await;
+    browser.expect_text("The parameters are saved").await;
+    let rows = browser.text("#history").await;
+    assert!(rows.contains("support@psp.example") && rows.contains("Summer promotion"), "{rows}");
+    assert!(rows.contains("contactless, tip_percent"), "{rows}");
+    browser.snap("saved").await;
+    // What a terminal of the location gets now, and from where.
+    let (_, effective) =
+        get(&server, &op, &format!("/api/v1/devices/{}/parameters?app={APP}", devices[0])).await;
+    assert_eq!(effective["values"]["tip_percent"], json!({"value": 15, "origin": "location"}), "{effective}");
+    assert_eq!(
+        effective["values"]["contactless"],
+        json!({"value": false, "origin": "location"}),
+        "{effective}"
+    );
+
+    // From a terminal's page to its own parameters, in French.
+    browser.click("form.lang button[value=fr]").await;
+    browser.goto(&server.url(&format!("/console/terminals/{}", devices[0]))).await;
+    // (It lists the parameters of what the terminal runs; the app is not installed yet.)
+    assert!(
+        browser.exists(&format!("a[href='/console/parameters/tms.terminal/device/{}']", devices[0])).await
+    );
+    browser.goto(&server.url(&format!("/console/parameters/{APP}/device/{}", devices[0]))).await;
+    browser.expect_heading(&format!("{APP} — terminal n° {}", devices[0])).await;
+    let tip = browser.text("#key-tip_percent .effective").await;
+    assert!(tip.contains("15") && tip.contains("point de vente"), "{tip}");
+    browser.fill("#v-admin_pin", "2580").await;
+    browser.click("button[value=review]").await;
+    browser.expect_text("Ce que fait le changement").await;
+    assert!(
+        browser.text("#review-reach").await.contains("le 1 terminal actif"),
+        "{}",
+        browser.text("#review-reach").await
+    );
+    let diff = browser.text("#diff").await;
+    assert!(diff.contains("admin_pin") && diff.contains("(set)") && !diff.contains("2580"), "{diff}");
+    browser.snap("review-fr").await;
+    browser.goto(&server.url(&format!("/console/parameters/{APP}/location/{location}"))).await;
+    browser.snap("location-fr").await;
+});

@@ -12,6 +12,7 @@ mod groups;
 mod new_deployment;
 mod operators;
 mod overview;
+mod parameters;
 mod terminals;
 
 use actix_web::http::StatusCode;
@@ -49,6 +50,12 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         )
         .service(resource("/console/operators/{id}").route(post().to(operators::change)))
         .service(resource("/console/audit").route(get().to(audit::list)))
+        .service(resource("/console/parameters").route(get().to(parameters::choose)))
+        .service(
+            resource("/console/parameters/{app_id}/{level}/{scope_id}")
+                .route(get().to(parameters::show))
+                .route(post().to(parameters::submit)),
+        )
         .service(resource("/console/apps").route(get().to(apps::list)))
         .service(resource("/console/apps/{app_id}").route(get().to(apps::show)))
         .service(resource("/console/apps/{app_id}/keys").route(post().to(apps::add_key)))
@@ -69,7 +76,13 @@ pub fn sections(role: OperatorRole) -> Vec<&'static str> {
     // Every operator role reads the fleet, its terminals, its rollouts and
     // the apps;
     // what a role may change is checked by the domain where it changes.
-    let mut sections = vec!["console.overview", "console.terminals", "console.deployments", "console.apps"];
+    let mut sections = vec![
+        "console.overview",
+        "console.terminals",
+        "console.deployments",
+        "console.apps",
+        "console.parameters",
+    ];
     if matches!(role, OperatorRole::OperatorAdmin | OperatorRole::Support) {
         sections.push("console.audit");
     }
