@@ -662,6 +662,7 @@ backend_test!(console_deployment_to_a_device_group_previews_what_the_rollout_the
 
     // In French, at the same place.
     browser.click("form.lang button[value=fr]").await;
+    browser.expect_text("Se déconnecter").await;
     browser.goto(&server.url(&format!("/console/deployments/new?group={group_id}"))).await;
     browser.expect_heading("Nouveau déploiement").await;
     browser.select("#release", &format!("{APP}@2.0.0")).await;
@@ -819,6 +820,7 @@ backend_test!(console_support_changes_a_location_parameter_after_seeing_the_diff
 
     // From a terminal's page to its own parameters, in French.
     browser.click("form.lang button[value=fr]").await;
+    browser.expect_text("Se déconnecter").await;
     browser.goto(&server.url(&format!("/console/terminals/{}", devices[0]))).await;
     // (It lists the parameters of what the terminal runs; the app is not installed yet.)
     assert!(
