@@ -8,6 +8,40 @@ document.addEventListener("DOMContentLoaded", () => {
       select.addEventListener("change", () => form.requestSubmit());
     }
   }
+  // An upload shows its progress; the server's answer (the page after the
+  // upload, or the refusal) then replaces the page, as the plain form would.
+  for (const form of document.querySelectorAll("form[data-upload-progress]")) {
+    form.addEventListener("submit", (event) => {
+      event.preventDefault();
+      const bar = form.querySelector("progress");
+      const status = form.querySelector("[data-upload-status]");
+      const button = form.querySelector("button[type=submit]");
+      button.disabled = true;
+      bar.hidden = false;
+      const xhr = new XMLHttpRequest();
+      xhr.open("POST", form.action);
+      xhr.upload.addEventListener("progress", (e) => {
+        if (!e.lengthComputable) return;
+        bar.max = e.total;
+        bar.value = e.loaded;
+        status.textContent = form.dataset.progressText.replace("{1}", Math.floor((100 * e.loaded) / e.total));
+      });
+      xhr.upload.addEventListener("load", () => {
+        status.textContent = form.dataset.checkingText;
+      });
+      xhr.addEventListener("load", () => {
+        const page = new DOMParser().parseFromString(xhr.responseText, "text/html");
+        document.title = page.title;
+        document.body.replaceWith(document.importNode(page.body, true));
+        if (xhr.responseURL) history.replaceState(null, "", xhr.responseURL);
+      });
+      xhr.addEventListener("error", () => {
+        button.disabled = false;
+        status.textContent = form.dataset.failedText;
+      });
+      xhr.send(new FormData(form));
+    });
+  }
   // A long period's totals take their own request: fetched into the page,
   // which is shown at once without them.
   for (const slot of document.querySelectorAll("[data-load-into]")) {

@@ -9,7 +9,6 @@ use tms_packages::wire::releases::*;
 use tms_signing::Sha256Digest;
 
 use crate::accounts::access::Actor;
-use crate::blobs::StageError;
 use crate::devices::CallingDevice;
 use crate::http::error::{Error, ErrorCode};
 use crate::http::{AppState, artifacts};
@@ -109,71 +108,15 @@ pub async fn publish(
 ) -> Result<HttpResponse, Error> {
     let app_id = app_id.into_inner();
     let signed = signed_manifest(&req)?;
-    let expected = signed.manifest.artifact_size;
-    let limit = state.config.max_artifact_bytes;
-    if expected > limit {
-        return Err(Error::new(
-            ErrorCode::ArtifactTooLarge,
-            format!("artifacts are limited to {limit} bytes"),
-        ));
-    }
     let declared: Option<u64> = req
         .headers()
         .get(actix_web::http::header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse().ok());
-    if declared.is_some_and(|len| len != expected) {
-        return Err(Error::new(
-            ErrorCode::SizeMismatch,
-            format!("the body has {} bytes, the manifest says {expected}", declared.unwrap_or(0)),
-        ));
-    }
-    {
-        let (actor, app_id, signed) = (actor.clone(), app_id.clone(), signed.clone());
-        state.db.run(move |conn| releases::check_publishable(conn, &actor, &app_id, &signed)).await?;
-    }
-
-    let staged = match state.blobs.stage(payload, expected).await {
-        Ok(staged) => staged,
-        Err(StageError::TooLarge { .. }) => {
-            return Err(Error::new(
-                ErrorCode::SizeMismatch,
-                format!("the artifact is larger than the {expected} bytes the manifest says"),
-            ));
-        }
-        Err(StageError::Interrupted(why)) => {
-            tracing::info!(app_id, why, "artifact upload interrupted; nothing kept");
-            return Err(Error::new(
-                ErrorCode::UploadInterrupted,
-                "the upload stopped before its end; nothing was kept",
-            ));
-        }
-        Err(StageError::Storage(e)) => return Err(e.into()),
-    };
-    if staged.size != expected {
-        let size = staged.size;
-        state.blobs.discard(staged).await;
-        return Err(Error::new(
-            ErrorCode::SizeMismatch,
-            format!("the artifact has {size} bytes, the manifest says {expected}"),
-        ));
-    }
-    if staged.digest.to_hex() != signed.manifest.artifact_sha256 {
-        let digest = staged.digest;
-        state.blobs.discard(staged).await;
-        return Err(Error::new(
-            ErrorCode::HashMismatch,
-            format!(
-                "the artifact's sha256 is {digest}, the manifest says {}",
-                signed.manifest.artifact_sha256
-            ),
-        ));
-    }
-    state.blobs.commit(staged).await?;
-    // Should the row not commit now (a concurrent publish won, say), the blob
-    // stays: another publish of the same bytes may be about to use it, so
-    // deleting it here could leave a release without its artifact.
-    let release = state.db.run(move |conn| releases::record(conn, &actor, &signed)).await?;
+    let limit = state.config.max_artifact_bytes;
+    let release =
+        releases::publish::publish(&state.db, &state.blobs, actor, app_id, signed, declared, limit, payload)
+            .await?;
     Ok(HttpResponse::Created().json(release))
 }
 

@@ -6,6 +6,7 @@
 //! then `record` commits the release row.
 
 pub mod deltas;
+pub mod publish;
 
 use chrono::NaiveDateTime;
 use diesel::prelude::*;

@@ -844,3 +844,120 @@ backend_test!(console_support_changes_a_location_parameter_after_seeing_the_diff
     browser.goto(&server.url(&format!("/console/parameters/{APP}/location/{location}"))).await;
     browser.snap("location-fr").await;
 });
+
+backend_test!(console_release_engineer_publishes_a_release_signed_with_tms_sign, |db| {
+    let (server, op) = server_with_operator(&db).await;
+    server.create_operator("release@psp.example", "release_engineer", OPERATOR_PASSWORD);
+    let dir = tempfile::tempdir().unwrap();
+    let creds = dir.path().join("creds.json");
+    let tms = |args: &[&str]| tms_e2e::run_tms(&server, &creds, args, None);
+    let keys = dir.path().join("keys");
+    let (code, _, err) = tms(&["keygen", "--out", keys.to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+    let (code, body) = post(
+        &server,
+        &op,
+        "/api/v1/apps",
+        json!({"id": APP, "name": "Salespoint", "kind": "app", "visibility": "system"}),
+    )
+    .await;
+    assert_eq!(code, 201, "{body}");
+    let public = std::fs::read_to_string(keys.join("publisher.pub")).unwrap();
+    let (code, body) = post(
+        &server,
+        &op,
+        &format!("/api/v1/apps/{APP}/keys"),
+        json!({"name": "release team", "public_key": public}),
+    )
+    .await;
+    assert_eq!(code, 200, "{body}");
+    // Signed offline with the CLI, as the page explains.
+    let bytes: Vec<u8> =
+        (0..3 * 1024 * 1024 + 17).map(|i: u32| (i.wrapping_mul(2654435761) >> 7) as u8).collect();
+    let file = dir.path().join("salespoint-3.0.0.apk");
+    std::fs::write(&file, &bytes).unwrap();
+    let key = keys.join("publisher.key");
+    let sign = |version: &str, code: &str, models: &str| {
+        let (status, _, err) = tms(&[
+            "sign",
+            "--key",
+            key.to_str().unwrap(),
+            "--app",
+            APP,
+            "--version",
+            version,
+            "--version-code",
+            code,
+            "--models",
+            models,
+            file.to_str().unwrap(),
+        ]);
+        assert_eq!(status, 0, "{err}");
+    };
+    sign("3.0.0", "300", "A920,A80");
+    let manifest = dir.path().join("salespoint-3.0.0.apk.manifest.json");
+    assert!(manifest.exists());
+    let other = dir.path().join("other.apk");
+    std::fs::write(&other, &bytes[..bytes.len() - 1]).unwrap();
+
+    let Some(mut browser) = Browser::start(&test_name("console-publish", &db), "en-GB,en").await else {
+        return;
+    };
+    sign_in(&mut browser, &server, "release@psp.example", OPERATOR_PASSWORD).await;
+    browser.goto(&server.url(&format!("/console/apps/{APP}"))).await;
+    browser.expect_heading("Salespoint").await;
+    browser.snap("app-before").await;
+    // Not the file that was signed: refused, nothing published.
+    browser.send_file("#manifest", &manifest).await;
+    browser.send_file("#artifact", &other).await;
+    browser.click("#publish button[type=submit]").await;
+    browser.expect_text("The artifact is not the file that was signed").await;
+    let (code, _) = get(&server, &op, &format!("/api/v1/apps/{APP}/releases/3.0.0")).await;
+    assert_eq!(code, 404);
+    browser.snap("publish-refused").await;
+    // The signed file: published, listed, byte for byte.
+    browser.send_file("#manifest", &manifest).await;
+    browser.send_file("#artifact", &file).await;
+    browser.click("#publish button[type=submit]").await;
+    browser.expect_text("The release is published").await;
+    let releases = browser.text("#releases").await;
+    assert!(
+        releases.contains("3.0.0") && releases.contains("3.0 MiB") && releases.contains("A920"),
+        "{releases}"
+    );
+    assert!(browser.url().await.ends_with(&format!("/console/apps/{APP}")), "{}", browser.url().await);
+    browser.snap("published").await;
+    let (code, release) = get(&server, &op, &format!("/api/v1/apps/{APP}/releases/3.0.0")).await;
+    assert_eq!(code, 200, "{release}");
+    assert_eq!(release["artifact_size"], bytes.len());
+    assert_eq!(release["artifact_sha256"], tms_signing::Sha256Digest::of(&bytes).to_hex());
+    // Again: the version is taken.
+    browser.send_file("#manifest", &manifest).await;
+    browser.send_file("#artifact", &file).await;
+    browser.click("#publish button[type=submit]").await;
+    browser.expect_text("This version is already published.").await;
+    // Without the script too (a copy of the form has no listener): the
+    // browser posts the form itself and follows the server's redirect.
+    std::fs::remove_file(&manifest).unwrap();
+    sign("3.0.1", "301", "A920");
+    browser
+        .script("const f = document.querySelector('#publish'); f.replaceWith(f.cloneNode(true)); return null")
+        .await;
+    browser.send_file("#manifest", &manifest).await;
+    browser.send_file("#artifact", &file).await;
+    browser.click("#publish button[type=submit]").await;
+    browser.expect_text("The release is published").await;
+    assert!(browser.text("#releases").await.contains("3.0.1"));
+
+    browser.click("form.lang button[value=fr]").await;
+    browser.expect_text("Se déconnecter").await;
+    browser.goto(&server.url(&format!("/console/apps/{APP}"))).await;
+    browser.expect_text("Publier une version").await;
+    browser.snap("app-fr").await;
+    // Support reads the app but sees no upload.
+    sign_out(&mut browser).await;
+    server.create_operator("support@psp.example", "support", OPERATOR_PASSWORD);
+    sign_in(&mut browser, &server, "support@psp.example", OPERATOR_PASSWORD).await;
+    browser.goto(&server.url(&format!("/console/apps/{APP}"))).await;
+    assert!(!browser.exists("#publish").await);
+});

@@ -7,6 +7,7 @@
 use actix_web::{HttpResponse, web};
 use askama::Template;
 use serde::Deserialize;
+use tms_packages::releases::SignedManifest;
 use tms_packages::wire::releases::{AddPublisherKeyRequest, AppView, ReleaseView};
 
 use super::staff;
@@ -48,6 +49,10 @@ struct ShowPage {
     refusal: Option<String>,
     /// The form as submitted, kept when refused: (name, public key).
     key_form: (String, String),
+    /// A refusal of the release just uploaded, in the reader's words.
+    publish_refusal: Option<String>,
+    /// The largest artifact accepted, as people read it.
+    max_artifact: String,
 }
 
 impl ShowPage {
@@ -85,12 +90,21 @@ fn byte_size(lang: crate::web::Lang, bytes: u64) -> String {
     format!("{text}\u{a0}{unit}")
 }
 
+/// What the app's page says of a form just refused.
+#[derive(Default)]
+struct Refusals {
+    /// The key form's refusal, and the form as submitted: (name, public key).
+    key: Option<String>,
+    key_form: (String, String),
+    /// The upload's refusal.
+    publish: Option<String>,
+}
+
 async fn render(
     state: &AppState,
     session: &Session,
     app_id: String,
-    refusal: Option<String>,
-    key_form: (String, String),
+    refusals: Refusals,
 ) -> Result<HttpResponse, WebError> {
     let role = staff(session)?;
     let actor = session.actor.clone();
@@ -108,8 +122,10 @@ async fn render(
         app,
         releases,
         publisher: PUBLISHERS.contains(&role),
-        refusal,
-        key_form,
+        refusal: refusals.key,
+        key_form: refusals.key_form,
+        publish_refusal: refusals.publish,
+        max_artifact: byte_size(session.lang, state.config.max_artifact_bytes),
     };
     page(&body.ctx, &body)
 }
@@ -119,7 +135,7 @@ pub async fn show(
     session: Session,
     app_id: web::Path<String>,
 ) -> Result<HttpResponse, WebError> {
-    render(&state, &session, app_id.into_inner(), None, Default::default()).await
+    render(&state, &session, app_id.into_inner(), Refusals::default()).await
 }
 
 #[derive(Deserialize)]
@@ -146,7 +162,9 @@ pub async fn add_key(
         Ok(_) => Ok(redirect_with(&format!("/console/apps/{app_id}"), "flash.key_added")),
         Err(e) if matches!(e.code(), ErrorCode::InvalidRequest | ErrorCode::Conflict) => {
             let refusal = crate::web::refusal_text(session.lang, "console.apps", &e);
-            render(&state, &session, app_id, Some(refusal), (form.name, form.public_key)).await
+            let refusals =
+                Refusals { key: Some(refusal), key_form: (form.name, form.public_key), publish: None };
+            render(&state, &session, app_id, refusals).await
         }
         Err(e) => Err(WebError::from_domain(session.lang, e)),
     }
@@ -267,6 +285,101 @@ pub async fn withdraw(
             Ok(redirect_with(&format!("/console/apps/{app_id}"), "flash.already_withdrawn"))
         }
         Err(e) => Err(WebError::from_domain(session.lang, e)),
+    }
+}
+
+/// The largest signed manifest read from a form (they are a few hundred bytes).
+const MANIFEST_MAX_BYTES: usize = 256 * 1024;
+
+/// A release uploaded from the app's page (multipart: the form token, the
+/// manifest `tms sign` wrote, then the artifact). The artifact part is
+/// streamed into storage as the API's body is; a refusal before the artifact
+/// is read reads the rest of the upload first, so the browser gets the page.
+pub async fn publish(
+    state: web::Data<AppState>,
+    session: Session,
+    app_id: web::Path<String>,
+    mut form: actix_multipart::Multipart,
+) -> Result<HttpResponse, WebError> {
+    use futures_util::StreamExt;
+    staff(&session)?;
+    let lang = session.lang;
+    let app_id = app_id.into_inner();
+    let bad_form = || WebError::Page {
+        lang,
+        status: actix_web::http::StatusCode::BAD_REQUEST,
+        message: lang.text("error.bad_form").to_owned(),
+    };
+    let (mut csrf, mut manifest): (String, Option<Vec<u8>>) = (String::new(), None);
+    let mut outcome: Option<Result<ReleaseView, crate::error::Error>> = None;
+    while let Some(field) = form.next().await {
+        let mut field = field.map_err(|_| bad_form())?;
+        let name = field.name().unwrap_or_default().to_owned();
+        if name == "artifact" && outcome.is_none() {
+            session.check_form(&csrf)?;
+            let signed = match manifest.as_deref().map(serde_json::from_slice::<SignedManifest>) {
+                Some(Ok(signed)) => signed,
+                Some(Err(e)) => {
+                    outcome = Some(Err(crate::error::Error::new(
+                        ErrorCode::InvalidManifest,
+                        format!("not a signed manifest: {e}"),
+                    )));
+                    continue;
+                }
+                None => {
+                    outcome = Some(Err(crate::error::Error::new(
+                        ErrorCode::InvalidManifest,
+                        "choose the manifest tms sign wrote",
+                    )));
+                    continue;
+                }
+            };
+            let limit = state.config.max_artifact_bytes;
+            let published = releases::publish::publish(
+                &state.db,
+                &state.blobs,
+                session.actor.clone(),
+                app_id.clone(),
+                signed,
+                None,
+                limit,
+                &mut field,
+            )
+            .await;
+            outcome = Some(published);
+            continue;
+        }
+        // Read small fields whole; the rest of an upload already refused is
+        // read and dropped.
+        let mut bytes = Vec::new();
+        while let Some(chunk) = field.next().await {
+            let chunk = chunk.map_err(|_| bad_form())?;
+            if outcome.is_none() && bytes.len() + chunk.len() <= MANIFEST_MAX_BYTES {
+                bytes.extend_from_slice(&chunk);
+            }
+        }
+        match name.as_str() {
+            "csrf" => csrf = String::from_utf8_lossy(&bytes).into_owned(),
+            "manifest" => manifest = Some(bytes),
+            _ => {}
+        }
+    }
+    session.check_form(&csrf)?;
+    let outcome = outcome.unwrap_or_else(|| {
+        Err(crate::error::Error::new(ErrorCode::UploadInterrupted, "choose the artifact to upload"))
+    });
+    match outcome {
+        Ok(release) => {
+            state.contact.caught_up().await;
+            let to = format!("/console/apps/{}", release.app_id);
+            Ok(redirect_with(&to, "flash.release_published"))
+        }
+        Err(e) if !e.is_internal() && e.code() != ErrorCode::Forbidden => {
+            let text = crate::web::refusal_text(lang, "console.publish", &e);
+            let text = format!("{text} ({})", e.public_message());
+            render(&state, &session, app_id, Refusals { publish: Some(text), ..Refusals::default() }).await
+        }
+        Err(e) => Err(WebError::from_domain(lang, e)),
     }
 }
 

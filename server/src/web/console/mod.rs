@@ -59,6 +59,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .service(resource("/console/apps").route(get().to(apps::list)))
         .service(resource("/console/apps/{app_id}").route(get().to(apps::show)))
         .service(resource("/console/apps/{app_id}/keys").route(post().to(apps::add_key)))
+        .service(resource("/console/apps/{app_id}/releases").route(post().to(apps::publish)))
         .service(
             resource("/console/apps/{app_id}/keys/{key_id}/revoke")
                 .route(get().to(apps::confirm_revoke))
