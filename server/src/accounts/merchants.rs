@@ -284,8 +284,44 @@ pub fn create_order(
     })
 }
 
+/// How merchants are looked for: by text (an id, part of an e-mail address
+/// or part of the name), a page at a time in id order.
+#[derive(Debug, Clone, Default)]
+pub struct MerchantSearch {
+    pub text: Option<String>,
+    /// Only merchants after this id (the last of the page before).
+    pub after: Option<i64>,
+    pub limit: Option<i64>,
+}
+
 pub fn list_merchants(conn: &mut DbConnection, actor: &Actor) -> Result<Vec<MerchantView>, Error> {
+    search_merchants(conn, actor, &MerchantSearch::default())
+}
+
+/// Merchants the caller sees that match `search`.
+pub fn search_merchants(
+    conn: &mut DbConnection,
+    actor: &Actor,
+    search: &MerchantSearch,
+) -> Result<Vec<MerchantView>, Error> {
     let mut query = merchants::table.into_boxed();
+    if let Some(text) = search.text.as_deref().map(str::trim).filter(|t| !t.is_empty()) {
+        use crate::db::lower;
+        let pattern = crate::devices::search::contains_pattern(&text.to_lowercase());
+        query = match text.parse::<i64>() {
+            Ok(id) => query.filter(merchants::id.eq(id)),
+            Err(_) if text.contains('@') => {
+                query.filter(lower(merchants::contact_email).like(pattern).escape('\\'))
+            }
+            Err(_) => query.filter(lower(merchants::name).like(pattern).escape('\\')),
+        };
+    }
+    if let Some(after) = search.after {
+        query = query.filter(merchants::id.gt(after));
+    }
+    if let Some(limit) = search.limit {
+        query = query.limit(limit.clamp(1, 500));
+    }
     match actor.merchant_id() {
         Some(own) => query = query.filter(merchants::id.eq(own)),
         None => {

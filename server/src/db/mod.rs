@@ -6,6 +6,12 @@
 pub mod audit;
 pub mod schema;
 
+diesel::define_sql_function! {
+    /// SQL's `lower()`: a text search that ignores case on both backends
+    /// (SQLite's folds ASCII letters only; PostgreSQL's every letter).
+    fn lower(text: diesel::sql_types::Text) -> diesel::sql_types::Text;
+}
+
 use std::time::Duration;
 
 use diesel::connection::SimpleConnection;

@@ -6,6 +6,8 @@
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
 
+use crate::db::lower;
+
 use crate::accounts::access::Actor;
 use crate::db::schema::{
     device_contact_hours, device_contacts, device_inventory, devices, locations, merchants,
@@ -85,7 +87,7 @@ pub struct FleetPage {
 
 /// `text` as a LIKE pattern matching itself anywhere (`%`, `_` and `\`
 /// taken literally).
-fn contains_pattern(text: &str) -> String {
+pub(crate) fn contains_pattern(text: &str) -> String {
     let mut pattern = String::with_capacity(text.len() + 2);
     pattern.push('%');
     for c in text.chars() {
@@ -148,13 +150,15 @@ pub fn search(
     if let Some(merchant) = trimmed(&q.merchant) {
         query = match merchant.parse::<i64>() {
             Ok(id) => query.filter(devices::merchant_id.eq(id)),
-            Err(_) => query.filter(merchants::name.like(contains_pattern(merchant)).escape('\\')),
+            Err(_) => query
+                .filter(lower(merchants::name).like(contains_pattern(&merchant.to_lowercase())).escape('\\')),
         };
     }
     if let Some(location) = trimmed(&q.location) {
         query = match location.parse::<i64>() {
             Ok(id) => query.filter(devices::location_id.eq(id)),
-            Err(_) => query.filter(locations::name.like(contains_pattern(location)).escape('\\')),
+            Err(_) => query
+                .filter(lower(locations::name).like(contains_pattern(&location.to_lowercase())).escape('\\')),
         };
     }
     if let Some(model) = trimmed(&q.model) {

@@ -330,14 +330,28 @@ pub async fn create_order(
     Ok(HttpResponse::Created().json(order))
 }
 
-/// Merchants the caller sees (operators: all; merchant users: their own).
+#[derive(Debug, Deserialize, IntoParams)]
+pub struct MerchantQuery {
+    /// A merchant id, part of the contact e-mail address, or part of the name.
+    pub q: Option<String>,
+    /// Only merchants after this id: the last id of the page before.
+    pub after: Option<i64>,
+    /// At most this many (1 to 500) [default: all].
+    pub limit: Option<i64>,
+}
+
+/// Merchants the caller sees (operators: all; merchant users: their own),
+/// in id order, optionally searched and a page at a time.
 #[utoipa::path(get, path = "/api/v1/merchants", tag = "accounts", security(("bearer" = [])),
-    responses((status = 200, body = [MerchantView])))]
+    params(MerchantQuery), responses((status = 200, body = [MerchantView])))]
 pub async fn list_merchants(
     state: web::Data<AppState>,
     actor: Actor,
+    query: web::Query<MerchantQuery>,
 ) -> Result<web::Json<Vec<MerchantView>>, Error> {
-    Ok(web::Json(state.db.run(move |conn| merchants::list_merchants(conn, &actor)).await?))
+    let query = query.into_inner();
+    let search = merchants::MerchantSearch { text: query.q, after: query.after, limit: query.limit };
+    Ok(web::Json(state.db.run(move |conn| merchants::search_merchants(conn, &actor, &search)).await?))
 }
 
 #[utoipa::path(get, path = "/api/v1/merchants/{id}", tag = "accounts", security(("bearer" = [])),

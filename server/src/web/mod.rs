@@ -151,6 +151,7 @@ const NAV: &[(&str, &str, &str)] = &[
     ("activity", "/activity", "nav.activity"),
     ("console.overview", "/console/", "console.nav.overview"),
     ("console.terminals", "/console/terminals", "console.nav.terminals"),
+    ("console.merchants", "/console/merchants", "console.nav.merchants"),
     ("console.deployments", "/console/deployments", "console.nav.deployments"),
     ("console.apps", "/console/apps", "console.nav.apps"),
     ("console.parameters", "/console/parameters", "console.nav.parameters"),

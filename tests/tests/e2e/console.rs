@@ -961,3 +961,77 @@ backend_test!(console_release_engineer_publishes_a_release_signed_with_tms_sign,
     browser.goto(&server.url(&format!("/console/apps/{APP}"))).await;
     assert!(!browser.exists("#publish").await);
 });
+
+backend_test!(console_support_orders_terminals_for_a_new_merchant_and_finds_it, |db| {
+    let (server, op) = server_with_operator(&db).await;
+    server.create_operator("support@psp.example", "support", OPERATOR_PASSWORD);
+    server.create_operator("release@psp.example", "release_engineer", OPERATOR_PASSWORD);
+    // Someone else's terminal: its serial cannot be ordered again.
+    merchant(&server, &op, "Librairie", "libraire@example.fr", &["6400000009"]).await;
+
+    let Some(mut browser) = Browser::start(&test_name("console-merchants", &db), "en-GB,en").await else {
+        return;
+    };
+    sign_in(&mut browser, &server, "support@psp.example", OPERATOR_PASSWORD).await;
+    browser.click("a[href='/console/merchants']").await;
+    browser.expect_heading("Merchants").await;
+    browser.click("#new-order-link").await;
+    browser.expect_heading("New order").await;
+    browser.fill("#company_name", "Crêperie du Port").await;
+    browser.fill("#contact_email", "gerant@creperie.example").await;
+    browser.fill("#line1", "3 quai de la Fosse").await;
+    browser.fill("#postal_code", "44000").await;
+    browser.fill("#city", "Nantes").await;
+    browser.fill("#terminals", "6400000001 A920\n6400000009 A920").await;
+    browser.click("#new-order button[type=submit]").await;
+    browser.expect_text("Already registered: 6400000009. Nothing was saved.").await;
+    assert_eq!(browser.attribute("#company_name", "value").await.as_deref(), Some("Crêperie du Port"));
+    browser.snap("order-refused").await;
+    browser.fill("#terminals", "6400000001 A920\n6400000002 a35").await;
+    browser.click("#new-order button[type=submit]").await;
+    browser.expect_text("the merchant is created and the activation e-mail is sent").await;
+    browser.expect_heading("Crêperie du Port").await;
+    let registered = browser.text("#registered").await;
+    assert!(registered.contains("6400000001") && registered.contains("A35"), "{registered}");
+    assert!(browser.text("#locations").await.contains("Nantes"));
+    assert!(browser.text("#users").await.contains("gerant@creperie.example"));
+    assert!(server.outbox().iter().any(|m| m.contains("gerant@creperie.example")), "the activation e-mail");
+    browser.snap("merchant").await;
+    let merchant_url = browser.url().await;
+
+    // Found again by part of its name, of its address, or its id.
+    browser.goto(&server.url("/console/merchants?q=crêperie")).await;
+    assert_eq!(browser.script("return document.querySelectorAll('#merchants tbody tr').length").await, 1);
+    browser.goto(&server.url("/console/merchants?q=%40creperie")).await;
+    assert!(browser.text("#merchants").await.contains("Crêperie du Port"));
+    browser.goto(&server.url("/console/merchants")).await;
+    assert_eq!(browser.script("return document.querySelectorAll('#merchants tbody tr').length").await, 2);
+    browser.snap("merchants").await;
+    // More terminals for the same merchant, at the same address: the same location.
+    browser.goto(&merchant_url).await;
+    browser.click("a[href^='/console/orders/new?merchant=']").await;
+    assert!(browser.text("#order-merchant").await.contains("Crêperie du Port"));
+    browser.fill("#line1", "3 quai de la Fosse").await;
+    browser.fill("#postal_code", "44000").await;
+    browser.fill("#city", "Nantes").await;
+    browser.fill("#terminals", "6400000003 A920").await;
+    browser.click("#new-order button[type=submit]").await;
+    browser.expect_text("The order is saved: the terminals are registered.").await;
+    assert_eq!(browser.script("return document.querySelectorAll('#locations tbody tr').length").await, 1);
+    assert!(browser.text("#registered").await.contains("6400000003"));
+
+    browser.click("form.lang button[value=fr]").await;
+    browser.expect_text("Se déconnecter").await;
+    browser.goto(&merchant_url).await;
+    browser.expect_text("Terminaux commandés").await;
+    browser.snap("merchant-fr").await;
+    browser.goto(&server.url("/console/orders/new")).await;
+    browser.snap("order-fr").await;
+
+    // A release engineer's console has no merchants.
+    sign_out(&mut browser).await;
+    sign_in(&mut browser, &server, "release@psp.example", OPERATOR_PASSWORD).await;
+    assert!(!browser.exists("a[href='/console/merchants']").await);
+    browser.goto(&merchant_url).await;
+    assert!(!browser.body_text().await.contains("Crêperie du Port"));
+});

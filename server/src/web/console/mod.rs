@@ -9,6 +9,7 @@ mod audit;
 mod charts;
 mod deployments;
 mod groups;
+mod merchants;
 mod new_deployment;
 mod operators;
 mod overview;
@@ -50,6 +51,10 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         )
         .service(resource("/console/operators/{id}").route(post().to(operators::change)))
         .service(resource("/console/audit").route(get().to(audit::list)))
+        .service(resource("/console/merchants").route(get().to(merchants::list)))
+        .service(resource("/console/merchants/{id}").route(get().to(merchants::show)))
+        .service(resource("/console/orders/new").route(get().to(merchants::new_order)))
+        .service(resource("/console/orders").route(post().to(merchants::create_order)))
         .service(resource("/console/parameters").route(get().to(parameters::choose)))
         .service(
             resource("/console/parameters/{app_id}/{level}/{scope_id}")
@@ -85,6 +90,7 @@ pub fn sections(role: OperatorRole) -> Vec<&'static str> {
         "console.parameters",
     ];
     if matches!(role, OperatorRole::OperatorAdmin | OperatorRole::Support) {
+        sections.insert(2, "console.merchants");
         sections.push("console.audit");
     }
     if role == OperatorRole::OperatorAdmin {
