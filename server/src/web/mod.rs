@@ -155,6 +155,7 @@ const NAV: &[(&str, &str, &str)] = &[
     ("console.deployments", "/console/deployments", "console.nav.deployments"),
     ("console.apps", "/console/apps", "console.nav.apps"),
     ("console.parameters", "/console/parameters", "console.nav.parameters"),
+    ("console.acquirers", "/console/acquirers", "console.nav.acquirers"),
     ("console.audit", "/console/audit", "console.nav.audit"),
     ("console.operators", "/console/operators", "console.nav.operators"),
 ];

@@ -1035,3 +1035,53 @@ backend_test!(console_support_orders_terminals_for_a_new_merchant_and_finds_it, 
     browser.goto(&merchant_url).await;
     assert!(!browser.body_text().await.contains("Crêperie du Port"));
 });
+
+backend_test!(console_acquirers_their_parameter_sets_and_a_merchants_contract, |db| {
+    let (server, op) = server_with_operator(&db).await;
+    let (merchant_id, _, _) =
+        merchant(&server, &op, "Boucherie", "boucher@example.fr", &["6500000001"]).await;
+    let Some(mut browser) = Browser::start(&test_name("console-acquirers", &db), "en-GB,en").await else {
+        return;
+    };
+    sign_in(&mut browser, &server, OPERATOR, OPERATOR_PASSWORD).await;
+    browser.click("a[href='/console/acquirers']").await;
+    browser.expect_heading("Acquirers").await;
+    browser.fill("#acquirer-id", "ccv").await;
+    browser.fill("#acquirer-name", "CCV Acquiring").await;
+    browser.click("#new-acquirer button[type=submit]").await;
+    browser.expect_text("The acquirer is added.").await;
+    assert!(browser.text("#acquirer-ccv .latest").await.contains("No parameter set yet"));
+    // A parameter set: a JSON document and its expiry.
+    browser.click("#acquirer-ccv summary").await;
+    browser.fill("#document-ccv", "not json").await;
+    browser.fill("#valid-ccv", "2031-12-31").await;
+    browser.click("#acquirer-ccv form[action$='/parameter-sets'] button[type=submit]").await;
+    browser.expect_text("The document is a JSON object").await;
+    browser.click("#acquirer-ccv summary").await;
+    browser.fill("#document-ccv", r#"{"floor_limit": 0, "contactless_limit": 5000}"#).await;
+    browser.script("document.querySelector('#valid-ccv').value = '2031-12-31'; return null").await;
+    browser.click("#acquirer-ccv form[action$='/parameter-sets'] button[type=submit]").await;
+    browser.expect_text("The parameter set is added").await;
+    assert!(browser.text("#acquirer-ccv .latest").await.contains("version 1"));
+    browser.snap("acquirers").await;
+    let (_, listed) = get(&server, &op, "/api/v1/acquirers").await;
+    assert_eq!(listed[0]["latest_version"], 1, "{listed}");
+
+    // The merchant's contract with it, from the merchant's page.
+    browser.goto(&server.url(&format!("/console/merchants/{merchant_id}"))).await;
+    browser.fill("#acquirer_merchant_id", "M-778812").await;
+    browser.fill("#acquirer_terminal_id", "T-0001").await;
+    browser.click("#new-contract button[type=submit]").await;
+    browser.expect_text("The contract is added.").await;
+    let contracts = browser.text("#contracts").await;
+    assert!(contracts.contains("ccv") && contracts.contains("M-778812 / T-0001"), "{contracts}");
+    browser.snap("merchant-contract").await;
+    let (_, api) = get(&server, &op, &format!("/api/v1/merchants/{merchant_id}/acquirer-contracts")).await;
+    assert_eq!(api[0]["acquirer_merchant_id"], "M-778812", "{api}");
+
+    browser.click("form.lang button[value=fr]").await;
+    browser.expect_text("Se déconnecter").await;
+    browser.goto(&server.url("/console/acquirers")).await;
+    browser.expect_heading("Acquéreurs").await;
+    browser.snap("acquirers-fr").await;
+});

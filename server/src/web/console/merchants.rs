@@ -10,7 +10,7 @@ use serde::Deserialize;
 use tms_packages::wire::accounts::{
     Address, CreateOrderRequest, LocationView, MerchantView, OrderedTerminal, TerminalView, UserView,
 };
-use tms_packages::wire::acquirers::ContractView;
+use tms_packages::wire::acquirers::{AcquirerView, ContractView};
 
 use super::staff;
 use crate::accounts::merchants::{self, MerchantSearch};
@@ -74,6 +74,9 @@ struct ShowPage {
     terminals: Vec<TerminalView>,
     users: Vec<UserView>,
     contracts: Vec<ContractView>,
+    /// The acquirers a contract may name.
+    acquirers: Vec<AcquirerView>,
+    contract_refusal: Option<String>,
 }
 
 impl ShowPage {
@@ -100,9 +103,19 @@ pub async fn show(
     session: Session,
     id: web::Path<i64>,
 ) -> Result<HttpResponse, WebError> {
-    staff(&session)?;
-    let (actor, id) = (session.actor.clone(), id.into_inner());
-    let (merchant, locations, terminals, users, contracts) = state
+    render_show(&state, &session, id.into_inner(), None).await
+}
+
+/// A merchant's page, with the refusal of a contract just sent.
+pub async fn render_show(
+    state: &AppState,
+    session: &Session,
+    id: i64,
+    contract_refusal: Option<String>,
+) -> Result<HttpResponse, WebError> {
+    staff(session)?;
+    let actor = session.actor.clone();
+    let (merchant, locations, terminals, users, contracts, acquirers) = state
         .db
         .run(move |conn| {
             Ok::<_, Error>((
@@ -111,12 +124,21 @@ pub async fn show(
                 merchants::list_terminals(conn, &actor, id)?,
                 crate::accounts::users::list_users(conn, &actor, id)?,
                 crate::acquirers::list_contracts(conn, &actor, id)?,
+                crate::acquirers::list(conn, &actor)?,
             ))
         })
         .await
         .or_page(session.lang)?;
-    let body =
-        ShowPage { ctx: session.ctx("console.merchants"), merchant, locations, terminals, users, contracts };
+    let body = ShowPage {
+        ctx: session.ctx("console.merchants"),
+        merchant,
+        locations,
+        terminals,
+        users,
+        contracts,
+        acquirers,
+        contract_refusal,
+    };
     page(&body.ctx, &body)
 }
 

@@ -4,6 +4,7 @@
 //! `/console/`. Each page shows what the user's role allows; the domain
 //! functions check the role again.
 
+mod acquirers;
 mod apps;
 mod audit;
 mod charts;
@@ -53,6 +54,19 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .service(resource("/console/audit").route(get().to(audit::list)))
         .service(resource("/console/merchants").route(get().to(merchants::list)))
         .service(resource("/console/merchants/{id}").route(get().to(merchants::show)))
+        .service(resource("/console/merchants/{id}/contracts").route(post().to(acquirers::add_contract)))
+        .service(
+            resource("/console/acquirers")
+                .route(get().to(acquirers::list))
+                .route(post().to(acquirers::create)),
+        )
+        .service(
+            resource("/console/acquirers/{id}/parameter-sets").route(post().to(acquirers::add_parameters)),
+        )
+        .service(
+            resource("/console/acquirers/{id}/parameter-sets/{version}/revoke")
+                .route(post().to(acquirers::revoke)),
+        )
         .service(resource("/console/orders/new").route(get().to(merchants::new_order)))
         .service(resource("/console/orders").route(post().to(merchants::create_order)))
         .service(resource("/console/parameters").route(get().to(parameters::choose)))
@@ -91,6 +105,7 @@ pub fn sections(role: OperatorRole) -> Vec<&'static str> {
     ];
     if matches!(role, OperatorRole::OperatorAdmin | OperatorRole::Support) {
         sections.insert(2, "console.merchants");
+        sections.push("console.acquirers");
         sections.push("console.audit");
     }
     if role == OperatorRole::OperatorAdmin {
