@@ -1066,6 +1066,13 @@ backend_test!(console_acquirers_their_parameter_sets_and_a_merchants_contract, |
     browser.snap("acquirers").await;
     let (_, listed) = get(&server, &op, "/api/v1/acquirers").await;
     assert_eq!(listed[0]["latest_version"], 1, "{listed}");
+    // Revoking says what it does first.
+    browser.click("#acquirer-ccv a.danger").await;
+    browser.expect_heading("Revoke a parameter set").await;
+    assert!(browser.text("#effect").await.contains("Version 1 of CCV Acquiring's parameters"));
+    browser.snap("confirm-revoke").await;
+    browser.click("form[action$='/parameter-sets/1/revoke'] button[type=submit]").await;
+    browser.expect_text("The parameter set is revoked.").await;
 
     // The merchant's contract with it, from the merchant's page.
     browser.goto(&server.url(&format!("/console/merchants/{merchant_id}"))).await;

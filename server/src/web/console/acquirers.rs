@@ -10,7 +10,7 @@ use tms_packages::wire::acquirers::{
     AcquirerView, CreateAcquirerParametersRequest, CreateAcquirerRequest, CreateContractRequest,
 };
 
-use super::staff;
+use super::{ConfirmPage, staff};
 use crate::acquirers;
 use crate::error::{Error, ErrorCode};
 use crate::http::AppState;
@@ -139,6 +139,30 @@ pub async fn add_parameters(
         Ok(done) => Ok(done),
         Err(text) => render(&state, &session, Some((id, text))).await,
     }
+}
+
+/// What revoking a parameter set does, before it is done.
+pub async fn confirm_revoke(
+    state: web::Data<AppState>,
+    session: Session,
+    path: web::Path<(String, i64)>,
+) -> Result<HttpResponse, WebError> {
+    staff(&session)?;
+    let (id, version) = path.into_inner();
+    let actor = session.actor.clone();
+    let found = state.db.run(move |conn| acquirers::list(conn, &actor)).await.or_page(session.lang)?;
+    let Some(acquirer) = found.into_iter().find(|a| a.id == id) else {
+        return Err(WebError::not_found(session.lang));
+    };
+    let body = ConfirmPage {
+        ctx: session.ctx("console.acquirers"),
+        heading: "console.acquirers.revoke_heading",
+        button: "console.acquirers.confirm_revoke",
+        effect: session.lang.format("console.acquirers.effect_revoke", &[&version, &acquirer.name]),
+        action: format!("/console/acquirers/{id}/parameter-sets/{version}/revoke"),
+        back: "/console/acquirers".to_owned(),
+    };
+    page(&body.ctx, &body)
 }
 
 #[derive(Deserialize)]

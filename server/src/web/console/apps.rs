@@ -10,7 +10,7 @@ use serde::Deserialize;
 use tms_packages::releases::SignedManifest;
 use tms_packages::wire::releases::{AddPublisherKeyRequest, AppView, ReleaseView};
 
-use super::staff;
+use super::{ConfirmPage, staff};
 use crate::error::ErrorCode;
 use crate::http::AppState;
 use crate::releases::{self, PUBLISHERS};
@@ -170,19 +170,6 @@ pub async fn add_key(
     }
 }
 
-#[derive(Template)]
-#[template(path = "console/confirm_app.html")]
-struct ConfirmPage {
-    ctx: Ctx,
-    app_id: String,
-    /// The page's heading and button, as catalogue keys.
-    heading: &'static str,
-    button: &'static str,
-    /// What the act will do, in the reader's words.
-    effect: String,
-    action: String,
-}
-
 fn refuse_unless_publisher(session: &Session) -> Result<(), WebError> {
     let role = staff(session)?;
     if PUBLISHERS.contains(&role) {
@@ -211,7 +198,7 @@ pub async fn confirm_revoke(
         ctx: session.ctx("console.apps"),
         effect: session.lang.format("console.apps.effect_revoke", &[&key.name, &key.key_id, &app.id]),
         action: format!("/console/apps/{}/keys/{}/revoke", app.id, key.key_id),
-        app_id: app.id.clone(),
+        back: format!("/console/apps/{}", app.id),
         heading: "console.apps.revoke_heading",
         button: "console.apps.confirm_revoke",
     };
@@ -258,7 +245,7 @@ pub async fn confirm_withdraw(
         ctx: session.ctx("console.apps"),
         effect: session.lang.format("console.apps.effect_withdraw", &[&name, &delivering, &halted]),
         action: format!("/console/apps/{}/releases/{}/withdraw", release.app_id, release.version),
-        app_id: release.app_id,
+        back: format!("/console/apps/{}", release.app_id),
         heading: "console.apps.withdraw_heading",
         button: "console.apps.confirm_withdraw",
     };

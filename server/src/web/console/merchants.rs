@@ -11,6 +11,7 @@ use tms_packages::wire::accounts::{
     Address, CreateOrderRequest, LocationView, MerchantView, OrderedTerminal, TerminalView, UserView,
 };
 use tms_packages::wire::acquirers::{AcquirerView, ContractView};
+use tms_packages::wire::store::StoreAppSummary;
 
 use super::staff;
 use crate::accounts::merchants::{self, MerchantSearch};
@@ -77,6 +78,8 @@ struct ShowPage {
     /// The acquirers a contract may name.
     acquirers: Vec<AcquirerView>,
     contract_refusal: Option<String>,
+    /// The store's apps as this merchant's store shows them, with where they are installed.
+    store_apps: Vec<StoreAppSummary>,
 }
 
 impl ShowPage {
@@ -115,7 +118,7 @@ pub async fn render_show(
 ) -> Result<HttpResponse, WebError> {
     staff(session)?;
     let actor = session.actor.clone();
-    let (merchant, locations, terminals, users, contracts, acquirers) = state
+    let (merchant, locations, terminals, users, contracts, acquirers, store_apps) = state
         .db
         .run(move |conn| {
             Ok::<_, Error>((
@@ -125,6 +128,11 @@ pub async fn render_show(
                 crate::accounts::users::list_users(conn, &actor, id)?,
                 crate::acquirers::list_contracts(conn, &actor, id)?,
                 crate::acquirers::list(conn, &actor)?,
+                crate::store::catalogue(
+                    conn,
+                    &actor,
+                    &crate::store::CatalogueQuery { merchant_id: Some(id), search: None, category: None },
+                )?,
             ))
         })
         .await
@@ -138,6 +146,7 @@ pub async fn render_show(
         contracts,
         acquirers,
         contract_refusal,
+        store_apps,
     };
     page(&body.ctx, &body)
 }

@@ -65,6 +65,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         )
         .service(
             resource("/console/acquirers/{id}/parameter-sets/{version}/revoke")
+                .route(get().to(acquirers::confirm_revoke))
                 .route(post().to(acquirers::revoke)),
         )
         .service(resource("/console/orders/new").route(get().to(merchants::new_order)))
@@ -121,4 +122,21 @@ pub fn staff(session: &Session) -> Result<OperatorRole, WebError> {
         status: StatusCode::FORBIDDEN,
         message: session.lang.text("console.merchants_refused").to_owned(),
     })
+}
+
+/// A page that says what an act that cannot be undone will do, with the
+/// button that does it and a way back.
+#[derive(askama::Template)]
+#[template(path = "console/confirm.html")]
+pub struct ConfirmPage {
+    pub ctx: super::Ctx,
+    /// The page's heading and button, as catalogue keys.
+    pub heading: &'static str,
+    pub button: &'static str,
+    /// What the act will do, in the reader's words.
+    pub effect: String,
+    /// Where the button posts.
+    pub action: String,
+    /// Where cancelling goes.
+    pub back: String,
 }
