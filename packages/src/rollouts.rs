@@ -455,8 +455,117 @@ pub fn offer_deadline_secs(base_secs: u64, size_bytes: u64, slow_link_bytes_per_
     base_secs.saturating_add(size_bytes.div_ceil(slow_link_bytes_per_sec.max(1)))
 }
 
+/// Why a rollout stands where it does: kept with the rollout so that each
+/// reader says it in their own language ([`StatusReason::english`] is the
+/// API's `status_reason` text).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(tag = "code", rename_all = "snake_case")]
+pub enum StatusReason {
+    /// Halted: its release was withdrawn.
+    ReleaseWithdrawn,
+    /// Halted: its deployment was cancelled.
+    DeploymentCancelled,
+    /// Paused by the supervisor: `failed` failures against the limit
+    /// (a count, or a share such as `2%`).
+    FailureLimit { failed: u64, limit: String },
+    /// Waiting for approval: the stage reached its success threshold.
+    StageSucceeded,
+    /// Paused by a person.
+    Paused { by: String },
+    /// Halted by a person.
+    Halted { by: String },
+    /// Rolled back by a person; `stay` terminals of `models` had no earlier
+    /// release for their model and stay on `version`.
+    RolledBack {
+        by: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        stay: Option<u64>,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        models: Vec<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        version: Option<String>,
+    },
+}
+
+impl StatusReason {
+    pub fn code(&self) -> &'static str {
+        match self {
+            StatusReason::ReleaseWithdrawn => "release_withdrawn",
+            StatusReason::DeploymentCancelled => "deployment_cancelled",
+            StatusReason::FailureLimit { .. } => "failure_limit",
+            StatusReason::StageSucceeded => "stage_succeeded",
+            StatusReason::Paused { .. } => "paused",
+            StatusReason::Halted { .. } => "halted",
+            StatusReason::RolledBack { stay: Some(_), .. } => "rolled_back_partly",
+            StatusReason::RolledBack { .. } => "rolled_back",
+        }
+    }
+
+    /// The values a sentence of [`Self::code`] names, in order.
+    pub fn args(&self) -> Vec<String> {
+        match self {
+            StatusReason::ReleaseWithdrawn
+            | StatusReason::DeploymentCancelled
+            | StatusReason::StageSucceeded => Vec::new(),
+            StatusReason::FailureLimit { failed, limit } => vec![failed.to_string(), limit.clone()],
+            StatusReason::Paused { by } | StatusReason::Halted { by } => vec![by.clone()],
+            StatusReason::RolledBack { by, stay, models, version } => match stay {
+                Some(n) => {
+                    vec![by.clone(), n.to_string(), models.join(", "), version.clone().unwrap_or_default()]
+                }
+                None => vec![by.clone()],
+            },
+        }
+    }
+
+    /// The reason in English, as the API has always given it.
+    pub fn english(&self) -> String {
+        match self {
+            StatusReason::ReleaseWithdrawn => "the release was withdrawn".into(),
+            StatusReason::DeploymentCancelled => "its deployment was cancelled".into(),
+            StatusReason::FailureLimit { failed, limit } => {
+                format!("{failed} failures exceed the limit of {limit}")
+            }
+            StatusReason::StageSucceeded => "the stage succeeded: approve the next".into(),
+            StatusReason::Paused { by } => format!("paused by {by}"),
+            StatusReason::Halted { by } => format!("halted by {by}"),
+            StatusReason::RolledBack { by, stay: None, .. } => format!("rolled back by {by}"),
+            StatusReason::RolledBack { by, stay: Some(n), models, version } => format!(
+                "rolled back by {by}; {n} terminals ({}) have no earlier release for their model and stay on {}",
+                models.join(", "),
+                version.as_deref().unwrap_or_default()
+            ),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    use super::StatusReason;
+
+    #[test]
+    fn a_reason_keeps_its_words_through_storage() {
+        let reasons = [
+            StatusReason::ReleaseWithdrawn,
+            StatusReason::FailureLimit { failed: 3, limit: "2%".into() },
+            StatusReason::Paused { by: "re@psp.example".into() },
+            StatusReason::RolledBack {
+                by: "re@psp.example".into(),
+                stay: Some(4),
+                models: vec!["A35".into()],
+                version: Some("1.1.0".into()),
+            },
+        ];
+        for reason in reasons {
+            let stored = serde_json::to_string(&reason).unwrap();
+            assert_eq!(serde_json::from_str::<StatusReason>(&stored).unwrap(), reason, "{stored}");
+        }
+        let limit = StatusReason::FailureLimit { failed: 3, limit: "0".into() };
+        assert_eq!(limit.english(), "3 failures exceed the limit of 0");
+        assert_eq!((limit.code(), limit.args()), ("failure_limit", vec!["3".to_owned(), "0".to_owned()]));
+    }
+
     use proptest::prelude::*;
 
     use super::*;

@@ -108,6 +108,10 @@ wire! {
         pub status: String,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub status_reason: Option<String>,
+        /// The same reason as a code and its values, for readers in other
+        /// languages (absent for rollouts moved before codes were kept).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub status_reason_detail: Option<crate::rollouts::StatusReason>,
         pub stages: Vec<f64>,
         /// Index into `stages`.
         pub current_stage: u32,

@@ -492,6 +492,7 @@ diesel::table! {
         created_at -> Timestamp,
         updated_at -> Timestamp,
         reached_devices -> Nullable<BigInt>,
+        status_reason_code -> Nullable<Text>,
     }
 }
 

@@ -537,7 +537,7 @@ pub fn withdraw(
             .execute(conn)?;
         // Its rollouts stop now rather than at the supervisor's next pass.
         use crate::db::schema::{deployments, rollouts};
-        use tms_packages::rollouts::RolloutStatus;
+        use tms_packages::rollouts::{RolloutStatus, StatusReason};
         let of_release =
             deployments::table.filter(deployments::release_id.eq(release.id)).select(deployments::id);
         diesel::update(
@@ -547,7 +547,8 @@ pub fn withdraw(
         )
         .set((
             rollouts::status.eq(RolloutStatus::Halted.as_str()),
-            rollouts::status_reason.eq("the release was withdrawn"),
+            rollouts::status_reason.eq(StatusReason::ReleaseWithdrawn.english()),
+            rollouts::status_reason_code.eq(crate::rollouts::stored(&StatusReason::ReleaseWithdrawn)),
             rollouts::updated_at.eq(now()),
         ))
         .execute(conn)?;

@@ -26,7 +26,7 @@ use crate::releases::{ReleaseRow, find_release};
 use crate::rollouts::{self, RolloutRow};
 use crate::time::parse_time;
 use crate::time::{now, rfc3339};
-use tms_packages::rollouts::{DEFAULT_MAX_POSTPONES, RetryPolicy, RolloutStatus};
+use tms_packages::rollouts::{DEFAULT_MAX_POSTPONES, RetryPolicy, RolloutStatus, StatusReason};
 
 /// Who ships: release engineers and operator admins.
 pub const SHIPPERS: &[OperatorRole] = &[OperatorRole::OperatorAdmin, OperatorRole::ReleaseEngineer];
@@ -433,7 +433,9 @@ pub fn cancel(conn: &mut DbConnection, actor: &Actor, id: i64) -> Result<Deploym
         )
         .set((
             crate::db::schema::rollouts::status.eq(RolloutStatus::Halted.as_str()),
-            crate::db::schema::rollouts::status_reason.eq("its deployment was cancelled"),
+            crate::db::schema::rollouts::status_reason.eq(StatusReason::DeploymentCancelled.english()),
+            crate::db::schema::rollouts::status_reason_code
+                .eq(crate::rollouts::stored(&StatusReason::DeploymentCancelled)),
             crate::db::schema::rollouts::updated_at.eq(now()),
         ))
         .execute(conn)?;

@@ -17,7 +17,8 @@ use diesel::prelude::*;
 use serde_json::json;
 use tms_packages::contact::{ALL_BP, DeviceFacts, Target, bucket, compatibility_of};
 use tms_packages::rollouts::{
-    Evaluation, FailureLimit, Position, RolloutCommand, RolloutStatus, Rules, on_command, rollback_plan,
+    Evaluation, FailureLimit, Position, RolloutCommand, RolloutStatus, Rules, StatusReason, on_command,
+    rollback_plan,
 };
 use tms_packages::wire::contact::TerminalState;
 use tms_packages::wire::deployments::{
@@ -51,9 +52,17 @@ pub struct RolloutRow {
     pub created_at: NaiveDateTime,
     pub updated_at: NaiveDateTime,
     pub reached_devices: Option<i64>,
+    /// [`StatusReason`] as JSON.
+    pub status_reason_code: Option<String>,
 }
 
 impl RolloutRow {
+    /// Why it stands where it does, when a reason was kept in words any
+    /// language can say (rollouts moved before that have the English only).
+    pub fn reason(&self) -> Option<StatusReason> {
+        self.status_reason_code.as_deref().and_then(|json| serde_json::from_str(json).ok())
+    }
+
     pub fn stages_bp(&self) -> Vec<u32> {
         self.stages.split(',').filter_map(|s| s.parse().ok()).collect()
     }
@@ -162,6 +171,11 @@ fn rules_of(request: &StartRolloutRequest) -> Result<StoredRules, Error> {
     let success_bp = percent_to_bp("success_percent", request.success_percent)?;
     let (max_failures, max_failures_is_bp) = parse_max_failures(&request.max_failures)?;
     Ok(StoredRules { stages, success_bp, max_failures, max_failures_is_bp })
+}
+
+/// A reason as the rollout keeps it.
+pub fn stored(reason: &StatusReason) -> String {
+    serde_json::to_string(reason).expect("reasons serialise")
 }
 
 /// Checks a rollout's rules without saving anything (for a preview).
@@ -277,9 +291,8 @@ pub fn command(
         };
         let mut rollback = None;
         let reason = match command {
-            RolloutCommand::Pause | RolloutCommand::Halt => {
-                Some(format!("{} by {}", command.done(), actor.email))
-            }
+            RolloutCommand::Pause => Some(StatusReason::Paused { by: actor.email.clone() }),
+            RolloutCommand::Halt => Some(StatusReason::Halted { by: actor.email.clone() }),
             RolloutCommand::Resume => {
                 // Judged on failures from now on: those that paused it were seen.
                 let failed = tally(conn, &deployment, &rollout)?.failed as i32;
@@ -292,10 +305,11 @@ pub fn command(
             RolloutCommand::Rollback => {
                 let (id, left) = create_rollback(conn, actor, &deployment, &rollout)?;
                 rollback = Some(id);
-                Some(match left {
-                    Some(left) => format!("rolled back by {}; {left}", actor.email),
-                    None => format!("rolled back by {}", actor.email),
-                })
+                let (stay, models, version) = match left {
+                    Some((n, models, version)) => (Some(n), models, Some(version)),
+                    None => (None, Vec::new(), None),
+                };
+                Some(StatusReason::RolledBack { by: actor.email.clone(), stay, models, version })
             }
         };
         let (status, stage) = (to.status.as_str(), to.stage as i32);
@@ -310,7 +324,8 @@ pub fn command(
         .set((
             rollouts::status.eq(status),
             rollouts::current_stage.eq(stage),
-            rollouts::status_reason.eq(reason),
+            rollouts::status_reason.eq(reason.as_ref().map(StatusReason::english)),
+            rollouts::status_reason_code.eq(reason.as_ref().map(stored)),
             rollouts::rollback_deployment_id.eq(rollback.or(rollout.rollback_deployment_id)),
             rollouts::updated_at.eq(now()),
         ))
@@ -351,12 +366,16 @@ pub fn command(
 /// highest of them it fits. Returns the newest rollback deployment and what
 /// the rollback leaves behind: the reached terminals, on the rolled-back
 /// release, of models no earlier release lists.
+/// Terminals a rollback leaves where they are: how many, their models (no
+/// earlier release runs on them), and the version they stay on.
+type LeftOn = (u64, Vec<String>, String);
+
 fn create_rollback(
     conn: &mut DbConnection,
     actor: &Actor,
     deployment: &DeploymentRow,
     rollout: &RolloutRow,
-) -> Result<(i64, Option<String>), Error> {
+) -> Result<(i64, Option<LeftOn>), Error> {
     let Some(release_id) = deployment.release_id else {
         return Err(Error::new(ErrorCode::RolloutState, "an app removal cannot be rolled back"));
     };
@@ -432,11 +451,7 @@ fn create_rollback(
                 left += 1;
             }
         })?;
-        Some(format!(
-            "{left} terminals ({}) have no earlier release for their model and stay on {}",
-            plan.uncovered_models.join(", "),
-            rolled_back.version
-        ))
+        Some((left, plan.uncovered_models.clone(), rolled_back.version.to_string()))
     };
     Ok((newest, left))
 }
@@ -700,6 +715,7 @@ pub fn view(
         deployment_id: rollout.deployment_id,
         status: rollout.status.clone(),
         status_reason: rollout.status_reason.clone(),
+        status_reason_detail: rollout.reason(),
         stages: stages.iter().map(|bp| f64::from(*bp) / 100.0).collect(),
         current_stage: rollout.current_stage as u32,
         current_percent: f64::from(rollout.current_bp()) / 100.0,
@@ -776,14 +792,14 @@ pub fn evaluate(
     let (to, reason) = match tms_packages::rollouts::evaluate(at, &rollout.rules(), &counts) {
         Evaluation::Stay => return Ok(()),
         Evaluation::Halt => {
-            (Position { status: RolloutStatus::Halted, ..at }, Some("the release was withdrawn".to_owned()))
+            (Position { status: RolloutStatus::Halted, ..at }, Some(StatusReason::ReleaseWithdrawn))
         }
         Evaluation::Pause { failed } => (
             Position { status: RolloutStatus::Paused, ..at },
-            Some(format!("{failed} failures exceed the limit of {}", rollout.max_failures_text())),
+            Some(StatusReason::FailureLimit { failed, limit: rollout.max_failures_text() }),
         ),
         Evaluation::Move(to) if to.status == RolloutStatus::WaitingApproval => {
-            (to, Some("the stage succeeded: approve the next".to_owned()))
+            (to, Some(StatusReason::StageSucceeded))
         }
         Evaluation::Move(to) => (to, None),
     };
@@ -799,7 +815,8 @@ pub fn evaluate(
         .set((
             rollouts::status.eq(status),
             rollouts::current_stage.eq(stage),
-            rollouts::status_reason.eq(&reason),
+            rollouts::status_reason.eq(reason.as_ref().map(StatusReason::english)),
+            rollouts::status_reason_code.eq(reason.as_ref().map(stored)),
             rollouts::updated_at.eq(now()),
         ))
         .execute(conn)?;

@@ -214,6 +214,10 @@ backend_test!(console_shows_the_fleet_explains_a_terminal_and_resumes_a_paused_r
     // The rollout: paused by the failure, which the page names.
     browser.goto(&server.url(&format!("/console/deployments/{id}"))).await;
     assert_eq!(browser.text("#rollout-status").await, "Paused");
+    assert_eq!(
+        browser.text("#rollout-reason").await,
+        "Paused by itself: 1 failed, more than the limit of 0."
+    );
     assert!(browser.text("#failures").await.contains("insufficient_storage"));
     assert!(browser.exists("#stage-1 svg rect.failed").await);
     // The stage over time: a band of failures, the counts in a table too.
@@ -273,6 +277,8 @@ backend_test!(console_shows_the_fleet_explains_a_terminal_and_resumes_a_paused_r
     assert!(browser.text("#plan").await.contains("Pas encore dans les étapes du déploiement"));
     browser.snap("terminal-fr").await;
     browser.goto(&server.url(&format!("/console/deployments/{id}"))).await;
+    // Resumed since: no reason left to give.
+    assert!(!browser.exists("#rollout-reason").await);
     browser.snap("rollout-fr").await;
     browser.goto(&server.url("/console/terminals?model=A920")).await;
     browser.snap("search-fr").await;

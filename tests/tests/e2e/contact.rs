@@ -469,6 +469,8 @@ backend_test!(failures_in_the_first_stage_pause_it_and_rollback_delivers_the_pre
     let view = wait_for_rollout(&server, &op, id, "paused").await;
     assert_eq!(view["current_stage"], 0, "paused before stage 2: {view}");
     assert!(view["status_reason"].as_str().unwrap().contains("failures"), "{view}");
+    assert_eq!(view["status_reason_detail"]["code"], "failure_limit", "{view}");
+    assert_eq!(view["status_reason_detail"]["failed"], 2, "{view}");
     assert_eq!(view["stage_stats"][0]["failed"], 2, "{view}");
     let (code, out, err) = run_tms(&server, &creds, &["rollout", "status", &id.to_string()], None);
     assert_eq!(code, 0, "{err}");

@@ -87,6 +87,24 @@ impl ShowPage {
     fn parts(&self) -> &'static [(&'static str, &'static str)] {
         &PARTS
     }
+
+    /// Why the rollout stands where it does, in the reader's language when
+    /// the reason was kept as a code.
+    fn reason(&self, rollout: &RolloutView) -> Option<String> {
+        match &rollout.status_reason_detail {
+            Some(detail) => {
+                let args = detail.args();
+                let args: Vec<&dyn std::fmt::Display> =
+                    args.iter().map(|a| a as &dyn std::fmt::Display).collect();
+                let key = format!("console.rollout.reason_{}", detail.code());
+                Some(match self.ctx.lang.try_text(&key) {
+                    Some(_) => self.ctx.lang.format(&key, &args),
+                    None => detail.english(),
+                })
+            }
+            None => rollout.status_reason.clone(),
+        }
+    }
 }
 
 fn position(rollout: &RolloutView) -> Position {
