@@ -92,6 +92,10 @@ pub enum DeployCommand {
         /// [default: 10]
         #[arg(long, value_name = "N")]
         max_postpones: Option<u32>,
+        /// Save nothing: say how many terminals it would reach, how many
+        /// already run it, and which are incompatible and why
+        #[arg(long)]
+        preview: bool,
     },
     /// Deployments, newest first
     List {
@@ -181,6 +185,26 @@ fn print_deployment(d: &DeploymentView) {
     }
 }
 
+fn print_preview(p: &DeploymentPreview) {
+    let incompatible: u64 = p.incompatible.iter().map(|i| i.terminals).sum();
+    println!(
+        "target holds {} terminals: {} would receive it, {incompatible} incompatible",
+        p.targeted, p.receive
+    );
+    if p.already > 0 {
+        println!("  {} run this release or a later one already", p.already);
+    }
+    if p.without_app > 0 {
+        println!("  {} do not have the app (a store app is only updated where installed)", p.without_app);
+    }
+    for i in &p.incompatible {
+        match &i.needs_firmware {
+            Some(needs) => println!("  {} {} without firmware >= {needs}", i.terminals, i.model),
+            None => println!("  {} {}: the release does not run on this model", i.terminals, i.model),
+        }
+    }
+}
+
 pub async fn deploy(client: &Client, command: DeployCommand, out: Output) -> anyhow::Result<()> {
     let deployment: DeploymentView = match command {
         DeployCommand::Create {
@@ -194,6 +218,7 @@ pub async fn deploy(client: &Client, command: DeployCommand, out: Output) -> any
             hold,
             retry_delays,
             max_postpones,
+            preview,
         } => {
             let (app_id, version, remove) = match (what.release, what.remove) {
                 (Some(r), _) => (r.app, Some(r.version), false),
@@ -214,6 +239,12 @@ pub async fn deploy(client: &Client, command: DeployCommand, out: Output) -> any
                 retry_delays,
                 max_postpones,
             };
+            if preview {
+                let reach: DeploymentPreview =
+                    client.call(Method::POST, "/api/v1/deployments/preview", Some(&body)).await?;
+                out.show(&reach, print_preview);
+                return Ok(());
+            }
             client.call(Method::POST, "/api/v1/deployments", Some(&body)).await?
         }
         DeployCommand::List { app } => {

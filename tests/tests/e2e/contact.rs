@@ -1113,6 +1113,14 @@ backend_test!(a_failed_install_is_offered_again_after_each_delay_and_then_no_mor
     assert_eq!(run_tms(&server, &creds, &login, Some(OPERATOR_PASSWORD)).0, 0);
     let target = format!("devices:{}", t.device_id);
     let release = format!("{APP}@2.0.0");
+    // What it would reach, first: the one terminal, which runs 1.0.0.
+    let preview = ["--json", "deploy", "create", "--release", &release, "--to", &target, "--preview"];
+    let (code, out, err) = run_tms(&server, &creds, &preview, None);
+    assert_eq!(code, 0, "{err}");
+    let reach: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!((reach["targeted"].as_u64(), reach["receive"].as_u64()), (Some(1), Some(1)), "{reach}");
+    let (_, none) = get(&server, &op, "/api/v1/deployments").await;
+    assert!(none.as_array().unwrap().iter().all(|d| d["version"] != "2.0.0"), "a preview saves nothing");
     let create =
         ["--json", "deploy", "create", "--release", &release, "--to", &target, "--retry-delays", "0,1h"];
     let (code, out, err) = run_tms(&server, &creds, &create, None);
