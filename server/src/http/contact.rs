@@ -178,7 +178,14 @@ pub async fn deployment_failures(
     id: web::Path<i64>,
 ) -> Result<web::Json<Vec<FailedDeviceView>>, Error> {
     let id = id.into_inner();
-    Ok(web::Json(state.db.run(move |conn| rollouts::attempts::failures(conn, &actor, id)).await?))
+    Ok(web::Json(
+        state
+            .db
+            .run(move |conn| {
+                rollouts::attempts::failures(conn, &actor, id, rollouts::attempts::MAX_FAILURES_LISTED)
+            })
+            .await?,
+    ))
 }
 
 /// `pause`, `resume`, `halt`, `approve` (the next stage, when waiting for

@@ -332,13 +332,17 @@ pub fn failed_count(conn: &mut DbConnection, deployment_id: i64) -> Result<u64, 
     Ok(n.max(0) as u64)
 }
 
+/// The most failures a list gives.
+pub const MAX_FAILURES_LISTED: i64 = 10_000;
+
 /// The rollout's failure list: the terminals that failed to install the
 /// deployment's release and have not installed it since, those failed for
-/// good first, then by their last report.
+/// good first, then by their last report; at most `limit` of them.
 pub fn failures(
     conn: &mut DbConnection,
     actor: &Actor,
     deployment_id: i64,
+    limit: i64,
 ) -> Result<Vec<FailedDeviceView>, Error> {
     actor.require_operator(READERS)?;
     let exists: i64 =
@@ -363,7 +367,7 @@ pub fn failures(
         .filter(deployment_actions::deployment_id.eq(deployment_id))
         .filter(counted_failure())
         .order((deployment_actions::failed_for_good.desc(), deployment_actions::updated_at.desc()))
-        .limit(10_000)
+        .limit(limit.clamp(1, MAX_FAILURES_LISTED))
         .select((
             devices::id,
             devices::name,

@@ -38,6 +38,9 @@ pub async fn list(state: web::Data<AppState>, session: Session) -> Result<HttpRe
     page(&body.ctx, &body)
 }
 
+/// The failures a rollout's page lists (the API lists more).
+const FAILURES_SHOWN: i64 = 100;
+
 /// A stage as the page shows it.
 pub struct StageRow {
     pub stats: StageStats,
@@ -83,6 +86,11 @@ struct ShowPage {
 }
 
 impl ShowPage {
+    /// Whether the failures listed are only the first of more.
+    fn failures_cut(&self) -> bool {
+        self.failures.len() as i64 >= FAILURES_SHOWN
+    }
+
     /// The legend: the parts in the order the bars and charts stack them.
     fn parts(&self) -> &'static [(&'static str, &'static str)] {
         &PARTS
@@ -188,8 +196,11 @@ async fn load(state: &AppState, session: &Session, id: i64, whole: bool) -> Resu
                 ),
                 None => (None, None),
             };
-            let failures =
-                if whole { crate::rollouts::attempts::failures(conn, &actor, id)? } else { Vec::new() };
+            let failures = if whole {
+                crate::rollouts::attempts::failures(conn, &actor, id, FAILURES_SHOWN)?
+            } else {
+                Vec::new()
+            };
             Ok::<_, crate::error::Error>(Loaded { deployment, rollout, history, failures })
         })
         .await
