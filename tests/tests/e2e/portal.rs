@@ -528,12 +528,20 @@ backend_test!(portal_app_store_installs_on_the_terminals_ticked, |db| {
     browser.click(&format!("a[href='/store/{tips}']")).await;
     browser.expect_heading("Pourboires").await;
     // The images come through the portal's own addresses, with the session.
+    // (An image may still be loading when the page's text is there.)
     for img in [".app-head img.app-icon", ".shots img"] {
-        let loaded = browser
-            .script(&format!(
-                "const i = document.querySelector('{img}'); return i && i.complete && i.naturalWidth"
-            ))
-            .await;
+        let mut loaded = json!(false);
+        for _ in 0..100 {
+            loaded = browser
+                .script(&format!(
+                    "const i = document.querySelector('{img}'); return i && i.complete && i.naturalWidth"
+                ))
+                .await;
+            if loaded == json!(8) {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
         assert_eq!(loaded, json!(8), "{img} shows the 8×8 picture");
     }
     // The kiosk's model has no release: its box cannot be ticked, and says why.
