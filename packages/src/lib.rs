@@ -7,6 +7,7 @@
 pub mod accounts;
 pub mod commands;
 pub mod contact;
+pub mod ddi;
 pub mod devices;
 pub mod parameters;
 pub mod releases;

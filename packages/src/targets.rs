@@ -7,7 +7,7 @@
 
 use std::collections::HashMap;
 
-use crate::contact::{AppPlan, Change, Deployment, DeviceFacts, local_secs_of_day, plan};
+use crate::contact::{AppPlan, Change, Deployment, DeviceFacts, Payload, local_secs_of_day, plan};
 use crate::wire::contact::{AppInstruction, DeltaOffer, InstalledApp, ReleaseOffer, TerminalState};
 
 /// What the contact needs to know about one deployment beyond the plan.
@@ -102,6 +102,9 @@ pub struct Registered<'a> {
     /// The free storage it reported with this contact; 0 when it did not
     /// say (older terminals), which holds nothing back.
     pub free_storage_bytes: u64,
+    /// A device that takes firmware images only (a Linux device speaking
+    /// DDI): deployments of apps pass it by.
+    pub firmware_only: bool,
 }
 
 /// A deployment held back from one terminal after failed attempts: its
@@ -145,7 +148,10 @@ pub fn plan_apps(
             .collect(),
     };
     let local = local_secs_of_day(now, utc_offset_minutes);
-    let in_force = snapshot.in_force(now);
+    let mut in_force = snapshot.in_force(now);
+    if device.firmware_only {
+        in_force.0.retain(|d| matches!(&d.payload, Payload::Release(c) if c.firmware));
+    }
     let plans = plan(&facts, &in_force.0, local);
     let found = deliveries(
         snapshot,
@@ -294,6 +300,7 @@ mod tests {
             model: "A920",
             holds: &[],
             free_storage_bytes: 0,
+            firmware_only: false,
         }
     }
 
@@ -525,6 +532,17 @@ mod tests {
             let (again, found_again) = plan_apps(&snapshot, &device, &state, 0, 1_800_000_000, 1_800_003_600);
             prop_assert_eq!(plans, again);
             prop_assert_eq!(found.apps, found_again.apps);
+        }
+
+        #[test]
+        fn a_firmware_only_device_is_offered_no_app(
+            (snapshot, state) in snapshot_and_state(),
+        ) {
+            let linux = Registered { firmware_only: true, ..device_5() };
+            let (plans, found) = plan_apps(&snapshot, &linux, &state, 0, 1_800_000_000, 1_800_003_600);
+            prop_assert!(found.apps.is_empty());
+            prop_assert!(plans.iter().all(|p| p.change.is_none()));
+            prop_assert_eq!(found.target, state);
         }
 
         #[test]

@@ -263,6 +263,16 @@ settings! {
     action_timeout_secs: u64 => u64 = 3600, env "TMS_ACTION_TIMEOUT_SECS", secret false;
     /// Download speed, in bytes a second, that an offer's deadline allows for (256 kbit/s: a 100 MiB release adds 53 minutes) [default: 32768]
     slow_link_bytes_per_sec: u64 => u64 = 32768, env "TMS_SLOW_LINK_BYTES_PER_SEC", secret false;
+    /// Tenant name in the hawkBit DDI device API's paths (/{tenant}/controller/v1/{controllerId}); the tenant is this operator's whole fleet, devices of every merchant [default: DEFAULT]
+    ddi_tenant: String => String = "DEFAULT".to_owned(), env "TMS_DDI_TENANT", secret false;
+    /// Whether DDI devices may authenticate with their own TargetToken (issued by POST /api/v1/linux-devices) [default: true]
+    ddi_target_tokens: bool => bool = true, env "TMS_DDI_TARGET_TOKENS", secret false;
+    /// The DDI tenant's GatewayToken: a device presenting it is named by its controller id alone; unset, gateway authentication is off
+    ddi_gateway_token: String => Option<String> = None, env "TMS_DDI_GATEWAY_TOKEN", secret true;
+    /// Location (id) where a DDI device polling for the first time with the gateway token is registered; unset, only registered devices are served (as Android terminals are)
+    ddi_register_location: i64 => Option<i64> = None, env "TMS_DDI_REGISTER_LOCATION", secret false;
+    /// Model a DDI device registered through the gateway token gets: firmware releases name it among their models [default: LINUX]
+    ddi_register_model: String => String = "LINUX".to_owned(), env "TMS_DDI_REGISTER_MODEL", secret false;
     /// For tests only, never in production: lets an operator admin move the server's clock forward (POST /api/v1/test/clock), so tests drive time instead of waiting for it [default: false]
     adjustable_clock: bool => bool = false, env "TMS_ADJUSTABLE_CLOCK", secret false;
 }

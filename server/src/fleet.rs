@@ -27,6 +27,9 @@ pub struct FleetSpec {
     /// app (id, version, version code) on one of three firmware versions
     /// in turn. `None`: terminals that never called.
     pub reported: Option<(String, String, u64)>,
+    /// Linux devices on the DDI API (controller ids `ddi-<run>-<n>`, no
+    /// registered terminal) instead of Android terminals.
+    pub linux: bool,
 }
 
 /// The firmware versions seeded terminals report, in turn.
@@ -110,7 +113,8 @@ pub fn seed(conn: &mut DbConnection, spec: &FleetSpec, out: &mut dyn Write) -> R
             for i in n..end {
                 let (merchant, location, order, admin) = places[(i % places.len() as u64) as usize];
                 let model = &models[(i % models.len() as u64) as usize];
-                let serial = format!("FLEET-{run}-{i:08}");
+                let serial =
+                    if spec.linux { format!("ddi-{run}-{i:08}") } else { format!("FLEET-{run}-{i:08}") };
                 let insert = diesel::insert_into(terminals::table).values((
                     terminals::merchant_id.eq(merchant),
                     terminals::location_id.eq(location),
@@ -119,15 +123,21 @@ pub fn seed(conn: &mut DbConnection, spec: &FleetSpec, out: &mut dyn Write) -> R
                     terminals::model.eq(model),
                     terminals::registered_at.eq(at),
                 ));
-                let terminal = id_of(conn, |c| {
-                    crate::per_backend!(c, |c| insert.returning(terminals::id).get_result(c))
-                })?;
+                let terminal = if spec.linux {
+                    None
+                } else {
+                    Some(id_of(conn, |c| {
+                        crate::per_backend!(c, |c| insert.returning(terminals::id).get_result(c))
+                    })?)
+                };
+                let kind = if spec.linux { crate::devices::LINUX } else { crate::devices::ANDROID };
                 let token = seeded_token(&spec.token_seed, i);
                 let insert = diesel::insert_into(devices::table).values((
                     devices::merchant_id.eq(merchant),
                     devices::location_id.eq(location),
                     devices::terminal_id.eq(terminal),
-                    devices::app.eq("salespoint"),
+                    devices::app.eq(if spec.linux { crate::devices::LINUX } else { "salespoint" }),
+                    devices::kind.eq(kind),
                     devices::name.eq(format!("Terminal {i}")),
                     devices::hardware_id.eq(&serial),
                     devices::model.eq(model),
@@ -167,7 +177,7 @@ pub fn seed(conn: &mut DbConnection, spec: &FleetSpec, out: &mut dyn Write) -> R
                         ))
                         .execute(conn)?;
                 }
-                lines.push(format!("{device},{token},{model},{merchant},{location}\n"));
+                lines.push(format!("{device},{token},{model},{merchant},{location},{serial}\n"));
             }
             Ok::<_, DbError>(())
         })?;

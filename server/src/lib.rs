@@ -11,6 +11,7 @@ pub mod commands;
 pub mod config;
 pub mod contact;
 pub mod db;
+pub mod ddi;
 pub mod devices;
 pub mod error;
 pub mod fleet;

@@ -86,7 +86,7 @@ enum Command {
 #[derive(Subcommand, Debug)]
 enum FleetCommand {
     /// Create merchants, locations, registered terminals and activated devices; write
-    /// `device_id,token,model,merchant_id,location_id` per device to --tokens
+    /// `device_id,token,model,merchant_id,location_id,hardware_id` per device to --tokens
     Seed {
         #[arg(long, default_value_t = 10)]
         merchants: u32,
@@ -108,6 +108,10 @@ enum FleetCommand {
         /// the terminals never called
         #[arg(long, value_parser = parse_reported_app)]
         reported_app: Option<(String, String, u64)>,
+        /// Seed Linux devices on the DDI API (kind linux, controller ids ddi-<run>-<n>) instead of
+        /// Android terminals
+        #[arg(long)]
+        linux: bool,
     },
 }
 
@@ -438,6 +442,7 @@ fn run(cli: Cli, matches: &clap::ArgMatches) -> anyhow::Result<()> {
             token_seed,
             tokens,
             reported_app,
+            linux,
         }) => {
             let db = open_existing_db(&config)?;
             let mut conn = db.get()?;
@@ -451,6 +456,7 @@ fn run(cli: Cli, matches: &clap::ArgMatches) -> anyhow::Result<()> {
                 models: models.split(',').map(|m| m.trim().to_owned()).filter(|m| !m.is_empty()).collect(),
                 token_seed,
                 reported: reported_app,
+                linux,
             };
             let started = std::time::Instant::now();
             let n = tms_server::fleet::seed(&mut conn, &spec, &mut out)?;
@@ -750,6 +756,12 @@ fn serve(config: Config) -> anyhow::Result<()> {
             .context("preparing the contact service")?,
         );
         contact.spawn_tasks();
+        let ddi = Arc::new(tms_server::ddi::DdiService::new(
+            tms_server::ddi::DdiSettings::from_config(&config),
+            db.clone(),
+            blobs.clone(),
+            contact.clone(),
+        ));
         db.spawn_checkpoints(std::time::Duration::from_secs(1));
         let trusted_proxies = config.trusted_proxies()?;
         // The console's fleet counts: a full scan, taken in the background.
@@ -778,6 +790,7 @@ fn serve(config: Config) -> anyhow::Result<()> {
             mailer,
             accounts,
             contact,
+            ddi,
             clock,
         };
         http::serve(state, listener).await.context("serving HTTP")

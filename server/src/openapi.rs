@@ -79,6 +79,7 @@ use crate::http::{
         devices::list_devices,
         devices::show_device,
         devices::deactivate_device,
+        devices::register_linux_device,
         devices::update_device,
         devices::list_transactions,
         devices::export_transactions,

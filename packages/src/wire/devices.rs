@@ -140,6 +140,10 @@ wire! {
 
     pub struct DeviceView {
         pub id: i64,
+        /// `android` (a payment app on a terminal or phone) or `linux` (a
+        /// device on hawkBit's DDI API, taking firmware images only).
+        #[serde(default)]
+        pub kind: String,
         pub merchant_id: i64,
         pub location_id: i64,
         pub name: String,
@@ -204,6 +208,27 @@ wire! {
         pub hours: i64,
         /// Whether this is the server's default.
         pub default: bool,
+    }
+
+    /// `POST /api/v1/linux-devices`: registers a Linux device that speaks
+    /// hawkBit's DDI API, and issues its TargetToken.
+    pub struct RegisterLinuxDeviceRequest {
+        pub location_id: i64,
+        /// Its DDI controller id (the last part of its URL), unique among
+        /// Linux devices: 1 to 64 letters, digits, `.`, `_`, `-` or `:`.
+        pub controller_id: String,
+        /// The model its firmware releases name.
+        pub model: String,
+        /// Defaults to the controller id.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub name: Option<String>,
+    }
+
+    pub struct LinuxDeviceRegistered {
+        pub device: DeviceView,
+        /// The device's DDI TargetToken (`Authorization: TargetToken …`),
+        /// shown once; the server keeps only its hash.
+        pub target_token: String,
     }
 
     pub struct UpdateDeviceRequest {

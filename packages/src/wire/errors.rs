@@ -79,6 +79,8 @@ error_codes! {
     Forbidden = "forbidden", 403;
     NotFound = "not_found", 404;
     UnknownTerminal = "unknown_terminal", 404;
+    /// A DDI controller id this server has no device for (and registers none for).
+    UnknownController = "unknown_controller", 404;
     AcquirerSessionNotFound = "acquirer_session_not_found", 404;
     MethodNotAllowed = "method_not_allowed", 405;
     Conflict = "conflict", 409;
@@ -107,10 +109,14 @@ error_codes! {
     NoPreviousRelease = "no_previous_release", 409;
     AppNotRemovable = "app_not_removable", 409;
     AppIncompatible = "app_incompatible", 409;
+    /// DDI deployments here need no confirmation: auto-confirm stays on.
+    ConfirmationNotSupported = "confirmation_not_supported", 409;
     AcquirerSessionExpired = "acquirer_session_expired", 410;
     /// The release was withdrawn since it was offered: report the install
     /// as failed with this code (it does not count as the terminal's failure).
     ReleaseWithdrawn = "release_withdrawn", 410;
+    /// A DDI action that is no longer active for the device.
+    ActionGone = "action_gone", 410;
     PayloadTooLarge = "payload_too_large", 413;
     ArtifactTooLarge = "artifact_too_large", 413;
     RangeNotSatisfiable = "range_not_satisfiable", 416;

@@ -20,6 +20,7 @@ pub mod accounts;
 pub mod acquirers;
 pub mod commands;
 pub mod contact;
+pub mod ddi;
 pub mod deployments;
 pub mod devices;
 mod errors;

@@ -92,6 +92,8 @@ struct Entry {
     /// A deployment is held back from it after failed attempts: it is
     /// planned from the database, which knows until when.
     held: bool,
+    /// A device that takes firmware images only (a Linux device on DDI).
+    firmware_only: bool,
     /// A change waits for storage: the free KiB it was planned with (0:
     /// none waits). More free space reported is planned again at once.
     /// (A u32 in the padding after `held`: entries stay the same size.)
@@ -149,6 +151,55 @@ struct Pending {
     health: HashMap<i64, (String, u64)>,
     /// Contacts counted per minute (unix minute): the console's chart.
     contact_minutes: BTreeMap<i64, i64>,
+}
+
+/// Who calls: a device by its token, or a DDI device by its controller id
+/// (the DDI layer checked the tenant's gateway token).
+#[derive(Debug, Clone, Copy)]
+pub enum Caller<'a> {
+    Token(&'a str),
+    Controller(&'a str),
+}
+
+enum OwnedCaller {
+    Token(String),
+    Controller(String),
+}
+
+impl Caller<'_> {
+    /// The key of the target kept for the caller.
+    fn key(self) -> Digest128 {
+        match self {
+            Caller::Token(token) => token_key(token),
+            Caller::Controller(id) => token_key(&format!("ddi-controller:{id}")),
+        }
+    }
+
+    fn owned(self) -> OwnedCaller {
+        match self {
+            Caller::Token(t) => OwnedCaller::Token(t.to_owned()),
+            Caller::Controller(c) => OwnedCaller::Controller(c.to_owned()),
+        }
+    }
+}
+
+/// What the planner decided for one call, before it is written in the
+/// caller's protocol (a signed contact answer, a DDI poll).
+#[derive(Debug, Clone)]
+pub struct Decided {
+    pub device_id: i64,
+    pub decision: Decision,
+    /// The configured interval with jitter, sooner when a window opens.
+    pub next_contact_secs: u64,
+}
+
+#[derive(Debug, Clone)]
+pub enum Decision {
+    /// Nothing to change: the target is the reported state.
+    InSync {
+        target_digest: String,
+    },
+    Changes(Box<ContactBody>),
 }
 
 pub struct ContactService {
@@ -336,6 +387,57 @@ impl ContactService {
 
     /// Answers a contact, with the `ContactAnswer` as JSON.
     pub async fn contact(&self, token: &str, request: ContactRequest) -> Result<String, Error> {
+        let now = unix_now();
+        let decided = self.decide(Caller::Token(token), request, now).await?;
+        self.signed(decided, now)
+    }
+
+    /// Plans a DDI device's poll: the same decision as a contact, from the
+    /// state the server keeps for it (a DDI device reports none), unsigned
+    /// (DDI has no signed answers; the artifacts stay publisher-signed).
+    pub async fn poll(&self, caller: Caller<'_>, state: TerminalState) -> Result<Decided, Error> {
+        let digest = state.digest();
+        let request = ContactRequest {
+            state,
+            digest,
+            wifi: true,
+            time_zone: String::new(),
+            utc_offset_minutes: 0,
+            free_storage_bytes: 0,
+            health: None,
+        };
+        self.decide(caller, request, unix_now()).await
+    }
+
+    /// The change-log position now: a cache of the DDI layer filled now
+    /// holds while [`ContactService::still_holds`] says so.
+    pub fn position(&self) -> i64 {
+        self.seen.read().expect("not poisoned").last
+    }
+
+    /// Whether nothing touching a device changed since `position`.
+    pub fn still_holds(&self, position: i64, merchant_id: i64, location_id: i64, device_id: i64) -> bool {
+        self.seen.read().expect("not poisoned").still_holds(position, merchant_id, location_id, device_id)
+    }
+
+    /// The signed `ContactAnswer` of a decision, as JSON.
+    fn signed(&self, decided: Decided, now: i64) -> Result<String, Error> {
+        match decided.decision {
+            Decision::InSync { target_digest } => {
+                self.in_sync(&target_digest, now, decided.next_contact_secs)
+            }
+            Decision::Changes(mut body) => {
+                let answer = self.sign(&mut body, self.shared_issued_at(now))?;
+                // A `ContactAnswer`, written around the signed answer's JSON.
+                Ok(format!(
+                    r#"{{"status":"changes","next_contact_secs":{},"answer":{answer}}}"#,
+                    decided.next_contact_secs
+                ))
+            }
+        }
+    }
+
+    async fn decide(&self, caller: Caller<'_>, request: ContactRequest, now: i64) -> Result<Decided, Error> {
         if let Some((field, message)) = request.health.as_ref().and_then(TerminalHealth::invalid_field) {
             return Err(Error::invalid(field, message));
         }
@@ -346,8 +448,7 @@ impl ContactService {
                 "the digest does not match the reported state (sha256 of its canonical JSON, apps sorted by id)",
             ));
         }
-        let now = unix_now();
-        let key = token_key(token);
+        let key = caller.key();
         let reported = raw_digest(&digest);
         let cached = self.entries.read().expect("not poisoned").get(&key).cloned();
         if let Some(entry) = cached
@@ -361,9 +462,9 @@ impl ContactService {
                 // open further changes, which a plan in memory finds.
                 if let Some(answer) = self.replan(key, &entry, &request, &digest, now) {
                     self.note(entry.device_id, true, Some((&request, &digest)), health_of(&request));
-                    return answer;
+                    return Ok(answer);
                 }
-                return self.slow_path(key, token, request, digest, now).await;
+                return self.slow_path(key, caller, request, digest, now).await;
             }
             // In sync with the target computed from this very state.
             let (others_hold, deployments_hold) = {
@@ -380,31 +481,34 @@ impl ContactService {
             };
             if others_hold && deployments_hold {
                 self.note(entry.device_id, true, None, health_of(&request));
-                return self.in_sync(&digest, now, &entry);
+                return Ok(self.decided_in_sync(digest, now, &entry));
             }
             if others_hold && let Some(answer) = self.replan(key, &entry, &request, &digest, now) {
                 self.note(entry.device_id, true, None, health_of(&request));
-                return answer;
+                return Ok(answer);
             }
         }
-        self.slow_path(key, token, request, digest, now).await
+        self.slow_path(key, caller, request, digest, now).await
     }
 
     async fn slow_path(
         &self,
         key: Digest128,
-        token: &str,
+        caller: Caller<'_>,
         request: ContactRequest,
         digest: String,
         now: i64,
-    ) -> Result<String, Error> {
+    ) -> Result<Decided, Error> {
         let computed_at = self.seen.read().expect("not poisoned").last;
         let snapshot = self.snapshot.read().expect("not poisoned").clone();
-        let token = token.to_owned();
+        let caller = caller.owned();
         let found = self
             .db
             .run(move |conn| {
-                let device = crate::devices::authenticate(conn, &token)?;
+                let device = match &caller {
+                    OwnedCaller::Token(token) => crate::devices::authenticate(conn, token)?,
+                    OwnedCaller::Controller(id) => crate::devices::linux::by_controller(conn, id)?,
+                };
                 let at = crate::time::now();
                 let holds = rollouts::attempts::holds_of(conn, device.id, at)?;
                 let commands = crate::commands::open_for_device(conn, device.id, at)?;
@@ -414,6 +518,7 @@ impl ContactService {
         let device = match found {
             Ok((d, holds, commands)) => Device {
                 model: d.model.clone(),
+                firmware_only: d.kind == crate::devices::LINUX,
                 calling: CallingDevice::from(d),
                 holds,
                 commands,
@@ -476,6 +581,7 @@ impl ContactService {
             window_opens_in: computed.window_opens_in.map(|s| (now, s)),
             model: self.intern_model(&device.model),
             held: !device.holds.is_empty(),
+            firmware_only: device.firmware_only,
             space_planned_kib: if computed.short_of_space.is_empty() {
                 0
             } else {
@@ -491,12 +597,12 @@ impl ContactService {
         // A terminal with something to do calls again once it did it; its
         // answer is not kept (a million of them would not fit in memory).
         let answer = if computed.in_sync {
-            self.in_sync(&computed.body.target_digest, now, &entry)
+            self.decided_in_sync(std::mem::take(&mut computed.body.target_digest), now, &entry)
         } else {
-            self.with_changes(&mut computed.body, now, &entry, request.wifi)
+            self.decided_changes(computed.body, now, &entry, request.wifi)
         };
         self.entries.write().expect("not poisoned").insert(key, Arc::new(entry));
-        answer
+        Ok(answer)
     }
 
     /// Plans a terminal again in memory, when only deployments changed since
@@ -511,7 +617,7 @@ impl ContactService {
         request: &ContactRequest,
         digest: &str,
         now: i64,
-    ) -> Option<Result<String, Error>> {
+    ) -> Option<Decided> {
         let computed_at = {
             // Checked again under the lock that gives the position: a change
             // to its other scopes may have arrived since.
@@ -534,6 +640,7 @@ impl ContactService {
             model: &entry.model,
             holds: &[],
             free_storage_bytes: request.free_storage_bytes,
+            firmware_only: entry.firmware_only,
         };
         let (_, found) = target::plan_apps(
             &snapshot,
@@ -562,9 +669,9 @@ impl ContactService {
             ..entry.clone()
         };
         let answer = if in_sync {
-            self.in_sync(&target_digest, now, &fresh)
+            self.decided_in_sync(target_digest, now, &fresh)
         } else {
-            let mut body = ContactBody {
+            let body = ContactBody {
                 target_digest,
                 device_id: Some(entry.device_id),
                 state_digest: Some(digest.to_owned()),
@@ -572,7 +679,7 @@ impl ContactService {
                 firmware: found.firmware,
                 ..ContactBody::default()
             };
-            self.with_changes(&mut body, now, &fresh, request.wifi)
+            self.decided_changes(body, now, &fresh, request.wifi)
         };
         self.entries.write().expect("not poisoned").insert(key, Arc::new(fresh));
         Some(answer)
@@ -600,7 +707,7 @@ impl ContactService {
 
     /// The in-sync answer: the shared signed part is kept serialised, so a
     /// terminal in sync costs a lookup and one small `format!`.
-    fn in_sync(&self, target_digest: &str, now: i64, entry: &Entry) -> Result<String, Error> {
+    fn in_sync(&self, target_digest: &str, now: i64, next_contact_secs: u64) -> Result<String, Error> {
         let issued = self.shared_issued_at(now);
         let cached = self.shared.lock().expect("not poisoned").get(target_digest).cloned();
         let answer = match cached {
@@ -617,26 +724,25 @@ impl ContactService {
                 json
             }
         };
-        Ok(format!(
-            r#"{{"status":"in_sync","next_contact_secs":{},"answer":{answer}}}"#,
-            self.next_contact(entry, now)
-        ))
+        Ok(format!(r#"{{"status":"in_sync","next_contact_secs":{next_contact_secs},"answer":{answer}}}"#))
     }
 
-    fn with_changes(
-        &self,
-        body: &mut ContactBody,
-        now: i64,
-        entry: &Entry,
-        on_wifi: bool,
-    ) -> Result<String, Error> {
-        self.note_offers(entry.device_id, body, on_wifi);
-        let answer = self.sign(body, self.shared_issued_at(now))?;
-        // A `ContactAnswer`, written around the signed answer's JSON.
-        Ok(format!(
-            r#"{{"status":"changes","next_contact_secs":{},"answer":{answer}}}"#,
-            self.next_contact(entry, now)
-        ))
+    fn decided_in_sync(&self, target_digest: String, now: i64, entry: &Entry) -> Decided {
+        Decided {
+            device_id: entry.device_id,
+            decision: Decision::InSync { target_digest },
+            next_contact_secs: self.next_contact(entry, now),
+        }
+    }
+
+    /// Changes to answer with: the offers they make are kept for the flush.
+    fn decided_changes(&self, body: ContactBody, now: i64, entry: &Entry, on_wifi: bool) -> Decided {
+        self.note_offers(entry.device_id, &body, on_wifi);
+        Decided {
+            device_id: entry.device_id,
+            decision: Decision::Changes(Box::new(body)),
+            next_contact_secs: self.next_contact(entry, now),
+        }
     }
 
     /// The `SignedAnswer` of a body, as JSON.
@@ -665,15 +771,21 @@ impl ContactService {
     /// shared with other terminals' reports); returns once it is committed.
     pub async fn feedback(
         &self,
-        token: &str,
+        caller: Caller<'_>,
         report: tms_packages::wire::contact::FeedbackRequest,
     ) -> Result<(), Error> {
-        let known = self.known_entry(token);
+        let known = self.known_entry(caller.key());
         let device_id = match &known {
             Some(entry) => entry.device_id,
             None => {
-                let token = token.to_owned();
-                self.db.run(move |conn| crate::devices::authenticate(conn, &token)).await?.id
+                let caller = caller.owned();
+                self.db
+                    .run(move |conn| match &caller {
+                        OwnedCaller::Token(token) => crate::devices::authenticate(conn, token),
+                        OwnedCaller::Controller(id) => crate::devices::linux::by_controller(conn, id),
+                    })
+                    .await?
+                    .id
             }
         };
         self.note(device_id, false, None, None);
@@ -843,8 +955,8 @@ impl ContactService {
     /// the work. A deactivation is a change to the device's scope, so its
     /// reports are refused as soon as this process follows the change log,
     /// as its contacts are.
-    fn known_entry(&self, token: &str) -> Option<Arc<Entry>> {
-        let entry = self.entries.read().expect("not poisoned").get(&token_key(token)).cloned()?;
+    fn known_entry(&self, key: Digest128) -> Option<Arc<Entry>> {
+        let entry = self.entries.read().expect("not poisoned").get(&key).cloned()?;
         let holds = unix_now() < entry.valid_until
             && self.seen.read().expect("not poisoned").still_holds(
                 entry.computed_at,
@@ -853,6 +965,12 @@ impl ContactService {
                 entry.device_id,
             );
         holds.then_some(entry)
+    }
+
+    /// The deployment with this id among those that may deliver now (an
+    /// active deployment, whatever its rollout's stage).
+    pub fn deployment(&self, id: i64) -> Option<tms_packages::contact::Deployment> {
+        self.snapshot.read().expect("not poisoned").deployments.iter().find(|d| d.id == id).cloned()
     }
 
     /// Remembers that a terminal called another terminal endpoint, for the
@@ -1036,6 +1154,7 @@ impl ContactService {
                 hardware_id: device.hardware_id.clone(),
             },
             model: device.model.clone(),
+            firmware_only: device.kind == crate::devices::LINUX,
             holds,
             commands,
             free_storage_bytes,

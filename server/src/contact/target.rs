@@ -29,6 +29,9 @@ const MAX_VALIDITY_SECS: i64 = 3_600;
 pub struct Device {
     pub calling: CallingDevice,
     pub model: String,
+    /// A Linux device on DDI: firmware images only; no app, parameter,
+    /// acquirer session or command reaches it.
+    pub firmware_only: bool,
     /// Deployments held back from it after failed attempts.
     pub holds: Vec<Hold>,
     /// Its open commands, oldest first (read with the device).
@@ -90,6 +93,7 @@ pub async fn compute(
         model: &device.model,
         holds: &device.holds,
         free_storage_bytes: device.free_storage_bytes,
+        firmware_only: device.firmware_only,
     };
     let (
         plans,
@@ -156,6 +160,10 @@ pub async fn compute(
         {
             interval_secs = n;
         }
+        if device.firmware_only {
+            // Its interval alone counts: it takes no parameters.
+            continue;
+        }
         let held = state.parameters.get(&app_id).cloned();
         let current_text = current.to_string();
         parameter_versions.push((app_id.clone(), held.clone(), current_text.clone()));
@@ -189,8 +197,12 @@ pub async fn compute(
 
     let calling = device.calling.clone();
     let held = state.acquirers.clone();
+    let firmware_only = device.firmware_only;
     let (due, expiry) = db
         .run(move |conn| {
+            if firmware_only {
+                return Ok((Vec::new(), None));
+            }
             let due = crate::acquirers::due_sessions(conn, &calling, &held)?;
             Ok::<_, Error>((due, crate::acquirers::next_expiry(conn, calling.merchant_id)?))
         })
@@ -206,7 +218,9 @@ pub async fn compute(
     // Commands from support or the merchant. A terminal with one open is
     // answered from the database at every contact until it reports (its
     // target is not kept valid); one without pays nothing on the fast path.
-    body.commands = device.commands.clone();
+    if !device.firmware_only {
+        body.commands = device.commands.clone();
+    }
     if !body.commands.is_empty() {
         valid_until = now;
     }

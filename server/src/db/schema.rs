@@ -164,6 +164,7 @@ diesel::table! {
         activated_by -> BigInt,
         activated_at -> Timestamp,
         deactivated_at -> Nullable<Timestamp>,
+        kind -> Text,
     }
 }
 
@@ -399,6 +400,7 @@ diesel::joinable!(releases -> apps (app_id));
 diesel::joinable!(device_sessions -> devices (device_id));
 diesel::joinable!(device_inventory -> devices (device_id));
 diesel::joinable!(device_contacts -> devices (device_id));
+diesel::joinable!(ddi_targets -> devices (device_id));
 diesel::joinable!(deployment_actions -> devices (device_id));
 diesel::joinable!(device_sessions -> users (user_id));
 diesel::joinable!(locations -> merchants (merchant_id));
@@ -695,7 +697,29 @@ diesel::joinable!(device_contact_hours -> devices (device_id));
 diesel::joinable!(device_commands -> devices (device_id));
 diesel::joinable!(device_logs -> device_commands (command_id));
 
+diesel::table! {
+    ddi_targets (device_id) {
+        device_id -> BigInt,
+        installed_deployment_id -> Nullable<BigInt>,
+        installed_release_id -> Nullable<BigInt>,
+        action_deployment_id -> Nullable<BigInt>,
+        attributes_json -> Text,
+        attributes_at -> Nullable<Timestamp>,
+        updated_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    artifact_digests (sha256) {
+        sha256 -> Text,
+        sha1 -> Text,
+        md5 -> Text,
+    }
+}
+
 diesel::allow_tables_to_appear_in_same_query!(
+    ddi_targets,
+    artifact_digests,
     audit_events,
     contact_minutes,
     rollout_stage_counts,

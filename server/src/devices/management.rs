@@ -28,7 +28,7 @@ pub struct DeviceFilter {
     pub contacted_after: Option<NaiveDateTime>,
 }
 
-fn view(conn: &mut DbConnection, d: &DeviceRow) -> Result<DeviceView, Error> {
+pub(crate) fn view(conn: &mut DbConnection, d: &DeviceRow) -> Result<DeviceView, Error> {
     let acquirer_sessions = crate::acquirers::last_sessions(conn, d.id)?;
     let sessions: Vec<(i64, String, NaiveDateTime)> = device_sessions::table
         .inner_join(users::table)
@@ -81,6 +81,7 @@ fn view(conn: &mut DbConnection, d: &DeviceRow) -> Result<DeviceView, Error> {
     };
     Ok(DeviceView {
         id: d.id,
+        kind: d.kind.clone(),
         merchant_id: d.merchant_id,
         location_id: d.location_id,
         name: d.name.clone(),

@@ -3,6 +3,7 @@
 
 pub mod activation;
 pub mod export;
+pub mod linux;
 pub mod management;
 pub mod missing;
 pub mod overview;
@@ -20,6 +21,10 @@ use crate::error::{Error, ErrorCode};
 pub const ACTIVE: &str = "active";
 pub const DEACTIVATED: &str = "deactivated";
 pub const REPLACED: &str = "replaced";
+
+/// The kind of a device that speaks hawkBit's DDI: firmware images only.
+pub const LINUX: &str = "linux";
+pub const ANDROID: &str = "android";
 
 #[derive(Debug, Clone, Queryable, Selectable)]
 #[diesel(table_name = devices)]
@@ -39,6 +44,8 @@ pub struct DeviceRow {
     pub activated_by: i64,
     pub activated_at: NaiveDateTime,
     pub deactivated_at: Option<NaiveDateTime>,
+    /// `android` or `linux` ([`LINUX`]).
+    pub kind: String,
 }
 
 /// The device a terminal API call comes from.

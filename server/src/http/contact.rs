@@ -44,7 +44,7 @@ pub async fn terminal_feedback(
     body: web::Json<FeedbackRequest>,
 ) -> Result<HttpResponse, Error> {
     let token = device_token(&req)?;
-    state.contact.feedback(&token, body.into_inner()).await?;
+    state.contact.feedback(crate::contact::Caller::Token(&token), body.into_inner()).await?;
     Ok(HttpResponse::NoContent().finish())
 }
 

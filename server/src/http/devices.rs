@@ -73,6 +73,23 @@ pub async fn show_device(
     Ok(web::Json(state.db.run(move |conn| management::show(conn, &actor, id)).await?))
 }
 
+/// Registers a Linux device that speaks hawkBit's DDI API (a kiosk, an EV
+/// charger) at a location, and issues its TargetToken, shown once. It takes
+/// firmware releases that name its model; see docs/ddi.md.
+#[utoipa::path(post, path = "/api/v1/linux-devices", tag = "devices", security(("bearer" = [])),
+    request_body = RegisterLinuxDeviceRequest,
+    responses((status = 201, body = LinuxDeviceRegistered), (status = 400, body = ErrorEnvelope),
+        (status = 403, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope),
+        (status = 409, description = "`device_name_taken`: the controller id or name is taken", body = ErrorEnvelope)))]
+pub async fn register_linux_device(
+    state: web::Data<AppState>,
+    actor: Actor,
+    body: web::Json<RegisterLinuxDeviceRequest>,
+) -> Result<HttpResponse, Error> {
+    let registered = state.db.run(move |conn| crate::devices::linux::register(conn, &actor, &body)).await?;
+    Ok(HttpResponse::Created().json(registered))
+}
+
 /// "Deactivate this device": its token stops working, its users are logged
 /// out, and its name is free for the replacement terminal or phone.
 #[utoipa::path(post, path = "/api/v1/devices/{id}/deactivate", tag = "devices", security(("bearer" = [])),
@@ -253,6 +270,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             resource("/api/v1/devices/{id}").route(get().to(show_device)).route(patch().to(update_device)),
         )
         .service(resource("/api/v1/devices/{id}/deactivate").route(post().to(deactivate_device)))
+        .service(resource("/api/v1/linux-devices").route(post().to(register_linux_device)))
         .service(resource("/api/v1/missing-terminals").route(get().to(list_missing)))
         .service(resource("/api/v1/merchants/{id}/missing-threshold").route(put().to(set_missing_threshold)))
         .service(resource("/api/v1/merchants/{id}/transactions").route(get().to(list_transactions)))

@@ -67,6 +67,8 @@ pub struct AppState {
     pub mailer: Mailer,
     pub accounts: AccountSettings,
     pub contact: Arc<ContactService>,
+    /// The hawkBit DDI device API over the same planner.
+    pub ddi: Arc<crate::ddi::DdiService>,
     /// The clock the server reads (the one `time::now` reads).
     pub clock: crate::time::Clock,
     pub trusted_proxies: crate::net::TrustedProxies,
@@ -126,6 +128,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .configure(contact::terminal_routes)
         .configure(terminal::routes)
         .configure(commands::terminal_routes)
+        .configure(crate::ddi::routes)
         .configure(accounts::routes)
         .configure(devices::routes)
         .configure(commands::routes)

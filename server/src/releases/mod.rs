@@ -6,6 +6,7 @@
 //! then `record` commits the release row.
 
 pub mod deltas;
+pub mod digests;
 pub mod publish;
 
 use chrono::NaiveDateTime;
@@ -476,6 +477,15 @@ pub fn find_release(conn: &mut DbConnection, app_id: &str, version: &str) -> Res
     releases::table
         .filter(releases::app_id.eq(app_id))
         .filter(releases::version.eq(version))
+        .select(ReleaseRow::as_select())
+        .first(conn)
+        .optional()?
+        .ok_or_else(|| Error::not_found("release"))
+}
+
+pub fn find_release_by_id(conn: &mut DbConnection, id: i64) -> Result<ReleaseRow, Error> {
+    releases::table
+        .find(id)
         .select(ReleaseRow::as_select())
         .first(conn)
         .optional()?

@@ -8,6 +8,7 @@ mod config;
 mod console;
 mod contact;
 mod database;
+mod ddi;
 mod devices;
 mod operations;
 mod parameters;
