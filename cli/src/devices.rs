@@ -34,6 +34,21 @@ pub enum DeviceCommand {
     Show {
         id: i64,
     },
+    /// Register a Linux device that speaks hawkBit's DDI API (a kiosk, an EV charger) and print
+    /// its TargetToken, shown once (docs/ddi.md)
+    RegisterLinux {
+        #[arg(long)]
+        location: i64,
+        /// Its DDI controller id (the last part of its URL)
+        #[arg(long)]
+        controller_id: String,
+        /// The model its firmware releases name
+        #[arg(long)]
+        model: String,
+        /// Defaults to the controller id
+        #[arg(long)]
+        name: Option<String>,
+    },
     /// "Deactivate this device": for a broken terminal or a phone whose app was removed
     Deactivate {
         id: i64,
@@ -117,6 +132,9 @@ fn print_device(d: &DeviceView) {
     println!("id            {}", d.id);
     println!("name          {}", d.name);
     println!("app           {}", d.app);
+    if d.kind == "linux" {
+        println!("kind          linux (hawkBit DDI; controller id {})", d.hardware_id);
+    }
     println!("hardware      {} ({})", d.hardware_id, d.model);
     println!("merchant      {}", d.merchant_id);
     println!("location      {}", d.location_id);
@@ -193,6 +211,16 @@ pub async fn device(client: &Client, command: DeviceCommand, out: Output) -> any
             return Ok(());
         }
         DeviceCommand::Show { id } => client.get(&format!("/api/v1/devices/{id}")).await?,
+        DeviceCommand::RegisterLinux { location, controller_id, model, name } => {
+            let body = RegisterLinuxDeviceRequest { location_id: location, controller_id, model, name };
+            let registered: LinuxDeviceRegistered =
+                client.call(Method::POST, "/api/v1/linux-devices", Some(&body)).await?;
+            out.show(&registered, |r| {
+                print_device(&r.device);
+                println!("target token  {}  (shown once: configure it on the device)", r.target_token);
+            });
+            return Ok(());
+        }
         DeviceCommand::Deactivate { id } => {
             client.call(Method::POST, &format!("/api/v1/devices/{id}/deactivate"), None::<&()>).await?
         }

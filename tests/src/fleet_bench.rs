@@ -61,17 +61,17 @@ pub fn postgres_backend(text: &str) -> Result<bool, String> {
 
 /// Latencies and outcomes of one phase.
 #[derive(Debug, Default)]
-struct Phase {
-    latencies_us: Vec<u64>,
-    errors: BTreeMap<String, u64>,
-    elapsed: f64,
+pub(crate) struct Phase {
+    pub(crate) latencies_us: Vec<u64>,
+    pub(crate) errors: BTreeMap<String, u64>,
+    pub(crate) elapsed: f64,
     offered: u64,
     outside_stage: u64,
     parameter_updates: u64,
 }
 
 impl Phase {
-    fn merge(&mut self, other: Phase) {
+    pub(crate) fn merge(&mut self, other: Phase) {
         self.latencies_us.extend(other.latencies_us);
         for (k, v) in other.errors {
             *self.errors.entry(k).or_default() += v;
@@ -89,11 +89,11 @@ impl Phase {
         self.latencies_us[i] as f64 / 1000.0
     }
 
-    fn rate(&self) -> f64 {
+    pub(crate) fn rate(&self) -> f64 {
         self.latencies_us.len() as f64 / self.elapsed.max(1e-9)
     }
 
-    fn report(&mut self, name: &str, ceiling: Option<f64>, rss: Option<u64>) -> Value {
+    pub(crate) fn report(&mut self, name: &str, ceiling: Option<f64>, rss: Option<u64>) -> Value {
         self.latencies_us.sort_unstable();
         json!({
             "phase": name,
@@ -115,13 +115,13 @@ impl Phase {
 
 /// What a simulated terminal checks in every answer of a rollout phase.
 #[derive(Debug, Clone, Copy)]
-struct StageCheck {
+pub(crate) struct StageCheck {
     deployment: i64,
     rollout: i64,
     stage_bp: u32,
 }
 
-fn http_client(concurrency: usize) -> reqwest::Client {
+pub(crate) fn http_client(concurrency: usize) -> reqwest::Client {
     reqwest::Client::builder()
         .pool_max_idle_per_host(concurrency)
         .timeout(Duration::from_secs(30))
@@ -130,7 +130,7 @@ fn http_client(concurrency: usize) -> reqwest::Client {
 }
 
 /// /healthz as fast as `concurrency` callers can, for `seconds`.
-async fn healthz(base: &str, http: &reqwest::Client, concurrency: usize, seconds: u64) -> Phase {
+pub(crate) async fn healthz(base: &str, http: &reqwest::Client, concurrency: usize, seconds: u64) -> Phase {
     let deadline = Instant::now() + Duration::from_secs(seconds);
     let started = Instant::now();
     let tasks: Vec<_> = (0..concurrency)
@@ -162,7 +162,7 @@ async fn healthz(base: &str, http: &reqwest::Client, concurrency: usize, seconds
     total
 }
 
-fn error_kind(e: &reqwest::Error) -> String {
+pub(crate) fn error_kind(e: &reqwest::Error) -> String {
     if e.is_timeout() {
         "timeout".into()
     } else if e.is_connect() {
@@ -175,7 +175,7 @@ fn error_kind(e: &reqwest::Error) -> String {
 /// Contacts by `concurrency` workers, each owning a slice of the fleet: every
 /// terminal once (`seconds` = None) or round after round until the time is up.
 /// Each applies what it gets and reports feedback, as a terminal would.
-async fn contacts(
+pub(crate) async fn contacts(
     base: &str,
     http: &reqwest::Client,
     fleet: Vec<SimTerminal>,

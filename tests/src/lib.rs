@@ -8,6 +8,7 @@
 pub mod browser;
 pub mod console_bench;
 mod database;
+pub mod ddi_bench;
 pub mod delta_bench;
 pub mod fixtures;
 pub mod fleet_bench;

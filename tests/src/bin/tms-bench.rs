@@ -91,6 +91,9 @@ enum Bench {
     /// Seed a fleet that reported its state, start a rollout to everyone, and report the
     /// operator console's page times (p50, p99; target: under 100 ms)
     Console(tms_e2e::console_bench::ConsoleArgs),
+    /// Seed Linux devices and Android terminals; report DDI polls and contacts with nothing to
+    /// do beside /healthz under the same load (target for the DDI poll: at least 50 %)
+    Ddi(tms_e2e::ddi_bench::DdiArgs),
 }
 
 struct Args {
@@ -111,6 +114,7 @@ async fn main() {
         Bench::Portal(args) => return tms_e2e::portal_bench::run(args).await,
         Bench::Delta(args) => return tms_e2e::delta_bench::run(args).await,
         Bench::Console(args) => return tms_e2e::console_bench::run(args).await,
+        Bench::Ddi(args) => return tms_e2e::ddi_bench::run(args).await,
         Bench::Export { rows, postgres } => Args { artifact: false, rows, mib: 0, postgres },
         Bench::Artifact { mib, postgres } => Args { artifact: true, rows: 0, mib, postgres },
     };

@@ -313,6 +313,16 @@ backend_test!(hawkbits_documented_exchanges_replay_field_by_field, |db| {
     let (status, _) = ddi(&server, get_.clone(), &href, &token, None).await;
     assert_eq!(status, 404);
 
+    // A deactivated device is refused at once, cached or not.
+    let (status, _) = post(&server, &op, &format!("/api/v1/devices/{device_id}/deactivate"), json!({})).await;
+    assert_eq!(status, 200);
+    let (status, body) = ddi(&server, get_.clone(), &base, &token, None).await;
+    assert_eq!(
+        (status.as_u16(), body["error"]["code"].as_str()),
+        (401, Some("device_deactivated")),
+        "{body}"
+    );
+
     // An Android terminal's token is no TargetToken.
     let android =
         activated_terminal(&server, "parking@example.com", (merchant_id, location), "SN-ANDROID-1", "A920")
@@ -418,8 +428,36 @@ async fn rollout(server: &TestServer, op: &str, id: i64) -> Value {
 backend_test!(a_ddi_client_others_wrote_installs_a_staged_release_fails_and_is_cancelled, |db| {
     let (server, op) = server_with_operator(&db).await;
     let (_, location, _) = merchant(&server, &op, "Vending Paris", "vending@example.com", &["SN-V-1"]).await;
-    let mut fleet = Vec::new();
-    for i in 0..12 {
+    // The first through the CLI, the others through the API.
+    let creds = tempfile::tempdir().unwrap();
+    let creds = creds.path().join("c.json");
+    tms_e2e::login_tms(&server, &creds, OPERATOR, OPERATOR_PASSWORD);
+    let location_arg = location.to_string();
+    let (code, out, err) = tms_e2e::run_tms(
+        &server,
+        &creds,
+        &[
+            "device",
+            "register-linux",
+            "--location",
+            &location_arg,
+            "--controller-id",
+            "vend-00",
+            "--model",
+            MODEL,
+            "--json",
+        ],
+        None,
+    );
+    assert_eq!(code, 0, "{out}{err}");
+    let registered: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(registered["device"]["kind"], "linux");
+    let mut fleet = vec![(
+        registered["device"]["id"].as_i64().unwrap(),
+        "vend-00".to_owned(),
+        registered["target_token"].as_str().unwrap().to_owned(),
+    )];
+    for i in 1..12 {
         let controller = format!("vend-{i:02}");
         let (id, token) = register(&server, &op, location, &controller).await;
         fleet.push((id, controller, token));
