@@ -92,6 +92,10 @@ pub enum DeployCommand {
         /// [default: 10]
         #[arg(long, value_name = "N")]
         max_postpones: Option<u32>,
+        /// Linux devices on the DDI API confirm before it is delivered (hawkBit's confirmation
+        /// flow); Android terminals pass it by
+        #[arg(long)]
+        confirmation_required: bool,
         /// Save nothing: say how many terminals it would reach, how many
         /// already run it, and which are incompatible and why
         #[arg(long)]
@@ -162,6 +166,9 @@ fn print_deployment(d: &DeploymentView) {
     println!("action      {}", d.action.as_str());
     println!("window      {}", d.window.as_deref().unwrap_or("any time"));
     println!("wifi only   {}", if d.wifi_only { "yes" } else { "no" });
+    if d.confirmation_required {
+        println!("confirm     Linux devices confirm before it is delivered");
+    }
     match d.retry_delays.as_str() {
         "none" => println!("retries     none: a failed install is failed for good"),
         delays => println!("retries     after {delays}, then failed for good"),
@@ -218,6 +225,7 @@ pub async fn deploy(client: &Client, command: DeployCommand, out: Output) -> any
             hold,
             retry_delays,
             max_postpones,
+            confirmation_required,
             preview,
         } => {
             let (app_id, version, remove) = match (what.release, what.remove) {
@@ -238,6 +246,7 @@ pub async fn deploy(client: &Client, command: DeployCommand, out: Output) -> any
                 hold,
                 retry_delays,
                 max_postpones,
+                confirmation_required,
             };
             if preview {
                 let reach: DeploymentPreview =

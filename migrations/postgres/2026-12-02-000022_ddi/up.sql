@@ -9,6 +9,10 @@ CREATE UNIQUE INDEX devices_ddi_controller ON devices (hardware_id) WHERE kind =
 -- What a DDI device has that it never reports itself: the release it
 -- installed last (and the deployment, its DDI action, that brought it), and
 -- the attributes it sent with configData.
+-- A deployment whose action a DDI device confirms before it is delivered
+-- (hawkBit's confirmation flow); Android terminals pass it by.
+ALTER TABLE deployments ADD COLUMN confirmation_required BOOLEAN NOT NULL DEFAULT FALSE;
+
 CREATE TABLE ddi_targets (
     device_id BIGINT PRIMARY KEY REFERENCES devices (id),
     installed_deployment_id BIGINT,
@@ -16,6 +20,10 @@ CREATE TABLE ddi_targets (
     -- The deployment (DDI action) it works on now: set by its first report,
     -- cleared by its last or by its answer to a cancellation.
     action_deployment_id BIGINT,
+    -- Whether it confirms every action itself (hawkBit's auto-confirm), and
+    -- the action needing confirmation it confirmed last.
+    auto_confirm BOOLEAN NOT NULL DEFAULT FALSE,
+    confirmed_deployment_id BIGINT,
     attributes_json TEXT NOT NULL DEFAULT '{}',
     attributes_at TIMESTAMP,
     updated_at TIMESTAMP NOT NULL

@@ -180,6 +180,25 @@ pub struct ConfigData {
     pub data: BTreeMap<String, String>,
 }
 
+/// `GET …/confirmationBase/{actionId}`: the action that waits for the
+/// device's confirmation.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConfirmationAction {
+    pub id: String,
+    pub confirmation: Deployment,
+}
+
+/// `POST …/confirmationBase/{actionId}/feedback`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConfirmationFeedback {
+    /// `confirmed` or `denied`.
+    pub confirmation: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub code: Option<i64>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub details: Vec<String>,
+}
+
 /// `GET …/confirmationBase`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ConfirmationBase {

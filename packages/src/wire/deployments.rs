@@ -41,6 +41,11 @@ wire! {
         /// counts as a failed attempt [default: 10].
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub max_postpones: Option<u32>,
+        /// Linux devices on the DDI API confirm the action before it is
+        /// delivered (hawkBit's confirmation flow; a device with auto-confirm
+        /// on confirms at once); Android terminals pass it by.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        pub confirmation_required: bool,
     }
 
     pub struct DeploymentView {
@@ -68,6 +73,9 @@ wire! {
         /// Postponements allowed before one counts as a failed attempt.
         #[serde(default = "default_max_postpones")]
         pub max_postpones: u32,
+        /// DDI devices confirm its action before it is delivered.
+        #[serde(default)]
+        pub confirmation_required: bool,
         /// `held` (waits for its rollout), `active`, `cancelled` or
         /// `superseded` (a store request replaced by a later one).
         pub status: String,

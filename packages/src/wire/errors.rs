@@ -109,8 +109,6 @@ error_codes! {
     NoPreviousRelease = "no_previous_release", 409;
     AppNotRemovable = "app_not_removable", 409;
     AppIncompatible = "app_incompatible", 409;
-    /// DDI deployments here need no confirmation: auto-confirm stays on.
-    ConfirmationNotSupported = "confirmation_not_supported", 409;
     AcquirerSessionExpired = "acquirer_session_expired", 410;
     /// The release was withdrawn since it was offered: report the install
     /// as failed with this code (it does not count as the terminal's failure).

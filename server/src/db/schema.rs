@@ -467,6 +467,7 @@ diesel::table! {
         merchant_id -> Nullable<BigInt>,
         retry_delays -> Text,
         max_postpones -> Integer,
+        confirmation_required -> Bool,
     }
 }
 
@@ -703,6 +704,8 @@ diesel::table! {
         installed_deployment_id -> Nullable<BigInt>,
         installed_release_id -> Nullable<BigInt>,
         action_deployment_id -> Nullable<BigInt>,
+        auto_confirm -> Bool,
+        confirmed_deployment_id -> Nullable<BigInt>,
         attributes_json -> Text,
         attributes_at -> Nullable<Timestamp>,
         updated_at -> Timestamp,

@@ -74,6 +74,9 @@ pub struct DdiService {
     blobs: BlobStore,
     contact: Arc<ContactService>,
     known: RwLock<HashMap<[u8; 16], Arc<Known>>>,
+    /// Whether a deployment's action waits for confirmation (set when it is
+    /// created, never changed).
+    confirmation: RwLock<HashMap<i64, bool>>,
 }
 
 /// What a poll found for a device: its kept state and the planner's decision.
@@ -94,7 +97,14 @@ impl Polled {
 
 impl DdiService {
     pub fn new(settings: DdiSettings, db: Db, blobs: BlobStore, contact: Arc<ContactService>) -> DdiService {
-        DdiService { settings, db, blobs, contact, known: RwLock::new(HashMap::new()) }
+        DdiService {
+            settings,
+            db,
+            blobs,
+            contact,
+            known: RwLock::new(HashMap::new()),
+            confirmation: RwLock::new(HashMap::new()),
+        }
     }
 
     pub fn settings(&self) -> &DdiSettings {
@@ -233,6 +243,25 @@ impl DdiService {
         };
         let decided = self.contact.poll(caller, state).await?;
         Ok(Polled { device, decided })
+    }
+
+    /// Whether the action of a deployment waits for this device's
+    /// confirmation: the deployment asks for one, and the device neither
+    /// confirmed it nor confirms everything itself.
+    pub async fn awaits_confirmation(&self, device: &LinuxDevice, deployment_id: i64) -> Result<bool, Error> {
+        if device.auto_confirm || device.confirmed_deployment_id == Some(deployment_id) {
+            return Ok(false);
+        }
+        let cached = self.confirmation.read().expect("not poisoned").get(&deployment_id).copied();
+        let required = match cached {
+            Some(r) => r,
+            None => {
+                let r = self.db.run(move |conn| linux::confirmation_required(conn, deployment_id)).await?;
+                self.confirmation.write().expect("not poisoned").insert(deployment_id, r);
+                r
+            }
+        };
+        Ok(required)
     }
 
     /// The action a device should stop: the one it works on, when its

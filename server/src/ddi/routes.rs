@@ -110,6 +110,8 @@ pub async fn poll(
     let mut links = ControllerLinks::default();
     if let Some(action) = ddi(&state).to_cancel(&polled) {
         links.cancel_action = Some(Link::to(format!("{base}/cancelAction/{action}")));
+    } else if let Some(link) = confirmation_link(&state, &polled, &base).await? {
+        links.confirmation_base = Some(link);
     } else if let Some(offer) = polled.offered() {
         // `c` changes with what the action delivers, as hawkBit's does, so
         // a client caching by URL fetches it again.
@@ -173,23 +175,31 @@ async fn chunk(
     })
 }
 
-/// `GET …/deploymentBase/{actionId}`: what the action installs, and how.
-pub async fn deployment_base(
-    state: web::Data<AppState>,
-    req: HttpRequest,
-    path: web::Path<ActionPath>,
-) -> Result<HttpResponse, Error> {
-    let credential = authorise(&state, &req, &path.tenant)?;
-    let polled = ddi(&state).poll(&credential, &path.controller).await?;
+/// The action a device is offered now, as `deploymentBase` and
+/// `confirmationBase/{actionId}` describe it: (polled, deployment), or 404
+/// when the action is not offered. `confirming`: the confirmation's view,
+/// offered only while the action waits for the device's confirmation (and
+/// the deployment's only once it does not).
+async fn offered_action(
+    state: &AppState,
+    req: &HttpRequest,
+    path: &ActionPath,
+    confirming: bool,
+) -> Result<(Credential, Polled, Deployment), Error> {
+    let credential = authorise(state, req, &path.tenant)?;
+    let polled = ddi(state).poll(&credential, &path.controller).await?;
     let Some(offer) = polled.offered().filter(|o| o.deployment_id == path.action) else {
         return Err(action_not_found());
     };
+    if ddi(state).awaits_confirmation(&polled.device, path.action).await? != confirming {
+        return Err(action_not_found());
+    }
     let release = offer.release.as_ref().ok_or_else(action_not_found)?;
-    let deployment = ddi(&state).contact().deployment(path.action);
+    let deployment = ddi(state).contact().deployment(path.action);
     let (download, update) = handling(offer.action);
-    let base = base_url(&req, &path.tenant, &path.controller);
+    let base = base_url(req, &path.tenant, &path.controller);
     let chunk = chunk(
-        &state,
+        state,
         &base,
         release.release_id,
         &offer.app_id,
@@ -199,18 +209,67 @@ pub async fn deployment_base(
         (&release.key_id, &release.signature),
     )
     .await?;
-    let answer = DeploymentBase {
-        id: path.action.to_string(),
-        deployment: Deployment {
-            download: download.into(),
-            update: update.into(),
-            // Offered only while its window is open.
-            maintenance_window: deployment.and_then(|d| d.window).map(|_| "available".to_owned()),
-            chunks: vec![chunk],
-        },
-        action_history: None,
+    let described = Deployment {
+        download: download.into(),
+        update: update.into(),
+        // Offered only while its window is open.
+        maintenance_window: deployment.and_then(|d| d.window).map(|_| "available".to_owned()),
+        chunks: vec![chunk],
     };
-    Ok(HttpResponse::Ok().json(answer))
+    Ok((credential, polled, described))
+}
+
+/// `GET …/deploymentBase/{actionId}`: what the action installs, and how.
+pub async fn deployment_base(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    path: web::Path<ActionPath>,
+) -> Result<HttpResponse, Error> {
+    let (_, _, deployment) = offered_action(&state, &req, &path, false).await?;
+    Ok(HttpResponse::Ok().json(DeploymentBase {
+        id: path.action.to_string(),
+        deployment,
+        action_history: None,
+    }))
+}
+
+/// `GET …/confirmationBase/{actionId}`: the action that waits for the
+/// device's confirmation.
+pub async fn confirmation_action(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    path: web::Path<ActionPath>,
+) -> Result<HttpResponse, Error> {
+    let (_, _, confirmation) = offered_action(&state, &req, &path, true).await?;
+    Ok(HttpResponse::Ok().json(ConfirmationAction { id: path.action.to_string(), confirmation }))
+}
+
+/// `POST …/confirmationBase/{actionId}/feedback`: `confirmed` delivers the
+/// action; `denied` leaves it waiting (the device may confirm it later) and
+/// goes to the audit log.
+pub async fn confirmation_feedback(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    path: web::Path<ActionPath>,
+    body: web::Json<ConfirmationFeedback>,
+) -> Result<HttpResponse, Error> {
+    let confirmed = match body.confirmation.as_str() {
+        "confirmed" => true,
+        "denied" => false,
+        _ => return Err(Error::invalid("confirmation", "confirmed or denied")),
+    };
+    let credential = authorise(&state, &req, &path.tenant)?;
+    let polled = ddi(&state).poll(&credential, &path.controller).await?;
+    let offered = polled.offered().is_some_and(|o| o.deployment_id == path.action);
+    if !offered || !ddi(&state).awaits_confirmation(&polled.device, path.action).await? {
+        return Err(action_gone());
+    }
+    let (device, action, details) = (polled.device.row.clone(), path.action, body.into_inner().details);
+    change_device(&state, &credential, &path.controller, move |conn| {
+        linux::record_confirmation(conn, &device, action, confirmed, &details)
+    })
+    .await?;
+    Ok(HttpResponse::Ok().finish())
 }
 
 /// `GET …/installedBase/{actionId}`: the action that installed what the
@@ -367,56 +426,78 @@ pub async fn config_data(
     Ok(HttpResponse::Ok().finish())
 }
 
-/// The device a call comes from, credentials checked.
-async fn calling_device(state: &AppState, req: &HttpRequest, path: &DevicePath) -> Result<(), Error> {
-    let credential = authorise(state, req, &path.tenant)?;
-    ddi(state).device(&credential, &path.controller).await.map(drop)
-}
-
-/// `GET …/confirmationBase`: deployments here need no confirmation from the
-/// device, so auto-confirm is on for every device.
+/// `GET …/confirmationBase`: whether the device confirms every action
+/// itself, and the action waiting for its confirmation, if any.
 pub async fn confirmation_base(
     state: web::Data<AppState>,
     req: HttpRequest,
     path: web::Path<DevicePath>,
 ) -> Result<HttpResponse, Error> {
-    calling_device(&state, &req, &path).await?;
+    let credential = authorise(&state, &req, &path.tenant)?;
+    let polled = ddi(&state).poll(&credential, &path.controller).await?;
     let base = base_url(&req, &path.tenant, &path.controller);
-    Ok(HttpResponse::Ok().json(ConfirmationBase {
-        auto_confirm: AutoConfirm {
-            state: "active".into(),
-            initiator: Some("tms".into()),
-            remark: Some("deployments on this server need no confirmation from the device".into()),
-        },
-        links: BTreeMap::from([(
+    let mut links = BTreeMap::new();
+    let auto_confirm = if polled.device.auto_confirm {
+        links.insert(
             "deactivateAutoConfirm".to_owned(),
             Link::to(format!("{base}/confirmationBase/deactivateAutoConfirm")),
-        )]),
-    }))
+        );
+        AutoConfirm { state: "active".into(), initiator: None, remark: None }
+    } else {
+        links.insert(
+            "activateAutoConfirm".to_owned(),
+            Link::to(format!("{base}/confirmationBase/activateAutoConfirm")),
+        );
+        if let Some(link) = confirmation_link(&state, &polled, &base).await? {
+            links.insert("confirmationBase".to_owned(), link);
+        }
+        AutoConfirm { state: "inactive".into(), initiator: None, remark: None }
+    };
+    Ok(HttpResponse::Ok().json(ConfirmationBase { auto_confirm, links }))
 }
 
-/// `POST …/confirmationBase/activateAutoConfirm`: it is on already.
+/// The link to the action waiting for the device's confirmation, if one does.
+async fn confirmation_link(state: &AppState, polled: &Polled, base: &str) -> Result<Option<Link>, Error> {
+    let Some(offer) = polled.offered() else { return Ok(None) };
+    if !ddi(state).awaits_confirmation(&polled.device, offer.deployment_id).await? {
+        return Ok(None);
+    }
+    let release = offer.release.as_ref().map_or(0, |r| r.release_id);
+    Ok(Some(Link::to(format!("{base}/confirmationBase/{}?c={release}", offer.deployment_id))))
+}
+
+/// `POST …/confirmationBase/activateAutoConfirm` (and `deactivate…`): the
+/// device confirms every action itself from now on (or no longer). The
+/// body's initiator and remark, if any, are not kept.
+async fn auto_confirm(
+    state: &AppState,
+    req: &HttpRequest,
+    path: &DevicePath,
+    on: bool,
+) -> Result<HttpResponse, Error> {
+    let credential = authorise(state, req, &path.tenant)?;
+    let device_id = ddi(state).device(&credential, &path.controller).await?.row.id;
+    change_device(state, &credential, &path.controller, move |conn| {
+        linux::set_auto_confirm(conn, device_id, on)
+    })
+    .await?;
+    Ok(HttpResponse::Ok().finish())
+}
+
 pub async fn activate_auto_confirm(
     state: web::Data<AppState>,
     req: HttpRequest,
     path: web::Path<DevicePath>,
 ) -> Result<HttpResponse, Error> {
-    calling_device(&state, &req, &path).await?;
-    Ok(HttpResponse::Ok().finish())
+    auto_confirm(&state, &req, &path, true).await
 }
 
-/// `POST …/confirmationBase/deactivateAutoConfirm` and confirmation
-/// feedback: not supported (no deployment waits for a confirmation).
-pub async fn confirmation_not_supported(
+pub async fn deactivate_auto_confirm(
     state: web::Data<AppState>,
     req: HttpRequest,
     path: web::Path<DevicePath>,
 ) -> Result<HttpResponse, Error> {
-    calling_device(&state, &req, &path).await?;
-    Err(Error::new(
-        ErrorCode::ConfirmationNotSupported,
-        "deployments on this server need no confirmation: auto-confirm stays on",
-    ))
+    auto_confirm(&state, &req, &path, false).await
 }
 
 /// `GET|HEAD …/softwaremodules/{moduleId}/artifacts/{fileName}` (with
@@ -482,7 +563,15 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         )
         .service(
             resource(format!("{device}/confirmationBase/deactivateAutoConfirm"))
-                .route(post().to(confirmation_not_supported)),
+                .route(post().to(deactivate_auto_confirm)),
+        )
+        // After the literal paths, which `{action}` would take.
+        .service(
+            resource(format!("{device}/confirmationBase/{{action}}")).route(get().to(confirmation_action)),
+        )
+        .service(
+            resource(format!("{device}/confirmationBase/{{action}}/feedback"))
+                .route(post().to(confirmation_feedback)),
         )
         .service(
             resource(format!("{device}/softwaremodules/{{module}}/artifacts/{{file}}"))

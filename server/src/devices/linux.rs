@@ -29,6 +29,10 @@ pub struct LinuxDevice {
     pub installed: Option<Installed>,
     /// The deployment it works on (its open DDI action).
     pub action_deployment_id: Option<i64>,
+    /// It confirms every action itself (hawkBit's auto-confirm).
+    pub auto_confirm: bool,
+    /// The action needing confirmation it confirmed last.
+    pub confirmed_deployment_id: Option<i64>,
     pub attributes: BTreeMap<String, String>,
     /// Whether it ever sent attributes (hawkBit asks until it did).
     pub attributes_reported: bool,
@@ -77,23 +81,28 @@ pub fn by_token(conn: &mut DbConnection, token: &str, controller_id: &str) -> Re
 
 /// What the server keeps for a Linux device.
 pub fn load(conn: &mut DbConnection, row: DeviceRow) -> Result<LinuxDevice, Error> {
-    type Kept = (Option<i64>, Option<i64>, Option<i64>, String, Option<chrono::NaiveDateTime>);
+    type Kept =
+        (Option<i64>, Option<i64>, Option<i64>, bool, Option<i64>, String, Option<chrono::NaiveDateTime>);
     let kept: Option<Kept> = ddi_targets::table
         .find(row.id)
         .select((
             ddi_targets::installed_deployment_id,
             ddi_targets::installed_release_id,
             ddi_targets::action_deployment_id,
+            ddi_targets::auto_confirm,
+            ddi_targets::confirmed_deployment_id,
             ddi_targets::attributes_json,
             ddi_targets::attributes_at,
         ))
         .first(conn)
         .optional()?;
-    let Some((deployment, release, action, attributes, attributes_at)) = kept else {
+    let Some((deployment, release, action, auto_confirm, confirmed, attributes, attributes_at)) = kept else {
         return Ok(LinuxDevice {
             row,
             installed: None,
             action_deployment_id: None,
+            auto_confirm: false,
+            confirmed_deployment_id: None,
             attributes: BTreeMap::new(),
             attributes_reported: false,
         });
@@ -111,6 +120,8 @@ pub fn load(conn: &mut DbConnection, row: DeviceRow) -> Result<LinuxDevice, Erro
         row,
         installed,
         action_deployment_id: action,
+        auto_confirm,
+        confirmed_deployment_id: confirmed,
         // Written by this server from a parsed map.
         attributes: serde_json::from_str(&attributes).unwrap_or_default(),
         attributes_reported: attributes_at.is_some(),
@@ -296,6 +307,67 @@ pub fn record_installed(conn: &mut DbConnection, device_id: i64, deployment_id: 
         changes::record(conn, &[Scope::Device(device_id)])?;
         Ok(())
     })
+}
+
+/// A device confirmed an action that waited for it (`confirmed`), or
+/// denied it, which leaves it waiting and goes to the audit log.
+pub fn record_confirmation(
+    conn: &mut DbConnection,
+    device: &DeviceRow,
+    deployment_id: i64,
+    confirmed: bool,
+    details: &[String],
+) -> Result<(), Error> {
+    crate::db::write_tx(conn, |conn| {
+        if confirmed {
+            upsert(conn, device.id, |conn| {
+                diesel::update(ddi_targets::table.find(device.id))
+                    .set((
+                        ddi_targets::confirmed_deployment_id.eq(Some(deployment_id)),
+                        ddi_targets::updated_at.eq(now()),
+                    ))
+                    .execute(conn)
+            })?;
+            changes::record(conn, &[Scope::Device(device.id)])?;
+        }
+        let subject = format!("device:{}", device.id);
+        let detail = json!({"deployment_id": deployment_id, "details": details});
+        let event = crate::db::audit::NewAuditEvent {
+            merchant_id: Some(device.merchant_id),
+            ..crate::db::audit::NewAuditEvent::now(
+                &device.hardware_id,
+                if confirmed { "device.ddi_confirmed" } else { "device.ddi_denied" },
+                &subject,
+                &detail,
+            )
+        };
+        audit::record(conn, &event)?;
+        Ok(())
+    })
+}
+
+/// Switches a device's auto-confirm on or off.
+pub fn set_auto_confirm(conn: &mut DbConnection, device_id: i64, on: bool) -> Result<(), Error> {
+    crate::db::write_tx(conn, |conn| {
+        upsert(conn, device_id, |conn| {
+            diesel::update(ddi_targets::table.find(device_id))
+                .set((ddi_targets::auto_confirm.eq(on), ddi_targets::updated_at.eq(now())))
+                .execute(conn)
+        })?;
+        changes::record(conn, &[Scope::Device(device_id)])?;
+        Ok(())
+    })
+}
+
+/// Whether a deployment's action waits for a DDI device's confirmation.
+pub fn confirmation_required(conn: &mut DbConnection, deployment_id: i64) -> Result<bool, Error> {
+    use crate::db::schema::deployments;
+    Ok(deployments::table
+        .find(deployment_id)
+        .select(deployments::confirmation_required)
+        .first::<bool>(conn)
+        .optional()?
+        .unwrap_or(false))
 }
 
 /// A deployment's app and release (none for a removal), whatever its state.

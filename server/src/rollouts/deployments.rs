@@ -60,6 +60,7 @@ pub struct DeploymentRow {
     pub merchant_id: Option<i64>,
     pub retry_delays: String,
     pub max_postpones: i32,
+    pub confirmation_required: bool,
 }
 
 impl DeploymentRow {
@@ -235,6 +236,7 @@ pub fn create(
                 merchant_id: None,
                 retry,
                 max_postpones,
+                confirmation_required: request.confirmation_required,
             },
         )?;
         let row = find(conn, id)?;
@@ -296,6 +298,8 @@ pub struct NewDeployment<'a> {
     pub merchant_id: Option<i64>,
     pub retry: RetryPolicy,
     pub max_postpones: u32,
+    /// A DDI device confirms the action before it is delivered.
+    pub confirmation_required: bool,
 }
 
 pub fn insert(conn: &mut DbConnection, actor: &Actor, d: NewDeployment<'_>) -> Result<i64, Error> {
@@ -322,6 +326,7 @@ pub fn insert(conn: &mut DbConnection, actor: &Actor, d: NewDeployment<'_>) -> R
         deployments::merchant_id.eq(d.merchant_id),
         deployments::retry_delays.eq(d.retry.to_stored()),
         deployments::max_postpones.eq(d.max_postpones.min(i32::MAX as u32) as i32),
+        deployments::confirmation_required.eq(d.confirmation_required),
     );
     let insert = diesel::insert_into(deployments::table).values(values);
     let id: i64 = crate::per_backend!(conn, |c| insert.returning(deployments::id).get_result(c))?;
@@ -377,6 +382,7 @@ pub fn view(conn: &mut DbConnection, row: &DeploymentRow, with_stats: bool) -> R
         wifi_only: row.wifi_only,
         retry_delays: row.retry_policy().to_text(),
         max_postpones: row.max_postpones(),
+        confirmation_required: row.confirmation_required,
         status: row.status.clone(),
         created_at: rfc3339(row.created_at),
         created_by: row.created_by_email.clone(),

@@ -431,6 +431,8 @@ fn create_rollback(
                 merchant_id: None,
                 retry: deployment.retry_policy(),
                 max_postpones: deployment.max_postpones(),
+                // A rollback does not wait for a device's confirmation.
+                confirmation_required: false,
             },
         )?;
     }

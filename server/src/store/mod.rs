@@ -565,6 +565,7 @@ fn new_store_deployment<'a>(
         merchant_id: Some(merchant_id),
         retry: RetryPolicy::default(),
         max_postpones: DEFAULT_MAX_POSTPONES,
+        confirmation_required: false,
     }
 }
 

@@ -6,6 +6,7 @@ use hawkbit::ddi::{Client, ClientAuthorization, Execution, Finished};
 use md5::Digest as _;
 use serde_json::{Value, json};
 use tms_e2e::fixtures::*;
+use tms_e2e::run_tms;
 use tms_e2e::{ServerBuilder, TestServer, backend_test};
 
 const OS: &str = "eu.kiosk.os";
@@ -262,24 +263,16 @@ backend_test!(hawkbits_documented_exchanges_replay_field_by_field, |db| {
     }
     assert_eq!(firmware, "1.0.0");
 
-    // confirmationBase: auto-confirm is on; it cannot be switched off.
+    // confirmationBase: auto-confirm is off, nothing waits for a confirmation.
     let (status, confirmation) =
         ddi(&server, get_.clone(), &format!("{base}/confirmationBase"), &token, None).await;
     assert_eq!(status, 200);
-    assert_eq!(confirmation["autoConfirm"]["state"], "active");
+    assert_eq!(confirmation["autoConfirm"]["state"], "inactive");
+    assert_eq!(keys(&confirmation["_links"]), ["activateAutoConfirm"], "{confirmation}");
     assert_eq!(
-        confirmation["_links"]["deactivateAutoConfirm"]["href"],
-        format!("{base}/confirmationBase/deactivateAutoConfirm")
+        confirmation["_links"]["activateAutoConfirm"]["href"],
+        format!("{base}/confirmationBase/activateAutoConfirm")
     );
-    let (status, body) = ddi(
-        &server,
-        reqwest::Method::POST,
-        &format!("{base}/confirmationBase/deactivateAutoConfirm"),
-        &token,
-        None,
-    )
-    .await;
-    assert_eq!((status.as_u16(), body["error"]["code"].as_str()), (409, Some("confirmation_not_supported")));
 
     // An action the device never worked on, once cancelled, is gone.
     let v2 = publish_release(&server, &op, &key, OS, "firmware", "2.0.0", 200, &[MODEL]).await;
@@ -555,4 +548,113 @@ backend_test!(a_ddi_client_others_wrote_installs_a_staged_release_fails_and_is_c
     cancel.send_feedback(Execution::Closed, Finished::Success, vec!["stopped"]).await.unwrap();
     let reply = c.poll().await.unwrap();
     assert!(reply.cancel_action().is_none() && reply.update().is_none(), "cancelled, it stays on 1.0.0");
+});
+
+backend_test!(an_action_that_needs_confirmation_waits_for_the_device, |db| {
+    let (server, op) = server_with_operator(&db).await;
+    let (_, location, _) = merchant(&server, &op, "Parking Lille", "lille@example.com", &["SN-L-1"]).await;
+    let (device_id, token) = register(&server, &op, location, "gate-1").await;
+    let base = ddi_url(&server, "gate-1", "");
+    let key = app_with_key(&server, &op, OS, "firmware").await;
+    let release = publish_release(&server, &op, &key, OS, "firmware", "1.0.0", 100, &[MODEL]).await;
+    let release_id = release["id"].as_i64().unwrap();
+    // Through the CLI, as a release engineer would.
+    let creds = tempfile::tempdir().unwrap();
+    let creds = creds.path().join("c.json");
+    tms_e2e::login_tms(&server, &creds, OPERATOR, OPERATOR_PASSWORD);
+    let (code, out, err) = run_tms(
+        &server,
+        &creds,
+        &[
+            "deploy",
+            "create",
+            "--release",
+            &format!("{OS}@1.0.0"),
+            "--to",
+            "everyone",
+            "--action",
+            "forced",
+            "--confirmation-required",
+            "--json",
+        ],
+        None,
+    );
+    assert_eq!(code, 0, "{out}{err}");
+    let deployment: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(deployment["confirmation_required"], true, "{deployment}");
+    let action = deployment["id"].as_i64().unwrap();
+
+    // The poll links the confirmation, not the deployment.
+    let (_, poll) = ddi(&server, reqwest::Method::GET, &base, &token, None).await;
+    assert_eq!(keys(&poll["_links"]), ["configData", "confirmationBase"], "{poll}");
+    let href = format!("{base}/confirmationBase/{action}?c={release_id}");
+    assert_eq!(poll["_links"]["confirmationBase"]["href"], href);
+    let (status, _) =
+        ddi(&server, reqwest::Method::GET, &format!("{base}/deploymentBase/{action}"), &token, None).await;
+    assert_eq!(status, 404, "not delivered before it is confirmed");
+    let (_, confirmation) =
+        ddi(&server, reqwest::Method::GET, &format!("{base}/confirmationBase"), &token, None).await;
+    assert_eq!(confirmation["autoConfirm"]["state"], "inactive");
+    assert_eq!(keys(&confirmation["_links"]), ["activateAutoConfirm", "confirmationBase"], "{confirmation}");
+    assert_eq!(confirmation["_links"]["confirmationBase"]["href"], href);
+    let (status, waiting) = ddi(&server, reqwest::Method::GET, &href, &token, None).await;
+    assert_eq!(status, 200, "{waiting}");
+    assert_eq!(keys(&waiting), ["confirmation", "id"]);
+    assert_eq!(waiting["id"], action.to_string());
+    assert_eq!(waiting["confirmation"]["update"], "forced");
+    assert_eq!(waiting["confirmation"]["chunks"][0]["version"], "1.0.0");
+
+    // The hawkbit crate's client denies it (it keeps waiting), then confirms it.
+    let c = client(&server, "gate-1", &token);
+    let reply = c.poll().await.unwrap();
+    assert!(reply.update().is_none());
+    let request = reply.confirmation_base().expect("a confirmation is asked");
+    assert_eq!(request.update_info().await.unwrap().action_id(), action.to_string());
+    request.decline().await.unwrap();
+    let (_, events) = get(&server, &op, "/api/v1/audit?action=device.ddi_denied").await;
+    assert!(events.to_string().contains(&format!("device:{device_id}")), "{events}");
+    let reply = c.poll().await.unwrap();
+    assert!(reply.update().is_none(), "a denied action waits");
+    reply.confirmation_base().expect("still asked").confirm().await.unwrap();
+    let reply = c.poll().await.unwrap();
+    assert!(reply.confirmation_base().is_none());
+    let update = reply.update().expect("confirmed, it is delivered").fetch().await.unwrap();
+    assert_eq!(update.action_id(), action.to_string());
+    update.send_feedback(Execution::Closed, Finished::Success, vec![]).await.unwrap();
+    let (status, body) = ddi(
+        &server,
+        reqwest::Method::POST,
+        &format!("{base}/confirmationBase/{action}/feedback"),
+        &token,
+        Some(json!({"confirmation": "confirmed", "code": 1, "details": []})),
+    )
+    .await;
+    assert_eq!((status.as_u16(), body["error"]["code"].as_str()), (410, Some("action_gone")), "{body}");
+
+    // With auto-confirm on, the next such action is delivered at once.
+    let (status, _) = ddi(
+        &server,
+        reqwest::Method::POST,
+        &format!("{base}/confirmationBase/activateAutoConfirm"),
+        &token,
+        Some(json!({"initiator": "maintenance", "remark": "unattended"})),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let (_, confirmation) =
+        ddi(&server, reqwest::Method::GET, &format!("{base}/confirmationBase"), &token, None).await;
+    assert_eq!(confirmation["autoConfirm"]["state"], "active");
+    assert_eq!(keys(&confirmation["_links"]), ["deactivateAutoConfirm"]);
+    publish_release(&server, &op, &key, OS, "firmware", "2.0.0", 200, &[MODEL]).await;
+    let (_, second) = post(
+        &server,
+        &op,
+        "/api/v1/deployments",
+        json!({"app_id": OS, "version": "2.0.0", "target": "everyone", "confirmation_required": true}),
+    )
+    .await;
+    let reply = c.poll().await.unwrap();
+    assert!(reply.confirmation_base().is_none());
+    let update = reply.update().expect("auto-confirmed").fetch().await.unwrap();
+    assert_eq!(update.action_id(), second["id"].as_i64().unwrap().to_string());
 });

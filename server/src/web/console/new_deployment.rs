@@ -50,6 +50,8 @@ pub struct DeploymentForm {
     pub window: String,
     #[serde(default)]
     pub wifi_only: Option<String>,
+    #[serde(default)]
+    pub confirmation_required: Option<String>,
     /// Percentages rising to 100, e.g. `10, 50, 100`; empty for no stages.
     #[serde(default)]
     pub stages: String,
@@ -128,6 +130,7 @@ impl DeploymentForm {
             hold: false,
             retry_delays: None,
             max_postpones: None,
+            confirmation_required: self.confirmation_required.is_some(),
         };
         let stages: Vec<f64> = self
             .stages
