@@ -135,6 +135,9 @@ fn print_device(d: &DeviceView) {
     if d.kind == "linux" {
         println!("kind          linux (hawkBit DDI; controller id {})", d.hardware_id);
     }
+    for (key, value) in &d.attributes {
+        println!("attribute     {key} = {value}");
+    }
     println!("hardware      {} ({})", d.hardware_id, d.model);
     println!("merchant      {}", d.merchant_id);
     println!("location      {}", d.location_id);

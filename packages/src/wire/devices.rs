@@ -1,6 +1,8 @@
 //! Wire types of devices and transactions: the terminal API the payment apps
 //! call, and the management API over devices and transactions.
 
+use std::collections::BTreeMap;
+
 use super::accounts::LocationView;
 
 wire! {
@@ -179,6 +181,10 @@ wire! {
         pub replaces_device_id: Option<i64>,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub replaced_by_device_id: Option<i64>,
+        /// What a Linux device reported about itself through DDI's
+        /// `configData` (hardware revision, serial numbers, …).
+        #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+        pub attributes: BTreeMap<String, String>,
         /// Users logged in to the app on it.
         pub sessions: Vec<DeviceSessionView>,
         /// The last acquirer parameter session per acquirer.

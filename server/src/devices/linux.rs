@@ -380,6 +380,14 @@ pub fn deployment_of(conn: &mut DbConnection, id: i64) -> Result<Option<(String,
         .optional()?)
 }
 
+/// The attributes a device reported (`configData`).
+pub fn attributes(conn: &mut DbConnection, device_id: i64) -> Result<BTreeMap<String, String>, Error> {
+    let json: Option<String> =
+        ddi_targets::table.find(device_id).select(ddi_targets::attributes_json).first(conn).optional()?;
+    // Written by this server from a parsed map.
+    Ok(json.and_then(|j| serde_json::from_str(&j).ok()).unwrap_or_default())
+}
+
 /// Stores the attributes a device reported (`configData`).
 pub fn report_attributes(
     conn: &mut DbConnection,

@@ -79,9 +79,12 @@ pub(crate) fn view(conn: &mut DbConnection, d: &DeviceRow) -> Result<DeviceView,
         }
         None => (None, Vec::new(), None),
     };
+    let attributes =
+        if d.kind == super::LINUX { super::linux::attributes(conn, d.id)? } else { Default::default() };
     Ok(DeviceView {
         id: d.id,
         kind: d.kind.clone(),
+        attributes,
         merchant_id: d.merchant_id,
         location_id: d.location_id,
         name: d.name.clone(),

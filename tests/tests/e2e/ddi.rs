@@ -129,6 +129,8 @@ backend_test!(hawkbits_documented_exchanges_replay_field_by_field, |db| {
     assert_eq!((status.as_u16(), body["error"]["details"]["field"].as_str()), (400, Some("mode")), "{body}");
     let (_, poll) = ddi(&server, get_.clone(), &base, &token, None).await;
     assert_eq!(keys(&poll), ["config"], "nothing waits: {poll}");
+    let (_, view) = get(&server, &op, &format!("/api/v1/devices/{device_id}")).await;
+    assert_eq!(view["attributes"], json!({"VIN": "JH4TB2H26CC000000", "hwRevision": "2"}), "{view}");
 
     // A firmware release for its model, delivered forced: a deploymentBase.
     let key = app_with_key(&server, &op, OS, "firmware").await;
@@ -657,4 +659,47 @@ backend_test!(an_action_that_needs_confirmation_waits_for_the_device, |db| {
     assert!(reply.confirmation_base().is_none());
     let update = reply.update().expect("auto-confirmed").fetch().await.unwrap();
     assert_eq!(update.action_id(), second["id"].as_i64().unwrap().to_string());
+});
+
+backend_test!(support_sees_a_linux_device_and_its_attributes_in_the_console, |db| {
+    let (server, op) = server_with_operator(&db).await;
+    let (_, location, _) = merchant(&server, &op, "Recharge Rennes", "rennes@example.com", &["SN-R-1"]).await;
+    let (device_id, token) = register(&server, &op, location, "charger-42").await;
+    let base = ddi_url(&server, "charger-42", "");
+    let (status, _) = ddi(
+        &server,
+        reqwest::Method::PUT,
+        &format!("{base}/configData"),
+        &token,
+        Some(json!({"data": {"hwRevision": "B2", "connector": "CCS2"}})),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let backend = match db.backend {
+        tms_e2e::Backend::Sqlite => "sqlite",
+        tms_e2e::Backend::Postgres => "postgres",
+    };
+    let Some(mut browser) =
+        tms_e2e::browser::Browser::start(&format!("console-linux-device-{backend}"), "en-GB,en").await
+    else {
+        return;
+    };
+    browser.goto(&server.url("/login")).await;
+    browser.fill("#email", OPERATOR).await;
+    browser.fill("#password", OPERATOR_PASSWORD).await;
+    browser.click("form[action='/login'] button[type=submit]").await;
+    browser.expect_text("Sign out").await;
+    browser.goto(&server.url(&format!("/console/terminals/{device_id}"))).await;
+    browser.expect_heading("charger-42").await;
+    let facts = browser.text("#facts").await;
+    assert!(facts.contains("Linux device (hawkBit DDI)"), "{facts}");
+    let attributes = browser.text("#attributes").await;
+    assert!(attributes.contains("connector") && attributes.contains("CCS2"), "{attributes}");
+    assert!(!browser.exists("#installed").await && !browser.body_text().await.contains("reported its apps"));
+    browser.snap("linux-device").await;
+    browser.click("form.lang button[value=fr]").await;
+    browser.expect_text("Se déconnecter").await;
+    browser.goto(&server.url(&format!("/console/terminals/{device_id}"))).await;
+    browser.expect_text("Attributs déclarés par l’appareil").await;
+    browser.snap("linux-device-fr").await;
 });
