@@ -83,9 +83,22 @@ where
             ),
         ));
     }
+    let staged_digest = staged.digest;
     blobs.commit(staged).await?;
     // Should the row not commit now (a concurrent publish won, say), the blob
     // stays: another publish of the same bytes may be about to use it, so
     // deleting it here could leave a release without its artifact.
-    db.run(move |conn| super::record(conn, &actor, &signed)).await
+    let is_firmware = signed.manifest.kind == "firmware";
+    let view = db.run(move |conn| super::record(conn, &actor, &signed)).await?;
+    if is_firmware {
+        // DDI devices check an image's sha1 and md5 too: computed now, in the
+        // background, rather than on the first device's deploymentBase.
+        let (db, blobs, digest) = (db.clone(), blobs.clone(), staged_digest);
+        tokio::spawn(async move {
+            if let Err(e) = super::digests::of(&db, &blobs, &digest).await {
+                tracing::warn!(error = %e, %digest, "could not compute the artifact's sha1 and md5");
+            }
+        });
+    }
+    Ok(view)
 }

@@ -661,20 +661,10 @@ backend_test!(an_action_that_needs_confirmation_waits_for_the_device, |db| {
     assert_eq!(update.action_id(), second["id"].as_i64().unwrap().to_string());
 });
 
-backend_test!(support_sees_a_linux_device_and_its_attributes_in_the_console, |db| {
+backend_test!(support_registers_a_linux_device_in_the_console_and_sees_what_it_reports, |db| {
     let (server, op) = server_with_operator(&db).await;
-    let (_, location, _) = merchant(&server, &op, "Recharge Rennes", "rennes@example.com", &["SN-R-1"]).await;
-    let (device_id, token) = register(&server, &op, location, "charger-42").await;
-    let base = ddi_url(&server, "charger-42", "");
-    let (status, _) = ddi(
-        &server,
-        reqwest::Method::PUT,
-        &format!("{base}/configData"),
-        &token,
-        Some(json!({"data": {"hwRevision": "B2", "connector": "CCS2"}})),
-    )
-    .await;
-    assert_eq!(status, 200);
+    let (merchant_id, _, _) =
+        merchant(&server, &op, "Recharge Rennes", "rennes@example.com", &["SN-R-1"]).await;
     let backend = match db.backend {
         tms_e2e::Backend::Sqlite => "sqlite",
         tms_e2e::Backend::Postgres => "postgres",
@@ -689,17 +679,65 @@ backend_test!(support_sees_a_linux_device_and_its_attributes_in_the_console, |db
     browser.fill("#password", OPERATOR_PASSWORD).await;
     browser.click("form[action='/login'] button[type=submit]").await;
     browser.expect_text("Sign out").await;
-    browser.goto(&server.url(&format!("/console/terminals/{device_id}"))).await;
+
+    // Registered from the merchant's page; a bad controller id is refused
+    // in the reader's words and the form keeps what was typed.
+    browser.goto(&server.url(&format!("/console/merchants/{merchant_id}"))).await;
+    browser.expect_text("Linux devices (hawkBit DDI)").await;
+    browser.fill("#linux-controller", "charger 42").await;
+    browser.fill("#linux-model", "kiosk-x86").await;
+    browser.click("#new-linux-device button[type=submit]").await;
+    browser.expect_text("The controller id takes letters").await;
+    assert_eq!(browser.script("return document.querySelector('#linux-model').value").await, "kiosk-x86");
+    browser.snap("register-refused").await;
+    browser.fill("#linux-controller", "charger-42").await;
+    browser.click("#new-linux-device button[type=submit]").await;
+    browser.expect_heading("Linux device registered").await;
+    let token = browser.text("#target-token").await;
+    assert!(token.starts_with("tms_t_"), "{token}");
+    browser.snap("registered").await;
+
+    // What the device reports shows on its page.
+    let base = ddi_url(&server, "charger-42", "");
+    let (status, _) = ddi(
+        &server,
+        reqwest::Method::PUT,
+        &format!("{base}/configData"),
+        &token,
+        Some(json!({"data": {"hwRevision": "B2", "connector": "CCS2"}})),
+    )
+    .await;
+    assert_eq!(status, 200);
+    browser.click("a[href^='/console/terminals/']").await;
     browser.expect_heading("charger-42").await;
     let facts = browser.text("#facts").await;
-    assert!(facts.contains("Linux device (hawkBit DDI)"), "{facts}");
+    assert!(facts.contains("Linux device (hawkBit DDI)") && facts.contains("KIOSK-X86"), "{facts}");
     let attributes = browser.text("#attributes").await;
     assert!(attributes.contains("connector") && attributes.contains("CCS2"), "{attributes}");
     assert!(!browser.exists("#installed").await && !browser.body_text().await.contains("reported its apps"));
     browser.snap("linux-device").await;
+
+    // A deployment that waits for the devices' confirmation says so.
+    let key = app_with_key(&server, &op, OS, "firmware").await;
+    publish_release(&server, &op, &key, OS, "firmware", "1.0.0", 100, &["KIOSK-X86"]).await;
+    let (_, deployment) = post(
+        &server,
+        &op,
+        "/api/v1/deployments",
+        json!({"app_id": OS, "version": "1.0.0", "target": "everyone", "confirmation_required": true}),
+    )
+    .await;
+    let deployment_page = server.url(&format!("/console/deployments/{}", deployment["id"]));
+    browser.goto(&deployment_page).await;
+    assert!(browser.text("#confirmation").await.contains("confirm before installing"));
+    browser.snap("deployment-confirmation").await;
+
     browser.click("form.lang button[value=fr]").await;
     browser.expect_text("Se déconnecter").await;
-    browser.goto(&server.url(&format!("/console/terminals/{device_id}"))).await;
-    browser.expect_text("Attributs déclarés par l’appareil").await;
-    browser.snap("linux-device-fr").await;
+    browser.goto(&server.url(&format!("/console/merchants/{merchant_id}"))).await;
+    browser.expect_text("Appareils Linux (hawkBit DDI)").await;
+    browser.snap("merchant-fr").await;
+    browser.goto(&deployment_page).await;
+    assert!(browser.text("#confirmation").await.contains("confirment avant d’installer"));
+    browser.snap("deployment-confirmation-fr").await;
 });

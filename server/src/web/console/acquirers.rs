@@ -250,6 +250,6 @@ pub async fn add_contract(
     let to = format!("/console/merchants/{merchant_id}");
     match outcome(&session, result, &to, "flash.contract_added")? {
         Ok(done) => Ok(done),
-        Err(text) => super::merchants::render_show(&state, &session, merchant_id, Some(text)).await,
+        Err(text) => super::merchants::render_show(&state, &session, merchant_id, Some(text), None).await,
     }
 }

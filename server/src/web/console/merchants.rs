@@ -11,6 +11,7 @@ use tms_packages::wire::accounts::{
     Address, CreateOrderRequest, LocationView, MerchantView, OrderedTerminal, TerminalView, UserView,
 };
 use tms_packages::wire::acquirers::{AcquirerView, ContractView};
+use tms_packages::wire::devices::{LinuxDeviceRegistered, RegisterLinuxDeviceRequest};
 use tms_packages::wire::store::StoreAppSummary;
 
 use super::staff;
@@ -78,6 +79,8 @@ struct ShowPage {
     /// The acquirers a contract may name.
     acquirers: Vec<AcquirerView>,
     contract_refusal: Option<String>,
+    /// Why registering a Linux device was refused, with the form as typed.
+    linux_refusal: Option<(String, LinuxDeviceForm)>,
     /// The store's apps as this merchant's store shows them, with where they are installed.
     store_apps: Vec<StoreAppSummary>,
 }
@@ -89,6 +92,17 @@ impl ShowPage {
             .find(|l| l.id == *id)
             .map(|l| l.name.clone())
             .unwrap_or_else(|| format!("#{id}"))
+    }
+
+    /// A field of the Linux device form as typed, when it was refused.
+    fn linux_value(&self, field: &str) -> String {
+        let Some((_, form)) = &self.linux_refusal else { return String::new() };
+        match field {
+            "location_id" => form.location_id.clone(),
+            "controller_id" => form.controller_id.clone(),
+            "model" => form.model.clone(),
+            _ => form.name.clone(),
+        }
     }
 
     fn address(&self, a: &Address) -> String {
@@ -106,7 +120,7 @@ pub async fn show(
     session: Session,
     id: web::Path<i64>,
 ) -> Result<HttpResponse, WebError> {
-    render_show(&state, &session, id.into_inner(), None).await
+    render_show(&state, &session, id.into_inner(), None, None).await
 }
 
 /// A merchant's page, with the refusal of a contract just sent.
@@ -115,6 +129,7 @@ pub async fn render_show(
     session: &Session,
     id: i64,
     contract_refusal: Option<String>,
+    linux_refusal: Option<(String, LinuxDeviceForm)>,
 ) -> Result<HttpResponse, WebError> {
     staff(session)?;
     let actor = session.actor.clone();
@@ -146,9 +161,82 @@ pub async fn render_show(
         contracts,
         acquirers,
         contract_refusal,
+        linux_refusal,
         store_apps,
     };
     page(&body.ctx, &body)
+}
+
+/// The form that registers a Linux device (hawkBit DDI) at a location.
+#[derive(Deserialize, Default, Clone)]
+pub struct LinuxDeviceForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    pub location_id: String,
+    #[serde(default)]
+    pub controller_id: String,
+    #[serde(default)]
+    pub model: String,
+    #[serde(default)]
+    pub name: String,
+}
+
+#[derive(Template)]
+#[template(path = "console/linux_registered.html")]
+struct LinuxRegisteredPage {
+    ctx: Ctx,
+    merchant_id: i64,
+    registered: LinuxDeviceRegistered,
+    tenant: String,
+}
+
+/// Registers a Linux device and shows its TargetToken, once; a refusal goes
+/// back to the merchant's page with the form as typed.
+pub async fn register_linux(
+    state: web::Data<AppState>,
+    session: Session,
+    merchant_id: web::Path<i64>,
+    form: web::Form<LinuxDeviceForm>,
+) -> Result<HttpResponse, WebError> {
+    session.check_form(&form.csrf)?;
+    staff(&session)?;
+    let merchant_id = merchant_id.into_inner();
+    let form = form.into_inner();
+    let request = form
+        .location_id
+        .trim()
+        .parse::<i64>()
+        .map_err(|_| Error::invalid("location_id", "choose a location"))
+        .map(|location_id| RegisterLinuxDeviceRequest {
+            location_id,
+            controller_id: form.controller_id.trim().to_owned(),
+            model: form.model.trim().to_owned(),
+            name: Some(form.name.trim().to_owned()).filter(|n| !n.is_empty()),
+        });
+    let result = match request {
+        Ok(request) => {
+            let actor = session.actor.clone();
+            state.db.run(move |conn| crate::devices::linux::register(conn, &actor, &request)).await
+        }
+        Err(e) => Err(e),
+    };
+    match result {
+        Ok(registered) => {
+            let body = LinuxRegisteredPage {
+                ctx: session.ctx("console.merchants"),
+                merchant_id,
+                registered,
+                tenant: state.config.ddi_tenant.clone(),
+            };
+            page(&body.ctx, &body)
+        }
+        Err(e) if !e.is_internal() && e.code() != ErrorCode::Forbidden => {
+            let text = crate::web::form_refusal(session.lang, "console.linux", &e);
+            render_show(&state, &session, merchant_id, None, Some((text, form))).await
+        }
+        Err(e) => Err(WebError::from_domain(session.lang, e)),
+    }
 }
 
 /// The order form, as typed (kept when refused).

@@ -56,6 +56,9 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .service(resource("/console/merchants/{id}").route(get().to(merchants::show)))
         .service(resource("/console/merchants/{id}/contracts").route(post().to(acquirers::add_contract)))
         .service(
+            resource("/console/merchants/{id}/linux-devices").route(post().to(merchants::register_linux)),
+        )
+        .service(
             resource("/console/acquirers")
                 .route(get().to(acquirers::list))
                 .route(post().to(acquirers::create)),
