@@ -27,7 +27,7 @@ const OPERATORS: &[OperatorRole] = &[OperatorRole::OperatorAdmin, OperatorRole::
 /// sealed under the master key, and named by the digest of what is sealed.
 pub const SEALED_PURPOSE: &str = "parameter_set";
 
-fn invalid(e: tms_packages::parameters::ParamError) -> Error {
+pub(crate) fn invalid(e: tms_packages::parameters::ParamError) -> Error {
     Error::with_details(
         ErrorCode::InvalidParameter,
         e.to_string(),

@@ -12,7 +12,7 @@ use tms_packages::wire::acquirers::{
 
 use super::{ConfirmPage, staff};
 use crate::acquirers;
-use crate::error::{Error, ErrorCode};
+use crate::error::Error;
 use crate::http::AppState;
 use crate::web::{Ctx, Lang, OrPage, Session, WebError, page, redirect_with};
 
@@ -69,7 +69,7 @@ fn outcome<T>(
 ) -> Result<Result<HttpResponse, String>, WebError> {
     match result {
         Ok(_) => Ok(Ok(redirect_with(to, flash))),
-        Err(e) if !e.is_internal() && e.code() != ErrorCode::Forbidden => Ok(Err(refusal(session.lang, &e))),
+        Err(e) if super::refusable(&e) => Ok(Err(refusal(session.lang, &e))),
         Err(e) => Err(WebError::from_domain(session.lang, e)),
     }
 }

@@ -10,7 +10,7 @@ use serde::Deserialize;
 use tms_packages::releases::SignedManifest;
 use tms_packages::wire::releases::{AddPublisherKeyRequest, AppView, ReleaseView};
 
-use super::{ConfirmPage, staff};
+use super::{ConfirmPage, byte_size, staff};
 use crate::error::ErrorCode;
 use crate::http::AppState;
 use crate::releases::{self, PUBLISHERS};
@@ -64,30 +64,6 @@ impl ShowPage {
     fn size(&self, bytes: &u64) -> String {
         byte_size(self.ctx.lang, *bytes)
     }
-}
-
-/// A size as people read it: bytes, KiB, MiB or GiB with one decimal.
-fn byte_size(lang: crate::web::Lang, bytes: u64) -> String {
-    const UNITS: [&str; 4] = ["B", "KiB", "MiB", "GiB"];
-    let mut value = bytes as f64;
-    let mut unit = 0;
-    while value >= 1024.0 && unit < UNITS.len() - 1 {
-        value /= 1024.0;
-        unit += 1;
-    }
-    let text = if unit == 0 { format!("{bytes}") } else { format!("{value:.1}") };
-    let text = match lang {
-        crate::web::Lang::Fr => text.replace('.', ","),
-        crate::web::Lang::En => text,
-    };
-    let unit = match (lang, UNITS[unit]) {
-        (crate::web::Lang::Fr, "B") => "o",
-        (crate::web::Lang::Fr, "KiB") => "Kio",
-        (crate::web::Lang::Fr, "MiB") => "Mio",
-        (crate::web::Lang::Fr, "GiB") => "Gio",
-        (_, u) => u,
-    };
-    format!("{text}\u{a0}{unit}")
 }
 
 /// What the app's page says of a form just refused.
@@ -361,7 +337,7 @@ pub async fn publish(
             let to = format!("/console/apps/{}", release.app_id);
             Ok(redirect_with(&to, "flash.release_published"))
         }
-        Err(e) if !e.is_internal() && e.code() != ErrorCode::Forbidden => {
+        Err(e) if super::refusable(&e) => {
             let text = crate::web::refusal_text(lang, "console.publish", &e);
             let text = format!("{text} ({})", e.public_message());
             render(&state, &session, app_id, Refusals { publish: Some(text), ..Refusals::default() }).await

@@ -112,9 +112,7 @@ pub async fn create(
     let actor = session.actor.clone();
     match state.db.run(move |conn| deployments::create_group(conn, &actor, &request)).await {
         Ok(view) => Ok(redirect_with(&format!("/console/groups/{}", view.id), "flash.group_created")),
-        Err(e) if !e.is_internal() && e.code() != ErrorCode::Forbidden => {
-            render_list(&state, &session, Some(refused(&e)), form).await
-        }
+        Err(e) if super::refusable(&e) => render_list(&state, &session, Some(refused(&e)), form).await,
         Err(e) => Err(WebError::from_domain(session.lang, e)),
     }
 }

@@ -231,7 +231,7 @@ pub async fn register_linux(
             };
             page(&body.ctx, &body)
         }
-        Err(e) if !e.is_internal() && e.code() != ErrorCode::Forbidden => {
+        Err(e) if super::refusable(&e) => {
             let text = crate::web::form_refusal(session.lang, "console.linux", &e);
             render_show(&state, &session, merchant_id, None, Some((text, form))).await
         }
@@ -384,7 +384,7 @@ pub async fn create_order(
             };
             Ok(redirect_with(&format!("/console/merchants/{}", order.merchant_id), flash))
         }
-        Err(e) if !e.is_internal() && e.code() != ErrorCode::Forbidden => {
+        Err(e) if super::refusable(&e) => {
             let text = refused(&e);
             render_order(&state, &session, form, Some(text)).await
         }

@@ -118,6 +118,13 @@ pub fn sections(role: OperatorRole) -> Vec<&'static str> {
     sections
 }
 
+/// Whether a refused request is one the user can act on from the form
+/// (said beside it, the form kept) rather than an error page: not an
+/// internal error, nor a right the user lacks.
+pub fn refusable(e: &crate::error::Error) -> bool {
+    !e.is_internal() && e.code() != crate::error::ErrorCode::Forbidden
+}
+
 /// The signed-in user's operator role; a merchant's user is refused.
 pub fn staff(session: &Session) -> Result<OperatorRole, WebError> {
     session.actor.operator_role().ok_or_else(|| WebError::Page {
@@ -142,4 +149,28 @@ pub struct ConfirmPage {
     pub action: String,
     /// Where cancelling goes.
     pub back: String,
+}
+
+/// A size as people read it: bytes, KiB, MiB or GiB with one decimal.
+pub fn byte_size(lang: crate::web::Lang, bytes: u64) -> String {
+    const UNITS: [&str; 4] = ["B", "KiB", "MiB", "GiB"];
+    let mut value = bytes as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit < UNITS.len() - 1 {
+        value /= 1024.0;
+        unit += 1;
+    }
+    let text = if unit == 0 { format!("{bytes}") } else { format!("{value:.1}") };
+    let text = match lang {
+        crate::web::Lang::Fr => text.replace('.', ","),
+        crate::web::Lang::En => text,
+    };
+    let unit = match (lang, UNITS[unit]) {
+        (crate::web::Lang::Fr, "B") => "o",
+        (crate::web::Lang::Fr, "KiB") => "Kio",
+        (crate::web::Lang::Fr, "MiB") => "Mio",
+        (crate::web::Lang::Fr, "GiB") => "Gio",
+        (_, u) => u,
+    };
+    format!("{text}\u{a0}{unit}")
 }

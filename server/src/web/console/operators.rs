@@ -85,7 +85,7 @@ pub async fn invite(
             crate::http::accounts::deliver(&state, mail).await;
             Ok(redirect_with("/console/operators", "flash.operator_invited"))
         }
-        Err(e) if !e.is_internal() && e.code() != ErrorCode::Forbidden => {
+        Err(e) if super::refusable(&e) => {
             render(&state, &session, Some(crate::web::refusal_text(session.lang, "console.operators", &e)))
                 .await
         }

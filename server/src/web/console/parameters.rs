@@ -306,13 +306,7 @@ fn change_of(overview: &ScopeParametersView, form: &Submitted) -> Result<ChangeP
                 }
             } else if !(secret && text.is_empty()) {
                 let text = if secret { text.as_str() } else { text.trim() };
-                let value = parse_value(schema, key, text).map_err(|e| {
-                    Error::with_details(
-                        ErrorCode::InvalidParameter,
-                        e.to_string(),
-                        BTreeMap::from([("key".to_owned(), e.key)]),
-                    )
-                })?;
+                let value = parse_value(schema, key, text).map_err(crate::parameters::invalid)?;
                 if here != Some(&value) {
                     change.set.insert(key.clone(), value);
                 }
@@ -350,6 +344,8 @@ fn parse_level(session: &Session, text: &str) -> Result<Level, WebError> {
 }
 
 struct Shown {
+    /// What the level sets, when the caller read it already.
+    overview: Option<ScopeParametersView>,
     form: Option<Submitted>,
     review: Option<Review>,
     refusal: Option<String>,
@@ -374,7 +370,10 @@ async fn render(
     shown: Shown,
 ) -> Result<HttpResponse, WebError> {
     let role = staff(session)?;
-    let overview = overview_of(state, session, (&app_id, level, scope_id)).await?;
+    let overview = match shown.overview {
+        Some(o) => o,
+        None => overview_of(state, session, (&app_id, level, scope_id)).await?,
+    };
     let history = crate::parameters::history(
         &state.db,
         &state.blobs,
@@ -411,7 +410,7 @@ pub async fn show(
 ) -> Result<HttpResponse, WebError> {
     let (app_id, level, scope_id) = path.into_inner();
     let level = parse_level(&session, &level)?;
-    let shown = Shown { form: None, review: None, refusal: None, fingerprint: String::new() };
+    let shown = Shown { overview: None, form: None, review: None, refusal: None, fingerprint: String::new() };
     render(&state, &session, (app_id, level, scope_id), shown).await
 }
 
@@ -435,6 +434,7 @@ pub async fn submit(
         Ok(c) => c,
         Err(e) => {
             let shown = Shown {
+                overview: Some(overview),
                 refusal: Some(refused(&e)),
                 form: Some(form),
                 review: None,
@@ -461,8 +461,10 @@ pub async fn submit(
                 state.contact.caught_up().await;
                 Ok(redirect_with(&scope_path(&app_id, level.as_str(), scope_id), "flash.parameters_saved"))
             }
-            Err(e) if !e.is_internal() && e.code() != ErrorCode::Forbidden => {
+            Err(e) if super::refusable(&e) => {
+                // Read again: another change may have been saved meanwhile.
                 let shown = Shown {
+                    overview: None,
                     refusal: Some(refused(&e)),
                     form: Some(form),
                     review: None,
@@ -487,6 +489,7 @@ pub async fn submit(
         Ok(p) => {
             let changed = (step == "save").then(|| lang.text("console.parameters.changed").to_owned());
             let shown = Shown {
+                overview: Some(overview),
                 review: Some(review_of(lang, level, &p)),
                 refusal: changed,
                 form: Some(form),
@@ -494,8 +497,9 @@ pub async fn submit(
             };
             render(&state, &session, scope, shown).await
         }
-        Err(e) if !e.is_internal() && e.code() != ErrorCode::Forbidden => {
+        Err(e) if super::refusable(&e) => {
             let shown = Shown {
+                overview: Some(overview),
                 refusal: Some(refused(&e)),
                 form: Some(form),
                 review: None,

@@ -229,7 +229,8 @@ fn next_text(lang: Lang, app: &AppPlanView) -> String {
     }
     if let (Some(needed), Some(free)) = (app.storage_needed_bytes, app.storage_free_bytes) {
         text.push_str(" — ");
-        text.push_str(&lang.format("console.plan.short_of_space", &[&(needed / 1024), &(free / 1024)]));
+        let (needed, free) = (super::byte_size(lang, needed), super::byte_size(lang, free));
+        text.push_str(&lang.format("console.plan.short_of_space", &[&needed, &free]));
     }
     text
 }
@@ -255,7 +256,7 @@ fn health_rows(lang: Lang, device: &DeviceView) -> Vec<(&'static str, String)> {
         rows.push(("console.terminal.uptime", format!("{} h {} min", up / 3600, up % 3600 / 60)));
     }
     if let Some(free) = device.free_storage_bytes {
-        rows.push(("console.terminal.free_storage", format!("{} MiB", free >> 20)));
+        rows.push(("console.terminal.free_storage", super::byte_size(lang, free)));
     }
     rows
 }
