@@ -36,6 +36,13 @@ impl From<crate::secrets::SecretError> for Error {
     }
 }
 
+/// A DDI report the mapping refuses: the field at fault.
+impl From<tms_packages::ddi::FeedbackError> for Error {
+    fn from(e: tms_packages::ddi::FeedbackError) -> Error {
+        Error::invalid(e.field, e.message)
+    }
+}
+
 impl From<diesel::result::Error> for Error {
     fn from(e: diesel::result::Error) -> Error {
         Error::Db(DbError::Query(e))

@@ -14,7 +14,7 @@ use serde_json::json;
 
 use crate::fixtures::*;
 use crate::portal_bench::{get_page, measure_pages, sign_in};
-use crate::{ServerBuilder, TestDatabase};
+use crate::ServerBuilder;
 
 #[derive(Args, Debug, Clone)]
 pub struct ConsoleArgs {
@@ -36,11 +36,7 @@ const TARGET_MS: f64 = 100.0;
 const APP: &str = "eu.ccv.payment";
 
 pub async fn run(args: ConsoleArgs) {
-    let db = if args.postgres {
-        TestDatabase::postgres().expect("PostgreSQL at TMS_TEST_POSTGRES_URL")
-    } else {
-        TestDatabase::sqlite()
-    };
+    let db = crate::fleet_bench::bench_database(args.postgres);
     let seeder =
         ServerBuilder::new().database(&db).env("TMS_LOG_LEVEL", "warn,tms_server::http=info").start().await;
     seeder.create_operator(OPERATOR, "operator_admin", OPERATOR_PASSWORD);

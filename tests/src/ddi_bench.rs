@@ -8,8 +8,10 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 
 use crate::fixtures::*;
-use crate::fleet_bench::{Phase, contacts, error_kind, healthz, http_client, postgres_backend};
-use crate::{ServerBuilder, TestDatabase};
+use crate::fleet_bench::{
+    Phase, bench_database, bench_server, contacts, error_kind, healthz, http_client, postgres_backend,
+    print_phases,
+};
 
 /// `tms-bench ddi`'s arguments.
 #[derive(Debug, Clone, clap::Args)]
@@ -117,18 +119,8 @@ async fn polls(
 
 pub async fn run(args: DdiArgs) {
     let backend = if args.postgres { "postgres" } else { "sqlite" };
-    let db = if args.postgres {
-        TestDatabase::postgres().expect("PostgreSQL at TMS_TEST_POSTGRES_URL")
-    } else {
-        TestDatabase::sqlite()
-    };
-    let server = ServerBuilder::new()
-        .database(&db)
-        .env("TMS_LOG_LEVEL", "warn,tms_server::http=info,tms_server::http::observe=warn")
-        .env("TMS_DB_POOL_SIZE", "16")
-        .env("TMS_MAX_CONNECTIONS_PER_ADDRESS", "1000000")
-        .start()
-        .await;
+    let db = bench_database(args.postgres);
+    let server = bench_server(&db).start().await;
     server.create_operator(OPERATOR, "operator_admin", OPERATOR_PASSWORD);
     let trusted = std::sync::Arc::new(answer_keys(&server).await);
     eprintln!("seeding {} Linux devices and {} Android terminals…", args.devices, args.devices);
@@ -171,22 +163,6 @@ pub async fn run(args: DdiArgs) {
         "ddi, {backend}, {} Linux devices and {} Android terminals, {} calling at once",
         args.devices, args.devices, args.concurrency
     );
-    eprintln!(
-        "  {:<24} {:>9} {:>9} {:>7} {:>8} {:>8} {:>8}  errors",
-        "phase", "requests", "req/s", "ratio", "p50 ms", "p90 ms", "p99 ms"
-    );
-    for p in report["phases"].as_array().expect("phases") {
-        eprintln!(
-            "  {:<24} {:>9} {:>9.0} {:>7} {:>8.2} {:>8.2} {:>8.2}  {}",
-            p["phase"].as_str().unwrap_or(""),
-            p["requests"],
-            p["requests_per_second"].as_f64().unwrap_or(0.0),
-            p["ratio_to_healthz"].as_f64().map_or("—".to_owned(), |r| format!("{:.0} %", r * 100.0)),
-            p["p50_ms"].as_f64().unwrap_or(0.0),
-            p["p90_ms"].as_f64().unwrap_or(0.0),
-            p["p99_ms"].as_f64().unwrap_or(0.0),
-            p["errors"],
-        );
-    }
+    print_phases(&report["phases"]);
     eprintln!("  server RSS {:.0} MiB", report["server_rss_mib"].as_f64().unwrap_or(0.0));
 }

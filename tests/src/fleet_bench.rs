@@ -286,22 +286,52 @@ fn database_mib(db: &TestDatabase) -> Option<f64> {
     }
 }
 
-pub async fn run(args: FleetArgs) {
-    let backend = if args.postgres { "postgres" } else { "sqlite" };
-    let db = if args.postgres {
+/// The database a load benchmark runs on: a fresh SQLite file, or a
+/// database of its own on the PostgreSQL at `TMS_TEST_POSTGRES_URL`.
+pub fn bench_database(postgres: bool) -> TestDatabase {
+    if postgres {
         TestDatabase::postgres().expect("PostgreSQL at TMS_TEST_POSTGRES_URL")
     } else {
         TestDatabase::sqlite()
-    };
-    let server = ServerBuilder::new()
-        .database(&db)
+    }
+}
+
+/// The server a load benchmark drives: quiet logs, a pool of 16, and no
+/// limit on connections per address.
+pub(crate) fn bench_server(db: &TestDatabase) -> ServerBuilder {
+    ServerBuilder::new()
+        .database(db)
         .env("TMS_LOG_LEVEL", "warn,tms_server::http=info,tms_server::http::observe=warn")
-        .env("TMS_ROLLOUT_CHECK_SECS", "20")
         .env("TMS_DB_POOL_SIZE", "16")
         // The load generator is one address standing for a whole fleet.
         .env("TMS_MAX_CONNECTIONS_PER_ADDRESS", "1000000")
-        .start()
-        .await;
+}
+
+/// The phases of a report as a table on standard error.
+pub(crate) fn print_phases(phases: &Value) {
+    eprintln!(
+        "  {:<28} {:>9} {:>9} {:>7} {:>8} {:>8} {:>8}  errors",
+        "phase", "requests", "req/s", "ratio", "p50 ms", "p90 ms", "p99 ms"
+    );
+    for p in phases.as_array().expect("phases") {
+        eprintln!(
+            "  {:<28} {:>9} {:>9.0} {:>7} {:>8.2} {:>8.2} {:>8.2}  {}",
+            p["phase"].as_str().unwrap_or(""),
+            p["requests"],
+            p["requests_per_second"].as_f64().unwrap_or(0.0),
+            p["ratio_to_healthz"].as_f64().map_or("—".to_owned(), |r| format!("{:.0} %", r * 100.0)),
+            p["p50_ms"].as_f64().unwrap_or(0.0),
+            p["p90_ms"].as_f64().unwrap_or(0.0),
+            p["p99_ms"].as_f64().unwrap_or(0.0),
+            p["errors"],
+        );
+    }
+}
+
+pub async fn run(args: FleetArgs) {
+    let backend = if args.postgres { "postgres" } else { "sqlite" };
+    let db = bench_database(args.postgres);
+    let server = bench_server(&db).env("TMS_ROLLOUT_CHECK_SECS", "20").start().await;
     server.create_operator(OPERATOR, "operator_admin", OPERATOR_PASSWORD);
     let op = server.login(OPERATOR, OPERATOR_PASSWORD).await;
     let trusted = Arc::new(answer_keys(&server).await);
@@ -440,23 +470,7 @@ pub async fn run(args: FleetArgs) {
         args.concurrency,
         args.storm_concurrency
     );
-    eprintln!(
-        "  {:<28} {:>9} {:>9} {:>7} {:>8} {:>8} {:>8}  errors",
-        "phase", "requests", "req/s", "ratio", "p50 ms", "p90 ms", "p99 ms"
-    );
-    for p in report["phases"].as_array().expect("phases") {
-        eprintln!(
-            "  {:<28} {:>9} {:>9.0} {:>7} {:>8.2} {:>8.2} {:>8.2}  {}",
-            p["phase"].as_str().unwrap_or(""),
-            p["requests"],
-            p["requests_per_second"].as_f64().unwrap_or(0.0),
-            p["ratio_to_healthz"].as_f64().map_or("—".to_owned(), |r| format!("{:.0} %", r * 100.0)),
-            p["p50_ms"].as_f64().unwrap_or(0.0),
-            p["p90_ms"].as_f64().unwrap_or(0.0),
-            p["p99_ms"].as_f64().unwrap_or(0.0),
-            p["errors"],
-        );
-    }
+    print_phases(&report["phases"]);
     for (name, p) in [("b 10 %", &report["phases"][3]), ("b 100 %", &report["phases"][4])] {
         eprintln!(
             "  rollout {name}: offered to {} terminals, {} outside the stage",

@@ -12,7 +12,7 @@ use futures_util::StreamExt;
 use serde_json::{Value, json};
 
 use crate::fixtures::*;
-use crate::{ServerBuilder, TestDatabase, TestServer};
+use crate::{ServerBuilder, TestServer};
 
 #[derive(Args, Debug, Clone)]
 pub struct PortalArgs {
@@ -87,11 +87,7 @@ pub async fn sign_in(server: &TestServer, email: &str, password: &str) -> String
 }
 
 pub async fn run(args: PortalArgs) {
-    let db = if args.postgres {
-        TestDatabase::postgres().expect("PostgreSQL at TMS_TEST_POSTGRES_URL")
-    } else {
-        TestDatabase::sqlite()
-    };
+    let db = crate::fleet_bench::bench_database(args.postgres);
     let server = ServerBuilder::new()
         .database(&db)
         .env("TMS_LOG_LEVEL", "warn,tms_server::http=info")

@@ -61,9 +61,19 @@ pub enum Credential {
     Gateway,
 }
 
+impl Credential {
+    /// The caller as the contact service knows it.
+    pub fn caller<'a>(&'a self, controller_id: &'a str) -> Caller<'a> {
+        match self {
+            Credential::Target(token) => Caller::Token(token),
+            Credential::Gateway => Caller::Controller(controller_id),
+        }
+    }
+}
+
 /// A device this process served, kept while nothing touching it changes.
 struct Known {
-    device: LinuxDevice,
+    device: Arc<LinuxDevice>,
     /// The change-log position when it was read.
     position: i64,
 }
@@ -81,7 +91,7 @@ pub struct DdiService {
 
 /// What a poll found for a device: its kept state and the planner's decision.
 pub struct Polled {
-    pub device: LinuxDevice,
+    pub device: Arc<LinuxDevice>,
     pub decided: Decided,
 }
 
@@ -171,7 +181,11 @@ impl DdiService {
     /// The device a call comes from, with what the server keeps for it:
     /// from memory while nothing touching it changed, else from the
     /// database (registering it when the gateway token may).
-    pub async fn device(&self, credential: &Credential, controller_id: &str) -> Result<LinuxDevice, Error> {
+    pub async fn device(
+        &self,
+        credential: &Credential,
+        controller_id: &str,
+    ) -> Result<Arc<LinuxDevice>, Error> {
         if !linux::valid_controller_id(controller_id) {
             return Err(Error::new(ErrorCode::UnknownController, "not a controller id"));
         }
@@ -206,7 +220,7 @@ impl DdiService {
             })
             .await;
         let device = match device {
-            Ok(d) => d,
+            Ok(d) => Arc::new(d),
             Err(e) => {
                 self.known.write().expect("not poisoned").remove(&key);
                 return Err(e);
@@ -237,11 +251,7 @@ impl DdiService {
             parameters: Default::default(),
             acquirers: Default::default(),
         };
-        let caller = match credential {
-            Credential::Target(token) => Caller::Token(token),
-            Credential::Gateway => Caller::Controller(controller_id),
-        };
-        let decided = self.contact.poll(caller, state).await?;
+        let decided = self.contact.poll(credential.caller(controller_id), state).await?;
         Ok(Polled { device, decided })
     }
 

@@ -13,7 +13,6 @@ use tms_packages::wire::ddi::*;
 use tms_signing::Sha256Digest;
 
 use super::{Credential, DdiService, Polled};
-use crate::contact::Caller;
 use crate::devices::linux;
 use crate::error::{Error, ErrorCode};
 use crate::http::AppState;
@@ -55,13 +54,6 @@ fn authorise(state: &AppState, req: &HttpRequest, tenant: &str) -> Result<Creden
 fn base_url(req: &HttpRequest, tenant: &str, controller: &str) -> String {
     let info = req.connection_info();
     format!("{}://{}/{tenant}/controller/v1/{controller}", info.scheme(), info.host())
-}
-
-fn caller<'a>(credential: &'a Credential, controller: &'a str) -> Caller<'a> {
-    match credential {
-        Credential::Target(token) => Caller::Token(token),
-        Credential::Gateway => Caller::Controller(controller),
-    }
 }
 
 /// Writes a change to what the server keeps for a device, then forgets
@@ -176,7 +168,7 @@ async fn chunk(
 }
 
 /// The action a device is offered now, as `deploymentBase` and
-/// `confirmationBase/{actionId}` describe it: (polled, deployment), or 404
+/// `confirmationBase/{actionId}` describe it, or 404
 /// when the action is not offered. `confirming`: the confirmation's view,
 /// offered only while the action waits for the device's confirmation (and
 /// the deployment's only once it does not).
@@ -185,7 +177,7 @@ async fn offered_action(
     req: &HttpRequest,
     path: &ActionPath,
     confirming: bool,
-) -> Result<(Credential, Polled, Deployment), Error> {
+) -> Result<Deployment, Error> {
     let credential = authorise(state, req, &path.tenant)?;
     let polled = ddi(state).poll(&credential, &path.controller).await?;
     let Some(offer) = polled.offered().filter(|o| o.deployment_id == path.action) else {
@@ -209,14 +201,13 @@ async fn offered_action(
         (&release.key_id, &release.signature),
     )
     .await?;
-    let described = Deployment {
+    Ok(Deployment {
         download: download.into(),
         update: update.into(),
         // Offered only while its window is open.
         maintenance_window: deployment.and_then(|d| d.window).map(|_| "available".to_owned()),
         chunks: vec![chunk],
-    };
-    Ok((credential, polled, described))
+    })
 }
 
 /// `GET …/deploymentBase/{actionId}`: what the action installs, and how.
@@ -225,7 +216,7 @@ pub async fn deployment_base(
     req: HttpRequest,
     path: web::Path<ActionPath>,
 ) -> Result<HttpResponse, Error> {
-    let (_, _, deployment) = offered_action(&state, &req, &path, false).await?;
+    let deployment = offered_action(&state, &req, &path, false).await?;
     Ok(HttpResponse::Ok().json(DeploymentBase {
         id: path.action.to_string(),
         deployment,
@@ -240,7 +231,7 @@ pub async fn confirmation_action(
     req: HttpRequest,
     path: web::Path<ActionPath>,
 ) -> Result<HttpResponse, Error> {
-    let (_, _, confirmation) = offered_action(&state, &req, &path, true).await?;
+    let confirmation = offered_action(&state, &req, &path, true).await?;
     Ok(HttpResponse::Ok().json(ConfirmationAction { id: path.action.to_string(), confirmation }))
 }
 
@@ -281,26 +272,19 @@ pub async fn installed_base(
 ) -> Result<HttpResponse, Error> {
     let credential = authorise(&state, &req, &path.tenant)?;
     let device = ddi(&state).device(&credential, &path.controller).await?;
-    let Some(installed) = device.installed.filter(|i| i.deployment_id == path.action) else {
+    let Some(installed) = device.installed.as_ref().filter(|i| i.deployment_id == path.action) else {
         return Err(action_not_found());
     };
-    let release_id = installed.release_id;
+    let (release_id, deployment_id) = (installed.release_id, installed.deployment_id);
     let (release, action) = ddi(&state)
         .db()
         .run(move |conn| {
-            use diesel::prelude::*;
             let release = crate::releases::find_release_by_id(conn, release_id)?;
-            let action: Option<String> = crate::db::schema::deployments::table
-                .find(installed.deployment_id)
-                .select(crate::db::schema::deployments::action)
-                .first(conn)
-                .optional()?;
-            Ok::<_, Error>((release, action))
+            Ok::<_, Error>((release, crate::rollouts::deployments::find(conn, deployment_id)?.action()))
         })
         .await?;
     let signed = release.view();
-    let action = action.as_deref().and_then(tms_packages::contact::ActionType::parse);
-    let (download, update) = handling(action.unwrap_or(tms_packages::contact::ActionType::Forced));
+    let (download, update) = handling(action);
     let base = base_url(&req, &path.tenant, &path.controller);
     let chunk = chunk(
         &state,
@@ -334,7 +318,7 @@ pub async fn deployment_feedback_route(
     body: web::Json<ActionFeedback>,
 ) -> Result<HttpResponse, Error> {
     let credential = authorise(&state, &req, &path.tenant)?;
-    let report = deployment_feedback(&body.status).map_err(|e| Error::invalid(e.field, e.message))?;
+    let report = deployment_feedback(&body.status)?;
     let device = ddi(&state).device(&credential, &path.controller).await?;
     let deployment = ddi(&state).contact().deployment(path.action);
     let working = device.action_deployment_id == Some(path.action);
@@ -350,11 +334,11 @@ pub async fn deployment_feedback_route(
         app_id,
         status: report.status.to_owned(),
         progress_percent: report.progress_percent,
-        error_code: report.error_code.clone(),
-        message: report.message.clone(),
+        error_code: report.error_code,
+        message: report.message,
         download: None,
     };
-    ddi(&state).contact().feedback(caller(&credential, &path.controller), feedback).await?;
+    ddi(&state).contact().feedback(credential.caller(&path.controller), feedback).await?;
     let (device_id, action) = (device.row.id, path.action);
     let finished = tms_packages::wire::contact::is_final_status(report.status);
     let installed = report.status == "installed";
@@ -393,7 +377,7 @@ pub async fn cancel_feedback_route(
     body: web::Json<ActionFeedback>,
 ) -> Result<HttpResponse, Error> {
     let credential = authorise(&state, &req, &path.tenant)?;
-    let stopped = cancel_feedback(&body.status).map_err(|e| Error::invalid(e.field, e.message))?;
+    let stopped = cancel_feedback(&body.status)?;
     let device = ddi(&state).device(&credential, &path.controller).await?;
     if device.action_deployment_id != Some(path.action) {
         return Err(action_gone());

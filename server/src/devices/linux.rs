@@ -256,7 +256,10 @@ fn insert(
     }
 }
 
-fn upsert(
+/// Changes what is kept for a device (`set`, on its row, made first if
+/// need be), and records the change in the change log so every process
+/// reads the device again. Call inside the write transaction.
+fn change_target(
     conn: &mut DbConnection,
     device_id: i64,
     set: impl Fn(&mut DbConnection) -> Result<usize, diesel::result::Error>,
@@ -267,6 +270,7 @@ fn upsert(
         .on_conflict_do_nothing();
     per_backend!(conn, |c| insert.execute(c))?;
     set(conn)?;
+    changes::record(conn, &[Scope::Device(device_id)])?;
     Ok(())
 }
 
@@ -277,13 +281,11 @@ pub fn record_action(
     deployment_id: Option<i64>,
 ) -> Result<(), Error> {
     crate::db::write_tx(conn, |conn| {
-        upsert(conn, device_id, |conn| {
+        change_target(conn, device_id, |conn| {
             diesel::update(ddi_targets::table.find(device_id))
                 .set((ddi_targets::action_deployment_id.eq(deployment_id), ddi_targets::updated_at.eq(now())))
                 .execute(conn)
-        })?;
-        changes::record(conn, &[Scope::Device(device_id)])?;
-        Ok(())
+        })
     })
 }
 
@@ -294,7 +296,7 @@ pub fn record_installed(conn: &mut DbConnection, device_id: i64, deployment_id: 
         return Err(Error::not_found("deployment"));
     };
     crate::db::write_tx(conn, |conn| {
-        upsert(conn, device_id, |conn| {
+        change_target(conn, device_id, |conn| {
             diesel::update(ddi_targets::table.find(device_id))
                 .set((
                     ddi_targets::installed_deployment_id.eq(deployment_id),
@@ -303,9 +305,7 @@ pub fn record_installed(conn: &mut DbConnection, device_id: i64, deployment_id: 
                     ddi_targets::updated_at.eq(now()),
                 ))
                 .execute(conn)
-        })?;
-        changes::record(conn, &[Scope::Device(device_id)])?;
-        Ok(())
+        })
     })
 }
 
@@ -320,7 +320,7 @@ pub fn record_confirmation(
 ) -> Result<(), Error> {
     crate::db::write_tx(conn, |conn| {
         if confirmed {
-            upsert(conn, device.id, |conn| {
+            change_target(conn, device.id, |conn| {
                 diesel::update(ddi_targets::table.find(device.id))
                     .set((
                         ddi_targets::confirmed_deployment_id.eq(Some(deployment_id)),
@@ -328,7 +328,6 @@ pub fn record_confirmation(
                     ))
                     .execute(conn)
             })?;
-            changes::record(conn, &[Scope::Device(device.id)])?;
         }
         let subject = format!("device:{}", device.id);
         let detail = json!({"deployment_id": deployment_id, "details": details});
@@ -349,13 +348,11 @@ pub fn record_confirmation(
 /// Switches a device's auto-confirm on or off.
 pub fn set_auto_confirm(conn: &mut DbConnection, device_id: i64, on: bool) -> Result<(), Error> {
     crate::db::write_tx(conn, |conn| {
-        upsert(conn, device_id, |conn| {
+        change_target(conn, device_id, |conn| {
             diesel::update(ddi_targets::table.find(device_id))
                 .set((ddi_targets::auto_confirm.eq(on), ddi_targets::updated_at.eq(now())))
                 .execute(conn)
-        })?;
-        changes::record(conn, &[Scope::Device(device_id)])?;
-        Ok(())
+        })
     })
 }
 
@@ -403,10 +400,9 @@ pub fn report_attributes(
             .optional()?
             .unwrap_or_else(|| "{}".to_owned());
         let held: BTreeMap<String, String> = serde_json::from_str(&held).unwrap_or_default();
-        let attributes = tms_packages::ddi::apply_attributes(&held, mode, data)
-            .map_err(|e| Error::invalid(e.field, e.message))?;
+        let attributes = tms_packages::ddi::apply_attributes(&held, mode, data)?;
         let json = serde_json::to_string(&attributes).expect("attributes serialise");
-        upsert(conn, device_id, |conn| {
+        change_target(conn, device_id, |conn| {
             diesel::update(ddi_targets::table.find(device_id))
                 .set((
                     ddi_targets::attributes_json.eq(&json),
@@ -415,7 +411,6 @@ pub fn report_attributes(
                 ))
                 .execute(conn)
         })?;
-        changes::record(conn, &[Scope::Device(device_id)])?;
         Ok(())
     })
 }

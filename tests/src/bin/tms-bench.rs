@@ -118,11 +118,7 @@ async fn main() {
         Bench::Export { rows, postgres } => Args { artifact: false, rows, mib: 0, postgres },
         Bench::Artifact { mib, postgres } => Args { artifact: true, rows: 0, mib, postgres },
     };
-    let db = if args.postgres {
-        TestDatabase::postgres().expect("PostgreSQL at TMS_TEST_POSTGRES_URL")
-    } else {
-        TestDatabase::sqlite()
-    };
+    let db = tms_e2e::fleet_bench::bench_database(args.postgres);
     if args.artifact {
         return artifact_bench(&args, &db).await;
     }
