@@ -12,9 +12,9 @@ use std::time::{Duration, Instant};
 use clap::Args;
 use serde_json::json;
 
+use crate::ServerBuilder;
 use crate::fixtures::*;
 use crate::portal_bench::{get_page, measure_pages, sign_in};
-use crate::ServerBuilder;
 
 #[derive(Args, Debug, Clone)]
 pub struct ConsoleArgs {

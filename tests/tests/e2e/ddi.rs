@@ -737,6 +737,16 @@ backend_test!(support_registers_a_linux_device_in_the_console_and_sees_what_it_r
     browser.goto(&server.url(&format!("/console/merchants/{merchant_id}"))).await;
     browser.expect_text("Appareils Linux (hawkBit DDI)").await;
     browser.snap("merchant-fr").await;
+    // A second device, registered in French, and its page.
+    browser.fill("#linux-controller", "charger-43").await;
+    browser.fill("#linux-model", "kiosk-x86").await;
+    browser.click("#new-linux-device button[type=submit]").await;
+    browser.expect_heading("Appareil Linux enregistré").await;
+    browser.snap("registered-fr").await;
+    browser.click("a[href^='/console/terminals/']").await;
+    browser.expect_heading("charger-43").await;
+    assert!(browser.text("#facts").await.contains("Appareil Linux (hawkBit DDI)"));
+    browser.snap("linux-device-fr").await;
     browser.goto(&deployment_page).await;
     assert!(browser.text("#confirmation").await.contains("confirment avant d’installer"));
     browser.snap("deployment-confirmation-fr").await;
